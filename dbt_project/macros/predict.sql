@@ -1,0 +1,23 @@
+{#-
+  predict(model_ref, relation=none, output='default')
+
+  Score the current row with a registry model, its features bound by name. The feature list
+  comes from the registry when the model is compiled: nothing is copied into the project.
+    model_ref   'name' (its prod version; the typed fast path), 'name@alias' or 'name@<version>'
+    relation    the alias of the relation holding the features, e.g. 'f' for `from ... as f`
+    output      'default' (probability of the positive class, or the value of a regressor),
+                'score', 'label' or 'probabilities'
+-#}
+{% macro predict(model_ref, relation=none, output='default') -%}
+  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output)) }}
+{%- endmacro %}
+
+{% macro default__predict(model_ref, relation, output) -%}
+  {%- if not execute -%}
+    {{ return("null") }}
+  {%- endif -%}
+  {%- set query -%}
+    select scorehouse_predict_sql({{ dbt.string_literal(model_ref) }}, {{ dbt.string_literal(relation or '') }}, {{ dbt.string_literal(output) }})
+  {%- endset -%}
+  {{ return(run_query(query).columns[0].values()[0]) }}
+{%- endmacro %}

@@ -1,0 +1,271 @@
+"""The `scorehouse` command: train, inspect, promote and verify models; query with predict()."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import config
+from .errors import ScorehouseError
+from .registry import DEFAULT_ALIAS, ModelRef, Registry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except ScorehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scorehouse", description=__doc__)
+    parser.add_argument("--registry", help=f"registry directory (env {config.REGISTRY_ENV}; default ./registry)")
+    parser.add_argument("--warehouse", help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train, check and register models from spec files")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--alias", help="also point this alias at the trained version (e.g. prod)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("models", help="list models, versions and aliases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("show", help="show one version: MODEL, MODEL@ALIAS or MODEL@VERSION")
+    p.add_argument("ref", metavar="MODEL[@ALIAS|VERSION]")
+    p.add_argument("--json", action="store_true", help="print the whole manifest")
+    p.set_defaults(run=cmd_show)
+
+    p = sub.add_parser("promote", help="point an alias at a version (default alias: prod)")
+    p.add_argument("model")
+    p.add_argument("version", help="a version number or 'latest'")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.set_defaults(run=cmd_promote)
+
+    p = sub.add_parser("rollback", help="move an alias back to the version it pointed at before")
+    p.add_argument("model")
+    p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.set_defaults(run=cmd_rollback)
+
+    p = sub.add_parser("verify", help="check hashes and re-score each version's stored sample")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("sql", help="run SQL on the warehouse with predict() (no query: interactive shell)")
+    p.add_argument("query", nargs="?")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--write", action="store_true", help="open the warehouse read-write (default: read-only)")
+    p.set_defaults(run=cmd_sql)
+    return parser
+
+
+def _registry(args) -> Registry:
+    return Registry(args.registry)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_train(args) -> int:
+    from .spec import load_spec
+    from .training import train_and_register
+
+    registry = _registry(args)
+    results = []
+    for path in args.specs:
+        spec = load_spec(path)
+        version, created = train_and_register(spec, registry, args.warehouse, log=_log)
+        if args.alias:
+            registry.promote(spec.name, version, args.alias)
+            _log(f"{spec.name}: {args.alias} -> version {version}")
+        results.append({"model": spec.name, "version": version, "created": created})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    registry = _registry(args)
+    rows = []
+    for name in registry.models():
+        versions = registry.versions(name)
+        latest = registry.card(name, versions[-1]).manifest if versions else {}
+        rows.append({
+            "model": name,
+            "task": latest.get("task"),
+            "versions": versions,
+            "aliases": registry.aliases(name),
+            "latest_created": latest.get("created_at"),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"No models in registry {registry.root}")
+    else:
+        print(format_table(
+            ["model", "task", "versions", "aliases", "latest created"],
+            [[r["model"], r["task"], ",".join(map(str, r["versions"])),
+              " ".join(f"{a}->{v}" for a, v in sorted(r["aliases"].items())) or "-", r["latest_created"]]
+             for r in rows],
+        ))
+    return 0
+
+
+def cmd_show(args) -> int:
+    registry = _registry(args)
+    name, version = registry.resolve(ModelRef.parse(args.ref))
+    manifest = registry.card(name, version).manifest
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+        return 0
+    aliases = [a for a, v in registry.aliases(name).items() if v == version]
+    parity = manifest["parity"]
+    print(f"{name} version {version}" + (f" ({', '.join(sorted(aliases))})" if aliases else ""))
+    print(f"  {manifest.get('description') or ''}".rstrip())
+    print(f"  task        {manifest['task']}" + (f", positive class '{manifest['positive_class']}'"
+                                                 if manifest.get("positive_class") else ""))
+    print(f"  estimator   {manifest['estimator']['class']} {json.dumps(manifest['estimator']['params'])}")
+    print(f"  trained on  {manifest['training_data']['source']}: {manifest['training_data']['rows']} rows "
+          f"({manifest['training_data']['holdout_rows']} held out), created {manifest['created_at']}")
+    print(f"  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in manifest["metrics"].items()))
+    print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
+          f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
+    print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
+    print()
+    print(format_table(
+        ["feature", "kind", "sql type", "categories seen in training"],
+        [[f["name"], f["kind"], f["sql_type"], ", ".join(f.get("categories", [])) or "-"] for f in manifest["features"]],
+    ))
+    return 0
+
+
+def cmd_promote(args) -> int:
+    registry = _registry(args)
+    if args.version == "latest":
+        versions = registry.versions(args.model)
+        if not versions:
+            registry.resolve(ModelRef(args.model, alias=args.alias))  # raises, listing the known models
+        version = versions[-1]
+    elif args.version.isdigit():
+        version = int(args.version)
+    else:
+        raise ScorehouseError(f"VERSION must be a number or 'latest', found '{args.version}'")
+    previous = registry.promote(args.model, version, args.alias)
+    if previous == version:
+        print(f"{args.model}: {args.alias} already points at version {version}")
+    else:
+        print(f"{args.model}: {args.alias} -> version {version}" + (f" (was {previous})" if previous else ""))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    old, new = _registry(args).rollback(args.model, args.alias)
+    print(f"{args.model}: {args.alias} -> version {new} (was {old})")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    registry = _registry(args)
+    names = [args.model] if args.model else registry.models()
+    if args.model and not registry.versions(args.model):
+        registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
+    results = []
+    for name in names:
+        for version in registry.versions(name):
+            problems = registry.verify(name, version)
+            results.append({"model": name, "version": version, "ok": not problems, "problems": problems})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(format_table(["model", "version", "status"],
+                           [[r["model"], r["version"], "ok" if r["ok"] else "; ".join(r["problems"])] for r in results]))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_sql(args) -> int:
+    from . import duckdb as engine
+
+    path = config.warehouse_path(args.warehouse)
+    if not args.write and not path.exists():
+        raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
+    conn = engine.connect(path, registry=args.registry, read_only=not args.write)
+    try:
+        if args.query:
+            return _run_sql(conn, args.query, args.format, _registry(args))
+        return _shell(conn, args.format, _registry(args))
+    finally:
+        conn.close()
+
+
+def _run_sql(conn, query: str, output_format: str, registry: Registry) -> int:
+    import duckdb
+
+    from . import duckdb as engine
+
+    try:
+        relation = conn.sql(query)
+        if relation is None:
+            return 0
+        if output_format == "table":
+            relation.show(max_rows=1000, max_width=200)
+        else:
+            table = relation.to_arrow_table()
+            if output_format == "json":
+                print(json.dumps(table.to_pylist(), default=str, indent=1))
+            else:
+                import pyarrow.csv as pacsv
+
+                pacsv.write_csv(table, sys.stdout.buffer)
+        return 0
+    except duckdb.Error as exc:
+        print(f"error: {engine.friendly_error(exc, registry)}", file=sys.stderr)
+        return 1
+
+
+def _shell(conn, output_format: str, registry: Registry) -> int:
+    try:
+        import readline  # noqa: F401  (line editing and history)
+    except ImportError:
+        pass
+    print("scorehouse SQL shell: statements end with ';', .quit or Ctrl-D leaves. "
+          "predict('model', t) scores a whole row t.", file=sys.stderr)
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("scorehouse> " if not buffer else "      ...> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        if not buffer and line.strip() in (".quit", ".exit", "quit", "exit"):
+            return 0
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            _run_sql(conn, "\n".join(buffer), output_format, registry)
+            buffer = []
+
+
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """Return rows as an aligned plain-text table."""
+    cells = [[str("" if v is None else v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

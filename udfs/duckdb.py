@@ -1,0 +1,222 @@
+"""DuckDB adapter: register the registry's models as SQL functions on a connection.
+
+    predict_<model>(STRUCT(<features>))    typed fast path for the model's `prod` version;
+                                           DuckDB binds the struct's fields by name
+    predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored
+    predict_label / predict_proba          the predicted class / a class -> probability map
+    scorehouse_model_version('<ref>')      the version a reference scores with
+    scorehouse_predict_sql('<ref>', '<relation>', '<output>')  what the dbt predict() macro compiles to
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from .errors import FeatureError, ScorehouseError
+from .model import OUTPUT_SQL_TYPES
+from .registry import DEFAULT_ALIAS, ModelRef, Registry
+from .schema import quote_identifier
+from .scoring import Scorer
+
+GENERIC = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
+_JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
+
+
+def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
+            **config) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB database (default: the project warehouse) with every predict function registered."""
+    from . import config as paths
+
+    target = str(paths.warehouse_path(path)) if path != ":memory:" else ":memory:"
+    if target != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+    conn = duckdb.connect(target, read_only=read_only, config=config)
+    register(conn, registry)
+    return conn
+
+
+def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | None = None) -> Scorer:
+    """Register the predict functions and macros on `conn`; return the Scorer they share."""
+    scorer = scorer or Scorer(registry if isinstance(registry, Registry) else Registry(registry))
+    varchar = duckdb.sqltype("VARCHAR")
+    for card in scorer.default_cards():
+        struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
+        conn.create_function(
+            f"predict_{card.name}", _typed_udf(scorer, card.name), [struct],
+            duckdb.sqltype(OUTPUT_SQL_TYPES[card.default_output]),
+            type="arrow", null_handling="special", side_effects=False,
+        )
+    for output, function in GENERIC.items():
+        conn.create_function(
+            f"scorehouse_{function}", _generic_udf(scorer, output), [varchar, varchar, varchar],
+            duckdb.sqltype(OUTPUT_SQL_TYPES[output]), type="arrow", null_handling="special", side_effects=False,
+        )
+    conn.create_function("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], [varchar],
+                         duckdb.sqltype("INTEGER"), side_effects=False)
+    conn.create_function("scorehouse_predict_sql",
+                         lambda ref, relation, output: predict_sql(scorer, ref, relation, output),
+                         [varchar, varchar, varchar], varchar, side_effects=False)
+    create_macros(conn)
+    return scorer
+
+
+def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the generic predict macros (temporary: a cursor needs its own)."""
+    for function in GENERIC.values():
+        conn.execute(
+            f"create or replace temp macro {function}(model, features) as "
+            f"scorehouse_{function}(model, to_json(features), typeof(features))"
+        )
+
+
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default") -> str:
+    """Return the SQL expression scoring `ref` on the current row, with features bound by name.
+
+    A bare model name (its `prod` version) uses the typed predict_<model> function; other
+    references and outputs use the generic functions.
+    """
+    card = scorer.card(ref)
+    output = card.check_output(output)
+    prefix = f"{quote_identifier(relation)}." if relation else ""
+    struct = "struct_pack(" + ", ".join(
+        f"{quote_identifier(f.name)} := {prefix}{quote_identifier(f.name)}" for f in card.features) + ")"
+    parsed = ModelRef.parse(ref)
+    if parsed.alias == DEFAULT_ALIAS and ref.strip() == card.name and output == card.default_output:
+        return f"predict_{card.name}({struct})"
+    return f"{GENERIC[output]}('{ref}', {struct})"
+
+
+def _typed_udf(scorer: Scorer, name: str):
+    def predict(features: pa.ChunkedArray) -> pa.Array:
+        structs = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
+        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
+        result = scorer.predict(name, columns)
+        return _null_where_null(result, structs)
+
+    return predict
+
+
+def _generic_udf(scorer: Scorer, output: str):
+    def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
+        refs, rows = _flat(refs), _flat(rows)
+        if refs.null_count:
+            raise ScorehouseError("predict(): the model reference is NULL")
+        row_type = _flat(row_types)[0].as_py() if len(row_types) else ""
+        unique = pc.unique(refs).to_pylist()
+        if len(unique) == 1:
+            return _score_json(scorer, unique[0], rows, row_type, output)
+        parts, order = [], []
+        for ref in unique:
+            where = pc.equal(refs, ref)
+            order.append(pc.indices_nonzero(where))
+            parts.append(_score_json(scorer, ref, rows.filter(where), row_type, output))
+        positions = pa.concat_arrays(order)
+        return pa.concat_arrays(parts).take(pc.sort_indices(positions))
+
+    return predict
+
+
+def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
+    fields = struct_fields(row_type, scorer.describe(ref))
+    scorer.check_input(ref, fields)
+    card = scorer.card(ref)
+    card.check_output(output)
+    schema = pa.schema([(f.name, _JSON_TYPES[f.sql_type]) for f in card.features])
+    lines = pc.fill_null(rows, "{}")
+    if len(lines) == 0:
+        columns = {f.name: pa.array([], type=schema.field(f.name).type) for f in card.features}
+    else:
+        body = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
+        table = pajson.read_json(
+            io.BytesIO(body[0].as_py().encode()),
+            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+        )
+        columns = {name: table.column(name) for name in schema.names}
+    return _null_where_null(scorer.predict(ref, columns, output), rows)
+
+
+def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
+    """Parse DuckDB's `STRUCT(a INTEGER, "b c" VARCHAR, ...)` into {field: type}."""
+    text = type_name.strip()
+    if not (text.upper().startswith("STRUCT(") and text.endswith(")")):
+        raise FeatureError(
+            f"Model {model}: predict() takes a row or a struct of named features, found {text or 'nothing'}; "
+            "e.g. predict('model', t) for a whole row of table t, or predict('model', {'lvr': lvr, ...})"
+        )
+    fields: dict[str, str] = {}
+    for part in _split_top_level(text[len("STRUCT("):-1]):
+        part = part.strip()
+        if part.startswith('"'):
+            end = 1
+            while (end := part.index('"', end)) + 1 < len(part) and part[end + 1] == '"':
+                end += 2
+            name, kind = part[1:end].replace('""', '"'), part[end + 1:]
+        else:
+            name, _, kind = part.partition(" ")
+        if name in fields:
+            raise FeatureError(f"Model {model}: the input has two fields named '{name}'")
+        fields[name] = kind.strip()
+    return fields
+
+
+def _split_top_level(body: str) -> list[str]:
+    """Split on commas outside parentheses and double quotes."""
+    parts, current, depth, quoted = [], [], 0, False
+    for ch in body:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif ch == "," and depth == 0 and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(ch)
+    return [*parts, "".join(current)] if current else parts
+
+
+def friendly_error(exc: Exception, registry=None) -> str:
+    """Return a DuckDB error as a person should read it: the scorehouse message, not the wrapping."""
+    message = str(exc)
+    marker = "Python exception occurred while executing the UDF: "
+    if marker in message:
+        message = message.split(marker, 1)[1]
+        kind, sep, rest = message.partition(": ")
+        if sep and kind.isidentifier():
+            message = rest
+        return message
+    return explain_bind_error(message, Scorer(registry))
+
+
+def explain_bind_error(message: str, scorer: Scorer) -> str:
+    """Rewrite DuckDB's 'no function matches predict_<model>(STRUCT(...))' into a feature-level message."""
+    marker = "argument types 'predict_"
+    if marker not in message:
+        return message
+    call = message.split(marker, 1)[1]
+    name, _, rest = call.partition("(")
+    if not name or name not in scorer.registry.models():
+        return message
+    given = rest.split(")'", 1)[0]
+    try:
+        scorer.check_input(name, struct_fields(given, scorer.describe(name)))
+    except FeatureError as exc:
+        return str(exc)
+    return message
+
+
+def _flat(array):
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def _null_where_null(result: pa.Array, inputs: pa.Array) -> pa.Array:
+    """A NULL row (not a row of NULLs) scores NULL."""
+    if not inputs.null_count:
+        return result
+    return pc.if_else(inputs.is_valid(), result, pa.scalar(None, result.type))

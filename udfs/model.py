@@ -1,0 +1,118 @@
+"""A registered model version ready to score: its manifest and one onnxruntime session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ScorehouseError
+from .schema import Feature, model_inputs
+
+# What a model can return to SQL. `score` is the positive-class probability of a binary
+# classifier or the value of a regressor; `label` the predicted class; `probabilities` a
+# class -> probability map.
+OUTPUTS = ("score", "label", "probabilities")
+DEFAULT_OUTPUT = {"binary": "score", "regression": "score", "multiclass": "label"}
+OUTPUT_SQL_TYPES = {"score": "DOUBLE", "label": "VARCHAR", "probabilities": "MAP(VARCHAR, DOUBLE)"}
+# onnxruntime inside a SQL engine: the engine already runs one call per thread (see DESIGN.md).
+THREADS_ENV = "SCOREHOUSE_ORT_THREADS"
+
+
+class ModelCard:
+    """What a manifest says about a model version, without the artifact."""
+
+    def __init__(self, manifest: Mapping[str, Any]):
+        self.manifest = manifest
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> int:
+        return int(self.manifest["version"])
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def features(self) -> list[Feature]:
+        return [Feature.from_dict(f) for f in self.manifest["features"]]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest.get("classes") or [])
+
+    @property
+    def default_output(self) -> str:
+        return DEFAULT_OUTPUT[self.task]
+
+    def check_output(self, output: str) -> str:
+        """Return the output to compute, failing if this model cannot give it."""
+        output = self.default_output if output in (None, "", "default") else output
+        if output not in OUTPUTS:
+            raise ScorehouseError(f"Unknown output '{output}'; choose one of {list(OUTPUTS)}")
+        if self.task == "regression" and output != "score":
+            raise ScorehouseError(f"Model {self.label} is a regressor: it has no '{output}' output, only 'score'")
+        if self.task == "multiclass" and output == "score":
+            raise ScorehouseError(
+                f"Model {self.label} is a multiclass classifier: it has no single 'score'; "
+                "use predict_label(...) or predict_proba(...)"
+            )
+        return output
+
+
+class LoadedModel(ModelCard):
+    """A model card plus the ONNX bytes; the onnxruntime session is created on first use."""
+
+    def __init__(self, manifest: Mapping[str, Any], onnx_bytes: bytes):
+        super().__init__(manifest)
+        self.onnx_bytes = onnx_bytes
+
+    @cached_property
+    def session(self):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(os.environ.get(THREADS_ENV, "1"))
+        options.inter_op_num_threads = 1
+        return ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the ONNX graph on prepared inputs; return its outputs by role."""
+        roles = self.manifest["onnx_outputs"]
+        names = list(roles.values())
+        values = self.session.run(names, dict(feeds))
+        return dict(zip(roles, values))
+
+    def predict(self, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
+        """Score named Arrow columns (extra columns ignored) and return one Arrow array."""
+        output = self.check_output(output)
+        feeds = model_inputs(self.label, self.features, columns)
+        return self.to_arrow(self.run(feeds), output)
+
+    def to_arrow(self, raw: Mapping[str, np.ndarray], output: str) -> pa.Array:
+        """Turn raw ONNX outputs into the Arrow array of one output."""
+        if output == "score":
+            if self.task == "regression":
+                return pa.array(raw["value"].reshape(-1).astype(np.float64))
+            positive = self.classes.index(self.manifest["positive_class"])
+            return pa.array(raw["probabilities"][:, positive].astype(np.float64))
+        if output == "label":
+            return pa.array(raw["label"].reshape(-1).astype(str), pa.string())
+        probs = raw["probabilities"].astype(np.float64)
+        n, k = probs.shape
+        keys = pa.array(self.classes * n, pa.string())
+        offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+        return pa.MapArray.from_arrays(offsets, keys, pa.array(probs.reshape(-1)))
+

@@ -1,0 +1,321 @@
+"""A model registry on disk: immutable numbered versions, movable aliases, sha256 checked on every load.
+
+    <root>/<model>/versions/<n>/model.onnx       the scoring artifact
+                                manifest.json    schema, outputs, metrics, parity, hashes
+                                manifest.sha256  the manifest's own hash
+                                sample.json      a few holdout rows with their expected outputs
+    <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]}}
+
+Versions are written to a staging folder and renamed into place; aliases are rewritten through a
+temporary file and os.replace, under a per-model file lock. Only ONNX and JSON are read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .errors import IntegrityError, ModelNotFound, ScorehouseError
+from .model import LoadedModel, ModelCard
+
+DEFAULT_ALIAS = "prod"
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+MANIFEST_SUM_FILE = "manifest.sha256"
+SAMPLE_FILE = "sample.json"
+ALIAS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+_loaded: dict[tuple[str, str, int], LoadedModel] = {}  # per process: versions never change
+_loaded_lock = threading.Lock()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """`name`, `name@alias` or `name@<version number>`; a bare name means the `prod` alias."""
+
+    name: str
+    alias: str | None = None
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        name, _, selector = str(text).strip().partition("@")
+        if not name:
+            raise ModelNotFound(f"Model reference '{text}' has no model name; use name, name@alias or name@version")
+        if not selector:
+            return cls(name, alias=DEFAULT_ALIAS)
+        if selector.isdigit():
+            return cls(name, version=int(selector))
+        return cls(name, alias=selector)
+
+    def __str__(self) -> str:
+        if self.version is not None:
+            return f"{self.name}@{self.version}"
+        return self.name if self.alias == DEFAULT_ALIAS else f"{self.name}@{self.alias}"
+
+
+class Registry:
+    """A directory of models; see the module docstring for the layout."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = config.registry_path(root)
+
+    def __repr__(self) -> str:
+        return f"Registry({str(self.root)!r})"
+
+    # ---- reading -----------------------------------------------------------------------------
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir())
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / name / "versions"
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+    def aliases(self, name: str) -> dict[str, int]:
+        return {alias: entry["version"] for alias, entry in self._alias_file(name).items()}
+
+    def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
+        """Return (name, version) for a reference, or fail listing what exists."""
+        ref = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
+        versions = self.versions(ref.name)
+        if not versions:
+            known = ", ".join(self.models()) or "(none)"
+            raise ModelNotFound(f"Model '{ref}' not found in registry {self.root}; known models: {known}")
+        if ref.version is not None:
+            if ref.version not in versions:
+                raise ModelNotFound(
+                    f"Model '{ref}': version {ref.version} does not exist; "
+                    f"versions: {_join(versions)}; aliases: {self._describe_aliases(ref.name)}"
+                )
+            return ref.name, ref.version
+        aliases = self.aliases(ref.name)
+        if ref.alias not in aliases:
+            hint = f" (promote one with: scorehouse promote {ref.name} VERSION --alias {ref.alias})"
+            raise ModelNotFound(
+                f"Model '{ref}': no alias '{ref.alias}'; aliases: {self._describe_aliases(ref.name)}; "
+                f"versions: {_join(versions)}{hint}"
+            )
+        version = aliases[ref.alias]
+        if version not in versions:
+            raise ModelNotFound(
+                f"Model '{ref}': alias '{ref.alias}' points at version {version}, which no longer exists; "
+                f"versions: {_join(versions)}"
+            )
+        return ref.name, version
+
+    def card(self, name: str, version: int) -> ModelCard:
+        """Return the verified manifest of a version."""
+        return ModelCard(self._manifest(name, version))
+
+    def load(self, name: str, version: int) -> LoadedModel:
+        """Return the version's model, its artifact verified once per process."""
+        key = (str(self.root.resolve()), name, version)
+        with _loaded_lock:
+            model = _loaded.get(key)
+            if model is None:
+                manifest = self._manifest(name, version)
+                model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
+                _loaded[key] = model
+            return model
+
+    def sample(self, name: str, version: int) -> dict[str, Any]:
+        manifest = self._manifest(name, version)
+        return json.loads(self._read_verified(name, version, SAMPLE_FILE, manifest))
+
+    def verify(self, name: str, version: int) -> list[str]:
+        """Return the problems of one version: failed hashes, or a stored sample it no longer reproduces."""
+        try:
+            manifest = self._manifest(name, version)
+            for filename in manifest["artifacts"]:
+                self._read_verified(name, version, filename, manifest)
+            model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
+            return sample_problems(model, self.sample(name, version))
+        except ScorehouseError as exc:
+            return [str(exc)]
+
+    def find(self, name: str, matches: Callable[[dict[str, Any]], bool]) -> int | None:
+        """Return the newest version whose manifest `matches`."""
+        for version in reversed(self.versions(name)):
+            if matches(self._manifest(name, version)):
+                return version
+        return None
+
+    # ---- writing -----------------------------------------------------------------------------
+    def register(self, manifest: dict[str, Any], files: Mapping[str, bytes]) -> int:
+        """Store a new immutable version; return its number. Nothing is visible until complete."""
+        name = manifest["name"]
+        model_dir = self.root / name
+        (model_dir / "versions").mkdir(parents=True, exist_ok=True)
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        try:
+            staging.mkdir()
+            with self._lock(name):
+                version = max(self.versions(name), default=0) + 1
+                manifest = {**manifest, "version": version,
+                            "artifacts": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()}}
+                for filename, data in files.items():
+                    _write_synced(staging / filename, data)
+                body = _dump_json(manifest)
+                _write_synced(staging / MANIFEST_FILE, body)
+                _write_synced(staging / MANIFEST_SUM_FILE, sha256_bytes(body).encode() + b"\n")
+                os.rename(staging, model_dir / "versions" / str(version))
+                _fsync_dir(model_dir / "versions")
+            return version
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
+        """Point `alias` at `version`; return the version it pointed at before."""
+        if not ALIAS_NAME.match(alias) or alias.isdigit():
+            raise ScorehouseError(f"Alias '{alias}' must start with a letter and hold letters, digits, _ or -")
+        self.resolve(ModelRef(name, version=version))
+        with self._lock(name):
+            entries = self._alias_file(name)
+            entry = entries.get(alias, {"version": None, "history": []})
+            previous = entry["version"]
+            if previous != version:
+                entries[alias] = {"version": version, "history": [*entry["history"], version]}
+                self._write_alias_file(name, entries)
+            return previous
+
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
+        """Move `alias` back to the version it pointed at before; return (from, to)."""
+        self.resolve(ModelRef(name, alias=alias))
+        with self._lock(name):
+            entries = self._alias_file(name)
+            history = entries[alias]["history"]
+            if len(history) < 2:
+                raise ScorehouseError(
+                    f"Model '{name}': alias '{alias}' has no earlier version to roll back to "
+                    f"(history: {_join(history)})"
+                )
+            entries[alias] = {"version": history[-2], "history": history[:-1]}
+            self._write_alias_file(name, entries)
+            return history[-1], history[-2]
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _version_dir(self, name: str, version: int) -> Path:
+        return self.root / name / "versions" / str(version)
+
+    def _manifest(self, name: str, version: int) -> dict[str, Any]:
+        folder = self._version_dir(name, version)
+        try:
+            body = (folder / MANIFEST_FILE).read_bytes()
+            recorded = (folder / MANIFEST_SUM_FILE).read_text().strip()
+        except FileNotFoundError as exc:
+            if not folder.is_dir():
+                self.resolve(ModelRef(name, version=version))
+            raise IntegrityError(f"Model {name} v{version}: {Path(exc.filename).name} is missing in {folder}") from None
+        if sha256_bytes(body) != recorded:
+            raise IntegrityError(
+                f"Model {name} v{version}: {MANIFEST_FILE} failed its sha256 check "
+                f"(recorded {recorded[:12]}…, found {sha256_bytes(body)[:12]}…) in {folder}; refusing to load it"
+            )
+        return json.loads(body)
+
+    def _read_verified(self, name: str, version: int, filename: str, manifest: Mapping[str, Any]) -> bytes:
+        path = self._version_dir(name, version) / filename
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"Model {name} v{version}: {filename} is missing in {path.parent}") from None
+        recorded = manifest["artifacts"][filename]["sha256"]
+        if sha256_bytes(data) != recorded:
+            raise IntegrityError(
+                f"Model {name} v{version}: {filename} failed its sha256 check "
+                f"(recorded {recorded[:12]}…, found {sha256_bytes(data)[:12]}…) in {path.parent}; refusing to load it"
+            )
+        return data
+
+    def _alias_file(self, name: str) -> dict[str, dict[str, Any]]:
+        path = self.root / name / "aliases.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _write_alias_file(self, name: str, entries: Mapping[str, Any]) -> None:
+        path = self.root / name / "aliases.json"
+        tmp = path.with_name(f".aliases-{uuid.uuid4().hex}.tmp")
+        _write_synced(tmp, _dump_json(entries))
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+
+    def _describe_aliases(self, name: str) -> str:
+        aliases = self.aliases(name)
+        return ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "(none)"
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+        with open(self.root / name / ".lock", "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:
+    """Re-score the stored holdout sample and compare with scikit-learn's recorded outputs."""
+    import numpy as np
+    import pyarrow as pa
+
+    columns = {f.name: pa.array([row.get(f.name) for row in sample["rows"]],
+                                pa.float64() if f.kind == "numeric" else pa.string()) for f in model.features}
+    problems = []
+    for output, expected in sample["expected"].items():
+        got = model.predict(columns, output).to_pylist()
+        if output == "label":
+            wrong = sum(g != e for g, e in zip(got, expected))
+            if wrong:
+                problems.append(f"Model {model.label}: {wrong} of {len(expected)} sample labels differ from scikit-learn's")
+            continue
+        diff = float(np.max(np.abs(np.asarray(got) - np.asarray(expected)), initial=0.0))
+        if diff > model.manifest["parity"]["tolerance"]:
+            problems.append(f"Model {model.label}: sample {output} differs from scikit-learn's by {diff:.3g} "
+                            f"(tolerance {model.manifest['parity']['tolerance']:.3g})")
+    return problems
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values) or "(none)"
+
+
+def _dump_json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,125 @@
+"""A model's feature schema and the one conversion from columns to model inputs.
+
+Training and every engine go through `model_inputs`, so what scikit-learn was fitted on and what
+onnxruntime scores are prepared the same way: numeric features as float32 with NULL as NaN (the
+pipeline imputes them), categorical features as strings with NULL as the empty string (a category
+of its own when seen in training, ignored by the one-hot encoder otherwise).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import FeatureError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+SQL_TYPES = {NUMERIC: "DOUBLE", CATEGORICAL: "VARCHAR"}
+MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer needs a string sentinel
+
+# SQL types (DuckDB and Spark spellings) each kind of feature accepts without a cast.
+_NUMERIC_SQL = re.compile(
+    r"^(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+    r"FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|\"?NULL\"?|VOID)$",
+    re.IGNORECASE,
+)
+_CATEGORICAL_SQL = re.compile(r"^(VARCHAR|STRING|TEXT|ENUM\(.*\)|\"?NULL\"?|VOID)$", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """One named model input."""
+
+    name: str
+    kind: str  # NUMERIC or CATEGORICAL
+    categories: tuple[str, ...] = ()  # categories seen in training (categorical only)
+
+    @property
+    def sql_type(self) -> str:
+        return SQL_TYPES[self.kind]
+
+    def to_dict(self) -> dict:
+        data = {"name": self.name, "kind": self.kind, "sql_type": self.sql_type}
+        if self.kind == CATEGORICAL:
+            data["categories"] = list(self.categories)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Feature:
+        return cls(data["name"], data["kind"], tuple(data.get("categories") or ()))
+
+    def accepts_sql_type(self, sql_type: str) -> bool:
+        pattern = _NUMERIC_SQL if self.kind == NUMERIC else _CATEGORICAL_SQL
+        return bool(pattern.match(sql_type.strip()))
+
+    def accepts_arrow_type(self, arrow_type: pa.DataType) -> bool:
+        if pa.types.is_null(arrow_type):
+            return True
+        if pa.types.is_dictionary(arrow_type):
+            arrow_type = arrow_type.value_type
+        if self.kind == NUMERIC:
+            return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type)
+        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
+
+
+def describe_features(features: list[Feature]) -> str:
+    """Return 'a DOUBLE, b VARCHAR': the expected features as a person reads them."""
+    return ", ".join(f"{f.name} {f.sql_type}" for f in features)
+
+
+def check_columns(model_label: str, features: list[Feature], found: Mapping[str, str], typed=None) -> None:
+    """Fail unless every feature is among `found` (name -> type) with a type it accepts.
+
+    `typed` tells how to test a type: Feature.accepts_sql_type (default) or accepts_arrow_type.
+    """
+    accepts = typed or Feature.accepts_sql_type
+    missing = [f for f in features if f.name not in found]
+    if missing:
+        names = ", ".join(f"'{f.name}'" for f in missing)
+        spare = [c for c in found if c not in {f.name for f in features}]
+        guesses = {f.name: difflib.get_close_matches(f.name, spare, n=1) for f in missing}
+        hint = "; ".join(f"did you mean '{g[0]}' for '{m}'?" for m, g in guesses.items() if g)
+        raise FeatureError(
+            f"Model {model_label}: feature{'s' if len(missing) > 1 else ''} {names} "
+            f"{'are' if len(missing) > 1 else 'is'} missing from the input; "
+            f"expected features: {describe_features(features)}; found columns: {', '.join(found) or '(none)'}"
+            + (f"; {hint}" if hint else "")
+        )
+    for f in features:
+        if not accepts(f, found[f.name]):
+            raise FeatureError(
+                f"Model {model_label}: feature '{f.name}' has type {found[f.name]}, "
+                f"expected {f.sql_type} ({f.kind})"
+            )
+
+
+def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+    """Convert named Arrow columns into the (n, 1) arrays the ONNX graph takes, one per feature."""
+    check_columns(model_label, features, {k: v.type for k, v in columns.items()},
+                  typed=Feature.accepts_arrow_type)
+    feeds = {}
+    for f in features:
+        column = columns[f.name]
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        if f.kind == NUMERIC:
+            values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)
+            feeds[f.name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
+        else:
+            values = pc.fill_null(pc.cast(column, pa.string()), MISSING_CATEGORY)
+            feeds[f.name] = values.to_numpy(zero_copy_only=False).astype(object).reshape(-1, 1)
+    return feeds
+
+
+def quote_identifier(identifier: str) -> str:
+    """Quote a column name for SQL (DuckDB and Spark SQL with ANSI quoting)."""
+    return '"' + identifier.replace('"', '""') + '"'

@@ -1,0 +1,68 @@
+"""The engine-neutral scoring surface every SQL engine adapter wraps.
+
+A Scorer resolves each model reference once (so one build, one query or one session scores with
+one version per reference, even if an alias moves meanwhile), checks the input's columns by name,
+and scores Arrow columns with the registry's cached onnxruntime sessions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from .errors import FeatureError, ModelNotFound
+from .model import LoadedModel, ModelCard
+from .registry import DEFAULT_ALIAS, ModelRef, Registry
+from .schema import check_columns
+
+
+class Scorer:
+    """Model references resolved once, input checks, and scoring, for one engine session."""
+
+    def __init__(self, registry: Registry | None = None):
+        self.registry = registry if isinstance(registry, Registry) else Registry(registry)
+        self._resolved: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def resolve(self, ref: str) -> tuple[str, int]:
+        """Return (name, version) for a reference, the same answer for the life of this scorer."""
+        with self._lock:
+            if ref not in self._resolved:
+                self._resolved[ref] = self.registry.resolve(ModelRef.parse(ref))
+            return self._resolved[ref]
+
+    def card(self, ref: str) -> ModelCard:
+        return self.registry.card(*self.resolve(ref))
+
+    def model(self, ref: str) -> LoadedModel:
+        return self.registry.load(*self.resolve(ref))
+
+    def describe(self, ref: str) -> str:
+        """Return 'name@alias (version n)', how errors name a model."""
+        name, version = self.resolve(ref)
+        return f"{ModelRef.parse(ref)} (version {version})"
+
+    def default_cards(self) -> list[ModelCard]:
+        """Return the model each model name refers to (its `prod` alias), where one is set."""
+        cards = []
+        for name in self.registry.models():
+            if DEFAULT_ALIAS in self.registry.aliases(name):
+                try:
+                    cards.append(self.card(name))
+                except ModelNotFound:
+                    continue  # an alias at a deleted version: the error surfaces when it is used
+        return cards
+
+    def check_input(self, ref: str, found: Mapping[str, str]) -> None:
+        """Fail unless the input columns (name -> SQL type) hold every feature with a usable type."""
+        check_columns(self.describe(ref), self.card(ref).features, found)
+
+    def predict(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
+        """Score named columns with the referenced model; extra columns are ignored."""
+        model = self.model(ref)
+        try:
+            return model.predict(columns, output)
+        except FeatureError as exc:
+            raise FeatureError(str(exc).replace(f"Model {model.label}", f"Model {self.describe(ref)}", 1)) from None

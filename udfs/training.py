@@ -1,0 +1,334 @@
+"""Train a spec's scikit-learn pipeline, export it to ONNX, check parity, and register it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .errors import ParityError, SpecError
+from .model import LoadedModel
+from .registry import Registry
+from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
+from .spec import ModelSpec, _class_label
+
+PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout probabilities
+# Regressors: ONNX computes in float32, so the error scales with the target's magnitude:
+# |difference| <= VALUE_RTOL * max(1, mean |value| on the holdout).
+VALUE_RTOL = 1e-5
+SAMPLE_ROWS = 20
+LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "duckdb", "pyarrow")
+
+
+def _estimators() -> dict[str, dict[str, type]]:
+    """The estimators a spec may name, per task (a literal table, not import side effects)."""
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+    classifiers = {
+        "logistic_regression": LogisticRegression,
+        "random_forest": RandomForestClassifier,
+        "gradient_boosting": GradientBoostingClassifier,
+        "hist_gradient_boosting": HistGradientBoostingClassifier,
+    }
+    return {
+        "binary": classifiers,
+        "multiclass": classifiers,
+        "regression": {
+            "linear_regression": LinearRegression,
+            "ridge": Ridge,
+            "random_forest": RandomForestRegressor,
+            "gradient_boosting": GradientBoostingRegressor,
+            "hist_gradient_boosting": HistGradientBoostingRegressor,
+        },
+    }
+
+
+# Linear models get a scaler; tree models must not: the float32 scaler output in ONNX flips split
+# thresholds (measured max |dp| 0.31 for HistGradientBoosting), see DESIGN.md.
+SCALED_ESTIMATORS = frozenset({"logistic_regression", "linear_regression", "ridge"})
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A trained model that passed parity, not yet registered."""
+
+    manifest: dict[str, Any]
+    onnx_bytes: bytes
+    sample: dict[str, Any]
+
+
+def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Table:
+    """Read the spec's features and target from the warehouse or a file, in a stable row order."""
+    import duckdb
+
+    from . import config
+
+    columns = ", ".join(quote_identifier(c) for c in [*spec.features, spec.target])
+    where = f" where {spec.source.where}" if spec.source.where else ""
+    if spec.source.table:
+        path = config.warehouse_path(warehouse)
+        if not path.exists():
+            raise SpecError(f"Model {spec.name}: warehouse {path} does not exist (source table {spec.source.table})")
+        con = duckdb.connect(str(path), read_only=True)
+        relation = spec.source.table
+    else:
+        file = (spec.base_dir / spec.source.path).resolve()
+        if not file.exists():
+            raise SpecError(f"Model {spec.name}: source file {file} does not exist")
+        con = duckdb.connect()
+        reader = "read_parquet" if file.suffix == ".parquet" else "read_csv"
+        relation = f"{reader}('{file}')"
+    try:
+        found = {r[0]: r[1] for r in con.sql(f"describe select * from {relation}").fetchall()}
+        missing = [c for c in [*spec.features, spec.target] if c not in found]
+        if missing:
+            raise SpecError(
+                f"Model {spec.name}: source {relation} lacks column(s) {missing}; it has: {', '.join(found)}"
+            )
+        return con.sql(f"select {columns} from {relation}{where} order by all").to_arrow_table()
+    except duckdb.Error as exc:
+        raise SpecError(f"Model {spec.name}: cannot read source {relation}: {exc}") from None
+    finally:
+        con.close()
+
+
+def build_pipeline(spec: ModelSpec):
+    """Return the unfitted scikit-learn Pipeline for a spec."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    estimators = _estimators()[spec.task]
+    kind = spec.estimator.kind
+    if kind not in estimators:
+        raise SpecError(f"Model {spec.name}: estimator '{kind}' is not supported for {spec.task}; "
+                        f"choose one of {sorted(estimators)}")
+    try:
+        estimator = estimators[kind](**spec.estimator.params)
+    except TypeError as exc:
+        raise SpecError(f"Model {spec.name}: bad parameters for {kind}: {exc}") from None
+    steps = []
+    if spec.numeric:
+        numeric = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
+        if kind in SCALED_ESTIMATORS:
+            numeric.append(("scale", StandardScaler()))
+        steps.append(("numeric", Pipeline(numeric), spec.numeric))
+    if spec.categorical:
+        steps.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), spec.categorical))
+    return Pipeline([("features", ColumnTransformer(steps)), ("estimator", estimator)])
+
+
+def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None) -> Candidate:
+    """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch."""
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    target = table.column(spec.target)
+    table = table.filter(target.is_valid())
+    if table.num_rows < 10:
+        raise SpecError(f"Model {spec.name}: only {table.num_rows} rows with a non-NULL target '{spec.target}'")
+    features = [Feature(f, NUMERIC) for f in spec.numeric] + [Feature(f, CATEGORICAL) for f in spec.categorical]
+    inputs = model_inputs(spec.name, features, {name: table.column(name) for name in spec.features})
+    frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
+    y = _target_values(spec, table.column(spec.target).to_pylist())
+    classifier = spec.task != "regression"
+    classes = sorted(set(y.tolist())) if classifier else []
+    if classifier and len(classes) < 2:
+        raise SpecError(f"Model {spec.name}: target '{spec.target}' has a single class {classes}")
+    if spec.task == "binary" and len(classes) != 2:
+        raise SpecError(f"Model {spec.name}: a binary task needs 2 classes, target '{spec.target}' has {classes}")
+    positive = spec.positive_class or (classes[-1] if spec.task == "binary" else None)
+    if positive is not None and positive not in classes:
+        raise SpecError(f"Model {spec.name}: positive_class '{positive}' is not a class; classes: {classes}")
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        frame, y, test_size=spec.split.test_size, random_state=spec.split.seed,
+        stratify=y if classifier else None,
+    )
+    log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
+    pipeline = build_pipeline(spec).fit(x_train, y_train)
+    onnx_bytes, onnx_outputs = _to_onnx(spec, pipeline)
+
+    manifest = {
+        "format": 1,
+        "name": spec.name,
+        "task": spec.task,
+        "description": spec.description,
+        "target": spec.target,
+        "features": [_with_categories(f, pipeline).to_dict() for f in features],
+        "classes": classes,
+        "positive_class": positive,
+        "onnx_outputs": onnx_outputs,
+        "estimator": {"kind": spec.estimator.kind, "class": type(pipeline[-1]).__name__,
+                      "params": spec.estimator.params},
+        "spec": spec.to_dict(),
+        "spec_sha256": spec.sha256(),
+        "training_data": {
+            "source": spec.source.table or spec.source.path,
+            "rows": table.num_rows,
+            "train_rows": len(x_train),
+            "holdout_rows": len(x_test),
+            "fingerprint": fingerprint(table),
+        },
+        "libraries": {**{lib: package_version(lib) for lib in LIBRARIES}, "python": platform.python_version()},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    model = LoadedModel(manifest, onnx_bytes)
+    holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in spec.features}
+    expected = sklearn_outputs(pipeline, x_test, spec.task, classes, positive)
+    manifest["parity"] = check_parity(model, holdout, expected)
+    log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
+        f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
+    manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes)
+
+    sample_rows = x_test.head(SAMPLE_ROWS)
+    sample = {
+        "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
+        "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
+    }
+    return Candidate(manifest, onnx_bytes, sample)
+
+
+def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
+                       log: Callable[[str], None] = lambda _: None) -> tuple[int, bool]:
+    """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
+    table = read_source(spec, warehouse)
+    data_fingerprint = fingerprint(table)
+    existing = registry.find(spec.name, lambda m: m["spec_sha256"] == spec.sha256()
+                             and m["training_data"]["fingerprint"] == data_fingerprint)
+    if existing is not None:
+        log(f"{spec.name}: spec and training data unchanged; version {existing} is up to date")
+        return existing, False
+    candidate = train(spec, table, log)
+    files = {"model.onnx": candidate.onnx_bytes, "sample.json": json.dumps(candidate.sample, indent=1).encode()}
+    version = registry.register(candidate.manifest, files)
+    log(f"{spec.name}: registered version {version} in {registry.root}")
+    return version, True
+
+
+def sklearn_outputs(pipeline, frame, task: str, classes: list[str], positive: str | None) -> dict[str, np.ndarray]:
+    """Return scikit-learn's answers in the registry's output roles."""
+    if task == "regression":
+        return {"score": np.asarray(pipeline.predict(frame), dtype=np.float64)}
+    proba = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
+    order = [list(pipeline.classes_).index(c) for c in classes]
+    proba = proba[:, order]
+    outputs = {"probabilities": proba, "label": np.asarray(pipeline.predict(frame)).astype(str)}
+    if task == "binary":
+        outputs["score"] = proba[:, classes.index(positive)]
+    return outputs
+
+
+def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Compare onnxruntime with scikit-learn; return the parity record or raise ParityError."""
+    raw = model.run(feeds)
+    if model.task == "regression":
+        got, want = raw["value"].reshape(-1).astype(np.float64), expected["score"]
+        tolerance = VALUE_RTOL * max(1.0, float(np.abs(want).mean()))
+        compared = "value"
+    else:
+        got, want = raw["probabilities"].astype(np.float64), expected["probabilities"]
+        tolerance = PROBABILITY_TOLERANCE
+        compared = "probabilities"
+    diff = np.abs(got - want)
+    record = {
+        "compared": compared,
+        "rows": int(len(want)),
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "tolerance": tolerance,
+    }
+    if model.task != "regression":
+        record["label_mismatches"] = int((raw["label"].reshape(-1).astype(str) != expected["label"]).sum())
+    if record["max_abs_diff"] > tolerance:
+        worst = int(np.unravel_index(np.argmax(diff), diff.shape)[0])
+        raise ParityError(
+            f"Model {model.name}: onnxruntime and scikit-learn disagree on the holdout "
+            f"(max |difference| {record['max_abs_diff']:.3g} > tolerance {tolerance:.3g}, worst at holdout row {worst}); "
+            "not registered. Tree models must not have a scaler in front of them; see DESIGN.md"
+        )
+    return record
+
+
+def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarray], classes: list[str]) -> dict[str, float]:
+    from sklearn import metrics
+
+    if task == "regression":
+        value = predicted["score"]
+        return {
+            "rmse": float(np.sqrt(metrics.mean_squared_error(y_true, value))),
+            "mae": float(metrics.mean_absolute_error(y_true, value)),
+            "r2": float(metrics.r2_score(y_true, value)),
+        }
+    proba = predicted["probabilities"]
+    result = {
+        "accuracy": float(metrics.accuracy_score(y_true, predicted["label"])),
+        "log_loss": float(metrics.log_loss(y_true, proba, labels=classes)),
+    }
+    if task == "binary":
+        result["auc"] = float(metrics.roc_auc_score(y_true == classes[1], proba[:, 1]))
+    else:
+        result["auc_ovr"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
+    return result
+
+
+def fingerprint(table: pa.Table) -> str:
+    """Return a sha256 of the exact training rows as read (column names, types and values)."""
+    import pandas as pd
+
+    digest = hashlib.sha256(str(table.schema).encode())
+    digest.update(pd.util.hash_pandas_object(table.to_pandas(), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _to_onnx(spec: ModelSpec, pipeline) -> tuple[bytes, dict[str, str]]:
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    initial_types = [(f, FloatTensorType([None, 1])) for f in spec.numeric]
+    initial_types += [(f, StringTensorType([None, 1])) for f in spec.categorical]
+    options = {id(pipeline[-1]): {"zipmap": False}} if spec.task != "regression" else None
+    onx = to_onnx(pipeline, initial_types=initial_types, options=options)
+    names = [o.name for o in onx.graph.output]
+    roles = {"value": names[0]} if spec.task == "regression" else {"label": names[0], "probabilities": names[1]}
+    return onx.SerializeToString(), roles
+
+
+def _target_values(spec: ModelSpec, values: list) -> np.ndarray:
+    if spec.task == "regression":
+        return np.asarray(values, dtype=np.float64)
+    return np.asarray([_class_label(v) for v in values], dtype=object).astype(str)
+
+
+def _with_categories(feature: Feature, pipeline) -> Feature:
+    if feature.kind != CATEGORICAL:
+        return feature
+    encoder = pipeline.named_steps["features"].named_transformers_["categorical"]
+    index = list(encoder.feature_names_in_).index(feature.name)
+    seen = [str(c) for c in encoder.categories_[index] if c != MISSING_CATEGORY]
+    return Feature(feature.name, CATEGORICAL, tuple(seen))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return None if np.isnan(value) else float(value)
+    if value == MISSING_CATEGORY:
+        return None
+    return value
