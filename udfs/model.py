@@ -43,7 +43,8 @@ class ModelCard:
 
     @property
     def label(self) -> str:
-        return f"{self.name} v{self.version}"
+        """How errors name the model: 'name v3' (just 'name' before it is registered)."""
+        return f"{self.name} v{self.manifest['version']}" if "version" in self.manifest else self.name
 
     @property
     def features(self) -> list[Feature]:

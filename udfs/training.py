@@ -72,6 +72,12 @@ class Candidate:
     manifest: dict[str, Any]
     onnx_bytes: bytes
     sample: dict[str, Any]
+    pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """The artifacts to register: ONNX and JSON only."""
+        return {"model.onnx": self.onnx_bytes, "sample.json": json.dumps(self.sample, indent=1).encode()}
 
 
 def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Table:
@@ -204,7 +210,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
-    return Candidate(manifest, onnx_bytes, sample)
+    return Candidate(manifest, onnx_bytes, sample, pipeline)
 
 
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
@@ -218,8 +224,7 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
         log(f"{spec.name}: spec and training data unchanged; version {existing} is up to date")
         return existing, False
     candidate = train(spec, table, log)
-    files = {"model.onnx": candidate.onnx_bytes, "sample.json": json.dumps(candidate.sample, indent=1).encode()}
-    version = registry.register(candidate.manifest, files)
+    version = registry.register(candidate.manifest, candidate.files)
     log(f"{spec.name}: registered version {version} in {registry.root}")
     return version, True
 

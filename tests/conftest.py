@@ -1,0 +1,134 @@
+"""Shared fixtures: a real warehouse built by dbt, real models trained into a temporary registry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from udfs.registry import Registry
+from udfs.schema import model_inputs
+from udfs.spec import load_spec
+from udfs.training import Candidate, read_source, sklearn_outputs, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT / "dbt_project"
+SPECS = {"mortgage_deny": PROJECT / "training" / "mortgage_deny.yml",
+         "diamond_price": PROJECT / "training" / "diamond_price.yml"}
+FEATURE_TABLES = {"mortgage_deny": ("features_mortgage", "application_id"),
+                  "diamond_price": ("features_diamonds", "diamond_id")}
+
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@dataclass
+class Workspace:
+    """A warehouse file and a registry directory, as a user's project has them."""
+
+    root: Path
+    candidates: dict[str, Candidate] = field(default_factory=dict)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.registry_path)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SCOREHOUSE_WAREHOUSE": str(self.warehouse), "SCOREHOUSE_REGISTRY": str(self.registry_path)}
+
+    def copy(self, dest: Path) -> "Workspace":
+        shutil.copytree(self.root, dest)
+        return Workspace(dest, dict(self.candidates))
+
+    def dbt(self, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
+        """Run dbt in its own process, as a user does (dbt-duckdb keeps the warehouse open in-process)."""
+        argv = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT),
+                "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
+                "--log-path", str(self.root / "logs"), "--vars", f"{{data_dir: '{PROJECT / 'data'}'}}"]
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                                env={**os.environ, **self.env})
+        if expect_ok:
+            assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-2000:]}"
+        return result
+
+    def query(self, sql: str) -> pd.DataFrame:
+        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+            return con.sql(sql).to_arrow_table().to_pandas()
+
+    def train(self, name: str, promote: bool = True, **overrides) -> int:
+        spec = load_spec(SPECS[name])
+        for key, value in overrides.items():
+            setattr(spec, key, value)
+        candidate = train(spec, read_source(spec, self.warehouse))
+        version = self.registry.register(candidate.manifest, candidate.files)
+        self.candidates[f"{name}@{version}"] = candidate
+        if promote:
+            self.candidates[name] = candidate
+            self.registry.promote(name, version)
+        return version
+
+    def sklearn_scores(self, ref: str, frame: pd.DataFrame):
+        """scikit-learn's own answers for rows of a features table."""
+        candidate = self.candidates[ref]
+        import pyarrow as pa
+
+        from udfs.model import ModelCard
+
+        card = ModelCard(candidate.manifest)
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        inputs = model_inputs(card.label, card.features, {n: table.column(n) for n in table.column_names})
+        x = pd.DataFrame({n: v.reshape(-1) for n, v in inputs.items()})
+        return sklearn_outputs(candidate.pipeline, x, card.task, card.classes, candidate.manifest["positive_class"])
+
+    def cli(self, *args: str, check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run the installed `scorehouse` command against this workspace."""
+        return run_cli(*args, env=self.env, check=check, stdin=stdin)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None):
+    command = [str(Path(sys.executable).parent / "scorehouse"), *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, input=stdin,
+                            env={**os.environ, **(env or {})}, timeout=300)
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Workspace:
+    """Training tables built by dbt, both demo models trained and promoted to prod (not yet scored)."""
+    ws = Workspace(tmp_path_factory.mktemp("trained"))
+    ws.dbt("build", "--exclude", "tag:scoring")
+    for name in SPECS:
+        ws.train(name)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def built(trained, tmp_path_factory) -> Workspace:
+    """The whole demo project built: scored marts included."""
+    ws = trained.copy(tmp_path_factory.mktemp("built") / "ws")
+    ws.dbt("build")
+    return ws
+
+
+@pytest.fixture
+def workspace(trained, tmp_path) -> Workspace:
+    """A private copy of the trained workspace, free to change."""
+    return trained.copy(tmp_path / "ws")

@@ -1,0 +1,103 @@
+"""Real `dbt build` runs on a temporary DuckDB warehouse, scores checked against scikit-learn."""
+
+import json
+
+from udfs.spec import Split
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from conftest import FEATURE_TABLES
+
+pytestmark = pytest.mark.dbt
+
+
+def test_mortgage_mart_equals_scikit_learn(built):
+    features = built.query("select * from features_mortgage order by application_id")
+    mart = built.query("select * from mart_mortgage_risk order by application_id")
+    assert len(mart) == len(features) == 2381
+    assert mart["application_id"].tolist() == features["application_id"].tolist()
+    expected = built.sklearn_scores("mortgage_deny", features)
+    assert_allclose(mart["deny_probability"], expected["score"], atol=1e-5, rtol=0)
+    assert (mart["predicted_deny"] == (mart["deny_probability"] >= 0.5)).all()
+    assert set(mart["model_name"]) == {"mortgage_deny"}
+    assert set(mart["model_version"]) == {built.registry.aliases("mortgage_deny")["prod"]}
+    assert mart["scored_at"].notna().all()
+
+
+def test_diamond_mart_equals_scikit_learn(built):
+    features = built.query("select * from features_diamonds order by diamond_id")
+    mart = built.query("select * from mart_diamond_prices order by diamond_id")
+    assert len(mart) == len(features) == 53940
+    expected = built.sklearn_scores("diamond_price", features)["score"]
+    # float32 ONNX: the registry's tolerance for this regressor, recorded in its manifest
+    tolerance = built.candidates["diamond_price"].manifest["parity"]["tolerance"]
+    assert tolerance < 0.1  # a tenth of a cent on prices in the thousands of dollars
+    assert_allclose(mart["predicted_price"], expected, atol=tolerance, rtol=0)
+    assert_allclose(mart["residual"], mart["listed_price"] - mart["predicted_price"])
+    assert set(mart["model_version"]) == {1}
+
+
+def test_protected_attribute_is_never_a_feature(built):
+    manifest = built.registry.card("mortgage_deny", 1).manifest
+    assert "black" not in [f["name"] for f in manifest["features"]]
+    columns = built.query("describe features_mortgage")["column_name"].tolist()
+    assert "black" not in columns
+
+
+def test_compiled_sql_uses_the_typed_function_with_features_by_name(built):
+    compiled = (built.root / "target" / "compiled" / "scorehouse" / "models" / "marts" / "mart_mortgage_risk.sql").read_text()
+    assert 'predict_mortgage_deny(struct_pack("dir" := "f"."dir"' in compiled
+    assert '"condominium" := "f"."condominium"' in compiled
+
+
+def test_promote_changes_the_next_build_and_rollback_restores_it(workspace):
+    workspace.dbt("build")
+    v2 = workspace.train("mortgage_deny", split=Split(test_size=0.3, seed=7))
+    assert v2 == 2
+    workspace.dbt("build", "--select", "mart_mortgage_risk")
+    mart = workspace.query("select * from mart_mortgage_risk order by application_id")
+    assert set(mart["model_version"]) == {2}
+    features = workspace.query("select * from features_mortgage order by application_id")
+    assert_allclose(mart["deny_probability"], workspace.sklearn_scores("mortgage_deny@2", features)["score"], atol=1e-5)
+
+    assert workspace.registry.rollback("mortgage_deny") == (2, 1)
+    workspace.dbt("build", "--select", "mart_mortgage_risk")
+    mart = workspace.query("select * from mart_mortgage_risk order by application_id")
+    assert set(mart["model_version"]) == {1}
+    assert_allclose(mart["deny_probability"], workspace.sklearn_scores("mortgage_deny@1", features)["score"], atol=1e-5)
+    assert workspace.registry.versions("mortgage_deny") == [1, 2]
+
+
+def test_model_without_prod_alias_fails_the_build_with_a_clear_message(workspace):
+    aliases = workspace.registry_path / "diamond_price" / "aliases.json"
+    aliases.write_text(json.dumps({"candidate": {"version": 1, "history": [1]}}))
+    result = workspace.dbt("build", "--select", "mart_diamond_prices", expect_ok=False)
+    assert result.returncode != 0
+    message = result.stdout
+    assert "diamond_price" in message and "no alias 'prod'" in message and "candidate -> 1" in message
+
+
+def test_docs_generate(built):
+    built.dbt("docs", "generate")
+    catalog = json.loads((built.root / "target" / "catalog.json").read_text())
+    nodes = {n.split(".")[-1]: v for n, v in catalog["nodes"].items()}
+    assert "deny_probability" in {c.lower() for c in nodes["mart_mortgage_risk"]["columns"]}
+    manifest = json.loads((built.root / "target" / "manifest.json").read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model" and node["name"].startswith("mart_"):
+            undocumented = [c for c, v in node["columns"].items() if not v["description"]]
+            assert not undocumented, f"{node['name']}: {undocumented}"
+            actual = set(built.query(f"describe {node['name']}")["column_name"])
+            assert actual == set(node["columns"]), node["name"]
+
+
+@pytest.mark.parametrize("name", sorted(FEATURE_TABLES))
+def test_every_input_row_is_scored(built, name):
+    table, key = FEATURE_TABLES[name]
+    mart = {"mortgage_deny": "mart_mortgage_risk", "diamond_price": "mart_diamond_prices"}[name]
+    counts = built.query(f"select (select count(*) from {table}) as n_in, count(*) as n_out, "
+                         f"count(distinct {key}) as keys from {mart}")
+    assert counts.n_in[0] == counts.n_out[0] == counts["keys"][0]
+    assert np.isfinite(built.query(f"select * from {mart}").iloc[:, 1]).all()
