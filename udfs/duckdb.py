@@ -26,6 +26,10 @@ from .scoring import Scorer
 
 GENERIC = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
+# DuckDB shares a process's Python functions among all its connections to one database file, and a
+# function cannot be registered twice: the functions look their Scorer up here, and the newest
+# registration on a database wins.
+_scorers: dict[str, Scorer] = {}
 
 
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
@@ -44,26 +48,33 @@ def connect(path: str | os.PathLike | None = None, registry=None, read_only: boo
 def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | None = None) -> Scorer:
     """Register the predict functions and macros on `conn`; return the Scorer they share."""
     scorer = scorer or Scorer(registry if isinstance(registry, Registry) else Registry(registry))
+    path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
+    key = (path[0][0] if path and path[0][0] else f":memory:{id(conn)}")
+    _scorers[key] = scorer
+    current = lambda: _scorers[key]  # noqa: E731
     varchar = duckdb.sqltype("VARCHAR")
     for card in scorer.default_cards():
         struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
-        conn.create_function(
-            f"predict_{card.name}", _typed_udf(scorer, card.name), [struct],
-            duckdb.sqltype(OUTPUT_SQL_TYPES[card.default_output]),
-            type="arrow", null_handling="special", side_effects=False,
-        )
+        _create_function(conn, f"predict_{card.name}", _typed_udf(current, card.name), [struct],
+                         OUTPUT_SQL_TYPES[card.default_output], type="arrow")
     for output, function in GENERIC.items():
-        conn.create_function(
-            f"scorehouse_{function}", _generic_udf(scorer, output), [varchar, varchar, varchar],
-            duckdb.sqltype(OUTPUT_SQL_TYPES[output]), type="arrow", null_handling="special", side_effects=False,
-        )
-    conn.create_function("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], [varchar],
-                         duckdb.sqltype("INTEGER"), side_effects=False)
-    conn.create_function("scorehouse_predict_sql",
-                         lambda ref, relation, output: predict_sql(scorer, ref, relation, output),
-                         [varchar, varchar, varchar], varchar, side_effects=False)
+        _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
+                         OUTPUT_SQL_TYPES[output], type="arrow")
+    _create_function(conn, "scorehouse_model_version", lambda ref: current().resolve(ref)[1], [varchar], "INTEGER")
+    _create_function(conn, "scorehouse_predict_sql",
+                     lambda ref, relation, output: predict_sql(current(), ref, relation, output),
+                     [varchar] * 3, "VARCHAR")
     create_macros(conn)
     return scorer
+
+
+def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> None:
+    try:
+        conn.create_function(name, function, parameters, duckdb.sqltype(return_type), type=type,
+                             null_handling="special" if type == "arrow" else "default", side_effects=False)
+    except duckdb.CatalogException as exc:
+        if "already exists" not in str(exc):
+            raise
 
 
 def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
@@ -92,18 +103,19 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
     return f"{GENERIC[output]}('{ref}', {struct})"
 
 
-def _typed_udf(scorer: Scorer, name: str):
+def _typed_udf(scorer, name: str):
     def predict(features: pa.ChunkedArray) -> pa.Array:
-        structs = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
+        structs = _flat(features)
         columns = dict(zip((f.name for f in structs.type), structs.flatten()))
-        result = scorer.predict(name, columns)
+        result = scorer().predict(name, columns)
         return _null_where_null(result, structs)
 
     return predict
 
 
-def _generic_udf(scorer: Scorer, output: str):
+def _generic_udf(current, output: str):
     def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
+        scorer = current()
         refs, rows = _flat(refs), _flat(rows)
         if refs.null_count:
             raise ScorehouseError("predict(): the model reference is NULL")

@@ -86,7 +86,10 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
 
     from . import config
 
-    columns = ", ".join(quote_identifier(c) for c in [*spec.features, spec.target])
+    # Categorical features are strings to the model, whatever type the source gave them.
+    columns = ", ".join([*(quote_identifier(c) for c in spec.numeric),
+                         *(f"cast({quote_identifier(c)} as varchar) as {quote_identifier(c)}" for c in spec.categorical),
+                         quote_identifier(spec.target)])
     where = f" where {spec.source.where}" if spec.source.where else ""
     if spec.source.table:
         path = config.warehouse_path(warehouse)
@@ -99,8 +102,9 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         if not file.exists():
             raise SpecError(f"Model {spec.name}: source file {file} does not exist")
         con = duckdb.connect()
-        reader = "read_parquet" if file.suffix == ".parquet" else "read_csv"
-        relation = f"{reader}('{file}')"
+        quoted = str(file).replace("'", "''")
+        relation = (f"read_parquet('{quoted}')" if file.suffix == ".parquet"
+                    else f"read_csv('{quoted}', nullstr = ['', 'NA'])")
     try:
         found = {r[0]: r[1] for r in con.sql(f"describe select * from {relation}").fetchall()}
         missing = [c for c in [*spec.features, spec.target] if c not in found]
