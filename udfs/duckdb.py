@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import duckdb
@@ -33,14 +32,14 @@ _scorers: dict[str, Scorer] = {}
 
 
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
-            **config) -> duckdb.DuckDBPyConnection:
+            config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB database (default: the project warehouse) with every predict function registered."""
     from . import config as paths
 
     target = str(paths.warehouse_path(path)) if path != ":memory:" else ":memory:"
     if target != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    conn = duckdb.connect(target, read_only=read_only, config=config)
+    conn = duckdb.connect(target, read_only=read_only, config=config or {})
     register(conn, registry)
     return conn
 
@@ -146,7 +145,9 @@ def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output:
     else:
         body = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
         table = pajson.read_json(
-            io.BytesIO(body[0].as_py().encode()),
+            pa.BufferReader(body[0].as_buffer()),
+            # DuckDB already runs one call per thread: parse on this one.
+            read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, body[0].as_buffer().size + 1)),
             parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
         )
         columns = {name: table.column(name) for name in schema.names}

@@ -24,6 +24,7 @@ class Scorer:
     def __init__(self, registry: Registry | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
         self._resolved: dict[str, tuple[str, int]] = {}
+        self._cards: dict[tuple[str, int], ModelCard] = {}
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, int]:
@@ -34,7 +35,12 @@ class Scorer:
             return self._resolved[ref]
 
     def card(self, ref: str) -> ModelCard:
-        return self.registry.card(*self.resolve(ref))
+        """Return the verified manifest a reference scores with (read once: versions are immutable)."""
+        key = self.resolve(ref)
+        with self._lock:
+            if key not in self._cards:
+                self._cards[key] = self.registry.card(*key)
+            return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
         return self.registry.load(*self.resolve(ref))
