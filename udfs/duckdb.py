@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from .config import warehouse_path
 from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .registry import DEFAULT_ALIAS, ModelRef, Registry
@@ -34,9 +35,7 @@ _scorers: dict[str, Scorer] = {}
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
             config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB database (default: the project warehouse) with every predict function registered."""
-    from . import config as paths
-
-    target = str(paths.warehouse_path(path)) if path != ":memory:" else ":memory:"
+    target = str(warehouse_path(path)) if path != ":memory:" else ":memory:"
     if target != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     conn = duckdb.connect(target, read_only=read_only, config=config or {})
@@ -99,14 +98,15 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
     parsed = ModelRef.parse(ref)
     if parsed.alias == DEFAULT_ALIAS and ref.strip() == card.name and output == card.default_output:
         return f"predict_{card.name}({struct})"
-    return f"{GENERIC[output]}('{ref}', {struct})"
+    literal = "'" + ref.replace("'", "''") + "'"
+    return f"{GENERIC[output]}({literal}, {struct})"
 
 
-def _typed_udf(scorer, name: str):
+def _typed_udf(current, name: str):
     def predict(features: pa.ChunkedArray) -> pa.Array:
         structs = _flat(features)
         columns = dict(zip((f.name for f in structs.type), structs.flatten()))
-        result = scorer().predict(name, columns)
+        result = current().predict(name, columns)
         return _null_where_null(result, structs)
 
     return predict
@@ -139,19 +139,22 @@ def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output:
     card = scorer.card(ref)
     card.check_output(output)
     schema = pa.schema([(f.name, _JSON_TYPES[f.sql_type]) for f in card.features])
+    return _null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
+
+
+def _parse_json_rows(rows: pa.Array, schema: pa.Schema) -> dict[str, pa.Array]:
+    """Parse one JSON object per row into the schema's columns (other keys ignored; NULL row: all NULL)."""
+    if len(rows) == 0:
+        return {field.name: pa.array([], field.type) for field in schema}
     lines = pc.fill_null(rows, "{}")
-    if len(lines) == 0:
-        columns = {f.name: pa.array([], type=schema.field(f.name).type) for f in card.features}
-    else:
-        body = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")
-        table = pajson.read_json(
-            pa.BufferReader(body[0].as_buffer()),
-            # DuckDB already runs one call per thread: parse on this one.
-            read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, body[0].as_buffer().size + 1)),
-            parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-        )
-        columns = {name: table.column(name) for name in schema.names}
-    return _null_where_null(scorer.predict(ref, columns, output), rows)
+    body = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0].as_buffer()
+    table = pajson.read_json(
+        pa.BufferReader(body),
+        # DuckDB already runs one call per thread: parse on this one, in one block.
+        read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, body.size + 1)),
+        parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+    )
+    return {name: table.column(name) for name in schema.names}
 
 
 def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
