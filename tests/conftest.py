@@ -38,7 +38,7 @@ class Workspace:
 
     @property
     def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
+        return self.root / "warehouse" / "scorehouse.duckdb"  # a folder dbt must create
 
     @property
     def registry_path(self) -> Path:

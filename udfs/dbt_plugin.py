@@ -9,6 +9,7 @@ One Scorer per dbt invocation, so every model of a build scores a reference with
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
@@ -21,6 +22,9 @@ from .scoring import Scorer
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.scorer = Scorer(Registry(plugin_config.get("registry")))
+        path = getattr(self.creds, "path", None)
+        if path and path != ":memory:" and "://" not in path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # DuckDB does not create folders
 
     def configure_connection(self, conn) -> None:
         register(conn, scorer=self.scorer)
