@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-drift test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ setup: $(STAMP)
 
 demo: setup
 	@echo "== 1/4 build the training tables (staging and features)"
-	$(DBT) build $(DBT_ARGS) --exclude tag:scoring
+	$(DBT) build $(DBT_ARGS) --exclude tag:scoring tag:scorehouse_guard
 	@echo "== 2/4 train, check and register the demo models"
 	$(SCOREHOUSE) train dbt_project/training/mortgage_deny.yml dbt_project/training/diamond_price.yml
 	@echo "== 3/4 promote the newest versions to prod"
@@ -44,6 +44,18 @@ demo: setup
 	    actual_denied, model_name, model_version from mart_mortgage_risk order by deny_probability desc limit 5"
 	@$(SCOREHOUSE) sql "select diamond_id, round(predicted_price) as predicted_price, listed_price, \
 	    round(residual) as residual, model_name, model_version from mart_diamond_prices limit 5"
+
+demo-drift: demo
+	@echo "== a broken upstream batch: dir in percent, 30% of lvr NULL, a new category in self"
+	$(BIN)/python dbt_project/data/broken_batch.py warehouse/broken_batch
+	@if $(DBT) build $(DBT_ARGS) --vars '{data_dir: warehouse/broken_batch}'; then \
+	    echo "error: the guards let the broken batch through"; exit 1; \
+	else echo "== the guards stopped the build above; mart_mortgage_risk kept its previous rows"; fi
+	@$(SCOREHOUSE) sql "select model_ref, feature, metric, round(baseline_value, 4) as training, \
+	    round(current_value, 4) as current, error_above, level from drift_history \
+	    where level is not null and recorded_at = (select max(recorded_at) from drift_history) order by all"
+	@echo "== back to the clean batch"
+	$(DBT) build $(DBT_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import duckdb
@@ -20,6 +21,7 @@ import pyarrow.json as pajson
 from .config import warehouse_path
 from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
+from .profile import PROFILE_RELATIONS
 from .registry import DEFAULT_ALIAS, ModelRef, Registry
 from .schema import quote_identifier
 from .scoring import Scorer
@@ -62,6 +64,12 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     _create_function(conn, "scorehouse_predict_sql",
                      lambda ref, relation, output: predict_sql(current(), ref, relation, output),
                      [varchar] * 3, "VARCHAR")
+    _create_function(conn, "scorehouse_resolves", lambda ref: current().resolves(ref), [varchar], "BOOLEAN")
+    _create_function(conn, "scorehouse_profile_json",
+                     lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
+    _create_function(conn, "scorehouse_schema_problems",
+                     lambda ref, columns: json.dumps(current().schema_problems(ref, json.loads(columns))),
+                     [varchar] * 2, "VARCHAR")
     create_macros(conn)
     return scorer
 
@@ -76,11 +84,21 @@ def _create_function(conn, name, function, parameters, return_type: str, type: s
 
 
 def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the generic predict macros (temporary: a cursor needs its own)."""
+    """Create the generic predict macros and the profile relations (temporary: a cursor needs its own).
+
+    scorehouse_features('<ref>') and scorehouse_bins('<ref>') are the training profile of the
+    version the reference points at now, as tables for the guard tests.
+    """
     for function in GENERIC.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
             f"scorehouse_{function}(model, to_json(features), typeof(features))"
+        )
+    for relation, (_, columns) in PROFILE_RELATIONS.items():
+        shape = json.dumps([columns]).replace("'", "''")
+        conn.execute(
+            f"create or replace temp macro scorehouse_{relation}(model_ref) as table "
+            f"select unnest(from_json(scorehouse_profile_json(model_ref, '{relation}'), '{shape}'), recursive := true)"
         )
 
 

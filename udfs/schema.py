@@ -74,17 +74,29 @@ def describe_features(features: list[Feature]) -> str:
     return ", ".join(f"{f.name} {f.sql_type}" for f in features)
 
 
-def check_columns(model_label: str, features: list[Feature], found: Mapping[str, str], typed=None) -> None:
-    """Fail unless every feature is among `found` (name -> type) with a type it accepts.
+def column_problems(features: list[Feature], found: Mapping[str, str], typed=None) -> list[dict[str, str]]:
+    """List what keeps `found` columns (name -> type) from feeding the features: missing or mistyped.
 
     `typed` tells how to test a type: Feature.accepts_sql_type (default) or accepts_arrow_type.
     """
     accepts = typed or Feature.accepts_sql_type
-    missing = [f for f in features if f.name not in found]
+    problems = []
+    for f in features:
+        if f.name not in found:
+            problems.append({"feature": f.name, "problem": "missing", "expected": f.sql_type, "found": "(absent)"})
+        elif not accepts(f, found[f.name]):
+            problems.append({"feature": f.name, "problem": "type", "expected": f.sql_type, "found": str(found[f.name])})
+    return problems
+
+
+def check_columns(model_label: str, features: list[Feature], found: Mapping[str, str], typed=None) -> None:
+    """Fail unless every feature is among `found` (name -> type) with a type it accepts."""
+    problems = column_problems(features, found, typed)
+    missing = [p["feature"] for p in problems if p["problem"] == "missing"]
     if missing:
-        names = ", ".join(f"'{f.name}'" for f in missing)
+        names = ", ".join(f"'{m}'" for m in missing)
         spare = [c for c in found if c not in {f.name for f in features}]
-        guesses = {f.name: difflib.get_close_matches(f.name, spare, n=1) for f in missing}
+        guesses = {m: difflib.get_close_matches(m, spare, n=1) for m in missing}
         hint = "; ".join(f"did you mean '{g[0]}' for '{m}'?" for m, g in guesses.items() if g)
         raise FeatureError(
             f"Model {model_label}: feature{'s' if len(missing) > 1 else ''} {names} "
@@ -92,12 +104,11 @@ def check_columns(model_label: str, features: list[Feature], found: Mapping[str,
             f"expected features: {describe_features(features)}; found columns: {', '.join(found) or '(none)'}"
             + (f"; {hint}" if hint else "")
         )
-    for f in features:
-        if not accepts(f, found[f.name]):
-            raise FeatureError(
-                f"Model {model_label}: feature '{f.name}' has type {found[f.name]}, "
-                f"expected {f.sql_type} ({f.kind})"
-            )
+    for p in problems:
+        kind = next(f.kind for f in features if f.name == p["feature"])
+        raise FeatureError(
+            f"Model {model_label}: feature '{p['feature']}' has type {p['found']}, expected {p['expected']} ({kind})"
+        )
 
 
 def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 
-from .errors import FeatureError, ModelNotFound
+from .errors import FeatureError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
 from .registry import DEFAULT_ALIAS, ModelRef, Registry
-from .schema import check_columns
+from .profile import PROFILE_RELATIONS
+from .schema import check_columns, column_problems
 
 
 class Scorer:
@@ -33,6 +34,14 @@ class Scorer:
             if ref not in self._resolved:
                 self._resolved[ref] = self.registry.resolve(ModelRef.parse(ref))
             return self._resolved[ref]
+
+    def resolves(self, ref: str) -> bool:
+        """Whether the reference names an existing version (for hooks that skip what is not trained yet)."""
+        try:
+            self.resolve(ref)
+            return True
+        except ModelNotFound:
+            return False
 
     def card(self, ref: str) -> ModelCard:
         """Return the verified manifest a reference scores with (read once: versions are immutable)."""
@@ -60,6 +69,20 @@ class Scorer:
                 except ModelNotFound:
                     continue  # an alias at a deleted version: the error surfaces when it is used
         return cards
+
+    def profile_rows(self, ref: str, relation: str) -> list[dict]:
+        """Rows of a profile relation ('features' or 'bins') for the version `ref` points at."""
+        card = self.card(ref)
+        if "profile" not in card.manifest:
+            raise ScorehouseError(f"Model {self.describe(ref)} has no training profile; retrain it to get one")
+        rows_of, _ = PROFILE_RELATIONS[relation]
+        return rows_of(card.manifest)
+
+    def schema_problems(self, ref: str, found: Mapping[str, str]) -> list[dict]:
+        """Missing or mistyped features among `found` columns (name -> SQL type), one dict each."""
+        card = self.card(ref)
+        return [{"model_name": card.name, "model_version": card.version, **p}
+                for p in column_problems(card.features, found)]
 
     def check_input(self, ref: str, found: Mapping[str, str]) -> None:
         """Fail unless the input columns (name -> SQL type) hold every feature with a usable type."""

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from .errors import ParityError, SpecError
 from .model import LoadedModel
+from .profile import training_profile
 from .registry import Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
 from .spec import ModelSpec, _class_label
@@ -208,6 +209,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
     manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes)
+    manifest["profile"] = training_profile(x_train, features, expected, spec.task)
 
     sample_rows = x_test.head(SAMPLE_ROWS)
     sample = {

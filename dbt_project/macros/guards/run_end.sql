@@ -1,0 +1,46 @@
+{#-
+  on-run-end hooks (dbt_project.yml):
+    report_guard_failures(results)  prints each failing guard row, so the build log names the features
+    record_drift_history()          appends this build's metrics for every monitored model to drift_history
+  A model downstream of the guarded features would be skipped exactly when they drift, so the history
+  is written by a hook, which runs whatever the build's outcome.
+-#}
+{% macro report_guard_failures(results) -%}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- for result in results if result.node.resource_type == 'test' and result.status in ('fail', 'warn')
+                              and 'scorehouse_guard' in result.node.tags and result.node.relation_name -%}
+    {%- set rows = run_query("select * from " ~ result.node.relation_name ~ " order by level, feature, metric") -%}
+    {%- do log("scorehouse guard " ~ (result.status | upper) ~ " " ~ result.node.name ~ ":", info=true) -%}
+    {%- for row in rows -%}
+      {%- set detail = row['detail'] or (
+            row['metric'] ~ " " ~ ("%.4g" | format(row['current_value']))
+            ~ " (training " ~ ("%.4g" | format(row['baseline_value'])) ~ "; warn above "
+            ~ ("%.4g" | format(row['warn_above'])) ~ ", error above " ~ ("%.4g" | format(row['error_above'])) ~ ")") -%}
+      {%- do log("  " ~ row['level'] ~ ": model " ~ row['model_name'] ~ " v" ~ row['model_version']
+                 ~ ", feature " ~ row['feature'] ~ ": " ~ detail, info=true) -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ return('') }}
+{%- endmacro %}
+
+
+{% macro record_drift_history() -%}
+  {%- if not execute or flags.WHICH not in ('build', 'run') -%}{{ return('') }}{%- endif -%}
+  {%- set history = api.Relation.create(database=target.database, schema=target.schema, identifier='drift_history') -%}
+  {%- set statements = [] -%}
+  {%- for monitor in var('scorehouse_monitors', []) -%}
+    {%- set relation = adapter.get_relation(database=target.database, schema=target.schema, identifier=monitor.relation) -%}
+    {%- set resolves = run_query("select scorehouse_resolves(" ~ dbt.string_literal(monitor.model_ref) ~ ")").columns[0].values()[0] -%}
+    {%- if relation is not none and resolves -%}
+      {%- set levels -%}
+        select '{{ invocation_id }}' as invocation_id, current_timestamp as recorded_at,
+               '{{ monitor.model_ref }}' as model_ref, '{{ monitor.relation }}' as input_relation, levels.*
+        from ({{ scorehouse.stability_levels(relation, monitor.model_ref) }}) as levels
+      {%- endset -%}
+      {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ levels ~ ") as l where 1 = 0") -%}
+      {%- do statements.append("insert into " ~ history ~ " " ~ levels) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {#- dbt rolls back what an on-run-end hook leaves open: commit the history explicitly -#}
+  {{ return((statements + ["commit"]) | join(";\n") if statements else '') }}
+{%- endmacro %}
