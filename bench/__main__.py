@@ -38,7 +38,7 @@ def build_workspace(folder: Path, model: str) -> dict[str, str]:
     env = {"SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"), "SCOREHOUSE_REGISTRY": str(folder / "registry"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"}
     dbt = Path(sys.executable).parent / "dbt"
-    subprocess.run([str(dbt), "build", "--exclude", "tag:scoring", "--quiet", "--project-dir", str(PROJECT),
+    subprocess.run([str(dbt), "build", "--exclude", "tag:scoring", "tag:scorehouse_guard", "--quiet", "--project-dir", str(PROJECT),
                     "--profiles-dir", str(ROOT), "--target-path", str(folder / "target"),
                     "--log-path", str(folder / "logs"), "--vars", f"{{data_dir: '{PROJECT / 'data'}'}}"],
                    check=True, cwd=ROOT, env={**os.environ, **env})

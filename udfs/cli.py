@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_verify)
 
+    p = sub.add_parser("report", help="write an HTML drift report of a table against a model's training profile")
+    p.add_argument("ref", metavar="MODEL[@ALIAS|VERSION]")
+    p.add_argument("--table", required=True, help="the relation holding the model's features, e.g. features_mortgage")
+    p.add_argument("--out", help="the HTML file to write (default: drift-<model>-<table>.html)")
+    p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    p.set_defaults(run=cmd_report)
+
     p = sub.add_parser("sql", help="run SQL on the warehouse with predict() (no query: interactive shell)")
     p.add_argument("query", nargs="?")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -195,6 +202,33 @@ def cmd_verify(args) -> int:
         print(format_table(["model", "version", "status"],
                            [[r["model"], r["version"], "ok" if r["ok"] else "; ".join(r["problems"])] for r in results]))
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def cmd_report(args) -> int:
+    import duckdb
+
+    from . import duckdb as engine
+    from .report import write_report
+    from .scoring import Scorer
+
+    path = config.warehouse_path(args.warehouse)
+    if not path.exists():
+        raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
+    out = args.out or f"drift-{ModelRef.parse(args.ref).name}-{args.table.replace('.', '_')}.html"
+    scorer = Scorer(_registry(args))
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        report = write_report(scorer, args.ref, conn, args.table, out)
+    except duckdb.Error as exc:
+        raise ScorehouseError(engine.friendly_error(exc, args.registry)) from None
+    finally:
+        conn.close()
+    flagged = [f"{name} ({f['level']})" for name, f in report["features"].items() if f["level"]]
+    _log(f"wrote {out}: {report['rows']} rows of {args.table} against {report['model']}; "
+         + (f"thresholds crossed by {', '.join(flagged)}" if flagged else "no threshold crossed"))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 def cmd_sql(args) -> int:

@@ -32,6 +32,7 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "unseen_share": (0.01, 0.05),
     "null_rate_increase": (0.02, 0.05),
     "out_of_range_share": (0.01, 0.05),
+    "output_psi": (0.1, 0.25),
 }
 
 
