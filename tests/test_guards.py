@@ -209,7 +209,7 @@ def test_python_and_dbt_default_thresholds_agree():
 
 
 def test_every_guard_macro_has_a_case():
-    tests = {p.stem for p in (PROJECT / "tests" / "generic").glob("expect_*.sql")}
+    tests = {p.stem for p in (PROJECT / "tests" / "generic").rglob("expect_*.sql")}
     cases = (GUARD_CASES / "seeds" / "_cases.yml").read_text()
     assert tests == set(re.findall(r"scorehouse\.(expect_\w+)", cases))
 
