@@ -22,11 +22,10 @@ from .config import warehouse_path
 from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
-from .registry import DEFAULT_ALIAS, ModelRef, Registry
+from .registry import Registry
 from .schema import quote_identifier
-from .scoring import Scorer
+from .scoring import GENERIC_FUNCTIONS, Scorer
 
-GENERIC = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
 # function cannot be registered twice: the functions look their Scorer up here, and the newest
@@ -57,7 +56,7 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
         struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
         _create_function(conn, f"predict_{card.name}", _typed_udf(current, card.name), [struct],
                          OUTPUT_SQL_TYPES[card.default_output], type="arrow")
-    for output, function in GENERIC.items():
+    for output, function in GENERIC_FUNCTIONS.items():
         _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
                          OUTPUT_SQL_TYPES[output], type="arrow")
     _create_function(conn, "scorehouse_model_version", lambda ref: current().resolve(ref)[1], [varchar], "INTEGER")
@@ -89,7 +88,7 @@ def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
     scorehouse_features('<ref>') and scorehouse_bins('<ref>') are the training profile of the
     version the reference points at now, as tables for the guard tests.
     """
-    for function in GENERIC.values():
+    for function in GENERIC_FUNCTIONS.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
             f"scorehouse_{function}(model, to_json(features), typeof(features))"
@@ -103,21 +102,11 @@ def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default") -> str:
-    """Return the SQL expression scoring `ref` on the current row, with features bound by name.
+    """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
+    def struct(fields):
+        return "struct_pack(" + ", ".join(f"{quote_identifier(name)} := {column}" for name, column in fields) + ")"
 
-    A bare model name (its `prod` version) uses the typed predict_<model> function; other
-    references and outputs use the generic functions.
-    """
-    card = scorer.card(ref)
-    output = card.check_output(output)
-    prefix = f"{quote_identifier(relation)}." if relation else ""
-    struct = "struct_pack(" + ", ".join(
-        f"{quote_identifier(f.name)} := {prefix}{quote_identifier(f.name)}" for f in card.features) + ")"
-    parsed = ModelRef.parse(ref)
-    if parsed.alias == DEFAULT_ALIAS and ref.strip() == card.name and output == card.default_output:
-        return f"predict_{card.name}({struct})"
-    literal = "'" + ref.replace("'", "''") + "'"
-    return f"{GENERIC[output]}({literal}, {struct})"
+    return scorer.sql_call(ref, relation, output, struct, quote_identifier)
 
 
 def _typed_udf(current, name: str):

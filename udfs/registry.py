@@ -70,6 +70,52 @@ class ModelRef:
         return self.name if self.alias == DEFAULT_ALIAS else f"{self.name}@{self.alias}"
 
 
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Which versions and aliases exist: enough to resolve references, even away from the registry."""
+
+    root: str
+    known: list[str]  # every model name in the registry
+    entries: dict[str, tuple[list[int], dict[str, int]]]  # name -> (versions, aliases)
+
+    def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
+        """Return (name, version) for a reference, or fail listing what exists."""
+        ref = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
+        versions, aliases = self.entries.get(ref.name, ([], {}))
+        if not versions:
+            raise ModelNotFound(f"Model '{ref}' not found in registry {self.root}; known models: {_join(self.known)}")
+        described = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "(none)"
+        if ref.version is not None:
+            if ref.version not in versions:
+                raise ModelNotFound(f"Model '{ref}': version {ref.version} does not exist; "
+                                    f"versions: {_join(versions)}; aliases: {described}")
+            return ref.name, ref.version
+        if ref.alias not in aliases:
+            hint = f" (promote one with: scorehouse promote {ref.name} VERSION --alias {ref.alias})"
+            raise ModelNotFound(f"Model '{ref}': no alias '{ref.alias}'; aliases: {described}; "
+                                f"versions: {_join(versions)}{hint}")
+        version = aliases[ref.alias]
+        if version not in versions:
+            raise ModelNotFound(f"Model '{ref}': alias '{ref.alias}' points at version {version}, "
+                                f"which no longer exists; versions: {_join(versions)}")
+        return ref.name, version
+
+    def refs(self) -> list[str]:
+        """Every reference that resolves: name (for prod), name@alias and name@version."""
+        result = []
+        for name, (versions, aliases) in sorted(self.entries.items()):
+            result += [name] if DEFAULT_ALIAS in aliases else []
+            result += [f"{name}@{a}" for a in sorted(aliases)] + [f"{name}@{v}" for v in versions]
+        return [r for r in result if self._resolves(r)]
+
+    def _resolves(self, ref: str) -> bool:
+        try:
+            self.resolve(ref)
+            return True
+        except ModelNotFound:
+            return False
+
+
 class Registry:
     """A directory of models; see the module docstring for the layout."""
 
@@ -97,31 +143,13 @@ class Registry:
     def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
         """Return (name, version) for a reference, or fail listing what exists."""
         ref = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
-        versions = self.versions(ref.name)
-        if not versions:
-            known = ", ".join(self.models()) or "(none)"
-            raise ModelNotFound(f"Model '{ref}' not found in registry {self.root}; known models: {known}")
-        if ref.version is not None:
-            if ref.version not in versions:
-                raise ModelNotFound(
-                    f"Model '{ref}': version {ref.version} does not exist; "
-                    f"versions: {_join(versions)}; aliases: {self._describe_aliases(ref.name)}"
-                )
-            return ref.name, ref.version
-        aliases = self.aliases(ref.name)
-        if ref.alias not in aliases:
-            hint = f" (promote one with: scorehouse promote {ref.name} VERSION --alias {ref.alias})"
-            raise ModelNotFound(
-                f"Model '{ref}': no alias '{ref.alias}'; aliases: {self._describe_aliases(ref.name)}; "
-                f"versions: {_join(versions)}{hint}"
-            )
-        version = aliases[ref.alias]
-        if version not in versions:
-            raise ModelNotFound(
-                f"Model '{ref}': alias '{ref.alias}' points at version {version}, which no longer exists; "
-                f"versions: {_join(versions)}"
-            )
-        return ref.name, version
+        return self.catalog([ref.name]).resolve(ref)
+
+    def catalog(self, names: list[str] | None = None) -> Catalog:
+        """A snapshot of the versions and aliases of `names` (default: every model)."""
+        known = self.models()
+        names = known if names is None else names
+        return Catalog(str(self.root), known, {n: (self.versions(n), self.aliases(n)) for n in names})
 
     def card(self, name: str, version: int) -> ModelCard:
         """Return the verified manifest of a version."""
@@ -260,10 +288,6 @@ class Registry:
         _write_synced(tmp, _dump_json(entries))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-
-    def _describe_aliases(self, name: str) -> str:
-        aliases = self.aliases(name)
-        return ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "(none)"
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:

@@ -59,14 +59,18 @@ class Feature:
         pattern = _NUMERIC_SQL if self.kind == NUMERIC else _CATEGORICAL_SQL
         return bool(pattern.match(sql_type.strip()))
 
-    def accepts_arrow_type(self, arrow_type: pa.DataType) -> bool:
-        if pa.types.is_null(arrow_type):
-            return True
-        if pa.types.is_dictionary(arrow_type):
-            arrow_type = arrow_type.value_type
-        if self.kind == NUMERIC:
-            return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type)
-        return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
+
+def sql_type_name(arrow_type: pa.DataType) -> str:
+    """Name an Arrow type as SQL does, so every engine's errors read alike."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_decimal(arrow_type):
+        return f"DECIMAL({arrow_type.precision},{arrow_type.scale})"
+    names = {"int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
+             "uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT",
+             "halffloat": "FLOAT", "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN", "null": "NULL",
+             "string": "VARCHAR", "large_string": "VARCHAR", "string_view": "VARCHAR"}
+    return names.get(str(arrow_type), str(arrow_type).upper())
 
 
 def describe_features(features: list[Feature]) -> str:
@@ -74,24 +78,20 @@ def describe_features(features: list[Feature]) -> str:
     return ", ".join(f"{f.name} {f.sql_type}" for f in features)
 
 
-def column_problems(features: list[Feature], found: Mapping[str, str], typed=None) -> list[dict[str, str]]:
-    """List what keeps `found` columns (name -> type) from feeding the features: missing or mistyped.
-
-    `typed` tells how to test a type: Feature.accepts_sql_type (default) or accepts_arrow_type.
-    """
-    accepts = typed or Feature.accepts_sql_type
+def column_problems(features: list[Feature], found: Mapping[str, str]) -> list[dict[str, str]]:
+    """List what keeps `found` columns (name -> SQL type) from feeding the features: missing or mistyped."""
     problems = []
     for f in features:
         if f.name not in found:
             problems.append({"feature": f.name, "problem": "missing", "expected": f.sql_type, "found": "(absent)"})
-        elif not accepts(f, found[f.name]):
+        elif not f.accepts_sql_type(found[f.name]):
             problems.append({"feature": f.name, "problem": "type", "expected": f.sql_type, "found": str(found[f.name])})
     return problems
 
 
-def check_columns(model_label: str, features: list[Feature], found: Mapping[str, str], typed=None) -> None:
-    """Fail unless every feature is among `found` (name -> type) with a type it accepts."""
-    problems = column_problems(features, found, typed)
+def check_columns(model_label: str, features: list[Feature], found: Mapping[str, str]) -> None:
+    """Fail unless every feature is among `found` (name -> SQL type) with a type it accepts."""
+    problems = column_problems(features, found)
     missing = [p["feature"] for p in problems if p["problem"] == "missing"]
     if missing:
         names = ", ".join(f"'{m}'" for m in missing)
@@ -113,8 +113,7 @@ def check_columns(model_label: str, features: list[Feature], found: Mapping[str,
 
 def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
     """Convert named Arrow columns into the (n, 1) arrays the ONNX graph takes, one per feature."""
-    check_columns(model_label, features, {k: v.type for k, v in columns.items()},
-                  typed=Feature.accepts_arrow_type)
+    check_columns(model_label, features, {k: sql_type_name(v.type) for k, v in columns.items()})
     feeds = {}
     for f in features:
         column = columns[f.name]

@@ -14,9 +14,13 @@ import pyarrow as pa
 
 from .errors import FeatureError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
-from .registry import DEFAULT_ALIAS, ModelRef, Registry
+from .registry import DEFAULT_ALIAS, Catalog, ModelRef, Registry
 from .profile import PROFILE_RELATIONS
 from .schema import check_columns, column_problems
+
+
+# The generic SQL function of each output, on every engine.
+GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 
 
 class Scorer:
@@ -24,15 +28,34 @@ class Scorer:
 
     def __init__(self, registry: Registry | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
+        self._catalog: Catalog | None = None  # set on snapshots, which never read the registry again
+        self.loader = None  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def snapshot(cls, registry: Registry) -> Scorer:
+        """A scorer that holds every manifest and alias now, to travel where the registry is not."""
+        scorer = cls(registry)
+        scorer._catalog = registry.catalog()
+        for name, (versions, _) in scorer._catalog.entries.items():
+            for version in versions:
+                scorer._cards[(name, version)] = registry.card(name, version)
+        return scorer
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> tuple[str, int]:
         """Return (name, version) for a reference, the same answer for the life of this scorer."""
         with self._lock:
             if ref not in self._resolved:
-                self._resolved[ref] = self.registry.resolve(ModelRef.parse(ref))
+                self._resolved[ref] = (self._catalog or self.registry).resolve(ModelRef.parse(ref))
             return self._resolved[ref]
 
     def resolves(self, ref: str) -> bool:
@@ -52,7 +75,7 @@ class Scorer:
             return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
-        return self.registry.load(*self.resolve(ref))
+        return (self.loader or self.registry.load)(*self.resolve(ref))
 
     def describe(self, ref: str) -> str:
         """Return 'name@alias (version n)', how errors name a model."""
@@ -95,3 +118,19 @@ class Scorer:
             return model.predict(columns, output)
         except FeatureError as exc:
             raise FeatureError(str(exc).replace(f"Model {model.label}", f"Model {self.describe(ref)}", 1)) from None
+
+    def sql_call(self, ref: str, relation: str, output: str, struct, quote) -> str:
+        """The SQL expression scoring `ref` on the current row, with the features bound by name.
+
+        A bare model name (its prod version) calls the typed predict_<model>; other references and
+        outputs call the generic predict functions. `struct` builds the engine's struct literal from
+        (name, column) pairs and `quote` quotes an identifier.
+        """
+        card = self.card(ref)
+        output = card.check_output(output)
+        prefix = f"{quote(relation)}." if relation else ""
+        expression = struct([(f.name, prefix + quote(f.name)) for f in card.features])
+        if ref.strip() == card.name and output == card.default_output:
+            return f"predict_{card.name}({expression})"
+        literal = "'" + ref.replace("'", "''") + "'"
+        return f"{GENERIC_FUNCTIONS[output]}({literal}, {expression})"

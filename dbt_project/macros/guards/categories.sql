@@ -22,7 +22,7 @@ labelled as (
     left join categories as c on c.feature = p.feature and c.category = p.value
 ),
 current_shares as (
-    select feature, bucket, count(*) * 1.0 / sum(count(*)) over (partition by feature) as share
+    select feature, bucket, cast(count(*) as double) / sum(count(*)) over (partition by feature) as share
     from labelled group by feature, bucket
 ),
 baseline_shares as (
@@ -34,8 +34,8 @@ models as (
 select m.model_name, m.model_version,
        coalesce(b.feature, c.feature) as feature,
        coalesce(b.bucket, c.bucket) as bucket,
-       coalesce(b.share, 0.0) as baseline_share,
-       coalesce(c.share, 0.0) as current_share
+       coalesce(b.share, cast(0 as double)) as baseline_share,
+       coalesce(c.share, cast(0 as double)) as current_share
 from baseline_shares as b
 full outer join current_shares as c on c.feature = b.feature and c.bucket = b.bucket
 cross join models as m

@@ -12,13 +12,13 @@ with profile as (
 observed as (
     {%- for feature, column in columns.items() %}
     select '{{ feature }}' as feature,
-           avg(case when {{ adapter.quote(column) }} is null then 1.0 else 0.0 end) as null_rate
+           avg(case when {{ adapter.quote(column) }} is null then cast(1 as double) else cast(0 as double) end) as null_rate
     from {{ relation }}
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
 )
 select p.model_name, p.model_version, p.feature, 'null_rate_increase' as metric,
-       p.null_rate as baseline_value, coalesce(o.null_rate, 0.0) as current_value,
+       p.null_rate as baseline_value, coalesce(o.null_rate, cast(0 as double)) as current_value,
        cast(null as {{ dbt.type_string() }}) as detail
 from profile as p
 join observed as o on o.feature = p.feature

@@ -14,7 +14,7 @@ present as (
     where value is not null
 )
 select p.model_name, p.model_version, p.feature, 'out_of_range_share' as metric, 0.0 as baseline_value,
-       coalesce(avg(case when v.value < p.low or v.value > p.high then 1.0 else 0.0 end), 0.0) as current_value,
+       coalesce(avg(case when v.value < p.low or v.value > p.high then cast(1 as double) else cast(0 as double) end), cast(0 as double)) as current_value,
        cast(null as {{ dbt.type_string() }}) as detail
 from profile as p
 left join present as v on v.feature = p.feature

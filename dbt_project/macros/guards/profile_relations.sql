@@ -12,6 +12,11 @@
   scorehouse_{{ name }}({{ dbt.string_literal(model_ref) }})
 {%- endmacro %}
 
+{#- Spark: temporary views holding every reference, registered by udfs.spark.register -#}
+{% macro spark__profile_relation(name, model_ref) -%}
+  (select * from scorehouse_{{ name }} where model_ref = {{ dbt.string_literal(model_ref) }})
+{%- endmacro %}
+
 
 {#- guard_features(model_ref, kind, features): the model's features of a kind, or the requested subset. -#}
 {% macro guard_features(model_ref, kind, features=none) -%}

@@ -28,8 +28,8 @@ counts as (
 ),
 shares as (
     select b.model_name, b.model_version, b.feature,
-           greatest(b.share, {{ eps }}) as expected,
-           greatest(coalesce(c.n * 1.0 / nullif(t.n, 0), 0), {{ eps }}) as actual
+           greatest(b.share, cast({{ eps }} as double)) as expected,
+           greatest(coalesce(cast(c.n as double) / nullif(t.n, 0), 0), cast({{ eps }} as double)) as actual
     from bins as b
     join counts as c on c.feature = b.feature and c.bin = b.bin
     left join totals as t on t.feature = b.feature

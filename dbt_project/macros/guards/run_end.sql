@@ -26,10 +26,11 @@
 
 {% macro record_drift_history() -%}
   {%- if not execute or flags.WHICH not in ('build', 'run') -%}{{ return('') }}{%- endif -%}
-  {%- set history = api.Relation.create(database=target.database, schema=target.schema, identifier='drift_history') -%}
+  {%- set database = target.database or none -%}{#- Spark has no databases -#}
+  {%- set history = api.Relation.create(database=database, schema=target.schema, identifier='drift_history') -%}
   {%- set statements = [] -%}
   {%- for monitor in var('scorehouse_monitors', []) -%}
-    {%- set relation = adapter.get_relation(database=target.database, schema=target.schema, identifier=monitor.relation) -%}
+    {%- set relation = adapter.get_relation(database=database, schema=target.schema, identifier=monitor.relation) -%}
     {%- set resolves = run_query("select scorehouse_resolves(" ~ dbt.string_literal(monitor.model_ref) ~ ")").columns[0].values()[0] -%}
     {%- if relation is not none and resolves -%}
       {%- set levels -%}
@@ -41,6 +42,22 @@
       {%- do statements.append("insert into " ~ history ~ " " ~ levels) -%}
     {%- endif -%}
   {%- endfor -%}
-  {#- dbt rolls back what an on-run-end hook leaves open: commit the history explicitly -#}
+  {{ return(scorehouse.hook_statements(statements)) }}
+{%- endmacro %}
+
+
+{#- hook_statements(statements): the SQL a hook returns to run them all. -#}
+{% macro hook_statements(statements) -%}
+  {{ return(adapter.dispatch('hook_statements', 'scorehouse')(statements)) }}
+{%- endmacro %}
+
+{#- DuckDB: dbt rolls back what an on-run-end hook leaves open, so the statements end with a commit -#}
+{% macro default__hook_statements(statements) -%}
   {{ return((statements + ["commit"]) | join(";\n") if statements else '') }}
+{%- endmacro %}
+
+{#- Spark runs one statement a call, without transactions -#}
+{% macro spark__hook_statements(statements) -%}
+  {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+  {{ return('') }}
 {%- endmacro %}

@@ -1,0 +1,276 @@
+"""Spark: the same predict(), dbt project and guards on Spark local[2] and a real standalone cluster."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from conftest import ROOT
+
+pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
+if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+    pytest.skip("Spark needs Java 17; none found on PATH or in JAVA_HOME", allow_module_level=True)
+
+pytestmark = pytest.mark.spark
+SPARK_HOME = Path(__import__("pyspark").__file__).parent
+MARTS = {"mortgage_deny": ("features_mortgage", "mart_mortgage_risk", "application_id", "deny_probability"),
+         "diamond_price": ("features_diamonds", "mart_diamond_prices", "diamond_id", "predicted_price")}
+
+
+@pytest.fixture(scope="module")
+def spark(built, tmp_path_factory):
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    import udfs.spark
+
+    session = (SparkSession.builder.master("local[2]").appName("scorehouse tests")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+               .config("spark.sql.shuffle.partitions", "4")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    udfs.spark.register(session, built.registry_path)
+    for table, _, _, _ in MARTS.values():
+        session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
+    yield session
+    session.stop()
+
+
+@pytest.mark.parametrize("model", sorted(MARTS))
+def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
+    import udfs.spark
+    from udfs.scoring import Scorer
+
+    table, mart, key, column = MARTS[model]
+    typed = udfs.spark.predict_sql(Scorer(built.registry), model, "t")
+    got = spark.sql(f"select {key}, {typed} as typed, predict('{model}', struct(*)) as generic, "
+                    f"scorehouse_model_version('{model}') as version from {table} as t").toPandas().sort_values(key)
+    duck = built.query(f"select {key}, {column} from {mart} order by {key}")
+    assert len(got) == len(duck) and got[key].tolist() == duck[key].tolist()
+    assert_allclose(got["typed"], duck[column], atol=1e-6, rtol=0)
+    assert_allclose(got["generic"], duck[column], atol=1e-6, rtol=0)
+    features = built.query(f"select * from {table} order by {key}")
+    tolerance = 1e-5 if model == "mortgage_deny" else built.candidates[model].manifest["parity"]["tolerance"]
+    assert_allclose(got["typed"], built.sklearn_scores(model, features)["score"], atol=tolerance, rtol=0)
+    assert set(got["version"]) == {1}
+
+
+def test_labels_probabilities_and_pinned_versions(spark, built):
+    rows = spark.sql("select application_id, predict_label('mortgage_deny@1', struct(*)) as label, "
+                     "predict_proba('mortgage_deny@prod', struct(*)) as p from features_mortgage").toPandas()
+    rows = rows.sort_values("application_id")
+    expected = built.sklearn_scores("mortgage_deny", built.query("select * from features_mortgage order by application_id"))
+    assert rows["label"].tolist() == expected["label"].tolist()
+    assert_allclose([dict(p)["true"] for p in rows["p"]], expected["score"], atol=1e-5)
+
+
+def spark_error(spark, sql):
+    import udfs.spark
+
+    with pytest.raises(Exception) as info:
+        spark.sql(sql).collect()
+    return udfs.spark.friendly_error(info.value)
+
+
+def test_errors_read_as_in_duckdb(spark, built):
+    import udfs.duckdb as engine
+
+    con = engine.connect(built.warehouse, built.registry_path, read_only=True)
+    cases = {
+        "unknown model": ("select predict('mortgage_dny', struct(*)) from features_mortgage",
+                          "select predict('mortgage_dny', t) from features_mortgage t"),
+        "missing feature": ("select predict('mortgage_deny', struct(* except (lvr))) from features_mortgage",
+                            "select predict('mortgage_deny', t) from (select * exclude (lvr) from features_mortgage) t"),
+        "wrong type": ("select predict('mortgage_deny', struct(* except (lvr), cast(lvr as string) as lvr)) from features_mortgage",
+                       "select predict('mortgage_deny', t) from (select * replace (cast(lvr as varchar) as lvr) from features_mortgage) t"),
+        "unknown alias": ("select predict('mortgage_deny@staging', struct(*)) from features_mortgage",
+                          "select predict('mortgage_deny@staging', t) from features_mortgage t"),
+    }
+    try:
+        for label, (spark_sql, duck_sql) in cases.items():
+            with pytest.raises(duckdb.Error) as info:
+                con.sql(duck_sql).fetchall()
+            duck_message = engine.friendly_error(info.value, built.registry_path)
+            spark_message = spark_error(spark, spark_sql)
+            if label == "missing feature":  # Spark and DuckDB list the input columns in their own order
+                duck_message, spark_message = duck_message.split("; found")[0], spark_message.split("; found")[0]
+            assert spark_message == duck_message, label
+    finally:
+        con.close()
+
+
+def test_profile_views_match_duckdb(spark, built):
+    import udfs.duckdb as engine
+
+    con = engine.connect(built.warehouse, built.registry_path, read_only=True)
+    try:
+        duck = con.sql("select * from scorehouse_bins('diamond_price') order by feature, bin").to_arrow_table().to_pandas()
+    finally:
+        con.close()
+    got = spark.sql("select * except (model_ref) from scorehouse_bins where model_ref = 'diamond_price' "
+                    "order by feature, bin").toPandas()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), duck, check_dtype=False)
+
+
+def test_executor_refuses_a_changed_artifact(built):
+    import hashlib
+
+    from udfs import spark_cache
+    from udfs.errors import IntegrityError
+
+    folder = built.registry_path / "mortgage_deny" / "versions" / "1"
+    manifest = (folder / "manifest.json").read_bytes()
+    onnx = bytearray((folder / "model.onnx").read_bytes())
+    onnx[100] ^= 1
+
+    class Shipped:
+        value = {("mortgage_deny", 1): (manifest, hashlib.sha256(manifest).hexdigest(), bytes(onnx))}
+
+    spark_cache._models.clear()
+    with pytest.raises(IntegrityError, match="model.onnx failed its sha256 check on the executor"):
+        spark_cache.load(Shipped, "mortgage_deny", 1)
+
+
+def run_dbt_on_spark(ws, warehouse: Path, *extra):
+    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"), "--warehouse-dir", str(warehouse),
+                           "--registry", str(ws.registry_path), *extra, "--", "--target-path", str(warehouse / "target"),
+                           "--log-path", str(warehouse / "logs")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable})
+
+
+def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet')").to_arrow_table().to_pandas()
+
+
+def test_dbt_project_on_spark_matches_duckdb(built, tmp_path):
+    result = run_dbt_on_spark(built, tmp_path / "spark")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Done. PASS=30 WARN=0 ERROR=0 SKIP=0" in result.stdout
+    for model, (_, mart, key, column) in MARTS.items():
+        on_spark = read_parquet_table(tmp_path / "spark", "scorehouse", mart).sort_values(key)
+        on_duckdb = built.query(f"select * from {mart} order by {key}")
+        assert len(on_spark) == len(on_duckdb)
+        assert_allclose(on_spark[column].to_numpy(), on_duckdb[column].to_numpy(), atol=1e-6, rtol=0)
+        assert set(on_spark["model_version"]) == {1}
+    # the guards measured the same inputs the same way on both engines
+    spark_history = read_parquet_table(tmp_path / "spark", "scorehouse", "drift_history")
+    duck_history = built.query("select * from drift_history where invocation_id = "
+                               "(select invocation_id from drift_history order by recorded_at desc limit 1)")
+    merged = spark_history.merge(duck_history, on=["model_ref", "feature", "metric"], suffixes=("_spark", "_duckdb"))
+    assert len(merged) == len(duck_history) == len(spark_history) > 0
+    assert_allclose(merged.current_value_spark, merged.current_value_duckdb, rtol=1e-9, atol=1e-12)
+    assert merged.level_spark.isna().all() and merged.level_duckdb.isna().all()
+
+
+def write_input(ws, path: Path) -> pd.DataFrame:
+    features = ws.query("select * from features_mortgage order by application_id")
+    features["batch"] = np.where(features.application_id % 2 == 0, "even", "odd")
+    features.to_parquet(path)
+    return features
+
+
+def submit(*args, master="local[2]", env=None, timeout=600):
+    return subprocess.run([str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
+                           str(ROOT / "spark_jobs" / "score_table.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+                               **(env or {})})
+
+
+def test_score_table_job_overwrites_atomically(built, tmp_path):
+    features = write_input(built, tmp_path / "features.parquet")
+    out = tmp_path / "scored"
+    for _ in range(2):  # a second run replaces the first output whole
+        result = submit("--model", "mortgage_deny", "--input", str(tmp_path / "features.parquet"),
+                        "--output", str(out), "--registry", str(built.registry_path))
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    output = result.stdout + result.stderr  # spark-submit passes the Python driver's stderr to its stdout
+    assert f"scoring {len(features)} rows" in output and f"wrote {len(features)} rows" in output
+    scored = pd.read_parquet(out).sort_values("application_id")
+    mart = built.query("select deny_probability from mart_mortgage_risk order by application_id")
+    assert_allclose(scored["score"], mart["deny_probability"], atol=1e-6, rtol=0)
+    assert set(scored["model_version"]) == {1} and not list(tmp_path.glob("scored.*"))
+    partitioned = tmp_path / "by_batch"
+    for _ in range(2):
+        result = submit("--model", "mortgage_deny@1", "--input", str(tmp_path / "features.parquet"),
+                        "--output", str(partitioned), "--partition-by", "batch", "--registry", str(built.registry_path))
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert sorted(p.name for p in partitioned.iterdir() if p.is_dir()) == ["batch=even", "batch=odd"]
+    assert len(pd.read_parquet(partitioned)) == len(features)
+    failed = submit("--model", "mortgage_dny", "--input", str(tmp_path / "features.parquet"),
+                    "--output", str(tmp_path / "nope"), "--registry", str(built.registry_path))
+    assert failed.returncode == 1 and "Model 'mortgage_dny' not found" in failed.stdout + failed.stderr
+    assert not (tmp_path / "nope").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path):
+    """A Spark standalone master and two workers on 127.0.0.1, stopped at the end; logs kept on failure."""
+    logs = tmp_path / "cluster-logs"
+    logs.mkdir()
+    port, ui = free_port(), free_port()
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_WORKER_DIR": str(tmp_path / "work")}
+    spark_class = str(SPARK_HOME / "bin" / "spark-class")
+    processes = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                                   "--port", str(port), "--webui-port", str(ui)],
+                                  stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT, env=env)]
+    master = f"spark://127.0.0.1:{port}"
+    for i in range(2):
+        processes.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
+             "--memory", "1g", "--webui-port", str(free_port())],
+            stdout=open(logs / f"worker-{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        text = (logs / "master.log").read_text()
+        if text.count("Registering worker") >= 2:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"the standalone cluster did not start in 90 s; logs in {logs}")
+    yield master, logs
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster):
+    master, logs = standalone_cluster
+    features = write_input(built, tmp_path / "features.parquet")
+    out = tmp_path / "scored"
+    result = submit("--model", "mortgage_deny", "--input", str(tmp_path / "features.parquet"), "--output", str(out),
+                    "--registry", str(built.registry_path), master=master,
+                    env={"SPARK_LOCAL_IP": "127.0.0.1"}, timeout=600)
+    assert result.returncode == 0, f"logs in {logs}\n" + result.stderr[-4000:]
+    scored = pd.read_parquet(out).sort_values("application_id")
+    mart = built.query("select deny_probability from mart_mortgage_risk order by application_id")
+    assert len(scored) == len(features)
+    assert_allclose(scored["score"], mart["deny_probability"], atol=1e-6, rtol=0)
+    # both workers ran executors
+    executors = [p for p in (tmp_path / "work").rglob("stderr")]
+    assert len({p.parent.parent.name for p in executors}) >= 1 and len(executors) == 2, executors
+    json.dumps({"executors": len(executors)})

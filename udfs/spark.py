@@ -1,0 +1,143 @@
+"""Spark adapter: the DuckDB SQL surface, on a SparkSession.
+
+    predict_<model>(named_struct(...))        the model's prod version
+    predict('<ref>', struct(...))             any reference; features bound by name, extra fields ignored
+    predict_label / predict_proba             the predicted class / a class -> probability map
+    scorehouse_model_version('<ref>'), scorehouse_predict_sql(...), scorehouse_schema_problems(...),
+    scorehouse_resolves('<ref>')              as in DuckDB, for the dbt macros
+    temporary views scorehouse_features, scorehouse_bins   the training profiles, one row set per reference
+
+References resolve once, on the driver, when register() runs. The models travel to the executors in
+one broadcast (no shared filesystem needed); executors check their sha256 before loading them.
+UDFs are iterator-style Arrow pandas UDFs; each executor process keeps one session per version.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from typing import Tuple  # noqa: UP035 (pyspark reads the UDF's type hints)
+
+import pandas as pd
+
+from . import spark_cache
+from .model import OUTPUT_SQL_TYPES
+from .profile import PROFILE_RELATIONS
+from .registry import MANIFEST_FILE, MODEL_FILE, Registry
+from .scoring import GENERIC_FUNCTIONS, Scorer
+
+SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
+               "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
+
+
+def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
+    """Register the predict functions and profile views on `spark`; return the driver's Scorer."""
+    from pyspark.sql.functions import pandas_udf
+
+    registry = scorer.registry if scorer else registry if isinstance(registry, Registry) else Registry(registry)
+    scorer = Scorer.snapshot(registry)  # travels inside the UDFs: executors never read the registry
+    shipped = spark.sparkContext.broadcast(_ship(registry, list(scorer._cards)))
+    scorer.loader = functools.partial(spark_cache.load, shipped)
+
+    for card in scorer.default_cards():
+        fn = _fixed_udf(scorer, card.name, card.default_output)
+        spark.udf.register(f"predict_{card.name}", pandas_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]]))
+    for output, function in GENERIC_FUNCTIONS.items():
+        fn = _generic_udf(scorer, output)
+        spark.udf.register(function, pandas_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
+
+    spark.udf.register("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], "int")
+    spark.udf.register("scorehouse_resolves", scorer.resolves, "boolean")
+    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output: predict_sql(scorer, ref, relation, output),
+                       "string")
+    spark.udf.register("scorehouse_schema_problems",
+                       lambda ref, columns: json.dumps(scorer.schema_problems(ref, json.loads(columns))), "string")
+    _profile_views(spark, scorer, scorer._catalog.refs())
+    return scorer
+
+
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default") -> str:
+    """The Spark SQL expression scoring `ref` on the current row, features bound by name."""
+    def struct(fields):
+        return "named_struct(" + ", ".join(f"'{name}', {column}" for name, column in fields) + ")"
+
+    return scorer.sql_call(ref, relation, output, struct, _quote)
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def _ship(registry: Registry, versions: list[tuple[str, int]]) -> dict:
+    """{(name, version): (manifest bytes, their sha256, onnx bytes)}, each verified on the driver first."""
+    from .registry import MANIFEST_SUM_FILE, sha256_bytes
+
+    shipped = {}
+    for name, version in sorted(versions):
+        registry.load(name, version)  # verifies the manifest and model hashes
+        folder = registry.root / name / "versions" / str(version)
+        manifest = (folder / MANIFEST_FILE).read_bytes()
+        recorded = (folder / MANIFEST_SUM_FILE).read_text().strip()
+        if sha256_bytes(manifest) != recorded:
+            registry.card(name, version)  # raises the IntegrityError that names the file
+        shipped[(name, version)] = (manifest, recorded, (folder / MODEL_FILE).read_bytes())
+    return shipped
+
+
+def _score(scorer: Scorer, ref: str, features: pd.DataFrame, output: str) -> pd.Series:
+    """Score one pandas batch (a struct's fields) on the executor."""
+    import pyarrow as pa
+
+    result = scorer.predict(ref, {c: pa.Array.from_pandas(features[c]) for c in features.columns}, output)
+    if output == "probabilities":
+        return pd.Series([dict(pairs) for pairs in result.to_pylist()], index=features.index)
+    return pd.Series(result.to_numpy(zero_copy_only=False), index=features.index)
+
+
+def _fixed_udf(scorer: Scorer, ref: str, output: str):
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+        for features in batches:
+            if len(features):
+                yield _score(scorer, ref, features, output)
+            else:
+                yield pd.Series([], dtype=object)
+
+    return predict
+
+
+def _generic_udf(scorer: Scorer, output: str):
+    def predict(batches: Iterator[Tuple[pd.Series, pd.DataFrame]]) -> Iterator[pd.Series]:  # noqa: UP006
+        for refs, features in batches:
+            if not len(features):
+                yield pd.Series([], dtype=object)
+                continue
+            if refs.isna().any():
+                from .errors import ScorehouseError
+
+                raise ScorehouseError("predict(): the model reference is NULL")
+            parts = [_score(scorer, ref, features[refs == ref], output) for ref in refs.unique()]
+            yield pd.concat(parts).reindex(features.index)
+
+    return predict
+
+
+def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
+    """Create the temporary views scorehouse_features and scorehouse_bins: a model_ref column + the profile."""
+    for relation, (rows_of, columns) in PROFILE_RELATIONS.items():
+        rows = []
+        for ref in refs:
+            card = scorer.card(ref)
+            if "profile" in card.manifest:
+                rows += [{"model_ref": ref, **row} for row in rows_of(card.manifest)]
+        schema = "model_ref string, " + ", ".join(f"`{c}` {SPARK_TYPES.get(t, t.lower())}" for c, t in columns.items())
+        spark.createDataFrame([tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema) \
+            .createOrReplaceTempView(f"scorehouse_{relation}")
+
+
+def friendly_error(exc: Exception) -> str | None:
+    """The scorehouse message inside a Spark error raised by a UDF, or None if there is none."""
+    import re
+
+    found = re.findall(r"udfs\.errors\.\w+: (.*)", str(exc))
+    return found[-1].strip() if found else None
