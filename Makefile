@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo demo-drift test bench clean
+.PHONY: setup demo demo-drift demo-spark test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ demo-drift: demo
 	    where level is not null and recorded_at = (select max(recorded_at) from drift_history) order by all"
 	@echo "== back to the clean batch"
 	$(DBT) build $(DBT_ARGS)
+
+demo-spark: demo
+	@echo "== the same dbt project on Spark local[2]: guards, then scored marts (Parquet under warehouse/spark)"
+	$(BIN)/python spark_jobs/dbt_build.py
+	@$(BIN)/python -c "import duckdb; print(duckdb.sql(\"select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, round(avg(deny_probability), 4) as mean_score from read_parquet('warehouse/spark/scorehouse.db/mart_mortgage_risk/*.parquet') group by all union all select 'mart_diamond_prices', model_name, model_version, count(*), round(avg(predicted_price), 1) from read_parquet('warehouse/spark/scorehouse.db/mart_diamond_prices/*.parquet') group by all\"))"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

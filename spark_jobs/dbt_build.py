@@ -43,6 +43,7 @@ def main(argv=None) -> int:
              .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
              .config("spark.sql.execution.arrow.pyspark.enabled", "true")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .enableHiveSupport()
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
