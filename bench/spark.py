@@ -4,7 +4,7 @@
 
 Same model (the demo mortgage_deny GBT spec, trained once: this run's scikit-learn pipeline goes to
 MLflow, its ONNX export to the registry), same resampled rows (Parquet), same Spark session:
-  scorehouse   predict_mortgage_deny(named_struct(...)): onnxruntime in an Arrow pandas UDF
+  scorehouse   predict_mortgage_deny(named_struct(...)): onnxruntime in an iterator Arrow UDF
   mlflow       mlflow.pyfunc.spark_udf of the scikit-learn pipeline (predict_proba)
 Both read the Parquet file and write to Spark's no-op sink; best of --repeat, interleaved.
 """
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
         registry = Registry(folder / "bench-registry")
         version = registry.register(candidate.manifest, candidate.files)
         registry.promote(model, version)
-        mlflow.sklearn.save_model(candidate.pipeline, str(folder / "mlflow-model"), pyfunc_predict_fn="predict_proba")
+        # MLflow's own format for a scikit-learn model (its loader, not scorehouse's, unpickles it)
+        mlflow.sklearn.save_model(candidate.pipeline, str(folder / "mlflow-model"), pyfunc_predict_fn="predict_proba",
+                                  serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
 
         with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"], read_only=True) as con:
             source = con.sql(f"select * from {FEATURE_TABLES[model]}").to_arrow_table()
@@ -78,7 +80,7 @@ def main(argv=None) -> int:
         columns = ", ".join(spec.features)
         print(f"timing {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)
         results = interleaved_best(args.repeat, {
-            "scorehouse predict() (onnxruntime, Arrow pandas UDF)": lambda: spark.sql(
+            "scorehouse predict() (onnxruntime, Arrow UDF)": lambda: spark.sql(
                 f"select {ours} as p from bench_rows").write.format("noop").mode("overwrite").save(),
             "MLflow spark_udf (scikit-learn predict_proba)": lambda: spark.sql(
                 f"select mlflow_predict(struct({columns}))[1] as p from bench_rows")

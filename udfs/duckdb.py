@@ -19,12 +19,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from .config import warehouse_path
-from .errors import FeatureError, ScorehouseError
+from .errors import FeatureError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import quote_identifier
-from .scoring import GENERIC_FUNCTIONS, Scorer
+from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
@@ -111,10 +111,7 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
 
 def _typed_udf(current, name: str):
     def predict(features: pa.ChunkedArray) -> pa.Array:
-        structs = _flat(features)
-        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
-        result = current().predict(name, columns)
-        return _null_where_null(result, structs)
+        return current().predict_struct(name, flat(features))
 
     return predict
 
@@ -122,20 +119,8 @@ def _typed_udf(current, name: str):
 def _generic_udf(current, output: str):
     def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
         scorer = current()
-        refs, rows = _flat(refs), _flat(rows)
-        if refs.null_count:
-            raise ScorehouseError("predict(): the model reference is NULL")
-        row_type = _flat(row_types)[0].as_py() if len(row_types) else ""
-        unique = pc.unique(refs).to_pylist()
-        if len(unique) == 1:
-            return _score_json(scorer, unique[0], rows, row_type, output)
-        parts, order = [], []
-        for ref in unique:
-            where = pc.equal(refs, ref)
-            order.append(pc.indices_nonzero(where))
-            parts.append(_score_json(scorer, ref, rows.filter(where), row_type, output))
-        positions = pa.concat_arrays(order)
-        return pa.concat_arrays(parts).take(pc.sort_indices(positions))
+        row_type = flat(row_types)[0].as_py() if len(row_types) else ""
+        return per_reference(refs, rows, lambda ref, part: _score_json(scorer, ref, part, row_type, output))
 
     return predict
 
@@ -146,7 +131,7 @@ def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output:
     card = scorer.card(ref)
     card.check_output(output)
     schema = pa.schema([(f.name, _JSON_TYPES[f.sql_type]) for f in card.features])
-    return _null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
+    return null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
 
 
 def _parse_json_rows(rows: pa.Array, schema: pa.Schema) -> dict[str, pa.Array]:
@@ -232,14 +217,3 @@ def explain_bind_error(message: str, scorer: Scorer) -> str:
     except FeatureError as exc:
         return str(exc)
     return message
-
-
-def _flat(array):
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
-
-
-def _null_where_null(result: pa.Array, inputs: pa.Array) -> pa.Array:
-    """A NULL row (not a row of NULLs) scores NULL."""
-    if not inputs.null_count:
-        return result
-    return pc.if_else(inputs.is_valid(), result, pa.scalar(None, result.type))

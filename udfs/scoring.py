@@ -11,6 +11,7 @@ import threading
 from collections.abc import Mapping
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import FeatureError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
@@ -43,6 +44,11 @@ class Scorer:
             for version in versions:
                 scorer._cards[(name, version)] = registry.card(name, version)
         return scorer
+
+    @property
+    def catalog(self) -> Catalog:
+        """The versions and aliases this scorer resolves against (a snapshot's, or the registry's now)."""
+        return self._catalog or self.registry.catalog()
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -119,6 +125,11 @@ class Scorer:
         except FeatureError as exc:
             raise FeatureError(str(exc).replace(f"Model {model.label}", f"Model {self.describe(ref)}", 1)) from None
 
+    def predict_struct(self, ref: str, structs: pa.StructArray, output: str | None = None) -> pa.Array:
+        """Score a struct array, its fields bound by name; a NULL struct scores NULL."""
+        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
+        return null_where_null(self.predict(ref, columns, output), structs)
+
     def sql_call(self, ref: str, relation: str, output: str, struct, quote) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
@@ -134,3 +145,30 @@ class Scorer:
             return f"predict_{card.name}({expression})"
         literal = "'" + ref.replace("'", "''") + "'"
         return f"{GENERIC_FUNCTIONS[output]}({literal}, {expression})"
+
+
+def flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def null_where_null(result: pa.Array, inputs: pa.Array) -> pa.Array:
+    """A NULL row (not a row of NULLs) scores NULL."""
+    if not inputs.null_count:
+        return result
+    return pc.if_else(inputs.is_valid(), result, pa.scalar(None, result.type))
+
+
+def per_reference(refs: pa.Array, rows: pa.Array, score) -> pa.Array:
+    """Score rows whose model reference may differ row to row: score(ref, rows of that ref) per reference."""
+    refs, rows = flat(refs), flat(rows)
+    if refs.null_count:
+        raise ScorehouseError("predict(): the model reference is NULL")
+    unique = pc.unique(refs).to_pylist()
+    if len(unique) == 1:
+        return score(unique[0], rows)
+    parts, order = [], []
+    for ref in unique:
+        where = pc.equal(refs, ref)
+        order.append(pc.indices_nonzero(where))
+        parts.append(score(ref, rows.filter(where)))
+    return pa.concat_arrays(parts).take(pc.sort_indices(pa.concat_arrays(order)))
