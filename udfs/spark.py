@@ -9,9 +9,9 @@
 
 References resolve once, on the driver, when register() runs. The models travel to the executors in
 one broadcast (no shared filesystem needed); executors check their sha256 before loading them.
-The UDFs are iterator-style Arrow UDFs (pyspark 4.1's arrow_udf: Arrow batches in and out, no pandas
-in between, 1.9x the rows/s of the same code as a pandas_udf, see bench/spark.py); each executor
-process keeps one onnxruntime session per version.
+The UDFs are iterator-style Arrow UDFs (pyspark's arrow_udf: Arrow batches in and out, so a struct
+arrives as the same StructArray DuckDB hands over, and a NULL struct scores NULL as in DuckDB); each
+executor process keeps one onnxruntime session per version.
 """
 
 from __future__ import annotations
