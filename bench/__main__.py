@@ -110,7 +110,7 @@ def main(argv=None) -> int:
     print(f"\n{args.model} ({model.manifest['estimator']['class']}), {args.rows:,} resampled rows, "
           f"DuckDB threads={args.threads}, {platform.machine()} {os.cpu_count()} cores, "
           f"onnxruntime {ort.__version__}, duckdb {duckdb.__version__}\n")
-    print(f"| path | seconds | rows/s | ratio to the limit |\n|---|---:|---:|---:|")
+    print("| path | seconds | rows/s | ratio to the limit |\n|---|---:|---:|---:|")
     for name, seconds in results.items():
         print(f"| {name} | {seconds:.3f} | {args.rows / seconds:,.0f} | {limit / seconds:.2f}x |")
     return 0

@@ -69,7 +69,7 @@ def python_metrics(manifest, frame):
     return result
 
 
-def sql_metrics(ws, invocation=None):
+def sql_metrics(ws):
     history = ws.query("select * from drift_history where model_ref = 'mortgage_deny' and "
                        "invocation_id = (select invocation_id from drift_history order by recorded_at desc limit 1)")
     return {(r.feature, r.metric): (r.baseline_value, r.current_value) for r in history.itertuples()}, history

@@ -1,6 +1,5 @@
 """The registry on disk: versions, aliases, integrity, and what may be loaded."""
 
-import json
 import re
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Spark: the same predict(), dbt project and guards on Spark local[2] and a real standalone cluster."""
 
-import json
 import os
 import shutil
 import socket
@@ -270,7 +269,6 @@ def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster
     mart = built.query("select deny_probability from mart_mortgage_risk order by application_id")
     assert len(scored) == len(features)
     assert_allclose(scored["score"], mart["deny_probability"], atol=1e-6, rtol=0)
-    # both workers ran executors
-    executors = [p for p in (tmp_path / "work").rglob("stderr")]
-    assert len({p.parent.parent.name for p in executors}) >= 1 and len(executors) == 2, executors
-    json.dumps({"executors": len(executors)})
+    # one executor ran on each of the two workers (each leaves work/<app>/<executor id>/stderr)
+    executors = list((tmp_path / "work").rglob("stderr"))
+    assert len(executors) == 2, executors

@@ -149,7 +149,7 @@ def cmd_show(args) -> int:
     print(f"  estimator   {manifest['estimator']['class']} {json.dumps(manifest['estimator']['params'])}")
     print(f"  trained on  {manifest['training_data']['source']}: {manifest['training_data']['rows']} rows "
           f"({manifest['training_data']['holdout_rows']} held out), created {manifest['created_at']}")
-    print(f"  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in manifest["metrics"].items()))
+    print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in manifest["metrics"].items()))
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
     print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
