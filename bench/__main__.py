@@ -68,6 +68,14 @@ def interleaved_best(repeat: int, runs: dict) -> dict[str, float]:
     return {name: min(values) for name, values in times.items()}
 
 
+def markdown_table(results: dict[str, float], rows: int, baseline: str, ratio_header: str) -> str:
+    """Results as a Markdown table: seconds, rows/s, and speed relative to `baseline` (baseline time / time)."""
+    lines = [f"| path | seconds | rows/s | {ratio_header} |", "|---|---:|---:|---:|"]
+    for name, seconds in results.items():
+        lines.append(f"| {name} | {seconds:.3f} | {rows / seconds:,.0f} | {results[baseline] / seconds:.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,13 +114,10 @@ def main(argv=None) -> int:
         })
         con.close()
 
-    limit = results["limit: onnxruntime, one batch"]
     print(f"\n{args.model} ({model.manifest['estimator']['class']}), {args.rows:,} resampled rows, "
           f"DuckDB threads={args.threads}, {platform.machine()} {os.cpu_count()} cores, "
           f"onnxruntime {ort.__version__}, duckdb {duckdb.__version__}\n")
-    print("| path | seconds | rows/s | ratio to the limit |\n|---|---:|---:|---:|")
-    for name, seconds in results.items():
-        print(f"| {name} | {seconds:.3f} | {args.rows / seconds:,.0f} | {limit / seconds:.2f}x |")
+    print(markdown_table(results, args.rows, "limit: onnxruntime, one batch", "ratio to the limit"))
     return 0
 
 

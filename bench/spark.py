@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.__main__ import FEATURE_TABLES, PROJECT, build_workspace, interleaved_best
+from bench.__main__ import FEATURE_TABLES, PROJECT, build_workspace, interleaved_best, markdown_table
 
 
 def main(argv=None) -> int:
@@ -87,12 +87,9 @@ def main(argv=None) -> int:
         })
         spark.stop()
 
-    mlflow_time = results["MLflow spark_udf (scikit-learn predict_proba)"]
     print(f"\n{model} (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, Spark local[2], "
           f"maxRecordsPerBatch={args.batch_size}, {os.cpu_count()} cores\n")
-    print("| path | seconds | rows/s | speed vs MLflow |\n|---|---:|---:|---:|")
-    for name, seconds in results.items():
-        print(f"| {name} | {seconds:.2f} | {args.rows / seconds:,.0f} | {mlflow_time / seconds:.2f}x |")
+    print(markdown_table(results, args.rows, "MLflow spark_udf (scikit-learn predict_proba)", "speed vs MLflow"))
     return 0
 
 
