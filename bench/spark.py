@@ -1,6 +1,6 @@
 """Benchmark predict() on Spark local[2] against MLflow's spark_udf, side by side in one run.
 
-    python -m bench.spark [--rows 2000000] [--repeat 3] [--batch-size 10000]
+    python -m bench.spark [--rows 2000000] [--repeat 3] [--batch-size N]
 
 Same model (the demo mortgage_deny GBT spec, trained once: this run's scikit-learn pipeline goes to
 MLflow, its ONNX export to the registry), same resampled rows (Parquet), same Spark session:
@@ -27,7 +27,8 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=10_000, help="spark.sql.execution.arrow.maxRecordsPerBatch")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="spark.sql.execution.arrow.maxRecordsPerBatch for both (default: what register() sets)")
     args = parser.parse_args(argv)
     os.environ["PYSPARK_PYTHON"] = sys.executable
 
@@ -63,12 +64,14 @@ def main(argv=None) -> int:
             frame[name] = frame[name].fillna("")
         frame.to_parquet(folder / "rows.parquet")
 
-        spark = (SparkSession.builder.master("local[2]").appName("scorehouse bench")
-                 .config("spark.ui.enabled", "false")
-                 .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.batch_size))
-                 .config("spark.driver.memory", "4g").getOrCreate())
+        builder = (SparkSession.builder.master("local[2]").appName("scorehouse bench")
+                   .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g"))
+        if args.batch_size:
+            builder = builder.config(udfs.spark.ARROW_BATCH_CONF, str(args.batch_size))
+        spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
         scorer = udfs.spark.register(spark, registry)
+        batch_size = spark.conf.get(udfs.spark.ARROW_BATCH_CONF)
         rows = spark.read.parquet(str(folder / "rows.parquet")).cache()
         rows.count()
         rows.createOrReplaceTempView("bench_rows")
@@ -88,7 +91,7 @@ def main(argv=None) -> int:
         spark.stop()
 
     print(f"\n{model} (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, Spark local[2], "
-          f"maxRecordsPerBatch={args.batch_size}, {os.cpu_count()} cores\n")
+          f"maxRecordsPerBatch={batch_size}, {os.cpu_count()} cores\n")
     print(markdown_table(results, args.rows, "MLflow spark_udf (scikit-learn predict_proba)", "speed vs MLflow"))
     return 0
 

@@ -125,8 +125,10 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
             values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)
             feeds[f.name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
         else:
-            values = pc.fill_null(pc.cast(column, pa.string()), MISSING_CATEGORY)
-            feeds[f.name] = values.to_numpy(zero_copy_only=False).astype(object).reshape(-1, 1)
+            # through a dictionary: one Python string per distinct category, not one per row
+            encoded = pc.dictionary_encode(pc.fill_null(pc.cast(column, pa.string()), MISSING_CATEGORY))
+            categories = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+            feeds[f.name] = categories[encoded.indices.to_numpy()].reshape(-1, 1)
     return feeds
 
 
