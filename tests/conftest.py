@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from udfs.registry import Registry
@@ -85,20 +86,22 @@ class Workspace:
 
     def sklearn_scores(self, ref: str, frame: pd.DataFrame):
         """scikit-learn's own answers for rows of a features table."""
-        candidate = self.candidates[ref]
-        import pyarrow as pa
-
-        from udfs.model import ModelCard
-
-        card = ModelCard(candidate.manifest)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        inputs = model_inputs(card.label, card.features, {n: table.column(n) for n in table.column_names})
-        x = pd.DataFrame({n: v.reshape(-1) for n, v in inputs.items()})
-        return sklearn_outputs(candidate.pipeline, x, card.task, card.classes, candidate.manifest["positive_class"])
+        return sklearn_answers(self.candidates[ref], frame)
 
     def cli(self, *args: str, check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
         """Run the installed `scorehouse` command against this workspace."""
         return run_cli(*args, env=self.env, check=check, stdin=stdin)
+
+
+def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
+    """scikit-learn's own answers (score, label, probabilities) for rows of a features table."""
+    from udfs.model import ModelCard
+
+    card = ModelCard(candidate.manifest)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    inputs = model_inputs(card.label, card.features, {n: table.column(n) for n in table.column_names})
+    x = pd.DataFrame({n: v.reshape(-1) for n, v in inputs.items()})
+    return sklearn_outputs(candidate.pipeline, x, card.task, card.classes, candidate.manifest["positive_class"])
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None):
@@ -132,3 +135,48 @@ def built(trained, tmp_path_factory) -> Workspace:
 def workspace(trained, tmp_path) -> Workspace:
     """A private copy of the trained workspace, free to change."""
     return trained.copy(tmp_path / "ws")
+
+
+# Every estimator the compiled-SQL path is tried on: (task, kind, features table, target, features).
+COMPILED_CASES = {
+    "c_binary_logistic": ("binary", "logistic_regression", "mortgage"),
+    "c_binary_forest": ("binary", "random_forest", "mortgage"),
+    "c_binary_gbt": ("binary", "gradient_boosting", "mortgage"),
+    "c_binary_hgb": ("binary", "hist_gradient_boosting", "mortgage"),
+    "c_multiclass_logistic": ("multiclass", "logistic_regression", "diamonds_cut"),
+    "c_regression_linear": ("regression", "linear_regression", "diamonds"),
+    "c_regression_ridge": ("regression", "ridge", "diamonds"),
+    "c_regression_forest": ("regression", "random_forest", "diamonds"),
+    "c_regression_gbt": ("regression", "gradient_boosting", "diamonds"),
+    "c_regression_hgb": ("regression", "hist_gradient_boosting", "diamonds"),
+}
+COMPILED_SOURCES = {
+    "mortgage": ("features_mortgage", "is_denied", ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
+                 ["pbcr", "dmi", "self", "single", "condominium"]),
+    "diamonds": ("features_diamonds", "price", ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
+                 ["cut", "color", "clarity"]),
+    "diamonds_cut": ("features_diamonds", "cut", ["carat", "depth_pct", "table_pct"], ["color", "clarity"]),
+}
+SMALL_PARAMS = {"random_forest": {"n_estimators": 10, "max_depth": 5, "random_state": 0},
+                "gradient_boosting": {"n_estimators": 30, "random_state": 0},
+                "hist_gradient_boosting": {"max_iter": 30, "random_state": 0},
+                "logistic_regression": {"max_iter": 2000}}
+
+
+@pytest.fixture(scope="session")
+def compiled_models(trained, tmp_path_factory):
+    """Every estimator trained on real rows, registered and promoted: (registry, {name: (candidate, rows)})."""
+    from udfs.spec import parse_spec
+
+    registry = Registry(tmp_path_factory.mktemp("compiled") / "registry")
+    models = {}
+    for name, (task, kind, source) in COMPILED_CASES.items():
+        table, target, numeric, categorical = COMPILED_SOURCES[source]
+        rows = trained.query(f"select * from {table} order by 1 limit 4000")
+        spec = parse_spec({"name": name, "task": task, "target": target, "source": {"table": table},
+                           "estimator": {"kind": kind, "params": SMALL_PARAMS.get(kind, {})},
+                           "features": {"numeric": numeric, "categorical": categorical}})
+        candidate = train(spec, pa.Table.from_pandas(rows, preserve_index=False))
+        registry.promote(name, registry.register(candidate.manifest, candidate.files))
+        models[name] = (candidate, rows)
+    return registry, models

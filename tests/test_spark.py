@@ -65,6 +65,37 @@ def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
     assert set(got["version"]) == {1}
 
 
+def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_models):
+    import udfs.duckdb
+    import udfs.spark
+    from udfs.scoring import Scorer
+
+    from conftest import sklearn_answers
+
+    registry, models = compiled_models
+    scorer = Scorer(registry)
+    compiled = {n: m for n, m in models.items() if "skipped" not in m[0].manifest["compiled"]}
+    assert len(compiled) == 8  # every estimator orbital translates (see test_compiled.NOT_COMPILED)
+    # tree ensembles outgrow Java's 64 KB method limit; skip the code generation Spark would try and drop
+    spark.conf.set("spark.sql.codegen.factoryMode", "NO_CODEGEN")
+    spark.conf.set("spark.sql.codegen.wholeStage", "false")
+    try:
+        for name, (candidate, rows) in compiled.items():
+            spark.createDataFrame(rows).createOrReplaceTempView("compiled_rows")
+            on_spark = spark.sql(f"select {udfs.spark.predict_sql(scorer, name, 'r', 'score', 'compiled')} as v "
+                                 "from compiled_rows as r").toPandas()["v"].to_numpy()
+            with duckdb.connect() as con:
+                con.register("compiled_rows", rows)
+                on_duckdb = con.sql(f"select {udfs.duckdb.predict_sql(scorer, name, 'r', 'score', 'compiled')} as v "
+                                    "from compiled_rows as r").fetchnumpy()["v"]
+            assert_allclose(on_spark, on_duckdb, atol=1e-9, rtol=0, err_msg=name)
+            want = sklearn_answers(candidate, rows)["score"]
+            assert_allclose(on_spark, want, atol=candidate.manifest["parity"]["tolerance"], rtol=0, err_msg=name)
+    finally:
+        spark.conf.unset("spark.sql.codegen.factoryMode")
+        spark.conf.unset("spark.sql.codegen.wholeStage")
+
+
 def test_labels_probabilities_and_pinned_versions(spark, built):
     rows = spark.sql("select application_id, predict_label('mortgage_deny@1', struct(*)) as label, "
                      "predict_proba('mortgage_deny@prod', struct(*)) as p from features_mortgage").toPandas()

@@ -30,4 +30,4 @@ class Plugin(BasePlugin):
         register(conn, scorer=self.scorer)
 
     def configure_cursor(self, cursor) -> None:
-        create_macros(cursor)  # temporary macros are per cursor; functions are shared
+        create_macros(cursor, self.scorer)  # temporary macros are per cursor; functions are shared

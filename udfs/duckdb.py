@@ -1,11 +1,13 @@
 """DuckDB adapter: register the registry's models as SQL functions on a connection.
 
     predict_<model>(STRUCT(<features>))    typed fast path for the model's `prod` version;
-                                           DuckDB binds the struct's fields by name
+                                           DuckDB binds the struct's fields by name. The model's
+                                           compiled SQL where registration measured it faster
+                                           (SCOREHOUSE_SCORING=onnx|compiled|auto), else onnxruntime
     predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored
     predict_label / predict_proba          the predicted class / a class -> probability map
     scorehouse_model_version('<ref>')      the version a reference scores with
-    scorehouse_predict_sql('<ref>', '<relation>', '<output>')  what the dbt predict() macro compiles to
+    scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>')  what the dbt predict() macro compiles to
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .errors import FeatureError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
+from .compiled import bind
 from .schema import quote_identifier
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 
@@ -54,22 +57,23 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     varchar = duckdb.sqltype("VARCHAR")
     for card in scorer.default_cards():
         struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
-        _create_function(conn, f"predict_{card.name}", _typed_udf(current, card.name), [struct],
-                         OUTPUT_SQL_TYPES[card.default_output], type="arrow")
+        for name in (f"predict_{card.name}", f"scorehouse_onnx_{card.name}"):  # the macro may shadow the first
+            _create_function(conn, name, _typed_udf(current, card.name), [struct],
+                             OUTPUT_SQL_TYPES[card.default_output], type="arrow")
     for output, function in GENERIC_FUNCTIONS.items():
         _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
                          OUTPUT_SQL_TYPES[output], type="arrow")
     _create_function(conn, "scorehouse_model_version", lambda ref: current().resolve(ref)[1], [varchar], "INTEGER")
     _create_function(conn, "scorehouse_predict_sql",
-                     lambda ref, relation, output: predict_sql(current(), ref, relation, output),
-                     [varchar] * 3, "VARCHAR")
+                     lambda ref, relation, output, method: predict_sql(current(), ref, relation, output, method),
+                     [varchar] * 4, "VARCHAR")
     _create_function(conn, "scorehouse_resolves", lambda ref: current().resolves(ref), [varchar], "BOOLEAN")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
     _create_function(conn, "scorehouse_schema_problems",
                      lambda ref, columns: json.dumps(current().schema_problems(ref, json.loads(columns))),
                      [varchar] * 2, "VARCHAR")
-    create_macros(conn)
+    create_macros(conn, scorer)
     return scorer
 
 
@@ -82,12 +86,20 @@ def _create_function(conn, name, function, parameters, return_type: str, type: s
             raise
 
 
-def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the generic predict macros and the profile relations (temporary: a cursor needs its own).
+def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
+    """Create the macros (temporary: a cursor needs its own): generic predict, compiled models, profiles.
 
+    predict_<model> becomes the model's compiled SQL where that is how the model scores (it shadows the
+    ONNX function of the same name, which stays callable as scorehouse_onnx_<model>).
     scorehouse_features('<ref>') and scorehouse_bins('<ref>') are the training profile of the
     version the reference points at now, as tables for the guard tests.
     """
+    for card in scorer.default_cards():
+        compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb", "auto")
+        if compiled is not None:
+            struct = ", ".join(f"{quote_identifier(f.name)} {f.sql_type}" for f in card.features)
+            conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
+                         f"CASE WHEN features IS NULL THEN NULL ELSE ({bind(compiled, 'duckdb', 'features.')}) END")
     for function in GENERIC_FUNCTIONS.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
@@ -101,12 +113,12 @@ def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default") -> str:
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
     def struct(fields):
         return "struct_pack(" + ", ".join(f"{quote_identifier(name)} := {column}" for name, column in fields) + ")"
 
-    return scorer.sql_call(ref, relation, output, struct, quote_identifier)
+    return scorer.sql_call(ref, relation, output, struct, quote_identifier, "duckdb", method or None)
 
 
 def _typed_udf(current, name: str):

@@ -4,6 +4,7 @@
                                 manifest.json    schema, outputs, metrics, parity, hashes
                                 manifest.sha256  the manifest's own hash
                                 sample.json      a few holdout rows with their expected outputs
+                                compiled.json    the graph as SQL expressions, where it translates
     <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]}}
 
 Versions are written to a staging folder and renamed into place; aliases are rewritten through a
@@ -35,6 +36,7 @@ MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
+COMPILED_FILE = "compiled.json"
 ALIAS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
 _loaded: dict[tuple[str, str, int], LoadedModel] = {}  # per process: versions never change
@@ -165,6 +167,13 @@ class Registry:
                 model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
                 _loaded[key] = model
             return model
+
+    def compiled(self, name: str, version: int) -> dict[str, Any] | None:
+        """The version's compiled SQL (compiled.json), verified; None where the graph was not compiled."""
+        manifest = self._manifest(name, version)
+        if COMPILED_FILE not in manifest["artifacts"]:
+            return None
+        return json.loads(self._read_verified(name, version, COMPILED_FILE, manifest))
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
         manifest = self._manifest(name, version)

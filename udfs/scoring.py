@@ -7,12 +7,14 @@ and scores Arrow columns with the registry's cached onnxruntime sessions.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .compiled import bind
 from .errors import FeatureError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
 from .registry import DEFAULT_ALIAS, Catalog, ModelRef, Registry
@@ -20,6 +22,9 @@ from .profile import PROFILE_RELATIONS
 from .schema import check_columns, column_problems
 
 
+# How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
+SCORING_ENV = "SCOREHOUSE_SCORING"
+SCORING_METHODS = ("auto", "compiled", "onnx")
 # The generic SQL function of each output, on every engine.
 GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 
@@ -33,16 +38,18 @@ class Scorer:
         self.loader = None  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
+        self._compiled: dict[tuple[str, int], dict] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def snapshot(cls, registry: Registry) -> Scorer:
-        """A scorer that holds every manifest and alias now, to travel where the registry is not."""
+        """A scorer that holds every manifest, compiled SQL and alias now, to travel where the registry is not."""
         scorer = cls(registry)
         scorer._catalog = registry.catalog()
         for name, (versions, _) in scorer._catalog.entries.items():
             for version in versions:
                 scorer._cards[(name, version)] = registry.card(name, version)
+                scorer._compiled[(name, version)] = registry.compiled(name, version)
         return scorer
 
     @property
@@ -130,21 +137,59 @@ class Scorer:
         columns = dict(zip((f.name for f in structs.type), structs.flatten()))
         return null_where_null(self.predict(ref, columns, output), structs)
 
-    def sql_call(self, ref: str, relation: str, output: str, struct, quote) -> str:
+    def compiled_sql(self, ref: str, output: str, engine: str, method: str | None = None) -> str | None:
+        """The stored SQL expression for `ref` on `engine` if `method` says to use it, else None (the ONNX UDF).
+
+        method: 'auto' (the compiled SQL where registration measured it faster), 'compiled' (it, or an
+        error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
+        """
+        method = scoring_method(method)
+        if method == "onnx":
+            return None
+        card = self.card(ref)
+        output = card.check_output(output)
+        record = card.manifest.get("compiled") or {"skipped": "registered before the compiled-SQL path existed"}
+        if method == "compiled":
+            if "skipped" in record or output not in record["outputs"]:
+                reason = record.get("skipped") or f"only {', '.join(record['outputs'])} compile"
+                raise ScorehouseError(f"Model {self.describe(ref)} has no compiled SQL for '{output}': {reason}")
+        elif "skipped" in record or output not in record["outputs"] or not record["preferred"].get(engine):
+            return None
+        key = self.resolve(ref)
+        with self._lock:
+            if key not in self._compiled:
+                self._compiled[key] = self.registry.compiled(*key)
+            return self._compiled[key]["expressions"][engine][output]
+
+    def sql_call(self, ref: str, relation: str, output: str, struct, quote, engine: str = "duckdb",
+                 method: str | None = None) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
-        A bare model name (its prod version) calls the typed predict_<model>; other references and
-        outputs call the generic predict functions. `struct` builds the engine's struct literal from
+        Where the compiled SQL is chosen (see compiled_sql) it is inlined over the relation's columns.
+        Otherwise a bare model name (its prod version) calls the typed predict_<model>; other references
+        and outputs call the generic predict functions. `struct` builds the engine's struct literal from
         (name, column) pairs and `quote` quotes an identifier.
         """
         card = self.card(ref)
         output = card.check_output(output)
+        method = scoring_method(method)
         prefix = f"{quote(relation)}." if relation else ""
+        compiled = self.compiled_sql(ref, output, engine, method)
+        if compiled is not None:
+            return f"({bind(compiled, engine, prefix)})"
         expression = struct([(f.name, prefix + quote(f.name)) for f in card.features])
         if ref.strip() == card.name and output == card.default_output:
-            return f"predict_{card.name}({expression})"
+            return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
         literal = "'" + ref.replace("'", "''") + "'"
         return f"{GENERIC_FUNCTIONS[output]}({literal}, {expression})"
+
+
+def scoring_method(method: str | None = None) -> str:
+    """'auto', 'compiled' or 'onnx': the one asked for, else $SCOREHOUSE_SCORING, else 'auto'."""
+    method = (method or os.environ.get(SCORING_ENV) or "auto").strip().lower()
+    if method not in SCORING_METHODS:
+        raise ScorehouseError(f"Unknown scoring method '{method}'; choose one of {list(SCORING_METHODS)}")
+    return method
 
 
 def flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -51,28 +51,29 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     scorer.loader = functools.partial(spark_cache.load, shipped)
 
     for card in scorer.default_cards():
-        fn = _fixed_udf(scorer, card.name, card.default_output)
-        spark.udf.register(f"predict_{card.name}", arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]]))
+        fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output), SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
+        spark.udf.register(f"predict_{card.name}", fn)
+        spark.udf.register(f"scorehouse_onnx_{card.name}", fn)
     for output, function in GENERIC_FUNCTIONS.items():
         fn = _generic_udf(scorer, output)
         spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
 
     spark.udf.register("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], "int")
     spark.udf.register("scorehouse_resolves", scorer.resolves, "boolean")
-    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output: predict_sql(scorer, ref, relation, output),
-                       "string")
+    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output, method: predict_sql(
+        scorer, ref, relation, output, method), "string")
     spark.udf.register("scorehouse_schema_problems",
                        lambda ref, columns: json.dumps(scorer.schema_problems(ref, json.loads(columns))), "string")
     _profile_views(spark, scorer, catalog.refs())
     return scorer
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default") -> str:
-    """The Spark SQL expression scoring `ref` on the current row, features bound by name."""
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
+    """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
     def struct(fields):
         return "named_struct(" + ", ".join(f"'{name}', {column}" for name, column in fields) + ")"
 
-    return scorer.sql_call(ref, relation, output, struct, _quote)
+    return scorer.sql_call(ref, relation, output, struct, _quote, "spark", method or None)
 
 
 def _quote(identifier: str) -> str:

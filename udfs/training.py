@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .compiled import compile_for_registry
 from .errors import ParityError, SpecError
 from .model import LoadedModel
 from .profile import training_profile
-from .registry import Registry
+from .registry import COMPILED_FILE, MODEL_FILE, SAMPLE_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
 from .spec import ModelSpec, _class_label
 
@@ -27,7 +28,7 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 # |difference| <= VALUE_RTOL * max(1, mean |value| on the holdout).
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
-LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "duckdb", "pyarrow")
+LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "orbital", "numpy", "duckdb", "pyarrow")
 
 
 def _estimators() -> dict[str, dict[str, type]]:
@@ -74,11 +75,15 @@ class Candidate:
     onnx_bytes: bytes
     sample: dict[str, Any]
     pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
+    compiled: dict[str, Any] | None = None  # SQL expressions per engine, where the graph translates
 
     @property
     def files(self) -> dict[str, bytes]:
         """The artifacts to register: ONNX and JSON only."""
-        return {"model.onnx": self.onnx_bytes, "sample.json": json.dumps(self.sample, indent=1).encode()}
+        files = {MODEL_FILE: self.onnx_bytes, SAMPLE_FILE: json.dumps(self.sample, indent=1).encode()}
+        if self.compiled:
+            files[COMPILED_FILE] = json.dumps(self.compiled, indent=1).encode()
+        return files
 
 
 def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Table:
@@ -208,6 +213,10 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     manifest["parity"] = check_parity(model, holdout, expected)
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
+    compiled, manifest["compiled"] = compile_for_registry(manifest, model.onnx_bytes, holdout, expected)
+    log(f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
+        "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
+                                   "no engine (the ONNX UDF was faster)")))
     manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes)
     manifest["profile"] = training_profile(x_train, features, expected, spec.task)
 
@@ -216,7 +225,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
-    return Candidate(manifest, onnx_bytes, sample, pipeline)
+    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled)
 
 
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,

@@ -1,5 +1,5 @@
 {#-
-  predict(model_ref, relation=none, output='default')
+  predict(model_ref, relation=none, output='default', method=none)
 
   Score the current row with a registry model, its features bound by name. The feature list
   comes from the registry when the model is compiled: nothing is copied into the project.
@@ -7,17 +7,20 @@
     relation    the alias of the relation holding the features, e.g. 'f' for `from ... as f`
     output      'default' (probability of the positive class, or the value of a regressor),
                 'score', 'label' or 'probabilities'
+    method      'auto' (the model's compiled SQL where registration measured it faster than
+                onnxruntime, inlined into the query), 'compiled' or 'onnx'; default: var
+                scorehouse_scoring, else $SCOREHOUSE_SCORING, else 'auto'
 -#}
-{% macro predict(model_ref, relation=none, output='default') -%}
-  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output)) }}
+{% macro predict(model_ref, relation=none, output='default', method=none) -%}
+  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output, method or var('scorehouse_scoring', ''))) }}
 {%- endmacro %}
 
-{% macro default__predict(model_ref, relation, output) -%}
+{% macro default__predict(model_ref, relation, output, method) -%}
   {%- if not execute -%}
     {{ return("null") }}
   {%- endif -%}
   {%- set query -%}
-    select scorehouse_predict_sql({{ dbt.string_literal(model_ref) }}, {{ dbt.string_literal(relation or '') }}, {{ dbt.string_literal(output) }})
+    select scorehouse_predict_sql({{ dbt.string_literal(model_ref) }}, {{ dbt.string_literal(relation or '') }}, {{ dbt.string_literal(output) }}, {{ dbt.string_literal(method or '') }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
