@@ -1,17 +1,19 @@
 """Benchmark predict() on Spark local[2] against MLflow's spark_udf, side by side in one run.
 
-    python -m bench.spark [--rows 2000000] [--repeat 3] [--batch-size N]
+    python -m bench.spark [--rows 2000000] [--repeat 3] [--batch-size N] [--json]
 
-Same model (the demo mortgage_deny GBT spec, trained once: this run's scikit-learn pipeline goes to
-MLflow, its ONNX export to the registry), same resampled rows (Parquet), same Spark session:
-  scorehouse   predict_mortgage_deny(named_struct(...)): onnxruntime in an iterator Arrow UDF
-  mlflow       mlflow.pyfunc.spark_udf of the scikit-learn pipeline (predict_proba)
-Both read the Parquet file and write to Spark's no-op sink; best of --repeat, interleaved.
+For the demo GBT (100 trees) and a logistic regression on the same mortgage features, on the same
+resampled rows (Parquet, cached) in one Spark session:
+  predict()      predict_<model>(named_struct(...)): onnxruntime in an iterator Arrow UDF
+  compiled SQL   the model's compiled SQL inlined (no Python at scoring time)
+  MLflow         mlflow.pyfunc.spark_udf of the same scikit-learn pipeline (predict_proba)
+All write to Spark's no-op sink; best of --repeat, interleaved. Run by `python -m bench` too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.__main__ import FEATURE_TABLES, PROJECT, build_workspace, interleaved_best, markdown_table
+from bench.__main__ import MODELS, build_workspace, interleaved_best, markdown_table
+
+SPARK_MODELS = ["mortgage_deny", "mortgage_logistic"]
 
 
 def main(argv=None) -> int:
@@ -28,13 +32,14 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="spark.sql.execution.arrow.maxRecordsPerBatch for both (default: what register() sets)")
+                        help="spark.sql.execution.arrow.maxRecordsPerBatch for all (default: what register() sets)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line for python -m bench")
     args = parser.parse_args(argv)
     os.environ["PYSPARK_PYTHON"] = sys.executable
 
     import duckdb
-    import mlflow.pyfunc
     import mlflow.sklearn
+    import mlflow.pyfunc
     from pyspark.sql import SparkSession
 
     import udfs.spark
@@ -42,25 +47,17 @@ def main(argv=None) -> int:
     from udfs.spec import load_spec
     from udfs.training import read_source, train
 
-    model = "mortgage_deny"
+    sections, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-spark-") as tmp:
         folder = Path(tmp)
         print(f"building the workspace in {tmp} ...", file=sys.stderr, flush=True)
-        env = build_workspace(folder, model)
-        spec = load_spec(PROJECT / "training" / f"{model}.yml")
-        candidate = train(spec, read_source(spec, env["SCOREHOUSE_WAREHOUSE"]))
-        registry = Registry(folder / "bench-registry")
-        version = registry.register(candidate.manifest, candidate.files)
-        registry.promote(model, version)
-        # MLflow's own format for a scikit-learn model (its loader, not scorehouse's, unpickles it)
-        mlflow.sklearn.save_model(candidate.pipeline, str(folder / "mlflow-model"), pyfunc_predict_fn="predict_proba",
-                                  serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
-
+        env = build_workspace(folder, {m: MODELS[m] for m in SPARK_MODELS})
+        registry = Registry(env["SCOREHOUSE_REGISTRY"])
         with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"], read_only=True) as con:
-            source = con.sql(f"select * from {FEATURE_TABLES[model]}").to_arrow_table()
-        picks = np.random.default_rng(0).integers(0, source.num_rows, args.rows)
-        frame = source.take(picks).to_pandas()
-        for name in spec.categorical:  # both paths get the same inputs: a NULL category is ''
+            source = con.sql("select * from features_mortgage").to_arrow_table()
+        frame = source.take(np.random.default_rng(0).integers(0, source.num_rows, args.rows)).to_pandas()
+        specs = {m: load_spec(folder / f"{m}.yml") for m in SPARK_MODELS}
+        for name in specs["mortgage_deny"].categorical:  # every path gets the same inputs: a NULL category is ''
             frame[name] = frame[name].fillna("")
         frame.to_parquet(folder / "rows.parquet")
 
@@ -69,30 +66,37 @@ def main(argv=None) -> int:
         if args.batch_size:
             builder = builder.config(udfs.spark.ARROW_BATCH_CONF, str(args.batch_size))
         spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
+        spark.sparkContext.setLogLevel("OFF")  # tree ensembles print codegen fallbacks at ERROR
         scorer = udfs.spark.register(spark, registry)
         batch_size = spark.conf.get(udfs.spark.ARROW_BATCH_CONF)
         rows = spark.read.parquet(str(folder / "rows.parquet")).cache()
         rows.count()
         rows.createOrReplaceTempView("bench_rows")
-        ours = udfs.spark.predict_sql(scorer, model, "bench_rows")
-        theirs = mlflow.pyfunc.spark_udf(spark, str(folder / "mlflow-model"), result_type="array<double>",
-                                         env_manager="local")
-        spark.udf.register("mlflow_predict", theirs)
-        columns = ", ".join(spec.features)
-        print(f"timing {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)
-        results = interleaved_best(args.repeat, {
-            "scorehouse predict() (onnxruntime, Arrow UDF)": lambda: spark.sql(
-                f"select {ours} as p from bench_rows").write.format("noop").mode("overwrite").save(),
-            "MLflow spark_udf (scikit-learn predict_proba)": lambda: spark.sql(
-                f"select mlflow_predict(struct({columns}))[1] as p from bench_rows")
-                .write.format("noop").mode("overwrite").save(),
-        })
+        for model, spec in specs.items():
+            candidate = train(spec, read_source(spec, env["SCOREHOUSE_WAREHOUSE"]))
+            # MLflow's own format for a scikit-learn model (its loader, not scorehouse's, unpickles it)
+            mlflow.sklearn.save_model(candidate.pipeline, str(folder / f"mlflow-{model}"), pyfunc_predict_fn="predict_proba",
+                                      serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+            spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
+                spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))
+            runs = {"predict() (ONNX Arrow UDF)": udfs.spark.predict_sql(scorer, model, "t", "score", "onnx")}
+            if "skipped" not in registry.card(*registry.resolve(model)).manifest["compiled"]:
+                runs["compiled SQL"] = udfs.spark.predict_sql(scorer, model, "t", "score", "compiled")
+            runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
+            print(f"timing {model}, {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)
+            results = interleaved_best(args.repeat, {
+                path: (lambda e=expression: spark.sql(f"select {e} as p from bench_rows as t")
+                       .write.format("noop").mode("overwrite").save())
+                for path, expression in runs.items()})
+            baseline = "MLflow spark_udf (scikit-learn)"
+            ratios[model] = {path: results[baseline] / seconds for path, seconds in results.items()}
+            sections.append(f"{model} ({type(candidate.pipeline[-1]).__name__}), {args.rows:,} resampled rows, "
+                            f"maxRecordsPerBatch={batch_size}\n\n" + markdown_table(results, args.rows, baseline,
+                                                                                    "speed vs MLflow"))
         spark.stop()
 
-    print(f"\n{model} (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, Spark local[2], "
-          f"maxRecordsPerBatch={batch_size}, {os.cpu_count()} cores\n")
-    print(markdown_table(results, args.rows, "MLflow spark_udf (scikit-learn predict_proba)", "speed vs MLflow"))
+    page = "\n\n".join(sections)
+    print(json.dumps({"markdown": page, "ratios": ratios}) if args.json else page)
     return 0
 
 
