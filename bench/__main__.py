@@ -14,8 +14,8 @@ real mortgage and diamond feature rows with a fixed seed to each size, then runs
   pandas           fetch the table into pandas, scikit-learn predict_proba, write the scores back
 and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compiled SQL, MLflow's spark_udf.
 Each arm runs in a process of its own (its peak RSS is its own), arms alternate round by round (machine
-noise hits all alike), and each figure is the best of --repeat rounds (sizes above --all-models-up-to run
-once, for the first model only). Cold start: a fresh process's first predict() of a 200-tree GBT,
+noise hits all alike), and each figure is the best of --repeat rounds (sizes above --repeat-up-to run one
+round; sizes above --all-models-up-to, the first model only). Cold start: a fresh process's first predict() of a 200-tree GBT,
 connect and model load included. Writes the tables to --out with the machine they ran on.
 """
 
@@ -146,6 +146,7 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
 
     lines = ["# Benchmark results", "",
              f"`python -m bench --sizes {','.join(map(str, args.sizes))} --repeat {args.repeat} "
+             f"--repeat-up-to {args.repeat_up_to} --all-models-up-to {args.all_models_up_to} "
              f"--spark-rows {args.spark_rows}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB, Python {platform.python_version()}, "
              f"duckdb {duckdb.__version__}, onnxruntime {onnxruntime.__version__}. DuckDB threads = cores; "
@@ -206,7 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000, 20_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--all-models-up-to", type=int, default=5_000_000,
-                        help="larger sizes run once, for the first model only")
+                        help="larger sizes run for the first model only")
+    parser.add_argument("--repeat-up-to", type=int, default=1_000_000, help="larger sizes run one round")
     parser.add_argument("--spark-rows", type=int, default=2_000_000, help="0 skips Spark")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
             with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:
                 tables = {m: resample(con, MODELS[m][2], size) for m in models}
             print(f"timing {size:,} rows ...", file=sys.stderr, flush=True)
-            results[size] = run_size(env, models, tables, args.repeat if size <= args.all_models_up_to else 1)
+            results[size] = run_size(env, models, tables, args.repeat if size <= args.repeat_up_to else 1)
             with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:
                 for table in set(tables.values()):
                     con.execute(f"drop table {table}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,11 +58,12 @@ class Workspace:
         shutil.copytree(self.root, dest)
         return Workspace(dest, dict(self.candidates))
 
-    def dbt(self, *args: str, expect_ok: bool = True, data_dir: Path = PROJECT / "data") -> subprocess.CompletedProcess:
+    def dbt(self, *args: str, expect_ok: bool = True, data_dir: Path = PROJECT / "data",
+            variables: dict | None = None) -> subprocess.CompletedProcess:
         """Run dbt in its own process, as a user does (dbt-duckdb keeps the warehouse open in-process)."""
         argv = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT),
                 "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
-                "--log-path", str(self.root / "logs"), "--vars", f"{{data_dir: '{data_dir}'}}"]
+                "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
         result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600,
                                 env={**os.environ, **self.env})
         if expect_ok:

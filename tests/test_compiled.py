@@ -78,6 +78,10 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
                        f"scorehouse_onnx_c_binary_logistic(struct_pack({columns})) as onnx_path from features").fetchnumpy()
         assert np.abs(both["sql_path"] - both["onnx_path"]).max() <= 1e-6  # float32 graph vs double SQL
         _compare(candidate, both["sql_path"], rows)
+        with pytest.raises(duckdb.BinderException) as error:
+            con.sql("select predict_c_binary_logistic({'dir': 'high'})").fetchall()
+        assert udfs.duckdb.explain_bind_error(str(error.value), Scorer(registry)).startswith(
+            "Model c_binary_logistic (version 1): predict_c_binary_logistic() takes a struct of its features (dir ")
         assert con.sql(f"select predict_c_binary_logistic(NULL::STRUCT({', '.join(c + ' DOUBLE' for c in candidate.manifest['spec']['numeric'])}, "
                        f"{', '.join(c + ' VARCHAR' for c in candidate.manifest['spec']['categorical'])}))").fetchall() == [(None,)]
 

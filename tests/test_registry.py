@@ -77,7 +77,7 @@ def test_alias_pointing_at_a_deleted_version(workspace):
         registry.resolve(ModelRef.parse("mortgage_deny"))
 
 
-@pytest.mark.parametrize("filename", ["model.onnx", "manifest.json", "sample.json"])
+@pytest.mark.parametrize("filename", ["model.onnx", "manifest.json", "sample.json", "compiled.json"])
 def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
     from udfs import registry as registry_module
 
@@ -90,11 +90,32 @@ def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
     with pytest.raises(IntegrityError, match=f"{re.escape(filename)} failed its sha256 check"):
         if filename == "sample.json":
             registry.sample("mortgage_deny", 1)
+        elif filename == "compiled.json":
+            registry.compiled("mortgage_deny", 1)
         else:
             registry.load("mortgage_deny", 1)
     problems = registry.verify("mortgage_deny", 1)
     assert len(problems) == 1 and f"{filename} failed its sha256 check" in problems[0]
     assert registry.verify("diamond_price", 1) == []
+
+
+def test_verify_reports_files_others_can_write_and_symlinked_artifacts(workspace, tmp_path):
+    registry = workspace.registry
+    folder = workspace.registry_path / "mortgage_deny" / "versions" / "1"
+    assert registry.verify("mortgage_deny", 1) == []
+    folder.chmod(folder.stat().st_mode | 0o002)
+    problems = registry.verify("mortgage_deny", 1)
+    assert len(problems) == 1 and problems[0].startswith(f"Model mortgage_deny v1: {folder} is writable by any user (mode d")
+    assert problems[0].endswith("); chmod o-w it")
+    folder.chmod(folder.stat().st_mode & ~0o002)
+    elsewhere = tmp_path / "model.onnx"
+    elsewhere.write_bytes((folder / "model.onnx").read_bytes())  # the same bytes: the hash alone would pass
+    (folder / "model.onnx").unlink()
+    (folder / "model.onnx").symlink_to(elsewhere)
+    problems = registry.verify("mortgage_deny", 1)
+    assert problems == [f"Model mortgage_deny v1: {folder / 'model.onnx'} is a symbolic link (to {elsewhere})"]
+    result = workspace.cli("verify", "mortgage_deny")
+    assert result.returncode == 1 and "is a symbolic link" in result.stdout
 
 
 def test_a_failed_write_leaves_no_version_behind(trained, tmp_path):

@@ -152,6 +152,7 @@ def cmd_show(args) -> int:
     print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in manifest["metrics"].items()))
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
+    print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
     print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
     print()
     print(format_table(
@@ -159,6 +160,19 @@ def cmd_show(args) -> int:
         [[f["name"], f["kind"], f["sql_type"], ", ".join(f.get("categories", [])) or "-"] for f in manifest["features"]],
     ))
     return 0
+
+
+def describe_compiled(record: dict | None) -> str:
+    """One line on the compiled-SQL path of a version: why there is none, or its parity, speed and use."""
+    if not record:
+        return "no (registered before the compiled-SQL path existed)"
+    if "skipped" in record:
+        return f"no: {record['skipped']}"
+    timing, parity = record["duckdb_timing"], record["parity"]
+    used = [engine for engine, on in record["preferred"].items() if on]
+    return (f"{', '.join(record['outputs'])}; max |SQL - scikit-learn| {parity.get('max_abs_diff', 0):.2e}; "
+            f"DuckDB {timing['onnx_seconds'] / timing['sql_seconds']:.2f}x the ONNX UDF on {timing['rows']:,} rows; "
+            f"scores by default on {', '.join(used) or 'no engine'}")
 
 
 def cmd_promote(args) -> int:

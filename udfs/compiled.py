@@ -4,12 +4,12 @@ At registration, orbital translates the very ONNX graph that passed parity into 
 dialect; its chain of CTEs is folded here into one expression per output that reads the features of
 the current row as "__scorehouse_row"."<feature>". Numeric features enter as FLOAT with NaN read as
 NULL (the ONNX graph sees float32 and imputes NaN), categories as text with NULL read as '' (as
-`schema.model_inputs` feeds onnxruntime). The expressions are checked against onnxruntime on the
-holdout in DuckDB before they are stored (compiled.json, hashed like every artifact); at scoring time
-they are plain SQL text: no Python runs.
+`schema.model_inputs` feeds onnxruntime). The expressions are checked against scikit-learn on the
+holdout in DuckDB and timed against the ONNX UDF before they are stored (compiled.json, hashed like
+every artifact); at scoring time they are plain SQL text: no Python runs.
 
-orbital and sqlglot are needed at registration only. A graph with an operator orbital cannot translate
-(e.g. a HistGradientBoosting model with native categorical splits) registers without compiled SQL.
+orbital and sqlglot are needed at registration only. A graph orbital cannot translate (a multiclass
+linear model; HistGradientBoosting trees that send missing values left) registers without compiled SQL.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from .schema import NUMERIC, Feature
 
 ROW = "__scorehouse_row"
 DIALECTS = {"duckdb": "duckdb", "spark": "spark"}  # engine -> sqlglot dialect
-COMPILED_OUTPUTS = ("score", "label")
 SPEED_ROWS = 100_000  # rows timed per path at registration to decide which one scores by default
 SPEED_MARGIN = 0.9  # the SQL must be 10% faster to be chosen: a tie is noise, and the UDF is the reference
 # Spark compiles a projection into one Java method, and one over 64 KB falls back to interpreted evaluation
@@ -79,7 +78,7 @@ def bind(expression: str, engine: str, prefix: str) -> str:
 
 def check_compiled(compiled: Mapping[str, Any], feeds: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
                    tolerance: float) -> dict[str, Any]:
-    """Run the DuckDB expressions on the holdout and compare with onnxruntime's outputs; return the record."""
+    """Run the DuckDB expressions on the holdout and compare with scikit-learn's outputs; return the record."""
     import duckdb
 
     table = _as_table(feeds)
@@ -100,6 +99,7 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
                feeds: Mapping[str, np.ndarray], rows: int = SPEED_ROWS) -> dict[str, float]:
     """Seconds for DuckDB to score `rows` resampled holdout rows with the ONNX UDF and with the compiled SQL."""
     import duckdb
+    import pyarrow as pa
 
     from .model import LoadedModel
 
@@ -111,8 +111,8 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
     with duckdb.connect() as con:
         con.register("rows_view", table)
         con.execute("create table timed_rows as select * from rows_view")
-        struct = duckdb.struct_type({n: duckdb.sqltype(str(t).replace("float", "FLOAT").replace("string", "VARCHAR"))
-                                     for n, t in zip(table.schema.names, table.schema.types)})
+        struct = duckdb.struct_type({field.name: "FLOAT" if pa.types.is_floating(field.type) else "VARCHAR"
+                                     for field in table.schema})
         con.create_function("onnx_path", lambda rows: model.predict(dict(zip(names, rows.flatten())), output),
                             [struct], "DOUBLE" if output == "score" else "VARCHAR", type="arrow")
         arguments = "{" + ", ".join(f"'{n}': \"{n}\"" for n in names) + "}"

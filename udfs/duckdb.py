@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import duckdb
 import pyarrow as pa
@@ -21,12 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from .config import warehouse_path
-from .errors import FeatureError
+from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .compiled import bind
-from .schema import quote_identifier
+from .schema import describe_features, quote_identifier
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
@@ -95,7 +96,10 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     version the reference points at now, as tables for the guard tests.
     """
     for card in scorer.default_cards():
-        compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb", "auto")
+        try:
+            compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb")
+        except ScorehouseError:
+            continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
         if compiled is not None:
             struct = ", ".join(f"{quote_identifier(f.name)} {f.sql_type}" for f in card.features)
             conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
@@ -216,6 +220,12 @@ def friendly_error(exc: Exception, registry=None) -> str:
 
 def explain_bind_error(message: str, scorer: Scorer) -> str:
     """Rewrite DuckDB's 'no function matches predict_<model>(STRUCT(...))' into a feature-level message."""
+    macro = re.search(r"Macro predict_(\w+)\(\) does not support the supplied arguments", message)
+    if macro and macro.group(1) in scorer.registry.models():
+        name = macro.group(1)  # a compiled model's typed macro: DuckDB does not say what it was given
+        return (f"Model {scorer.describe(name)}: predict_{name}() takes a struct of its features "
+                f"({describe_features(scorer.card(name).features)}); the struct given lacks one or has another type. "
+                f"predict('{name}', <row>) names the feature")
     marker = "argument types 'predict_"
     if marker not in message:
         return message

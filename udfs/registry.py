@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -180,15 +181,33 @@ class Registry:
         return json.loads(self._read_verified(name, version, SAMPLE_FILE, manifest))
 
     def verify(self, name: str, version: int) -> list[str]:
-        """Return the problems of one version: failed hashes, or a stored sample it no longer reproduces."""
+        """Return the problems of one version: unsafe files, failed hashes, or a sample it no longer reproduces."""
+        problems = self.unsafe_paths(name, version)
         try:
             manifest = self._manifest(name, version)
             for filename in manifest["artifacts"]:
                 self._read_verified(name, version, filename, manifest)
             model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
-            return sample_problems(model, self.sample(name, version))
+            return problems + sample_problems(model, self.sample(name, version))
         except ScorehouseError as exc:
-            return [str(exc)]
+            return [*problems, str(exc)]
+
+    def unsafe_paths(self, name: str, version: int) -> list[str]:
+        """Symlinks, and files or folders others may write, from the registry root to the version's files.
+
+        Either lets someone swap an artifact between its hash check and its use, or point it elsewhere.
+        """
+        folder = self._version_dir(name, version)
+        paths = [self.root, self.root / name, self.root / name / "versions", folder]
+        paths += sorted(folder.iterdir()) if folder.is_dir() else []
+        problems = []
+        for path in paths:
+            if path.is_symlink():
+                problems.append(f"Model {name} v{version}: {path} is a symbolic link (to {os.readlink(path)})")
+            elif path.exists() and path.stat().st_mode & stat.S_IWOTH:
+                problems.append(f"Model {name} v{version}: {path} is writable by any user "
+                                f"(mode {stat.filemode(path.stat().st_mode)}); chmod o-w it")
+        return problems
 
     def find(self, name: str, matches: Callable[[dict[str, Any]], bool]) -> int | None:
         """Return the newest version whose manifest `matches`."""

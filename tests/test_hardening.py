@@ -1,0 +1,57 @@
+"""Hardening: many writers on one registry at once end in complete, consecutive versions and valid aliases."""
+
+import json
+import subprocess
+import sys
+import time
+
+from udfs.registry import Registry
+
+WRITERS = 20
+
+# Each writer waits for the start file, then registers a version and moves two aliases to it.
+WRITER = """
+import json, sys, time
+from pathlib import Path
+from udfs.registry import Registry
+
+root, payload, start = sys.argv[1:4]
+manifest = json.loads(Path(payload, "manifest.json").read_text())
+files = {p.name: p.read_bytes() for p in Path(payload, "files").iterdir()}
+while not Path(start).exists():
+    time.sleep(0.001)
+registry = Registry(root)
+version = registry.register(manifest, files)
+registry.promote(manifest["name"], version)
+registry.promote(manifest["name"], version, "candidate")
+print(version)
+"""
+
+
+def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
+    candidate = trained.candidates["mortgage_deny"]
+    payload = tmp_path / "payload"
+    (payload / "files").mkdir(parents=True)
+    (payload / "manifest.json").write_text(json.dumps(candidate.manifest))
+    for name, data in candidate.files.items():
+        (payload / "files" / name).write_bytes(data)
+    root, start = tmp_path / "registry", tmp_path / "start"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(payload), str(start)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(WRITERS)]
+    time.sleep(2)  # every writer imported and waiting
+    start.touch()
+    outputs = [w.communicate(timeout=300) for w in writers]
+    assert [w.returncode for w in writers] == [0] * WRITERS, [err for _, err in outputs]
+
+    registry = Registry(root)
+    assert sorted(int(out) for out, _ in outputs) == list(range(1, WRITERS + 1))  # no version lost or shared
+    assert registry.versions("mortgage_deny") == list(range(1, WRITERS + 1))
+    for version in registry.versions("mortgage_deny"):
+        assert registry.verify("mortgage_deny", version) == [], version  # complete: every hash and the sample
+    aliases = json.loads((root / "mortgage_deny" / "aliases.json").read_text())
+    for alias in ("prod", "candidate"):
+        assert aliases[alias]["version"] in range(1, WRITERS + 1)
+        assert sorted(aliases[alias]["history"]) == list(range(1, WRITERS + 1))  # every move recorded once
+        assert aliases[alias]["history"][-1] == aliases[alias]["version"]
+    leftovers = [p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json")]
+    assert all(name.startswith(".lock") for name in leftovers), leftovers
