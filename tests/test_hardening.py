@@ -1,9 +1,11 @@
-"""Hardening: many writers on one registry at once end in complete, consecutive versions and valid aliases."""
+"""Hardening: concurrent registry writers and parallel dbt threads end in the same, complete answers."""
 
 import json
 import subprocess
 import sys
 import time
+
+import pandas as pd
 
 from udfs.registry import Registry
 
@@ -55,3 +57,18 @@ def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
         assert aliases[alias]["history"][-1] == aliases[alias]["version"]
     leftovers = [p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json")]
     assert all(name.startswith(".lock") for name in leftovers), leftovers
+
+
+def test_dbt_with_eight_threads_scores_as_one_thread_does(workspace):
+    marts = {"mart_mortgage_risk": "application_id", "mart_diamond_prices": "diamond_id"}
+
+    def scored():
+        return {m: workspace.query(f"select * exclude (scored_at) from {m} order by {key}") for m, key in marts.items()}
+
+    workspace.dbt("build", "--select", "tag:scoring", "--threads", "1")
+    one = scored()
+    workspace.dbt("build", "--select", "tag:scoring", "--threads", "8")
+    eight = scored()
+    for mart in marts:
+        assert len(eight[mart]) == len(one[mart]) > 0
+        pd.testing.assert_frame_equal(eight[mart], one[mart], check_exact=True)
