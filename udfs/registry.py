@@ -85,7 +85,7 @@ class Catalog:
         """Return (name, version) for a reference, or fail listing what exists."""
         ref = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
         versions, aliases = self.entries.get(ref.name, ([], {}))
-        if not versions:
+        if not versions and (ref.name not in self.known or not aliases):
             raise ModelNotFound(f"Model '{ref}' not found in registry {self.root}; known models: {_join(self.known)}")
         described = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "(none)"
         if ref.version is not None:

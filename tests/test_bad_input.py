@@ -1,0 +1,125 @@
+"""The bad-input table of the README, row for row, on DuckDB's predict() (generic and typed paths).
+
+Each case changes one real mortgage row. A scored case must equal scikit-learn's answer for the row
+it stands for; an error case must name the model, the feature, what was expected and what was found.
+"""
+
+import duckdb
+import pandas as pd
+import pytest
+
+import udfs.duckdb as engine
+from udfs.errors import ModelNotFound
+from udfs.registry import ModelRef
+
+FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
+LONG = "x" * 1_000_000
+
+# case -> (SQL for the changed fields, the row scikit-learn scores in its place)
+SCORED = {
+    "NULL in a numeric feature": ({"lvr": "NULL::DOUBLE"}, {"lvr": None}),
+    "NaN in a numeric feature": ({"lvr": "'NaN'::DOUBLE"}, {"lvr": None}),
+    "+inf in a numeric feature": ({"dir": "'inf'::DOUBLE"}, {"dir": 1e30}),
+    "-inf in a numeric feature": ({"dir": "'-inf'::DOUBLE"}, {"dir": -1e30}),
+    "integer column holding NULL": ({"ccs": "NULL::INTEGER", "mcs": "2::INTEGER"}, {"ccs": None, "mcs": 2.0}),
+    "NULL in a categorical feature": ({"pbcr": "NULL::VARCHAR"}, {"pbcr": None}),
+    "empty-string category": ({"pbcr": "''"}, {"pbcr": None}),
+    "unseen category": ({"self": "'maybe'"}, {"self": "maybe"}),
+    "non-ASCII category": ({"self": "'sí 是'"}, {"self": "sí 是"}),
+    "very long string (1 MB)": ({"self": f"'{LONG}'"}, {"self": LONG}),
+    "extra columns": ({"extra_1": "42", "extra_2": "'x'"}, {}),
+    "a single row": ({}, {}),
+}
+ERRORS = {
+    "string where a number is expected": ({"lvr": "'0.8'"},
+                                          "Model mortgage_deny (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE"),
+    "number where a string is expected": ({"pbcr": "1"},
+                                          "Model mortgage_deny (version 1): feature 'pbcr' has type INTEGER, expected VARCHAR"),
+    "missing feature": ({"lvr": None}, "Model mortgage_deny (version 1): feature 'lvr' is missing from the input"),
+}
+
+
+@pytest.fixture(scope="module")
+def con(trained):
+    conn = engine.connect(trained.warehouse, trained.registry_path, read_only=True)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def base(trained):
+    return trained.query("select * from features_mortgage order by application_id limit 1").iloc[0][FEATURES].to_dict()
+
+
+def _row_sql(base: dict, changes: dict) -> str:
+    fields = {name: _literal(value) for name, value in base.items()}
+    for name, sql in changes.items():
+        if sql is None:
+            fields.pop(name)
+        else:
+            fields[name] = sql
+    return "struct_pack(" + ", ".join(f'"{k}" := {v}' for k, v in fields.items()) + ")"
+
+
+def _literal(value) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "NULL"
+    return f"'{value}'" if isinstance(value, str) else f"{float(value)!r}::DOUBLE"
+
+
+@pytest.mark.parametrize("case", SCORED)
+def test_scored_cases_equal_scikit_learn(con, trained, base, case):
+    changes, stands_for = SCORED[case]
+    row = _row_sql(base, changes)
+    generic = con.sql(f"select predict('mortgage_deny', {row})").fetchall()[0][0]
+    expected = trained.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
+    assert generic == pytest.approx(expected, abs=1e-5)
+    if not any(name.startswith("extra") for name in changes):  # the typed function takes exactly its features
+        typed = con.sql(f"select predict_mortgage_deny({row})").fetchall()[0][0]
+        assert typed == pytest.approx(generic, abs=1e-12)
+
+
+@pytest.mark.parametrize("case", ERRORS)
+def test_error_cases_name_model_feature_expected_and_found(con, trained, base, case):
+    changes, message = ERRORS[case]
+    row = _row_sql(base, changes)
+    for sql in (f"select predict('mortgage_deny', {row})", f"select predict_mortgage_deny({row})"):
+        with pytest.raises(duckdb.Error) as error:
+            con.sql(sql).fetchall()
+        friendly = engine.friendly_error(error.value, trained.registry_path)
+        if "predict_mortgage_deny" in sql and case == "missing feature":
+            message = message.replace(" from the input", "")  # the typed path names the struct it was given
+        assert message.replace("Model mortgage_deny (version 1)", "") in friendly, (sql[:40], friendly)
+        assert "mortgage_deny" in friendly
+
+
+def test_an_empty_table_gives_no_rows(con):
+    assert con.sql("select predict('mortgage_deny', t) from features_mortgage t where false").fetchall() == []
+
+
+def test_duplicate_column_names_are_renamed_by_duckdb_and_the_copy_is_ignored(con, trained):
+    got = con.sql("select predict('mortgage_deny', t) from (select *, 99.0 as lvr from features_mortgage) t "
+                  "order by application_id limit 3").fetchall()
+    want = con.sql("select predict('mortgage_deny', t) from features_mortgage t order by application_id limit 3").fetchall()
+    assert got == want  # the second lvr arrives as lvr_1: an extra column
+    with pytest.raises(duckdb.BinderException, match='Duplicate named argument "lvr"'):
+        con.sql("select predict('mortgage_deny', struct_pack(lvr := 1.0, lvr := 2.0))").fetchall()
+
+
+def test_a_reference_that_does_not_exist_lists_what_does(con, trained):
+    with pytest.raises(duckdb.Error) as error:
+        con.sql("select predict('mortgage_dny', t) from features_mortgage t").fetchall()
+    assert engine.friendly_error(error.value, trained.registry_path).startswith(
+        "Model 'mortgage_dny' not found in registry")
+
+
+def test_an_alias_at_a_deleted_version_says_so(workspace):
+    import shutil
+
+    shutil.rmtree(workspace.registry_path / "mortgage_deny" / "versions" / "1")
+    with pytest.raises(ModelNotFound, match="alias 'prod' points at version 1, which no longer exists"):
+        workspace.registry.resolve(ModelRef.parse("mortgage_deny"))
+    with engine.connect(workspace.warehouse, workspace.registry_path, read_only=True) as conn:
+        with pytest.raises(duckdb.Error) as error:
+            conn.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()
+    assert "points at version 1, which no longer exists" in engine.friendly_error(error.value, workspace.registry_path)
