@@ -17,12 +17,12 @@ LONG = "x" * 1_000_000
 
 # case -> (SQL for the changed fields, the row scikit-learn scores in its place)
 SCORED = {
-    "NULL in a numeric feature": ({"lvr": "NULL::DOUBLE"}, {"lvr": None}),
-    "NaN in a numeric feature": ({"lvr": "'NaN'::DOUBLE"}, {"lvr": None}),
-    "+inf in a numeric feature": ({"dir": "'inf'::DOUBLE"}, {"dir": 1e30}),
-    "-inf in a numeric feature": ({"dir": "'-inf'::DOUBLE"}, {"dir": -1e30}),
-    "integer column holding NULL": ({"ccs": "NULL::INTEGER", "mcs": "2::INTEGER"}, {"ccs": None, "mcs": 2.0}),
-    "NULL in a categorical feature": ({"pbcr": "NULL::VARCHAR"}, {"pbcr": None}),
+    "NULL in a numeric feature": ({"lvr": "CAST(NULL AS DOUBLE)"}, {"lvr": None}),
+    "NaN in a numeric feature": ({"lvr": "CAST('NaN' AS DOUBLE)"}, {"lvr": None}),
+    "+inf in a numeric feature": ({"dir": "CAST('Infinity' AS DOUBLE)"}, {"dir": 1e30}),
+    "-inf in a numeric feature": ({"dir": "CAST('-Infinity' AS DOUBLE)"}, {"dir": -1e30}),
+    "integer column holding NULL": ({"ccs": "CAST(NULL AS INTEGER)", "mcs": "CAST(2 AS INTEGER)"}, {"ccs": None, "mcs": 2.0}),
+    "NULL in a categorical feature": ({"pbcr": "CAST(NULL AS STRING)"}, {"pbcr": None}),
     "empty-string category": ({"pbcr": "''"}, {"pbcr": None}),
     "unseen category": ({"self": "'maybe'"}, {"self": "maybe"}),
     "non-ASCII category": ({"self": "'sí 是'"}, {"self": "sí 是"}),
@@ -48,29 +48,36 @@ def con(trained):
 
 @pytest.fixture(scope="module")
 def base(trained):
-    return trained.query("select * from features_mortgage order by application_id limit 1").iloc[0][FEATURES].to_dict()
+    return first_row(trained)
 
 
-def _row_sql(base: dict, changes: dict) -> str:
+def first_row(workspace) -> dict:
+    return workspace.query("select * from features_mortgage order by application_id limit 1").iloc[0][FEATURES].to_dict()
+
+
+def row_sql(base: dict, changes: dict, engine: str = "duckdb") -> str:
+    """The struct literal of `base` with `changes` (field -> SQL, None drops it), for DuckDB or Spark SQL."""
     fields = {name: _literal(value) for name, value in base.items()}
     for name, sql in changes.items():
         if sql is None:
             fields.pop(name)
         else:
             fields[name] = sql
+    if engine == "spark":
+        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
     return "struct_pack(" + ", ".join(f'"{k}" := {v}' for k, v in fields.items()) + ")"
 
 
 def _literal(value) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "NULL"
-    return f"'{value}'" if isinstance(value, str) else f"{float(value)!r}::DOUBLE"
+    return f"'{value}'" if isinstance(value, str) else f"CAST({float(value)!r} AS DOUBLE)"
 
 
 @pytest.mark.parametrize("case", SCORED)
 def test_scored_cases_equal_scikit_learn(con, trained, base, case):
     changes, stands_for = SCORED[case]
-    row = _row_sql(base, changes)
+    row = row_sql(base, changes)
     generic = con.sql(f"select predict('mortgage_deny', {row})").fetchall()[0][0]
     expected = trained.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
     assert generic == pytest.approx(expected, abs=1e-5)
@@ -82,7 +89,7 @@ def test_scored_cases_equal_scikit_learn(con, trained, base, case):
 @pytest.mark.parametrize("case", ERRORS)
 def test_error_cases_name_model_feature_expected_and_found(con, trained, base, case):
     changes, message = ERRORS[case]
-    row = _row_sql(base, changes)
+    row = row_sql(base, changes)
     for sql in (f"select predict('mortgage_deny', {row})", f"select predict_mortgage_deny({row})"):
         with pytest.raises(duckdb.Error) as error:
             con.sql(sql).fetchall()
@@ -123,3 +130,9 @@ def test_an_alias_at_a_deleted_version_says_so(workspace):
         with pytest.raises(duckdb.Error) as error:
             conn.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()
     assert "points at version 1, which no longer exists" in engine.friendly_error(error.value, workspace.registry_path)
+
+
+def test_a_null_row_scores_null(con, base):
+    row = row_sql(base, {})
+    assert con.sql(f"select predict('mortgage_deny', case when false then {row} end), "
+                   f"predict_mortgage_deny(case when false then {row} end)").fetchall() == [(None, None)]

@@ -303,3 +303,32 @@ def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster
     # one executor ran on each of the two workers (each leaves work/<app>/<executor id>/stderr)
     executors = list((tmp_path / "work").rglob("stderr"))
     assert len(executors) == 2, executors
+
+
+def _bad_input_cases():
+    from test_bad_input import ERRORS, SCORED
+
+    return sorted(SCORED) + sorted(ERRORS)
+
+
+@pytest.mark.parametrize("case", _bad_input_cases())
+def test_the_bad_input_table_holds_on_spark(spark, built, case):
+    import udfs.spark
+    from test_bad_input import ERRORS, SCORED, first_row, row_sql
+
+    base = first_row(built)
+    if case in SCORED:
+        changes, stands_for = SCORED[case]
+        row = row_sql(base, changes, "spark")
+        got = spark.sql(f"select predict('mortgage_deny', {row}) as generic, predict_mortgage_deny({row}) as typed").first()
+        expected = built.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
+        assert got["generic"] == pytest.approx(expected, abs=1e-5)
+        assert got["typed"] == pytest.approx(got["generic"], abs=1e-12)
+    else:
+        changes, message = ERRORS[case]
+        row = row_sql(base, changes, "spark")
+        for sql in (f"select predict('mortgage_deny', {row})", f"select predict_mortgage_deny({row})"):
+            with pytest.raises(Exception) as error:
+                spark.sql(sql).collect()
+            friendly = udfs.spark.friendly_error(error.value)
+            assert friendly is not None and friendly.startswith(message), (sql[:40], friendly)
