@@ -61,14 +61,16 @@ class Workspace:
     def dbt(self, *args: str, expect_ok: bool = True, data_dir: Path = PROJECT / "data",
             variables: dict | None = None) -> subprocess.CompletedProcess:
         """Run dbt in its own process, as a user does (dbt-duckdb keeps the warehouse open in-process)."""
-        argv = [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT),
-                "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
-                "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
-        result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600,
-                                env={**os.environ, **self.env})
+        result = subprocess.run(self.dbt_command(*args, data_dir=data_dir, variables=variables), capture_output=True,
+                                text=True, cwd=ROOT, timeout=600, env={**os.environ, **self.env})
         if expect_ok:
             assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-2000:]}"
         return result
+
+    def dbt_command(self, *args: str, data_dir: Path = PROJECT / "data", variables: dict | None = None) -> list[str]:
+        return [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT),
+                "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
+                "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
 
     def query(self, sql: str) -> pd.DataFrame:
         with duckdb.connect(str(self.warehouse), read_only=True) as con:

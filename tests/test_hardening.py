@@ -1,4 +1,4 @@
-"""Hardening: concurrent registry writers and parallel dbt threads end in the same, complete answers."""
+"""Hardening: concurrent registry writers, parallel dbt threads and a killed build: complete answers, nothing lost."""
 
 import json
 import subprocess
@@ -72,3 +72,38 @@ def test_dbt_with_eight_threads_scores_as_one_thread_does(workspace):
     for mart in marts:
         assert len(eight[mart]) == len(one[mart]) > 0
         pd.testing.assert_frame_equal(eight[mart], one[mart], check_exact=True)
+
+
+def test_a_build_killed_while_scoring_leaves_the_previous_marts_and_the_next_build_succeeds(built, tmp_path):
+    import os
+    import signal
+
+    from conftest import ROOT
+
+    workspace = built.copy(tmp_path / "ws")
+    marts = {"mart_mortgage_risk": "application_id", "mart_diamond_prices": "diamond_id"}
+
+    def read():
+        return {m: workspace.query(f"select * from {m} order by {key}") for m, key in marts.items()}
+
+    before = read()
+    build = subprocess.Popen(workspace.dbt_command("build", "--select", "tag:scoring", "--threads", "1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                             env={**os.environ, **workspace.env})
+    started = None
+    for line in build.stdout:  # kill half a second after the first mart starts scoring
+        if "START sql table model main.mart_" in line:
+            started = line
+            break
+    assert started is not None, "dbt ended before a mart started"
+    time.sleep(0.5)
+    build.send_signal(signal.SIGKILL)
+    build.wait(timeout=60)
+    assert build.returncode == -signal.SIGKILL, started
+    after = read()  # readable, and exactly the previous marts
+    for mart in marts:
+        pd.testing.assert_frame_equal(after[mart], before[mart])
+    workspace.dbt("build", "--select", "tag:scoring")
+    rebuilt = read()
+    for mart in marts:
+        pd.testing.assert_frame_equal(rebuilt[mart].drop(columns="scored_at"), before[mart].drop(columns="scored_at"))
