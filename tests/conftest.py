@@ -184,3 +184,13 @@ def compiled_models(trained, tmp_path_factory):
         registry.promote(name, registry.register(candidate.manifest, candidate.files))
         models[name] = (candidate, rows)
     return registry, models
+
+
+@pytest.fixture
+def con(trained):
+    """A read-only connection to the trained warehouse with every predict function registered."""
+    import udfs.duckdb
+
+    conn = udfs.duckdb.connect(trained.warehouse, trained.registry_path, read_only=True)
+    yield conn
+    conn.close()

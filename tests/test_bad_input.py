@@ -40,13 +40,6 @@ ERRORS = {
 
 
 @pytest.fixture(scope="module")
-def con(trained):
-    conn = engine.connect(trained.warehouse, trained.registry_path, read_only=True)
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
 def base(trained):
     return first_row(trained)
 

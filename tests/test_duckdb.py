@@ -12,13 +12,6 @@ from udfs.errors import FeatureError
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
 
-@pytest.fixture
-def con(trained):
-    conn = engine.connect(trained.warehouse, trained.registry_path, read_only=True)
-    yield conn
-    conn.close()
-
-
 @pytest.fixture(scope="module")
 def features(trained):
     return trained.query("select * from features_mortgage order by application_id")

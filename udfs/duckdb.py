@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from .compiled import bind
 from .config import warehouse_path
 from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .compiled import bind
 from .schema import describe_features, quote_identifier
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 

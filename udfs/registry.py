@@ -185,10 +185,9 @@ class Registry:
         problems = self.unsafe_paths(name, version)
         try:
             manifest = self._manifest(name, version)
-            for filename in manifest["artifacts"]:
-                self._read_verified(name, version, filename, manifest)
-            model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
-            return problems + sample_problems(model, self.sample(name, version))
+            verified = {f: self._read_verified(name, version, f, manifest) for f in manifest["artifacts"]}
+            model = LoadedModel(manifest, verified[MODEL_FILE])
+            return problems + sample_problems(model, json.loads(verified[SAMPLE_FILE]))
         except ScorehouseError as exc:
             return [*problems, str(exc)]
 
