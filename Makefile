@@ -44,6 +44,8 @@ demo: setup
 	    actual_denied, model_name, model_version from mart_mortgage_risk order by deny_probability desc limit 5"
 	@$(SCOREHOUSE) sql "select diamond_id, round(predicted_price) as predicted_price, listed_price, \
 	    round(residual) as residual, model_name, model_version from mart_diamond_prices limit 5"
+	@echo "== BI tools read the marts from the serving file, replaced whole by each build"
+	@$(SCOREHOUSE) --warehouse warehouse/scorehouse_serving.duckdb sql "select * from scorehouse_publication order by mart"
 
 demo-drift: demo
 	@echo "== a broken upstream batch: dir in percent, 30% of lvr NULL, a new category in self"

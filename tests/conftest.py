@@ -43,6 +43,11 @@ class Workspace:
         return self.root / "warehouse" / "scorehouse.duckdb"  # a folder dbt must create
 
     @property
+    def serving(self) -> Path:
+        """The file BI tools read: the published marts, replaced whole after each build."""
+        return self.warehouse.with_name("scorehouse_serving.duckdb")
+
+    @property
     def registry_path(self) -> Path:
         return self.root / "registry"
 
@@ -72,8 +77,8 @@ class Workspace:
                 "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
                 "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
 
-    def query(self, sql: str) -> pd.DataFrame:
-        with duckdb.connect(str(self.warehouse), read_only=True) as con:
+    def query(self, sql: str, database: Path | None = None) -> pd.DataFrame:
+        with duckdb.connect(str(database or self.warehouse), read_only=True) as con:
             return con.sql(sql).to_arrow_table().to_pandas()
 
     def train(self, name: str, promote: bool = True, **overrides) -> int:

@@ -96,6 +96,7 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     workspace.dbt("build")
     before = workspace.query("select * from mart_mortgage_risk order by application_id")
     diamonds_before = workspace.query("select scored_at from mart_diamond_prices limit 1")
+    published_before = workspace.query("select * from scorehouse_publication order by mart", workspace.serving)
     load_broken_batch()(workspace.root / "broken")
     result = workspace.dbt("build", data_dir=workspace.root / "broken", expect_ok=False)
     assert result.returncode != 0
@@ -108,6 +109,13 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     pd.testing.assert_frame_equal(before, after)  # same rows, scores, versions and scored_at
     # the diamond model's inputs were clean: its mart was rebuilt
     assert workspace.query("select scored_at from mart_diamond_prices limit 1").scored_at[0] > diamonds_before.scored_at[0]
+    # BI tools read the serving file: the mortgage mart kept its publication, the diamond mart has the new one
+    published = workspace.query("select * from scorehouse_publication order by mart", workspace.serving).set_index("mart")
+    kept = published_before.set_index("mart")
+    pd.testing.assert_series_equal(published.loc["mart_mortgage_risk"], kept.loc["mart_mortgage_risk"])
+    assert published.loc["mart_diamond_prices", "invocation_id"] != kept.loc["mart_diamond_prices", "invocation_id"]
+    pd.testing.assert_frame_equal(
+        workspace.query("select * from mart_mortgage_risk order by application_id", workspace.serving), before)
     workspace.dbt("build")  # the clean batch passes again
     assert workspace.query("select count(distinct invocation_id) as n from drift_history").n[0] == 3
 

@@ -29,6 +29,7 @@ from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import describe_features, quote_identifier
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
+from .serving import publish_file
 
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
@@ -74,14 +75,16 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     _create_function(conn, "scorehouse_schema_problems",
                      lambda ref, columns: json.dumps(current().schema_problems(ref, json.loads(columns))),
                      [varchar] * 2, "VARCHAR")
+    _create_function(conn, "scorehouse_publish_file", publish_file, [varchar] * 2, "VARCHAR", side_effects=True)
     create_macros(conn, scorer)
     return scorer
 
 
-def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> None:
+def _create_function(conn, name, function, parameters, return_type: str, type: str = "native",
+                     side_effects: bool = False) -> None:
     try:
         conn.create_function(name, function, parameters, duckdb.sqltype(return_type), type=type,
-                             null_handling="special" if type == "arrow" else "default", side_effects=False)
+                             null_handling="special" if type == "arrow" else "default", side_effects=side_effects)
     except duckdb.CatalogException as exc:
         if "already exists" not in str(exc):
             raise

@@ -46,18 +46,9 @@
 {%- endmacro %}
 
 
-{#- hook_statements(statements): the SQL a hook returns to run them all. -#}
+{#- hook_statements(statements): run them in order (one transaction on DuckDB); the hook's SQL is then empty -#}
 {% macro hook_statements(statements) -%}
-  {{ return(adapter.dispatch('hook_statements', 'scorehouse')(statements)) }}
-{%- endmacro %}
-
-{#- DuckDB: dbt rolls back what an on-run-end hook leaves open, so the statements end with a commit -#}
-{% macro default__hook_statements(statements) -%}
-  {{ return((statements + ["commit"]) | join(";\n") if statements else '') }}
-{%- endmacro %}
-
-{#- Spark runs one statement a call, without transactions -#}
-{% macro spark__hook_statements(statements) -%}
   {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+  {%- if statements and target.type == 'duckdb' -%}{%- do adapter.commit() -%}{%- endif -%}
   {{ return('') }}
 {%- endmacro %}

@@ -1,0 +1,90 @@
+{#-
+  publish_marts(results), an on-run-end hook: BI tools read a serving file, never the warehouse.
+
+  DuckDB allows one writer per file, and a reader holding the warehouse open would stop the next build.
+  So after each build the models tagged `published` are copied into a new DuckDB file beside the
+  warehouse, which then replaces the serving file in one rename (`scorehouse_publish_file`). A reader
+  sees the previous publication or the new one, whole, never a half-written table; a connection
+  opened before the rename keeps reading the publication it opened.
+
+  A mart is taken from this build only when it was built and none of its tests failed; otherwise the
+  serving file keeps the copy it published before. `scorehouse_publication` says, per mart, which
+  build published it, when and with how many rows. Spark writes its tables through its own catalog:
+  nothing to publish there.
+
+  vars: scorehouse_serving_path (default: the warehouse path with `_serving` before `.duckdb`).
+-#}
+{% macro publish_marts(results) -%}
+  {{ return(adapter.dispatch('publish_marts', 'scorehouse')(results)) }}
+{%- endmacro %}
+
+{% macro default__publish_marts(results) -%}
+  {{ return('') }}
+{%- endmacro %}
+
+{% macro duckdb__publish_marts(results) -%}
+  {%- if not execute or flags.WHICH not in ('build', 'run') -%}{{ return('') }}{%- endif -%}
+  {%- set fresh = scorehouse.freshly_built_marts(results) -%}
+  {%- if not fresh -%}{{ return('') }}{%- endif -%}
+  {%- set target_file = scorehouse.serving_path() -%}
+  {%- set staged = target_file ~ '.' ~ invocation_id ~ '.tmp' -%}
+  {%- set previous = scorehouse.published_tables(target_file) -%}
+  {%- set published_at = "cast('" ~ modules.datetime.datetime.now(modules.pytz.utc).isoformat() ~ "' as timestamp with time zone)" -%}
+  {%- set copies = ["attach " ~ dbt.string_literal(staged) ~ " as scorehouse_staged",
+                    "create table scorehouse_staged.main.scorehouse_publication (mart varchar, rows bigint, "
+                    ~ "invocation_id varchar, published_at timestamp with time zone)"] -%}
+  {%- for node in graph.nodes.values() | sort(attribute='name')
+        if node.resource_type == 'model' and 'published' in node.tags -%}
+    {%- set mart = dbt.string_literal(node.name) -%}
+    {%- if node.unique_id in fresh -%}
+      {%- do copies.append("create table scorehouse_staged.main." ~ node.name ~ " as select * from " ~ node.relation_name) -%}
+      {%- do copies.append("insert into scorehouse_staged.main.scorehouse_publication select " ~ mart
+                           ~ ", count(*), '" ~ invocation_id ~ "', " ~ published_at ~ " from " ~ node.relation_name) -%}
+    {%- elif node.name in (previous or []) -%}
+      {%- do copies.append("create table scorehouse_staged.main." ~ node.name ~ " as select * from scorehouse_previous.main." ~ node.name) -%}
+      {%- do copies.append("insert into scorehouse_staged.main.scorehouse_publication select * from "
+                           ~ "scorehouse_previous.main.scorehouse_publication where mart = " ~ mart) -%}
+      {%- do log("scorehouse: " ~ node.name ~ " was not built or failed a test; serving keeps its previous publication", info=true) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {#- DuckDB detaches a database only in a transaction with no work on it: copy, detach, rename -#}
+  {%- do scorehouse.hook_statements(copies) -%}
+  {%- do scorehouse.hook_statements(["detach scorehouse_staged"]
+                                    + (["detach scorehouse_previous"] if previous is not none else [])) -%}
+  {%- do scorehouse.hook_statements(["select scorehouse_publish_file(" ~ dbt.string_literal(staged) ~ ", "
+                                     ~ dbt.string_literal(target_file) ~ ")"]) -%}
+  {%- do log("scorehouse: published " ~ (fresh | length) ~ " mart(s) from this build to " ~ target_file, info=true) -%}
+  {{ return('') }}
+{%- endmacro %}
+
+
+{#- The unique ids of the `published` models this run built and no failing or erroring test covers -#}
+{% macro freshly_built_marts(results) -%}
+  {%- set built = [] -%}
+  {%- set failed = [] -%}
+  {%- for result in results -%}
+    {%- if result.node.resource_type == 'model' and 'published' in result.node.tags and result.status == 'success' -%}
+      {%- do built.append(result.node.unique_id) -%}
+    {%- elif result.node.resource_type == 'test' and result.status in ('fail', 'error') -%}
+      {%- do failed.extend(result.node.depends_on.nodes) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(built | reject('in', failed) | list) }}
+{%- endmacro %}
+
+
+{% macro serving_path() -%}
+  {%- set warehouse = target.path -%}
+  {%- set default = warehouse[:-7] ~ '_serving.duckdb' if warehouse.endswith('.duckdb') else warehouse ~ '_serving' -%}
+  {{ return(var('scorehouse_serving_path', default)) }}
+{%- endmacro %}
+
+
+{#- The tables of the current serving file, attached read-only as scorehouse_previous; none without one -#}
+{% macro published_tables(target_file) -%}
+  {%- set exists = run_query("select count(*) from glob(" ~ dbt.string_literal(target_file) ~ ")").columns[0].values()[0] -%}
+  {%- if not exists -%}{{ return(none) }}{%- endif -%}
+  {%- do run_query("attach " ~ dbt.string_literal(target_file) ~ " as scorehouse_previous (read_only)") -%}
+  {%- set tables = run_query("select table_name from duckdb_tables() where database_name = 'scorehouse_previous'") -%}
+  {{ return(tables.columns[0].values() | list) }}
+{%- endmacro %}
