@@ -97,9 +97,10 @@ class Workspace:
         """scikit-learn's own answers for rows of a features table."""
         return sklearn_answers(self.candidates[ref], frame)
 
-    def cli(self, *args: str, check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, check: bool = False, stdin: str | None = None,
+            preexec_fn=None) -> subprocess.CompletedProcess:
         """Run the installed `scorehouse` command against this workspace."""
-        return run_cli(*args, env=self.env, check=check, stdin=stdin)
+        return run_cli(*args, env=self.env, check=check, stdin=stdin, preexec_fn=preexec_fn)
 
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
@@ -113,10 +114,11 @@ def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
     return sklearn_outputs(candidate.pipeline, x, card.task, card.classes, candidate.manifest["positive_class"])
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None):
+def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None,
+            preexec_fn=None):
     command = [str(Path(sys.executable).parent / "scorehouse"), *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, input=stdin,
-                            env={**os.environ, **(env or {})}, timeout=300)
+                            env={**os.environ, **(env or {})}, timeout=300, preexec_fn=preexec_fn)
     if check:
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result

@@ -1,13 +1,24 @@
-"""Hardening: concurrent registry writers, parallel dbt threads and a killed build: complete answers, nothing lost."""
+"""Hardening: concurrent registry writers, parallel dbt threads, a killed build and a registry that cannot be written:
+complete answers, nothing lost, nothing half-written."""
 
+import ctypes
+import errno
 import json
+import os
+import resource
+import signal
+import stat
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pandas as pd
+import pytest
+import yaml
 
-from udfs.registry import Registry
+from conftest import SPECS
+from udfs.registry import MODEL_FILE, Registry
 
 WRITERS = 20
 
@@ -107,3 +118,102 @@ def test_a_build_killed_while_scoring_leaves_the_previous_marts_and_the_next_bui
     rebuilt = read()
     for mart in marts:
         pd.testing.assert_frame_equal(rebuilt[mart].drop(columns="scored_at"), before[mart].drop(columns="scored_at"))
+
+
+FILE_SIZE_LIMIT = 2048  # bytes: below the small spec's model.onnx (checked below); reading the warehouse writes nothing
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child should not run the dynamic loader
+
+
+def _limit_file_size():
+    """In the child: a write past FILE_SIZE_LIMIT fails with EFBIG, as on a full disk, instead of raising SIGXFSZ."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+def _obey_file_modes():
+    """In the child: root gives up the capabilities that let it write into read-only folders."""
+    if os.geteuid() == 0:
+        for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+            if LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {capability}) failed")
+
+
+def _skip_unless_read_only_folders_stop_writes(tmp_path):
+    """Skip where a child cannot be made to obey file modes (root without CAP_SETPCAP)."""
+    folder = tmp_path / "read-only-probe"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        probe = subprocess.run(["touch", str(folder / "file")], capture_output=True, preexec_fn=_obey_file_modes)
+    except subprocess.SubprocessError as exc:
+        pytest.skip(f"cannot drop CAP_DAC_OVERRIDE from the bounding set (CAP_SETPCAP needed): {exc}")
+    if probe.returncode == 0:
+        pytest.skip("a read-only folder does not stop this user's writes, even without CAP_DAC_OVERRIDE")
+
+
+@contextmanager
+def _disk_full(folder, tmp_path):
+    yield _limit_file_size
+
+
+@contextmanager
+def _read_only(folder, tmp_path):
+    _skip_unless_read_only_folders_stop_writes(tmp_path)
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    folder.chmod(0o555)
+    try:
+        yield _obey_file_modes
+    finally:
+        folder.chmod(mode)
+
+
+# fault -> (context giving the child's preexec_fn, folder under the model it applies to, the OS error expected)
+REGISTRY_FAULTS = {
+    "disk_full": (_disk_full, "versions", errno.EFBIG),
+    "versions_folder_read_only": (_read_only, "versions", errno.EACCES),
+    "model_folder_read_only": (_read_only, ".", errno.EACCES),
+}
+
+
+def _new_mortgage_spec(tmp_path):
+    """The demo spec with 10 trees: a spec the registry has no version of, so train must write one, quickly."""
+    spec = yaml.safe_load(SPECS["mortgage_deny"].read_text())
+    spec["estimator"]["params"]["n_estimators"] = 10
+    path = tmp_path / "mortgage_deny.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _model_state(registry, name):
+    """Everything a failed write must leave as it was: versions, alias file and every path under the model."""
+    model_dir = registry.root / name
+    return (registry.versions(name), (model_dir / "aliases.json").read_text(),
+            sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")))
+
+
+@pytest.mark.parametrize("fault", list(REGISTRY_FAULTS))
+def test_a_registry_write_failing_during_train_leaves_no_half_version(workspace, tmp_path, fault):
+    name, registry = "mortgage_deny", workspace.registry
+    model_dir, spec = registry.root / name, _new_mortgage_spec(tmp_path)
+    inject, folder, code = REGISTRY_FAULTS[fault]
+    before = _model_state(registry, name)
+
+    with inject(model_dir / folder, tmp_path) as preexec_fn:
+        failed = workspace.cli("train", str(spec), preexec_fn=preexec_fn)
+
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr, failed.stderr
+    error = failed.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: Model {name}: could not write version to {model_dir / 'versions'}"), error
+    assert error.endswith(f": [Errno {code}] {os.strerror(code)}"), error
+    assert _model_state(registry, name) == before  # no version, no staging folder, no alias moved
+    for version in before[0]:
+        assert registry.verify(name, version) == [], version
+
+    retried = workspace.cli("train", str(spec), check=True)
+    version = before[0][-1] + 1
+    assert f"{name}: registered version {version}" in retried.stderr
+    assert registry.versions(name) == [*before[0], version]
+    assert registry.verify(name, version) == []
+    assert (model_dir / "versions" / str(version) / MODEL_FILE).stat().st_size > FILE_SIZE_LIMIT

@@ -220,12 +220,14 @@ class Registry:
         """Store a new immutable version; return its number. Nothing is visible until complete."""
         name = manifest["name"]
         model_dir = self.root / name
-        (model_dir / "versions").mkdir(parents=True, exist_ok=True)
+        versions = target = model_dir / "versions"
         staging = model_dir / f".staging-{uuid.uuid4().hex}"
         try:
+            versions.mkdir(parents=True, exist_ok=True)
             staging.mkdir()
             with self._lock(name):
                 version = max(self.versions(name), default=0) + 1
+                target = versions / str(version)
                 manifest = {**manifest, "version": version,
                             "artifacts": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()}}
                 for filename, data in files.items():
@@ -233,9 +235,12 @@ class Registry:
                 body = _dump_json(manifest)
                 _write_synced(staging / MANIFEST_FILE, body)
                 _write_synced(staging / MANIFEST_SUM_FILE, sha256_bytes(body).encode() + b"\n")
-                os.rename(staging, model_dir / "versions" / str(version))
-                _fsync_dir(model_dir / "versions")
+                os.rename(staging, target)
+                _fsync_dir(versions)
             return version
+        except OSError as exc:  # a full disk or a read-only folder: one line naming where, not a traceback
+            detail = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+            raise ScorehouseError(f"Model {name}: could not write version to {target}: {detail}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
