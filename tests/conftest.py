@@ -103,6 +103,21 @@ class Workspace:
         return run_cli(*args, env=self.env, check=check, stdin=stdin, preexec_fn=preexec_fn)
 
 
+def build_package(project: Path, package: str, workspace: Workspace, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
+    (project / "packages.yml").write_text(f"packages:\n  - local: {PROJECT}\n")
+    dbt = str(Path(sys.executable).parent / "dbt")
+    common = ["--project-dir", str(project), "--profiles-dir", str(ROOT)]
+    env = {**os.environ, **workspace.env}
+    deps = subprocess.run([dbt, "deps", *common], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert deps.returncode == 0, deps.stdout
+    build = subprocess.run([dbt, "build", "--select", f"package:{package}", *common, "--target-path", str(out / "target"),
+                            "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert (out / "target" / "run_results.json").exists(), build.stdout[-3000:]
+    results = json.loads((out / "target" / "run_results.json").read_text())["results"]
+    return build, {r["unique_id"].split(".")[2]: r for r in results}
+
+
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
     """scikit-learn's own answers (score, label, probabilities) for rows of a features table."""
     from udfs.model import ModelCard

@@ -4,6 +4,9 @@ Each case changes one real mortgage row. A scored case must equal scikit-learn's
 it stands for; an error case must name the model, the feature, what was expected and what was found.
 """
 
+import os
+import re
+
 import duckdb
 import pandas as pd
 import pytest
@@ -167,3 +170,83 @@ def test_every_row_in_comes_out_scored_with_its_key(con, trained, rows):
         expected = trained.sklearn_scores("mortgage_deny", pd.DataFrame(finite))["score"]
         assert max(abs(a - b) for a, b in zip(out["generic"], expected)) <= 1e-5
         assert out["typed"] == pytest.approx(out["generic"], abs=1e-12)
+
+
+# ---- the same table in `dbt build`: the schema guard stops what predict() would refuse -----------------
+
+def _slug(case: str) -> str:
+    signed = case.lower().replace("+inf", "plus inf").replace("-inf", "minus inf")
+    return re.sub(r"[^a-z0-9]+", "_", signed).strip("_")
+
+
+def _case_model(base: dict, changes: dict, key: int) -> str:
+    """A dbt model holding `base` with `changes` as one row (field -> SQL, None drops it), keyed `key`."""
+    fields = {"application_id": str(key), **{name: _literal(value) for name, value in base.items()}}
+    for name, sql in changes.items():
+        if sql is None:
+            fields.pop(name)
+        else:
+            fields[name] = sql
+    return "select " + ", ".join(f"{sql} as {name}" for name, sql in fields.items())
+
+
+def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
+    import json
+
+    from conftest import build_package
+
+    project = tmp_path / "bad_input"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: scorehouse_bad_input\nversion: '0.1.0'\nconfig-version: 2\n"
+                                             "profile: scorehouse\nmodels: {scorehouse_bad_input: {+materialized: table}}\n")
+    cases = {**{c: changes for c, (changes, _) in SCORED.items()}, **{c: changes for c, (changes, _) in ERRORS.items()}}
+    guarded = []
+    for key, (case, changes) in enumerate(cases.items(), start=1):
+        slug = _slug(case)
+        (project / "models" / f"case_{slug}.sql").write_text(_case_model(base, changes, key))
+        (project / "models" / f"scored_{slug}.sql").write_text(
+            f"select c.application_id, {{{{ scorehouse.predict('mortgage_deny', relation='c') }}}} as score "
+            f"from {{{{ ref('case_{slug}') }}}} as c")
+        guarded.append(f"  - name: case_{slug}\n    data_tests:\n"
+                       f"      - scorehouse.expect_model_inputs_match_schema: {{arguments: {{model_ref: mortgage_deny}}}}")
+    (project / "models" / "scored_an_empty_table.sql").write_text(
+        "select c.application_id, {{ scorehouse.predict('mortgage_deny', relation='c') }} as score "
+        "from {{ ref('case_a_single_row') }} as c where false")
+    (project / "models" / "scored_an_unknown_reference.sql").write_text(
+        "select c.application_id, {{ scorehouse.predict('mortgage_dny', relation='c') }} as score "
+        "from {{ ref('case_a_single_row') }} as c")
+    aliases = workspace.registry_path / "mortgage_deny" / "aliases.json"  # as left after deleting version 7
+    aliases.write_text(json.dumps({**json.loads(aliases.read_text()), "retired": {"version": 7, "history": [7]}}))
+    (project / "models" / "scored_an_alias_at_a_deleted_version.sql").write_text(
+        "select c.application_id, {{ scorehouse.predict('mortgage_deny@retired', relation='c') }} as score "
+        "from {{ ref('case_a_single_row') }} as c")
+    (project / "models" / "_cases.yml").write_text("version: 2\nmodels:\n" + "\n".join(guarded) + "\n")
+
+    build, results = build_package(project, "scorehouse_bad_input", workspace, tmp_path)
+    assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it
+
+    def status(prefix, slug):
+        return next(r["status"] for name, r in results.items() if name.startswith(prefix) and name.endswith(slug))
+
+    for case, (_, stands_for) in SCORED.items():
+        slug = _slug(case)
+        assert (status("scorehouse_expect_model_inputs_match_schema", f"case_{slug}_mortgage_deny"),
+                status("scored_", slug)) == ("pass", "success"), case
+        got = workspace.query(f"select score from scored_{slug}").score[0]
+        expected = workspace.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
+        assert got == pytest.approx(expected, abs=1e-5), case
+    for case, (_, message) in ERRORS.items():
+        slug = _slug(case)
+        assert (status("scorehouse_expect_model_inputs_match_schema", f"case_{slug}_mortgage_deny"),
+                status("scored_", slug)) == ("fail", "skipped"), case
+        typed = re.search(r"feature '(\w+)' has type (\w+), expected (\w+)", message)
+        feature, found, expected = typed.groups() if typed else ("lvr", "(absent)", "DOUBLE")
+        report = build.stdout.split(f"scorehouse guard FAIL scorehouse_expect_model_inputs_match_schema_case_{slug}")[1]
+        assert f"error: model mortgage_deny v1, feature {feature}: expected {expected}, found {found}" in \
+            report.splitlines()[1], case
+    assert status("scored_", "an_empty_table") == "success"
+    assert workspace.query("select count(*) as n from scored_an_empty_table").n[0] == 0
+    unknown = results["scored_an_unknown_reference"]
+    assert unknown["status"] == "error" and "Model 'mortgage_dny' not found in registry" in unknown["message"]
+    deleted = results["scored_an_alias_at_a_deleted_version"]
+    assert deleted["status"] == "error" and "alias 'retired' points at version 7, which no longer exists" in deleted["message"]

@@ -18,7 +18,7 @@ import udfs.duckdb as engine
 from udfs import profile as prof
 from udfs.spec import Split
 
-from conftest import PROJECT, ROOT
+from conftest import PROJECT, ROOT, build_package
 
 pytestmark = pytest.mark.dbt
 GUARD_CASES = Path(__file__).parent / "dbt_guards"
@@ -161,18 +161,9 @@ def write_case_seeds(ws, folder: Path) -> None:
 def test_each_guard_passes_clean_data_and_fails_on_its_own_drift(built, tmp_path):
     project = tmp_path / "guard_cases"
     shutil.copytree(GUARD_CASES, project)
-    (project / "packages.yml").write_text(f"packages:\n  - local: {PROJECT}\n")
     write_case_seeds(built, project / "seeds")
-    common = ["--project-dir", str(project), "--profiles-dir", str(ROOT)]
-    env = {**built.env}
-    deps = subprocess.run([str(Path(sys.executable).parent / "dbt"), "deps", *common], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **env})
-    assert deps.returncode == 0, deps.stdout
-    result = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--select", "package:scorehouse_guard_cases", *common,
-                             "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs")],
-                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, timeout=600)
-    run = json.loads((tmp_path / "target" / "run_results.json").read_text())
-    statuses = {r["unique_id"].split(".")[2]: r["status"] for r in run["results"] if r["unique_id"].startswith("test.")}
+    result, results = build_package(project, "scorehouse_guard_cases", built, tmp_path)
+    statuses = {name: r["status"] for name, r in results.items() if r["unique_id"].startswith("test.")}
     assert result.returncode == 0, "\n".join(f"{k}: {v}" for k, v in statuses.items() if v != "pass") + result.stdout[-3000:]
     declared = (GUARD_CASES / "seeds" / "_cases.yml").read_text().count("- scorehouse.expect_")
     assert len(statuses) == declared == 23 and set(statuses.values()) == {"pass"}
