@@ -217,3 +217,16 @@ def test_a_registry_write_failing_during_train_leaves_no_half_version(workspace,
     assert registry.versions(name) == [*before[0], version]
     assert registry.verify(name, version) == []
     assert (model_dir / "versions" / str(version) / MODEL_FILE).stat().st_size > FILE_SIZE_LIMIT
+
+
+def test_an_alias_move_failing_leaves_the_alias_file_as_it_was(workspace, tmp_path):
+    name, model_dir = "mortgage_deny", workspace.registry_path / "mortgage_deny"
+    before = _model_state(workspace.registry, name)
+    with _read_only(model_dir, tmp_path) as preexec_fn:
+        failed = workspace.cli("promote", name, "1", "--alias", "candidate", preexec_fn=preexec_fn)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"error: Model {name}: could not write {model_dir / 'aliases.json'}: [Errno 13] Permission denied")
+    assert _model_state(workspace.registry, name) == before
+    workspace.cli("promote", name, "1", "--alias", "candidate", check=True)
+    assert workspace.registry.aliases(name)["candidate"] == 1

@@ -239,8 +239,7 @@ class Registry:
                 _fsync_dir(versions)
             return version
         except OSError as exc:  # a full disk or a read-only folder: one line naming where, not a traceback
-            detail = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
-            raise ScorehouseError(f"Model {name}: could not write version to {target}: {detail}") from exc
+            raise ScorehouseError(f"Model {name}: could not write version to {target}: {_os_detail(exc)}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -317,9 +316,13 @@ class Registry:
     def _write_alias_file(self, name: str, entries: Mapping[str, Any]) -> None:
         path = self.root / name / "aliases.json"
         tmp = path.with_name(f".aliases-{uuid.uuid4().hex}.tmp")
-        _write_synced(tmp, _dump_json(entries))
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        try:
+            _write_synced(tmp, _dump_json(entries))
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:  # the alias file is unchanged: it is replaced whole or not at all
+            tmp.unlink(missing_ok=True)
+            raise ScorehouseError(f"Model {name}: could not write {path}: {_os_detail(exc)}") from exc
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
@@ -356,6 +359,10 @@ def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:
 
 def _join(values) -> str:
     return ", ".join(str(v) for v in values) or "(none)"
+
+
+def _os_detail(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
 
 
 def _dump_json(data: Any) -> bytes:
