@@ -1,7 +1,9 @@
 """Spark: the same predict(), dbt project and guards on Spark local[2] and a real standalone cluster."""
 
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -212,12 +214,24 @@ def write_input(ws, path: Path) -> pd.DataFrame:
     return features
 
 
-def submit(*args, master="local[2]", env=None, timeout=600):
-    return subprocess.run([str(SPARK_HOME / "bin" / "spark-submit"), "--master", master,
-                           str(ROOT / "spark_jobs" / "score_table.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-                               **(env or {})})
+def start_job(*args, master="local[2]", env=None, conf=None, **popen) -> subprocess.Popen:
+    """spark-submit spark_jobs/score_table.py without waiting; `conf` entries become --conf options."""
+    options = [f"--conf={key}={value}" for key, value in (conf or {}).items()]
+    return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, *options,
+                             str(ROOT / "spark_jobs" / "score_table.py"), *args], text=True, cwd=ROOT,
+                            env={**os.environ, "PYSPARK_PYTHON": sys.executable,
+                                 "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})}, **popen)
+
+
+def submit(*args, timeout=600, **options) -> subprocess.CompletedProcess:
+    """Run spark_jobs/score_table.py with spark-submit to its end."""
+    with start_job(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options) as job:
+        try:
+            stdout, stderr = job.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            raise
+    return subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr)
 
 
 def test_score_table_job_overwrites_atomically(built, tmp_path):
@@ -303,6 +317,98 @@ def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster
     # one executor ran on each of the two workers (each leaves work/<app>/<executor id>/stderr)
     executors = list((tmp_path / "work").rglob("stderr"))
     assert len(executors) == 2, executors
+
+
+def write_repeated_input(ws, folder: Path, copies: int, files: int) -> pd.DataFrame:
+    """features_mortgage repeated `copies` times, keyed by a unique row_id, as `files` Parquet files."""
+    features = ws.query("select * from features_mortgage")
+    repeated = pd.concat([features] * copies, ignore_index=True)
+    repeated.insert(0, "row_id", np.arange(len(repeated)))
+    folder.mkdir()
+    for i in range(files):
+        repeated.iloc[i::files].to_parquet(folder / f"part-{i:02d}.parquet", index=False)
+    return repeated
+
+
+SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # on 2 cores, JIT and GC threads cost a short job dear
+SCORING_TASK = re.compile(r"Starting Python task execution - task \S+ in stage \S+ \(TID (\d+)\)")
+FINISHED_TASK = re.compile(r"Finished task \S+ in stage \S+ \(TID (\d+)\)")
+LOST_TASK = re.compile(r"Lost task (?P<partition>\d+)\.(?P<attempt>\d+) in stage (?P<stage>\d+)\.\d+ "
+                       r"\(TID (?P<tid>\d+)\).*ExecutorLostFailure")
+
+
+def executor_pid(executor_dir: Path) -> int | None:
+    """The executor JVM a worker started in `executor_dir` (its working directory), if it is alive."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == executor_dir.resolve() \
+                    and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes():
+                return int(proc.name)
+        except OSError:  # gone, or not ours to read
+            continue
+    return None
+
+
+def kill_an_executor_while_it_scores(work: Path, job: subprocess.Popen, timeout: float) -> dict:
+    """SIGKILL the first executor JVM under `work` seen in the middle of a scoring task; say what was killed."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and job.poll() is None:
+        for stderr in sorted(work.glob("app-*/*/stderr")):
+            text = stderr.read_text(errors="replace")
+            running = set(SCORING_TASK.findall(text)) - set(FINISHED_TASK.findall(text))
+            pid = executor_pid(stderr.parent) if running else None
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                return {"pid": pid, "app": stderr.parent.parent.name, "executor": stderr.parent.name,
+                        "tasks": running, "job_running": job.poll() is None}
+        time.sleep(0.2)
+    return {}
+
+
+def test_a_killed_executor_is_replaced_and_the_output_stays_whole(built, tmp_path, standalone_cluster):
+    """SIGKILL an executor JVM mid-job: Spark reruns its tasks elsewhere and the output is whole and correct."""
+    master, logs = standalone_cluster
+    features = write_repeated_input(built, tmp_path / "features", copies=96, files=8)
+    out, driver_log = tmp_path / "scored", logs / "driver.log"
+    with open(driver_log, "w") as log:
+        job = start_job("--model", "mortgage_deny", "--input", str(tmp_path / "features"), "--output", str(out),
+                        "--registry", str(built.registry_path), master=master, env={"SPARK_LOCAL_IP": "127.0.0.1"},
+                        conf={"spark.sql.files.maxPartitionBytes": "1m",  # one task per input file
+                              "spark.driver.extraJavaOptions": SHORT_JOB_JVM,
+                              "spark.executor.extraJavaOptions": SHORT_JOB_JVM, "spark.ui.enabled": "false"},
+                        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        killed = kill_an_executor_while_it_scores(tmp_path / "work", job, timeout=180)
+        assert killed, f"no executor was seen scoring before the job ended (exit {job.poll()}); logs in {logs}"
+        assert killed["job_running"], f"the job had ended when {killed} was killed; logs in {logs}"
+        returncode = job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+    assert returncode == 0, f"killed {killed}; logs in {logs}\n" + driver_log.read_text()[-4000:]
+    scored = pd.read_parquet(out)
+    assert len(scored) == len(features), f"logs in {logs}"
+    assert scored["row_id"].is_unique and sorted(scored["row_id"]) == features["row_id"].tolist(), f"logs in {logs}"
+    assert len(list(out.glob("part-*.parquet"))) >= 8, f"fewer than 8 scoring tasks; logs in {logs}"
+    mart = built.query("select application_id, deny_probability from mart_mortgage_risk")
+    expected = scored.merge(mart, on="application_id", how="left", validate="many_to_one")
+    assert_allclose(expected["score"], expected["deny_probability"], atol=1e-6, rtol=0, err_msg=f"logs in {logs}")
+    # the recovery, as Spark tells it: the worker saw its executor die of SIGKILL (exit 137), the master replaced
+    # it with a new executor, and the driver ran the task the dead executor held again
+    executor = f"{killed['app']}/{killed['executor']}"
+    worker_logs = "".join(log.read_text() for log in logs.glob("worker-*.log"))
+    assert f"Executor {executor} finished with state EXITED message Command exited with code 137" in worker_logs, \
+        f"killed {killed}; logs in {logs}"
+    assert f"Removing executor {executor} because it is EXITED" in (logs / "master.log").read_text(), f"logs in {logs}"
+    executors = sorted(p.name for p in (tmp_path / "work" / killed["app"]).iterdir())
+    assert len(executors) >= 3, f"no replacement executor was launched: {executors}; logs in {logs}"
+    lost = [m for m in LOST_TASK.finditer(driver_log.read_text()) if m["tid"] in killed["tasks"]]
+    assert lost, f"the driver did not report the killed task {killed['tasks']} lost; logs in {logs}"
+    partition, attempt, stage = lost[0]["partition"], int(lost[0]["attempt"]), lost[0]["stage"]
+    finished = "".join(stderr.read_text() for stderr in (tmp_path / "work").glob("app-*/*/stderr"))
+    retries = [int(a) for a in re.findall(rf"Finished task {partition}\.(\d+) in stage {stage}\.\d+ ", finished)]
+    assert any(a > attempt for a in retries), f"{lost[0][0]!r} was never run again to the end; logs in {logs}"
 
 
 def _bad_input_cases():
