@@ -1,7 +1,7 @@
 """Run the dbt project on Spark: start (or join) a SparkSession, register predict() and the profile
 views on it, then `dbt build` through dbt-spark's session method, in this process.
 
-    spark-submit spark_jobs/dbt_build.py [--registry DIR] [--master local[2]] [-- extra dbt args]
+    spark-submit spark_jobs/dbt_build.py [--registry DIR] [--master local[2]] [--project-dir DIR] [-- extra dbt args]
     python spark_jobs/dbt_build.py ...            (the same, with pyspark's own spark-submit)
 
 Scored marts are written as Parquet tables under --warehouse-dir (default warehouse/spark).
@@ -19,6 +19,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--registry", help="registry directory (env SCOREHOUSE_REGISTRY; default ./registry)")
     parser.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[2]"))
+    parser.add_argument("--project-dir", default=str(ROOT / "dbt_project"), help="the dbt project (default: the demo)")
     parser.add_argument("--warehouse-dir", default=str(ROOT / "warehouse" / "spark"))
     parser.add_argument("--data-dir", default=str(ROOT / "dbt_project" / "data"),
                         help="folder of the raw CSV files (the dbt var data_dir), made absolute for Spark")
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     udfs.spark.register(spark, args.registry)
     data_dir = Path(args.data_dir).resolve()
-    result = dbtRunner().invoke([args.command, "--project-dir", str(ROOT / "dbt_project"),
+    result = dbtRunner().invoke([args.command, "--project-dir", str(Path(args.project_dir).resolve()),
                                  "--profiles-dir", str(ROOT), "--target", "spark",
                                  "--vars", f"{{data_dir: '{data_dir}'}}", *args.dbt_args])
     return 0 if result.success else 1

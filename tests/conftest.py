@@ -105,17 +105,26 @@ class Workspace:
 
 def build_package(project: Path, package: str, workspace: Workspace, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
+    install_package(project)
+    build = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--select", f"package:{package}",
+                            "--project-dir", str(project), "--profiles-dir", str(ROOT), "--target-path", str(out / "target"),
+                            "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, **workspace.env}, timeout=900)
+    return build, run_results(out / "target", build.stdout)
+
+
+def install_package(project: Path) -> None:
+    """Make this dbt project a package of the test project at `project` (`dbt deps`)."""
     (project / "packages.yml").write_text(f"packages:\n  - local: {PROJECT}\n")
-    dbt = str(Path(sys.executable).parent / "dbt")
-    common = ["--project-dir", str(project), "--profiles-dir", str(ROOT)]
-    env = {**os.environ, **workspace.env}
-    deps = subprocess.run([dbt, "deps", *common], capture_output=True, text=True, cwd=ROOT, env=env)
+    deps = subprocess.run([str(Path(sys.executable).parent / "dbt"), "deps", "--project-dir", str(project),
+                           "--profiles-dir", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert deps.returncode == 0, deps.stdout
-    build = subprocess.run([dbt, "build", "--select", f"package:{package}", *common, "--target-path", str(out / "target"),
-                            "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert (out / "target" / "run_results.json").exists(), build.stdout[-3000:]
-    results = json.loads((out / "target" / "run_results.json").read_text())["results"]
-    return build, {r["unique_id"].split(".")[2]: r for r in results}
+
+
+def run_results(target: Path, log: str) -> dict:
+    """The results of the dbt run that wrote `target`, by node name."""
+    assert (target / "run_results.json").exists(), log[-3000:]
+    return {r["unique_id"].split(".")[2]: r for r in json.loads((target / "run_results.json").read_text())["results"]}
 
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:

@@ -4,8 +4,9 @@ Each case changes one real mortgage row. A scored case must equal scikit-learn's
 it stands for; an error case must name the model, the feature, what was expected and what was found.
 """
 
-import os
+import json
 import re
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -190,40 +191,38 @@ def _case_model(base: dict, changes: dict, key: int) -> str:
     return "select " + ", ".join(f"{sql} as {name}" for name, sql in fields.items())
 
 
-def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
-    import json
+def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
+    """A dbt project scoring every case of the table with predict(), each input under the schema guard.
 
-    from conftest import build_package
-
-    project = tmp_path / "bad_input"
+    Also points an alias 'retired' at a version that does not exist, as deleting it would leave it.
+    Returns the project's name.
+    """
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text("name: scorehouse_bad_input\nversion: '0.1.0'\nconfig-version: 2\n"
                                              "profile: scorehouse\nmodels: {scorehouse_bad_input: {+materialized: table}}\n")
     cases = {**{c: changes for c, (changes, _) in SCORED.items()}, **{c: changes for c, (changes, _) in ERRORS.items()}}
-    guarded = []
+    scored = {_slug(case): ("mortgage_deny", f"case_{_slug(case)}", "") for case in cases}
+    scored.update({"an_empty_table": ("mortgage_deny", "case_a_single_row", " where false"),
+                   "an_unknown_reference": ("mortgage_dny", "case_a_single_row", ""),
+                   "an_alias_at_a_deleted_version": ("mortgage_deny@retired", "case_a_single_row", "")})
     for key, (case, changes) in enumerate(cases.items(), start=1):
-        slug = _slug(case)
-        (project / "models" / f"case_{slug}.sql").write_text(_case_model(base, changes, key))
+        (project / "models" / f"case_{_slug(case)}.sql").write_text(_case_model(base, changes, key))
+    for slug, (ref, source, where) in scored.items():
         (project / "models" / f"scored_{slug}.sql").write_text(
-            f"select c.application_id, {{{{ scorehouse.predict('mortgage_deny', relation='c') }}}} as score "
-            f"from {{{{ ref('case_{slug}') }}}} as c")
-        guarded.append(f"  - name: case_{slug}\n    data_tests:\n"
-                       f"      - scorehouse.expect_model_inputs_match_schema: {{arguments: {{model_ref: mortgage_deny}}}}")
-    (project / "models" / "scored_an_empty_table.sql").write_text(
-        "select c.application_id, {{ scorehouse.predict('mortgage_deny', relation='c') }} as score "
-        "from {{ ref('case_a_single_row') }} as c where false")
-    (project / "models" / "scored_an_unknown_reference.sql").write_text(
-        "select c.application_id, {{ scorehouse.predict('mortgage_dny', relation='c') }} as score "
-        "from {{ ref('case_a_single_row') }} as c")
-    aliases = workspace.registry_path / "mortgage_deny" / "aliases.json"  # as left after deleting version 7
+            f"select c.application_id, {{{{ scorehouse.predict('{ref}', relation='c') }}}} as score "
+            f"from {{{{ ref('{source}') }}}} as c{where}")
+    guard = "    data_tests:\n      - scorehouse.expect_model_inputs_match_schema: {arguments: {model_ref: mortgage_deny}}"
+    (project / "models" / "_cases.yml").write_text(
+        "version: 2\nmodels:\n" + "\n".join(f"  - name: case_{_slug(case)}\n{guard}" for case in cases) + "\n")
+    aliases = registry / "mortgage_deny" / "aliases.json"
     aliases.write_text(json.dumps({**json.loads(aliases.read_text()), "retired": {"version": 7, "history": [7]}}))
-    (project / "models" / "scored_an_alias_at_a_deleted_version.sql").write_text(
-        "select c.application_id, {{ scorehouse.predict('mortgage_deny@retired', relation='c') }} as score "
-        "from {{ ref('case_a_single_row') }} as c")
-    (project / "models" / "_cases.yml").write_text("version: 2\nmodels:\n" + "\n".join(guarded) + "\n")
+    return "scorehouse_bad_input"
 
-    build, results = build_package(project, "scorehouse_bad_input", workspace, tmp_path)
-    assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it
+
+def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base: dict, type_names=None) -> None:
+    """The build went as the table says. `scores(model)` reads a scored model's scores; `type_names` maps
+    the SQL type names of the messages to the engine's."""
+    names = type_names or {}
 
     def status(prefix, slug):
         return next(r["status"] for name, r in results.items() if name.startswith(prefix) and name.endswith(slug))
@@ -232,21 +231,29 @@ def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
         slug = _slug(case)
         assert (status("scorehouse_expect_model_inputs_match_schema", f"case_{slug}_mortgage_deny"),
                 status("scored_", slug)) == ("pass", "success"), case
-        got = workspace.query(f"select score from scored_{slug}").score[0]
-        expected = workspace.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
-        assert got == pytest.approx(expected, abs=1e-5), case
+        expected = sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
+        assert scores(f"scored_{slug}") == pytest.approx([expected], abs=1e-5), case
     for case, (_, message) in ERRORS.items():
         slug = _slug(case)
         assert (status("scorehouse_expect_model_inputs_match_schema", f"case_{slug}_mortgage_deny"),
                 status("scored_", slug)) == ("fail", "skipped"), case
         typed = re.search(r"feature '(\w+)' has type (\w+), expected (\w+)", message)
         feature, found, expected = typed.groups() if typed else ("lvr", "(absent)", "DOUBLE")
-        report = build.stdout.split(f"scorehouse guard FAIL scorehouse_expect_model_inputs_match_schema_case_{slug}")[1]
-        assert f"error: model mortgage_deny v1, feature {feature}: expected {expected}, found {found}" in \
-            report.splitlines()[1], case
-    assert status("scored_", "an_empty_table") == "success"
-    assert workspace.query("select count(*) as n from scored_an_empty_table").n[0] == 0
+        report = log.split(f"scorehouse guard FAIL scorehouse_expect_model_inputs_match_schema_case_{slug}")[1]
+        line = f"error: model mortgage_deny v1, feature {feature}: expected {expected}, found {names.get(found, found)}"
+        assert line in report.splitlines()[1], (case, report.splitlines()[1])
+    assert status("scored_", "an_empty_table") == "success" and scores("scored_an_empty_table") == []
     unknown = results["scored_an_unknown_reference"]
     assert unknown["status"] == "error" and "Model 'mortgage_dny' not found in registry" in unknown["message"]
     deleted = results["scored_an_alias_at_a_deleted_version"]
     assert deleted["status"] == "error" and "alias 'retired' points at version 7, which no longer exists" in deleted["message"]
+
+
+def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
+    from conftest import build_package
+
+    package = write_bad_input_project(tmp_path / "bad_input", base, workspace.registry_path)
+    build, results = build_package(tmp_path / "bad_input", package, workspace, tmp_path)
+    assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it
+    check_bad_input_build(build.stdout, results, lambda table: workspace.query(f"select score from {table}").score.tolist(),
+                          workspace.sklearn_scores, base)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from conftest import ROOT
+from conftest import ROOT, install_package, run_results
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -187,18 +187,35 @@ def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame
         return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet')").to_arrow_table().to_pandas()
 
 
-def test_dbt_project_on_spark_matches_duckdb(built, tmp_path):
-    result = run_dbt_on_spark(built, tmp_path / "spark")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "Done. PASS=30 WARN=0 ERROR=0 SKIP=0" in result.stdout
+@pytest.fixture(scope="module")
+def dbt_on_spark(built, tmp_path_factory):
+    """One dbt run on Spark of the bad-input project, which builds the demo project (its package) too.
+
+    (workspace, Spark warehouse folder, the run, its results by node name, the base row of the cases)
+    """
+    from test_bad_input import first_row, write_bad_input_project
+
+    root = tmp_path_factory.mktemp("dbt_on_spark")
+    workspace, base, project = built.copy(root / "ws"), first_row(built), root / "bad_input"
+    write_bad_input_project(project, base, workspace.registry_path)
+    install_package(project)
+    build = run_dbt_on_spark(workspace, root / "spark", "--project-dir", str(project))
+    return workspace, root / "spark", build, run_results(root / "spark" / "target", build.stdout), base
+
+
+def test_dbt_project_on_spark_matches_duckdb(built, dbt_on_spark):
+    _, warehouse, build, results, _ = dbt_on_spark
+    demo = {name: r["status"] for name, r in results.items()
+            if r["unique_id"].split(".")[1] == "scorehouse" and r["unique_id"].split(".")[0] in ("model", "test")}
+    assert len(demo) == 27 and set(demo.values()) <= {"success", "pass"}, (demo, build.stdout[-4000:])
     for model, (_, mart, key, column) in MARTS.items():
-        on_spark = read_parquet_table(tmp_path / "spark", "scorehouse", mart).sort_values(key)
+        on_spark = read_parquet_table(warehouse, "scorehouse", mart).sort_values(key)
         on_duckdb = built.query(f"select * from {mart} order by {key}")
         assert len(on_spark) == len(on_duckdb)
         assert_allclose(on_spark[column].to_numpy(), on_duckdb[column].to_numpy(), atol=1e-6, rtol=0)
         assert set(on_spark["model_version"]) == {1}
     # the guards measured the same inputs the same way on both engines
-    spark_history = read_parquet_table(tmp_path / "spark", "scorehouse", "drift_history")
+    spark_history = read_parquet_table(warehouse, "scorehouse", "drift_history")
     duck_history = built.query("select * from drift_history where invocation_id = "
                                "(select invocation_id from drift_history order by recorded_at desc limit 1)")
     merged = spark_history.merge(duck_history, on=["model_ref", "feature", "metric"], suffixes=("_spark", "_duckdb"))
@@ -438,3 +455,16 @@ def test_the_bad_input_table_holds_on_spark(spark, built, case):
                 spark.sql(sql).collect()
             friendly = udfs.spark.friendly_error(error.value)
             assert friendly is not None and friendly.startswith(message), (sql[:40], friendly)
+
+
+def test_the_bad_input_table_holds_in_dbt_build_on_spark(dbt_on_spark):
+    from test_bad_input import check_bad_input_build
+
+    workspace, warehouse, build, results, base = dbt_on_spark
+    assert build.returncode == 1, build.stdout[-3000:] + build.stderr[-2000:]  # the error cases fail it
+
+    def scores(table):
+        return read_parquet_table(warehouse, "scorehouse", table)["score"].tolist()
+
+    check_bad_input_build(build.stdout, results, scores, workspace.sklearn_scores, base,
+                          type_names={"VARCHAR": "string", "INTEGER": "int"})
