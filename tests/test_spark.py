@@ -231,9 +231,14 @@ def write_input(ws, path: Path) -> pd.DataFrame:
     return features
 
 
+SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # on 2 cores, JIT and GC threads cost a short job dear
+SHORT_JOB_CONF = {"spark.driver.extraJavaOptions": SHORT_JOB_JVM, "spark.executor.extraJavaOptions": SHORT_JOB_JVM,
+                  "spark.ui.enabled": "false"}
+
+
 def start_job(*args, master="local[2]", env=None, conf=None, **popen) -> subprocess.Popen:
     """spark-submit spark_jobs/score_table.py without waiting; `conf` entries become --conf options."""
-    options = [f"--conf={key}={value}" for key, value in (conf or {}).items()]
+    options = [f"--conf={key}={value}" for key, value in {**SHORT_JOB_CONF, **(conf or {})}.items()]
     return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, *options,
                              str(ROOT / "spark_jobs" / "score_table.py"), *args], text=True, cwd=ROOT,
                             env={**os.environ, "PYSPARK_PYTHON": sys.executable,
@@ -347,7 +352,6 @@ def write_repeated_input(ws, folder: Path, copies: int, files: int) -> pd.DataFr
     return repeated
 
 
-SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # on 2 cores, JIT and GC threads cost a short job dear
 SCORING_TASK = re.compile(r"Starting Python task execution - task \S+ in stage \S+ \(TID (\d+)\)")
 FINISHED_TASK = re.compile(r"Finished task \S+ in stage \S+ \(TID (\d+)\)")
 LOST_TASK = re.compile(r"Lost task (?P<partition>\d+)\.(?P<attempt>\d+) in stage (?P<stage>\d+)\.\d+ "
@@ -390,9 +394,7 @@ def test_a_killed_executor_is_replaced_and_the_output_stays_whole(built, tmp_pat
     with open(driver_log, "w") as log:
         job = start_job("--model", "mortgage_deny", "--input", str(tmp_path / "features"), "--output", str(out),
                         "--registry", str(built.registry_path), master=master, env={"SPARK_LOCAL_IP": "127.0.0.1"},
-                        conf={"spark.sql.files.maxPartitionBytes": "1m",  # one task per input file
-                              "spark.driver.extraJavaOptions": SHORT_JOB_JVM,
-                              "spark.executor.extraJavaOptions": SHORT_JOB_JVM, "spark.ui.enabled": "false"},
+                        conf={"spark.sql.files.maxPartitionBytes": "1m"},  # one task per input file
                         stdout=log, stderr=subprocess.STDOUT)
     try:
         killed = kill_an_executor_while_it_scores(tmp_path / "work", job, timeout=180)
