@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ROOT / "dbt_project"
 SPECS = {"mortgage_deny": PROJECT / "training" / "mortgage_deny.yml",
          "diamond_price": PROJECT / "training" / "diamond_price.yml"}
+DBT = str(Path(sys.executable).parent / "dbt")  # the dbt of this interpreter's environment
 FEATURE_TABLES = {"mortgage_deny": ("features_mortgage", "application_id"),
                   "diamond_price": ("features_diamonds", "diamond_id")}
 
@@ -73,7 +74,7 @@ class Workspace:
         return result
 
     def dbt_command(self, *args: str, data_dir: Path = PROJECT / "data", variables: dict | None = None) -> list[str]:
-        return [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(PROJECT),
+        return [DBT, *args, "--project-dir", str(PROJECT),
                 "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
                 "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
 
@@ -106,7 +107,7 @@ class Workspace:
 def build_package(project: Path, package: str, workspace: Workspace, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
     install_package(project)
-    build = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--select", f"package:{package}",
+    build = subprocess.run([DBT, "build", "--select", f"package:{package}",
                             "--project-dir", str(project), "--profiles-dir", str(ROOT), "--target-path", str(out / "target"),
                             "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, **workspace.env}, timeout=900)
@@ -116,7 +117,7 @@ def build_package(project: Path, package: str, workspace: Workspace, out: Path) 
 def install_package(project: Path) -> None:
     """Make this dbt project a package of the test project at `project` (`dbt deps`)."""
     (project / "packages.yml").write_text(f"packages:\n  - local: {PROJECT}\n")
-    deps = subprocess.run([str(Path(sys.executable).parent / "dbt"), "deps", "--project-dir", str(project),
+    deps = subprocess.run([DBT, "deps", "--project-dir", str(project),
                            "--profiles-dir", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert deps.returncode == 0, deps.stdout
 

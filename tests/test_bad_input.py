@@ -54,15 +54,21 @@ def first_row(workspace) -> dict:
 
 def row_sql(base: dict, changes: dict, engine: str = "duckdb") -> str:
     """The struct literal of `base` with `changes` (field -> SQL, None drops it), for DuckDB or Spark SQL."""
+    fields = row_fields(base, changes)
+    if engine == "spark":
+        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+    return "struct_pack(" + ", ".join(f'"{k}" := {v}' for k, v in fields.items()) + ")"
+
+
+def row_fields(base: dict, changes: dict) -> dict:
+    """field -> SQL of `base` with `changes` applied (field -> SQL, None drops it)."""
     fields = {name: _literal(value) for name, value in base.items()}
     for name, sql in changes.items():
         if sql is None:
             fields.pop(name)
         else:
             fields[name] = sql
-    if engine == "spark":
-        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
-    return "struct_pack(" + ", ".join(f'"{k}" := {v}' for k, v in fields.items()) + ")"
+    return fields
 
 
 def _literal(value) -> str:
@@ -182,12 +188,7 @@ def _slug(case: str) -> str:
 
 def _case_model(base: dict, changes: dict, key: int) -> str:
     """A dbt model holding `base` with `changes` as one row (field -> SQL, None drops it), keyed `key`."""
-    fields = {"application_id": str(key), **{name: _literal(value) for name, value in base.items()}}
-    for name, sql in changes.items():
-        if sql is None:
-            fields.pop(name)
-        else:
-            fields[name] = sql
+    fields = {"application_id": str(key), **row_fields(base, changes)}
     return "select " + ", ".join(f"{sql} as {name}" for name, sql in fields.items())
 
 

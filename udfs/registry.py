@@ -236,7 +236,7 @@ class Registry:
                 _write_synced(staging / MANIFEST_FILE, body)
                 _write_synced(staging / MANIFEST_SUM_FILE, sha256_bytes(body).encode() + b"\n")
                 os.rename(staging, target)
-                _fsync_dir(versions)
+                fsync_dir(versions)
             return version
         except OSError as exc:  # a full disk or a read-only folder: one line naming where, not a traceback
             raise ScorehouseError(f"Model {name}: could not write version to {target}: {_os_detail(exc)}") from exc
@@ -319,7 +319,7 @@ class Registry:
         try:
             _write_synced(tmp, _dump_json(entries))
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
         except OSError as exc:  # the alias file is unchanged: it is replaced whole or not at all
             tmp.unlink(missing_ok=True)
             raise ScorehouseError(f"Model {name}: could not write {path}: {_os_detail(exc)}") from exc
@@ -376,7 +376,8 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or new file in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

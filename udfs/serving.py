@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import os
 
+from .registry import fsync_dir
+
 
 def publish_file(staged: str, target: str) -> str:
     """Make `staged`, a complete and detached DuckDB file, the serving file in one rename; return its path.
@@ -15,11 +17,7 @@ def publish_file(staged: str, target: str) -> str:
     with open(staged, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(staged, target)
-    directory = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(os.path.dirname(os.path.abspath(target)))
     for leftover in glob.glob(glob.escape(target) + ".*.tmp"):
         os.remove(leftover)
     return target
