@@ -2,6 +2,7 @@
 
 import duckdb
 import numpy as np
+import onnx
 import pytest
 
 from udfs import training
@@ -57,6 +58,20 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     assert parity["max_abs_diff"] <= 1e-5
     assert 0.5 < candidate.manifest["metrics"]["auc"] <= 1.0
     assert candidate.manifest["classes"] == ["false", "true"] and candidate.manifest["positive_class"] == "true"
+    # every row of the table, labels and scores, as scikit-learn gives them
+    model = LoadedModel({**candidate.manifest, "version": 1}, candidate.onnx_bytes)
+    columns = {n: tables["mortgage"].column(n) for n in MORTGAGE["numeric"] + MORTGAGE["categorical"]}
+    frame = _frame(model, columns)
+    assert model.predict(columns, "label").to_pylist() == candidate.pipeline.predict(frame).astype(str).tolist()
+    np.testing.assert_allclose(model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1], atol=1e-5)
+    # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py);
+    # orbital still translates the graph skl2onnx exported
+    operators = {node.op_type for node in onnx.load_from_string(candidate.onnx_bytes).graph.node}
+    trees = {"gradient_boosting": "TreeEnsembleRegressor", "hist_gradient_boosting": "TreeEnsembleRegressor",
+             "random_forest": "TreeEnsembleClassifier"}
+    assert operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"} == ({trees[kind]} if kind in trees else set())
+    if kind == "gradient_boosting":
+        assert candidate.manifest["compiled"]["outputs"] == ["label", "score"]
 
 
 @pytest.mark.parametrize("kind", REGRESSORS)

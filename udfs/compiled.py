@@ -1,8 +1,8 @@
 """The compiled-SQL path: a registered ONNX graph translated into one SQL expression per output and engine.
 
-At registration, orbital translates the very ONNX graph that passed parity into a query per engine
-dialect; its chain of CTEs is folded here into one expression per output that reads the features of
-the current row as "__scorehouse_row"."<feature>". Numeric features enter as FLOAT with NaN read as
+At registration, orbital translates the ONNX graph skl2onnx exported (before onnx_graph's rewrites,
+whose Sigmoid orbital lacks) into a query per engine dialect; its chain of CTEs is folded here into
+one expression per output that reads the features of the current row as "__scorehouse_row"."<feature>". Numeric features enter as FLOAT with NaN read as
 NULL (the ONNX graph sees float32 and imputes NaN), categories as text with NULL read as '' (as
 `schema.model_inputs` feeds onnxruntime). The expressions are checked against scikit-learn on the
 holdout in DuckDB and timed against the ONNX UDF before they are stored (compiled.json, hashed like
@@ -32,10 +32,14 @@ SPARK_MAX_CHARS = 32_000
 
 
 def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout: Mapping[str, np.ndarray],
-                         expected: Mapping[str, np.ndarray]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Compile, check against scikit-learn on the holdout, time against the ONNX UDF: (compiled or None, record)."""
+                         expected: Mapping[str, np.ndarray], exported: bytes | None = None,
+                         ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Compile, check against scikit-learn on the holdout, time against the ONNX UDF: (compiled or None, record).
+
+    `exported` is the graph to translate where it differs from the stored one (see onnx_graph).
+    """
     try:
-        compiled = compile_model(manifest, onnx_bytes)
+        compiled = compile_model(manifest, exported or onnx_bytes)
     except ImportError as exc:
         return None, {"skipped": f"{exc.name} is not installed (pip install orbital)"}
     except Exception as exc:  # noqa: BLE001 - orbital raises whatever its translators raise on ops it lacks

@@ -89,18 +89,24 @@ class LoadedModel(ModelCard):
         options.inter_op_num_threads = 1
         return ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the ONNX graph on prepared inputs; return its outputs by role."""
-        roles = self.manifest["onnx_outputs"]
-        names = list(roles.values())
-        values = self.session.run(names, dict(feeds))
+    def run(self, feeds: Mapping[str, np.ndarray], roles: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Run the ONNX graph on prepared inputs; return its outputs by role (default: all of them)."""
+        names = self.manifest["onnx_outputs"]
+        roles = roles or list(names)
+        values = self.session.run([names[role] for role in roles], dict(feeds))
         return dict(zip(roles, values))
+
+    def roles_for(self, output: str) -> list[str]:
+        """The ONNX outputs an output is computed from (onnxruntime skips the graph's other branches)."""
+        if output == "label":
+            return ["label"]
+        return ["value" if self.task == "regression" else "probabilities"]
 
     def predict(self, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
         """Score named Arrow columns (extra columns ignored) and return one Arrow array."""
         output = self.check_output(output)
         feeds = model_inputs(self.label, self.features, columns)
-        return self.to_arrow(self.run(feeds), output)
+        return self.to_arrow(self.run(feeds, self.roles_for(output)), output)
 
     def to_arrow(self, raw: Mapping[str, np.ndarray], output: str) -> pa.Array:
         """Turn raw ONNX outputs into the Arrow array of one output."""

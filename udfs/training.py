@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,10 +18,14 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, SpecError
 from .model import LoadedModel
+from .onnx_graph import faster_graph
 from .profile import training_profile
 from .registry import COMPILED_FILE, MODEL_FILE, SAMPLE_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
 from .spec import ModelSpec, _class_label
+
+if TYPE_CHECKING:
+    import onnx
 
 PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout probabilities
 # Regressors: ONNX computes in float32, so the error scales with the target's magnitude:
@@ -181,7 +185,8 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     )
     log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
     pipeline = build_pipeline(spec).fit(x_train, y_train)
-    onnx_bytes, onnx_outputs = _to_onnx(spec, pipeline)
+    exported, onnx_outputs = export_onnx(spec, pipeline)
+    onnx_bytes = faster_graph(exported).SerializeToString()
 
     manifest = {
         "format": 1,
@@ -213,7 +218,8 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     manifest["parity"] = check_parity(model, holdout, expected)
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
-    compiled, manifest["compiled"] = compile_for_registry(manifest, model.onnx_bytes, holdout, expected)
+    compiled, manifest["compiled"] = compile_for_registry(manifest, model.onnx_bytes, holdout, expected,
+                                                          exported.SerializeToString())
     log(f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
         "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
                                    "no engine (the ONNX UDF was faster)")))
@@ -318,7 +324,8 @@ def fingerprint(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def _to_onnx(spec: ModelSpec, pipeline) -> tuple[bytes, dict[str, str]]:
+def export_onnx(spec: ModelSpec, pipeline) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The pipeline as skl2onnx exports it, and its outputs by role."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -328,7 +335,7 @@ def _to_onnx(spec: ModelSpec, pipeline) -> tuple[bytes, dict[str, str]]:
     onx = to_onnx(pipeline, initial_types=initial_types, options=options)
     names = [o.name for o in onx.graph.output]
     roles = {"value": names[0]} if spec.task == "regression" else {"label": names[0], "probabilities": names[1]}
-    return onx.SerializeToString(), roles
+    return onx, roles
 
 
 def _target_values(spec: ModelSpec, values: list) -> np.ndarray:
