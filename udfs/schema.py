@@ -125,11 +125,24 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
             values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)
             feeds[f.name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
         else:
-            # through a dictionary: one Python string per distinct category, not one per row
-            encoded = pc.dictionary_encode(pc.fill_null(pc.cast(column, pa.string()), MISSING_CATEGORY))
-            categories = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-            feeds[f.name] = categories[encoded.indices.to_numpy()].reshape(-1, 1)
+            text = column if column.type == pa.string() else pc.cast(column, pa.string())
+            text = pc.fill_null(text, MISSING_CATEGORY) if text.null_count else text
+            feeds[f.name] = category_objects(text, f.categories).reshape(-1, 1)
     return feeds
+
+
+def category_objects(text: pa.Array, known: tuple[str, ...] = ()) -> np.ndarray:
+    """The strings as the object array onnxruntime takes: one Python string per distinct value, not per row.
+
+    Where every value is a known (training) category, they are looked up among those; otherwise
+    through a dictionary of the values themselves.
+    """
+    if known:
+        index = pc.index_in(text, value_set=pa.array(known, pa.string()))
+        if not index.null_count:
+            return np.array(known, dtype=object)[index.to_numpy()]
+    encoded = pc.dictionary_encode(text)
+    return np.asarray(encoded.dictionary.to_pylist(), dtype=object)[encoded.indices.to_numpy()]
 
 
 def quote_identifier(identifier: str) -> str:
