@@ -67,7 +67,7 @@ demo-spark: demo
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Every comparison side by side (about 45 minutes on 2 cores); writes bench/RESULTS.md. BENCH_ARGS="--sizes 1000000" for a short run.
+# Every comparison side by side (about 30 minutes on 2 cores); writes bench/RESULTS.md. BENCH_ARGS="--sizes 1000000" for a short run.
 bench: setup
 	$(BIN)/pip install -q -e '.[bench,spark]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
