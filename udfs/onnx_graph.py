@@ -3,11 +3,12 @@
 A binary tree classifier with a logistic link (GradientBoostingClassifier, HistGradientBoosting-
 Classifier) exports as one TreeEnsembleClassifier. onnxruntime scores a two-class ensemble row by
 row, trees inner, keeping a score per class; a one-target TreeEnsembleRegressor is walked in blocks
-of rows, trees outer. On the demo GBT (100 trees, 100,000 rows, one thread) the trees took 250 ms
-as a classifier and 150 ms as a regressor (bench/trees.py). The rewrite keeps the output names and
-values: probabilities [1 - p, p] with p = sigmoid(raw score), label = classes[raw score > 0], as
-onnxruntime's classifier computes them. A session asked for the probabilities alone then skips the
-label branch. Every rewritten graph passes the same parity check against scikit-learn.
+of rows, trees outer. On the demo GBT (100 trees, 100,000 rows, one thread) the whole graph took
+0.285 s with the classifier and 0.201 s with the regressor (python -m bench.trees). The rewrite
+keeps the output names and values: probabilities [1 - p, p] with p = sigmoid(raw score), label =
+classes[raw score > 0], as onnxruntime's classifier computes them. A session asked for the
+probabilities alone then skips the label branch. Every rewritten graph passes the same parity check
+against scikit-learn.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ ML_DOMAIN = "ai.onnx.ml"
 
 def faster_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return `model` with each binary logistic tree classifier replaced by a regressor and its link."""
-    nodes = []
-    for node in model.graph.node:
-        nodes.extend(_as_regressor(node) if _is_binary_logistic_trees(node) else [node])
-    if len(nodes) == len(model.graph.node):
+    matches = [_is_binary_logistic_trees(node) for node in model.graph.node]
+    if not any(matches):
         return model
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
     del rewritten.graph.node[:]
-    rewritten.graph.node.extend(nodes)
+    for node, match in zip(model.graph.node, matches):
+        rewritten.graph.node.extend(_as_regressor(node) if match else [node])
     onnx.checker.check_model(rewritten)
     return rewritten
 

@@ -9,6 +9,7 @@ of its own when seen in training, ignored by the one-hot encoder otherwise).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -138,11 +139,18 @@ def category_objects(text: pa.Array, known: tuple[str, ...] = ()) -> np.ndarray:
     through a dictionary of the values themselves.
     """
     if known:
-        index = pc.index_in(text, value_set=pa.array(known, pa.string()))
+        value_set, objects = _known_categories(known)
+        index = pc.index_in(text, value_set=value_set)
         if not index.null_count:
-            return np.array(known, dtype=object)[index.to_numpy()]
+            return objects[index.to_numpy()]
     encoded = pc.dictionary_encode(text)
     return np.asarray(encoded.dictionary.to_pylist(), dtype=object)[encoded.indices.to_numpy()]
+
+
+@functools.lru_cache(maxsize=256)
+def _known_categories(known: tuple[str, ...]) -> tuple[pa.Array, np.ndarray]:
+    """A feature's training categories as an Arrow value set and an object array (built once, not per batch)."""
+    return pa.array(known, pa.string()), np.array(known, dtype=object)
 
 
 def quote_identifier(identifier: str) -> str:
