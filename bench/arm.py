@@ -50,17 +50,6 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.arm == "cold_start":  # the setup is what is measured
-        seconds = time.perf_counter() - start
-    else:
-        seconds = float("inf")
-        for _ in range(args.repeat):
-            begin = time.perf_counter()
-            run()
-            seconds = min(seconds, time.perf_counter() - begin)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    print(json.dumps({"arm": args.arm, "seconds": seconds, "peak_rss_mb": round(peak_mb, 1)}))
-    return 0
 
 
 class Unsupported(Exception):
@@ -101,13 +90,12 @@ def _limit(args):
     import onnxruntime as ort
 
     from udfs.registry import Registry
-    from udfs.schema import model_inputs
 
     registry = Registry(args.registry)
     model = registry.load(*registry.resolve(args.model))
     with _connect(args) as con:
         table = con.sql(f"select * from {args.table}").to_arrow_table()
-    feeds = model_inputs(model.label, model.features, {n: table.column(n) for n in table.column_names})
+    feeds = model.inputs({n: table.column(n) for n in table.column_names})
     session = ort.InferenceSession(model.onnx_bytes, providers=["CPUExecutionProvider"])
     names = [model.manifest["onnx_outputs"][role] for role in model.roles_for(model.default_output)]
     return lambda: session.run(names, feeds)

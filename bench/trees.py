@@ -5,7 +5,7 @@
 Trains the demo GBT (mortgage_deny, 100 trees) and times, on the same resampled real rows with one
 onnxruntime thread (as inside DuckDB and Spark), the probabilities of:
   the graph skl2onnx exports   one TreeEnsembleClassifier
-  the stored graph             TreeEnsembleRegressor + Sigmoid (udfs/onnx_graph.py)
+  the stored graph             TreeEnsembleRegressor + Sigmoid, categories as int64 codes (udfs/onnx_graph.py)
 and scikit-learn's own predict_proba, each on the prepared inputs; best of --repeat, interleaved.
 """
 
@@ -46,7 +46,9 @@ def main(argv=None) -> int:
             source = con.sql("select * from features_mortgage").to_arrow_table()
     rows = source.take(np.random.default_rng(0).integers(0, source.num_rows, args.rows))
     model = LoadedModel(candidate.manifest, candidate.onnx_bytes)
-    feeds = model_inputs(spec.name, model.features, {n: rows.column(n) for n in rows.column_names})
+    columns = {n: rows.column(n) for n in rows.column_names}
+    feeds = model_inputs(spec.name, model.features, columns)  # strings: what scikit-learn and skl2onnx's graph take
+    coded = model.inputs(columns)  # what the stored graph takes
     frame = pd.DataFrame({n: v.reshape(-1) for n, v in feeds.items()})
     probabilities = candidate.manifest["onnx_outputs"]["probabilities"]
     options = ort.SessionOptions()
@@ -56,14 +58,14 @@ def main(argv=None) -> int:
     before, after = (ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
                      for graph in (exported, candidate.onnx_bytes))
 
-    def scores(session):
-        return lambda: [session.run([probabilities], {k: v[i:i + args.batch] for k, v in feeds.items()})
+    def scores(session, inputs):
+        return lambda: [session.run([probabilities], {k: v[i:i + args.batch] for k, v in inputs.items()})
                         for i in range(0, args.rows, args.batch)]
 
-    runs = {"skl2onnx's graph (TreeEnsembleClassifier)": scores(before),
-            "stored graph (TreeEnsembleRegressor + Sigmoid)": scores(after),
+    runs = {"skl2onnx's graph (TreeEnsembleClassifier)": scores(before, feeds),
+            "stored graph (TreeEnsembleRegressor + Sigmoid, category codes)": scores(after, coded),
             "scikit-learn predict_proba": lambda: candidate.pipeline.predict_proba(frame)}
-    same = np.abs(before.run([probabilities], feeds)[0] - after.run([probabilities], feeds)[0]).max()
+    same = np.abs(before.run([probabilities], feeds)[0] - after.run([probabilities], coded)[0]).max()
     results = interleaved_best(args.repeat, runs)
     print(f"mortgage_deny (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, "
           f"{args.batch:,} rows per call, one thread; max |difference| of the two graphs: {same:.1e}\n")

@@ -3,6 +3,7 @@
 import duckdb
 import numpy as np
 import onnx
+import pyarrow as pa
 import pytest
 
 from udfs import training
@@ -64,6 +65,15 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     frame = _frame(model, columns)
     assert model.predict(columns, "label").to_pylist() == candidate.pipeline.predict(frame).astype(str).tolist()
     np.testing.assert_allclose(model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1], atol=1e-5)
+    # categories reach the graph as int64 codes; NULL and categories never seen in training score as in scikit-learn
+    graph = onnx.load_from_string(candidate.onnx_bytes).graph
+    coded = {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.INT64}
+    assert coded == set(MORTGAGE["categorical"]) == set(candidate.manifest["onnx_category_codes"])
+    rows = len(frame)
+    odd = {**columns, "pbcr": pa.array((["maybe", None, "yes", "no"] * rows)[:rows]),
+           "dmi": pa.array(([None, "NO", "yes"] * rows)[:rows])}
+    np.testing.assert_allclose(model.predict(odd).to_numpy(), candidate.pipeline.predict_proba(_frame(model, odd))[:, 1],
+                               atol=1e-5)
     # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py);
     # orbital still translates the graph skl2onnx exported
     operators = {node.op_type for node in onnx.load_from_string(candidate.onnx_bytes).graph.node}

@@ -89,6 +89,10 @@ class LoadedModel(ModelCard):
         options.inter_op_num_threads = 1
         return ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
 
+    def inputs(self, columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
+        """Named Arrow columns as this graph's inputs (categories as codes where the graph takes codes)."""
+        return model_inputs(self.label, self.features, columns, self.manifest.get("onnx_category_codes"))
+
     def run(self, feeds: Mapping[str, np.ndarray], roles: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the ONNX graph on prepared inputs; return its outputs by role (default: all of them)."""
         names = self.manifest["onnx_outputs"]
@@ -105,8 +109,7 @@ class LoadedModel(ModelCard):
     def predict(self, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
         """Score named Arrow columns (extra columns ignored) and return one Arrow array."""
         output = self.check_output(output)
-        feeds = model_inputs(self.label, self.features, columns)
-        return self.to_arrow(self.run(feeds, self.roles_for(output)), output)
+        return self.to_arrow(self.run(self.inputs(columns), self.roles_for(output)), output)
 
     def to_arrow(self, raw: Mapping[str, np.ndarray], output: str) -> pa.Array:
         """Turn raw ONNX outputs into the Arrow array of one output."""

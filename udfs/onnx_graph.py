@@ -34,6 +34,36 @@ def faster_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return rewritten
 
 
+def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[str]]]:
+    """Return `model` with string inputs read only by one-hot encoders taking int64 codes, and the codes.
+
+    The codes map each such input to its categories in code order: code i is categories[i].
+    """
+    codes = {}
+    for graph_input in model.graph.input:
+        if graph_input.type.tensor_type.elem_type != TensorProto.STRING:
+            continue
+        readers = [node for node in model.graph.node if graph_input.name in node.input]
+        categories = {tuple(_attributes(node).get("cats_strings", [])) for node in readers}
+        if readers and len(categories) == 1 and all(node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN
+                                                    and "cats_strings" in _attributes(node) for node in readers):
+            codes[graph_input.name] = [c.decode() for c in categories.pop()]
+    if not codes:
+        return model, {}
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    for graph_input in rewritten.graph.input:
+        if graph_input.name in codes:
+            graph_input.type.tensor_type.elem_type = TensorProto.INT64
+    for node in rewritten.graph.node:
+        if node.op_type == "OneHotEncoder" and node.input[0] in codes:
+            kept = [a for a in node.attribute if a.name != "cats_strings"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute("cats_int64s", range(len(codes[node.input[0]])))])
+    onnx.checker.check_model(rewritten)
+    return rewritten, codes
+
+
 def _attributes(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 

@@ -3,7 +3,8 @@
 Training and every engine go through `model_inputs`, so what scikit-learn was fitted on and what
 onnxruntime scores are prepared the same way: numeric features as float32 with NULL as NaN (the
 pipeline imputes them), categorical features as strings with NULL as the empty string (a category
-of its own when seen in training, ignored by the one-hot encoder otherwise).
+of its own when seen in training, ignored by the one-hot encoder otherwise). A stored graph takes
+those strings as int64 codes, their positions among the encoder's categories (onnx_graph).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,8 +113,13 @@ def check_columns(model_label: str, features: list[Feature], found: Mapping[str,
         )
 
 
-def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
-    """Convert named Arrow columns into the (n, 1) arrays the ONNX graph takes, one per feature."""
+def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray],
+                 codes: Mapping[str, Sequence[str]] | None = None) -> dict[str, np.ndarray]:
+    """Convert named Arrow columns into the (n, 1) arrays the ONNX graph takes, one per feature.
+
+    Categorical features are strings (what scikit-learn and skl2onnx's graph take), or int64 codes
+    for those in `codes` (a graph rewritten by `onnx_graph.coded_categories`).
+    """
     check_columns(model_label, features, {k: sql_type_name(v.type) for k, v in columns.items()})
     feeds = {}
     for f in features:
@@ -128,8 +134,18 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
         else:
             text = column if column.type == pa.string() else pc.cast(column, pa.string())
             text = pc.fill_null(text, MISSING_CATEGORY) if text.null_count else text
-            feeds[f.name] = category_objects(text, f.categories).reshape(-1, 1)
+            if codes and f.name in codes:
+                feeds[f.name] = category_codes(text, tuple(codes[f.name])).reshape(-1, 1)
+            else:
+                feeds[f.name] = category_objects(text, f.categories).reshape(-1, 1)
     return feeds
+
+
+def category_codes(text: pa.Array, categories: tuple[str, ...]) -> np.ndarray:
+    """Each value's position among `categories` as int64, -1 for any other value."""
+    value_set, _ = _known_categories(categories)
+    index = pc.index_in(text, value_set=value_set)
+    return (pc.fill_null(index, -1) if index.null_count else index).to_numpy().astype(np.int64)
 
 
 def category_objects(text: pa.Array, known: tuple[str, ...] = ()) -> np.ndarray:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, SpecError
 from .model import LoadedModel
-from .onnx_graph import faster_graph
+from .onnx_graph import coded_categories, faster_graph
 from .profile import training_profile
 from .registry import COMPILED_FILE, MODEL_FILE, SAMPLE_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
@@ -186,7 +186,8 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
     pipeline = build_pipeline(spec).fit(x_train, y_train)
     exported, onnx_outputs = export_onnx(spec, pipeline)
-    onnx_bytes = faster_graph(exported).SerializeToString()
+    stored, codes = coded_categories(faster_graph(exported))
+    onnx_bytes = stored.SerializeToString()
 
     manifest = {
         "format": 1,
@@ -198,6 +199,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "classes": classes,
         "positive_class": positive,
         "onnx_outputs": onnx_outputs,
+        "onnx_category_codes": codes,
         "estimator": {"kind": spec.estimator.kind, "class": type(pipeline[-1]).__name__,
                       "params": spec.estimator.params},
         "spec": spec.to_dict(),
@@ -215,7 +217,8 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     model = LoadedModel(manifest, onnx_bytes)
     holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in spec.features}
     expected = sklearn_outputs(pipeline, x_test, spec.task, classes, positive)
-    manifest["parity"] = check_parity(model, holdout, expected)
+    feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in spec.features})
+    manifest["parity"] = check_parity(model, feeds, expected)
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
     compiled, manifest["compiled"] = compile_for_registry(manifest, model.onnx_bytes, holdout, expected,
