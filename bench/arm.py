@@ -97,7 +97,7 @@ def _limit(args):
         table = con.sql(f"select * from {args.table}").to_arrow_table()
     feeds = model.inputs({n: table.column(n) for n in table.column_names})
     session = ort.InferenceSession(model.onnx_bytes, providers=["CPUExecutionProvider"])
-    names = [model.manifest["onnx_outputs"][role] for role in model.roles_for(model.default_output)]
+    names = model.output_names(model.roles_for(model.default_output))
     return lambda: session.run(names, feeds)
 
 

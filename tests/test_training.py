@@ -76,7 +76,7 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
                                atol=1e-5)
     # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py);
     # orbital still translates the graph skl2onnx exported
-    operators = {node.op_type for node in onnx.load_from_string(candidate.onnx_bytes).graph.node}
+    operators = {node.op_type for node in graph.node}
     trees = {"gradient_boosting": "TreeEnsembleRegressor", "hist_gradient_boosting": "TreeEnsembleRegressor",
              "random_forest": "TreeEnsembleClassifier"}
     assert operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"} == ({trees[kind]} if kind in trees else set())

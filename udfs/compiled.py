@@ -4,10 +4,10 @@ At registration, orbital translates the ONNX graph skl2onnx exported (before onn
 whose Sigmoid orbital lacks) into a query per engine dialect; its chain of CTEs is folded here into
 one expression per output that reads the features of the current row as "__scorehouse_row"."<feature>".
 Numeric features enter as FLOAT with NaN read as NULL (the ONNX graph sees float32 and imputes NaN),
-categories as text with NULL read as '' (as
-`schema.model_inputs` feeds onnxruntime). The expressions are checked against scikit-learn on the
-holdout in DuckDB and timed against the ONNX UDF before they are stored (compiled.json, hashed like
-every artifact); at scoring time they are plain SQL text: no Python runs.
+categories as text with NULL read as '' (as `schema.model_inputs` feeds onnxruntime). The expressions
+are checked against scikit-learn on the holdout in DuckDB and timed against the ONNX UDF before they
+are stored (compiled.json, hashed like every artifact); at scoring time they are plain SQL text: no
+Python runs.
 
 orbital and sqlglot are needed at registration only. A graph orbital cannot translate (a multiclass
 linear model; HistGradientBoosting trees that send missing values left) registers without compiled SQL.

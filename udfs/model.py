@@ -95,10 +95,12 @@ class LoadedModel(ModelCard):
 
     def run(self, feeds: Mapping[str, np.ndarray], roles: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the ONNX graph on prepared inputs; return its outputs by role (default: all of them)."""
-        names = self.manifest["onnx_outputs"]
-        roles = roles or list(names)
-        values = self.session.run([names[role] for role in roles], dict(feeds))
-        return dict(zip(roles, values))
+        roles = roles or list(self.manifest["onnx_outputs"])
+        return dict(zip(roles, self.session.run(self.output_names(roles), dict(feeds))))
+
+    def output_names(self, roles: list[str]) -> list[str]:
+        """The graph's names for output roles ('label', 'probabilities', 'value')."""
+        return [self.manifest["onnx_outputs"][role] for role in roles]
 
     def roles_for(self, output: str) -> list[str]:
         """The ONNX outputs an output is computed from (onnxruntime skips the graph's other branches)."""

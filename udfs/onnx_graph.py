@@ -49,10 +49,10 @@ def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     for graph_input in model.graph.input:
         if graph_input.type.tensor_type.elem_type != TensorProto.STRING:
             continue
-        readers = [node for node in model.graph.node if graph_input.name in node.input]
-        categories = {tuple(_attributes(node).get("cats_strings", [])) for node in readers}
-        if readers and len(categories) == 1 and all(node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN
-                                                    and "cats_strings" in _attributes(node) for node in readers):
+        encoders = [_attributes(node) if node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN else {}
+                    for node in model.graph.node if graph_input.name in node.input]
+        categories = {tuple(attrs.get("cats_strings", ())) for attrs in encoders}
+        if encoders and len(categories) == 1 and all("cats_strings" in attrs for attrs in encoders):
             codes[graph_input.name] = [c.decode() for c in categories.pop()]
     if not codes:
         return model, {}

@@ -221,8 +221,8 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     manifest["parity"] = check_parity(model, feeds, expected)
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
-    compiled, manifest["compiled"] = compile_for_registry(manifest, model.onnx_bytes, holdout, expected,
-                                                          exported.SerializeToString())
+    compiled, manifest["compiled"] = compile_for_registry(
+        manifest, onnx_bytes, holdout, expected, None if stored is exported else exported.SerializeToString())
     log(f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
         "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
                                    "no engine (the ONNX UDF was faster)")))
