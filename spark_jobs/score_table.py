@@ -43,6 +43,7 @@ def main(argv=None) -> int:
 
     import udfs.spark
     from udfs.errors import ScorehouseError
+    from udfs.sql import SPARK
 
     spark = SparkSession.builder.appName(f"scorehouse score {args.model}").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
@@ -54,7 +55,8 @@ def main(argv=None) -> int:
         say(f"scoring {rows_in} rows of {args.input} with {name} version {version}")
         source.createOrReplaceTempView("scorehouse_input")
         expression = udfs.spark.predict_sql(scorer, args.model, "scorehouse_input", args.output_kind)
-        scored = spark.sql(f"select scorehouse_input.*, {expression} as `{args.score_column}` from scorehouse_input") \
+        column = SPARK.identifier(args.score_column)
+        scored = spark.sql(f"select scorehouse_input.*, {expression} as {column} from scorehouse_input") \
             .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(version))
         rows_out = write(spark, scored, args.output, args.partition_by)
         if rows_out != rows_in:

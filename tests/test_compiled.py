@@ -57,8 +57,10 @@ def test_compiled_sql_equals_scikit_learn_in_duckdb(compiled_models, name):
     candidate, rows = models[name]
     scorer = Scorer(registry)
     expression = udfs.duckdb.predict_sql(scorer, name, "r", _output(candidate), "compiled")
-    assert "scorehouse" not in expression and "predict" not in expression  # plain SQL, no function of ours
-    with duckdb.connect() as con:
+    # plain SQL behind the input check, which DuckDB calls once while planning
+    assert "predict" not in expression and expression.count("scorehouse_") == 1
+    assert expression.startswith(f"(CASE WHEN scorehouse_check_input('{name}', typeof(struct_pack(")
+    with udfs.duckdb.connect(":memory:", registry) as con:
         con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
         got = con.sql(f"select {expression} as v from features as r").fetchnumpy()["v"]
     _compare(candidate, got, rows)

@@ -173,7 +173,7 @@ def test_sessions_load_lazily_and_are_cached_per_process(trained):
     try:
         assert registry_module._loaded == {}  # registering reads manifests only
         conn.sql("select predict('mortgage_deny', t) from features_mortgage t limit 1").fetchall()
-        assert [key[1:] for key in registry_module._loaded] == [("mortgage_deny", 1)]
+        assert [key[1:3] for key in registry_module._loaded] == [("mortgage_deny", 1)]
         model = next(iter(registry_module._loaded.values()))
         other = engine.connect(trained.warehouse, trained.registry_path, read_only=True)
         other.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage").fetchall()

@@ -54,7 +54,7 @@ def test_promote_and_rollback_move_aliases_and_never_delete(trained, tmp_path):
     assert registry.versions("mortgage_deny") == [1, 2, 3]
     with pytest.raises(ModelNotFound, match="version 7 does not exist; versions: 1, 2, 3"):
         registry.promote("mortgage_deny", 7)
-    with pytest.raises(ScorehouseError, match="must start with a letter"):
+    with pytest.raises(ScorehouseError, match="Alias '2' is not valid: .*an alias starts with a letter"):
         registry.promote("mortgage_deny", 1, alias="2")
     assert not list((tmp_path / "reg" / "mortgage_deny").glob(".aliases-*"))
 
@@ -99,21 +99,26 @@ def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
     assert registry.verify("diamond_price", 1) == []
 
 
-def test_verify_reports_files_others_can_write_and_symlinked_artifacts(workspace, tmp_path):
+def test_files_others_can_write_and_symlinked_artifacts_are_refused_at_load(workspace, tmp_path):
     registry = workspace.registry
     folder = workspace.registry_path / "mortgage_deny" / "versions" / "1"
     assert registry.verify("mortgage_deny", 1) == []
     folder.chmod(folder.stat().st_mode | 0o002)
     problems = registry.verify("mortgage_deny", 1)
     assert len(problems) == 1 and problems[0].startswith(f"Model mortgage_deny v1: {folder} is writable by any user (mode d")
-    assert problems[0].endswith("); chmod o-w it")
+    assert problems[0].endswith("); chmod o-w it; refusing to load it")
+    with pytest.raises(IntegrityError, match="is writable by any user"):
+        Registry(workspace.registry_path).card("mortgage_deny", 1)  # refused at load, not only reported
     folder.chmod(folder.stat().st_mode & ~0o002)
     elsewhere = tmp_path / "model.onnx"
     elsewhere.write_bytes((folder / "model.onnx").read_bytes())  # the same bytes: the hash alone would pass
     (folder / "model.onnx").unlink()
     (folder / "model.onnx").symlink_to(elsewhere)
     problems = registry.verify("mortgage_deny", 1)
-    assert problems == [f"Model mortgage_deny v1: {folder / 'model.onnx'} is a symbolic link (to {elsewhere})"]
+    assert problems == [f"Model mortgage_deny v1: {folder / 'model.onnx'} is a symbolic link (to {elsewhere}); "
+                        "refusing to load it"]
+    with pytest.raises(IntegrityError, match="is a symbolic link"):
+        Registry(workspace.registry_path).load("mortgage_deny", 1)
     result = workspace.cli("verify", "mortgage_deny")
     assert result.returncode == 1 and "is a symbolic link" in result.stdout
 

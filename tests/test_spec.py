@@ -27,10 +27,10 @@ def test_spec_hash_ignores_location_but_not_content(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"name": "Bad-Name"}, "must be lower-case"),
-    ({"name": "label"}, "must be lower-case"),
+    ({"name": "Bad-Name"}, "model name .Bad-Name. is not valid"),
+    ({"name": "label"}, "not one of \\[.json., .label., .proba.\\]"),
     ({"task": "ranking"}, "task 'ranking' is not one of"),
-    ({"source": {"table": "t", "path": "x.csv"}}, "exactly one of 'table' or 'path'"),
+    ({"source": {"table": "t", "path": "x.csv"}}, "exactly one of 'table', 'path' or 'query'"),
     ({"features": {"numeric": ["a", "a"]}}, "features listed twice: \\['a'\\]"),
     ({"features": {"numeric": []}}, "no features listed"),
     ({"features": {"numerical": ["a"]}}, "accepts 'numeric' and 'categorical'"),

@@ -10,7 +10,8 @@ from typing import Any
 
 from . import config
 from .errors import ScorehouseError
-from .registry import DEFAULT_ALIAS, ModelRef, Registry
+from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, shown
+from .registry import Registry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorehouse", description=__doc__)
     parser.add_argument("--registry", help=f"registry directory (env {config.REGISTRY_ENV}; default ./registry)")
     parser.add_argument("--warehouse", help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})")
+    parser.add_argument("--public-key", help=f"refuse versions this ed25519 public key did not sign "
+                                             f"(env {config.PUBLIC_KEY_ENV})")
+    parser.add_argument("--signing-key", help=f"sign new versions with this ed25519 private key "
+                                              f"(env {config.SIGNING_KEY_ENV})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("train", help="train, check and register models from spec files")
@@ -60,10 +65,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.set_defaults(run=cmd_rollback)
 
-    p = sub.add_parser("verify", help="check hashes and re-score each version's stored sample")
+    p = sub.add_parser("verify", help="check files, hashes and signatures, and re-score each version's stored sample")
     p.add_argument("model", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_verify)
+
+    p = sub.add_parser("keygen", help="write a new ed25519 key pair for signing the registry")
+    p.add_argument("--out", required=True, help="the folder for the two key files (kept away from the registry)")
+    p.set_defaults(run=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign the unsigned versions of a registry (after checking their hashes)")
+    p.add_argument("model", nargs="?")
+    p.set_defaults(run=cmd_sign)
 
     p = sub.add_parser("report", help="write an HTML drift report of a table against a model's training profile")
     p.add_argument("ref", metavar="MODEL[@ALIAS|VERSION]")
@@ -72,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(run=cmd_report)
 
-    p = sub.add_parser("sql", help="run SQL on the warehouse with predict() (no query: interactive shell)")
+    p = sub.add_parser("sql", help="run SQL on the warehouse with predict() (no query: interactive shell); "
+                                   "files other than the warehouse cannot be read or written")
     p.add_argument("query", nargs="?")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--write", action="store_true", help="open the warehouse read-write (default: read-only)")
@@ -81,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _registry(args) -> Registry:
-    return Registry(args.registry)
+    return Registry(args.registry, public_key=args.public_key, signing_key=args.signing_key)
 
 
 def _log(message: str) -> None:
@@ -177,15 +191,16 @@ def describe_compiled(record: dict | None) -> str:
 
 def cmd_promote(args) -> int:
     registry = _registry(args)
+    check_model_name(args.model)
     if args.version == "latest":
         versions = registry.versions(args.model)
         if not versions:
             registry.resolve(ModelRef(args.model, alias=args.alias))  # raises, listing the known models
         version = versions[-1]
-    elif args.version.isdigit():
+    elif VERSION.fullmatch(args.version):
         version = int(args.version)
     else:
-        raise ScorehouseError(f"VERSION must be a number or 'latest', found '{args.version}'")
+        raise ScorehouseError(f"VERSION must be a number or 'latest', found '{shown(args.version)}'")
     previous = registry.promote(args.model, version, args.alias)
     if previous == version:
         print(f"{args.model}: {args.alias} already points at version {version}")
@@ -202,20 +217,59 @@ def cmd_rollback(args) -> int:
 
 def cmd_verify(args) -> int:
     registry = _registry(args)
-    names = [args.model] if args.model else registry.models()
+    names = [check_model_name(args.model)] if args.model else registry.models()
     if args.model and not registry.versions(args.model):
         registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
     results = []
     for name in names:
         for version in registry.versions(name):
             problems = registry.verify(name, version)
-            results.append({"model": name, "version": version, "ok": not problems, "problems": problems})
+            results.append({"model": name, "version": version, "ok": not problems, "problems": problems,
+                            "signed_by": registry.signature(name, version)})
+        problem = registry.catalog([name]).problems.get(name)
+        if problem:
+            results.append({"model": name, "version": None, "ok": False, "problems": [problem], "signed_by": None})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(format_table(["model", "version", "status"],
-                           [[r["model"], r["version"], "ok" if r["ok"] else "; ".join(r["problems"])] for r in results]))
+        print(describe_integrity(registry), file=sys.stderr)
+        print(format_table(["model", "version", "signed by", "status"],
+                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-",
+                             "ok" if r["ok"] else "; ".join(r["problems"])] for r in results]))
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def describe_integrity(registry: Registry) -> str:
+    """One line on what a load of this registry checks."""
+    if registry.signed:
+        return (f"registry {registry.root.resolve()}: signed; every load checks the signature of key "
+                f"{registry.public_key.key_id}")
+    return (f"registry {registry.root.resolve()}: unsigned; sha256 files catch corruption, not edits "
+            f"(sign it: scorehouse keygen, then {config.SIGNING_KEY_ENV} and {config.PUBLIC_KEY_ENV})")
+
+
+def cmd_keygen(args) -> int:
+    from .signing import generate_keys
+
+    private, public, key_id = generate_keys(args.out)
+    print(f"key {key_id}\n  private (signs new versions; keep it away from the registry): {private}\n"
+          f"  public (checks every load): {public}\n"
+          f"export {config.SIGNING_KEY_ENV}={private} {config.PUBLIC_KEY_ENV}={public}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    from .signing import load_signing_key
+
+    registry = _registry(args)
+    key = load_signing_key(config.signing_key_path(args.signing_key))
+    if key is None:
+        raise ScorehouseError(f"No signing key: pass --signing-key or set {config.SIGNING_KEY_ENV}")
+    for name in [check_model_name(args.model)] if args.model else registry.models():
+        for version in registry.versions(name):
+            if registry.sign(name, version, key):
+                print(f"{name} v{version}: signed")
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -225,16 +279,19 @@ def cmd_report(args) -> int:
     from .report import write_report
     from .scoring import Scorer
 
+    from .sql import table_name
+
+    table_name(args.table, what="--table")
     path = config.warehouse_path(args.warehouse)
     if not path.exists():
         raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
     out = args.out or f"drift-{ModelRef.parse(args.ref).name}-{args.table.replace('.', '_')}.html"
     scorer = Scorer(_registry(args))
-    conn = duckdb.connect(str(path), read_only=True)
+    conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
     try:
         report = write_report(scorer, args.ref, conn, args.table, out)
     except duckdb.Error as exc:
-        raise ScorehouseError(engine.friendly_error(exc, args.registry)) from None
+        raise ScorehouseError(engine.friendly_error(exc, scorer.registry)) from None
     finally:
         conn.close()
     flagged = [f"{name} ({f['level']})" for name, f in report["features"].items() if f["level"]]
@@ -251,7 +308,9 @@ def cmd_sql(args) -> int:
     path = config.warehouse_path(args.warehouse)
     if not args.write and not path.exists():
         raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
-    conn = engine.connect(path, registry=args.registry, read_only=not args.write)
+    # An analyst's session: predict() and the warehouse, no other file (no read_csv, COPY, ATTACH).
+    conn = engine.connect(path, registry=_registry(args), read_only=not args.write,
+                          config={"enable_external_access": False})
     try:
         if args.query:
             return _run_sql(conn, args.query, args.format, _registry(args))

@@ -9,27 +9,53 @@ are checked against scikit-learn on the holdout in DuckDB and timed against the 
 are stored (compiled.json, hashed like every artifact); at scoring time they are plain SQL text: no
 Python runs.
 
-orbital and sqlglot are needed at registration only. A graph orbital cannot translate (a multiclass
-linear model; HistGradientBoosting trees that send missing values left) registers without compiled SQL.
+Registration is bounded: trees beyond MAX_TREE_NODES are not translated (their SQL would run slower
+than onnxruntime, and orbital's translation grows without limit), and the translation runs in a
+child process with a time and memory budget; what was skipped and why is in the manifest.
+
+Stored SQL is data, not code: before any engine runs it, `prepared` parses it (sqlglot) and accepts
+only one expression built from arithmetic, comparisons, CASE, casts to number or text, a few math
+functions, literals and the model's own feature columns; the SQL that runs is regenerated from that
+checked tree. A compiled.json that holds anything else (a statement, a table function, a subquery,
+another column) is refused with the model's name.
+
+A graph orbital cannot translate (a multiclass linear model; HistGradientBoosting trees that send
+missing values left) registers without compiled SQL.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import IntegrityError, ScorehouseError
 from .schema import NUMERIC, Feature
+from .sql import dialect
 
 ROW = "__scorehouse_row"
-DIALECTS = {"duckdb": "duckdb", "spark": "spark"}  # engine -> sqlglot dialect
+ENGINES = ("duckdb", "spark")  # each also the name of its sqlglot dialect
 SPEED_ROWS = 100_000  # rows timed per path at registration to decide which one scores by default
 SPEED_MARGIN = 0.9  # the SQL must be 10% faster to be chosen: a tie is noise, and the UDF is the reference
 # Spark compiles a projection into one Java method, and one over 64 KB falls back to interpreted evaluation
 # (a 100-tree GBT, 115 KB of SQL, ran 4x slower than the ONNX UDF): longer expressions stay on the UDF there.
 SPARK_MAX_CHARS = 32_000
+# Trees are translated up to this many nodes (times the classes of a multiclass classifier, which orbital
+# writes out once per class). The demo GBT has 1,500; a 50-tree depth-6 forest (6,350) already ran 4.5x
+# slower as SQL than with onnxruntime, and a 30-class forest's translation never finished.
+MAX_TREE_NODES = 4_000
+COMPILE_SECONDS = 120  # the translation's time budget, in its own process
+COMPILE_MEMORY = 3 << 30  # and its address-space budget, bytes
+MAX_EXPRESSION_CHARS = 4_000_000  # a stored expression longer than this is refused before it is parsed
 
 
 def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout: Mapping[str, np.ndarray],
@@ -39,13 +65,15 @@ def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout
 
     `exported` is the graph to translate where it differs from the stored one (see onnx_graph).
     """
+    graph = exported or onnx_bytes
+    too_big = oversized(manifest, graph)
+    if too_big:
+        return None, {"skipped": too_big}
     try:
-        compiled = compile_model(manifest, exported or onnx_bytes)
-    except ImportError as exc:
-        return None, {"skipped": f"{exc.name} is not installed (pip install orbital)"}
-    except Exception as exc:  # noqa: BLE001 - orbital raises whatever its translators raise on ops it lacks
-        return None, {"skipped": f"orbital cannot translate this graph: {type(exc).__name__}: {exc}"}
-    parity = check_compiled(compiled, holdout, expected, manifest["parity"]["tolerance"])
+        compiled = compile_bounded(manifest, graph)
+    except ScorehouseError as exc:
+        return None, {"skipped": str(exc)}
+    parity = check_compiled(compiled, manifest, holdout, expected, manifest["parity"]["tolerance"])
     if not parity["ok"]:
         return None, {"skipped": "the SQL disagrees with scikit-learn on the holdout", "parity": parity}
     timing = time_paths(compiled, manifest, onnx_bytes, holdout)
@@ -54,6 +82,68 @@ def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout
     record = {"outputs": sorted(compiled["expressions"]["duckdb"]), "parity": parity, "duckdb_timing": timing,
               "preferred": {"duckdb": faster, "spark": faster and fits_spark}}
     return compiled, record
+
+
+def oversized(manifest: Mapping[str, Any], onnx_bytes: bytes) -> str | None:
+    """Why a graph is too large to translate, or None: its tree nodes, times the classes orbital writes out."""
+    import onnx
+
+    graph = onnx.load_from_string(onnx_bytes).graph
+    nodes = sum(len(attribute.ints) for node in graph.node if node.op_type.startswith("TreeEnsemble")
+                for attribute in node.attribute if attribute.name == "nodes_nodeids")
+    classes = len(manifest.get("classes") or []) if manifest["task"] == "multiclass" else 1
+    if nodes * classes <= MAX_TREE_NODES:
+        return None
+    per_class = f" x {classes} classes" if classes > 1 else ""
+    return (f"the trees have {nodes:,} nodes{per_class}; SQL is generated up to {MAX_TREE_NODES:,} "
+            "(larger trees score faster with onnxruntime)")
+
+
+def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, Any]:
+    """compile_model in a child process under COMPILE_SECONDS and COMPILE_MEMORY; raise saying why it failed."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="scorehouse-compile-") as folder:
+            Path(folder, "manifest.json").write_text(json.dumps(manifest))
+            Path(folder, "model.onnx").write_bytes(onnx_bytes)
+            child = subprocess.run([sys.executable, "-m", "udfs.compiled", folder], capture_output=True, text=True,
+                                   timeout=COMPILE_SECONDS, preexec_fn=_limit_memory, env=_child_env())
+            result = Path(folder, "compiled.json")
+            if child.returncode == 0 and result.exists():
+                return json.loads(result.read_text())
+    except subprocess.TimeoutExpired:
+        raise ScorehouseError(f"the translation took longer than {COMPILE_SECONDS} s") from None
+    except OSError as exc:
+        raise ScorehouseError(f"the translation could not run: {exc.strerror or exc}") from None
+    reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+    if "MemoryError" in child.stderr or child.returncode < 0:
+        reason = f"the translation needed more than {COMPILE_MEMORY >> 30} GiB of memory ({reason})"
+    raise ScorehouseError(reason)
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (COMPILE_MEMORY, COMPILE_MEMORY))
+
+
+def _child_env() -> dict[str, str]:
+    """One thread for the libraries the child imports: it translates, it does not compute."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _compile_in_child(folder: str) -> int:
+    """The child process: read the graph, translate it, write compiled.json, or say why not on stderr."""
+    manifest = json.loads(Path(folder, "manifest.json").read_text())
+    try:
+        compiled = compile_model(manifest, Path(folder, "model.onnx").read_bytes())
+    except ImportError as exc:
+        print(f"{exc.name} is not installed (pip install orbital)", file=sys.stderr)
+        return 3
+    except Exception as exc:  # noqa: BLE001 - orbital raises whatever its translators raise on ops it lacks
+        print(f"orbital cannot translate this graph: {type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr)
+        return 3
+    Path(folder, "compiled.json").write_text(json.dumps(compiled))
+    return 0
 
 
 def compile_model(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, Any]:
@@ -69,28 +159,127 @@ def compile_model(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, A
     # orbital's DuckDB SQL writes float literals as DOUBLE (0.5E0), which Spark reads as DOUBLE too
     query = orbital.export_sql("scorehouse_input", parsed, dialect="duckdb")
     expressions = {}
-    for engine, dialect in DIALECTS.items():
-        folded = _fold(query, dialect, {f.name: _feature_input(f, dialect) for f in features})
+    for engine in ENGINES:
+        folded = _fold(query, engine, {f.name: _feature_input(f, engine) for f in features})
         expressions[engine] = {output: folded[_column(folded, column)] for output, column in _output_columns(manifest).items()}
     return {"format": 1, "row": ROW, "expressions": expressions}
 
 
 def bind(expression: str, engine: str, prefix: str) -> str:
-    """Point a stored expression at real columns: `prefix` is e.g. 'f.', 'r.' (a struct) or '' (bare columns)."""
-    quote = '"' if engine == "duckdb" else "`"
-    return expression.replace(f"{quote}{ROW}{quote}.", prefix)
+    """Point a prepared expression at real columns: `prefix` is e.g. '"f".' (a relation) or '' (bare columns).
+
+    `prepared` makes sure the row marker appears nowhere but in column references.
+    """
+    return expression.replace(dialect(engine).identifier(ROW) + ".", prefix)
 
 
-def check_compiled(compiled: Mapping[str, Any], feeds: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
-                   tolerance: float) -> dict[str, Any]:
-    """Run the DuckDB expressions on the holdout and compare with scikit-learn's outputs; return the record."""
+class UnsafeSQL(ScorehouseError):
+    """Stored SQL that is not one plain expression over the model's features."""
+
+
+def _allowed_nodes() -> dict[type, str]:
+    from sqlglot import exp
+
+    return {node: node.__name__ for node in (
+        exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Neg, exp.Paren, exp.Case, exp.If, exp.Cast, exp.TryCast,
+        exp.Coalesce, exp.Nullif, exp.Column, exp.Identifier, exp.DataType, exp.Literal, exp.Null, exp.Boolean,
+        exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.And, exp.Or, exp.Not, exp.Is,
+        exp.Exp, exp.Ln, exp.Log, exp.Sqrt, exp.Pow, exp.Abs, exp.Greatest, exp.Least)}
+
+
+def _allowed_types() -> frozenset:
+    from sqlglot import exp
+
+    kinds = exp.DataType.Type
+    return frozenset({kinds.FLOAT, kinds.DOUBLE, kinds.TEXT, kinds.VARCHAR, kinds.INT, kinds.BIGINT, kinds.BOOLEAN})
+
+
+@functools.lru_cache(maxsize=64)
+def prepared(expression: str, engine: str, features: tuple[str, ...]) -> str:
+    """The SQL to run for a stored expression: parsed, checked, and regenerated from the checked tree.
+
+    Accepts one expression of arithmetic, comparisons, CASE, casts to number or text, math functions,
+    literals and the columns `features` of the row marker; raises UnsafeSQL naming anything else. On
+    DuckDB a feature's cast to FLOAT becomes `Dialect.float32` (a value beyond float32's range is ±inf
+    there too, as with onnxruntime, instead of a conversion error).
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise UnsafeSQL(f"is {len(expression):,} characters long (at most {MAX_EXPRESSION_CHARS:,} are read)")
+    sql_dialect = dialect(engine)
+    try:
+        trees = sqlglot.parse(expression, read=engine)
+    except sqlglot.errors.SqlglotError as exc:
+        raise UnsafeSQL(f"does not parse: {str(exc).splitlines()[0]}") from None
+    if len(trees) != 1 or trees[0] is None:
+        raise UnsafeSQL(f"holds {len(trees)} statements, not one expression")
+    tree, allowed, types, known = trees[0], _allowed_nodes(), _allowed_types(), set(features)
+    for node in tree.walk():
+        kind = type(node)
+        if kind not in allowed:
+            raise UnsafeSQL(f"holds {kind.__name__} ({node.sql(engine)[:60]}), which a scoring expression never needs")
+        if node.comments:
+            raise UnsafeSQL("holds a comment")
+        if kind is exp.Identifier and not isinstance(node.parent, exp.Column):
+            raise UnsafeSQL(f"names {node.name!r} outside a column reference")
+        if kind is exp.Column and (node.table != ROW or node.name not in known or set(node.args) - {"this", "table"}):
+            raise UnsafeSQL(f"reads column {node.sql(engine)[:60]}, which is not one of the model's features")
+        if kind is exp.DataType and (node.this not in types or node.expressions):
+            raise UnsafeSQL(f"casts to {node.sql(engine)}")
+        if kind is exp.Literal and node.is_string and ROW in node.this:
+            raise UnsafeSQL("holds the row marker inside a string")
+    if engine == "duckdb":
+        def float32(node):
+            if type(node) in (exp.Cast, exp.TryCast) and isinstance(node.this, exp.Column) \
+                    and node.to.this == exp.DataType.Type.FLOAT:
+                return sqlglot.parse_one(sql_dialect.float32(node.this.sql(engine)), read=engine)
+            return node
+
+        tree = tree.transform(float32)
+    return tree.sql(dialect=engine)
+
+
+def prepared_output(compiled: Mapping[str, Any] | None, engine: str, output: str, features: list[Feature],
+                    label: str) -> str:
+    """One stored expression, prepared; a refused one fails naming the model, the engine and why."""
+    try:
+        text = compiled["expressions"][engine][output]
+    except (KeyError, TypeError):
+        raise IntegrityError(f"Model {label}: compiled.json has no {output} expression for {engine}; refusing it") from None
+    if not isinstance(text, str):
+        raise IntegrityError(f"Model {label}: compiled.json's {output} expression for {engine} is not text; refusing it")
+    try:
+        return prepared(text, engine, tuple(sorted(f.name for f in features)))
+    except UnsafeSQL as exc:
+        raise IntegrityError(f"Model {label}: compiled.json is not one plain expression over the model's "
+                             f"features on {engine}: it {exc}; refusing it") from None
+
+
+def prepared_outputs(compiled: Mapping[str, Any], engine: str, features: list[Feature], label: str) -> dict[str, str]:
+    """Every stored expression of an engine, prepared (see prepared_output)."""
+    outputs = (compiled or {}).get("expressions", {}).get(engine) or {}
+    if not isinstance(outputs, dict) or not outputs:
+        raise IntegrityError(f"Model {label}: compiled.json has no expressions for {engine}; refusing it")
+    return {output: prepared_output(compiled, engine, output, features, label) for output in outputs}
+
+
+def check_compiled(compiled: Mapping[str, Any], manifest: Mapping[str, Any], feeds: Mapping[str, np.ndarray],
+                   expected: Mapping[str, np.ndarray], tolerance: float) -> dict[str, Any]:
+    """Run the prepared DuckDB expressions on the holdout and compare with scikit-learn's outputs; return the record."""
     import duckdb
 
+    from .model import ModelCard
+
+    card = ModelCard(manifest)
     table = _as_table(feeds)
     record: dict[str, Any] = {"rows": table.num_rows, "tolerance": tolerance}
+    prepared_sql = prepared_outputs(compiled, "duckdb", card.features, card.label)
+    prepared_outputs(compiled, "spark", card.features, card.label)  # the Spark text must pass the same checks
     with duckdb.connect() as con:
         con.register("holdout", table)
-        for output, expression in compiled["expressions"]["duckdb"].items():
+        for output, expression in prepared_sql.items():
             got = con.sql(f"select {bind(expression, 'duckdb', '')} as v from holdout").fetchnumpy()["v"]
             if output == "label":
                 record["label_mismatches"] = int((np.asarray(got).astype(str) != expected["label"]).sum())
@@ -110,6 +299,7 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
 
     model = LoadedModel(manifest, onnx_bytes)
     names = [f["name"] for f in manifest["features"]]
+    sql = dialect("duckdb")
     picks = np.random.default_rng(0).integers(0, len(next(iter(feeds.values()))), rows)
     table = _as_table({k: v[picks] for k, v in feeds.items()})
     output = "score" if "score" in compiled["expressions"]["duckdb"] else "label"
@@ -120,10 +310,10 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
                                      for field in table.schema})
         con.create_function("onnx_path", lambda rows: model.predict(dict(zip(names, rows.flatten())), output),
                             [struct], "DOUBLE" if output == "score" else "VARCHAR", type="arrow")
-        arguments = "{" + ", ".join(f"'{n}': \"{n}\"" for n in names) + "}"
+        arguments = sql.struct((n, sql.identifier(n)) for n in names)
+        expression = prepared_outputs(compiled, "duckdb", model.features, model.label)[output]
         queries = {"onnx_seconds": f"select sum(hash(onnx_path({arguments}))) from timed_rows",
-                   "sql_seconds": f"select sum(hash({bind(compiled['expressions']['duckdb'][output], 'duckdb', '')})) "
-                                  "from timed_rows"}
+                   "sql_seconds": f"select sum(hash({bind(expression, 'duckdb', '')})) from timed_rows"}
         best = dict.fromkeys(queries, float("inf"))
         for _ in range(3):
             for key, query in queries.items():
@@ -131,6 +321,38 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
                 con.execute(query).fetchall()
                 best[key] = min(best[key], time.perf_counter() - start)
     return {"rows": rows, **{k: round(v, 4) for k, v in best.items()}}
+
+
+def sample_problems(model, compiled: Mapping[str, Any], sample: Mapping[str, Any]) -> list[str]:
+    """Score the stored holdout sample with the compiled SQL in DuckDB; list where it differs from scikit-learn."""
+    import duckdb
+    import pyarrow as pa
+
+    expressions = prepared_outputs(compiled, "duckdb", model.features, model.label)
+    prepared_outputs(compiled, "spark", model.features, model.label)
+    table = pa.table({f.name: pa.array([row.get(f.name) for row in sample["rows"]],
+                                       pa.float64() if f.kind == NUMERIC else pa.string()) for f in model.features})
+    tolerance = model.manifest["parity"]["tolerance"]
+    problems = []
+    with duckdb.connect() as con:
+        con.register("sample_rows", table)
+        for output, expression in expressions.items():
+            if output not in sample["expected"]:
+                continue
+            got = con.sql(f"select {bind(expression, 'duckdb', '')} as v from sample_rows").fetchnumpy()["v"]
+            want = sample["expected"][output]
+            if output == "label":
+                wrong = int((np.asarray(got).astype(str) != np.asarray(want).astype(str)).sum())
+                if wrong:
+                    problems.append(f"Model {model.label}: compiled SQL gives {wrong} of {len(want)} sample labels "
+                                    "unlike scikit-learn")
+                continue
+            diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(want, dtype=np.float64)),
+                                initial=0.0))
+            if not diff <= tolerance:
+                problems.append(f"Model {model.label}: compiled SQL's sample {output} differs from scikit-learn's "
+                                f"by {diff:.3g} (tolerance {tolerance:.3g})")
+    return problems
 
 
 def _output_columns(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -154,7 +376,7 @@ def _column(folded: Mapping[str, str], name: str) -> str:
     return found[0]
 
 
-def _feature_input(feature: Feature, dialect: str) -> str:
+def _feature_input(feature: Feature, engine: str) -> str:
     """The SQL feeding one feature to the graph, as onnxruntime is fed."""
     from sqlglot import exp
 
@@ -163,10 +385,10 @@ def _feature_input(feature: Feature, dialect: str) -> str:
         value = exp.Nullif(this=exp.cast(column, "FLOAT"), expression=exp.cast(exp.Literal.string("NaN"), "FLOAT"))
     else:
         value = exp.func("COALESCE", exp.cast(column, "VARCHAR"), exp.Literal.string(""))
-    return value.sql(dialect=dialect)
+    return value.sql(dialect=engine)
 
 
-def _fold(query: str, dialect: str, inputs: Mapping[str, str]) -> dict[str, str]:
+def _fold(query: str, engine: str, inputs: Mapping[str, str]) -> dict[str, str]:
     """Fold orbital's `WITH t1 AS (...), t2 AS (...) SELECT ...` into one SQL expression per output column.
 
     Each CTE column is rendered once with placeholders for the columns it reads, then spliced in
@@ -194,7 +416,7 @@ def _fold(query: str, dialect: str, inputs: Mapping[str, str]) -> dict[str, str]
                 return exp.column(f"__scorehouse_ref_{len(refs) - 1}__")
             return node
 
-        text = expression.transform(mark).sql(dialect=dialect)
+        text = expression.transform(mark).sql(dialect=engine)
         return placeholder.sub(lambda m: "(" + resolve(*refs[int(m.group(1))]) + ")", text)
 
     def resolve(cte: str | None, name: str) -> str:
@@ -221,3 +443,7 @@ def _as_table(feeds: Mapping[str, np.ndarray]):
         values = values.reshape(-1)
         arrays[name] = pa.array(values.astype(str) if values.dtype == object else values.astype(np.float32))
     return pa.table(arrays)
+
+
+if __name__ == "__main__":
+    sys.exit(_compile_in_child(sys.argv[1]))

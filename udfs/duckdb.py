@@ -8,11 +8,17 @@
     predict_label / predict_proba          the predicted class / a class -> probability map
     scorehouse_model_version('<ref>')      the version a reference scores with
     scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>')  what the dbt predict() macro compiles to
+    scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
+
+None of these functions reads or writes a file other than the registry's own, and a reference can
+name nothing outside the registry (udfs/names.py): a connection opened with
+enable_external_access=false, as `scorehouse sql` opens one, cannot reach a file through them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 
@@ -27,9 +33,11 @@ from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .schema import describe_features, quote_identifier
+from .schema import describe_features
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
-from .serving import publish_file
+from .sql import DUCKDB
+
+log = logging.getLogger(__name__)
 
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
@@ -70,21 +78,21 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
                      lambda ref, relation, output, method: predict_sql(current(), ref, relation, output, method),
                      [varchar] * 4, "VARCHAR")
     _create_function(conn, "scorehouse_resolves", lambda ref: current().resolves(ref), [varchar], "BOOLEAN")
+    _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
+                     [varchar] * 2, "BOOLEAN")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
     _create_function(conn, "scorehouse_schema_problems",
                      lambda ref, columns: json.dumps(current().schema_problems(ref, json.loads(columns))),
                      [varchar] * 2, "VARCHAR")
-    _create_function(conn, "scorehouse_publish_file", publish_file, [varchar] * 2, "VARCHAR", side_effects=True)
     create_macros(conn, scorer)
     return scorer
 
 
-def _create_function(conn, name, function, parameters, return_type: str, type: str = "native",
-                     side_effects: bool = False) -> None:
+def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> None:
     try:
         conn.create_function(name, function, parameters, duckdb.sqltype(return_type), type=type,
-                             null_handling="special" if type == "arrow" else "default", side_effects=side_effects)
+                             null_handling="special" if type == "arrow" else "default")
     except duckdb.CatalogException as exc:
         if "already exists" not in str(exc):
             raise
@@ -101,10 +109,12 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     for card in scorer.default_cards():
         try:
             compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb")
-        except ScorehouseError:
-            continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
-        if compiled is not None:
-            struct = ", ".join(f"{quote_identifier(f.name)} {f.sql_type}" for f in card.features)
+        except ScorehouseError as exc:  # forced and missing, or refused: the ONNX function answers
+            if "refusing" in str(exc):
+                log.warning("%s", exc)
+            continue
+        if compiled is not None:  # the model name is checked by udfs.names; the SQL by compiled.prepared
+            struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
             conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
                          f"CASE WHEN features IS NULL THEN NULL ELSE ({bind(compiled, 'duckdb', 'features.')}) END")
     for function in GENERIC_FUNCTIONS.values():
@@ -113,19 +123,22 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
             f"scorehouse_{function}(model, to_json(features), typeof(features))"
         )
     for relation, (_, columns) in PROFILE_RELATIONS.items():
-        shape = json.dumps([columns]).replace("'", "''")
+        shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(
-            f"create or replace temp macro scorehouse_{relation}(model_ref) as table "
-            f"select unnest(from_json(scorehouse_profile_json(model_ref, '{relation}'), '{shape}'), recursive := true)"
+            f"create or replace temp macro scorehouse_{relation}(model_ref) as table select unnest(from_json("
+            f"scorehouse_profile_json(model_ref, {DUCKDB.literal(relation)}), {shape}), recursive := true)"
         )
 
 
 def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    def struct(fields):
-        return "struct_pack(" + ", ".join(f"{quote_identifier(name)} := {column}" for name, column in fields) + ")"
+    return scorer.sql_call(ref, relation, output, "duckdb", method or None)
 
-    return scorer.sql_call(ref, relation, output, struct, quote_identifier, "duckdb", method or None)
+
+def check_input(scorer: Scorer, ref: str, row_type: str) -> bool:
+    """True if a row of type `row_type` (DuckDB's STRUCT(...) text) feeds the model; else the ONNX path's error."""
+    scorer.check_input(ref, struct_fields(row_type, scorer.describe(ref)))
+    return True
 
 
 def _typed_udf(current, name: str):

@@ -1,14 +1,20 @@
 """A model registry on disk: immutable numbered versions, movable aliases, sha256 checked on every load.
 
     <root>/<model>/versions/<n>/model.onnx       the scoring artifact
-                                manifest.json    schema, outputs, metrics, parity, hashes
-                                manifest.sha256  the manifest's own hash
+                                manifest.json    schema, outputs, metrics, parity, every artifact's sha256
+                                manifest.sha256  the manifest's own hash (catches corruption)
+                                manifest.sig     an ed25519 signature of the manifest (signed registries)
                                 sample.json      a few holdout rows with their expected outputs
                                 compiled.json    the graph as SQL expressions, where it translates
     <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]}}
 
 Versions are written to a staging folder and renamed into place; aliases are rewritten through a
-temporary file and os.replace, under a per-model file lock. Only ONNX and JSON are read.
+temporary file and os.replace, under a per-model file lock (which also covers the check that a
+retrain is new, and the removal of what killed writers left behind). Names are checked against one
+grammar (udfs/names.py) before they become paths. A version loads only if its files are no
+symbolic links, nobody else may write them, their hashes match, the manifest describes this very
+version, and, where a public key is configured, the manifest carries its signature. Only ONNX and
+JSON are read. A broken version or alias file fails the references that use it, nothing else.
 """
 
 from __future__ import annotations
@@ -16,61 +22,43 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
-import re
 import shutil
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import config
 from .errors import IntegrityError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
+from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_alias, check_model_name, check_version, is_alias, is_model_name
+from .signing import SIGNATURE_FILE, PublicKey, SigningKey, load_public_key, load_signing_key, signer_of
 
-DEFAULT_ALIAS = "prod"
+__all__ = ["DEFAULT_ALIAS", "Catalog", "ModelRef", "Registry", "sample_problems"]
+
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
 COMPILED_FILE = "compiled.json"
-ALIAS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+ALIASES_FILE = "aliases.json"
+STAGING_PREFIX = ".staging-"
+ALIAS_TMP_PREFIX = ".aliases-"
 
-_loaded: dict[tuple[str, str, int], LoadedModel] = {}  # per process: versions never change
+log = logging.getLogger(__name__)
+_loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
 _loaded_lock = threading.Lock()
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRef:
-    """`name`, `name@alias` or `name@<version number>`; a bare name means the `prod` alias."""
-
-    name: str
-    alias: str | None = None
-    version: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ModelRef:
-        name, _, selector = str(text).strip().partition("@")
-        if not name:
-            raise ModelNotFound(f"Model reference '{text}' has no model name; use name, name@alias or name@version")
-        if not selector:
-            return cls(name, alias=DEFAULT_ALIAS)
-        if selector.isdigit():
-            return cls(name, version=int(selector))
-        return cls(name, alias=selector)
-
-    def __str__(self) -> str:
-        if self.version is not None:
-            return f"{self.name}@{self.version}"
-        return self.name if self.alias == DEFAULT_ALIAS else f"{self.name}@{self.alias}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +68,13 @@ class Catalog:
     root: str
     known: list[str]  # every model name in the registry
     entries: dict[str, tuple[list[int], dict[str, int]]]  # name -> (versions, aliases)
+    problems: dict[str, str] = field(default_factory=dict)  # name -> why its alias file cannot be read
 
     def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
         """Return (name, version) for a reference, or fail listing what exists."""
         ref = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
+        if ref.alias is not None and ref.name in self.problems:
+            raise IntegrityError(self.problems[ref.name])
         versions, aliases = self.entries.get(ref.name, ([], {}))
         if not versions and (ref.name not in self.known or not aliases):
             raise ModelNotFound(f"Model '{ref}' not found in registry {self.root}; known models: {_join(self.known)}")
@@ -120,25 +111,35 @@ class Catalog:
 
 
 class Registry:
-    """A directory of models; see the module docstring for the layout."""
+    """A directory of models; see the module docstring for the layout and what a load checks."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, public_key: PublicKey | str | os.PathLike | None = None,
+                 signing_key: str | os.PathLike | None = None):
         self.root = config.registry_path(root)
+        # Checked on every load where set; from the argument, else $SCOREHOUSE_PUBLIC_KEY.
+        self.public_key = (public_key if isinstance(public_key, PublicKey)
+                           else load_public_key(config.public_key_path(public_key)))
+        self._signing_key_path = config.signing_key_path(signing_key)  # read when a version is registered
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
+
+    @property
+    def signed(self) -> bool:
+        """Whether every load checks a signature."""
+        return self.public_key is not None
 
     # ---- reading -----------------------------------------------------------------------------
     def models(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir())
+        return sorted(p.name for p in self.root.iterdir() if is_model_name(p.name) and (p / "versions").is_dir())
 
     def versions(self, name: str) -> list[int]:
-        folder = self.root / name / "versions"
+        folder = self._model_dir(name) / "versions"
         if not folder.is_dir():
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+        return sorted(int(p.name) for p in folder.iterdir() if VERSION.fullmatch(p.name))
 
     def aliases(self, name: str) -> dict[str, int]:
         return {alias: entry["version"] for alias, entry in self._alias_file(name).items()}
@@ -149,47 +150,75 @@ class Registry:
         return self.catalog([ref.name]).resolve(ref)
 
     def catalog(self, names: list[str] | None = None) -> Catalog:
-        """A snapshot of the versions and aliases of `names` (default: every model)."""
+        """A snapshot of the versions and aliases of `names` (default: every model).
+
+        A model whose alias file cannot be read keeps its versions (pinned references still resolve);
+        its aliases fail with the reason, and no other model is affected.
+        """
         known = self.models()
-        names = known if names is None else names
-        return Catalog(str(self.root), known, {n: (self.versions(n), self.aliases(n)) for n in names})
+        names = known if names is None else [check_model_name(n) for n in names]
+        entries, problems = {}, {}
+        for name in names:
+            try:
+                aliases = self.aliases(name)
+            except ScorehouseError as exc:
+                aliases, problems[name] = {}, str(exc)
+            entries[name] = (self.versions(name), aliases)
+        return Catalog(str(self.root), known, entries, problems)
 
     def card(self, name: str, version: int) -> ModelCard:
         """Return the verified manifest of a version."""
-        return ModelCard(self._manifest(name, version))
+        return ModelCard(self._manifest(name, version)[0])
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Return the version's model, its artifact verified once per process."""
-        key = (str(self.root.resolve()), name, version)
+        key = (str(self.root.resolve()), name, version, self.public_key)
         with _loaded_lock:
             model = _loaded.get(key)
             if model is None:
-                manifest = self._manifest(name, version)
+                manifest = self._manifest(name, version)[0]
                 model = LoadedModel(manifest, self._read_verified(name, version, MODEL_FILE, manifest))
                 _loaded[key] = model
             return model
 
+    def export(self, name: str, version: int) -> tuple[bytes, str, bytes]:
+        """(manifest bytes, their sha256, ONNX bytes) of a verified version, to ship where the registry is not."""
+        manifest, body, recorded = self._manifest(name, version)
+        return body, recorded, self._read_verified(name, version, MODEL_FILE, manifest)
+
     def compiled(self, name: str, version: int) -> dict[str, Any] | None:
         """The version's compiled SQL (compiled.json), verified; None where the graph was not compiled."""
-        manifest = self._manifest(name, version)
+        manifest = self._manifest(name, version)[0]
         if COMPILED_FILE not in manifest["artifacts"]:
             return None
-        return json.loads(self._read_verified(name, version, COMPILED_FILE, manifest))
+        return _json(self._read_verified(name, version, COMPILED_FILE, manifest), f"Model {name} v{version}: {COMPILED_FILE}")
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
-        manifest = self._manifest(name, version)
-        return json.loads(self._read_verified(name, version, SAMPLE_FILE, manifest))
+        manifest = self._manifest(name, version)[0]
+        return _json(self._read_verified(name, version, SAMPLE_FILE, manifest), f"Model {name} v{version}: {SAMPLE_FILE}")
+
+    def signature(self, name: str, version: int) -> str | None:
+        """The id of the key that signed a version, or None where it is unsigned (not checked here)."""
+        path = self._version_dir(name, version) / SIGNATURE_FILE
+        return signer_of(path.read_bytes() if path.is_file() else None)
 
     def verify(self, name: str, version: int) -> list[str]:
-        """Return the problems of one version: unsafe files, failed hashes, or a sample it no longer reproduces."""
-        problems = self.unsafe_paths(name, version)
+        """Return the problems of one version: unsafe files, failed hashes or signature, or a sample it no
+        longer reproduces, with onnxruntime and with its compiled SQL."""
+        from .compiled import sample_problems as compiled_sample_problems
+
         try:
-            manifest = self._manifest(name, version)
+            manifest = self._manifest(name, version)[0]
             verified = {f: self._read_verified(name, version, f, manifest) for f in manifest["artifacts"]}
             model = LoadedModel(manifest, verified[MODEL_FILE])
-            return problems + sample_problems(model, json.loads(verified[SAMPLE_FILE]))
+            sample = _json(verified[SAMPLE_FILE], f"Model {name} v{version}: {SAMPLE_FILE}")
+            problems = sample_problems(model, sample)
+            if COMPILED_FILE in verified:
+                compiled = _json(verified[COMPILED_FILE], f"Model {name} v{version}: {COMPILED_FILE}")
+                problems += compiled_sample_problems(model, compiled, sample)
+            return problems
         except ScorehouseError as exc:
-            return [*problems, str(exc)]
+            return [str(exc)]
 
     def unsafe_paths(self, name: str, version: int) -> list[str]:
         """Symlinks, and files or folders others may write, from the registry root to the version's files.
@@ -198,7 +227,7 @@ class Registry:
         """
         folder = self._version_dir(name, version)
         paths = [self.root, self.root / name, self.root / name / "versions", folder]
-        paths += sorted(folder.iterdir()) if folder.is_dir() else []
+        paths += sorted(folder.iterdir()) if folder.is_dir() and not folder.is_symlink() else []
         problems = []
         for path in paths:
             if path.is_symlink():
@@ -209,47 +238,88 @@ class Registry:
         return problems
 
     def find(self, name: str, matches: Callable[[dict[str, Any]], bool]) -> int | None:
-        """Return the newest version whose manifest `matches`."""
+        """Return the newest loadable version whose manifest `matches`."""
         for version in reversed(self.versions(name)):
-            if matches(self._manifest(name, version)):
-                return version
+            try:
+                if matches(self._manifest(name, version)[0]):
+                    return version
+            except ScorehouseError:
+                continue  # a broken version is no match; `verify` reports it
         return None
 
     # ---- writing -----------------------------------------------------------------------------
     def register(self, manifest: dict[str, Any], files: Mapping[str, bytes]) -> int:
         """Store a new immutable version; return its number. Nothing is visible until complete."""
-        name = manifest["name"]
-        model_dir = self.root / name
-        versions = target = model_dir / "versions"
-        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        return self.register_new(manifest, files)[0]
+
+    def register_new(self, manifest: dict[str, Any], files: Mapping[str, bytes],
+                     same_as: Callable[[dict[str, Any]], bool] | None = None) -> tuple[int, bool]:
+        """Store a new version unless one `same_as` matches; return (version, created).
+
+        The check and the write hold the model's lock together, so two identical trainings racing
+        register one version between them.
+        """
+        name = check_model_name(manifest["name"])
+        versions = target = self._model_dir(name) / "versions"
+        signing_key = load_signing_key(self._signing_key_path)
         try:
-            versions.mkdir(parents=True, exist_ok=True)
-            staging.mkdir()
             with self._lock(name):
+                versions.mkdir(exist_ok=True)
+                if same_as is not None and (existing := self.find(name, same_as)) is not None:
+                    return existing, False
                 version = max(self.versions(name), default=0) + 1
                 target = versions / str(version)
                 manifest = {**manifest, "version": version,
                             "artifacts": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()}}
-                for filename, data in files.items():
-                    _write_synced(staging / filename, data)
-                body = _dump_json(manifest)
-                _write_synced(staging / MANIFEST_FILE, body)
-                _write_synced(staging / MANIFEST_SUM_FILE, sha256_bytes(body).encode() + b"\n")
-                os.rename(staging, target)
-                fsync_dir(versions)
-            return version
+                staging = self._model_dir(name) / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+                staging.mkdir()
+                try:
+                    for filename, data in files.items():
+                        _write_synced(staging / filename, data)
+                    body = _dump_json(manifest)
+                    _write_synced(staging / MANIFEST_FILE, body)
+                    _write_synced(staging / MANIFEST_SUM_FILE, sha256_bytes(body).encode() + b"\n")
+                    if signing_key is not None:
+                        _write_synced(staging / SIGNATURE_FILE, signing_key.sign(body))
+                    os.rename(staging, target)
+                    fsync_dir(versions)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+            return version, True
         except OSError as exc:  # a full disk or a read-only folder: one line naming where, not a traceback
             raise ScorehouseError(f"Model {name}: could not write version to {target}: {_os_detail(exc)}") from exc
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+
+    def sign(self, name: str, version: int, signing_key: SigningKey) -> bool:
+        """Sign an unsigned version after checking its hashes; return whether a signature was added."""
+        with self._lock(name):
+            manifest, body, _ = self._manifest(name, version)
+            for filename in manifest["artifacts"]:
+                self._read_verified(name, version, filename, manifest)
+            path = self._version_dir(name, version) / SIGNATURE_FILE
+            if path.exists():
+                return False
+            tmp = path.with_name(f".{SIGNATURE_FILE}-{uuid.uuid4().hex}.tmp")
+            _write_synced(tmp, signing_key.sign(body))
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+            return True
 
     def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
-        """Point `alias` at `version`; return the version it pointed at before."""
-        if not ALIAS_NAME.match(alias) or alias.isdigit():
-            raise ScorehouseError(f"Alias '{alias}' must start with a letter and hold letters, digits, _ or -")
-        self.resolve(ModelRef(name, version=version))
+        """Point `alias` at `version`; return the version it pointed at before.
+
+        An alias file that cannot be read is set aside (aliases.json.broken-<time>) and started anew.
+        """
+        check_alias(alias)
+        version = check_version(version)
+        self.resolve(ModelRef(check_model_name(name), version=version))
         with self._lock(name):
-            entries = self._alias_file(name)
+            try:
+                entries = self._alias_file(name)
+            except IntegrityError as exc:
+                aside = self._alias_path(name).with_name(f"{ALIASES_FILE}.broken-{time.strftime('%Y%m%dT%H%M%S')}")
+                os.replace(self._alias_path(name), aside)
+                log.warning("%s; kept it as %s and started a new alias file", exc, aside)
+                entries = {}
             entry = entries.get(alias, {"version": None, "history": []})
             previous = entry["version"]
             if previous != version:
@@ -259,7 +329,7 @@ class Registry:
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
         """Move `alias` back to the version it pointed at before; return (from, to)."""
-        self.resolve(ModelRef(name, alias=alias))
+        self.resolve(ModelRef(check_model_name(name), alias=check_alias(alias)))
         with self._lock(name):
             entries = self._alias_file(name)
             history = entries[alias]["history"]
@@ -273,24 +343,42 @@ class Registry:
             return history[-1], history[-2]
 
     # ---- internals ---------------------------------------------------------------------------
-    def _version_dir(self, name: str, version: int) -> Path:
-        return self.root / name / "versions" / str(version)
+    def _model_dir(self, name: str) -> Path:
+        return self.root / check_model_name(name)
 
-    def _manifest(self, name: str, version: int) -> dict[str, Any]:
+    def _version_dir(self, name: str, version: int) -> Path:
+        return self._model_dir(name) / "versions" / str(check_version(version))
+
+    def _alias_path(self, name: str) -> Path:
+        return self._model_dir(name) / ALIASES_FILE
+
+    def _manifest(self, name: str, version: int) -> tuple[dict[str, Any], bytes, str]:
+        """(manifest, its bytes, its recorded sha256), after every check a load makes."""
         folder = self._version_dir(name, version)
+        label = f"{name} v{version}"
+        unsafe = self.unsafe_paths(name, version)
+        if unsafe:
+            raise IntegrityError(f"{unsafe[0]}; refusing to load it")
         try:
             body = (folder / MANIFEST_FILE).read_bytes()
             recorded = (folder / MANIFEST_SUM_FILE).read_text().strip()
         except FileNotFoundError as exc:
             if not folder.is_dir():
                 self.resolve(ModelRef(name, version=version))
-            raise IntegrityError(f"Model {name} v{version}: {Path(exc.filename).name} is missing in {folder}") from None
+            raise IntegrityError(f"Model {label}: {Path(exc.filename).name} is missing in {folder}") from None
         if sha256_bytes(body) != recorded:
             raise IntegrityError(
-                f"Model {name} v{version}: {MANIFEST_FILE} failed its sha256 check "
+                f"Model {label}: {MANIFEST_FILE} failed its sha256 check "
                 f"(recorded {recorded[:12]}…, found {sha256_bytes(body)[:12]}…) in {folder}; refusing to load it"
             )
-        return json.loads(body)
+        if self.public_key is not None:
+            signature = folder / SIGNATURE_FILE
+            self.public_key.check(label, body, signature.read_bytes() if signature.is_file() else None)
+        manifest = _json(body, f"Model {label}: {MANIFEST_FILE}")
+        if not isinstance(manifest, dict) or manifest.get("name") != name or manifest.get("version") != version:
+            described = f"{manifest.get('name')} v{manifest.get('version')}" if isinstance(manifest, dict) else "nothing"
+            raise IntegrityError(f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; refusing to load it")
+        return manifest, body, recorded
 
     def _read_verified(self, name: str, version: int, filename: str, manifest: Mapping[str, Any]) -> bytes:
         path = self._version_dir(name, version) / filename
@@ -307,15 +395,26 @@ class Registry:
         return data
 
     def _alias_file(self, name: str) -> dict[str, dict[str, Any]]:
-        path = self.root / name / "aliases.json"
+        path = self._alias_path(name)
+        if path.is_symlink():
+            raise IntegrityError(f"Model {name}: {path} is a symbolic link (to {os.readlink(path)}); refusing to read it")
         try:
-            return json.loads(path.read_text())
+            entries = json.loads(path.read_bytes())
         except FileNotFoundError:
             return {}
+        except ValueError as exc:
+            entries = exc
+        if not _valid_aliases(entries):
+            raise IntegrityError(
+                f"Model {name}: {path} is not a valid alias file (expected "
+                '{"prod": {"version": 2, "history": [1, 2]}}); '
+                f"pinned references ({name}@<version>) still resolve, and `scorehouse promote {name} VERSION` replaces it"
+            )
+        return entries
 
     def _write_alias_file(self, name: str, entries: Mapping[str, Any]) -> None:
-        path = self.root / name / "aliases.json"
-        tmp = path.with_name(f".aliases-{uuid.uuid4().hex}.tmp")
+        path = self._alias_path(name)
+        tmp = path.with_name(f"{ALIAS_TMP_PREFIX}{uuid.uuid4().hex}.tmp")
         try:
             _write_synced(tmp, _dump_json(entries))
             os.replace(tmp, path)
@@ -326,13 +425,49 @@ class Registry:
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
-        (self.root / name).mkdir(parents=True, exist_ok=True)
-        with open(self.root / name / ".lock", "a+b") as handle:
+        """Hold the model's write lock; whatever a killed writer left behind is removed first."""
+        folder = self._model_dir(name)
+        if folder.is_symlink():
+            raise IntegrityError(f"Model {name}: {folder} is a symbolic link; refusing to write through it")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / ".lock", "a+b")
+        except OSError as exc:
+            raise ScorehouseError(f"Model {name}: could not write to {folder}: {_os_detail(exc)}") from exc
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
+                _remove_leftovers(folder)
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Staging folders and temporary alias files of writers that were killed (only lock holders make them)."""
+    for path in folder.iterdir():
+        if path.name.startswith(STAGING_PREFIX) and path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(ALIAS_TMP_PREFIX) and path.name.endswith(".tmp"):
+            path.unlink(missing_ok=True)
+
+
+def _valid_aliases(entries: Any) -> bool:
+    def is_version(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    return isinstance(entries, dict) and all(
+        is_alias(alias) and isinstance(entry, dict) and is_version(entry.get("version"))
+        and isinstance(entry.get("history"), list) and all(map(is_version, entry["history"]))
+        for alias, entry in entries.items()
+    )
+
+
+def _json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise IntegrityError(f"{what} is not valid JSON ({exc}); refusing to load it") from None
 
 
 def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:

@@ -18,8 +18,8 @@ from .profile import (
     feature_metrics,
     level,
 )
-from .schema import quote_identifier
 from .scoring import Scorer
+from .sql import DUCKDB, table_name
 
 TRAINING, CURRENT = "#4c78a8", "#f58518"
 LEVEL_COLOURS = {"error": "#c0392b", "warn": "#d68910", None: "#1e8449"}
@@ -54,10 +54,11 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
         from .errors import ScorehouseError
 
         raise ScorehouseError(f"Model {scorer.describe(ref)} has no training profile; retrain it to get one")
-    found = {row[0]: row[1] for row in conn.sql(f"describe select * from {relation}").fetchall()}
+    source = table_name(relation, what="--table")
+    found = {row[0]: row[1] for row in conn.sql(f"describe select * from {source}").fetchall()}
     scorer.check_input(ref, found)
-    columns = ", ".join(quote_identifier(f.name) for f in card.features)
-    table = conn.sql(f"select {columns} from {relation}").to_arrow_table()
+    columns = ", ".join(DUCKDB.identifier(f.name) for f in card.features)
+    table = conn.sql(f"select {columns} from {source}").to_arrow_table()
     features = {f.name: feature_report(profile["features"][f.name], table.column(f.name).to_pylist())
                 for f in card.features}
     return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows,

@@ -26,13 +26,15 @@ CATEGORICAL = "categorical"
 SQL_TYPES = {NUMERIC: "DOUBLE", CATEGORICAL: "VARCHAR"}
 MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer needs a string sentinel
 
-# SQL types (DuckDB and Spark spellings) each kind of feature accepts without a cast.
-_NUMERIC_SQL = re.compile(
-    r"^(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-    r"FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|\"?NULL\"?|VOID)$",
-    re.IGNORECASE,
-)
-_CATEGORICAL_SQL = re.compile(r"^(VARCHAR|STRING|TEXT|ENUM\(.*\)|\"?NULL\"?|VOID)$", re.IGNORECASE | re.DOTALL)
+# SQL types (DuckDB and Spark spellings) each kind of feature accepts without a cast, as regular
+# expressions that Python, DuckDB (RE2) and Spark (Java) read alike: the compiled-SQL path checks
+# `typeof(column)` against the same patterns as the ONNX path checks Arrow types.
+TYPE_PATTERNS = {
+    NUMERIC: r"(?i)(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|"?NULL"?|VOID)',
+    CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|"?NULL"?|VOID)',
+}
+_TYPES = {kind: re.compile(pattern) for kind, pattern in TYPE_PATTERNS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +60,7 @@ class Feature:
         return cls(data["name"], data["kind"], tuple(data.get("categories") or ()))
 
     def accepts_sql_type(self, sql_type: str) -> bool:
-        pattern = _NUMERIC_SQL if self.kind == NUMERIC else _CATEGORICAL_SQL
-        return bool(pattern.match(sql_type.strip()))
+        return bool(_TYPES[self.kind].fullmatch(sql_type.strip()))
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:
@@ -107,10 +108,14 @@ def check_columns(model_label: str, features: list[Feature], found: Mapping[str,
             + (f"; {hint}" if hint else "")
         )
     for p in problems:
-        kind = next(f.kind for f in features if f.name == p["feature"])
-        raise FeatureError(
-            f"Model {model_label}: feature '{p['feature']}' has type {p['found']}, expected {p['expected']} ({kind})"
-        )
+        before, after = type_error_parts(model_label, next(f for f in features if f.name == p["feature"]))
+        raise FeatureError(before + p["found"] + after)
+
+
+def type_error_parts(model_label: str, feature: Feature) -> tuple[str, str]:
+    """The text before and after the found type in the error for a mistyped feature (every path says it so)."""
+    return (f"Model {model_label}: feature '{feature.name}' has type ",
+            f", expected {feature.sql_type} ({feature.kind})")
 
 
 def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray],
@@ -129,7 +134,8 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
         if pa.types.is_dictionary(column.type):
             column = column.dictionary_decode()
         if f.kind == NUMERIC:
-            values = pc.cast(column, pa.float32()).to_numpy(zero_copy_only=False)
+            # unsafe: a BIGINT above 2^24 rounds, and a value beyond float32's range becomes ±inf, as in SQL
+            values = pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False)
             feeds[f.name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
         else:
             text = column if column.type == pa.string() else pc.cast(column, pa.string())
@@ -168,7 +174,3 @@ def _known_categories(known: tuple[str, ...]) -> tuple[pa.Array, np.ndarray]:
     """A feature's training categories as an Arrow value set and an object array (built once, not per batch)."""
     return pa.array(known, pa.string()), np.array(known, dtype=object)
 
-
-def quote_identifier(identifier: str) -> str:
-    """Quote a column name for SQL (DuckDB and Spark SQL with ANSI quoting)."""
-    return '"' + identifier.replace('"', '""') + '"'

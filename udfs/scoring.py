@@ -2,24 +2,30 @@
 
 A Scorer resolves each model reference once (so one build, one query or one session scores with
 one version per reference, even if an alias moves meanwhile), checks the input's columns by name,
-and scores Arrow columns with the registry's cached onnxruntime sessions.
+and scores Arrow columns with the registry's cached onnxruntime sessions. A version that fails its
+checks fails the references that use it; the other models keep scoring.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .compiled import bind
-from .errors import FeatureError, ModelNotFound, ScorehouseError
+from .compiled import bind, prepared_output
+from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
-from .registry import DEFAULT_ALIAS, Catalog, ModelRef, Registry
+from .names import DEFAULT_ALIAS, ModelRef
 from .profile import PROFILE_RELATIONS
-from .schema import check_columns, column_problems
+from .registry import Catalog, Registry
+from .schema import TYPE_PATTERNS, check_columns, column_problems, type_error_parts
+from .sql import dialect
+
+log = logging.getLogger(__name__)
 
 
 # How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
@@ -32,25 +38,42 @@ GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilitie
 class Scorer:
     """Model references resolved once, input checks, and scoring, for one engine session."""
 
-    def __init__(self, registry: Registry | None = None):
+    def __init__(self, registry: Registry | None = None,
+                 loader: Callable[[str, int], LoadedModel] | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
         self._catalog: Catalog | None = None  # set on snapshots, which never read the registry again
-        self.loader = None  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
+        self.loader = loader  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
         self._compiled: dict[tuple[str, int], dict] = {}
+        self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
         self._lock = threading.Lock()
 
     @classmethod
-    def snapshot(cls, registry: Registry) -> Scorer:
-        """A scorer that holds every manifest, compiled SQL and alias now, to travel where the registry is not."""
-        scorer = cls(registry)
+    def snapshot(cls, registry: Registry, loader: Callable[[str, int], LoadedModel] | None = None) -> Scorer:
+        """A scorer that holds every manifest, compiled SQL and alias now, to travel where the registry is not.
+
+        A version that fails its checks is kept as its error: references to it fail with it, others score.
+        """
+        scorer = cls(registry, loader)
         scorer._catalog = registry.catalog()
         for name, (versions, _) in scorer._catalog.entries.items():
             for version in versions:
-                scorer._cards[(name, version)] = registry.card(name, version)
-                scorer._compiled[(name, version)] = registry.compiled(name, version)
+                try:
+                    scorer._cards[(name, version)] = registry.card(name, version)
+                    scorer._compiled[(name, version)] = registry.compiled(name, version)
+                except ScorehouseError as exc:
+                    scorer.mark_broken(name, version, str(exc))
         return scorer
+
+    def mark_broken(self, name: str, version: int, reason: str) -> None:
+        """Fail every reference to this version with `reason` (it did not pass a check)."""
+        self._broken[(name, version)] = reason
+        log.warning("%s", reason)
+
+    def versions(self) -> list[tuple[str, int]]:
+        """Every (name, version) this scorer can load."""
+        return [(n, v) for n, (numbers, _) in self.catalog.entries.items() for v in numbers if (n, v) not in self._broken]
 
     @property
     def catalog(self) -> Catalog:
@@ -81,14 +104,20 @@ class Scorer:
 
     def card(self, ref: str) -> ModelCard:
         """Return the verified manifest a reference scores with (read once: versions are immutable)."""
-        key = self.resolve(ref)
+        key = self._loadable(ref)
         with self._lock:
             if key not in self._cards:
                 self._cards[key] = self.registry.card(*key)
             return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
-        return (self.loader or self.registry.load)(*self.resolve(ref))
+        return (self.loader or self.registry.load)(*self._loadable(ref))
+
+    def _loadable(self, ref: str) -> tuple[str, int]:
+        key = self.resolve(ref)
+        if key in self._broken:
+            raise IntegrityError(self._broken[key])
+        return key
 
     def describe(self, ref: str) -> str:
         """Return 'name@alias (version n)', how errors name a model."""
@@ -96,14 +125,20 @@ class Scorer:
         return f"{ModelRef.parse(ref)} (version {version})"
 
     def default_cards(self) -> list[ModelCard]:
-        """Return the model each model name refers to (its `prod` alias), where one is set."""
+        """Return the model each model name refers to (its `prod` alias), where one is set and loads.
+
+        A model that does not load is left out with a warning; using it fails with the reason.
+        """
         cards = []
-        for name in self.registry.models():
-            if DEFAULT_ALIAS in self.registry.aliases(name):
-                try:
-                    cards.append(self.card(name))
-                except ModelNotFound:
-                    continue  # an alias at a deleted version: the error surfaces when it is used
+        for name, (_, aliases) in sorted(self.catalog.entries.items()):
+            if DEFAULT_ALIAS not in aliases:
+                continue
+            try:
+                cards.append(self.card(name))
+            except ModelNotFound:
+                continue  # an alias at a deleted version: the error surfaces when it is used
+            except ScorehouseError as exc:
+                log.warning("%s", exc)
         return cards
 
     def profile_rows(self, ref: str, relation: str) -> list[dict]:
@@ -155,33 +190,53 @@ class Scorer:
                 raise ScorehouseError(f"Model {self.describe(ref)} has no compiled SQL for '{output}': {reason}")
         elif "skipped" in record or output not in record["outputs"] or not record["preferred"].get(engine):
             return None
-        key = self.resolve(ref)
+        key = self._loadable(ref)
         with self._lock:
             if key not in self._compiled:
                 self._compiled[key] = self.registry.compiled(*key)
-            return self._compiled[key]["expressions"][engine][output]
+        return prepared_output(self._compiled[key], engine, output, card.features, card.label)
 
-    def sql_call(self, ref: str, relation: str, output: str, struct, quote, engine: str = "duckdb",
-                 method: str | None = None) -> str:
+    def sql_call(self, ref: str, relation: str, output: str, engine: str = "duckdb", method: str | None = None) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
-        Where the compiled SQL is chosen (see compiled_sql) it is inlined over the relation's columns.
+        Where the compiled SQL is chosen (see compiled_sql) it is inlined over the relation's columns,
+        behind the same type check the ONNX path makes (both engines fold it away when planning).
         Otherwise a bare model name (its prod version) calls the typed predict_<model>; other references
-        and outputs call the generic predict functions. `struct` builds the engine's struct literal from
-        (name, column) pairs and `quote` quotes an identifier.
+        and outputs call the generic predict functions.
         """
+        sql = dialect(engine)
         card = self.card(ref)
         output = card.check_output(output)
         method = scoring_method(method)
-        prefix = f"{quote(relation)}." if relation else ""
+        prefix = f"{sql.identifier(relation)}." if relation else ""
         compiled = self.compiled_sql(ref, output, engine, method)
         if compiled is not None:
-            return f"({bind(compiled, engine, prefix)})"
-        expression = struct([(f.name, prefix + quote(f.name)) for f in card.features])
+            return self.type_checked(ref, prefix, engine, f"({bind(compiled, engine, prefix)})")
+        expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
         if ref.strip() == card.name and output == card.default_output:
             return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
-        literal = "'" + ref.replace("'", "''") + "'"
-        return f"{GENERIC_FUNCTIONS[output]}({literal}, {expression})"
+        return f"{GENERIC_FUNCTIONS[output]}({sql.literal(ref)}, {expression})"
+
+    def type_checked(self, ref: str, prefix: str, engine: str, expression: str) -> str:
+        """`expression`, behind the ONNX path's check of the features' column types.
+
+        DuckDB: `scorehouse_check_input` (check_input, a Python function) on typeof(the features' struct);
+        both arguments are constants, so DuckDB calls it once while planning and folds it away.
+        Spark: typeof of each column against the same patterns, folded by Spark's optimizer.
+        """
+        sql = dialect(engine)
+        card = self.card(ref)
+        columns = [(f.name, prefix + sql.identifier(f.name)) for f in card.features]
+        if engine == "duckdb":
+            row_type = sql.type_name(sql.struct(columns))
+            return f"(CASE WHEN scorehouse_check_input({sql.literal(ref)}, {row_type}) THEN {expression} END)"
+        checks = []
+        for feature, (_, column) in zip(card.features, columns):
+            found = sql.type_name(column)
+            before, after = type_error_parts(self.describe(ref), feature)
+            message = f"{sql.literal(before)} || {found} || {sql.literal(after)}"
+            checks.append(f"WHEN NOT {sql.matches(found, TYPE_PATTERNS[feature.kind])} THEN {sql.fail(message)}")
+        return f"(CASE {' '.join(checks)} ELSE {expression} END)"
 
 
 def scoring_method(method: str | None = None) -> str:

@@ -26,10 +26,12 @@ from typing import Tuple  # noqa: UP035 (pyspark reads the UDF's type hints)
 import pyarrow as pa
 
 from . import spark_cache
+from .errors import ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
-from .registry import MANIFEST_FILE, MODEL_FILE, Registry
+from .registry import Registry
 from .scoring import GENERIC_FUNCTIONS, Scorer, per_reference
+from .sql import SPARK
 
 SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
                "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
@@ -45,10 +47,14 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     if spark.conf.get(ARROW_BATCH_CONF, None) is None:
         spark.conf.set(ARROW_BATCH_CONF, str(ARROW_BATCH_ROWS))
     scorer = Scorer.snapshot(registry)  # travels inside the UDFs: executors never read the registry
+    shipped = {}  # every version, so pinned references work too; each verified on the driver
+    for name, version in scorer.versions():
+        try:
+            shipped[(name, version)] = registry.export(name, version)
+        except ScorehouseError as exc:  # only references to this version fail
+            scorer.mark_broken(name, version, str(exc))
+    scorer.loader = functools.partial(spark_cache.load, spark.sparkContext.broadcast(shipped))
     catalog = scorer.catalog
-    versions = [(name, v) for name, (numbers, _) in catalog.entries.items() for v in numbers]
-    shipped = spark.sparkContext.broadcast(_ship(registry, versions))  # every version: pinned refs work too
-    scorer.loader = functools.partial(spark_cache.load, shipped)
 
     for card in scorer.default_cards():
         fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output), SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
@@ -70,30 +76,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
 
 def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
     """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    def struct(fields):
-        return "named_struct(" + ", ".join(f"'{name}', {column}" for name, column in fields) + ")"
-
-    return scorer.sql_call(ref, relation, output, struct, _quote, "spark", method or None)
-
-
-def _quote(identifier: str) -> str:
-    return "`" + identifier.replace("`", "``") + "`"
-
-
-def _ship(registry: Registry, versions: list[tuple[str, int]]) -> dict:
-    """{(name, version): (manifest bytes, their sha256, onnx bytes)}, each verified on the driver first."""
-    from .registry import MANIFEST_SUM_FILE, sha256_bytes
-
-    shipped = {}
-    for name, version in sorted(versions):
-        registry.load(name, version)  # verifies the manifest and model hashes
-        folder = registry.root / name / "versions" / str(version)
-        manifest = (folder / MANIFEST_FILE).read_bytes()
-        recorded = (folder / MANIFEST_SUM_FILE).read_text().strip()
-        if sha256_bytes(manifest) != recorded:
-            registry.card(name, version)  # raises the IntegrityError that names the file
-        shipped[(name, version)] = (manifest, recorded, (folder / MODEL_FILE).read_bytes())
-    return shipped
+    return scorer.sql_call(ref, relation, output, "spark", method or None)
 
 
 def _fixed_udf(scorer: Scorer, ref: str, output: str):
@@ -117,10 +100,14 @@ def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
     for relation, (rows_of, columns) in PROFILE_RELATIONS.items():
         rows = []
         for ref in refs:
-            card = scorer.card(ref)
+            try:
+                card = scorer.card(ref)
+            except ScorehouseError:
+                continue  # a version that does not load has no profile rows; using it says why
             if "profile" in card.manifest:
                 rows += [{"model_ref": ref, **row} for row in rows_of(card.manifest)]
-        schema = "model_ref string, " + ", ".join(f"`{c}` {SPARK_TYPES.get(t, t.lower())}" for c, t in columns.items())
+        schema = "model_ref string, " + ", ".join(f"{SPARK.identifier(c)} {SPARK_TYPES.get(t, t.lower())}"
+                                                  for c, t in columns.items())
         spark.createDataFrame([tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema) \
             .createOrReplaceTempView(f"scorehouse_{relation}")
 
@@ -129,5 +116,6 @@ def friendly_error(exc: Exception) -> str | None:
     """The scorehouse message inside a Spark error raised by a UDF, or None if there is none."""
     import re
 
-    found = re.findall(r"udfs\.errors\.\w+: (.*)", str(exc))
+    found = re.findall(r"udfs\.(?:errors|names)\.\w+: (.*)", str(exc))
+    found = found or re.findall(r"\[USER_RAISED_EXCEPTION\] (.*?) SQLSTATE", str(exc))  # the compiled path's check
     return found[-1].strip() if found else None

@@ -1,30 +1,40 @@
-"""Declarative training specs: one YAML file per model."""
+"""Declarative training specs: one YAML file per model.
+
+A spec is read with YAML's safe loader, refusing anchors and aliases (a few hundred bytes of them
+expand to gigabytes) and files over MAX_SPEC_BYTES. Its source is a table name, a CSV/Parquet file
+or one SELECT; SQL in it is checked here and runs on a read-only connection with file access off
+(udfs.training.read_source).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import SpecError
+from .errors import ScorehouseError, SpecError
+from .names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
+from .sql import table_name
 
 TASKS = ("binary", "multiclass", "regression")
-MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-# `predict_label` and `predict_proba` are generic SQL functions; a model may not shadow them.
-RESERVED_NAMES = frozenset({"label", "proba", "json"})
+MAX_SPEC_BYTES = 256 * 1024
+# A feature is also an ONNX input name, which skl2onnx rewrites unless it is a plain identifier.
+FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(slots=True)
 class Source:
-    """Where the training rows come from: a warehouse relation or a CSV/Parquet file."""
+    """Where the training rows come from: a warehouse relation, one SELECT, or a CSV/Parquet file."""
 
     table: str | None = None  # a relation in the warehouse, e.g. main.features_mortgage
     path: str | None = None  # a CSV or Parquet file, relative to the spec file
+    query: str | None = None  # one SELECT over the warehouse, run with file access off
     where: str | None = None  # an optional SQL filter applied to the rows
 
 
@@ -78,9 +88,14 @@ def load_spec(path: str | Path) -> ModelSpec:
     """Read and validate a training spec from YAML."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"Training spec {path} does not exist") from None
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"Training spec {path.resolve()} is {size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}")
+        raw = yaml.load(path.read_text(), Loader=_SpecLoader)  # noqa: S506 - a SafeLoader without aliases
+    except (FileNotFoundError, IsADirectoryError):
+        raise SpecError(f"Training spec {path.resolve()} does not exist") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"Training spec {path.resolve()} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"Training spec {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
@@ -100,25 +115,24 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
             raise SpecError(f"{origin}: missing required key '{key}'")
 
     name = str(raw["name"])
-    if not MODEL_NAME.match(name) or name in RESERVED_NAMES:
+    if not is_model_name(name):
         raise SpecError(
-            f"{origin}: model name '{name}' must be lower-case letters, digits and underscores, "
-            f"start with a letter, and not be one of {sorted(RESERVED_NAMES)} "
-            "(it becomes the SQL function predict_<name>)"
+            f"{origin}: model name '{shown(name)}' is not valid ({NAME_RULE}), and not one "
+            f"of {sorted(RESERVED_NAMES)}; it becomes the SQL function predict_<name>"
         )
     task = str(raw["task"])
     if task not in TASKS:
         raise SpecError(f"{origin}: task '{task}' is not one of {list(TASKS)}")
 
-    source = _sub(raw["source"], Source, origin, "source")
-    if bool(source.table) == bool(source.path):
-        raise SpecError(f"{origin}: source needs exactly one of 'table' or 'path'")
+    source = _source(raw["source"], origin)
     estimator = raw["estimator"]
     if isinstance(estimator, str):
         estimator = {"kind": estimator}
     estimator = _sub(estimator, Estimator, origin, "estimator")
 
     features = raw["features"] or {}
+    if not isinstance(features, dict):
+        raise SpecError(f"{origin}: 'features' must be a mapping with 'numeric' and/or 'categorical' lists")
     extra = sorted(set(features) - {"numeric", "categorical"})
     if extra:
         raise SpecError(f"{origin}: features accepts 'numeric' and 'categorical', found {extra}")
@@ -127,7 +141,12 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
     all_features = numeric + categorical
     if not all_features:
         raise SpecError(f"{origin}: no features listed")
-    duplicated = sorted({f for f in all_features if all_features.count(f) > 1})
+    odd = [shown(f) for f in all_features if not FEATURE_NAME.fullmatch(f)]
+    if odd:
+        raise SpecError(f"{origin}: feature name(s) {odd} are not plain identifiers (ASCII letters, digits and _, "
+                        "not starting with a digit, at most 128); rename the column in the model that builds the "
+                        "features, e.g. select \"it's\" as its")
+    duplicated = sorted(f for f, n in Counter(all_features).items() if n > 1)
     if duplicated:
         raise SpecError(f"{origin}: features listed twice: {duplicated}")
     target = str(raw["target"])
@@ -168,3 +187,42 @@ def _sub(raw: Any, cls: type, origin: str, key: str):
         return cls(**raw)
     except TypeError as exc:
         raise SpecError(f"{origin}: bad '{key}': {exc}") from None
+
+
+def _source(raw: Any, origin: str) -> Source:
+    """The spec's source: exactly one of table, path or query; SQL in it parsed before anything runs."""
+    source = _sub(raw, Source, origin, "source")
+    given = [key for key in ("table", "path", "query") if getattr(source, key)]
+    if len(given) != 1:
+        raise SpecError(f"{origin}: source needs exactly one of 'table', 'path' or 'query', found {given or 'none'}")
+    try:
+        if source.table:
+            table_name(source.table, what=f"{origin}: source.table")
+        if source.query:
+            check_select(source.query, f"{origin}: source.query")
+        if source.where:
+            check_select(f"select 1 from scorehouse_source where {source.where}", f"{origin}: source.where")
+    except ScorehouseError as exc:
+        raise SpecError(str(exc)) from None
+    return source
+
+
+def check_select(sql: str, what: str):
+    """Parse `sql` with DuckDB's own parser: one SELECT statement, else a SpecError naming `what`."""
+    import duckdb
+
+    from .sql import single_select
+
+    with duckdb.connect(config={"enable_external_access": False}) as con:
+        return single_select(con, sql, what)
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing anchors and aliases: a spec has no use for them, and they can expand
+    a few hundred bytes into gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"anchors and aliases are not allowed in a spec (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)

@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 
 from .compiled import compile_for_registry
-from .errors import ParityError, SpecError
+from .errors import ParityError, ScorehouseError, SpecError
 from .model import LoadedModel
 from .onnx_graph import coded_categories, faster_graph
 from .profile import training_profile
 from .registry import COMPILED_FILE, MODEL_FILE, SAMPLE_FILE, Registry
-from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, quote_identifier
+from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
+from .sql import DUCKDB, single_select, table_name
 
 if TYPE_CHECKING:
     import onnx
@@ -91,40 +92,57 @@ class Candidate:
 
 
 def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Table:
-    """Read the spec's features and target from the warehouse or a file, in a stable row order."""
+    """Read the spec's features and target in a stable row order, on a connection that cannot touch files.
+
+    A warehouse table or query is read on a read-only connection opened with external access off; a
+    file is loaded first, then external access is switched off (it cannot be switched back on) before
+    the spec's own SQL runs. That SQL must parse, with DuckDB's parser, as one SELECT.
+    """
     import duckdb
 
     from . import config
 
-    # Categorical features are strings to the model, whatever type the source gave them.
-    columns = ", ".join([*(quote_identifier(c) for c in spec.numeric),
-                         *(f"cast({quote_identifier(c)} as varchar) as {quote_identifier(c)}" for c in spec.categorical),
-                         quote_identifier(spec.target)])
-    where = f" where {spec.source.where}" if spec.source.where else ""
-    if spec.source.table:
-        path = config.warehouse_path(warehouse)
-        if not path.exists():
-            raise SpecError(f"Model {spec.name}: warehouse {path} does not exist (source table {spec.source.table})")
-        con = duckdb.connect(str(path), read_only=True)
-        relation = spec.source.table
-    else:
-        file = (spec.base_dir / spec.source.path).resolve()
-        if not file.exists():
+    source = spec.source
+    if source.path:
+        file = (spec.base_dir / source.path).resolve()
+        if not file.is_file():
             raise SpecError(f"Model {spec.name}: source file {file} does not exist")
         con = duckdb.connect()
-        quoted = str(file).replace("'", "''")
-        relation = (f"read_parquet('{quoted}')" if file.suffix == ".parquet"
-                    else f"read_csv('{quoted}', nullstr = ['', 'NA'])")
+        try:
+            rows = con.read_parquet(str(file)) if file.suffix == ".parquet" else con.read_csv(str(file), na_values=["", "NA"])
+            rows.create("scorehouse_source")
+        except duckdb.Error as exc:
+            con.close()
+            raise SpecError(f"Model {spec.name}: cannot read source file {file}: {str(exc).splitlines()[0]}") from None
+        con.execute("set enable_external_access = false")
+        relation, described = "scorehouse_source", str(file)
+    else:
+        path = config.warehouse_path(warehouse)
+        if not path.exists():
+            raise SpecError(f"Model {spec.name}: warehouse {path.resolve()} does not exist "
+                            f"(source {source.table or 'query'})")
+        con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+        relation = table_name(source.table) if source.table else f"({source.query}) as scorehouse_source"
+        described = source.table or "query"
+    # Categorical features are strings to the model, whatever type the source gave them.
+    sql = DUCKDB
+    columns = ", ".join([*(sql.identifier(c) for c in spec.numeric),
+                         *(f"cast({sql.identifier(c)} as varchar) as {sql.identifier(c)}" for c in spec.categorical),
+                         sql.identifier(spec.target)])
+    where = f" where {source.where}" if source.where else ""
     try:
-        found = {r[0]: r[1] for r in con.sql(f"describe select * from {relation}").fetchall()}
+        shape = single_select(con, f"describe select * from {relation}", f"Model {spec.name}: source")
+        found = {r[0]: r[1] for r in con.sql(shape).fetchall()}
         missing = [c for c in [*spec.features, spec.target] if c not in found]
         if missing:
-            raise SpecError(
-                f"Model {spec.name}: source {relation} lacks column(s) {missing}; it has: {', '.join(found)}"
-            )
-        return con.sql(f"select {columns} from {relation}{where} order by all").to_arrow_table()
+            raise SpecError(f"Model {spec.name}: source {described} lacks column(s) {missing}; "
+                            f"it has: {', '.join(found)}")
+        query = single_select(con, f"select {columns} from {relation}{where} order by all", f"Model {spec.name}: source")
+        return con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
-        raise SpecError(f"Model {spec.name}: cannot read source {relation}: {exc}") from None
+        raise SpecError(f"Model {spec.name}: cannot read source {described}: {str(exc).splitlines()[0]}") from None
+    except ScorehouseError as exc:
+        raise SpecError(str(exc)) from None
     finally:
         con.close()
 
@@ -168,7 +186,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     features = [Feature(f, NUMERIC) for f in spec.numeric] + [Feature(f, CATEGORICAL) for f in spec.categorical]
     inputs = model_inputs(spec.name, features, {name: table.column(name) for name in spec.features})
     frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
-    y = _target_values(spec, table.column(spec.target).to_pylist())
+    y = _target_values(spec, table.column(spec.target))
     classifier = spec.task != "regression"
     classes = sorted(set(y.tolist())) if classifier else []
     if classifier and len(classes) < 2:
@@ -183,8 +201,13 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         frame, y, test_size=spec.split.test_size, random_state=spec.split.seed,
         stratify=y if classifier else None,
     )
+    pipeline = build_pipeline(spec)
     log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
-    pipeline = build_pipeline(spec).fit(x_train, y_train)
+    try:
+        pipeline.fit(x_train, y_train)
+    except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
+        raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
+                        f"{' '.join(str(exc).split())}") from None
     exported, onnx_outputs = export_onnx(spec, pipeline)
     stored, codes = coded_categories(faster_graph(exported))
     onnx_bytes = stored.SerializeToString()
@@ -242,15 +265,23 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
     table = read_source(spec, warehouse)
     data_fingerprint = fingerprint(table)
-    existing = registry.find(spec.name, lambda m: m["spec_sha256"] == spec.sha256()
-                             and m["training_data"]["fingerprint"] == data_fingerprint)
-    if existing is not None:
-        log(f"{spec.name}: spec and training data unchanged; version {existing} is up to date")
-        return existing, False
-    candidate = train(spec, table, log)
-    version = registry.register(candidate.manifest, candidate.files)
-    log(f"{spec.name}: registered version {version} in {registry.root}")
-    return version, True
+
+    def same(manifest: dict[str, Any]) -> bool:
+        return (manifest.get("spec_sha256") == spec.sha256()
+                and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint)
+
+    existing = registry.find(spec.name, same)
+    if existing is None:
+        candidate = train(spec, table, log)
+        # checked again under the model's lock: a concurrent identical training may have registered it meanwhile
+        version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
+    else:
+        version, created = existing, False
+    if created:
+        log(f"{spec.name}: registered version {version} in {registry.root}")
+    else:
+        log(f"{spec.name}: spec and training data unchanged; version {version} is up to date")
+    return version, created
 
 
 def sklearn_outputs(pipeline, frame, task: str, classes: list[str], positive: str | None) -> dict[str, np.ndarray]:
@@ -341,10 +372,15 @@ def export_onnx(spec: ModelSpec, pipeline) -> tuple[onnx.ModelProto, dict[str, s
     return onx, roles
 
 
-def _target_values(spec: ModelSpec, values: list) -> np.ndarray:
+def _target_values(spec: ModelSpec, column: pa.ChunkedArray) -> np.ndarray:
     if spec.task == "regression":
-        return np.asarray(values, dtype=np.float64)
-    return np.asarray([_class_label(v) for v in values], dtype=object).astype(str)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                or pa.types.is_decimal(column.type)):
+            examples = ", ".join(repr(v) for v in column.unique().to_pylist()[:3])
+            raise SpecError(f"Model {spec.name}: a regression's target must be numeric; '{spec.target}' has type "
+                            f"{sql_type_name(column.type)} (values like {examples})")
+        return np.asarray(column.to_pylist(), dtype=np.float64)
+    return np.asarray([_class_label(v) for v in column.to_pylist()], dtype=object).astype(str)
 
 
 def _with_categories(feature: Feature, pipeline) -> Feature:

@@ -15,11 +15,11 @@
   {%- if not execute -%}{{ return('') }}{%- endif -%}
   {%- for source in graph.sources.values() if source.source_name == 'raw' -%}
     {%- set columns = [] -%}
-    {%- for name in source.columns.keys() -%}{%- do columns.append(adapter.quote(name) ~ " string") -%}{%- endfor -%}
-    {%- do run_query("create schema if not exists " ~ source.schema) -%}
-    {%- do run_query("create table if not exists " ~ source.schema ~ "." ~ source.identifier ~ " ("
-          ~ (columns | join(', ')) ~ ") using csv options (path '"
-          ~ var('data_dir') ~ "/" ~ source.identifier ~ ".csv', header 'true')") -%}
+    {%- for name in source.columns.keys() -%}{%- do columns.append(scorehouse.identifier(name) ~ " string") -%}{%- endfor -%}
+    {%- do run_query("create schema if not exists " ~ scorehouse.identifier(source.schema)) -%}
+    {%- do run_query("create table if not exists " ~ scorehouse.identifier(source.schema) ~ "." ~ scorehouse.identifier(source.identifier)
+          ~ " (" ~ (columns | join(', ')) ~ ") using csv options (path "
+          ~ scorehouse.literal(var('data_dir') ~ "/" ~ source.identifier ~ ".csv") ~ ", header 'true')") -%}
   {%- endfor -%}
   {{ return('') }}
 {%- endmacro %}

@@ -4,5 +4,5 @@
 {%- endmacro %}
 
 {% macro default__model_version(model_ref) -%}
-  scorehouse_model_version({{ dbt.string_literal(model_ref) }})
+  scorehouse_model_version({{ scorehouse.literal(model_ref) }})
 {%- endmacro %}

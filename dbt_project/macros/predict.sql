@@ -20,7 +20,7 @@
     {{ return("null") }}
   {%- endif -%}
   {%- set query -%}
-    select scorehouse_predict_sql({{ dbt.string_literal(model_ref) }}, {{ dbt.string_literal(relation or '') }}, {{ dbt.string_literal(output) }}, {{ dbt.string_literal(method or '') }})
+    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}

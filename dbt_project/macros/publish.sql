@@ -5,14 +5,17 @@
   So after each build the models tagged `published` are copied into a new DuckDB file beside the
   warehouse, which then replaces the serving file in one rename (`scorehouse_publish_file`). A reader
   sees the previous publication or the new one, whole, never a half-written table; a connection
-  opened before the rename keeps reading the publication it opened.
+  opened before the rename keeps reading the publication it opened. The rename is done by the
+  scorehouse dbt plugin (`adapter.store_relation`), in the build's process: no SQL function that
+  moves files exists on any connection.
 
   A mart is taken from this build only when it was built and none of its tests failed; otherwise the
   serving file keeps the copy it published before. `scorehouse_publication` says, per mart, which
   build published it, when and with how many rows. Spark writes its tables through its own catalog:
   nothing to publish there.
 
-  vars: scorehouse_serving_path (default: the warehouse path with `_serving` before `.duckdb`).
+  vars: scorehouse_serving_path (default: the warehouse path with `_serving` before `.duckdb`);
+        scorehouse_plugin (default 'scorehouse': the plugin's `alias` in profiles.yml).
 -#}
 {% macro publish_marts(results) -%}
   {{ return(adapter.dispatch('publish_marts', 'scorehouse')(results)) }}
@@ -29,19 +32,20 @@
   {%- set target_file = scorehouse.serving_path() -%}
   {%- set staged = target_file ~ '.' ~ invocation_id ~ '.tmp' -%}
   {%- set previous = scorehouse.published_tables(target_file) -%}
-  {%- set published_at = "cast('" ~ modules.datetime.datetime.now(modules.pytz.utc).isoformat() ~ "' as timestamp with time zone)" -%}
-  {%- set copies = ["attach " ~ dbt.string_literal(staged) ~ " as scorehouse_staged",
+  {%- set published_at = "cast(" ~ scorehouse.literal(modules.datetime.datetime.now(modules.pytz.utc).isoformat()) ~ " as timestamp with time zone)" -%}
+  {%- set copies = ["attach " ~ scorehouse.literal(staged) ~ " as scorehouse_staged",
                     "create table scorehouse_staged.main.scorehouse_publication (mart varchar, rows bigint, "
                     ~ "invocation_id varchar, published_at timestamp with time zone)"] -%}
   {%- for node in graph.nodes.values() | sort(attribute='name')
         if node.resource_type == 'model' and 'published' in node.tags -%}
-    {%- set mart = dbt.string_literal(node.name) -%}
+    {%- set mart = scorehouse.literal(node.name) -%}
+    {%- set table = scorehouse.identifier(node.name) -%}
     {%- if node.unique_id in fresh -%}
-      {%- do copies.append("create table scorehouse_staged.main." ~ node.name ~ " as select * from " ~ node.relation_name) -%}
+      {%- do copies.append("create table scorehouse_staged.main." ~ table ~ " as select * from " ~ node.relation_name) -%}
       {%- do copies.append("insert into scorehouse_staged.main.scorehouse_publication select " ~ mart
-                           ~ ", count(*), '" ~ invocation_id ~ "', " ~ published_at ~ " from " ~ node.relation_name) -%}
+                           ~ ", count(*), " ~ scorehouse.literal(invocation_id) ~ ", " ~ published_at ~ " from " ~ node.relation_name) -%}
     {%- elif node.name in (previous or []) -%}
-      {%- do copies.append("create table scorehouse_staged.main." ~ node.name ~ " as select * from scorehouse_previous.main." ~ node.name) -%}
+      {%- do copies.append("create table scorehouse_staged.main." ~ table ~ " as select * from scorehouse_previous.main." ~ table) -%}
       {%- do copies.append("insert into scorehouse_staged.main.scorehouse_publication select * from "
                            ~ "scorehouse_previous.main.scorehouse_publication where mart = " ~ mart) -%}
       {%- do log("scorehouse: " ~ node.name ~ " was not built or failed a test; serving keeps its previous publication", info=true) -%}
@@ -51,8 +55,8 @@
   {%- do scorehouse.hook_statements(copies) -%}
   {%- do scorehouse.hook_statements(["detach scorehouse_staged"]
                                     + (["detach scorehouse_previous"] if previous is not none else [])) -%}
-  {%- do scorehouse.hook_statements(["select scorehouse_publish_file(" ~ dbt.string_literal(staged) ~ ", "
-                                     ~ dbt.string_literal(target_file) ~ ")"]) -%}
+  {%- do adapter.store_relation(var('scorehouse_plugin', 'scorehouse'), api.Relation.create(identifier='scorehouse_publication'),
+                                [], staged, 'scorehouse_serving', {'serving_path': target_file}) -%}
   {%- do log("scorehouse: published " ~ (fresh | length) ~ " mart(s) from this build to " ~ target_file, info=true) -%}
   {{ return('') }}
 {%- endmacro %}
@@ -82,9 +86,9 @@
 
 {#- The tables of the current serving file, attached read-only as scorehouse_previous; none without one -#}
 {% macro published_tables(target_file) -%}
-  {%- set exists = run_query("select count(*) from glob(" ~ dbt.string_literal(target_file) ~ ")").columns[0].values()[0] -%}
+  {%- set exists = run_query("select count(*) from glob(" ~ scorehouse.literal(target_file) ~ ")").columns[0].values()[0] -%}
   {%- if not exists -%}{{ return(none) }}{%- endif -%}
-  {%- do run_query("attach " ~ dbt.string_literal(target_file) ~ " as scorehouse_previous (read_only)") -%}
+  {%- do run_query("attach " ~ scorehouse.literal(target_file) ~ " as scorehouse_previous (read_only)") -%}
   {%- set tables = run_query("select table_name from duckdb_tables() where database_name = 'scorehouse_previous'") -%}
   {{ return(tables.columns[0].values() | list) }}
 {%- endmacro %}

@@ -10,7 +10,7 @@
 with categories as (
     select model_name, model_version, feature, category, bucket, share
     from {{ scorehouse.profile_relation('bins', model_ref) }}
-    where kind = 'categorical' and feature in ({{ scorehouse.quoted_list(columns.keys()) }})
+    where kind = 'categorical' and feature in ({{ scorehouse.literal_list(columns.keys()) }})
 ),
 present as (
     select feature, value from ({{ scorehouse.feature_values(relation, columns, 'categorical') }}) as v

@@ -7,12 +7,12 @@
 with profile as (
     select model_name, model_version, feature, kind, null_rate
     from {{ scorehouse.profile_relation('features', model_ref) }}
-    where feature in ({{ scorehouse.quoted_list(columns.keys()) }})
+    where feature in ({{ scorehouse.literal_list(columns.keys()) }})
 ),
 observed as (
     {%- for feature, column in columns.items() %}
-    select '{{ feature }}' as feature,
-           avg(case when {{ adapter.quote(column) }} is null then cast(1 as double) else cast(0 as double) end) as null_rate
+    select {{ scorehouse.literal(feature) }} as feature,
+           avg(case when {{ scorehouse.identifier(column) }} is null then cast(1 as double) else cast(0 as double) end) as null_rate
     from {{ relation }}
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}

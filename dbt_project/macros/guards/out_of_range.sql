@@ -7,7 +7,7 @@
 with profile as (
     select model_name, model_version, feature, min as low, max as high
     from {{ scorehouse.profile_relation('features', model_ref) }}
-    where kind = 'numeric' and feature in ({{ scorehouse.quoted_list(columns.keys()) }})
+    where kind = 'numeric' and feature in ({{ scorehouse.literal_list(columns.keys()) }})
 ),
 present as (
     select feature, value from ({{ scorehouse.feature_values(relation, columns, 'numeric') }}) as v

@@ -9,12 +9,12 @@
 {%- endmacro %}
 
 {% macro default__profile_relation(name, model_ref) -%}
-  scorehouse_{{ name }}({{ dbt.string_literal(model_ref) }})
+  scorehouse_{{ name }}({{ scorehouse.literal(model_ref) }})
 {%- endmacro %}
 
 {#- Spark: temporary views holding every reference, registered by udfs.spark.register -#}
 {% macro spark__profile_relation(name, model_ref) -%}
-  (select * from scorehouse_{{ name }} where model_ref = {{ dbt.string_literal(model_ref) }})
+  (select * from scorehouse_{{ name }} where model_ref = {{ scorehouse.literal(model_ref) }})
 {%- endmacro %}
 
 
@@ -23,7 +23,7 @@
   {%- if not execute -%}{{ return(features or []) }}{%- endif -%}
   {%- set query -%}
     select feature from {{ scorehouse.profile_relation('features', model_ref) }}
-    where kind = '{{ kind }}' and feature <> '__output__' order by feature
+    where kind = {{ scorehouse.literal(kind) }} and feature <> '__output__' order by feature
   {%- endset -%}
   {%- set known = run_query(query).columns[0].values() | list -%}
   {%- if features is none -%}{{ return(known) }}{%- endif -%}
@@ -38,7 +38,7 @@
 {#-
   feature_values(relation, columns, kind): (feature, value) rows, one per row and feature; `columns`
   maps a profile feature to its column. Numeric values pass through float (32-bit) as the model sees
-  them and as its training profile was taken; categories are strings.
+  them and as its training profile was taken (beyond float32's range: ±inf); categories are strings.
 -#}
 {% macro feature_values(relation, columns, kind) -%}
   {%- set value_type = 'double' if kind == 'numeric' else dbt.type_string() -%}
@@ -46,8 +46,8 @@
     select cast(null as {{ dbt.type_string() }}) as feature, cast(null as {{ value_type }}) as value from (select 1 as one) as empty where 1 = 0
   {%- else -%}
     {%- for feature, column in columns.items() %}
-    select '{{ feature }}' as feature,
-           {% if kind == 'numeric' %}cast(cast({{ adapter.quote(column) }} as float) as double){% else %}cast({{ adapter.quote(column) }} as {{ dbt.type_string() }}){% endif %} as value
+    select {{ scorehouse.literal(feature) }} as feature,
+           {% if kind == 'numeric' %}cast({{ scorehouse.float32(scorehouse.identifier(column)) }} as double){% else %}cast({{ scorehouse.identifier(column) }} as {{ dbt.type_string() }}){% endif %} as value
     from {{ relation }}
     {%- if not loop.last %} union all{% endif %}
     {%- endfor -%}

@@ -8,7 +8,7 @@
 with bins as (
     select model_name, model_version, feature, bin, lower, upper, share
     from {{ scorehouse.profile_relation('bins', model_ref) }}
-    where kind = 'numeric' and feature in ({{ scorehouse.quoted_list(columns.keys()) }})
+    where kind = 'numeric' and feature in ({{ scorehouse.literal_list(columns.keys()) }})
 ),
 present as (
     select feature, value from ({{ scorehouse.feature_values(relation, columns, 'numeric') }}) as v
@@ -34,7 +34,7 @@ shares as (
     join counts as c on c.feature = b.feature and c.bin = b.bin
     left join totals as t on t.feature = b.feature
 )
-select model_name, model_version, feature, '{{ metric }}' as metric,
+select model_name, model_version, feature, {{ scorehouse.literal(metric) }} as metric,
        0.0 as baseline_value,
        sum((actual - expected) * ln(actual / expected)) as current_value,
        cast(null as {{ dbt.type_string() }}) as detail
@@ -42,8 +42,3 @@ from shares
 group by model_name, model_version, feature
 {%- endmacro %}
 
-
-{% macro quoted_list(values) -%}
-  {%- for value in values -%}'{{ value }}'{%- if not loop.last %}, {% endif -%}{%- endfor -%}
-  {%- if values | length == 0 -%}null{%- endif -%}
-{%- endmacro %}

@@ -31,11 +31,11 @@
   {%- set statements = [] -%}
   {%- for monitor in var('scorehouse_monitors', []) -%}
     {%- set relation = adapter.get_relation(database=database, schema=target.schema, identifier=monitor.relation) -%}
-    {%- set resolves = run_query("select scorehouse_resolves(" ~ dbt.string_literal(monitor.model_ref) ~ ")").columns[0].values()[0] -%}
+    {%- set resolves = run_query("select scorehouse_resolves(" ~ scorehouse.literal(monitor.model_ref) ~ ")").columns[0].values()[0] -%}
     {%- if relation is not none and resolves -%}
       {%- set levels -%}
-        select '{{ invocation_id }}' as invocation_id, current_timestamp as recorded_at,
-               '{{ monitor.model_ref }}' as model_ref, '{{ monitor.relation }}' as input_relation, levels.*
+        select {{ scorehouse.literal(invocation_id) }} as invocation_id, current_timestamp as recorded_at,
+               {{ scorehouse.literal(monitor.model_ref) }} as model_ref, {{ scorehouse.literal(monitor.relation) }} as input_relation, levels.*
         from ({{ scorehouse.stability_levels(relation, monitor.model_ref) }}) as levels
       {%- endset -%}
       {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ levels ~ ") as l where 1 = 0") -%}

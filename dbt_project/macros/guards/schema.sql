@@ -10,7 +10,7 @@
     {%- do found.update({column.name: column.dtype}) -%}
   {%- endfor -%}
   {%- set query -%}
-    select scorehouse_schema_problems({{ dbt.string_literal(model_ref) }}, {{ dbt.string_literal(tojson(found)) }})
+    select scorehouse_schema_problems({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(tojson(found)) }})
   {%- endset -%}
   {{ return(fromjson(run_query(query).columns[0].values()[0])) }}
 {%- endmacro %}
@@ -21,9 +21,10 @@
   {%- if problems | length == 0 -%}{{ return(scorehouse.no_guard_rows()) }}{%- endif -%}
   {%- set rows -%}
     {%- for p in problems %}
-    select '{{ p.model_name }}' as model_name, {{ p.model_version }} as model_version, '{{ p.feature }}' as feature,
-           'schema_{{ p.problem }}' as metric, 0.0 as baseline_value, 1.0 as current_value,
-           'expected {{ p.expected }}, found {{ p.found | replace("'", "''") }}' as detail
+    select {{ scorehouse.literal(p.model_name) }} as model_name, {{ p.model_version | int }} as model_version,
+           {{ scorehouse.literal(p.feature) }} as feature, {{ scorehouse.literal('schema_' ~ p.problem) }} as metric,
+           0.0 as baseline_value, 1.0 as current_value,
+           {{ scorehouse.literal('expected ' ~ p.expected ~ ', found ' ~ p.found) }} as detail
     {%- if not loop.last %} union all{% endif %}
     {%- endfor -%}
   {%- endset -%}

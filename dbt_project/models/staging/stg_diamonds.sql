@@ -6,7 +6,7 @@ select
     color,
     clarity,
     cast(depth as double) as depth_pct,
-    cast({{ adapter.quote("table") }} as double) as table_pct,
+    cast({{ scorehouse.identifier("table") }} as double) as table_pct,
     cast(nullif(cast(x as double), 0) as double) as length_mm,
     cast(nullif(cast(y as double), 0) as double) as width_mm,
     cast(nullif(cast(z as double), 0) as double) as height_mm,

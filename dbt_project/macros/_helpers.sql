@@ -1,0 +1,52 @@
+{#-
+  Quoting: every name and text scorehouse writes into SQL goes through these two macros (the twin of
+  udfs/sql.py's Dialect). DuckDB doubles a quote inside a literal; Spark also reads a backslash as an
+  escape, so it is doubled too. Identifiers double their quote character.
+-#}
+{% macro literal(value) -%}
+  {{ return(adapter.dispatch('literal', 'scorehouse')(value)) }}
+{%- endmacro %}
+
+{% macro default__literal(value) -%}
+  {{ return("'" ~ (value | string | replace("'", "''")) ~ "'") }}
+{%- endmacro %}
+
+{% macro spark__literal(value) -%}
+  {{ return("'" ~ (value | string | replace("\\", "\\\\") | replace("'", "''")) ~ "'") }}
+{%- endmacro %}
+
+
+{% macro identifier(name) -%}
+  {{ return(adapter.dispatch('identifier', 'scorehouse')(name)) }}
+{%- endmacro %}
+
+{% macro default__identifier(name) -%}
+  {{ return('"' ~ (name | string | replace('"', '""')) ~ '"') }}
+{%- endmacro %}
+
+{% macro spark__identifier(name) -%}
+  {{ return('`' ~ (name | string | replace('`', '``')) ~ '`') }}
+{%- endmacro %}
+
+
+{#- literal_list(values): 'a', 'b' (null when empty, so `in (...)` stays valid) -#}
+{% macro literal_list(values) -%}
+  {%- set quoted = [] -%}
+  {%- for value in values -%}{%- do quoted.append(scorehouse.literal(value)) -%}{%- endfor -%}
+  {{ return(quoted | join(', ') if quoted else 'null') }}
+{%- endmacro %}
+
+
+{#- float32(expression): a number as float32, as the model sees it; beyond float32's range, ±inf (udfs/sql.py) -#}
+{% macro float32(expression) -%}
+  {{ return(adapter.dispatch('float32', 'scorehouse')(expression)) }}
+{%- endmacro %}
+
+{% macro default__float32(expression) -%}
+  {{ return("coalesce(try_cast(" ~ expression ~ " as float), case when " ~ expression ~ " > 0 then cast('inf' as float) when "
+            ~ expression ~ " < 0 then cast('-inf' as float) end)") }}
+{%- endmacro %}
+
+{% macro spark__float32(expression) -%}
+  {{ return("cast(" ~ expression ~ " as float)") }}
+{%- endmacro %}

@@ -1,0 +1,109 @@
+"""SQL as each engine spells it, and the checks SQL text from a file passes before it runs.
+
+Every identifier and string literal scorehouse writes into SQL goes through one Dialect, so quoting
+lives here once per engine: DuckDB doubles a quote inside a literal; Spark also reads a backslash as
+an escape, so it is doubled too. SQL that arrives as text (a spec's source query or filter, a table
+name given on the command line) is checked here before it is executed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import ScorehouseError
+
+# schema.table or catalog.schema.table, each part a plain identifier: what a spec or a flag may name.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}(\.[A-Za-z_][A-Za-z0-9_$]{0,127}){0,2}")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one engine quotes names and text, builds a struct, and fails a query with a message."""
+
+    name: str
+    quote: str  # the identifier quote character
+    backslash_escapes: bool  # string literals read a backslash as an escape (Spark)
+
+    def identifier(self, name: str) -> str:
+        """A quoted identifier: any column name, quotes inside it doubled."""
+        return self.quote + str(name).replace(self.quote, self.quote * 2) + self.quote
+
+    def literal(self, value: str) -> str:
+        """A string literal holding exactly `value`."""
+        text = str(value)
+        if self.backslash_escapes:
+            text = text.replace("\\", "\\\\")
+        return "'" + text.replace("'", "''") + "'"
+
+    def struct(self, fields: Iterable[tuple[str, str]]) -> str:
+        """A struct of (field name, SQL expression) pairs, fields bound by name."""
+        if self.name == "spark":
+            return "named_struct(" + ", ".join(f"{self.literal(n)}, {e}" for n, e in fields) + ")"
+        return "struct_pack(" + ", ".join(f"{self.identifier(n)} := {e}" for n, e in fields) + ")"
+
+    def type_name(self, expression: str) -> str:
+        """The SQL type name of an expression; both engines fold it to a constant when planning."""
+        return f"typeof({expression})"
+
+    def matches(self, expression: str, pattern: str) -> str:
+        """Whether the whole text of `expression` matches a regular expression (RE2 and Java read it alike)."""
+        if self.name == "spark":
+            return f"({expression} rlike {self.literal('^(?:' + pattern + ')$')})"
+        return f"regexp_full_match({expression}, {self.literal(pattern)})"
+
+    def fail(self, message: str) -> str:
+        """An expression that stops the query with `message` (SQL text that evaluates to a string)."""
+        return f"raise_error({message})" if self.name == "spark" else f"error({message})"
+
+    def float32(self, expression: str) -> str:
+        """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf.
+
+        DuckDB refuses such a cast ("out of range"); Spark and Arrow round it to infinity.
+        """
+        if self.name == "spark":
+            return f"cast({expression} as float)"
+        return (f"coalesce(try_cast({expression} as float), case when {expression} > 0 then cast('inf' as float) "
+                f"when {expression} < 0 then cast('-inf' as float) end)")
+
+
+DUCKDB = Dialect("duckdb", '"', backslash_escapes=False)
+SPARK = Dialect("spark", "`", backslash_escapes=True)
+DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
+
+
+def dialect(engine: str) -> Dialect:
+    try:
+        return DIALECTS[engine]
+    except KeyError:
+        raise ScorehouseError(f"Unknown engine '{engine}'; choose one of {sorted(DIALECTS)}") from None
+
+
+def table_name(text: str, engine: str = "duckdb", what: str = "table") -> str:
+    """A relation name as quoted SQL: `name`, `schema.name` or `catalog.schema.name` of plain identifiers."""
+    text = str(text).strip()
+    if not _TABLE_NAME.fullmatch(text):
+        from .names import shown
+
+        raise ScorehouseError(f"{what} '{shown(text)}' is not a table name: use name, schema.name or "
+                              "catalog.schema.name, each of letters, digits, _ or $ (start with a letter or _)")
+    return ".".join(dialect(engine).identifier(part) for part in text.split("."))
+
+
+def single_select(conn, sql: str, what: str):
+    """DuckDB's own parse of `sql`: exactly one SELECT statement, else a one-line error naming `what`.
+
+    Returns the parsed statement (conn.sql takes it): nothing else of the text ever runs.
+    """
+    import duckdb
+
+    try:
+        statements = conn.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ScorehouseError(f"{what} is not valid SQL: {str(exc).splitlines()[0]}") from None
+    kinds = [s.type.name for s in statements]
+    if kinds != ["SELECT"]:
+        raise ScorehouseError(f"{what} must be one SELECT statement, found {len(kinds)} statement(s): "
+                              f"{', '.join(k.lower() for k in kinds) or 'none'}")
+    return statements[0]
