@@ -82,16 +82,17 @@ class Workspace:
         with duckdb.connect(str(database or self.warehouse), read_only=True) as con:
             return con.sql(sql).to_arrow_table().to_pandas()
 
-    def train(self, name: str, promote: bool = True, **overrides) -> int:
-        spec = load_spec(SPECS[name])
+    def train(self, demo: str, promote: bool = True, **overrides) -> int:
+        """Train a demo spec (its fields replaced by `overrides`, `name` among them) and register it."""
+        spec = load_spec(SPECS[demo])
         for key, value in overrides.items():
             setattr(spec, key, value)
         candidate = train(spec, read_source(spec, self.warehouse))
         version = self.registry.register(candidate.manifest, candidate.files)
-        self.candidates[f"{name}@{version}"] = candidate
+        self.candidates[f"{spec.name}@{version}"] = candidate
         if promote:
-            self.candidates[name] = candidate
-            self.registry.promote(name, version)
+            self.candidates[spec.name] = candidate
+            self.registry.promote(spec.name, version)
         return version
 
     def sklearn_scores(self, ref: str, frame: pd.DataFrame):
@@ -147,6 +148,55 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, 
     if check:
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+# The demo's features_mortgage without dbt (the staging and features models in one statement), for the
+# fast tier: tests of the registry, the SQL functions and the CLI that need real rows, not a dbt build.
+MORTGAGE_FEATURES_SQL = """
+create table features_mortgage as
+select cast(column00 as integer) as application_id,
+       cast(nullif(dir, 'NA') as double) as dir, cast(nullif(hir, 'NA') as double) as hir,
+       cast(nullif(lvr, 'NA') as double) as lvr, cast(nullif(ccs, 'NA') as double) as ccs,
+       cast(nullif(mcs, 'NA') as double) as mcs, cast(nullif(uria, 'NA') as double) as uria,
+       nullif(pbcr, 'NA') as pbcr, nullif(dmi, 'NA') as dmi, nullif(self, 'NA') as self,
+       nullif(single, 'NA') as single,
+       case nullif(comdominiom, 'NA') when '1' then 'yes' when '0' then 'no' end as condominium,
+       case nullif(deny, 'NA') when 'yes' then true when 'no' then false end as is_denied
+from read_csv(?, all_varchar = true, header = true)
+"""
+# Fixtures that run dbt or Spark: tests using them are left out of `make test-fast`.
+DBT_FIXTURES = {"trained", "built", "workspace", "con", "compiled_models", "base"}
+SPARK_FIXTURES = {"spark", "dbt_on_spark", "standalone_cluster"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SPARK_FIXTURES or item.module.__name__ == "test_spark":
+            item.add_marker(pytest.mark.spark)
+        if used & DBT_FIXTURES:
+            item.add_marker(pytest.mark.dbt)
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory) -> Workspace:
+    """Fast tier: the mortgage features in a DuckDB file built without dbt, the demo GBT as `mortgage_deny`
+    and a logistic regression as `mortgage_logit` (whose compiled SQL scores by default), both promoted."""
+    from udfs.spec import Estimator
+
+    ws = Workspace(tmp_path_factory.mktemp("small"))
+    ws.warehouse.parent.mkdir(parents=True)
+    with duckdb.connect(str(ws.warehouse)) as con:
+        con.execute(MORTGAGE_FEATURES_SQL, [str(PROJECT / "data" / "hmda_boston.csv")])
+    ws.train("mortgage_deny")
+    ws.train("mortgage_deny", name="mortgage_logit", estimator=Estimator("logistic_regression", {"max_iter": 1000}))
+    return ws
+
+
+@pytest.fixture
+def small_copy(small, tmp_path) -> Workspace:
+    """A private copy of the fast tier's workspace, free to change."""
+    return small.copy(tmp_path / "ws")
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
             spark.createDataFrame(rows).createOrReplaceTempView("compiled_rows")
             on_spark = spark.sql(f"select {udfs.spark.predict_sql(scorer, name, 'r', 'score', 'compiled')} as v "
                                  "from compiled_rows as r").toPandas()["v"].to_numpy()
-            with duckdb.connect() as con:
+            with udfs.duckdb.connect(":memory:", registry) as con:
                 con.register("compiled_rows", rows)
                 on_duckdb = con.sql(f"select {udfs.duckdb.predict_sql(scorer, name, 'r', 'score', 'compiled')} as v "
                                     "from compiled_rows as r").fetchnumpy()["v"]

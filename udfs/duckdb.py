@@ -18,7 +18,6 @@ enable_external_access=false, as `scorehouse sql` opens one, cannot reach a file
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 
@@ -36,8 +35,6 @@ from .registry import Registry
 from .schema import describe_features
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 from .sql import DUCKDB
-
-log = logging.getLogger(__name__)
 
 _JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
@@ -111,7 +108,7 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
             compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb")
         except ScorehouseError as exc:  # forced and missing, or refused: the ONNX function answers
             if "refusing" in str(exc):
-                log.warning("%s", exc)
+                scorer.warn(str(exc))
             continue
         if compiled is not None:  # the model name is checked by udfs.names; the SQL by compiled.prepared
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)

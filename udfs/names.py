@@ -84,7 +84,7 @@ class ModelRef:
         if not isinstance(text, str) or len(text) > MAX_REFERENCE_LENGTH:
             size = f" ({len(text)} characters; at most {MAX_REFERENCE_LENGTH})" if isinstance(text, str) else ""
             raise InvalidReference(f"Model reference '{shown(text)}' is not valid{size}: {GRAMMAR}")
-        name, at, selector = text.strip().partition("@")
+        name, at, selector = text.partition("@")
         if not name:
             raise InvalidReference(f"Model reference '{shown(text)}' has no model name: {GRAMMAR}")
         if not is_model_name(name) or (at and not (VERSION.fullmatch(selector) or is_alias(selector))):

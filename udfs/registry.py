@@ -52,7 +52,7 @@ ALIASES_FILE = "aliases.json"
 STAGING_PREFIX = ".staging-"
 ALIAS_TMP_PREFIX = ".aliases-"
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scorehouse")
 _loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
 _loaded_lock = threading.Lock()
 

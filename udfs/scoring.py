@@ -25,7 +25,7 @@ from .registry import Catalog, Registry
 from .schema import TYPE_PATTERNS, check_columns, column_problems, type_error_parts
 from .sql import dialect
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("scorehouse")
 
 
 # How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
@@ -47,6 +47,7 @@ class Scorer:
         self._cards: dict[tuple[str, int], ModelCard] = {}
         self._compiled: dict[tuple[str, int], dict] = {}
         self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
+        self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -69,7 +70,15 @@ class Scorer:
     def mark_broken(self, name: str, version: int, reason: str) -> None:
         """Fail every reference to this version with `reason` (it did not pass a check)."""
         self._broken[(name, version)] = reason
-        log.warning("%s", reason)
+        self.warn(reason)
+
+    def warn(self, message: str) -> None:
+        """Log a warning once per scorer (a build or a session registers its functions more than once)."""
+        with self._lock:
+            if message in self._warned:
+                return
+            self._warned.add(message)
+        log.warning("%s", message)
 
     def versions(self) -> list[tuple[str, int]]:
         """Every (name, version) this scorer can load."""
@@ -138,7 +147,7 @@ class Scorer:
             except ModelNotFound:
                 continue  # an alias at a deleted version: the error surfaces when it is used
             except ScorehouseError as exc:
-                log.warning("%s", exc)
+                self.warn(str(exc))
         return cards
 
     def profile_rows(self, ref: str, relation: str) -> list[dict]:
@@ -213,7 +222,7 @@ class Scorer:
         if compiled is not None:
             return self.type_checked(ref, prefix, engine, f"({bind(compiled, engine, prefix)})")
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
-        if ref.strip() == card.name and output == card.default_output:
+        if ref == card.name and output == card.default_output:
             return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
         return f"{GENERIC_FUNCTIONS[output]}({sql.literal(ref)}, {expression})"
 

@@ -1,0 +1,272 @@
+"""The attacker's view: nobody reaches past the registry, no SQL is spliced, and edits to a signed
+registry do not load. Each test is one way in that was open, shown closed."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+import udfs.duckdb as engine
+from udfs.errors import IntegrityError, ScorehouseError, SpecError
+from udfs.names import InvalidReference, ModelRef
+from udfs.registry import Registry
+from udfs.scoring import Scorer
+from udfs.signing import generate_keys
+from udfs.spec import parse_spec
+from udfs.training import read_source
+
+BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
+                  "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
+                  "Mortgage_deny", "mortgage_deny@prod\n", "mortgage_deny@0", "mortgage_deny@1@2", ""]
+
+
+def rehash(folder, artifacts=()):
+    """What a writer of the registry can do without the signing key: rewrite files and every sha256 beside them."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in artifacts:
+        data = (folder / name).read_bytes()
+        manifest["artifacts"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (folder / "manifest.json").write_bytes(body)
+    (folder / "manifest.sha256").write_text(hashlib.sha256(body).hexdigest() + "\n")
+
+
+def edit_manifest(folder, change):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rehash(folder)
+
+
+@pytest.mark.parametrize("ref", BAD_REFERENCES)
+def test_a_reference_outside_the_grammar_is_refused_before_any_lookup(ref):
+    with pytest.raises(InvalidReference) as error:
+        ModelRef.parse(ref)
+    message = str(error.value)
+    assert "\n" not in message and "\x00" not in message and len(message) < 500
+    assert "a model name is lower-case ASCII letters" in message
+
+
+def test_registry_methods_refuse_names_that_would_leave_the_registry(small_copy):
+    registry = small_copy.registry
+    outside = small_copy.root / "outside"
+    shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
+    before = (outside / "mortgage_deny" / "aliases.json").read_bytes()
+    for call in (lambda: registry.card(str(outside / "mortgage_deny"), 1), lambda: registry.versions("../outside"),
+                 lambda: registry.promote("../outside/mortgage_deny", 1), lambda: registry.load("mortgage_deny", "1/../1"),
+                 lambda: registry.resolve(f"{outside}/mortgage_deny@1"), lambda: registry.rollback("/tmp/x")):
+        with pytest.raises(InvalidReference):
+            call()
+    assert (outside / "mortgage_deny" / "aliases.json").read_bytes() == before
+
+
+def test_cli_refuses_paths_as_references_in_one_line(small_copy):
+    outside = small_copy.root / "outside"
+    shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
+    before = (outside / "mortgage_deny" / "aliases.json").read_bytes()
+    for args in (["show", f"../{outside.name}/mortgage_deny@1"], ["promote", str(outside / "mortgage_deny"), "1"],
+                 ["show", "m" * 5000], ["verify", "../outside"], ["rollback", "/tmp/m"]):
+        result = small_copy.cli(*args)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr and "is not valid" in result.stderr
+    assert (outside / "mortgage_deny" / "aliases.json").read_bytes() == before
+
+
+def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehouse(small_copy, tmp_path):
+    """`scorehouse sql`: read-only, external access off; scorehouse's functions reach the registry and nothing else."""
+    outside = tmp_path / "outside"
+    shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
+    target, secret = tmp_path / "written.csv", tmp_path / "secret.txt"
+    secret.write_text("s3cret\n")
+    aliases = small_copy.registry_path / "mortgage_deny" / "aliases.json"
+    before = aliases.read_bytes()
+    attempts = {
+        f"select predict('{outside}/mortgage_deny@1', t) from features_mortgage t": "is not valid",
+        "select predict('../outside/mortgage_deny@1', t) from features_mortgage t": "is not valid",
+        f"select * from scorehouse_bins('{outside}/mortgage_deny@1')": "is not valid",
+        f"select scorehouse_model_version('{outside}/mortgage_deny')": "is not valid",
+        f"select * from read_csv('{secret}')": "file system operations are disabled",
+        f"copy (select 1) to '{target}'": "",
+        f"attach '{tmp_path / 'x.duckdb'}' as x": "",
+        f"select scorehouse_publish_file('{aliases}', '{target}')": "does not exist",
+        "install httpfs": "",
+    }
+    for query, expected in attempts.items():
+        result = small_copy.cli("sql", query)
+        assert result.returncode == 1, (query, result.stdout)
+        assert expected in result.stderr and "Traceback" not in result.stderr, (query, result.stderr)
+    assert not target.exists() and not (tmp_path / "x.duckdb").exists() and aliases.read_bytes() == before
+    functions = small_copy.cli("sql", "select distinct function_name from duckdb_functions() "
+                                      "where function_name like '%scorehouse%' order by 1", "--format", "json", check=True)
+    names = {row["function_name"] for row in json.loads(functions.stdout)}
+    assert names == {"scorehouse_predict", "scorehouse_predict_label", "scorehouse_predict_proba", "scorehouse_model_version",
+                     "scorehouse_predict_sql", "scorehouse_resolves", "scorehouse_profile_json",
+                     "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins",
+                     "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit"}
+
+
+def test_compiled_sql_holding_statements_is_refused_and_runs_nowhere(small_copy, tmp_path, caplog):
+    """A registry writer puts a COPY into compiled.json and fixes every hash: it is refused, it never runs."""
+    assert small_copy.candidates["mortgage_logit"].manifest["compiled"]["preferred"]["duckdb"]  # a macro, untouched
+    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
+    target = tmp_path / "pwned.csv"
+    compiled = json.loads((folder / "compiled.json").read_text())
+    payload = f"0) END; COPY (SELECT 42) TO '{target}'; SELECT (1"
+    compiled["expressions"]["duckdb"]["score"] = payload
+    (folder / "compiled.json").write_text(json.dumps(compiled))
+    rehash(folder, ["compiled.json"])
+    with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
+        scores = con.sql("select predict_mortgage_logit(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, "
+                         "single, condominium)) as p from features_mortgage").fetchnumpy()["p"]
+        assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()  # onnxruntime answered
+        kinds = con.sql("select function_type from duckdb_functions() where function_name = 'predict_mortgage_logit'")
+        assert {k for (k,) in kinds.fetchall()} == {"scalar"}  # no macro over the refused SQL
+    assert "compiled.json is not one plain expression over the model's features on duckdb" in caplog.text
+    with pytest.raises(IntegrityError, match="on duckdb: it does not parse"):
+        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "compiled")
+    verify = small_copy.cli("verify", "mortgage_logit")
+    assert verify.returncode == 1 and "compiled.json is not one plain expression" in verify.stdout
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("expression, found", [
+    ("length(read_text('/etc/passwd'))", "holds Length"),
+    ("`__scorehouse_row`.`black` + 1", "reads column"),
+    ("(select 1)", "holds Subquery"),
+    ("`__scorehouse_row`.`dir` /* x */ + 1", "holds a comment"),
+    ("`__scorehouse_row`.`dir` + x.`lvr`", "reads column"),
+    ("getenv('HOME')", "holds"),
+])
+def test_compiled_sql_is_one_expression_over_the_models_features(small_copy, expression, found):
+    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
+    compiled = json.loads((folder / "compiled.json").read_text())
+    compiled["expressions"]["spark"]["score"] = expression
+    (folder / "compiled.json").write_text(json.dumps(compiled))
+    rehash(folder, ["compiled.json"])
+    with pytest.raises(IntegrityError, match=f"on spark: it {found}"):
+        Scorer(small_copy.registry_path).compiled_sql("mortgage_logit", "score", "spark", "compiled")
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"query": "select * from features_mortgage; copy (select 1) to '{target}'"}, "one SELECT statement, found 2"),
+    ({"query": "copy (select 1) to '{target}'"}, "one SELECT statement, found 1 statement(s): copy"),
+    ({"table": "features_mortgage", "where": "true; copy (select 1) to '{target}'"}, "one SELECT statement"),
+    ({"table": "features_mortgage; drop table x"}, "is not a table name"),
+    ({"query": "select * from read_csv('{secret}')"}, "file system operations are disabled"),
+    ({"table": "features_mortgage", "where": "dir in (select length(content) from read_text('{secret}'))"},
+     "file system operations are disabled"),
+])
+def test_spec_sources_are_one_select_without_file_access(small, tmp_path, source, message):
+    target, secret = tmp_path / "written.csv", tmp_path / "secret.txt"
+    secret.write_text("s3cret\n")
+    source = {k: v.format(target=target, secret=secret) for k, v in source.items()}
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "source": source,
+                           "estimator": "logistic_regression", "features": {"numeric": ["dir"]}})
+        read_source(spec, small.warehouse)
+    assert not target.exists()
+
+
+def test_a_query_source_trains(small):
+    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "estimator": "logistic_regression",
+                       "source": {"query": "select * from features_mortgage where dir < 1", "where": "lvr > 0.5"},
+                       "features": {"numeric": ["dir", "lvr"]}})
+    table = read_source(spec, small.warehouse)
+    expected = small.query("select count(*) as n from features_mortgage where dir < 1 and lvr > 0.5")["n"][0]
+    assert table.num_rows == expected and table.column_names == ["dir", "lvr", "is_denied"]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    private, public, key_id = generate_keys(folder)
+    other_private, other_public, _ = generate_keys(folder / "other")
+    return {"private": private, "public": public, "key_id": key_id, "other_private": other_private,
+            "other_public": other_public}
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(keys):
+    assert oct(keys["private"].stat().st_mode & 0o777) == "0o600"
+    assert keys["public"].read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    with pytest.raises(ScorehouseError, match="keys are never overwritten"):
+        generate_keys(keys["private"].parent)
+
+
+def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_path):
+    """Rewriting positive_class plus manifest.sha256 inverts every score of an unsigned registry; signed, it does not load."""
+    registry = Registry(tmp_path / "registry", signing_key=keys["private"])
+    candidate = small.candidates["mortgage_deny"]
+    version = registry.register(candidate.manifest, candidate.files)
+    folder = registry.root / "mortgage_deny" / "versions" / str(version)
+    assert json.loads((folder / "manifest.sig").read_text())["key_id"] == keys["key_id"]
+    checked = Registry(registry.root, public_key=keys["public"])
+    assert checked.verify("mortgage_deny", version) == []
+    assert checked.card("mortgage_deny", version).manifest["positive_class"] == "true"
+
+    def invert(manifest):  # and drop the compiled SQL, whose check would catch the flipped sample
+        manifest.update(positive_class="false", compiled={"skipped": "none"})
+        manifest["artifacts"].pop("compiled.json", None)
+
+    edit_manifest(folder, invert)
+    sample = json.loads((folder / "sample.json").read_text())
+    sample["expected"]["score"] = [1 - p for p in sample["expected"]["score"]]
+    (folder / "sample.json").write_text(json.dumps(sample))
+    rehash(folder, ["sample.json"])
+    unsigned = Registry(registry.root)
+    assert unsigned.verify("mortgage_deny", version) == []  # hashes alone see nothing wrong, and the scores flip:
+    assert unsigned.load("mortgage_deny", version).manifest["positive_class"] == "false"
+    with pytest.raises(IntegrityError, match=f"manifest.json is not signed by the configured key {keys['key_id']}"):
+        Registry(registry.root, public_key=keys["public"]).card("mortgage_deny", version)
+    with pytest.raises(IntegrityError, match="not signed by the configured key"):
+        Registry(registry.root, public_key=keys["other_public"]).load("mortgage_deny", version)
+
+
+def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatures(small_copy, keys):
+    env = {"SCOREHOUSE_PUBLIC_KEY": str(keys["public"])}
+    result = small_copy.cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1")
+    assert result.returncode == 0
+    verify = small_copy.cli("verify")
+    assert verify.returncode == 0 and "unsigned; sha256 files catch corruption, not edits" in verify.stderr
+    from conftest import run_cli
+
+    refused = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
+                      env={**small_copy.env, **env})
+    assert refused.returncode == 1
+    unsigned = f"is not signed, and this registry requires signatures (public key {keys['key_id']}); refusing to load it"
+    assert refused.stderr.splitlines() == [f"warning: Model mortgage_deny v1 {unsigned}",
+                                           f"warning: Model mortgage_logit v1 {unsigned}",
+                                           f"error: Model mortgage_deny v1 {unsigned}"]
+    signed = run_cli("sign", env={**small_copy.env, "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}, check=True)
+    assert "mortgage_deny v1: signed" in signed.stdout and "mortgage_logit v1: signed" in signed.stdout
+    scored = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
+                     env={**small_copy.env, **env}, check=True)
+    assert "predict" in scored.stdout
+    verify = run_cli("verify", env={**small_copy.env, **env}, check=True)
+    assert f"signed; every load checks the signature of key {keys['key_id']}" in verify.stderr
+    assert keys["key_id"] in verify.stdout
+
+
+def test_a_version_copied_into_another_folder_does_not_load(small_copy):
+    versions = small_copy.registry_path / "mortgage_deny" / "versions"
+    shutil.copytree(small_copy.registry_path / "mortgage_logit" / "versions" / "1", versions / "2")
+    with pytest.raises(IntegrityError, match="describes mortgage_logit v1; refusing to load it"):
+        small_copy.registry.card("mortgage_deny", 2)
+    assert small_copy.registry.card("mortgage_deny", 1).version == 1
+
+
+def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
+    """predict()'s SQL quotes the relation alias and every feature name it writes."""
+    from udfs.sql import DUCKDB
+
+    target = tmp_path / "pwned.csv"
+    evil = f"x\" || 1); copy (select 1) to '{target}'; select (\""
+    scorer = Scorer(small.registry_path)
+    with engine.connect(":memory:", small.registry_path) as con:
+        con.execute(f"attach {DUCKDB.literal(str(small.warehouse))} as w (read_only)")
+        for method in ("compiled", "onnx"):
+            sql = engine.predict_sql(scorer, "mortgage_logit", evil, "score", method)
+            scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}").fetchnumpy()["p"]
+            assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()
+    assert not target.exists()
