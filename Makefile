@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo demo-drift demo-spark test bench clean
+.PHONY: setup demo demo-drift demo-spark test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ demo-spark: demo
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit tests that need neither dbt nor Spark (real DuckDB, onnxruntime and the CLI): about a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not dbt and not spark" $(PYTEST_ARGS)
 
 # Every comparison side by side (about 30 minutes on 2 cores); writes bench/RESULTS.md. BENCH_ARGS="--sizes 1000000" for a short run.
 bench: setup

@@ -6,6 +6,7 @@ it stands for; an error case must name the model, the feature, what was expected
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -15,9 +16,13 @@ import pytest
 import udfs.duckdb as engine
 from udfs.errors import ModelNotFound
 from udfs.registry import ModelRef
+from udfs.sql import dialect
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 LONG = "x" * 1_000_000
+# A column name made to close a string literal in guard SQL and write this file; it must stay a name.
+INJECTED = Path(tempfile.gettempdir()) / "scorehouse_injected_by_a_column_name.csv"
+ODD_COLUMN = f"x' || 1); copy (select 42) to '{INJECTED}'; select ('"
 
 # case -> (SQL for the changed fields, the row scikit-learn scores in its place)
 SCORED = {
@@ -25,13 +30,17 @@ SCORED = {
     "NaN in a numeric feature": ({"lvr": "CAST('NaN' AS DOUBLE)"}, {"lvr": None}),
     "+inf in a numeric feature": ({"dir": "CAST('Infinity' AS DOUBLE)"}, {"dir": 1e30}),
     "-inf in a numeric feature": ({"dir": "CAST('-Infinity' AS DOUBLE)"}, {"dir": -1e30}),
+    "a finite value beyond float32's range": ({"dir": "CAST(1e308 AS DOUBLE)", "hir": "CAST(-1e308 AS DOUBLE)"},
+                                              {"dir": 1e30, "hir": -1e30}),
     "integer column holding NULL": ({"ccs": "CAST(NULL AS INTEGER)", "mcs": "CAST(2 AS INTEGER)"}, {"ccs": None, "mcs": 2.0}),
+    "BIGINT above 2^24": ({"ccs": "CAST(16777217 AS BIGINT)"}, {"ccs": 16777216.0}),
     "NULL in a categorical feature": ({"pbcr": "CAST(NULL AS STRING)"}, {"pbcr": None}),
     "empty-string category": ({"pbcr": "''"}, {"pbcr": None}),
     "unseen category": ({"self": "'maybe'"}, {"self": "maybe"}),
     "non-ASCII category": ({"self": "'sí 是'"}, {"self": "sí 是"}),
     "very long string (1 MB)": ({"self": f"'{LONG}'"}, {"self": LONG}),
     "extra columns": ({"extra_1": "42", "extra_2": "'x'"}, {}),
+    "extra columns named to break out of SQL": ({ODD_COLUMN: "1", "owner's note": "'x'"}, {}),
     "a single row": ({}, {}),
 }
 ERRORS = {
@@ -54,10 +63,7 @@ def first_row(workspace) -> dict:
 
 def row_sql(base: dict, changes: dict, engine: str = "duckdb") -> str:
     """The struct literal of `base` with `changes` (field -> SQL, None drops it), for DuckDB or Spark SQL."""
-    fields = row_fields(base, changes)
-    if engine == "spark":
-        return "named_struct(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
-    return "struct_pack(" + ", ".join(f'"{k}" := {v}' for k, v in fields.items()) + ")"
+    return dialect(engine).struct(row_fields(base, changes).items())
 
 
 def row_fields(base: dict, changes: dict) -> dict:
@@ -84,7 +90,7 @@ def test_scored_cases_equal_scikit_learn(con, trained, base, case):
     generic = con.sql(f"select predict('mortgage_deny', {row})").fetchall()[0][0]
     expected = trained.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
     assert generic == pytest.approx(expected, abs=1e-5)
-    if not any(name.startswith("extra") for name in changes):  # the typed function takes exactly its features
+    if set(changes) <= set(FEATURES):  # the typed function takes exactly its features
         typed = con.sql(f"select predict_mortgage_deny({row})").fetchall()[0][0]
         assert typed == pytest.approx(generic, abs=1e-12)
 
@@ -189,7 +195,7 @@ def _slug(case: str) -> str:
 def _case_model(base: dict, changes: dict, key: int) -> str:
     """A dbt model holding `base` with `changes` as one row (field -> SQL, None drops it), keyed `key`."""
     fields = {"application_id": str(key), **row_fields(base, changes)}
-    return "select " + ", ".join(f"{sql} as {name}" for name, sql in fields.items())
+    return "select " + ", ".join(f"{sql} as {{{{ scorehouse.identifier({json.dumps(name)}) }}}}" for name, sql in fields.items())
 
 
 def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
@@ -248,11 +254,13 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
     assert unknown["status"] == "error" and "Model 'mortgage_dny' not found in registry" in unknown["message"]
     deleted = results["scored_an_alias_at_a_deleted_version"]
     assert deleted["status"] == "error" and "alias 'retired' points at version 7, which no longer exists" in deleted["message"]
+    assert not INJECTED.exists()  # the odd column stayed a name in every guard's SQL
 
 
 def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
     from conftest import build_package
 
+    INJECTED.unlink(missing_ok=True)
     package = write_bad_input_project(tmp_path / "bad_input", base, workspace.registry_path)
     build, results = build_package(tmp_path / "bad_input", package, workspace, tmp_path)
     assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it

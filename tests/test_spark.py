@@ -142,6 +142,45 @@ def test_errors_read_as_in_duckdb(spark, built):
         con.close()
 
 
+def test_compiled_sql_refuses_what_onnx_refuses_on_spark(spark, compiled_models):
+    """Inlined compiled SQL checks each column's type as the ONNX path does, with the same message."""
+    import udfs.spark
+    from udfs.scoring import Scorer
+
+    registry, models = compiled_models
+    _, rows = models["c_binary_logistic"]
+    spark.createDataFrame(rows.assign(lvr=rows.lvr.astype(str))).createOrReplaceTempView("mistyped_rows")
+    scorer = Scorer(registry)
+    sql = udfs.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
+    with pytest.raises(Exception) as info:
+        spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
+    message = udfs.spark.friendly_error(info.value)
+    assert message == "Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE (numeric)", \
+        str(info.value)[:2000]
+    expression = udfs.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
+    plan = spark.sql(f"explain select {expression} from compiled_rows as r").first()[0]
+    assert "typeof" not in plan and "raise_error" not in plan  # folded away on well-typed input
+
+
+def test_a_broken_version_or_a_path_reference_fails_alone_on_spark(spark, built, tmp_path):
+    import udfs.spark
+
+    registry = tmp_path / "registry"
+    shutil.copytree(built.registry_path, registry)
+    onnx = registry / "diamond_price" / "versions" / "1" / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-1])
+    session = spark.newSession()
+    udfs.spark.register(session, registry)
+    for table, _, _, _ in MARTS.values():
+        session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
+    scored = session.sql("select count(predict('mortgage_deny', struct(*))) as n from features_mortgage").first()["n"]
+    assert scored == 2381
+    message = spark_error(session, "select predict('diamond_price', struct(*)) from features_diamonds")
+    assert message.startswith("Model diamond_price v1: model.onnx failed its sha256 check (recorded ")
+    assert "is not valid" in spark_error(session, f"select predict('{registry}/mortgage_deny@1', struct(*)) "
+                                                  "from features_mortgage")
+
+
 def test_profile_views_match_duckdb(spark, built):
     import udfs.duckdb as engine
 

@@ -115,7 +115,7 @@ def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str,
     except OSError as exc:
         raise ScorehouseError(f"the translation could not run: {exc.strerror or exc}") from None
     reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-    if "MemoryError" in child.stderr or child.returncode < 0:
+    if child.returncode < 0 or "memory" in child.stderr.lower():
         reason = f"the translation needed more than {COMPILE_MEMORY >> 30} GiB of memory ({reason})"
     raise ScorehouseError(reason)
 

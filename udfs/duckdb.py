@@ -239,11 +239,10 @@ def explain_bind_error(message: str, scorer: Scorer) -> str:
         return (f"Model {scorer.describe(name)}: predict_{name}() takes a struct of its features "
                 f"({describe_features(scorer.card(name).features)}); the struct given lacks one or has another type. "
                 f"predict('{name}', <row>) names the feature")
-    marker = "argument types 'predict_"
-    if marker not in message:
+    call = re.search(r"argument types '(?:predict|scorehouse_onnx)_(\w+)\((.*)", message)
+    if not call:
         return message
-    call = message.split(marker, 1)[1]
-    name, _, rest = call.partition("(")
+    name, rest = call.groups()
     if not name or name not in scorer.registry.models():
         return message
     given = rest.split(")'", 1)[0]

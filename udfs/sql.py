@@ -44,7 +44,11 @@ class Dialect:
         return "struct_pack(" + ", ".join(f"{self.identifier(n)} := {e}" for n, e in fields) + ")"
 
     def type_name(self, expression: str) -> str:
-        """The SQL type name of an expression; both engines fold it to a constant when planning."""
+        """The SQL type name of an expression, spelled as DuckDB and Arrow-fed errors spell it (Spark's
+        `string` is VARCHAR); both engines fold it to a constant when planning."""
+        if self.name == "spark":
+            return (f"case typeof({expression}) when 'string' then 'VARCHAR' when 'int' then 'INTEGER' "
+                    f"else upper(typeof({expression})) end")
         return f"typeof({expression})"
 
     def matches(self, expression: str, pattern: str) -> str:
@@ -64,8 +68,10 @@ class Dialect:
         """
         if self.name == "spark":
             return f"cast({expression} as float)"
-        return (f"coalesce(try_cast({expression} as float), case when {expression} > 0 then cast('inf' as float) "
-                f"when {expression} < 0 then cast('-inf' as float) end)")
+        # try_cast binds whatever the column's type, so a type check in front of this can speak first
+        double = f"try_cast({expression} as double)"
+        return (f"coalesce(try_cast({expression} as float), case when {double} > 0 then cast('inf' as float) "
+                f"when {double} < 0 then cast('-inf' as float) end)")
 
 
 DUCKDB = Dialect("duckdb", '"', backslash_escapes=False)

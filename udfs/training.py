@@ -68,7 +68,7 @@ def _estimators() -> dict[str, dict[str, type]]:
 
 
 # Linear models get a scaler; tree models must not: the float32 scaler output in ONNX flips split
-# thresholds (measured max |dp| 0.31 for HistGradientBoosting), see DESIGN.md.
+# thresholds (measured max |dp| 0.31 for HistGradientBoosting).
 SCALED_ESTIMATORS = frozenset({"logistic_regression", "linear_regression", "ridge"})
 
 
@@ -197,10 +197,13 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     if positive is not None and positive not in classes:
         raise SpecError(f"Model {spec.name}: positive_class '{positive}' is not a class; classes: {classes}")
 
-    x_train, x_test, y_train, y_test = train_test_split(
-        frame, y, test_size=spec.split.test_size, random_state=spec.split.seed,
-        stratify=y if classifier else None,
-    )
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            frame, y, test_size=spec.split.test_size, random_state=spec.split.seed,
+            stratify=y if classifier else None,
+        )
+    except ValueError as exc:  # e.g. a class with one row cannot be stratified
+        raise SpecError(f"Model {spec.name}: cannot draw the holdout (split {spec.split}): {exc}") from None
     pipeline = build_pipeline(spec)
     log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
     try:
@@ -322,7 +325,7 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
         raise ParityError(
             f"Model {model.name}: onnxruntime and scikit-learn disagree on the holdout "
             f"(max |difference| {record['max_abs_diff']:.3g} > tolerance {tolerance:.3g}, worst at holdout row {worst}); "
-            "not registered. Tree models must not have a scaler in front of them; see DESIGN.md"
+            "not registered"
         )
     return record
 

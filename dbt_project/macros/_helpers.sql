@@ -43,8 +43,9 @@
 {%- endmacro %}
 
 {% macro default__float32(expression) -%}
-  {{ return("coalesce(try_cast(" ~ expression ~ " as float), case when " ~ expression ~ " > 0 then cast('inf' as float) when "
-            ~ expression ~ " < 0 then cast('-inf' as float) end)") }}
+  {%- set double = "try_cast(" ~ expression ~ " as double)" -%}
+  {{ return("coalesce(try_cast(" ~ expression ~ " as float), case when " ~ double ~ " > 0 then cast('inf' as float) when "
+            ~ double ~ " < 0 then cast('-inf' as float) end)") }}
 {%- endmacro %}
 
 {% macro spark__float32(expression) -%}
