@@ -28,7 +28,7 @@ import pyarrow.json as pajson
 
 from .compiled import bind
 from .config import warehouse_path
-from .errors import FeatureError, ScorehouseError
+from .errors import FeatureError, IntegrityError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
@@ -106,10 +106,11 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     for card in scorer.default_cards():
         try:
             compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb")
-        except ScorehouseError as exc:  # forced and missing, or refused: the ONNX function answers
-            if "refusing" in str(exc):
-                scorer.warn(str(exc))
+        except IntegrityError as exc:  # refused SQL: the ONNX function answers
+            scorer.warn(str(exc))
             continue
+        except ScorehouseError:
+            continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
         if compiled is not None:  # the model name is checked by udfs.names; the SQL by compiled.prepared
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
             conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
