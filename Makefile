@@ -6,8 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DBT := $(BIN)/dbt
-DBT_ARGS := --project-dir dbt_project --profiles-dir .
-SCOREHOUSE := $(BIN)/scorehouse
+DEMO := dbt_project/demo
+DBT_ARGS := --project-dir $(DEMO) --profiles-dir $(CURDIR)
+# The demo's scorehouse.yml says where its registry and warehouse are: commands run in its folder.
+SCOREHOUSE := cd $(DEMO) && $(abspath $(BIN))/scorehouse
 PYTEST_ARGS ?=
 
 # dbt must not try to reach its telemetry endpoint from an offline machine.
@@ -25,10 +27,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	@echo "== 1/4 build the training tables (staging and features)"
+	@echo "== 1/4 install the scorehouse dbt package, build the training tables (staging and features)"
+	$(DBT) deps $(DBT_ARGS)
 	$(DBT) build $(DBT_ARGS) --exclude tag:scoring tag:scorehouse_guard
 	@echo "== 2/4 train, check and register the demo models"
-	$(SCOREHOUSE) train dbt_project/training/mortgage_deny.yml dbt_project/training/diamond_price.yml
+	$(SCOREHOUSE) train training/mortgage_deny.yml training/diamond_price.yml
 	@echo "== 3/4 promote the newest versions to prod"
 	$(SCOREHOUSE) promote mortgage_deny latest
 	$(SCOREHOUSE) promote diamond_price latest
@@ -49,8 +52,8 @@ demo: setup
 
 demo-drift: demo
 	@echo "== a broken upstream batch: dir in percent, 30% of lvr NULL, a new category in self"
-	$(BIN)/python dbt_project/data/broken_batch.py warehouse/broken_batch
-	@if $(DBT) build $(DBT_ARGS) --vars '{data_dir: warehouse/broken_batch}'; then \
+	$(BIN)/python $(DEMO)/data/broken_batch.py $(DEMO)/warehouse/broken_batch
+	@if $(DBT) build $(DBT_ARGS) --vars '{data_dir: $(abspath $(DEMO))/warehouse/broken_batch}'; then \
 	    echo "error: the guards let the broken batch through"; exit 1; \
 	else echo "== the guards stopped the build above; mart_mortgage_risk kept its previous rows"; fi
 	@$(SCOREHOUSE) sql "select model_ref, feature, metric, round(baseline_value, 4) as training, \
@@ -62,7 +65,7 @@ demo-drift: demo
 demo-spark: demo
 	@echo "== the same dbt project on Spark local[2]: guards, then scored marts (Parquet under warehouse/spark)"
 	$(BIN)/python spark_jobs/dbt_build.py
-	@$(BIN)/python -c "import duckdb; print(duckdb.sql(\"select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, round(avg(deny_probability), 4) as mean_score from read_parquet('warehouse/spark/scorehouse.db/mart_mortgage_risk/*.parquet') group by all union all select 'mart_diamond_prices', model_name, model_version, count(*), round(avg(predicted_price), 1) from read_parquet('warehouse/spark/scorehouse.db/mart_diamond_prices/*.parquet') group by all\"))"
+	@cd $(DEMO) && $(abspath $(BIN))/python -c "import duckdb; print(duckdb.sql(\"select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, round(avg(deny_probability), 4) as mean_score from read_parquet('warehouse/spark/scorehouse.db/mart_mortgage_risk/*.parquet') group by all union all select 'mart_diamond_prices', model_name, model_version, count(*), round(avg(predicted_price), 1) from read_parquet('warehouse/spark/scorehouse.db/mart_diamond_prices/*.parquet') group by all\"))"
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -77,4 +80,4 @@ bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf warehouse registry dbt_project/target dbt_project/logs
+	rm -rf $(DEMO)/warehouse $(DEMO)/registry $(DEMO)/target $(DEMO)/logs $(DEMO)/dbt_packages

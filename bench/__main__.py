@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ROOT / "dbt_project"
+PROJECT = ROOT / "dbt_project" / "demo"  # the demo dbt project (which installs the scorehouse package)
 FEATURE_TABLES = {"mortgage_deny": "features_mortgage", "diamond_price": "features_diamonds"}
 # name -> (spec it starts from, estimator override, features table)
 MODELS = {
@@ -69,9 +69,11 @@ def build_workspace(folder: Path, models: dict) -> dict[str, str]:
     env = {"SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"), "SCOREHOUSE_REGISTRY": str(folder / "registry"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"}
     dbt = Path(sys.executable).parent / "dbt"
+    subprocess.run([str(dbt), "deps", "--quiet", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
+                   check=True, cwd=ROOT, env={**os.environ, **env})
     subprocess.run([str(dbt), "build", "--exclude", "tag:scoring", "tag:scorehouse_guard", "--quiet",
                     "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT), "--target-path", str(folder / "target"),
-                    "--log-path", str(folder / "logs"), "--vars", f"{{data_dir: '{PROJECT / 'data'}'}}"],
+                    "--log-path", str(folder / "logs")],
                    check=True, cwd=ROOT, env={**os.environ, **env})
     registry = Registry(env["SCOREHOUSE_REGISTRY"])
     log = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731

@@ -21,7 +21,8 @@ from udfs.spec import load_spec
 from udfs.training import Candidate, read_source, sklearn_outputs, train
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = ROOT / "dbt_project"
+PACKAGE = ROOT / "dbt_project"  # the dbt package users install
+PROJECT = PACKAGE / "demo"  # the demo dbt project, which installs it
 SPECS = {"mortgage_deny": PROJECT / "training" / "mortgage_deny.yml",
          "diamond_price": PROJECT / "training" / "diamond_price.yml"}
 DBT = str(Path(sys.executable).parent / "dbt")  # the dbt of this interpreter's environment
@@ -117,7 +118,7 @@ def build_package(project: Path, package: str, workspace: Workspace, out: Path) 
 
 def install_package(project: Path) -> None:
     """Make this dbt project a package of the test project at `project` (`dbt deps`)."""
-    (project / "packages.yml").write_text(f"packages:\n  - local: {PROJECT}\n")
+    (project / "packages.yml").write_text(f"packages:\n  - local: {PACKAGE}\n")
     deps = subprocess.run([DBT, "deps", "--project-dir", str(project),
                            "--profiles-dir", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert deps.returncode == 0, deps.stdout
@@ -166,7 +167,7 @@ from read_csv(?, all_varchar = true, header = true)
 """
 # Fixtures that run dbt or Spark: tests using them are left out of `make test-fast`.
 DBT_FIXTURES = {"trained", "built", "workspace", "con", "compiled_models", "base"}
-SPARK_FIXTURES = {"spark", "dbt_on_spark", "standalone_cluster"}
+SPARK_FIXTURES = {"spark", "dbt_on_spark", "demo_on_spark", "standalone_cluster"}
 
 
 def pytest_collection_modifyitems(items):
@@ -202,6 +203,9 @@ def small_copy(small, tmp_path) -> Workspace:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Workspace:
     """Training tables built by dbt, both demo models trained and promoted to prod (not yet scored)."""
+    deps = subprocess.run([DBT, "deps", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
+                          capture_output=True, text=True, cwd=ROOT)  # the demo installs the package, as a user's does
+    assert deps.returncode == 0, deps.stdout
     ws = Workspace(tmp_path_factory.mktemp("trained"))
     ws.dbt("build", "--exclude", "tag:scoring", "tag:scorehouse_guard")
     for name in SPECS:

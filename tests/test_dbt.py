@@ -47,7 +47,7 @@ def test_protected_attribute_is_never_a_feature(built):
 
 
 def test_compiled_sql_uses_the_typed_function_with_features_by_name(built):
-    compiled = (built.root / "target" / "compiled" / "scorehouse" / "models" / "marts" / "mart_mortgage_risk.sql").read_text()
+    compiled = (built.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts" / "mart_mortgage_risk.sql").read_text()
     assert 'predict_mortgage_deny(struct_pack("dir" := "f"."dir"' in compiled
     assert '"condominium" := "f"."condominium"' in compiled
 
@@ -58,7 +58,7 @@ def test_forcing_compiled_sql_or_onnx_builds_the_same_marts(workspace):
     assert record["parity"]["ok"] and not record["preferred"]["duckdb"]
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "onnx"})
     onnx = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")
-    compiled_sql = workspace.root / "target" / "compiled" / "scorehouse" / "models" / "marts" / "mart_mortgage_risk.sql"
+    compiled_sql = workspace.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts" / "mart_mortgage_risk.sql"
     assert "scorehouse_onnx_mortgage_deny(struct_pack(" in compiled_sql.read_text()
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "compiled"})
     compiled = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")

@@ -18,7 +18,7 @@ import udfs.duckdb as engine
 from udfs import profile as prof
 from udfs.spec import Split
 
-from conftest import PROJECT, ROOT, build_package
+from conftest import PACKAGE, PROJECT, ROOT, build_package
 
 pytestmark = pytest.mark.dbt
 GUARD_CASES = Path(__file__).parent / "dbt_guards"
@@ -101,7 +101,7 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     result = workspace.dbt("build", data_dir=workspace.root / "broken", expect_ok=False)
     assert result.returncode != 0
     log = result.stdout
-    assert "Failure in test expect_model_inputs_stable_features_mortgage_mortgage_deny" in log
+    assert "Failure in test scorehouse_expect_model_inputs_stable_features_mortgage_mortgage_deny" in log
     named = set(re.findall(r"error: model mortgage_deny v1, feature (\w+):", log))
     assert named == BROKEN_FEATURES
     assert "SKIP relation main.mart_mortgage_risk" in log
@@ -201,14 +201,14 @@ def test_false_alarm_rate_on_bootstrap_resamples_of_clean_data(built):
 
 
 def test_python_and_dbt_default_thresholds_agree():
-    text = (PROJECT / "macros" / "guards" / "guard_failures.sql").read_text()
+    text = (PACKAGE / "macros" / "guards" / "guard_failures.sql").read_text()
     declared = {m: (float(w), float(e)) for m, w, e in re.findall(r"'(\w+)': \[([\d.]+), ([\d.]+)\]", text)}
     declared.pop("schema")
     assert declared == {k: tuple(map(float, v)) for k, v in prof.DEFAULT_THRESHOLDS.items()}
 
 
 def test_every_guard_macro_has_a_case():
-    tests = {p.stem for p in (PROJECT / "tests" / "generic").rglob("expect_*.sql")}
+    tests = {p.stem for p in (PACKAGE / "tests" / "generic").rglob("expect_*.sql")}
     cases = (GUARD_CASES / "seeds" / "_cases.yml").read_text()
     assert tests == set(re.findall(r"scorehouse\.(expect_\w+)", cases))
 

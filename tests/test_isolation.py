@@ -18,7 +18,7 @@ from udfs.errors import ScorehouseError, SpecError
 from udfs.scoring import Scorer
 from udfs.spec import load_spec, parse_spec
 
-from conftest import ROOT, SPECS
+from conftest import PROJECT, ROOT, SPECS
 
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
@@ -277,7 +277,7 @@ def test_a_value_beyond_float32_is_guarded_scored_recorded_and_published(built, 
     ws = built.copy(tmp_path / "ws")
     batch = tmp_path / "batch"
     batch.mkdir()
-    data = ROOT / "dbt_project" / "data"
+    data = PROJECT / "data"
     with duckdb.connect() as con:
         con.execute(f"copy (select * replace (case when column00 = '1' then '1e308' else dir end as dir) "
                     f"from read_csv('{data / 'hmda_boston.csv'}', all_varchar = true, header = true) "

@@ -227,13 +227,23 @@ def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame
 
 
 @pytest.fixture(scope="module")
+def demo_on_spark(built, tmp_path_factory):
+    """The demo project built on Spark by spark_jobs/dbt_build.py: (Spark warehouse folder, the run, results by name)."""
+    root = tmp_path_factory.mktemp("demo_on_spark")
+    workspace = built.copy(root / "ws")
+    build = run_dbt_on_spark(workspace, root / "spark")
+    return root / "spark", build, run_results(root / "spark" / "target", build.stdout)
+
+
+@pytest.fixture(scope="module")
 def dbt_on_spark(built, tmp_path_factory):
-    """One dbt run on Spark of the bad-input project, which builds the demo project (its package) too.
+    """One dbt run on Spark of the bad-input project, which installs the scorehouse package.
 
     (workspace, Spark warehouse folder, the run, its results by node name, the base row of the cases)
     """
-    from test_bad_input import first_row, write_bad_input_project
+    from test_bad_input import INJECTED, first_row, write_bad_input_project
 
+    INJECTED.unlink(missing_ok=True)
     root = tmp_path_factory.mktemp("dbt_on_spark")
     workspace, base, project = built.copy(root / "ws"), first_row(built), root / "bad_input"
     write_bad_input_project(project, base, workspace.registry_path)
@@ -242,10 +252,9 @@ def dbt_on_spark(built, tmp_path_factory):
     return workspace, root / "spark", build, run_results(root / "spark" / "target", build.stdout), base
 
 
-def test_dbt_project_on_spark_matches_duckdb(built, dbt_on_spark):
-    _, warehouse, build, results, _ = dbt_on_spark
-    demo = {name: r["status"] for name, r in results.items()
-            if r["unique_id"].split(".")[1] == "scorehouse" and r["unique_id"].split(".")[0] in ("model", "test")}
+def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
+    warehouse, build, results = demo_on_spark
+    demo = {name: r["status"] for name, r in results.items() if r["unique_id"].split(".")[0] in ("model", "test")}
     assert len(demo) == 27 and set(demo.values()) <= {"success", "pass"}, (demo, build.stdout[-4000:])
     for model, (_, mart, key, column) in MARTS.items():
         on_spark = read_parquet_table(warehouse, "scorehouse", mart).sort_values(key)

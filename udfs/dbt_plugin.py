@@ -6,6 +6,9 @@
         config: {registry: registry}          # optional: public_key: keys/scorehouse_signing.pub.pem
 
 One Scorer per dbt invocation, so every model of a build scores a reference with one version.
+Relative paths (the registry, the profile's DuckDB `path`, files the project's SQL reads) are taken
+from the dbt project folder, so `dbt build --project-dir ...` from any folder reads and writes the
+same files.
 
 The one file operation the package's hooks need, replacing the serving file after a build, is not a
 SQL function (an analyst's query could call that): the publish_marts hook reaches it through
@@ -20,6 +23,7 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from . import config as config_paths
 from .duckdb import create_macros, register
 from .errors import ScorehouseError
 from .registry import Registry
@@ -48,10 +52,19 @@ class PluginConfig:
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         config = PluginConfig.from_dict(plugin_config)
-        self.scorer = Scorer(Registry(config.registry, public_key=config.public_key))
-        path = getattr(self.creds, "path", None)
-        if path and path != ":memory:" and "://" not in path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)  # DuckDB does not create folders
+        project = project_dir()
+        registry = Registry(config_paths.registry_path(config.registry, base=project),
+                            public_key=config_paths.public_key_path(config.public_key, base=project))
+        self.scorer = Scorer(registry)
+
+    def update_connection_config(self, creds, config: dict[str, Any]) -> None:
+        """Relative paths are taken from the dbt project folder, not from wherever dbt runs: the warehouse
+        file's, and the files the project's SQL reads (DuckDB's file_search_path, unless the profile sets it)."""
+        config.setdefault("file_search_path", str(project_dir()))
+        path = getattr(creds, "path", None)
+        if path and path != ":memory:" and "://" not in path and not path.startswith("md:"):
+            creds.path = str(project_dir() / path)
+            Path(creds.path).parent.mkdir(parents=True, exist_ok=True)  # DuckDB does not create folders
 
     def configure_connection(self, conn) -> None:
         register(conn, scorer=self.scorer)
@@ -65,3 +78,14 @@ class Plugin(BasePlugin):
         if location is None or location.format != PUBLISH_FORMAT:
             raise ScorehouseError(f"scorehouse dbt plugin stores only format '{PUBLISH_FORMAT}' (the serving file)")
         publish_file(location.path, target_config.config["serving_path"])
+
+
+def project_dir() -> Path:
+    """The dbt project folder of this invocation (dbt's --project-dir, else the folder dbt found itself)."""
+    try:
+        from dbt.flags import get_flags
+
+        folder = getattr(get_flags(), "PROJECT_DIR", None)
+    except Exception:  # noqa: BLE001 - flags not set: dbt-duckdb used outside the dbt CLI
+        folder = None
+    return Path(folder or Path.cwd()).absolute()

@@ -14,7 +14,8 @@
   build published it, when and with how many rows. Spark writes its tables through its own catalog:
   nothing to publish there.
 
-  vars: scorehouse_serving_path (default: the warehouse path with `_serving` before `.duckdb`);
+  vars: scorehouse_publish (false: no publication), scorehouse_serving_path (default: the warehouse
+        file with `_serving` before `.duckdb`; a relative path is taken from the warehouse's folder),
         scorehouse_plugin (default 'scorehouse': the plugin's `alias` in profiles.yml).
 -#}
 {% macro publish_marts(results) -%}
@@ -26,7 +27,9 @@
 {%- endmacro %}
 
 {% macro duckdb__publish_marts(results) -%}
-  {%- if not execute or flags.WHICH not in ('build', 'run') -%}{{ return('') }}{%- endif -%}
+  {%- if not scorehouse.hook_enabled('scorehouse_publish') or flags.WHICH not in ('build', 'run') -%}
+    {{ return('') }}
+  {%- endif -%}
   {%- set fresh = scorehouse.freshly_built_marts(results) -%}
   {%- if not fresh -%}{{ return('') }}{%- endif -%}
   {%- set target_file = scorehouse.serving_path() -%}
@@ -77,10 +80,13 @@
 {%- endmacro %}
 
 
+{#- The serving file: beside the warehouse file as DuckDB opened it (an absolute path) -#}
 {% macro serving_path() -%}
-  {%- set warehouse = target.path -%}
+  {%- set warehouse = run_query("select path from duckdb_databases() where database_name = current_database()").columns[0].values()[0] -%}
+  {%- set folder = warehouse.rsplit('/', 1)[0] -%}
   {%- set default = warehouse[:-7] ~ '_serving.duckdb' if warehouse.endswith('.duckdb') else warehouse ~ '_serving' -%}
-  {{ return(var('scorehouse_serving_path', default)) }}
+  {%- set chosen = var('scorehouse_serving_path', default) | string -%}
+  {{ return(chosen if chosen.startswith('/') else folder ~ '/' ~ chosen) }}
 {%- endmacro %}
 
 

@@ -4,7 +4,7 @@
   Spark gets an external CSV table per source, every column a string, as DuckDB's all_varchar.
 -#}
 {% macro create_raw_sources() -%}
-  {{ return(adapter.dispatch('create_raw_sources', 'scorehouse')()) }}
+  {{ return(adapter.dispatch('create_raw_sources', 'scorehouse_demo')()) }}
 {%- endmacro %}
 
 {% macro default__create_raw_sources() -%}

@@ -1,0 +1,106 @@
+{#-
+  The package's on-run-end hooks (dbt_project.yml). They run in the project that installs the package,
+  with no configuration; each is switched off by its own var and by nothing else:
+    report_guard_failures(results)  prints each failing guard row, so the build log names the features
+                                    (var scorehouse_guard_summary: false to switch it off)
+    publish_marts(results)          copies the marts tagged `published` to the serving file (publish.sql)
+                                    (var scorehouse_publish: false)
+    record_drift_history()          appends the metrics of every guarded input to drift_history
+                                    (var scorehouse_drift_history: false)
+  A model downstream of the guarded features would be skipped exactly when they drift, so the history
+  is written by a hook, which runs whatever the build's outcome.
+-#}
+{% macro hook_enabled(name) -%}
+  {{ return(execute and var(name, true) not in (false, 'false', 'False', 0)) }}
+{%- endmacro %}
+
+
+{% macro report_guard_failures(results) -%}
+  {%- if not scorehouse.hook_enabled('scorehouse_guard_summary') -%}{{ return('') }}{%- endif -%}
+  {%- for result in results if result.node.resource_type == 'test' and result.status in ('fail', 'warn')
+                              and 'scorehouse_guard' in result.node.tags and result.node.relation_name -%}
+    {%- set rows = run_query("select * from " ~ result.node.relation_name ~ " order by level, feature, metric") -%}
+    {%- do log("scorehouse guard " ~ (result.status | upper) ~ " " ~ result.node.name ~ ":", info=true) -%}
+    {%- for row in rows -%}
+      {%- set detail = row['detail'] or (
+            row['metric'] ~ " " ~ ("%.4g" | format(row['current_value']))
+            ~ " (training " ~ ("%.4g" | format(row['baseline_value'])) ~ "; warn above "
+            ~ ("%.4g" | format(row['warn_above'])) ~ ", error above " ~ ("%.4g" | format(row['error_above'])) ~ ")") -%}
+      {%- do log("  " ~ row['level'] ~ ": model " ~ row['model_name'] ~ " v" ~ row['model_version']
+                 ~ ", feature " ~ row['feature'] ~ ": " ~ detail, info=true) -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ return('') }}
+{%- endmacro %}
+
+
+{#-
+  guarded_inputs(): {model_ref, relation node} for every relation a scorehouse input guard tests in this
+  project (every guard but expect_output_drift_below), plus the optional var scorehouse_monitors
+  ([{model_ref: ..., relation: <model, seed or table name>}]) for inputs without a guard.
+-#}
+{% macro guarded_inputs() -%}
+  {%- set found = {} -%}
+  {%- for test in graph.nodes.values() if test.resource_type == 'test' and test.test_metadata
+        and test.test_metadata.namespace == 'scorehouse' and test.test_metadata.name.startswith('expect_')
+        and test.test_metadata.name != 'expect_output_drift_below' -%}
+    {%- set model_ref = test.test_metadata.kwargs.get('model_ref') -%}
+    {%- for tested in test.depends_on.nodes[:1] -%}
+      {%- set node = graph.nodes.get(tested) or graph.sources.get(tested) -%}
+      {%- if node and model_ref -%}
+        {%- do found.update({model_ref ~ ' ' ~ node.unique_id: {'model_ref': model_ref, 'node': node}}) -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {%- for monitor in var('scorehouse_monitors', []) -%}
+    {%- set nodes = graph.nodes.values() | selectattr('name', 'equalto', monitor.relation)
+                    | selectattr('resource_type', 'in', ['model', 'seed', 'snapshot']) | list -%}
+    {%- if nodes -%}
+      {%- do found.update({monitor.model_ref ~ ' ' ~ nodes[0].unique_id: {'model_ref': monitor.model_ref, 'node': nodes[0]}}) -%}
+    {%- else -%}
+      {%- do log("scorehouse: drift history skips monitor " ~ monitor.model_ref ~ " on " ~ monitor.relation
+                 ~ ": this project has no model, seed or snapshot named " ~ monitor.relation, info=true) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(found.values() | list) }}
+{%- endmacro %}
+
+
+{% macro record_drift_history() -%}
+  {%- if not scorehouse.hook_enabled('scorehouse_drift_history') or flags.WHICH not in ('build', 'run') -%}
+    {{ return('') }}
+  {%- endif -%}
+  {%- set database = target.database or none -%}{#- Spark has no databases -#}
+  {%- set history = api.Relation.create(database=database, schema=target.schema, identifier='drift_history') -%}
+  {%- set statements = [] -%}
+  {%- for monitor in scorehouse.guarded_inputs() -%}
+    {%- set node = monitor.node -%}
+    {%- set relation = adapter.get_relation(database=node.database, schema=node.schema,
+                                            identifier=node.identifier or node.alias or node.name) -%}
+    {%- set resolves = run_query("select scorehouse_resolves(" ~ scorehouse.literal(monitor.model_ref) ~ ")").columns[0].values()[0] -%}
+    {%- if relation is none -%}
+      {%- do log("scorehouse: drift history skips " ~ monitor.model_ref ~ " on " ~ node.name
+                 ~ ": the relation does not exist (not built yet?)", info=true) -%}
+    {%- elif not resolves -%}
+      {%- do log("scorehouse: drift history skips " ~ monitor.model_ref ~ " on " ~ node.name
+                 ~ ": the model reference does not resolve in the registry", info=true) -%}
+    {%- else -%}
+      {%- set levels -%}
+        select {{ scorehouse.literal(invocation_id) }} as invocation_id, current_timestamp as recorded_at,
+               {{ scorehouse.literal(monitor.model_ref) }} as model_ref, {{ scorehouse.literal(node.name) }} as input_relation, levels.*
+        from ({{ scorehouse.stability_levels(relation, monitor.model_ref) }}) as levels
+      {%- endset -%}
+      {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ levels ~ ") as l where 1 = 0") -%}
+      {%- do statements.append("insert into " ~ history ~ " " ~ levels) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(scorehouse.hook_statements(statements)) }}
+{%- endmacro %}
+
+
+{#- hook_statements(statements): run them in order (one transaction on DuckDB); the hook's SQL is then empty -#}
+{% macro hook_statements(statements) -%}
+  {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
+  {%- if statements and target.type == 'duckdb' -%}{%- do adapter.commit() -%}{%- endif -%}
+  {{ return('') }}
+{%- endmacro %}
