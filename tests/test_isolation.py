@@ -49,7 +49,7 @@ def new_spec(tmp_path, **changes):
 @pytest.mark.parametrize("column, sql, found", [
     ("lvr", "cast(lvr as varchar)", "VARCHAR"),
     ("pbcr", "cast(1 as integer)", "INTEGER"),
-    ("dir", "dir > 0.3", "BOOLEAN"),
+    ("dir", "current_date", "DATE"),
     ("pbcr", "[pbcr]", "VARCHAR[]"),
     ("self", "{'v': self}", "STRUCT(v VARCHAR)"),
 ])

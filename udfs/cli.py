@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
                                               f"(env {config.SIGNING_KEY_ENV})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    p = sub.add_parser("init", help="wire a dbt project: the dbt package, the profile's plugin, scorehouse.yml, "
+                                    "training/ (safe to run again)")
+    p.add_argument("--project-dir", help="the dbt project (default: the one holding the current folder)")
+    p.add_argument("--from", dest="from_table", metavar="TABLE", help="write a starter spec from this table's columns")
+    p.add_argument("--target", help="with --from: the column the model predicts")
+    p.add_argument("--name", help="with --from: the model's name (default: from the table's)")
+    p.set_defaults(run=cmd_init)
+
     p = sub.add_parser("train", help="train, check and register models from spec files")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--alias", help="also point this alias at the trained version (e.g. prod)")
@@ -113,6 +121,22 @@ def _registry(args) -> Registry:
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def cmd_init(args) -> int:
+    from .project_init import find_project, init_project
+
+    project = find_project(args.project_dir)
+    report = init_project(project, args.from_table, args.target, args.name,
+                          config.warehouse_path(args.warehouse, start=project) if args.warehouse else None)
+    for line in report.changed:
+        print(f"  {line}")
+    for line in report.kept:
+        print(f"  unchanged: {line}")
+    if report.to_paste:
+        print(report.to_paste)
+    print("nothing to do: the project is wired" if not report.changed else "next: dbt deps")
+    return 0
 
 
 def cmd_train(args) -> int:

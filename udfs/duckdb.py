@@ -36,7 +36,7 @@ from .schema import describe_features
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
-_JSON_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string()}
+_JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
 # function cannot be registered twice: the functions look their Scorer up here, and the newest
 # registration on a database wins.
@@ -160,7 +160,9 @@ def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output:
     scorer.check_input(ref, fields)
     card = scorer.card(ref)
     card.check_output(output)
-    schema = pa.schema([(f.name, _JSON_TYPES[f.sql_type]) for f in card.features])
+    # each feature parsed as the JSON DuckDB wrote for its column: true/false, a number or a string
+    schema = pa.schema([(f.name, pa.bool_() if fields[f.name].upper() in ("BOOLEAN", "BOOL") else _JSON_TYPES[f.kind])
+                        for f in card.features])
     return null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
 
 

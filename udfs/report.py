@@ -57,7 +57,10 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
     source = table_name(relation, what="--table")
     found = {row[0]: row[1] for row in conn.sql(f"describe select * from {source}").fetchall()}
     scorer.check_input(ref, found)
-    columns = ", ".join(DUCKDB.identifier(f.name) for f in card.features)
+    # categories as text, as the model reads them (a BOOLEAN category is 'true' or 'false')
+    columns = ", ".join(DUCKDB.identifier(f.name) if f.kind == "numeric"
+                        else f"cast({DUCKDB.identifier(f.name)} as varchar) as {DUCKDB.identifier(f.name)}"
+                        for f in card.features)
     table = conn.sql(f"select {columns} from {source}").to_arrow_table()
     features = {f.name: feature_report(profile["features"][f.name], table.column(f.name).to_pylist())
                 for f in card.features}

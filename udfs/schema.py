@@ -5,6 +5,12 @@ onnxruntime scores are prepared the same way: numeric features as float32 with N
 pipeline imputes them), categorical features as strings with NULL as the empty string (a category
 of its own when seen in training, ignored by the one-hot encoder otherwise). A stored graph takes
 those strings as int64 codes, their positions among the encoder's categories (onnx_graph).
+
+Types, the same on every path (training, the ONNX and compiled-SQL paths, the guards, DuckDB and Spark):
+  numeric      any integer, DECIMAL, FLOAT or DOUBLE (as float32: a BIGINT above 2^24 rounds), BOOLEAN (1/0)
+  categorical  VARCHAR (or ENUM), BOOLEAN (the categories 'true' and 'false')
+Anything else (DATE, TIMESTAMP, a number as a category, a LIST) is refused: at training, naming the
+column and how to turn it into one of these in the model that builds the features.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer
 # `typeof(column)` against the same patterns as the ONNX path checks Arrow types.
 TYPE_PATTERNS = {
     NUMERIC: r"(?i)(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|"?NULL"?|VOID)',
-    CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|"?NULL"?|VOID)',
+             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|BOOLEAN|BOOL|"?NULL"?|VOID)',
+    CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|BOOLEAN|BOOL|"?NULL"?|VOID)',
 }
 _TYPES = {kind: re.compile(pattern) for kind, pattern in TYPE_PATTERNS.items()}
 
@@ -44,10 +50,13 @@ class Feature:
     name: str
     kind: str  # NUMERIC or CATEGORICAL
     categories: tuple[str, ...] = ()  # categories seen in training (categorical only)
+    # The type the typed predict_<model>() takes: BOOLEAN where training read a BOOLEAN column,
+    # else the kind's (DOUBLE, VARCHAR). Every path accepts the types in TYPE_PATTERNS either way.
+    declared_type: str | None = None
 
     @property
     def sql_type(self) -> str:
-        return SQL_TYPES[self.kind]
+        return self.declared_type or SQL_TYPES[self.kind]
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "kind": self.kind, "sql_type": self.sql_type}
@@ -57,7 +66,14 @@ class Feature:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> Feature:
-        return cls(data["name"], data["kind"], tuple(data.get("categories") or ()))
+        declared = data.get("sql_type")
+        return cls(data["name"], data["kind"], tuple(data.get("categories") or ()),
+                   declared if declared != SQL_TYPES[data["kind"]] else None)
+
+    @classmethod
+    def of_column(cls, name: str, kind: str, arrow_type: pa.DataType) -> Feature:
+        """The feature a training column makes (BOOLEAN columns keep their type for the typed function)."""
+        return cls(name, kind, declared_type="BOOLEAN" if pa.types.is_boolean(arrow_type) else None)
 
     def accepts_sql_type(self, sql_type: str) -> bool:
         return bool(_TYPES[self.kind].fullmatch(sql_type.strip()))
@@ -69,6 +85,14 @@ def sql_type_name(arrow_type: pa.DataType) -> str:
         arrow_type = arrow_type.value_type
     if pa.types.is_decimal(arrow_type):
         return f"DECIMAL({arrow_type.precision},{arrow_type.scale})"
+    if pa.types.is_timestamp(arrow_type):
+        return "TIMESTAMP WITH TIME ZONE" if arrow_type.tz else "TIMESTAMP"
+    if pa.types.is_date(arrow_type):
+        return "DATE"
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return f"{sql_type_name(arrow_type.value_type)}[]"
+    if pa.types.is_struct(arrow_type):
+        return "STRUCT(" + ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in arrow_type) + ")"
     names = {"int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
              "uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT",
              "halffloat": "FLOAT", "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN", "null": "NULL",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -124,11 +125,7 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
         relation = table_name(source.table) if source.table else f"({source.query}) as scorehouse_source"
         described = source.table or "query"
-    # Categorical features are strings to the model, whatever type the source gave them.
-    sql = DUCKDB
-    columns = ", ".join([*(sql.identifier(c) for c in spec.numeric),
-                         *(f"cast({sql.identifier(c)} as varchar) as {sql.identifier(c)}" for c in spec.categorical),
-                         sql.identifier(spec.target)])
+    columns = ", ".join(DUCKDB.identifier(c) for c in [*spec.features, spec.target])
     where = f" where {source.where}" if source.where else ""
     try:
         shape = single_select(con, f"describe select * from {relation}", f"Model {spec.name}: source")
@@ -145,6 +142,23 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         raise SpecError(str(exc)) from None
     finally:
         con.close()
+
+
+def training_features(spec: ModelSpec, schema: pa.Schema) -> list[Feature]:
+    """The spec's features with their training columns' types, refusing a type scoring would refuse."""
+    features = [Feature.of_column(name, kind, schema.field(name).type)
+                for kind, names in ((NUMERIC, spec.numeric), (CATEGORICAL, spec.categorical)) for name in names]
+    for feature in features:
+        found = sql_type_name(schema.field(feature.name).type)
+        if not feature.accepts_sql_type(found):
+            fix = (f"turn it into a number in the model that builds the features (a date: "
+                   f"date_diff('day', {feature.name}, current_date)), or list it as categorical"
+                   if feature.kind == NUMERIC else
+                   f"cast it to text in the model that builds the features (cast({feature.name} as varchar) "
+                   f"as {feature.name}) and score it as text too")
+            raise SpecError(f"Model {spec.name}: {feature.kind} feature '{feature.name}' has type {found}, which "
+                            f"predict() does not take for a {feature.kind} feature; {fix}")
+    return features
 
 
 def build_pipeline(spec: ModelSpec):
@@ -183,7 +197,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     table = table.filter(target.is_valid())
     if table.num_rows < 10:
         raise SpecError(f"Model {spec.name}: only {table.num_rows} rows with a non-NULL target '{spec.target}'")
-    features = [Feature(f, NUMERIC) for f in spec.numeric] + [Feature(f, CATEGORICAL) for f in spec.categorical]
+    features = training_features(spec, table.schema)
     inputs = model_inputs(spec.name, features, {name: table.column(name) for name in spec.features})
     frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
     y = _target_values(spec, table.column(spec.target))
@@ -392,7 +406,7 @@ def _with_categories(feature: Feature, pipeline) -> Feature:
     encoder = pipeline.named_steps["features"].named_transformers_["categorical"]
     index = list(encoder.feature_names_in_).index(feature.name)
     seen = [str(c) for c in encoder.categories_[index] if c != MISSING_CATEGORY]
-    return Feature(feature.name, CATEGORICAL, tuple(seen))
+    return dataclasses.replace(feature, categories=tuple(seen))
 
 
 def _json_value(value: Any) -> Any:
