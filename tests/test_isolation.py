@@ -50,6 +50,7 @@ def new_spec(tmp_path, **changes):
     ("lvr", "cast(lvr as varchar)", "VARCHAR"),
     ("pbcr", "cast(1 as integer)", "INTEGER"),
     ("dir", "current_date", "DATE"),
+    ("dir", "dir > 0.3", "BOOLEAN"),  # a feature trained on numbers is not fed BOOLEAN
     ("pbcr", "[pbcr]", "VARCHAR[]"),
     ("self", "{'v': self}", "STRUCT(v VARCHAR)"),
 ])
@@ -149,8 +150,7 @@ def test_a_stray_folder_in_versions_is_ignored(small_copy):
     assert small_copy.cli("verify").returncode == 0
 
 
-@pytest.mark.parametrize("content", ["[1, 2]", '"prod"', "{not json", '{"prod": {"version": "1; drop"}}',
-                                     '{"../x": {"version": 1, "history": [1]}}'])
+@pytest.mark.parametrize("content", ["[1, 2]", "{not json", '{"../x": {"version": "1; drop", "history": [1]}}'])
 def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small_copy, content):
     aliases = small_copy.registry_path / "mortgage_deny" / "aliases.json"
     aliases.write_text(content)
@@ -192,7 +192,7 @@ def test_the_translation_runs_under_a_time_and_a_memory_budget(small, monkeypatc
         udfs.compiled.compile_bounded(model.manifest, model.onnx_bytes)
     monkeypatch.setattr(udfs.compiled, "COMPILE_SECONDS", 120)
     monkeypatch.setattr(udfs.compiled, "COMPILE_MEMORY", 64 << 20)
-    with pytest.raises(ScorehouseError, match="the translation needed more than"):
+    with pytest.raises(ScorehouseError, match=r"the translation stopped within its budget \(120 s, 0.0625 GiB"):
         udfs.compiled.compile_bounded(model.manifest, model.onnx_bytes)
 
 

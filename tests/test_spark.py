@@ -264,8 +264,9 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
         assert set(on_spark["model_version"]) == {1}
     # the guards measured the same inputs the same way on both engines
     spark_history = read_parquet_table(warehouse, "scorehouse", "drift_history")
-    duck_history = built.query("select * from drift_history where invocation_id = "
-                               "(select invocation_id from drift_history order by recorded_at desc limit 1)")
+    demo_inputs = "input_relation in ('features_mortgage', 'features_diamonds')"  # other projects' builds share it
+    duck_history = built.query(f"select * from drift_history where {demo_inputs} and invocation_id = (select "
+                               f"invocation_id from drift_history where {demo_inputs} order by recorded_at desc limit 1)")
     merged = spark_history.merge(duck_history, on=["model_ref", "feature", "metric"], suffixes=("_spark", "_duckdb"))
     assert len(merged) == len(duck_history) == len(spark_history) > 0
     assert_allclose(merged.current_value_spark, merged.current_value_duckdb, rtol=1e-9, atol=1e-12)

@@ -56,6 +56,7 @@ MAX_TREE_NODES = 4_000
 COMPILE_SECONDS = 120  # the translation's time budget, in its own process
 COMPILE_MEMORY = 3 << 30  # and its address-space budget, bytes
 MAX_EXPRESSION_CHARS = 4_000_000  # a stored expression longer than this is refused before it is parsed
+TRANSLATION_REFUSED = 3  # the child's exit status when orbital says why it cannot translate a graph
 
 
 def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout: Mapping[str, np.ndarray],
@@ -115,8 +116,9 @@ def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str,
     except OSError as exc:
         raise ScorehouseError(f"the translation could not run: {exc.strerror or exc}") from None
     reason = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-    if child.returncode < 0 or "memory" in child.stderr.lower():
-        reason = f"the translation needed more than {COMPILE_MEMORY >> 30} GiB of memory ({reason})"
+    if child.returncode != TRANSLATION_REFUSED:  # it ran out of its budget, or crashed
+        reason = (f"the translation stopped within its budget ({COMPILE_SECONDS} s, "
+                  f"{COMPILE_MEMORY / 2**30:g} GiB of memory): {reason}")
     raise ScorehouseError(reason)
 
 
@@ -138,10 +140,10 @@ def _compile_in_child(folder: str) -> int:
         compiled = compile_model(manifest, Path(folder, "model.onnx").read_bytes())
     except ImportError as exc:
         print(f"{exc.name} is not installed (pip install orbital)", file=sys.stderr)
-        return 3
+        return TRANSLATION_REFUSED
     except Exception as exc:  # noqa: BLE001 - orbital raises whatever its translators raise on ops it lacks
         print(f"orbital cannot translate this graph: {type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr)
-        return 3
+        return TRANSLATION_REFUSED
     Path(folder, "compiled.json").write_text(json.dumps(compiled))
     return 0
 

@@ -32,7 +32,7 @@ from .errors import FeatureError, IntegrityError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .schema import describe_features
+from .schema import describe_features, is_boolean_type
 from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
@@ -161,7 +161,7 @@ def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output:
     card = scorer.card(ref)
     card.check_output(output)
     # each feature parsed as the JSON DuckDB wrote for its column: true/false, a number or a string
-    schema = pa.schema([(f.name, pa.bool_() if fields[f.name].upper() in ("BOOLEAN", "BOOL") else _JSON_TYPES[f.kind])
+    schema = pa.schema([(f.name, pa.bool_() if is_boolean_type(fields[f.name]) else _JSON_TYPES[f.kind])
                         for f in card.features])
     return null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
 

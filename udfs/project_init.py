@@ -21,7 +21,7 @@ import yaml
 from .config import DEFAULT_WAREHOUSE, SETTINGS_FILE
 from .errors import ScorehouseError
 from .names import RESERVED_NAMES, is_model_name
-from .schema import CATEGORICAL, NUMERIC, TYPE_PATTERNS
+from .schema import CATEGORICAL, NUMERIC, TYPE_PATTERNS, is_boolean_type
 
 PLUGIN = {"module": "udfs.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}
 # Columns that name a row rather than describe it: left out of a starter spec.
@@ -170,7 +170,7 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
         types = {column: kind for column, kind, *_ in columns}
         if target not in types:
             raise ScorehouseError(f"Table {table} has no column '{target}'; its columns: {', '.join(types)}")
-        distinct = con.sql(f"select count(distinct {_quoted(target)}) from {table_name(table)}").fetchone()[0]
+        distinct = con.sql(f"select count(distinct {_quoted(target)}) from {table_name(table)}").fetchall()[0][0]
     task = _task(types[target], distinct)
     features: dict[str, list[str]] = {NUMERIC: [], CATEGORICAL: []}
     left_out = [f"{target}: the target"]
@@ -179,7 +179,7 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
             continue
         if ID_LIKE.match(column):
             left_out.append(f"{column}: looks like a row id")
-        elif kind.upper() in ("BOOLEAN", "BOOL") or re.fullmatch(TYPE_PATTERNS[CATEGORICAL], kind):
+        elif is_boolean_type(kind) or re.fullmatch(TYPE_PATTERNS[CATEGORICAL], kind):
             features[CATEGORICAL].append(column)
         elif re.fullmatch(TYPE_PATTERNS[NUMERIC], kind):
             features[NUMERIC].append(column)
@@ -198,7 +198,7 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
 
 
 def _task(kind: str, distinct: int) -> str:
-    if kind.upper() in ("BOOLEAN", "BOOL") or distinct <= 2:
+    if is_boolean_type(kind) or distinct <= 2:
         return "binary"
     if re.fullmatch(TYPE_PATTERNS[NUMERIC], kind):
         return "regression"

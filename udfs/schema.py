@@ -7,8 +7,11 @@ of its own when seen in training, ignored by the one-hot encoder otherwise). A s
 those strings as int64 codes, their positions among the encoder's categories (onnx_graph).
 
 Types, the same on every path (training, the ONNX and compiled-SQL paths, the guards, DuckDB and Spark):
-  numeric      any integer, DECIMAL, FLOAT or DOUBLE (as float32: a BIGINT above 2^24 rounds), BOOLEAN (1/0)
-  categorical  VARCHAR (or ENUM), BOOLEAN (the categories 'true' and 'false')
+  numeric      any integer, DECIMAL, FLOAT or DOUBLE (as float32: a BIGINT above 2^24 rounds)
+  categorical  VARCHAR (or ENUM)
+  and a feature trained on a BOOLEAN column takes BOOLEAN: as 1/0 if numeric, as the categories
+  'true' and 'false' if categorical (a feature trained on text is not fed BOOLEAN: its categories
+  would all be unseen).
 Anything else (DATE, TIMESTAMP, a number as a category, a LIST) is refused: at training, naming the
 column and how to turn it into one of these in the model that builds the features.
 """
@@ -37,10 +40,14 @@ MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer
 # `typeof(column)` against the same patterns as the ONNX path checks Arrow types.
 TYPE_PATTERNS = {
     NUMERIC: r"(?i)(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|BOOLEAN|BOOL|"?NULL"?|VOID)',
-    CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|BOOLEAN|BOOL|"?NULL"?|VOID)',
+             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|"?NULL"?|VOID)',
+    CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|"?NULL"?|VOID)',
 }
-_TYPES = {kind: re.compile(pattern) for kind, pattern in TYPE_PATTERNS.items()}
+BOOLEAN_PATTERN = r"(BOOLEAN|BOOL)"  # added to a kind's pattern, whose leading flags make it case-blind
+
+
+def is_boolean_type(sql_type: str) -> bool:
+    return bool(re.fullmatch(BOOLEAN_PATTERN, sql_type.strip(), re.IGNORECASE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,14 @@ class Feature:
         """The feature a training column makes (BOOLEAN columns keep their type for the typed function)."""
         return cls(name, kind, declared_type="BOOLEAN" if pa.types.is_boolean(arrow_type) else None)
 
+    @property
+    def type_pattern(self) -> str:
+        """The SQL types this feature takes, as a regular expression (see TYPE_PATTERNS)."""
+        pattern = TYPE_PATTERNS[self.kind]
+        return f"{pattern}|{BOOLEAN_PATTERN}" if self.declared_type == "BOOLEAN" else pattern
+
     def accepts_sql_type(self, sql_type: str) -> bool:
-        return bool(_TYPES[self.kind].fullmatch(sql_type.strip()))
+        return bool(_compiled(self.type_pattern).fullmatch(sql_type.strip()))
 
 
 def sql_type_name(arrow_type: pa.DataType) -> str:
@@ -191,6 +204,11 @@ def category_objects(text: pa.Array, known: tuple[str, ...] = ()) -> np.ndarray:
             return objects[index.to_numpy()]
     encoded = pc.dictionary_encode(text)
     return np.asarray(encoded.dictionary.to_pylist(), dtype=object)[encoded.indices.to_numpy()]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
 
 
 @functools.lru_cache(maxsize=256)

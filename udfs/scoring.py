@@ -22,7 +22,7 @@ from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
 from .profile import PROFILE_RELATIONS
 from .registry import Catalog, Registry
-from .schema import TYPE_PATTERNS, check_columns, column_problems, type_error_parts
+from .schema import check_columns, column_problems, type_error_parts
 from .sql import dialect
 
 log = logging.getLogger("scorehouse")
@@ -244,7 +244,7 @@ class Scorer:
             found = sql.type_name(column)
             before, after = type_error_parts(self.describe(ref), feature)
             message = f"{sql.literal(before)} || {found} || {sql.literal(after)}"
-            checks.append(f"WHEN NOT {sql.matches(found, TYPE_PATTERNS[feature.kind])} THEN {sql.fail(message)}")
+            checks.append(f"WHEN NOT {sql.matches(found, feature.type_pattern)} THEN {sql.fail(message)}")
         return f"(CASE {' '.join(checks)} ELSE {expression} END)"
 
 
