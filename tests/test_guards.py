@@ -240,3 +240,22 @@ def test_report_renders_in_a_headless_browser(built, tmp_path):
 
     pixels = {colour for _, colour in Image.open(png).convert("RGB").getcolors(maxcolors=1 << 24)}
     assert (0x4C, 0x78, 0xA8) in pixels and (0xF5, 0x85, 0x18) in pixels  # training and current bars drawn
+
+
+def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(workspace):
+    """The package's hooks run in the installing project by default; each var switches off its own hook only."""
+    load_broken_batch()(workspace.root / "broken")
+
+    def build(**variables):
+        result = workspace.dbt("build", data_dir=workspace.root / "broken", variables=variables, expect_ok=False)
+        invocation = json.loads((workspace.root / "target" / "run_results.json").read_text())["metadata"]["invocation_id"]
+        recorded = workspace.query(f"select count(*) as n from drift_history where invocation_id = '{invocation}'").n[0]
+        published = workspace.query("select distinct invocation_id from scorehouse_publication",
+                                    workspace.serving).invocation_id.tolist()
+        return {"summary": "scorehouse guard FAIL" in result.stdout, "history": recorded > 0,
+                "published": invocation in published}
+
+    assert build() == {"summary": True, "history": True, "published": True}
+    assert build(scorehouse_guard_summary=False) == {"summary": False, "history": True, "published": True}
+    assert build(scorehouse_drift_history=False) == {"summary": True, "history": False, "published": True}
+    assert build(scorehouse_publish=False) == {"summary": True, "history": True, "published": False}

@@ -519,3 +519,40 @@ def test_the_bad_input_table_holds_in_dbt_build_on_spark(dbt_on_spark):
 
     check_bad_input_build(build.stdout, results, scores, workspace.sklearn_scores, base,
                           type_names={"VARCHAR": "string", "INTEGER": "int"})
+
+
+def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
+    """A model trained on BOOLEAN columns (as categories and as numbers) scores Spark's BooleanType columns."""
+    import udfs.duckdb
+    import udfs.spark
+    from udfs.registry import Registry
+    from udfs.scoring import Scorer
+    from udfs.spec import parse_spec
+    from udfs.training import read_source, train
+
+    warehouse, registry = tmp_path / "booleans.duckdb", Registry(tmp_path / "registry")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(f"attach '{built.warehouse}' as built (read_only)")
+        con.execute("create table applications as select application_id, dir, lvr, pbcr = 'yes' as pbcr, "
+                    "dmi = 'yes' as dmi, self = 'yes' as self, is_denied from built.features_mortgage")
+    spec = parse_spec({"name": "bools", "task": "binary", "target": "is_denied", "source": {"table": "applications"},
+                       "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
+                       "features": {"numeric": ["dir", "lvr", "self"], "categorical": ["pbcr", "dmi"]}})
+    candidate = train(spec, read_source(spec, warehouse))
+    registry.promote("bools", registry.register(candidate.manifest, candidate.files))
+    with udfs.duckdb.connect(warehouse, registry, read_only=True) as con:
+        rows = con.sql("select * from applications order by application_id").to_arrow_table()
+        on_duckdb = con.sql("select predict_bools(struct_pack(dir, lvr, self, pbcr, dmi)) as p from applications "
+                            "order by application_id").fetchnumpy()["p"]
+    session = spark.newSession()
+    udfs.spark.register(session, registry)
+    session.createDataFrame(rows.to_pandas(), "application_id int, dir double, lvr double, pbcr boolean, "
+                            "dmi boolean, self boolean, is_denied boolean").createOrReplaceTempView("applications")
+    scorer = Scorer(registry)
+    paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, 'dmi', a.dmi))",
+             "generic": "predict('bools', struct(a.*))",
+             "compiled": udfs.spark.predict_sql(scorer, "bools", "a", "score", "compiled")}
+    got = session.sql(f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
+                      "from applications as a").toPandas().sort_values("application_id")
+    for name in paths:
+        assert_allclose(got[name].to_numpy(), on_duckdb, atol=1e-6, rtol=0, err_msg=name)

@@ -1,0 +1,39 @@
+"""The distribution: a wheel that builds, carries the dbt package and the type marker, and leaves the clone clean."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import udfs
+from conftest import PACKAGE, ROOT
+
+pytestmark = pytest.mark.dbt  # slow tier: builds a wheel
+
+
+def test_the_wheel_builds_with_the_dbt_package_and_no_demo(tmp_path):
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert "Package would be ignored" not in build.stderr
+    (wheel,) = tmp_path.glob("scorehouse-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {n.removeprefix("udfs/dbt_package/") for n in names if n.startswith("udfs/dbt_package/")}
+    expected = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*")
+                if p.is_file() and "demo" not in p.relative_to(PACKAGE).parts}
+    assert shipped == expected
+    assert "udfs/py.typed" in names and "udfs/__init__.py" in names
+    metadata = zipfile.ZipFile(wheel).read(f"scorehouse-{udfs.__version__}.dist-info/METADATA").decode()
+    assert f"Version: {udfs.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
+    untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
+                               text=True, cwd=ROOT).stdout
+    assert not [line for line in untracked.splitlines() if line.startswith("??") and "build/" in line]
+
+
+def test_init_points_a_project_at_the_installed_dbt_package():
+    from udfs.project_init import package_dir
+
+    assert package_dir() == PACKAGE.resolve() and (Path(package_dir()) / "macros" / "predict.sql").exists()
+    assert udfs.__version__ == "0.2.0"
