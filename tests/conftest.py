@@ -189,7 +189,7 @@ def small(tmp_path_factory) -> Workspace:
     ws.warehouse.parent.mkdir(parents=True)
     with duckdb.connect(str(ws.warehouse)) as con:
         con.execute(MORTGAGE_FEATURES_SQL, [str(PROJECT / "data" / "hmda_boston.csv")])
-    ws.train("mortgage_deny")
+    ws.train("mortgage_deny", compile="always")  # its compiled SQL exists (registration skips it by default)
     ws.train("mortgage_deny", name="mortgage_logit", estimator=Estimator("logistic_regression", {"max_iter": 1000}))
     return ws
 
@@ -209,7 +209,7 @@ def trained(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("trained"))
     ws.dbt("build", "--exclude", "tag:scoring", "tag:scorehouse_guard")
     for name in SPECS:
-        ws.train(name)
+        ws.train(name, compile="always")  # the compiled path is tested wherever it translates
     return ws
 
 

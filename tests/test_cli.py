@@ -92,3 +92,40 @@ def test_bad_spec_is_an_error_message(tmp_path):
     spec.write_text("name: m\ntask: ranking\n")
     result = run_cli("--registry", str(tmp_path / "reg"), "train", str(spec))
     assert result.returncode == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_copy, tmp_path):
+    import os
+    import pty
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load(SPECS["mortgage_deny"].read_text())
+    spec["estimator"]["params"]["n_estimators"] = 40
+    path = tmp_path / "spec.yml"
+    path.write_text(yaml.safe_dump(spec))
+    terminal, stderr = pty.openpty()
+    train = subprocess.Popen([str(Path(sys.executable).parent / "scorehouse"), "train", str(path)],
+                             stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **small_copy.env})
+    os.close(stderr)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert train.wait(timeout=300) == 0
+    text = shown.decode()
+    for label in ("fitting gradient_boosting on 1785 rows", "exporting to ONNX", "checking onnxruntime",
+                  "compiling to SQL (compile: auto)", "metrics and training profile"):
+        assert re.search(re.escape(label) + r".*: \d+\.\d s", text), (label, text)
+    seconds = small_copy.registry.card("mortgage_deny", 2).manifest["registration_seconds"]
+    assert set(seconds) == {"fit", "export", "parity", "compile", "profile"} and min(seconds.values()) >= 0
+    assert "registered  in fit" in small_copy.cli("show", "mortgage_deny@2", check=True).stdout

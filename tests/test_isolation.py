@@ -176,13 +176,16 @@ def test_trees_too_large_to_translate_are_skipped_with_the_reason(small_copy, tm
     spec = new_spec(tmp_path, name="many_classes", task="multiclass", positive_class=None,
                     source={"query": "select *, cast(application_id % 30 as varchar) as band from features_mortgage"},
                     target="band", estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}})
-    small_copy.cli("train", str(spec), check=True)
+    small_copy.cli("train", str(spec), "--compile", "always", check=True)
     card = small_copy.registry.card("many_classes", 1)
-    assert len(card.classes) >= 20
-    assert f"x {len(card.classes)} classes; SQL is generated up to 4,000" in card.manifest["compiled"]["skipped"]
+    assert len(card.classes) == 30
+    assert "x 30 classes; SQL is generated up to 4,000" in card.manifest["compiled"]["skipped"]
     assert "compiled.json" not in card.manifest["artifacts"]
     shown = small_copy.cli("show", "many_classes@1", check=True).stdout
     assert "compiled    no: the trees have" in shown
+    small_copy.cli("train", str(spec), check=True)  # compile: auto, the default, a new version
+    assert small_copy.registry.card("many_classes", 2).manifest["compiled"]["skipped"].startswith(
+        "compile: auto translates trees up to 300 nodes, these have")
 
 
 def test_the_translation_runs_under_a_time_and_a_memory_budget(small, monkeypatch):

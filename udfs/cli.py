@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import config
@@ -63,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train, check and register models from spec files")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--alias", help="also point this alias at the trained version (e.g. prod)")
+    p.add_argument("--compile", choices=["auto", "always", "never"],
+                   help="translate the model into SQL: auto (where it can win; the spec's default), always, never")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_train)
 
@@ -123,6 +128,30 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[None]:
+    """In a terminal, the step and the seconds passing on one line, then its time; elsewhere, nothing."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    start, done = time.perf_counter(), threading.Event()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            sys.stderr.write(f"\r{label} … {time.perf_counter() - start:.0f} s")
+            sys.stderr.flush()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+        sys.stderr.write(f"\r{label}: {time.perf_counter() - start:.1f} s\n")
+        sys.stderr.flush()
+
+
 def cmd_init(args) -> int:
     from .project_init import find_project, init_project
 
@@ -147,7 +176,8 @@ def cmd_train(args) -> int:
     results = []
     for path in args.specs:
         spec = load_spec(path)
-        version, created = train_and_register(spec, registry, args.warehouse, log=_log)
+        spec.compile = args.compile or spec.compile
+        version, created = train_and_register(spec, registry, args.warehouse, log=_log, progress=_progress)
         if args.alias:
             registry.promote(spec.name, version, args.alias)
             _log(f"{spec.name}: {args.alias} -> version {version}")
@@ -204,6 +234,9 @@ def cmd_show(args) -> int:
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
     print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
+    if manifest.get("registration_seconds"):
+        print("  registered  in " + ", ".join(f"{step} {seconds:.1f} s"
+                                             for step, seconds in manifest["registration_seconds"].items()))
     print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
     print()
     print(format_table(

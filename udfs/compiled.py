@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import IntegrityError, ScorehouseError
 from .schema import NUMERIC, Feature
+from .spec import COMPILE_MODES
 from .sql import dialect
 
 ROW = "__scorehouse_row"
@@ -50,9 +51,12 @@ SPEED_MARGIN = 0.9  # the SQL must be 10% faster to be chosen: a tie is noise, a
 # (a 100-tree GBT, 115 KB of SQL, ran 4x slower than the ONNX UDF): longer expressions stay on the UDF there.
 SPARK_MAX_CHARS = 32_000
 # Trees are translated up to this many nodes (times the classes of a multiclass classifier, which orbital
-# writes out once per class). The demo GBT has 1,500; a 50-tree depth-6 forest (6,350) already ran 4.5x
-# slower as SQL than with onnxruntime, and a 30-class forest's translation never finished.
+# writes out once per class) with `compile: always`. The demo GBT has 1,500 and its SQL measured slower
+# than onnxruntime; a 50-tree depth-6 forest (6,350) ran 4.5x slower as SQL, and a 30-class forest's
+# translation never finished. `compile: auto`, the default, tries linear models and trees up to
+# AUTO_TREE_NODES, where the SQL can win; registration stays a matter of seconds.
 MAX_TREE_NODES = 4_000
+AUTO_TREE_NODES = 300
 COMPILE_SECONDS = 120  # the translation's time budget, in its own process
 COMPILE_MEMORY = 3 << 30  # and its address-space budget, bytes
 MAX_EXPRESSION_CHARS = 4_000_000  # a stored expression longer than this is refused before it is parsed
@@ -60,20 +64,30 @@ TRANSLATION_REFUSED = 3  # the child's exit status when orbital says why it cann
 
 
 def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout: Mapping[str, np.ndarray],
-                         expected: Mapping[str, np.ndarray], exported: bytes | None = None,
+                         expected: Mapping[str, np.ndarray], exported: bytes | None = None, mode: str = "auto",
                          ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Compile, check against scikit-learn on the holdout, time against the ONNX UDF: (compiled or None, record).
 
-    `exported` is the graph to translate where it differs from the stored one (see onnx_graph).
+    mode 'auto' tries linear models and trees up to AUTO_TREE_NODES (where SQL can win), 'always' trees
+    up to MAX_TREE_NODES, 'never' nothing. `exported` is the graph to translate where it differs from
+    the stored one (see onnx_graph).
     """
+    if mode not in COMPILE_MODES:
+        raise ScorehouseError(f"compile: '{mode}' is not one of {list(COMPILE_MODES)}")
+    if mode == "never":
+        return None, {"skipped": "compile: never"}
     graph = exported or onnx_bytes
-    too_big = oversized(manifest, graph)
+    size = tree_nodes(manifest, graph)
+    too_big = oversized(size, AUTO_TREE_NODES if mode == "auto" else MAX_TREE_NODES, mode)
     if too_big:
         return None, {"skipped": too_big}
     try:
-        compiled = compile_bounded(manifest, graph)
+        # a linear graph translates in moments; trees go to a child process with a time and memory budget
+        compiled = compile_bounded(manifest, graph) if size[0] else compile_model(manifest, graph)
     except ScorehouseError as exc:
         return None, {"skipped": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - orbital raises whatever its translators raise on ops it lacks
+        return None, {"skipped": f"orbital cannot translate this graph: {type(exc).__name__}: {exc}"}
     parity = check_compiled(compiled, manifest, holdout, expected, manifest["parity"]["tolerance"])
     if not parity["ok"]:
         return None, {"skipped": "the SQL disagrees with scikit-learn on the holdout", "parity": parity}
@@ -85,19 +99,26 @@ def compile_for_registry(manifest: Mapping[str, Any], onnx_bytes: bytes, holdout
     return compiled, record
 
 
-def oversized(manifest: Mapping[str, Any], onnx_bytes: bytes) -> str | None:
-    """Why a graph is too large to translate, or None: its tree nodes, times the classes orbital writes out."""
+def tree_nodes(manifest: Mapping[str, Any], onnx_bytes: bytes) -> tuple[int, int]:
+    """(tree nodes, classes orbital writes them out for): the size of the SQL the trees become."""
     import onnx
 
     graph = onnx.load_from_string(onnx_bytes).graph
     nodes = sum(len(attribute.ints) for node in graph.node if node.op_type.startswith("TreeEnsemble")
                 for attribute in node.attribute if attribute.name == "nodes_nodeids")
-    classes = len(manifest.get("classes") or []) if manifest["task"] == "multiclass" else 1
-    if nodes * classes <= MAX_TREE_NODES:
+    return nodes, len(manifest.get("classes") or []) if manifest["task"] == "multiclass" else 1
+
+
+def oversized(size: tuple[int, int], bound: int, mode: str) -> str | None:
+    """Why trees of `size` (nodes, classes) are not translated under `bound`, or None."""
+    nodes, classes = size
+    if nodes * classes <= bound:
         return None
-    per_class = f" x {classes} classes" if classes > 1 else ""
-    return (f"the trees have {nodes:,} nodes{per_class}; SQL is generated up to {MAX_TREE_NODES:,} "
-            "(larger trees score faster with onnxruntime)")
+    what = f"{nodes:,} nodes" + (f" x {classes} classes" if classes > 1 else "")
+    if mode == "auto":
+        return (f"compile: auto translates trees up to {bound:,} nodes, these have {what}: larger trees score "
+                f"faster with onnxruntime (compile: always tries up to {MAX_TREE_NODES:,})")
+    return f"the trees have {what}; SQL is generated up to {bound:,} (larger trees score faster with onnxruntime)"
 
 
 def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from .names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
 from .sql import table_name
 
 TASKS = ("binary", "multiclass", "regression")
+# Whether registration translates the model into SQL (udfs/compiled.py): 'auto' where it can win.
+COMPILE_MODES = ("auto", "always", "never")
 MAX_SPEC_BYTES = 256 * 1024
 # A feature is also an ONNX input name, which skl2onnx rewrites unless it is a plain identifier.
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -68,6 +70,7 @@ class ModelSpec:
     split: Split = field(default_factory=Split)
     positive_class: str | None = None  # binary only; default: the last class in sorted order
     description: str = ""
+    compile: str = "auto"  # one of COMPILE_MODES
     base_dir: Path = Path(".")  # the spec file's folder: relative source paths start here
 
     @property
@@ -106,7 +109,7 @@ def load_spec(path: str | Path) -> ModelSpec:
 def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "spec") -> ModelSpec:
     """Build a ModelSpec from a mapping, failing with a message that names the bad key."""
     known = {"name", "task", "target", "source", "estimator", "features", "split",
-             "positive_class", "description"}
+             "positive_class", "description", "compile"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SpecError(f"{origin}: unknown keys {unknown}; allowed: {sorted(known)}")
@@ -156,6 +159,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
     positive = raw.get("positive_class")
     if positive is not None and task != "binary":
         raise SpecError(f"{origin}: positive_class applies to binary models only")
+    compile_mode = str(raw.get("compile", "auto"))
+    if compile_mode not in COMPILE_MODES:
+        raise SpecError(f"{origin}: compile '{compile_mode}' is not one of {list(COMPILE_MODES)}")
     return ModelSpec(
         name=name,
         task=task,
@@ -167,6 +173,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
         split=_sub(raw.get("split") or {}, Split, origin, "split"),
         positive_class=None if positive is None else _class_label(positive),
         description=str(raw.get("description") or ""),
+        compile=compile_mode,
         base_dir=Path(base_dir),
     )
 

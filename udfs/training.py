@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import platform
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
@@ -34,6 +38,11 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 # |difference| <= VALUE_RTOL * max(1, mean |value| on the holdout).
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
+Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
+
+
+def no_progress(label: str) -> AbstractContextManager:
+    return contextlib.nullcontext()
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "orbital", "numpy", "duckdb", "pyarrow")
 
 
@@ -188,8 +197,13 @@ def build_pipeline(spec: ModelSpec):
     return Pipeline([("features", ColumnTransformer(steps)), ("estimator", estimator)])
 
 
-def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None) -> Candidate:
-    """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch."""
+def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None,
+          progress: Progress = no_progress) -> Candidate:
+    """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch.
+
+    `progress(label)` wraps each long step (a context manager: the CLI shows the time passing in a terminal);
+    each step's seconds are recorded in the manifest as `registration_seconds`.
+    """
     import pandas as pd
     from sklearn.model_selection import train_test_split
 
@@ -219,15 +233,18 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     except ValueError as exc:  # e.g. a class with one row cannot be stratified
         raise SpecError(f"Model {spec.name}: cannot draw the holdout (split {spec.split}): {exc}") from None
     pipeline = build_pipeline(spec)
-    log(f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)")
-    try:
-        pipeline.fit(x_train, y_train)
-    except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
-        raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
-                        f"{' '.join(str(exc).split())}") from None
-    exported, onnx_outputs = export_onnx(spec, pipeline)
-    stored, codes = coded_categories(faster_graph(exported))
-    onnx_bytes = stored.SerializeToString()
+    seconds: dict[str, float] = {}
+    step = functools.partial(_timed_step, progress, seconds)
+    with step("fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)"):
+        try:
+            pipeline.fit(x_train, y_train)
+        except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
+            raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
+                            f"{' '.join(str(exc).split())}") from None
+    with step("export", f"{spec.name}: exporting to ONNX"):
+        exported, onnx_outputs = export_onnx(spec, pipeline)
+        stored, codes = coded_categories(faster_graph(exported))
+        onnx_bytes = stored.SerializeToString()
 
     manifest = {
         "format": 1,
@@ -258,16 +275,21 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in spec.features}
     expected = sklearn_outputs(pipeline, x_test, spec.task, classes, positive)
     feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in spec.features})
-    manifest["parity"] = check_parity(model, feeds, expected)
+    with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} holdout rows"):
+        manifest["parity"] = check_parity(model, feeds, expected)
     log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
-    compiled, manifest["compiled"] = compile_for_registry(
-        manifest, onnx_bytes, holdout, expected, None if stored is exported else exported.SerializeToString())
+    with step("compile", f"{spec.name}: compiling to SQL (compile: {spec.compile})"):
+        compiled, manifest["compiled"] = compile_for_registry(
+            manifest, onnx_bytes, holdout, expected, None if stored is exported else exported.SerializeToString(),
+            spec.compile)
     log(f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
         "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
                                    "no engine (the ONNX UDF was faster)")))
-    manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes)
-    manifest["profile"] = training_profile(x_train, features, expected, spec.task)
+    with step("profile", f"{spec.name}: metrics and training profile"):
+        manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes)
+        manifest["profile"] = training_profile(x_train, features, expected, spec.task)
+    manifest["registration_seconds"] = seconds
 
     sample_rows = x_test.head(SAMPLE_ROWS)
     sample = {
@@ -277,8 +299,17 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     return Candidate(manifest, onnx_bytes, sample, pipeline, compiled)
 
 
+@contextlib.contextmanager
+def _timed_step(progress: Progress, seconds: dict[str, float], key: str, label: str) -> Iterator[None]:
+    start = time.perf_counter()
+    with progress(label):
+        yield
+    seconds[key] = round(time.perf_counter() - start, 3)
+
+
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
-                       log: Callable[[str], None] = lambda _: None) -> tuple[int, bool]:
+                       log: Callable[[str], None] = lambda _: None,
+                       progress: Progress = no_progress) -> tuple[int, bool]:
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
     table = read_source(spec, warehouse)
     data_fingerprint = fingerprint(table)
@@ -289,7 +320,7 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
 
     existing = registry.find(spec.name, same)
     if existing is None:
-        candidate = train(spec, table, log)
+        candidate = train(spec, table, log, progress)
         # checked again under the model's lock: a concurrent identical training may have registered it meanwhile
         version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
     else:
