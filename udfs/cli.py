@@ -16,6 +16,7 @@ from . import config
 from .errors import ScorehouseError
 from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, shown
 from .registry import Registry
+from .training import REGISTRATION_STEPS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,9 +235,10 @@ def cmd_show(args) -> int:
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
     print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
-    if manifest.get("registration_seconds"):
-        print("  registered  in " + ", ".join(f"{step} {seconds:.1f} s"
-                                             for step, seconds in manifest["registration_seconds"].items()))
+    seconds = manifest.get("registration_seconds") or {}
+    if seconds:  # the steps in the order they ran
+        print("  registered  in " + ", ".join(f"{step} {seconds[step]:.1f} s" for step in REGISTRATION_STEPS
+                                             if step in seconds))
     print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
     print()
     print(format_table(

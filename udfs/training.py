@@ -38,6 +38,7 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 # |difference| <= VALUE_RTOL * max(1, mean |value| on the holdout).
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
+REGISTRATION_STEPS = ("fit", "export", "parity", "compile", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
 
 
