@@ -227,48 +227,79 @@ def workspace(trained, tmp_path) -> Workspace:
     return trained.copy(tmp_path / "ws")
 
 
-# Every estimator the compiled-SQL path is tried on: (task, kind, features table, target, features).
-COMPILED_CASES = {
-    "c_binary_logistic": ("binary", "logistic_regression", "mortgage"),
-    "c_binary_forest": ("binary", "random_forest", "mortgage"),
-    "c_binary_gbt": ("binary", "gradient_boosting", "mortgage"),
-    "c_binary_hgb": ("binary", "hist_gradient_boosting", "mortgage"),
-    "c_multiclass_logistic": ("multiclass", "logistic_regression", "diamonds_cut"),
-    "c_regression_linear": ("regression", "linear_regression", "diamonds"),
-    "c_regression_ridge": ("regression", "ridge", "diamonds"),
-    "c_regression_forest": ("regression", "random_forest", "diamonds"),
-    "c_regression_gbt": ("regression", "gradient_boosting", "diamonds"),
-    "c_regression_hgb": ("regression", "hist_gradient_boosting", "diamonds"),
+# Every estimator kind and loss, trained on real rows (what `compiled_models` holds): name -> (task, kind,
+# params, source[, compile: always unless given]). tests/test_estimators.py checks it covers every kind and loss.
+ESTIMATOR_CASES = {
+    "c_binary_logistic": ("binary", "logistic_regression", {"max_iter": 2000}, "mortgage"),
+    "c_binary_forest": ("binary", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0}, "mortgage"),
+    "c_binary_gbt": ("binary", "gradient_boosting", {"n_estimators": 30, "random_state": 0}, "mortgage"),
+    "c_binary_hgb": ("binary", "hist_gradient_boosting", {"max_iter": 20, "max_depth": 3, "random_state": 0}, "mortgage"),
+    "c_binary_xgboost": ("binary", "xgboost", {"n_estimators": 20, "max_depth": 3}, "mortgage"),
+    "c_binary_lightgbm": ("binary", "lightgbm", {"n_estimators": 20, "num_leaves": 8}, "mortgage"),
+    "c_multiclass_logistic": ("multiclass", "logistic_regression", {"max_iter": 2000}, "diamonds_cut"),
+    # orbital writes multiclass trees out once per class and again in the label's comparisons: one small case
+    # compiles, the others score with onnxruntime only
+    "c_multiclass_forest": ("multiclass", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
+                            "diamonds_cut", "never"),
+    "c_multiclass_gbt": ("multiclass", "gradient_boosting", {"n_estimators": 2, "max_depth": 2}, "diamonds_cut"),
+    "c_multiclass_hgb": ("multiclass", "hist_gradient_boosting", {"max_iter": 10}, "diamonds_cut", "never"),
+    "c_multiclass_xgboost": ("multiclass", "xgboost", {"n_estimators": 10, "max_depth": 3}, "diamonds_cut", "never"),
+    "c_multiclass_lightgbm": ("multiclass", "lightgbm", {"n_estimators": 10}, "diamonds_cut", "never"),
+    "c_regression_linear": ("regression", "linear_regression", {}, "diamonds"),
+    "c_regression_ridge": ("regression", "ridge", {}, "diamonds"),
+    "c_regression_forest": ("regression", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
+                            "diamonds"),
+    "c_regression_gbt": ("regression", "gradient_boosting", {"n_estimators": 30, "random_state": 0}, "diamonds"),
+    "c_regression_hgb": ("regression", "hist_gradient_boosting", {"max_iter": 30, "random_state": 0}, "diamonds"),
+    "c_regression_hgb_poisson": ("regression", "hist_gradient_boosting", {"loss": "poisson", "max_iter": 30}, "counts"),
+    "c_regression_hgb_gamma": ("regression", "hist_gradient_boosting", {"loss": "gamma", "max_iter": 30}, "diamonds"),
+    "c_regression_poisson": ("regression", "poisson_regression", {"max_iter": 1000}, "counts"),
+    "c_regression_gamma": ("regression", "gamma_regression", {"max_iter": 1000}, "diamonds"),
+    "c_regression_tweedie": ("regression", "tweedie_regression", {"power": 1.5, "max_iter": 1000}, "counts"),
+    "c_regression_xgboost": ("regression", "xgboost", {"n_estimators": 20, "max_depth": 3}, "diamonds"),
+    "c_regression_xgboost_poisson": ("regression", "xgboost", {"n_estimators": 20, "objective": "count:poisson"},
+                                     "counts"),
+    "c_regression_xgboost_gamma": ("regression", "xgboost", {"n_estimators": 20, "objective": "reg:gamma"}, "diamonds"),
+    "c_regression_xgboost_tweedie": ("regression", "xgboost", {"n_estimators": 20, "objective": "reg:tweedie",
+                                                               "tweedie_variance_power": 1.3}, "counts"),
+    "c_regression_lightgbm": ("regression", "lightgbm", {"n_estimators": 20}, "diamonds"),
+    "c_regression_lightgbm_poisson": ("regression", "lightgbm", {"n_estimators": 20, "objective": "poisson"}, "counts"),
+    "c_regression_lightgbm_gamma": ("regression", "lightgbm", {"n_estimators": 20, "objective": "gamma"}, "diamonds"),
+    "c_regression_lightgbm_tweedie": ("regression", "lightgbm", {"n_estimators": 20, "objective": "tweedie"}, "counts"),
 }
-COMPILED_SOURCES = {
-    "mortgage": ("features_mortgage", "is_denied", ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
-                 ["pbcr", "dmi", "self", "single", "condominium"]),
-    "diamonds": ("features_diamonds", "price", ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
-                 ["cut", "color", "clarity"]),
-    "diamonds_cut": ("features_diamonds", "cut", ["carat", "depth_pct", "table_pct"], ["color", "clarity"]),
+COMPILED_CASES = ESTIMATOR_CASES  # the compiled-SQL path is tried on every case
+# source -> (query, target, numeric, categorical). The mortgage rows carry a BOOLEAN feature (self_employed) and a
+# BIGINT one above 2^24 (ccs_big), as users' tables do.
+ESTIMATOR_SOURCES = {
+    "mortgage": ("select *, self = 'yes' as self_employed, cast(ccs * 10000000 as bigint) as ccs_big "
+                 "from features_mortgage", "is_denied", ["dir", "hir", "lvr", "ccs_big", "mcs", "uria", "self_employed"],
+                 ["pbcr", "dmi", "single", "condominium"]),
+    "diamonds": ("select * from features_diamonds", "price",
+                 ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"], ["cut", "color", "clarity"]),
+    "diamonds_cut": ("select * from features_diamonds", "cut", ["carat", "depth_pct", "table_pct"], ["color", "clarity"]),
+    "counts": ("select *, cast(round(price / 1000) as integer) as kilo_dollars from features_diamonds", "kilo_dollars",
+               ["carat", "depth_pct", "table_pct"], ["cut", "color", "clarity"]),
 }
-SMALL_PARAMS = {"random_forest": {"n_estimators": 10, "max_depth": 5, "random_state": 0},
-                "gradient_boosting": {"n_estimators": 30, "random_state": 0},
-                "hist_gradient_boosting": {"max_iter": 30, "random_state": 0},
-                "logistic_regression": {"max_iter": 2000}}
 
 
 @pytest.fixture(scope="session")
 def compiled_models(trained, tmp_path_factory):
-    """Every estimator trained on real rows, registered and promoted: (registry, {name: (candidate, rows)})."""
+    """Every estimator case trained on real rows (4,000 of its source), registered and promoted:
+    (registry, {name: (candidate, rows)})."""
     from udfs.spec import parse_spec
 
     registry = Registry(tmp_path_factory.mktemp("compiled") / "registry")
     models = {}
-    for name, (task, kind, source) in COMPILED_CASES.items():
-        table, target, numeric, categorical = COMPILED_SOURCES[source]
-        rows = trained.query(f"select * from {table} order by 1 limit 4000")
-        spec = parse_spec({"name": name, "task": task, "target": target, "source": {"table": table},
-                           "estimator": {"kind": kind, "params": SMALL_PARAMS.get(kind, {})},
+    for name, (task, kind, params, source, *compile_mode) in ESTIMATOR_CASES.items():
+        query, target, numeric, categorical = ESTIMATOR_SOURCES[source]
+        with duckdb.connect(str(trained.warehouse), read_only=True) as con:
+            table = con.sql(f"select * from ({query}) order by 1 limit 4000").to_arrow_table()
+        spec = parse_spec({"name": name, "task": task, "target": target, "source": {"query": query},
+                           "estimator": {"kind": kind, "params": params}, "compile": (compile_mode or ["always"])[0],
                            "features": {"numeric": numeric, "categorical": categorical}})
-        candidate = train(spec, pa.Table.from_pandas(rows, preserve_index=False))
+        candidate = train(spec, table)
         registry.promote(name, registry.register(candidate.manifest, candidate.files))
-        models[name] = (candidate, rows)
+        models[name] = (candidate, table.to_pandas())
     return registry, models
 
 

@@ -176,6 +176,7 @@ def compile_model(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, A
     import orbital.types as ot
     from orbital.ast import ParsedPipeline
 
+    _teach_orbital_exp()
     features = [Feature.from_dict(f) for f in manifest["features"]]
     types = {f.name: ot.FloatColumnType() if f.kind == NUMERIC else ot.StringColumnType() for f in features}
     parsed = ParsedPipeline._from_onnx_model(onnx.load_from_string(onnx_bytes), types)
@@ -186,6 +187,32 @@ def compile_model(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, A
         folded = _fold(query, engine, {f.name: _feature_input(f, engine) for f in features})
         expressions[engine] = {output: folded[_column(folded, column)] for output, column in _output_columns(manifest).items()}
     return {"format": 1, "row": ROW, "expressions": expressions}
+
+
+@functools.cache
+def _teach_orbital_exp() -> None:
+    """Add ONNX's Exp to orbital's translators (it has none): the inverse log link of count and positive-target
+    models (Poisson, Gamma, Tweedie). Registered in orbital's own table, as its other operators are."""
+    import importlib
+
+    import ibis
+    from orbital.translation.translator import Translator
+    from orbital.translation.variables import NumericVariablesGroup, ValueVariablesGroup, VariablesGroup
+
+    class ExpTranslator(Translator):
+        def process(self) -> None:
+            data = self._variables.consume(self._inputs[0])
+            if isinstance(data, VariablesGroup):
+                data = NumericVariablesGroup(data)
+                self.set_output(ValueVariablesGroup({name: self._optimizer.fold_operations(value.exp())
+                                                     for name, value in data.items()}))
+            elif isinstance(data, ibis.expr.types.NumericValue):
+                self.set_output(self._optimizer.fold_operations(data.exp()))
+            else:
+                raise ValueError("Exp: the operand must be a numeric column or a group of them")
+
+    # the module, not the package's function of the same name
+    importlib.import_module("orbital.translate").TRANSLATORS.setdefault("Exp", ExpTranslator)
 
 
 def bind(expression: str, engine: str, prefix: str) -> str:

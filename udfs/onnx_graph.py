@@ -40,6 +40,42 @@ def faster_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return rewritten
 
 
+def with_log_link(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
+    """Return `model` with exp() applied to `output`: the inverse link skl2onnx leaves out of
+    HistGradientBoostingRegressor with a Poisson or Gamma loss (its trees sum to the log of the mean)."""
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    raw = f"{output}_log_link"
+    for node in rewritten.graph.node:
+        node.output[:] = [raw if name == output else name for name in node.output]
+    rewritten.graph.node.append(helper.make_node("Exp", [raw], [output], name="scorehouse_inverse_log_link"))
+    onnx.checker.check_model(rewritten)
+    return rewritten
+
+
+def string_labels(model: onnx.ModelProto, classes: list[str]) -> onnx.ModelProto:
+    """Return `model` with tree classifiers labelling rows by class name, not by position: XGBoost's classifier
+    is fitted on positions 0..k-1 of the sorted classes, and its converter emits those as int64 labels."""
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    labels = set()
+    for node in rewritten.graph.node:
+        if node.op_type == "TreeEnsembleClassifier" and node.domain == ML_DOMAIN:
+            attrs = {a.name: a for a in node.attribute}
+            if "classlabels_int64s" in attrs:
+                positions = list(attrs["classlabels_int64s"].ints)
+                node.attribute.remove(attrs["classlabels_int64s"])
+                node.attribute.append(helper.make_attribute("classlabels_strings", [classes[i] for i in positions]))
+                labels.add(node.output[0])
+        elif node.op_type == "Identity" and node.input[0] in labels:  # the label passed on unchanged
+            labels.add(node.output[0])
+    for value in [*rewritten.graph.output, *rewritten.graph.value_info]:
+        if value.name in labels:
+            value.type.tensor_type.elem_type = TensorProto.STRING
+    onnx.checker.check_model(rewritten)
+    return rewritten
+
+
 def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[str]]]:
     """Return `model` with string inputs read only by one-hot encoders taking int64 codes, and the codes.
 

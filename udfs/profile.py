@@ -36,41 +36,65 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 
 
-def numeric_profile(values: np.ndarray) -> dict[str, Any]:
-    """Profile numeric values (NaN is NULL)."""
+def numeric_profile(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Profile numeric values (NaN is NULL); with `weights`, every share, rate, mean and decile is weighted."""
     values = np.asarray(values, dtype=np.float64)
-    present = values[~np.isnan(values)]
+    weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    present = ~np.isnan(values)
+    total = weights.sum()
     profile = {"kind": "numeric", "count": int(len(values)),
-               "null_rate": float(1 - len(present) / len(values)) if len(values) else 0.0}
-    if not len(present):
+               "null_rate": float(1 - weights[present].sum() / total) if total else 0.0}
+    if not present.any() or not weights[present].sum():
         return {**profile, "mean": None, "std": None, "min": None, "max": None, "edges": [], "shares": [1.0]}
-    edges = np.unique(np.quantile(present, np.arange(1, BINS) / BINS))
-    return {**profile, "mean": float(present.mean()), "std": float(present.std()),
-            "min": float(present.min()), "max": float(present.max()),
-            "edges": [float(e) for e in edges], "shares": bin_shares(present, edges).tolist()}
+    x, w = values[present], weights[present]
+    mean = float(np.average(x, weights=w))
+    edges = np.unique(weighted_quantiles(x, w, np.arange(1, BINS) / BINS))
+    return {**profile, "mean": mean, "std": float(np.sqrt(np.average((x - mean) ** 2, weights=w))),
+            "min": float(x.min()), "max": float(x.max()),
+            "edges": [float(e) for e in edges], "shares": bin_shares(x, edges, w).tolist()}
 
 
-def categorical_profile(values: Sequence[str | None]) -> dict[str, Any]:
-    """Profile category values (None or the empty string is NULL)."""
-    present = [v for v in values if v not in (None, "")]
-    counts = Counter(present)
-    total = len(present) or 1
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Quantiles of `values` under `weights`; equal weights give numpy's default (linear) quantiles."""
+    if np.all(weights == weights[0]):
+        return np.quantile(values, q)
+    order = np.argsort(values)
+    x, w = values[order], weights[order]
+    cumulative = (np.cumsum(w) - 0.5 * w) / w.sum()
+    return np.interp(q, cumulative, x)
+
+
+def categorical_profile(values: Sequence[str | None], weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Profile category values (None or the empty string is NULL), shares weighted by `weights`."""
+    weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    counts: Counter = Counter()
+    null_weight = 0.0
+    for value, weight in zip(values, weights):
+        if value in (None, ""):
+            null_weight += float(weight)
+        else:
+            counts[value] += float(weight)
+    present = sum(counts.values())
+    total = present or 1
     buckets: dict[str, str] = {c: (c if n / total >= RARE_SHARE else OTHER) for c, n in sorted(counts.items())}
     shares: dict[str, float] = {}
     for category, n in counts.items():
         shares[buckets[category]] = shares.get(buckets[category], 0.0) + n / total
+    everything = present + null_weight
     return {"kind": "categorical", "count": len(values),
-            "null_rate": float(1 - len(present) / len(values)) if len(values) else 0.0,
+            "null_rate": float(null_weight / everything) if everything else 0.0,
             "buckets": buckets, "shares": dict(sorted(shares.items()))}
 
 
-def bin_shares(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+def bin_shares(values: np.ndarray, edges: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:
     """Share of non-NULL values per bin: bin i holds edges[i-1] < v <= edges[i], open at both ends."""
     values = np.asarray(values, dtype=np.float64)
-    values = values[~np.isnan(values)]
+    weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    present = ~np.isnan(values)
+    values, weights = values[present], weights[present]
     counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left"),
-                         minlength=len(edges) + 1)
-    return counts / max(len(values), 1)
+                         weights=weights, minlength=len(edges) + 1)
+    return counts / max(weights.sum(), 1e-300) if len(values) else counts
 
 
 def psi(baseline: Sequence[float], current: Sequence[float]) -> float:
@@ -135,14 +159,16 @@ def level(metric: str, baseline: float, current: float, thresholds: Mapping[str,
     return None
 
 
-def training_profile(frame, features, outputs: Mapping[str, np.ndarray], task: str) -> dict[str, Any]:
-    """Profile the training rows (`frame` as the model saw them) and the holdout outputs."""
+def training_profile(frame, features, outputs: Mapping[str, np.ndarray], task: str,
+                     weights: np.ndarray | None = None, output_weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Profile the training rows (`frame` as the model saw them, under their sample weights) and the holdout outputs."""
     result = {}
     for feature in features:
         column = frame[feature.name].to_numpy()
-        result[feature.name] = (numeric_profile(column) if feature.kind == "numeric"
-                                else categorical_profile(column.tolist()))
-    output = categorical_profile(outputs["label"].tolist()) if task == "multiclass" else numeric_profile(outputs["score"])
+        result[feature.name] = (numeric_profile(column, weights) if feature.kind == "numeric"
+                                else categorical_profile(column.tolist(), weights))
+    output = (categorical_profile(outputs["label"].tolist(), output_weights) if task == "multiclass"
+              else numeric_profile(outputs["score"], output_weights))
     return {"features": result, "output": output}
 
 

@@ -71,6 +71,7 @@ class ModelSpec:
     positive_class: str | None = None  # binary only; default: the last class in sorted order
     description: str = ""
     compile: str = "auto"  # one of COMPILE_MODES
+    weight: str | None = None  # a column of sample weights (>= 0, not NULL): in fitting, metrics and profile
     base_dir: Path = Path(".")  # the spec file's folder: relative source paths start here
 
     @property
@@ -109,7 +110,7 @@ def load_spec(path: str | Path) -> ModelSpec:
 def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "spec") -> ModelSpec:
     """Build a ModelSpec from a mapping, failing with a message that names the bad key."""
     known = {"name", "task", "target", "source", "estimator", "features", "split",
-             "positive_class", "description", "compile"}
+             "positive_class", "description", "compile", "weight"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SpecError(f"{origin}: unknown keys {unknown}; allowed: {sorted(known)}")
@@ -155,6 +156,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
     target = str(raw["target"])
     if target in all_features:
         raise SpecError(f"{origin}: the target '{target}' is also listed as a feature")
+    weight = raw.get("weight")
+    if weight is not None and (str(weight) in all_features or str(weight) == target):
+        raise SpecError(f"{origin}: the weight column '{weight}' is also the target or a feature")
 
     positive = raw.get("positive_class")
     if positive is not None and task != "binary":
@@ -174,6 +178,7 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
         positive_class=None if positive is None else _class_label(positive),
         description=str(raw.get("description") or ""),
         compile=compile_mode,
+        weight=None if weight is None else str(weight),
         base_dir=Path(base_dir),
     )
 
