@@ -65,7 +65,7 @@ def estimator_class(task: str, kind: str, model: str) -> type:
         raise SpecError(f"Model {model}: estimator '{kind}' needs the {EXTRAS[module]} extra: "
                         f"pip install 'scorehouse[{EXTRAS[module]}]'") from None
     if module in EXTRAS:
-        _register_converters(module)
+        register_converters(module)
     return cls
 
 
@@ -100,7 +100,7 @@ def missing_log_link(estimator: Any) -> bool:
 
 
 @functools.cache
-def _register_converters(module: str) -> None:
+def register_converters(module: str) -> None:
     """Teach skl2onnx XGBoost's or LightGBM's estimators, through onnxmltools' converters (once per process)."""
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import (

@@ -19,6 +19,8 @@ graph passes the same parity check against scikit-learn.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -53,20 +55,20 @@ def with_log_link(model: onnx.ModelProto, output: str) -> onnx.ModelProto:
     return rewritten
 
 
-def string_labels(model: onnx.ModelProto, classes: list[str]) -> onnx.ModelProto:
-    """Return `model` with tree classifiers labelling rows by class name, not by position: XGBoost's classifier
-    is fitted on positions 0..k-1 of the sorted classes, and its converter emits those as int64 labels."""
+def string_labels(model: onnx.ModelProto, names: Callable[[list[int]], list[str]]) -> onnx.ModelProto:
+    """Return `model` with its classifiers labelling rows by class name: where a converter emits int64 labels
+    (XGBoost fitted on positions 0..k-1; scikit-learn fitted on numbers or booleans), `names` turns the
+    int64 class labels into the registry's class names."""
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
     labels = set()
     for node in rewritten.graph.node:
-        if node.op_type == "TreeEnsembleClassifier" and node.domain == ML_DOMAIN:
-            attrs = {a.name: a for a in node.attribute}
-            if "classlabels_int64s" in attrs:
-                positions = list(attrs["classlabels_int64s"].ints)
-                node.attribute.remove(attrs["classlabels_int64s"])
-                node.attribute.append(helper.make_attribute("classlabels_strings", [classes[i] for i in positions]))
-                labels.add(node.output[0])
+        attrs = {a.name: a for a in node.attribute}
+        if node.domain == ML_DOMAIN and "classlabels_int64s" in attrs:
+            values = list(attrs["classlabels_int64s"].ints)
+            node.attribute.remove(attrs["classlabels_int64s"])
+            node.attribute.append(helper.make_attribute("classlabels_strings", names(values)))
+            labels.add(node.output[0])
         elif node.op_type == "Identity" and node.input[0] in labels:  # the label passed on unchanged
             labels.add(node.output[0])
     for value in [*rewritten.graph.output, *rewritten.graph.value_info]:

@@ -32,6 +32,7 @@ from .estimators import (
     estimator_class,
     library,
     missing_log_link,
+    register_converters,
     tweedie_power,
 )
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
@@ -169,25 +170,31 @@ def build_pipeline(spec: ModelSpec):
     return Pipeline([("features", ColumnTransformer(steps)), ("estimator", estimator)])
 
 
-def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None,
-          progress: Progress = no_progress) -> Candidate:
-    """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch.
+@dataclass
+class TrainingData:
+    """A training table as the model sees it (model_inputs), the fit rows and the rows parity and metrics use."""
 
-    `progress(label)` wraps each long step (a context manager: the CLI shows the time passing in a terminal);
-    each step's seconds are recorded in the manifest as `registration_seconds`.
+    table: pa.Table  # the rows read, with a target
+    features: list[Feature]
+    classes: list[str]  # classifiers: the classes, as strings, sorted
+    positive: str | None  # binary: the positive class
+    x_train: Any  # pandas frames of model inputs
+    x_test: Any
+    y_train: np.ndarray
+    y_test: np.ndarray
+    w_train: np.ndarray | None  # sample weights, where the spec names a weight column
+    w_test: np.ndarray | None
+
+
+def prepare(spec: ModelSpec, table: pa.Table, holdout: pa.Table | None = None, split: bool = True) -> TrainingData:
+    """Turn a spec's table into model inputs and targets, checked, and split off the holdout.
+
+    With `holdout` (rows the model was not fitted on) nothing is split; with split=False the table is
+    both (a fitted model handed over with the rows it was fitted on).
     """
-    import pandas as pd
-    from sklearn.model_selection import train_test_split
-
-    target = table.column(spec.target)
-    table = table.filter(target.is_valid())
-    if table.num_rows < 10:
-        raise SpecError(f"Model {spec.name}: only {table.num_rows} rows with a non-NULL target '{spec.target}'")
+    table = _with_target(spec, table)
     features = training_features(spec, table.schema)
-    inputs = model_inputs(spec.name, features, {name: table.column(name) for name in spec.features})
-    frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
-    y = _target_values(spec, table.column(spec.target))
-    weights = _weights(spec, table)
+    x, y, w = _inputs(spec, features, table)
     classifier = spec.task != "regression"
     classes = sorted(set(y.tolist())) if classifier else []
     if classifier and len(classes) < 2:
@@ -197,24 +204,70 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     positive = spec.positive_class or (classes[-1] if spec.task == "binary" else None)
     if positive is not None and positive not in classes:
         raise SpecError(f"Model {spec.name}: positive_class '{positive}' is not a class; classes: {classes}")
+    if holdout is not None:
+        x_test, y_test, w_test = _inputs(spec, features, _with_target(spec, holdout))
+        x_train, y_train, w_train = x, y, w
+    elif not split:
+        x_train = x_test = x
+        y_train = y_test = y
+        w_train = w_test = w
+    else:
+        from sklearn.model_selection import train_test_split
 
-    try:
-        x_train, x_test, y_train, y_test, w_train, w_test = train_test_split(
-            frame, y, weights, test_size=spec.split.test_size, random_state=spec.split.seed,
-            stratify=y if classifier else None,
-        )
-    except ValueError as exc:  # e.g. a class with one row cannot be stratified
-        raise SpecError(f"Model {spec.name}: cannot draw the holdout (split {spec.split}): {exc}") from None
+        try:
+            x_train, x_test, y_train, y_test, w_train, w_test = train_test_split(
+                x, y, w, test_size=spec.split.test_size, random_state=spec.split.seed,
+                stratify=y if classifier else None)
+        except ValueError as exc:  # e.g. a class with one row cannot be stratified
+            raise SpecError(f"Model {spec.name}: cannot draw the holdout (split {spec.split}): {exc}") from None
+    weighted = bool(spec.weight)
+    return TrainingData(table, features, classes, positive, x_train, x_test, y_train, y_test,
+                        w_train if weighted else None, w_test if weighted else None)
+
+
+def _with_target(spec: ModelSpec, table: pa.Table) -> pa.Table:
+    table = table.filter(table.column(spec.target).is_valid())
+    if table.num_rows < 10:
+        raise SpecError(f"Model {spec.name}: only {table.num_rows} rows with a non-NULL target '{spec.target}'")
+    return table
+
+
+def _inputs(spec: ModelSpec, features: list[Feature], table: pa.Table) -> tuple[Any, np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    inputs = model_inputs(spec.name, features, {f.name: table.column(f.name) for f in features})
+    frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
+    return frame, _target_values(spec, table.column(spec.target)), _weights(spec, table)
+
+
+def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None,
+          progress: Progress = no_progress) -> Candidate:
+    """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch.
+
+    `progress(label)` wraps each long step (a context manager: the CLI shows the time passing in a terminal);
+    each step's seconds are recorded in the manifest as `registration_seconds`.
+    """
+    data = prepare(spec, table)
     pipeline = build_pipeline(spec)
     seconds: dict[str, float] = {}
     step = functools.partial(_timed_step, progress, seconds)
-    with step("fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(x_train)} rows ({len(x_test)} held out)"):
+    with step("fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(data.x_train)} rows "
+                     f"({len(data.x_test)} held out)"):
         try:
-            labels = np.searchsorted(classes, y_train) if encodes_labels(pipeline[-1]) else y_train
-            pipeline.fit(x_train, labels, **({"estimator__sample_weight": w_train} if spec.weight else {}))
+            labels = np.searchsorted(data.classes, data.y_train) if encodes_labels(pipeline[-1]) else data.y_train
+            pipeline.fit(data.x_train, labels,
+                         **({"estimator__sample_weight": data.w_train} if data.w_train is not None else {}))
         except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
             raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
                             f"{' '.join(str(exc).split())}") from None
+    return package(spec, data, pipeline, log, step, seconds)
+
+
+def package(spec: ModelSpec, data: TrainingData, pipeline, log: Callable[[str], None], step, seconds: dict,
+            evaluated_on: str = "holdout") -> Candidate:
+    """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured, profiled."""
+    features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
+    names = [f.name for f in features]
     with step("export", f"{spec.name}: exporting to ONNX"):
         exported, onnx_outputs = export_onnx(spec, pipeline, classes)
         stored, codes = coded_categories(faster_graph(exported))
@@ -226,7 +279,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "task": spec.task,
         "description": spec.description,
         "target": spec.target,
-        "features": [_with_categories(f, pipeline).to_dict() for f in features],
+        "features": [_with_categories(f, pipeline, x_train).to_dict() for f in features],
         "classes": classes,
         "positive_class": positive,
         "onnx_outputs": onnx_outputs,
@@ -236,23 +289,24 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "spec": spec.to_dict(),
         "spec_sha256": spec.sha256(),
         "training_data": {
-            "source": spec.source.table or spec.source.path or spec.source.query,
+            "source": spec.source.table or spec.source.path or spec.source.query or "a data frame",
             "weight": spec.weight,
-            "rows": table.num_rows,
+            "rows": data.table.num_rows,
             "train_rows": len(x_train),
             "holdout_rows": len(x_test),
-            "fingerprint": fingerprint(table),
+            "evaluated_on": evaluated_on,
+            "fingerprint": fingerprint(data.table),
         },
         "libraries": {**{lib: package_version(lib) for lib in LIBRARIES}, "python": platform.python_version()},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     model = LoadedModel(manifest, onnx_bytes)
-    holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in spec.features}
+    holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in names}
     expected = sklearn_outputs(pipeline, x_test, spec.task, classes, positive)
-    feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in spec.features})
-    with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} holdout rows"):
+    feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in names})
+    with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} {evaluated_on} rows"):
         manifest["parity"] = check_parity(model, feeds, expected)
-    log(f"{spec.name}: parity on {len(x_test)} holdout rows, max |difference| "
+    log(f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
         f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
     with step("compile", f"{spec.name}: compiling to SQL (compile: {spec.compile})"):
         compiled, manifest["compiled"] = compile_for_registry(
@@ -262,11 +316,9 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
                                    "no engine (the ONNX UDF was faster)")))
     with step("profile", f"{spec.name}: metrics and training profile"):
-        weighted = bool(spec.weight)
-        manifest["metrics"] = holdout_metrics(spec.task, y_test, expected, classes, tweedie_power(pipeline[-1]),
-                                              w_test if weighted else None)
-        manifest["profile"] = training_profile(x_train, features, expected, spec.task,
-                                               w_train if weighted else None, w_test if weighted else None)
+        manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
+                                              data.w_test)
+        manifest["profile"] = training_profile(x_train, features, expected, spec.task, data.w_train, data.w_test)
     manifest["registration_seconds"] = seconds
 
     sample_rows = x_test.head(SAMPLE_ROWS)
@@ -342,16 +394,6 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
         "max_abs_diff": float(diff.max(initial=0.0)),
         "tolerance": tolerance,
     }
-    if model.task != "regression":
-        labels = raw["label"].reshape(-1).astype(str)
-        record["label_mismatches"] = int((labels != expected["label"]).sum())
-        # a label may differ only where the top two probabilities are within the tolerance of each other
-        top = np.sort(want, axis=1)
-        decided = (top[:, -1] - top[:, -2]) > 2 * tolerance
-        wrong = int(((labels != expected["label"]) & decided).sum())
-        if wrong:
-            raise ParityError(f"Model {model.name}: onnxruntime labels {wrong} holdout rows unlike scikit-learn where "
-                              "the probabilities agree; not registered")
     if record["max_abs_diff"] > tolerance:
         worst = int(np.unravel_index(np.argmax(diff), diff.shape)[0])
         raise ParityError(
@@ -360,6 +402,15 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
             "not registered. The graph computes in float32 and scikit-learn in float64: splits within float32 "
             "rounding of the inputs, or an estimator option the ONNX converter does not carry, make them differ"
         )
+    if model.task != "regression":
+        labels = raw["label"].reshape(-1).astype(str)
+        record["label_mismatches"] = int((labels != expected["label"]).sum())
+        # with the probabilities equal, a label may differ only where the top two are within the tolerance
+        top = np.sort(want, axis=1)
+        wrong = int(((labels != expected["label"]) & ((top[:, -1] - top[:, -2]) > 2 * tolerance)).sum())
+        if wrong:
+            raise ParityError(f"Model {model.name}: onnxruntime labels {wrong} holdout rows unlike scikit-learn "
+                              "although the probabilities agree; not registered")
     return record
 
 
@@ -403,6 +454,7 @@ def fingerprint(table: pa.Table) -> str:
 
 def export_onnx(spec: ModelSpec, pipeline, classes: list[str] | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
     """The pipeline as skl2onnx exports it, and its outputs by role."""
+    import onnx
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -410,23 +462,52 @@ def export_onnx(spec: ModelSpec, pipeline, classes: list[str] | None = None) -> 
     initial_types += [(f, StringTensorType([None, 1])) for f in spec.categorical]
     estimator = pipeline[-1]
     options = {id(estimator): {"zipmap": False}} if spec.task != "regression" else None
-    opset = EXTRA_TARGET_OPSET if library(estimator) in EXTRAS else None
-    onx = to_onnx(pipeline, initial_types=initial_types, options=options, target_opset=opset)
+    opset = None
+    if library(estimator) in EXTRAS:
+        register_converters(library(estimator))
+        opset = EXTRA_TARGET_OPSET
+    try:
+        onx = to_onnx(pipeline, initial_types=initial_types, options=options, target_opset=opset)
+    except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for what it cannot convert
+        raise SpecError(f"Model {spec.name}: {_failing_step(pipeline, exc)} cannot be exported to ONNX: "
+                        f"{' '.join(str(exc).split())[:300]}") from None
     names = [o.name for o in onx.graph.output]
     roles = {"value": names[0]} if spec.task == "regression" else {"label": names[0], "probabilities": names[1]}
     if missing_log_link(estimator):
         onx = with_log_link(onx, roles["value"])
-    if encodes_labels(estimator):
-        onx = string_labels(onx, classes)
+    if spec.task != "regression" and _output_type(onx, roles["label"]) == onnx.TensorProto.INT64:
+        onx = string_labels(onx, lambda values: class_names(values, classes))
     return onx, roles
+
+
+def _output_type(model, name: str) -> int:
+    """The element type of a graph output (onnx.TensorProto's numbering)."""
+    return next(o.type.tensor_type.elem_type for o in model.graph.output if o.name == name)
+
+
+def _failing_step(pipeline, exc: Exception) -> str:
+    """Name the pipeline step an export error is about: 'step 'name' (Class)', else the whole pipeline."""
+    text = str(exc)
+    steps = [(name, step) for name, step in getattr(pipeline, "steps", [])]
+    for name, step in list(steps):
+        steps += [(f"{name}/{inner}", t) for inner, t, _ in getattr(step, "transformers_", []) if not isinstance(t, str)]
+        steps += [(f"{name}/{inner}", t) for inner, t in getattr(step, "steps", [])]
+    named = [(name, step) for name, step in steps if type(step).__name__ in text]
+    if named:
+        name, step = named[-1]
+        return f"step '{name}' ({type(step).__name__})"
+    return f"the pipeline ({type(pipeline).__name__})"
 
 
 def class_names(values, classes: list[str] | None) -> list[str]:
     """Class labels as the registry names them: an estimator fitted on positions (XGBoost) gives classes[i]."""
     values = list(values)
-    if classes is not None and values and all(isinstance(v, (int, np.integer)) for v in values):
-        return [classes[int(v)] for v in values]
-    return [str(v) for v in values]
+    names = [_class_label(v.item() if isinstance(v, np.generic) else v) for v in values]
+    if classes is None or all(n in classes for n in names):
+        return names
+    if all(isinstance(v, (int, np.integer)) and 0 <= v < len(classes) for v in values):
+        return [classes[int(v)] for v in values]  # fitted on positions in the sorted classes (XGBoost)
+    return names
 
 
 def _weights(spec: ModelSpec, table: pa.Table) -> np.ndarray:
@@ -456,13 +537,29 @@ def _target_values(spec: ModelSpec, column: pa.ChunkedArray) -> np.ndarray:
     return np.asarray([_class_label(v) for v in column.to_pylist()], dtype=object).astype(str)
 
 
-def _with_categories(feature: Feature, pipeline) -> Feature:
+def _with_categories(feature: Feature, pipeline, rows) -> Feature:
+    """The feature with the categories its one-hot encoder learned (else those of the training rows)."""
     if feature.kind != CATEGORICAL:
         return feature
-    encoder = pipeline.named_steps["features"].named_transformers_["categorical"]
-    index = list(encoder.feature_names_in_).index(feature.name)
-    seen = [str(c) for c in encoder.categories_[index] if c != MISSING_CATEGORY]
-    return dataclasses.replace(feature, categories=tuple(seen))
+    for encoder in _one_hot_encoders(pipeline):
+        names = list(getattr(encoder, "feature_names_in_", []))
+        if feature.name in names:
+            seen = encoder.categories_[names.index(feature.name)]
+            break
+    else:
+        seen = sorted(set(rows[feature.name]))
+    return dataclasses.replace(feature, categories=tuple(str(c) for c in seen if c != MISSING_CATEGORY))
+
+
+def _one_hot_encoders(estimator) -> list:
+    """Every fitted OneHotEncoder inside a pipeline or column transformer, however nested."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    if isinstance(estimator, OneHotEncoder):
+        return [estimator]
+    children = [s for _, s in getattr(estimator, "steps", [])]
+    children += [t for _, t, _ in getattr(estimator, "transformers_", [])]
+    return [e for child in children if not isinstance(child, str) for e in _one_hot_encoders(child)]
 
 
 def _json_value(value: Any) -> Any:
