@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import platform
 import subprocess
 import sys
@@ -245,7 +246,9 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"the Spark benchmark failed:\n{out.stderr[-3000:]}")
             spark = json.loads(out.stdout.strip().splitlines()[-1])
     page = report(results, cold, spark, manifests, args)
-    args.out.write_text(page)
+    kept = re.search(r"<!-- registration -->.*?<!-- /registration -->", args.out.read_text(), re.S) \
+        if args.out.exists() else None  # python -m bench.registration's section stays
+    args.out.write_text(page + (f"\n{kept.group(0)}\n" if kept else ""))
     print(page)
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
