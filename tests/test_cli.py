@@ -75,7 +75,8 @@ def test_promote_rollback_and_verify(workspace):
 
 
 def test_train_command_is_idempotent(workspace, tmp_path):
-    same = workspace.cli("train", str(SPECS["mortgage_deny"]), "--json", check=True)
+    # the workspace's version 1 was trained from the demo spec with compile: always (conftest.trained)
+    same = workspace.cli("train", str(SPECS["mortgage_deny"]), "--compile", "always", "--json", check=True)
     assert json.loads(same.stdout) == [{"model": "mortgage_deny", "version": 1, "created": False}]
     assert "version 1 is up to date" in same.stderr
     changed = tmp_path / "mortgage_deny.yml"

@@ -26,7 +26,7 @@ from .errors import ParityError, SpecError
 from .names import check_model_name
 from .registry import Registry
 from .spec import COMPILE_MODES, TASKS, Estimator, ModelSpec, Source, _class_label
-from .training import Progress, no_progress, package, prepare
+from .training import Progress, no_progress, package, prepare, timed_steps
 
 
 def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: str,
@@ -59,7 +59,7 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
                      positive_class=None if positive_class is None else _class_label(positive_class), weight=weight)
     data = prepare(spec, table, holdout_table, split=False)
     seconds: dict[str, float] = {}
-    step = _step(progress, seconds)
+    step = timed_steps(progress, seconds)
     try:
         candidate = package(spec, data, pipeline, log, step, seconds,
                             evaluated_on="holdout" if holdout is not None else "training frame")
@@ -114,10 +114,3 @@ def _describe(pipeline: Any) -> str:
     steps = getattr(pipeline, "steps", None)
     return " > ".join(type(step).__name__ for _, step in steps) if steps else type(pipeline).__name__
 
-
-def _step(progress: Progress, seconds: dict):
-    import functools
-
-    from .training import _timed_step
-
-    return functools.partial(_timed_step, progress, seconds)

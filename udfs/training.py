@@ -250,7 +250,7 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
     data = prepare(spec, table)
     pipeline = build_pipeline(spec)
     seconds: dict[str, float] = {}
-    step = functools.partial(_timed_step, progress, seconds)
+    step = timed_steps(progress, seconds)
     with step("fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(data.x_train)} rows "
                      f"({len(data.x_test)} held out)"):
         try:
@@ -327,6 +327,11 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, log: Callable[[str], 
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
     return Candidate(manifest, onnx_bytes, sample, pipeline, compiled)
+
+
+def timed_steps(progress: Progress, seconds: dict[str, float]):
+    """step(key, label): a context manager that shows `label` through `progress` and records its seconds."""
+    return functools.partial(_timed_step, progress, seconds)
 
 
 @contextlib.contextmanager
