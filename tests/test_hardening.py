@@ -66,7 +66,7 @@ def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
         assert aliases[alias]["version"] in range(1, WRITERS + 1)
         assert sorted(aliases[alias]["history"]) == list(range(1, WRITERS + 1))  # every move recorded once
         assert aliases[alias]["history"][-1] == aliases[alias]["version"]
-    leftovers = [p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json")]
+    leftovers = [p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json", "audit.jsonl")]
     assert all(name.startswith(".lock") for name in leftovers), leftovers
 
 

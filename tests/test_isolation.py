@@ -266,7 +266,7 @@ def test_leftovers_of_killed_writers_are_removed_by_the_next_write(small_copy):
     (model / ".staging-0123abcd" / "model.onnx").write_bytes(b"half")
     (model / ".aliases-0123abcd.tmp").write_text("{")
     small_copy.registry.promote("mortgage_deny", 1, "candidate")
-    assert sorted(p.name for p in model.iterdir()) == [".lock", "aliases.json", "versions"]
+    assert sorted(p.name for p in model.iterdir()) == [".lock", "aliases.json", "audit.jsonl", "versions"]
     (model / ".staging-fedcba98").mkdir()
     version = small_copy.registry.register(small_copy.candidates["mortgage_deny"].manifest,
                                            small_copy.candidates["mortgage_deny"].files)

@@ -85,12 +85,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("version", help="a version number or 'latest'")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--reason", help="why, for the audit log")
     p.set_defaults(run=cmd_promote)
 
     p = sub.add_parser("rollback", help="move an alias back to the version it pointed at before")
     p.add_argument("model")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
+    p.add_argument("--reason", help="why, for the audit log")
     p.set_defaults(run=cmd_rollback)
+
+    p = sub.add_parser("rollout", help="gray release: send a share of keys to a version (predict(..., key=...))")
+    p.add_argument("model")
+    p.add_argument("version", help="a version number or 'latest'")
+    p.add_argument("--share", type=float, required=True, help="percent of keys, 0 to 100 (0 ends the rollout)")
+    p.add_argument("--reason", help="why, for the audit log")
+    p.set_defaults(run=cmd_rollout)
+
+    p = sub.add_parser("history", help="every alias move of a model: when, who, from, to, why")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_history)
+
+    p = sub.add_parser("gc", help="remove versions no alias points at or pointed at recently")
+    p.add_argument("model", nargs="?")
+    p.add_argument("--keep-days", type=float, default=7, help="keep versions aliased or created within this many days")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.set_defaults(run=cmd_gc)
 
     p = sub.add_parser("verify", help="check files, hashes and signatures, and re-score each version's stored sample")
     p.add_argument("model", nargs="?")
@@ -261,19 +281,23 @@ def describe_compiled(record: dict | None) -> str:
             f"scores by default on {', '.join(used) or 'no engine'}")
 
 
+def _version(registry: Registry, model: str, text: str) -> int:
+    """A VERSION argument: a number or 'latest'."""
+    check_model_name(model)
+    if text == "latest":
+        versions = registry.versions(model)
+        if not versions:
+            registry.resolve(ModelRef(model, alias=DEFAULT_ALIAS))  # raises, listing the known models
+        return versions[-1]
+    if VERSION.fullmatch(text):
+        return int(text)
+    raise ScorehouseError(f"VERSION must be a number or 'latest', found '{shown(text)}'")
+
+
 def cmd_promote(args) -> int:
     registry = _registry(args)
-    check_model_name(args.model)
-    if args.version == "latest":
-        versions = registry.versions(args.model)
-        if not versions:
-            registry.resolve(ModelRef(args.model, alias=args.alias))  # raises, listing the known models
-        version = versions[-1]
-    elif VERSION.fullmatch(args.version):
-        version = int(args.version)
-    else:
-        raise ScorehouseError(f"VERSION must be a number or 'latest', found '{shown(args.version)}'")
-    previous = registry.promote(args.model, version, args.alias)
+    version = _version(registry, args.model, args.version)
+    previous = registry.promote(args.model, version, args.alias, args.reason)
     if previous == version:
         print(f"{args.model}: {args.alias} already points at version {version}")
     else:
@@ -282,8 +306,45 @@ def cmd_promote(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    old, new = _registry(args).rollback(args.model, args.alias)
+    old, new = _registry(args).rollback(args.model, args.alias, args.reason)
     print(f"{args.model}: {args.alias} -> version {new} (was {old})")
+    return 0
+
+
+def cmd_rollout(args) -> int:
+    registry = _registry(args)
+    version = _version(registry, args.model, args.version)
+    before, share = registry.rollout(args.model, version, args.share, args.reason)
+    if args.share:
+        print(f"{args.model}: version {version} scores {args.share:g}% of keys"
+              + (f" (was version {before} at {share:g}%)" if before else ""))
+    else:
+        print(f"{args.model}: rollout ended" + (f" (was version {before} at {share:g}%)" if before else ""))
+    return 0
+
+
+def cmd_history(args) -> int:
+    registry = _registry(args)
+    if not registry.versions(args.model):
+        registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
+    events = registry.history(args.model)
+    if args.json:
+        print(json.dumps(events, indent=2))
+        return 0
+    print(format_table(["at", "user", "action", "alias", "from", "to", "reason"],
+                       [[e.get("at"), e.get("user"), e.get("action") + (f" {e['share']:g}%" if e.get("share") else ""),
+                         e.get("alias") or "", e.get("from") or "-", e.get("to") or "-", e.get("reason") or ""]
+                        for e in events]) if events else f"{args.model}: no alias has moved")
+    return 0
+
+
+def cmd_gc(args) -> int:
+    registry = _registry(args)
+    names = [check_model_name(args.model)] if args.model else registry.models()
+    for name in names:
+        removed = registry.gc(name, args.keep_days, args.dry_run)
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"{name}: {verb} version(s) {', '.join(map(str, removed))}" if removed else f"{name}: nothing to remove")
     return 0
 
 

@@ -7,7 +7,8 @@
     predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored
     predict_label / predict_proba          the predicted class / a class -> probability map
     scorehouse_model_version('<ref>')      the version a reference scores with
-    scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>')  what the dbt predict() macro compiles to
+    scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')  what the dbt predict() macro compiles to
+    scorehouse_version_sql('<ref>', '<relation>', '<key>')  and model_version(): the version scoring each row
     scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
 
 None of these functions reads or writes a file other than the registry's own, and a reference can
@@ -72,8 +73,11 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
                          OUTPUT_SQL_TYPES[output], type="arrow")
     _create_function(conn, "scorehouse_model_version", lambda ref: current().resolve(ref)[1], [varchar], "INTEGER")
     _create_function(conn, "scorehouse_predict_sql",
-                     lambda ref, relation, output, method: predict_sql(current(), ref, relation, output, method),
-                     [varchar] * 4, "VARCHAR")
+                     lambda ref, relation, output, method, key: predict_sql(current(), ref, relation, output, method, key),
+                     [varchar] * 5, "VARCHAR")
+    _create_function(conn, "scorehouse_version_sql",
+                     lambda ref, relation, key: current().version_sql(ref, relation, key or None, "duckdb"),
+                     [varchar] * 3, "VARCHAR")
     _create_function(conn, "scorehouse_resolves", lambda ref: current().resolves(ref), [varchar], "BOOLEAN")
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
                      [varchar] * 2, "BOOLEAN")
@@ -128,9 +132,10 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
         )
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "",
+                key: str = "") -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, "duckdb", method or None)
+    return scorer.sql_call(ref, relation, output, "duckdb", method or None, key or None)
 
 
 def check_input(scorer: Scorer, ref: str, row_type: str) -> bool:

@@ -6,7 +6,9 @@
                                 manifest.sig     an ed25519 signature of the manifest (signed registries)
                                 sample.json      a few holdout rows with their expected outputs
                                 compiled.json    the graph as SQL expressions, where it translates
-    <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]}}
+    <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]},
+                                                  "rollout": {"version": 3, "share": 5, "history": [3]}}
+    <root>/<model>/audit.jsonl                   every alias move: when, who, from, to, why (appended)
 
 Versions are written to a staging folder and renamed into place; aliases are rewritten through a
 temporary file and os.replace, under a per-model file lock (which also covers the check that a
@@ -20,15 +22,18 @@ JSON are read. A broken version or alias file fails the references that use it, 
 from __future__ import annotations
 
 import fcntl
+import getpass
 import hashlib
 import json
 import logging
 import os
 import shutil
 import stat
+import sys
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +54,9 @@ MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
 COMPILED_FILE = "compiled.json"
 ALIASES_FILE = "aliases.json"
+AUDIT_FILE = "audit.jsonl"  # every alias move, appended, never rewritten
+# The alias a gray release sets: its version and the share of keys it scores (see Registry.rollout).
+ROLLOUT_ALIAS = "rollout"
 STAGING_PREFIX = ".staging-"
 ALIAS_TMP_PREFIX = ".aliases-"
 
@@ -69,6 +77,7 @@ class Catalog:
     known: list[str]  # every model name in the registry
     entries: dict[str, tuple[list[int], dict[str, int]]]  # name -> (versions, aliases)
     problems: dict[str, str] = field(default_factory=dict)  # name -> why its alias file cannot be read
+    shares: dict[str, float] = field(default_factory=dict)  # name -> percent of keys its rollout version scores
 
     def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
         """Return (name, version) for a reference, or fail listing what exists."""
@@ -157,14 +166,16 @@ class Registry:
         """
         known = self.models()
         names = known if names is None else [check_model_name(n) for n in names]
-        entries, problems = {}, {}
+        entries, problems, shares = {}, {}, {}
         for name in names:
             try:
-                aliases = self.aliases(name)
+                aliases = self._alias_file(name)
             except ScorehouseError as exc:
                 aliases, problems[name] = {}, str(exc)
-            entries[name] = (self.versions(name), aliases)
-        return Catalog(str(self.root), known, entries, problems)
+            if ROLLOUT_ALIAS in aliases:
+                shares[name] = aliases[ROLLOUT_ALIAS]["share"]
+            entries[name] = (self.versions(name), {alias: entry["version"] for alias, entry in aliases.items()})
+        return Catalog(str(self.root), known, entries, problems, shares)
 
     def card(self, name: str, version: int) -> ModelCard:
         """Return the verified manifest of a version."""
@@ -304,15 +315,17 @@ class Registry:
             fsync_dir(path.parent)
             return True
 
-    def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS) -> int | None:
-        """Point `alias` at `version`; return the version it pointed at before.
+    def promote(self, name: str, version: int, alias: str = DEFAULT_ALIAS, reason: str | None = None) -> int | None:
+        """Point `alias` at `version`; return the version it pointed at before. Moving `prod` ends a rollout.
 
         An alias file that cannot be read is set aside (aliases.json.broken-<time>) and started anew.
         """
         check_alias(alias)
+        if alias == ROLLOUT_ALIAS:
+            raise ScorehouseError(f"Alias '{ROLLOUT_ALIAS}' is set by `scorehouse rollout MODEL VERSION --share N`")
         version = check_version(version)
-        self.resolve(ModelRef(check_model_name(name), version=version))
         with self._lock(name):
+            self.resolve(ModelRef(check_model_name(name), version=version))  # under the lock: gc cannot race it
             try:
                 entries = self._alias_file(name)
             except IntegrityError as exc:
@@ -324,11 +337,17 @@ class Registry:
             previous = entry["version"]
             if previous != version:
                 entries[alias] = {"version": version, "history": [*entry["history"], version]}
+                rollout = entries.pop(ROLLOUT_ALIAS, None) if alias == DEFAULT_ALIAS else None
                 self._write_alias_file(name, entries)
+                self._audit(name, "promote", alias, previous, version, reason)
+                if rollout:
+                    self._audit(name, "rollout_end", ROLLOUT_ALIAS, rollout["version"], None,
+                                f"{alias} moved to version {version}", share=0)
             return previous
 
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS) -> tuple[int, int]:
-        """Move `alias` back to the version it pointed at before; return (from, to)."""
+    def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str | None = None,
+                 action: str = "rollback") -> tuple[int, int]:
+        """Move `alias` back to the version it pointed at before; return (from, to). The move is audited."""
         self.resolve(ModelRef(check_model_name(name), alias=check_alias(alias)))
         with self._lock(name):
             entries = self._alias_file(name)
@@ -340,7 +359,75 @@ class Registry:
                 )
             entries[alias] = {"version": history[-2], "history": history[:-1]}
             self._write_alias_file(name, entries)
+            self._audit(name, action, alias, history[-1], history[-2], reason)
             return history[-1], history[-2]
+
+    def rollout(self, name: str, version: int, share: float, reason: str | None = None) -> tuple[int | None, float]:
+        """Send `share` percent of keys to `version` (gray release); share 0 ends it. Return the previous
+        (version, share). Rows are routed by `bucket(key)` where predict() is given a key."""
+        version = check_version(version)
+        if not 0 <= share <= 100 or round(share * 100) != share * 100:
+            raise ScorehouseError(f"Rollout share must be a percentage between 0 and 100 in steps of 0.01, found {share}")
+        with self._lock(name):
+            self.resolve(ModelRef(check_model_name(name), version=version))
+            entries = self._alias_file(name)
+            previous = entries.get(ROLLOUT_ALIAS) or {"version": None, "share": 0}
+            if share == 0:
+                entries.pop(ROLLOUT_ALIAS, None)
+            else:
+                history = previous.get("history", [])
+                entries[ROLLOUT_ALIAS] = {"version": version, "share": share,
+                                          "history": history if history[-1:] == [version] else [*history, version]}
+            self._write_alias_file(name, entries)
+            self._audit(name, "rollout" if share else "rollout_end", ROLLOUT_ALIAS, previous["version"],
+                        version if share else None, reason, share=share)
+            return previous["version"], previous["share"]
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias move of a model, oldest first, as appended to its audit log (never rewritten)."""
+        path = self._model_dir(name) / AUDIT_FILE
+        if not path.exists():
+            return []
+        entries = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                entries.append({"action": "unreadable", "line": number})
+        return entries
+
+    def gc(self, name: str, keep_days: float = 7, dry_run: bool = False) -> list[int]:
+        """Remove versions no alias points at, none pointed at within `keep_days`, and not created within them.
+
+        Returns the versions removed (or that would be, with dry_run). Never an aliased version: the check
+        and the removal hold the model's lock, as promote does.
+        """
+        cutoff = datetime.now(timezone.utc) - timedelta(days=keep_days)
+        with self._lock(name):
+            entries = self._alias_file(name)
+            kept = {entry["version"] for entry in entries.values()}
+            for event in self.history(name):
+                if _at(event) >= cutoff:
+                    kept |= {event.get("from"), event.get("to")}
+            doomed = []
+            for version in self.versions(name):
+                if version in kept:
+                    continue
+                try:
+                    created = datetime.fromisoformat(self._manifest(name, version)[0]["created_at"])
+                except (ScorehouseError, KeyError, ValueError):
+                    continue  # a version that does not load is left for `verify` to report
+                if created < cutoff:
+                    doomed.append(version)
+            if not dry_run:
+                for version in doomed:
+                    trash = self._model_dir(name) / f"{STAGING_PREFIX}gc-{uuid.uuid4().hex}"
+                    os.rename(self._version_dir(name, version), trash)  # gone at once; deleted below
+                    shutil.rmtree(trash, ignore_errors=True)
+                    self._audit(name, "gc", None, version, None, f"no alias within {keep_days:g} days")
+                if doomed:
+                    fsync_dir(self._model_dir(name) / "versions")
+            return doomed
 
     # ---- internals ---------------------------------------------------------------------------
     def _model_dir(self, name: str) -> Path:
@@ -412,6 +499,23 @@ class Registry:
             )
         return entries
 
+    def _audit(self, name: str, action: str, alias: str | None, before: int | None, after: int | None,
+               reason: str | None, **extra: Any) -> None:
+        """Append one alias move to the model's audit log (O_APPEND, then fsync): who, when, what, why."""
+        record = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "user": _user(),
+                  "action": action, "alias": alias, "from": before, "to": after, **extra,
+                  "reason": reason, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500]}
+        path = self._model_dir(name) / AUDIT_FILE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ScorehouseError(f"Model {name}: could not append to {path}: {_os_detail(exc)}") from exc
+
     def _write_alias_file(self, name: str, entries: Mapping[str, Any]) -> None:
         path = self._alias_path(name)
         tmp = path.with_name(f"{ALIAS_TMP_PREFIX}{uuid.uuid4().hex}.tmp")
@@ -456,11 +560,29 @@ def _valid_aliases(entries: Any) -> bool:
     def is_version(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
+    def is_share(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 100
+
     return isinstance(entries, dict) and all(
         is_alias(alias) and isinstance(entry, dict) and is_version(entry.get("version"))
         and isinstance(entry.get("history"), list) and all(map(is_version, entry["history"]))
+        and (alias != ROLLOUT_ALIAS or is_share(entry.get("share")))
         for alias, entry in entries.items()
     )
+
+
+def _at(event: Mapping[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(event["at"])
+    except (KeyError, TypeError, ValueError):
+        return datetime.now(timezone.utc)  # an unreadable entry: treated as recent, so nothing is removed for it
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def _json(data: bytes, what: str) -> Any:

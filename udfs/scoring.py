@@ -21,9 +21,9 @@ from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
 from .profile import PROFILE_RELATIONS
-from .registry import Catalog, Registry
+from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .schema import check_columns, column_problems, type_error_parts
-from .sql import dialect
+from .sql import BUCKETS, dialect
 
 log = logging.getLogger("scorehouse")
 
@@ -48,6 +48,7 @@ class Scorer:
         self._compiled: dict[tuple[str, int], dict] = {}
         self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
         self._warned: set[str] = set()
+        self._shares: dict[str, float | None] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -205,14 +206,58 @@ class Scorer:
                 self._compiled[key] = self.registry.compiled(*key)
         return prepared_output(self._compiled[key], engine, output, card.features, card.label)
 
-    def sql_call(self, ref: str, relation: str, output: str, engine: str = "duckdb", method: str | None = None) -> str:
+    def sql_call(self, ref: str, relation: str, output: str, engine: str = "duckdb", method: str | None = None,
+                 key: str | None = None) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
         Where the compiled SQL is chosen (see compiled_sql) it is inlined over the relation's columns,
         behind the same type check the ONNX path makes (both engines fold it away when planning).
         Otherwise a bare model name (its prod version) calls the typed predict_<model>; other references
-        and outputs call the generic predict functions.
+        and outputs call the generic predict functions. With `key` (a column) and a gray release of the
+        model, rows whose key's bucket falls in the rollout's share score with the rollout's version.
         """
+        route = self.route(ref, engine, relation, key)
+        if route is None:
+            return self._sql_call(ref, relation, output, engine, method)
+        condition, rollout_ref = route
+        return (f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, engine, method)} "
+                f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)")
+
+    def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
+        """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
+        route = self.route(ref, engine, relation, key)
+        version = str(self.resolve(ref)[1])
+        if route is None:
+            return version
+        condition, rollout_ref = route
+        return f"(CASE WHEN {condition} THEN {self.resolve(rollout_ref)[1]} ELSE {version} END)"
+
+    def route(self, ref: str, engine: str, relation: str, key: str | None) -> tuple[str, str] | None:
+        """(the SQL condition a row goes to the rollout by, the rollout's reference), or None without one.
+
+        Only a bare model name (its prod alias) is routed; a pinned version or another alias is not.
+        """
+        if not key:
+            return None
+        parsed = ModelRef.parse(ref)
+        share = self._share(parsed.name) if parsed.alias == DEFAULT_ALIAS else None
+        if not share:
+            return None
+        rollout_ref = f"{parsed.name}@{ROLLOUT_ALIAS}"
+        if self.resolve(rollout_ref) == self.resolve(ref):
+            return None
+        sql = dialect(engine)
+        column = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(key)
+        return f"{sql.bucket(column)} < {round(share * BUCKETS / 100)}", rollout_ref
+
+    def _share(self, name: str) -> float | None:
+        """The model's rollout share, read once for the life of this scorer (as references are resolved once)."""
+        with self._lock:
+            if name not in self._shares:
+                self._shares[name] = self.catalog.shares.get(name)
+            return self._shares[name]
+
+    def _sql_call(self, ref: str, relation: str, output: str, engine: str, method: str | None) -> str:
         sql = dialect(engine)
         card = self.card(ref)
         output = card.check_output(output)

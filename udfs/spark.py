@@ -66,17 +66,20 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
 
     spark.udf.register("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], "int")
     spark.udf.register("scorehouse_resolves", scorer.resolves, "boolean")
-    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output, method: predict_sql(
-        scorer, ref, relation, output, method), "string")
+    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output, method, key: predict_sql(
+        scorer, ref, relation, output, method, key), "string")
+    spark.udf.register("scorehouse_version_sql", lambda ref, relation, key: scorer.version_sql(
+        ref, relation, key or None, "spark"), "string")
     spark.udf.register("scorehouse_schema_problems",
                        lambda ref, columns: json.dumps(scorer.schema_problems(ref, json.loads(columns))), "string")
     _profile_views(spark, scorer, catalog.refs())
     return scorer
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "") -> str:
+def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "",
+                key: str = "") -> str:
     """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, "spark", method or None)
+    return scorer.sql_call(ref, relation, output, "spark", method or None, key or None)
 
 
 def _fixed_udf(scorer: Scorer, ref: str, output: str):

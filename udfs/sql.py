@@ -61,6 +61,17 @@ class Dialect:
         """An expression that stops the query with `message` (SQL text that evaluates to a string)."""
         return f"raise_error({message})" if self.name == "spark" else f"error({message})"
 
+    def bucket(self, expression: str) -> str:
+        """The row's gray-release bucket, 0..9999: the first 8 hex digits of md5(the key as text), mod 10,000.
+
+        md5 is the same function on DuckDB and Spark (their hash() differ), so a key falls in the same
+        bucket on both; `udfs.sql.bucket` computes it in Python. A NULL key has no bucket.
+        """
+        text = f"cast({expression} as {'string' if self.name == 'spark' else 'varchar'})"
+        if self.name == "spark":
+            return f"(cast(conv(substr(md5({text}), 1, 8), 16, 10) as bigint) % {BUCKETS})"
+        return f"(cast(('0x' || substr(md5({text}), 1, 8)) as ubigint) % {BUCKETS})"
+
     def float32(self, expression: str) -> str:
         """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf.
 
@@ -72,6 +83,17 @@ class Dialect:
         double = f"try_cast({expression} as double)"
         return (f"coalesce(try_cast({expression} as float), case when {double} > 0 then cast('inf' as float) "
                 f"when {double} < 0 then cast('-inf' as float) end)")
+
+
+BUCKETS = 10_000  # gray-release buckets: a share is routed in steps of 0.01 percent
+
+
+def bucket(key: object) -> int:
+    """The gray-release bucket of a key, as `Dialect.bucket` computes it in SQL (for keys whose text is the
+    same in Python and SQL: integers and strings)."""
+    import hashlib
+
+    return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) % BUCKETS
 
 
 DUCKDB = Dialect("duckdb", '"', backslash_escapes=False)

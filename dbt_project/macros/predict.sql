@@ -1,5 +1,5 @@
 {#-
-  predict(model_ref, relation=none, output='default', method=none)
+  predict(model_ref, relation=none, output='default', method=none, key=none)
 
   Score the current row with a registry model, its features bound by name. The feature list
   comes from the registry when the model is compiled: nothing is copied into the project.
@@ -10,17 +10,19 @@
     method      'auto' (the model's compiled SQL where registration measured it faster than
                 onnxruntime, inlined into the query), 'compiled' or 'onnx'; default: var
                 scorehouse_scoring, else $SCOREHOUSE_SCORING, else 'auto'
+    key         a column of the relation: during a gray release (`scorehouse rollout`), rows whose key
+                falls in the rollout's share score with its version; pair with model_version(..., key=)
 -#}
-{% macro predict(model_ref, relation=none, output='default', method=none) -%}
-  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output, method or var('scorehouse_scoring', ''))) }}
+{% macro predict(model_ref, relation=none, output='default', method=none, key=none) -%}
+  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output, method or var('scorehouse_scoring', ''), key)) }}
 {%- endmacro %}
 
-{% macro default__predict(model_ref, relation, output, method) -%}
+{% macro default__predict(model_ref, relation, output, method, key=none) -%}
   {%- if not execute -%}
     {{ return("null") }}
   {%- endif -%}
   {%- set query -%}
-    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }})
+    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
