@@ -209,6 +209,14 @@ def bin_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def metric_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per holdout metric of the version: the relation `scorehouse_metrics(ref)` in SQL, which quality
+    in production is compared with (with the task, the positive class and the loss's Tweedie power)."""
+    base = {"model_name": manifest["name"], "model_version": manifest["version"], "task": manifest["task"],
+            "positive_class": manifest.get("positive_class"), "tweedie_power": manifest.get("tweedie_power")}
+    return [{**base, "metric": metric, "value": value} for metric, value in sorted(manifest.get("metrics", {}).items())]
+
+
 _COMMON = {"model_name": "VARCHAR", "model_version": "INTEGER", "feature": "VARCHAR", "kind": "VARCHAR"}
 # The relations engines expose for the guard tests: name -> (rows of a manifest, column SQL types).
 PROFILE_RELATIONS = {
@@ -216,4 +224,7 @@ PROFILE_RELATIONS = {
                               "mean": "DOUBLE", "std": "DOUBLE", "min": "DOUBLE", "max": "DOUBLE"}),
     "bins": (bin_rows, {**_COMMON, "bin": "INTEGER", "lower": "DOUBLE", "upper": "DOUBLE",
                         "category": "VARCHAR", "bucket": "VARCHAR", "share": "DOUBLE"}),
+    "metrics": (metric_rows, {"model_name": "VARCHAR", "model_version": "INTEGER", "task": "VARCHAR",
+                              "positive_class": "VARCHAR", "tweedie_power": "DOUBLE", "metric": "VARCHAR",
+                              "value": "DOUBLE"}),
 }

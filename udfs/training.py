@@ -319,6 +319,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, log: Callable[[str], 
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
                                               data.w_test)
         manifest["profile"] = training_profile(x_train, features, expected, spec.task, data.w_train, data.w_test)
+    manifest["tweedie_power"] = tweedie_power(pipeline[-1])  # the loss's deviance, for quality in production
     manifest["registration_seconds"] = seconds
 
     sample_rows = x_test.head(SAMPLE_ROWS)
@@ -432,6 +433,8 @@ def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarr
             "rmse": float(np.sqrt(metrics.mean_squared_error(y_true, value, **w))),
             "mae": float(metrics.mean_absolute_error(y_true, value, **w)),
             "r2": float(metrics.r2_score(y_true, value, **w)),
+            "mape": float(metrics.mean_absolute_percentage_error(y_true, value, **w)),
+            "mean_bias": float(np.average(value - y_true, weights=weights)),
         }
         if power is not None:
             result["mean_deviance"] = float(metrics.mean_tweedie_deviance(y_true, value, power=power, **w))
@@ -442,7 +445,12 @@ def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarr
         "log_loss": float(metrics.log_loss(y_true, proba, labels=classes, **w)),
     }
     if task == "binary":
-        result["auc"] = float(metrics.roc_auc_score(y_true == classes[1], proba[:, 1], **w))
+        positive, score = y_true == classes[1], proba[:, 1]
+        predicted_positive = score >= 0.5  # the demo marts' default threshold
+        result["auc"] = float(metrics.roc_auc_score(positive, score, **w))
+        result["brier"] = float(metrics.brier_score_loss(positive, score, **w))
+        result["precision"] = float(metrics.precision_score(positive, predicted_positive, zero_division=0, **w))
+        result["recall"] = float(metrics.recall_score(positive, predicted_positive, zero_division=0, **w))
     else:
         result["auc_ovr"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes, **w))
     return result

@@ -7,6 +7,9 @@
                                     (var scorehouse_publish: false)
     record_drift_history()          appends the metrics of every guarded input to drift_history
                                     (var scorehouse_drift_history: false)
+    record_quality_history(results) appends the rows of every model tagged `scorehouse_quality` (a
+                                    model_quality relation) built by the run to quality_history
+                                    (var scorehouse_quality_history: false)
   A model downstream of the guarded features would be skipped exactly when they drift, so the history
   is written by a hook, which runs whatever the build's outcome.
 -#}
@@ -93,6 +96,27 @@
       {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ levels ~ ") as l where 1 = 0") -%}
       {%- do statements.append("insert into " ~ history ~ " " ~ levels) -%}
     {%- endif -%}
+  {%- endfor -%}
+  {{ return(scorehouse.hook_statements(statements)) }}
+{%- endmacro %}
+
+
+{% macro record_quality_history(results) -%}
+  {%- if not scorehouse.hook_enabled('scorehouse_quality_history') or flags.WHICH not in ('build', 'run') -%}
+    {{ return('') }}
+  {%- endif -%}
+  {%- set database = target.database or none -%}
+  {%- set history = api.Relation.create(database=database, schema=target.schema, identifier='quality_history') -%}
+  {%- set statements = [] -%}
+  {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
+                              and 'scorehouse_quality' in result.node.tags -%}
+    {%- set rows -%}
+      select {{ scorehouse.literal(invocation_id) }} as invocation_id, current_timestamp as recorded_at,
+             {{ scorehouse.literal(result.node.name) }} as quality_relation, q.*
+      from {{ result.node.relation_name }} as q
+    {%- endset -%}
+    {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ rows ~ ") as r where 1 = 0") -%}
+    {%- do statements.append("insert into " ~ history ~ " " ~ rows) -%}
   {%- endfor -%}
   {{ return(scorehouse.hook_statements(statements)) }}
 {%- endmacro %}

@@ -1,0 +1,278 @@
+{#-
+  model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
+                scored_at='scored_at', window='week', threshold=0.5)
+
+  Quality in production once outcomes arrive: the scored relation (a key, the score, the version that
+  scored the row, when it was scored) joined with an outcomes relation (the key and the outcome, which
+  may arrive days or months later), per model version and window ('day', 'week' or 'month' of the
+  scoring time). One row per version, window and metric:
+    rows_scored, labels_arrived, label_coverage (labels_arrived / rows_scored)
+    binary:      auc (ties averaged), log_loss, brier, accuracy, precision, recall (at `threshold`: score >= it)
+    regression:  rmse, mae, mape, mean_bias (score - outcome); with a Poisson, Gamma or Tweedie loss,
+                 mean_deviance too
+  each beside the version's holdout value from its manifest (holdout_value; precision and recall there
+  are at 0.5). A binary outcome is positive where its text equals the model's positive class (a
+  BOOLEAN outcome reads 'true'). Tag the model `scorehouse_quality` and every build appends its rows
+  to quality_history (record_quality_history); guard it with expect_model_quality_above.
+-#}
+{% macro model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
+                       scored_at='scored_at', window='week', threshold=0.5) -%}
+  {{ return(adapter.dispatch('model_quality', 'scorehouse')(scored, outcomes, model_ref, key, score, outcome,
+                                                            version, scored_at, window, threshold)) }}
+{%- endmacro %}
+
+{% macro default__model_quality(scored, outcomes, model_ref, key, score, outcome, version, scored_at, window,
+                                threshold) -%}
+  {%- if window not in ('day', 'week', 'month') -%}
+    {{ exceptions.raise_compiler_error("model_quality: window must be 'day', 'week' or 'month', found '" ~ window ~ "'") }}
+  {%- endif -%}
+  {%- set name = model_ref.split('@')[0] -%}
+  {%- set about = scorehouse.model_about(model_ref) -%}
+  {%- set versions = [] -%}
+  {%- if execute -%}
+    {%- set versions = run_query("select distinct " ~ scorehouse.identifier(version) ~ " from " ~ scored
+                                 ~ " where " ~ scorehouse.identifier(version) ~ " is not null").columns[0].values() -%}
+  {%- endif -%}
+  {%- set binary = about.task == 'binary' -%}
+with scored_rows as (
+    select s.{{ scorehouse.identifier(key) }} as scored_key, cast(s.{{ scorehouse.identifier(score) }} as double) as p,
+           s.{{ scorehouse.identifier(version) }} as model_version,
+           cast(date_trunc({{ scorehouse.literal(window) }}, s.{{ scorehouse.identifier(scored_at) }}) as timestamp) as window_start
+    from {{ scored }} as s
+),
+outcome_rows as (
+    select o.{{ scorehouse.identifier(key) }} as outcome_key, o.{{ scorehouse.identifier(outcome) }} as outcome
+    from {{ outcomes }} as o
+    where o.{{ scorehouse.identifier(outcome) }} is not null
+),
+joined as (
+    select r.model_version, r.window_start, r.p,
+           {% if binary -%}
+           case when l.outcome_key is null then null
+                when cast(l.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1.0
+                else 0.0 end as y
+           {%- else -%}
+           cast(l.outcome as double) as y
+           {%- endif %}
+    from scored_rows as r
+    left join outcome_rows as l on r.scored_key = l.outcome_key
+),
+{%- if binary %}
+ranks as ({{ scorehouse.auc_by('joined', ['model_version', 'window_start'], 'p', 'y') }}),
+{%- endif %}
+windows as (
+    select j.model_version, j.window_start, count(*) as rows_scored, count(j.y) as labels_arrived,
+           {% if binary %}{{ scorehouse.classification_aggregates('j.p', 'j.y', threshold) }}
+           {%- else %}{{ scorehouse.regression_aggregates('j.p', 'j.y', about.tweedie_power) }}{% endif %}
+    from joined as j
+    group by j.model_version, j.window_start
+),
+measured as (
+    {%- set metrics = ['auc', 'log_loss', 'brier', 'accuracy', 'precision', 'recall'] if binary
+                      else ['rmse', 'mae', 'mape', 'mean_bias'] + (['mean_deviance'] if about.tweedie_power is not none else []) %}
+    {%- for metric in metrics %}
+    select w.model_version, w.window_start, w.rows_scored, w.labels_arrived,
+           {{ scorehouse.literal(metric) }} as metric,
+           {% if metric == 'auc' %}a.auc{% else %}w.{{ scorehouse.identifier(metric) }}{% endif %} as value
+    from windows as w
+    {%- if metric == 'auc' %}
+    left join ranks as a on a.model_version = w.model_version and a.window_start = w.window_start
+    {%- endif %}
+    {%- if not loop.last %}
+    union all{% endif %}
+    {%- endfor %}
+),
+holdout as (
+    {%- for v in versions %}
+    select model_version, metric, value from {{ scorehouse.profile_relation('metrics', name ~ '@' ~ v) }}
+    {%- if not loop.last %} union all{% endif %}
+    {%- endfor %}
+    {%- if not versions %}
+    select cast(null as {{ dbt.type_int() }}) as model_version, cast(null as {{ dbt.type_string() }}) as metric,
+           cast(null as double) as value from (select 1 as one) as nothing where 1 = 0
+    {%- endif %}
+)
+select {{ scorehouse.literal(name) }} as model_name, m.model_version, {{ scorehouse.literal(window) }} as window_unit,
+       m.window_start, m.rows_scored, m.labels_arrived,
+       cast(m.labels_arrived as double) / m.rows_scored as label_coverage,
+       m.metric, m.value, h.value as holdout_value
+from measured as m
+left join holdout as h on h.model_version = m.model_version and h.metric = m.metric
+{%- endmacro %}
+
+
+{#-
+  The metric formulas, once for model_quality and compare_models (scikit-learn's definitions):
+    auc_by(rows, groups, p, y)                 a query: per group, the AUC with tied scores' ranks averaged
+    classification_aggregates(p, y, threshold) log_loss, brier, accuracy, precision, recall (labelled rows)
+    regression_aggregates(p, y, power)         rmse, mae, mape, mean_bias; mean_deviance with a Tweedie power
+  y is 1/0 (NULL: no label yet) for classification, the outcome for regression; p the score.
+-#}
+{% macro auc_by(rows, groups, p, y) -%}
+  {%- set by = groups | join(', ') -%}
+select {{ by }},
+       (sum(case when y = 1 then r + (ties - 1) / 2.0 else 0 end) - sum(y) * (sum(y) + 1) / 2.0)
+         / nullif(sum(y) * (count(*) - sum(y)), 0) as auc
+from (
+    select {{ by }}, {{ y }} as y,
+           rank() over (partition by {{ by }} order by {{ p }}) as r,
+           count(*) over (partition by {{ by }}, {{ p }}) as ties
+    from {{ rows }} where {{ y }} is not null
+) as ranked
+group by {{ by }}
+{%- endmacro %}
+
+{% macro classification_aggregates(p, y, threshold) -%}
+  {%- set eps = 2.220446049250313e-16 -%}{#- numpy's float64 eps, which scikit-learn clips log-loss with -#}
+  {%- set predicted = p ~ " >= " ~ threshold -%}
+-avg(case when {{ y }} = 1 then ln(least(greatest({{ p }}, {{ eps }}), 1 - {{ eps }}))
+          when {{ y }} = 0 then ln(least(greatest(1 - {{ p }}, {{ eps }}), 1 - {{ eps }})) end) as log_loss,
+avg(power({{ p }} - {{ y }}, 2)) as brier,
+avg(case when {{ y }} is null then null when ({{ predicted }}) = ({{ y }} = 1) then 1.0 else 0.0 end) as accuracy,
+sum(case when {{ predicted }} and {{ y }} = 1 then 1.0 else 0.0 end)
+  / nullif(sum(case when {{ predicted }} and {{ y }} is not null then 1.0 else 0.0 end), 0) as {{ scorehouse.identifier('precision') }},
+sum(case when {{ predicted }} and {{ y }} = 1 then 1.0 else 0.0 end) / nullif(sum({{ y }}), 0) as recall
+{%- endmacro %}
+
+{% macro regression_aggregates(p, y, power=none) -%}
+sqrt(avg(power({{ p }} - {{ y }}, 2))) as rmse,
+avg(abs({{ p }} - {{ y }})) as mae,
+avg(abs({{ p }} - {{ y }}) / greatest(abs({{ y }}), 2.220446049250313e-16)) as mape,
+avg({{ p }} - {{ y }}) as mean_bias
+{%- if power is not none %},
+avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
+{%- endif %}
+{%- endmacro %}
+
+
+{#- model_about(model_ref): {task, positive_class, tweedie_power} of the version a reference points at -#}
+{% macro model_about(model_ref) -%}
+  {%- if not execute -%}{{ return({'task': 'binary', 'positive_class': 'true', 'tweedie_power': none}) }}{%- endif -%}
+  {%- set row = run_query("select task, positive_class, max(tweedie_power) as tweedie_power from "
+                          ~ scorehouse.profile_relation('metrics', model_ref) ~ " group by task, positive_class").rows[0] -%}
+  {{ return({'task': row['task'], 'positive_class': row['positive_class'], 'tweedie_power': row['tweedie_power']}) }}
+{%- endmacro %}
+
+
+{#- tweedie_deviance(y, mu, power): the unit deviance scikit-learn's mean_tweedie_deviance averages -#}
+{% macro tweedie_deviance(y, mu, power) -%}
+  {%- if power == 0 -%}
+    power({{ y }} - {{ mu }}, 2)
+  {%- elif power == 1 -%}
+    2 * ((case when {{ y }} > 0 then {{ y }} * ln({{ y }} / {{ mu }}) else 0 end) - {{ y }} + {{ mu }})
+  {%- elif power == 2 -%}
+    2 * (ln({{ mu }} / {{ y }}) + {{ y }} / {{ mu }} - 1)
+  {%- else -%}
+    2 * (power(greatest({{ y }}, 0), 2 - {{ power }}) / ((1 - {{ power }}) * (2 - {{ power }}))
+         - {{ y }} * power({{ mu }}, 1 - {{ power }}) / (1 - {{ power }}) + power({{ mu }}, 2 - {{ power }}) / (2 - {{ power }}))
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#-
+  compare_models(relation, champion, challenger, key, outcomes=none, outcome=none, threshold=0.5)
+
+  Champion and challenger on the same rows of `relation` (each reference scored in the same query, e.g.
+  'mortgage_deny' and 'mortgage_deny@candidate'). One row per metric:
+    agreement       share of rows both put on the same side of `threshold` (classifiers)
+    mean_abs_delta  mean |challenger score - champion score|
+    rank_correlation  Spearman's correlation of the two scores (ties ranked by their average)
+    score_psi       population stability index of the challenger's scores against the champion's, on
+                    10 equal-width bins over both (an empty bin counts as 1e-4)
+  and, with an outcomes relation (key, outcome), each version's quality on the labelled rows:
+  auc, log_loss, brier (classifiers) or rmse, mae (regressors), in champion_value and challenger_value,
+  value = challenger - champion. Guard a promotion with expect_challenger_not_worse.
+-#}
+{% macro compare_models(relation, champion, challenger, key, outcomes=none, outcome=none, threshold=0.5) -%}
+  {%- set about = scorehouse.model_about(champion) -%}
+  {%- set binary = about.task == 'binary' -%}
+  {%- set eps = 0.0001 -%}
+with scored as (
+    select f.{{ scorehouse.identifier(key) }} as row_key,
+           {{ scorehouse.predict(champion, relation='f') }} as champion_score,
+           {{ scorehouse.predict(challenger, relation='f') }} as challenger_score
+    from {{ relation }} as f
+),
+labelled as (
+    select s.*,
+    {%- if outcomes is none %} cast(null as double) as y
+    {%- elif binary %}
+           case when o.outcome is null then null
+                when cast(o.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1.0
+                else 0.0 end as y
+    {%- else %} cast(o.outcome as double) as y
+    {%- endif %}
+    from scored as s
+    {%- if outcomes is not none %}
+    left join (select {{ scorehouse.identifier(key) }} as outcome_key, {{ scorehouse.identifier(outcome) }} as outcome
+               from {{ outcomes }}) as o on o.outcome_key = s.row_key
+    {%- endif %}
+),
+sides as (
+    select 'champion' as side, champion_score as p, y from labelled
+    union all
+    select 'challenger' as side, challenger_score as p, y from labelled
+),
+ranked as (
+    select champion_score, challenger_score,
+           rank() over (order by champion_score) + (count(*) over (partition by champion_score) - 1) / 2.0 as r1,
+           rank() over (order by challenger_score) + (count(*) over (partition by challenger_score) - 1) / 2.0 as r2
+    from labelled
+),
+bounds as (
+    select least(min(champion_score), min(challenger_score)) as low,
+           greatest(max(champion_score), max(challenger_score)) as high
+    from labelled
+),
+binned as (
+    select s.side, least(cast(floor((s.p - b.low) / nullif(b.high - b.low, 0) * 10) as int), 9) as bin
+    from sides as s cross join bounds as b
+),
+shares as (
+    select bin,
+           greatest(sum(case when side = 'champion' then 1.0 else 0.0 end) / (select count(*) from labelled), {{ eps }}) as expected,
+           greatest(sum(case when side = 'challenger' then 1.0 else 0.0 end) / (select count(*) from labelled), {{ eps }}) as actual
+    from (select side, coalesce(bin, 0) as bin from binned) as b
+    group by bin
+),
+quality as (
+    select side, count(y) as labelled_rows,
+           {% if binary %}{{ scorehouse.classification_aggregates('p', 'y', threshold) }}
+           {%- else %}{{ scorehouse.regression_aggregates('p', 'y') }}{% endif %}
+    from sides group by side
+),
+{%- if binary %}
+aucs as ({{ scorehouse.auc_by('sides', ['side'], 'p', 'y') }}),
+{%- endif %}
+comparisons as (
+    {%- if binary %}
+    select 'agreement' as metric, cast(null as double) as champion_value, cast(null as double) as challenger_value,
+           avg(case when (champion_score >= {{ threshold }}) = (challenger_score >= {{ threshold }}) then 1.0 else 0.0 end) as value
+    from labelled
+    union all
+    {%- endif %}
+    select 'mean_abs_delta' as metric, cast(null as double) as champion_value, cast(null as double) as challenger_value,
+           avg(abs(challenger_score - champion_score)) as value from labelled
+    union all
+    select 'rank_correlation', cast(null as double), cast(null as double), corr(r1, r2) from ranked
+    union all
+    select 'score_psi', cast(null as double), cast(null as double), sum((actual - expected) * ln(actual / expected)) from shares
+    {%- if outcomes is not none %}
+    {%- for metric in (['auc', 'log_loss', 'brier'] if binary else ['rmse', 'mae']) %}
+    union all
+    select {{ scorehouse.literal(metric) }}, c.v, h.v, h.v - c.v
+    from (select {% if metric == 'auc' %}auc{% else %}{{ metric }}{% endif %} as v
+          from {% if metric == 'auc' %}aucs{% else %}quality{% endif %} where side = 'champion') as c
+    cross join (select {% if metric == 'auc' %}auc{% else %}{{ metric }}{% endif %} as v
+                from {% if metric == 'auc' %}aucs{% else %}quality{% endif %} where side = 'challenger') as h
+    {%- endfor %}
+    {%- endif %}
+)
+select {{ scorehouse.literal(champion) }} as champion, {{ scorehouse.literal(challenger) }} as challenger,
+       {{ scorehouse.model_version(champion) }} as champion_version,
+       {{ scorehouse.model_version(challenger) }} as challenger_version,
+       (select count(*) from labelled) as rows_compared,
+       (select count(y) from labelled) as labelled_rows,
+       metric, champion_value, challenger_value, value
+from comparisons
+{%- endmacro %}

@@ -1,0 +1,19 @@
+{#-
+  A promotion gate: on the rows of `model` (the features both versions score) with their outcomes, the
+  challenger's `metric` (auc, log_loss, brier; rmse, mae for regressors) is not worse than the
+  champion's by more than `margin`. Higher is better for auc, lower for the others.
+-#}
+{% test expect_challenger_not_worse(model, champion, challenger, key, outcomes, outcome, metric='auc', margin=0.0,
+                                    threshold=0.5) %}
+  {{ scorehouse.guard_config() }}
+  {%- set worse = "c.value < -" ~ margin if metric == 'auc' else "c.value > " ~ margin -%}
+select c.champion || ' v' || cast(c.champion_version as {{ dbt.type_string() }}) as model_name,
+       c.challenger_version as model_version, c.challenger as feature, c.metric,
+       c.champion_value as baseline_value, c.challenger_value as current_value,
+       cast({{ margin }} as double) as warn_above, cast({{ margin }} as double) as error_above, 'error' as level,
+       c.metric || ': challenger ' || cast(round(c.challenger_value, 4) as {{ dbt.type_string() }}) || ', champion '
+         || cast(round(c.champion_value, 4) as {{ dbt.type_string() }}) || ' on '
+         || cast(c.labelled_rows as {{ dbt.type_string() }}) || ' labelled rows (margin {{ margin }})' as detail
+from ({{ scorehouse.compare_models(model, champion, challenger, key, outcomes, outcome, threshold) }}) as c
+where c.metric = {{ scorehouse.literal(metric) }} and {{ worse }}
+{% endtest %}

@@ -1,0 +1,207 @@
+"""Quality in production once outcomes arrive: model_quality equals scikit-learn on the same rows, per version and
+window, beside the holdout; expect_model_quality_above passes, fails and says "not enough labels"; quality_history."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics
+
+from conftest import build_package
+
+pytestmark = pytest.mark.dbt
+
+PROJECT = "scorehouse_quality_cases"
+# Two weeks of scores (rounded to two decimals: ties for the AUC), 70% of the outcomes arrived.
+SCORED = """select application_id, round(deny_probability, 2) as deny_probability, model_version,
+       case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end as scored_at
+from main.mart_mortgage_risk"""
+OUTCOMES = "select application_id, is_denied as denied from main.features_mortgage where application_id % 10 < 7"
+PRICES = """select diamond_id, predicted_price, model_version, timestamp '2026-11-03 08:00' as scored_at
+from main.mart_diamond_prices"""
+PRICE_OUTCOMES = "select diamond_id, price from main.features_diamonds where diamond_id % 4 <> 0"
+VISITS = """select application_id, {{ scorehouse.predict('visits', relation='f') }} as expected_visits,
+       {{ scorehouse.model_version('visits') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
+from main.features_mortgage as f"""
+VISIT_OUTCOMES = "select application_id, cast(mcs as integer) as visits from main.features_mortgage where mcs is not null"
+QUALITY = """{{{{ config(materialized='table', tags=['scorehouse_quality']) }}}}
+{{{{ scorehouse.model_quality(ref('{scored}'), ref('{outcomes}'), '{model}', key='{key}', score='{score}',
+                             outcome='{outcome}', window='week') }}}}"""
+INPUTS = "select * from main.features_mortgage"
+COMPARISON = """{{ config(materialized='table') }}
+{{ scorehouse.compare_models(ref('scoring_inputs'), 'mortgage_deny', 'mortgage_deny@candidate', 'application_id',
+                             outcomes=ref('outcomes_mortgage'), outcome='denied') }}"""
+GATES = """
+  - name: scoring_inputs
+    data_tests:
+      - scorehouse.expect_challenger_not_worse:
+          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
+                      outcomes: "ref('outcomes_mortgage')", outcome: denied, metric: auc, margin: 0.5}
+      - scorehouse.expect_challenger_not_worse:
+          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
+                      outcomes: "ref('outcomes_mortgage')", outcome: denied, metric: brier, margin: -0.5}
+          config: {error_if: "<2", warn_if: "<2"}
+"""
+TESTS = """version: 2
+models:
+  - name: quality_mortgage
+    data_tests:
+      - scorehouse.expect_model_quality_above:
+          arguments: {allowed_drop: {auc: 0.2, brier: 0.1}, min_labels: 100}
+      - scorehouse.expect_model_quality_above:
+          arguments: {allowed_drop: {auc: -0.5}, min_labels: 100}
+          config: {error_if: "<2", warn_if: "<2"}
+      - scorehouse.expect_model_quality_above:
+          arguments: {allowed_drop: {auc: 0.2}, min_labels: 100000}
+          config: {warn_if: "<1", error_if: ">1"}
+"""
+
+
+def write_project(folder: Path) -> None:
+    (folder / "models").mkdir(parents=True)
+    (folder / "dbt_project.yml").write_text(f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\nprofile: scorehouse\n"
+                                            f"models: {{{PROJECT}: {{+materialized: table}}}}\n")
+    models = {"scored_mortgage": SCORED, "outcomes_mortgage": OUTCOMES, "scored_prices": PRICES,
+              "outcomes_prices": PRICE_OUTCOMES, "scored_visits": VISITS, "outcomes_visits": VISIT_OUTCOMES,
+              "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
+                                                 model="mortgage_deny", key="application_id",
+                                                 score="deny_probability", outcome="denied"),
+              "quality_prices": QUALITY.format(scored="scored_prices", outcomes="outcomes_prices", model="diamond_price",
+                                               key="diamond_id", score="predicted_price", outcome="price"),
+              "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
+                                               key="application_id", score="expected_visits", outcome="visits"),
+              "scoring_inputs": INPUTS, "comparison": COMPARISON}
+    for name, sql in models.items():
+        (folder / "models" / f"{name}.sql").write_text(sql)
+    (folder / "models" / "quality.yml").write_text(TESTS + GATES)
+
+
+def train_candidate(workspace) -> None:
+    """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate."""
+    workspace.train("mortgage_deny", promote=False, estimator=__import__("udfs.spec", fromlist=["Estimator"]).Estimator(
+        "gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}))
+    workspace.registry.promote("mortgage_deny", 2, "candidate")
+
+
+def train_visits(workspace) -> None:
+    """A count model (Poisson loss) for the deviance."""
+    from udfs.spec import parse_spec
+    from udfs.training import read_source, train
+
+    spec = parse_spec({"name": "visits", "task": "regression", "target": "visits",
+                       "source": {"query": "select *, cast(mcs as integer) as visits from features_mortgage"},
+                       "estimator": {"kind": "hist_gradient_boosting", "params": {"loss": "poisson", "max_iter": 30}},
+                       "features": {"numeric": ["dir", "hir", "lvr", "ccs"], "categorical": ["pbcr", "self"]}})
+    candidate = train(spec, read_source(spec, workspace.warehouse))
+    workspace.registry.promote("visits", workspace.registry.register(candidate.manifest, candidate.files))
+
+
+@pytest.fixture(scope="module")
+def quality(built, tmp_path_factory):
+    root = tmp_path_factory.mktemp("quality")
+    workspace = built.copy(root / "ws")
+    train_visits(workspace)
+    train_candidate(workspace)
+    write_project(root / PROJECT)
+    build, results = build_package(root / PROJECT, PROJECT, workspace, root)
+    return workspace, build, results
+
+
+def by_metric(frame: pd.DataFrame) -> dict:
+    return {(int(r.model_version), pd.Timestamp(r.window_start), r.metric): r for r in frame.itertuples()}
+
+
+def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
+    workspace, build, _ = quality
+    rows = by_metric(workspace.query("select * from quality_mortgage"))
+    scored = workspace.query("select * from scored_mortgage")
+    outcomes = workspace.query("select * from outcomes_mortgage")
+    joined = scored.merge(outcomes, on="application_id", how="left")
+    manifest = workspace.registry.card("mortgage_deny", 1).manifest
+    for week, group in joined.groupby(joined.scored_at.dt.to_period("W-SUN").dt.start_time):
+        labelled = group.dropna(subset=["denied"])
+        y, p = labelled.denied.astype(bool).to_numpy(), labelled.deny_probability.to_numpy()
+        want = {"auc": metrics.roc_auc_score(y, p), "brier": metrics.brier_score_loss(y, p),
+                "log_loss": metrics.log_loss(y, np.column_stack([1 - p, p])),
+                "accuracy": metrics.accuracy_score(y, p >= 0.5), "precision": metrics.precision_score(y, p >= 0.5),
+                "recall": metrics.recall_score(y, p >= 0.5)}
+        for metric, value in want.items():
+            row = rows[(1, week, metric)]
+            assert row.value == pytest.approx(value, rel=1e-9, abs=1e-12), (week, metric)
+            assert row.rows_scored == len(group) and row.labels_arrived == len(labelled)
+            assert row.label_coverage == pytest.approx(len(labelled) / len(group))
+            assert row.holdout_value == pytest.approx(manifest["metrics"][metric]), metric
+    assert {w for (_, w, _) in rows} == {pd.Timestamp("2026-11-02"), pd.Timestamp("2026-11-09")}
+
+
+def test_regression_and_count_quality_equal_scikit_learn(quality):
+    workspace, _, _ = quality
+    prices = workspace.query("select * from scored_prices").merge(
+        workspace.query("select * from outcomes_prices"), on="diamond_id")
+    rows = {r.metric: r for r in workspace.query("select * from quality_prices").itertuples()}
+    y, p = prices.price.to_numpy(float), prices.predicted_price.to_numpy()
+    want = {"rmse": np.sqrt(metrics.mean_squared_error(y, p)), "mae": metrics.mean_absolute_error(y, p),
+            "mape": metrics.mean_absolute_percentage_error(y, p), "mean_bias": float(np.mean(p - y))}
+    for metric, value in want.items():
+        assert rows[metric].value == pytest.approx(value, rel=1e-9), metric
+    assert "mean_deviance" not in rows  # a squared-error model has no deviance of its own
+    visits = workspace.query("select * from scored_visits").merge(
+        workspace.query("select * from outcomes_visits"), on="application_id")
+    deviance = workspace.query("select value, holdout_value from quality_visits where metric = 'mean_deviance'")
+    assert deviance.value[0] == pytest.approx(
+        metrics.mean_poisson_deviance(visits.visits.to_numpy(float), visits.expected_visits.to_numpy()), rel=1e-9)
+    assert deviance.holdout_value[0] == pytest.approx(workspace.registry.card("visits", 1).manifest["metrics"]["mean_deviance"])
+
+
+def test_the_quality_gate_passes_fails_and_waits_for_labels(quality):
+    workspace, build, results = quality
+    tests = {name: r for name, r in results.items() if r["unique_id"].startswith("test.")}
+    # the inverted cases pass only when they fire: an error below the holdout, a warning for too few labels,
+    # and the challenger's gate: a margin it meets, and a negative margin no challenger can meet
+    assert sorted(r["status"] for r in tests.values()) == ["pass"] * 5, build.stdout[-3000:]
+    tests = {name: r for name, r in tests.items() if "quality_above" in name}
+    nodes = json.loads((workspace.root.parent / "target" / "manifest.json").read_text())["nodes"]
+    stored = {name: workspace.query(f"select * from {nodes[r['unique_id']]['relation_name']}")
+              for name, r in tests.items()}
+    levels = sorted(tuple(sorted(set(frame.level))) for frame in stored.values())
+    assert levels == [(), ("error",), ("warn",)]
+    waiting = next(frame for frame in stored.values() if set(frame.level) == {"warn"})
+    assert waiting.detail.str.startswith("not enough labels: ").all()
+    failing = next(frame for frame in stored.values() if set(frame.level) == {"error"})
+    assert failing.detail.str.contains("on the holdout").all() and set(failing.metric) == {"auc"}
+
+
+def test_champion_and_challenger_compare_on_the_same_rows(quality):
+    from scipy.stats import spearmanr
+
+    workspace, _, _ = quality
+    comparison = {r.metric: r for r in workspace.query("select * from comparison").itertuples()}
+    features = workspace.query("select * from features_mortgage order by application_id")
+    champion = workspace.sklearn_scores("mortgage_deny", features)["score"]
+    challenger = workspace.sklearn_scores("mortgage_deny@2", features)["score"]
+    assert comparison["agreement"].value == pytest.approx(np.mean((champion >= 0.5) == (challenger >= 0.5)))
+    assert comparison["mean_abs_delta"].value == pytest.approx(np.mean(np.abs(challenger - champion)), abs=1e-6)
+    assert comparison["rank_correlation"].value == pytest.approx(spearmanr(champion, challenger).statistic, abs=1e-4)
+    edges = np.linspace(min(champion.min(), challenger.min()), max(champion.max(), challenger.max()), 11)
+    expected_share = np.maximum(np.histogram(champion, edges)[0] / len(champion), 1e-4)
+    actual_share = np.maximum(np.histogram(challenger, edges)[0] / len(challenger), 1e-4)
+    assert comparison["score_psi"].value == pytest.approx(
+        np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)), abs=1e-3)
+    labelled = features.merge(workspace.query("select * from outcomes_mortgage"), on="application_id")
+    y = labelled.denied.astype(bool).to_numpy()
+    for side, scores in (("champion", champion), ("challenger", challenger)):
+        p = scores[features.application_id.isin(labelled.application_id).to_numpy()]
+        assert getattr(comparison["auc"], f"{side}_value") == pytest.approx(metrics.roc_auc_score(y, p), abs=1e-6)
+        assert getattr(comparison["brier"], f"{side}_value") == pytest.approx(metrics.brier_score_loss(y, p), abs=1e-6)
+    assert (comparison["auc"].champion_version, comparison["auc"].challenger_version) == (1, 2)
+
+
+def test_quality_history_keeps_every_build(quality):
+    workspace, _, results = quality
+    invocation = json.loads((workspace.root.parent / "target" / "run_results.json").read_text())["metadata"]["invocation_id"]
+    history = workspace.query(f"select * from quality_history where invocation_id = '{invocation}'")
+    assert set(history.quality_relation) == {"quality_mortgage", "quality_prices", "quality_visits"}
+    assert len(history) == len(workspace.query("select * from quality_mortgage")) + \
+        len(workspace.query("select * from quality_prices")) + len(workspace.query("select * from quality_visits"))
