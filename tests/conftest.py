@@ -130,6 +130,21 @@ def run_results(target: Path, log: str) -> dict:
     return {r["unique_id"].split(".")[2]: r for r in json.loads((target / "run_results.json").read_text())["results"]}
 
 
+def run_dbt_on_spark(ws: Workspace, warehouse: Path, *extra: str) -> subprocess.CompletedProcess:
+    """spark_jobs/dbt_build.py with the workspace's registry, its tables kept under `warehouse`."""
+    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"), "--warehouse-dir", str(warehouse),
+                           "--registry", str(ws.registry_path), *extra, "--", "--target-path", str(warehouse / "target"),
+                           "--log-path", str(warehouse / "logs")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=900,
+                          env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable})
+
+
+def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
+    """A table a Spark build wrote under `warehouse`."""
+    with duckdb.connect() as con:
+        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet')").to_arrow_table().to_pandas()
+
+
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
     """scikit-learn's own answers (score, label, probabilities) for rows of a features table."""
     from udfs.model import ModelCard

@@ -1,15 +1,24 @@
-"""Quality in production once outcomes arrive: model_quality equals scikit-learn on the same rows, per version and
-window, beside the holdout; expect_model_quality_above passes, fails and says "not enough labels"; quality_history."""
+"""Quality in production once outcomes arrive, on DuckDB and on Spark: model_quality equals scikit-learn on the
+same rows, per version and window, beside the holdout; expect_model_quality_above passes, fails and says "not
+enough labels"; compare_models and expect_challenger_not_worse; quality_history."""
 
 import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics
 
-from conftest import build_package
+from udfs.sql import BUCKETS, bucket
+
+from conftest import Workspace, build_package, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
 pytestmark = pytest.mark.dbt
 
@@ -17,19 +26,23 @@ PROJECT = "scorehouse_quality_cases"
 # Two weeks of scores (rounded to two decimals: ties for the AUC), 70% of the outcomes arrived.
 SCORED = """select application_id, round(deny_probability, 2) as deny_probability, model_version,
        case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end as scored_at
-from main.mart_mortgage_risk"""
-OUTCOMES = "select application_id, is_denied as denied from main.features_mortgage where application_id % 10 < 7"
+from {{ input('mart_mortgage_risk') }}"""
+OUTCOMES = "select application_id, is_denied as denied from {{ input('features_mortgage') }} where application_id % 10 < 7"
 PRICES = """select diamond_id, predicted_price, model_version, timestamp '2026-11-03 08:00' as scored_at
-from main.mart_diamond_prices"""
-PRICE_OUTCOMES = "select diamond_id, price from main.features_diamonds where diamond_id % 4 <> 0"
+from {{ input('mart_diamond_prices') }}"""
+PRICE_OUTCOMES = "select diamond_id, price from {{ input('features_diamonds') }} where diamond_id % 4 <> 0"
 VISITS = """select application_id, {{ scorehouse.predict('visits', relation='f') }} as expected_visits,
        {{ scorehouse.model_version('visits') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
-from main.features_mortgage as f"""
-VISIT_OUTCOMES = "select application_id, cast(mcs as integer) as visits from main.features_mortgage where mcs is not null"
+from {{ input('features_mortgage') }} as f"""
+VISIT_OUTCOMES = "select application_id, cast(mcs as integer) as visits from {{ input('features_mortgage') }} where mcs is not null"
 QUALITY = """{{{{ config(materialized='table', tags=['scorehouse_quality']) }}}}
 {{{{ scorehouse.model_quality(ref('{scored}'), ref('{outcomes}'), '{model}', key='{key}', score='{score}',
                              outcome='{outcome}', window='week') }}}}"""
-INPUTS = "select * from main.features_mortgage"
+ROLLOUT = """select application_id,
+       {{ scorehouse.predict('mortgage_deny', relation='f', key='application_id') }} as deny_probability,
+       {{ scorehouse.model_version('mortgage_deny', relation='f', key='application_id') }} as model_version
+from {{ input('features_mortgage') }} as f"""
+INPUTS = "select * from {{ input('features_mortgage') }}"
 COMPARISON = """{{ config(materialized='table') }}
 {{ scorehouse.compare_models(ref('scoring_inputs'), 'mortgage_deny', 'mortgage_deny@candidate', 'application_id',
                              outcomes=ref('outcomes_mortgage'), outcome='denied') }}"""
@@ -59,10 +72,20 @@ models:
 """
 
 
+INPUT_MACRO = """{% macro input(name) -%}
+  {%- if target.type == 'spark' -%}parquet.`{{ var('data_dir') }}/{{ name }}.parquet`{%- else -%}main.{{ name }}{%- endif -%}
+{%- endmacro %}
+"""
+INPUT_TABLES = ("features_mortgage", "mart_mortgage_risk", "features_diamonds", "mart_diamond_prices")
+
+
 def write_project(folder: Path) -> None:
-    (folder / "models").mkdir(parents=True)
+    """The test project: scored relations and outcomes from the demo's tables, quality and comparison models."""
+    for sub in ("models", "macros"):
+        (folder / sub).mkdir(parents=True)
     (folder / "dbt_project.yml").write_text(f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\nprofile: scorehouse\n"
                                             f"models: {{{PROJECT}: {{+materialized: table}}}}\n")
+    (folder / "macros" / "input.sql").write_text(INPUT_MACRO)
     models = {"scored_mortgage": SCORED, "outcomes_mortgage": OUTCOMES, "scored_prices": PRICES,
               "outcomes_prices": PRICE_OUTCOMES, "scored_visits": VISITS, "outcomes_visits": VISIT_OUTCOMES,
               "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
@@ -72,17 +95,21 @@ def write_project(folder: Path) -> None:
                                                key="diamond_id", score="predicted_price", outcome="price"),
               "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
                                                key="application_id", score="expected_visits", outcome="visits"),
-              "scoring_inputs": INPUTS, "comparison": COMPARISON}
+              "scoring_inputs": INPUTS, "comparison": COMPARISON,
+              "scored_in_rollout": ROLLOUT}
     for name, sql in models.items():
         (folder / "models" / f"{name}.sql").write_text(sql)
     (folder / "models" / "quality.yml").write_text(TESTS + GATES)
 
 
 def train_candidate(workspace) -> None:
-    """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate."""
-    workspace.train("mortgage_deny", promote=False, estimator=__import__("udfs.spec", fromlist=["Estimator"]).Estimator(
-        "gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}))
+    """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate and a 10% rollout."""
+    from udfs.spec import Estimator
+
+    workspace.train("mortgage_deny", promote=False,
+                    estimator=Estimator("gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}))
     workspace.registry.promote("mortgage_deny", 2, "candidate")
+    workspace.registry.rollout("mortgage_deny", 2, 10)
 
 
 def train_visits(workspace) -> None:
@@ -98,15 +125,61 @@ def train_visits(workspace) -> None:
     workspace.registry.promote("visits", workspace.registry.register(candidate.manifest, candidate.files))
 
 
+@dataclass
+class Build:
+    """One `dbt build` of the test project on an engine: the run, its results by node name, and `read`, which
+    returns a table it wrote (by name, or by a manifest's relation_name)."""
+
+    workspace: Workspace
+    run: subprocess.CompletedProcess
+    results: dict
+    target: Path
+    read: Callable[[str], pd.DataFrame]
+
+
 @pytest.fixture(scope="module")
-def quality(built, tmp_path_factory):
+def quality_project(built, tmp_path_factory):
+    """The workspace with the count model and the challenger registered, and the test project."""
     root = tmp_path_factory.mktemp("quality")
     workspace = built.copy(root / "ws")
     train_visits(workspace)
     train_candidate(workspace)
     write_project(root / PROJECT)
-    build, results = build_package(root / PROJECT, PROJECT, workspace, root)
-    return workspace, build, results
+    install_package(root / PROJECT)
+    return workspace, root
+
+
+def build_on_duckdb(workspace: Workspace, root: Path) -> Build:
+    run, results = build_package(root / PROJECT, PROJECT, workspace, root / "duckdb")
+    return Build(workspace, run, results, root / "duckdb" / "target",
+                 lambda table: workspace.query(f"select * from {table}"))
+
+
+def build_on_spark(workspace: Workspace, root: Path) -> Build:
+    """The same project on Spark local[2], reading the demo's tables from Parquet files."""
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java 17")
+    inputs = root / "inputs"
+    inputs.mkdir(exist_ok=True)
+    for table in INPUT_TABLES:
+        workspace.query(f"select * from {table}").to_parquet(inputs / f"{table}.parquet")
+    warehouse = root / "spark"
+    run = run_dbt_on_spark(workspace, warehouse, "--project-dir", str(root / PROJECT), "--data-dir", str(inputs))
+
+    def read(table: str) -> pd.DataFrame:
+        *_, schema, name = [part.strip("`") for part in table.split(".")] if "." in table else ["scorehouse", table]
+        frame = read_parquet_table(warehouse, schema, name)
+        for column in frame.select_dtypes("datetimetz"):  # Spark stores instants, in the machine's zone
+            frame[column] = frame[column].dt.tz_convert(datetime.now().astimezone().tzinfo).dt.tz_localize(None)
+        return frame
+
+    return Build(workspace, run, run_results(warehouse / "target", run.stdout), warehouse / "target", read)
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def quality(request, quality_project) -> Build:
+    workspace, root = quality_project
+    return (build_on_duckdb if request.param == "duckdb" else build_on_spark)(workspace, root)
 
 
 def by_metric(frame: pd.DataFrame) -> dict:
@@ -114,12 +187,9 @@ def by_metric(frame: pd.DataFrame) -> dict:
 
 
 def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
-    workspace, build, _ = quality
-    rows = by_metric(workspace.query("select * from quality_mortgage"))
-    scored = workspace.query("select * from scored_mortgage")
-    outcomes = workspace.query("select * from outcomes_mortgage")
-    joined = scored.merge(outcomes, on="application_id", how="left")
-    manifest = workspace.registry.card("mortgage_deny", 1).manifest
+    rows = by_metric(quality.read("quality_mortgage"))
+    joined = quality.read("scored_mortgage").merge(quality.read("outcomes_mortgage"), on="application_id", how="left")
+    manifest = quality.workspace.registry.card("mortgage_deny", 1).manifest
     for week, group in joined.groupby(joined.scored_at.dt.to_period("W-SUN").dt.start_time):
         labelled = group.dropna(subset=["denied"])
         y, p = labelled.denied.astype(bool).to_numpy(), labelled.deny_probability.to_numpy()
@@ -137,50 +207,48 @@ def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
 
 
 def test_regression_and_count_quality_equal_scikit_learn(quality):
-    workspace, _, _ = quality
-    prices = workspace.query("select * from scored_prices").merge(
-        workspace.query("select * from outcomes_prices"), on="diamond_id")
-    rows = {r.metric: r for r in workspace.query("select * from quality_prices").itertuples()}
+    prices = quality.read("scored_prices").merge(quality.read("outcomes_prices"), on="diamond_id")
+    rows = {r.metric: r for r in quality.read("quality_prices").itertuples()}
     y, p = prices.price.to_numpy(float), prices.predicted_price.to_numpy()
     want = {"rmse": np.sqrt(metrics.mean_squared_error(y, p)), "mae": metrics.mean_absolute_error(y, p),
             "mape": metrics.mean_absolute_percentage_error(y, p), "mean_bias": float(np.mean(p - y))}
     for metric, value in want.items():
         assert rows[metric].value == pytest.approx(value, rel=1e-9), metric
     assert "mean_deviance" not in rows  # a squared-error model has no deviance of its own
-    visits = workspace.query("select * from scored_visits").merge(
-        workspace.query("select * from outcomes_visits"), on="application_id")
-    deviance = workspace.query("select value, holdout_value from quality_visits where metric = 'mean_deviance'")
-    assert deviance.value[0] == pytest.approx(
+    visits = quality.read("scored_visits").merge(quality.read("outcomes_visits"), on="application_id")
+    deviance = quality.read("quality_visits").set_index("metric").loc["mean_deviance"]
+    assert deviance.value == pytest.approx(
         metrics.mean_poisson_deviance(visits.visits.to_numpy(float), visits.expected_visits.to_numpy()), rel=1e-9)
-    assert deviance.holdout_value[0] == pytest.approx(workspace.registry.card("visits", 1).manifest["metrics"]["mean_deviance"])
+    holdout = quality.workspace.registry.card("visits", 1).manifest["metrics"]["mean_deviance"]
+    assert deviance.holdout_value == pytest.approx(holdout)
 
 
 def test_the_quality_gate_passes_fails_and_waits_for_labels(quality):
-    workspace, build, results = quality
-    tests = {name: r for name, r in results.items() if r["unique_id"].startswith("test.")}
+    tests = {name: r for name, r in quality.results.items() if r["unique_id"].startswith("test.")}
     # the inverted cases pass only when they fire: an error below the holdout, a warning for too few labels,
     # and the challenger's gate: a margin it meets, and a negative margin no challenger can meet
-    assert sorted(r["status"] for r in tests.values()) == ["pass"] * 5, build.stdout[-3000:]
-    tests = {name: r for name, r in tests.items() if "quality_above" in name}
-    nodes = json.loads((workspace.root.parent / "target" / "manifest.json").read_text())["nodes"]
-    stored = {name: workspace.query(f"select * from {nodes[r['unique_id']]['relation_name']}")
-              for name, r in tests.items()}
-    levels = sorted(tuple(sorted(set(frame.level))) for frame in stored.values())
-    assert levels == [(), ("error",), ("warn",)]
-    waiting = next(frame for frame in stored.values() if set(frame.level) == {"warn"})
+    assert sorted(r["status"] for r in tests.values()) == ["pass"] * 5, quality.run.stdout[-3000:]
+    nodes = json.loads((quality.target / "manifest.json").read_text())["nodes"]
+    stored = {name: quality.read(nodes[r["unique_id"]]["relation_name"]) for name, r in tests.items()}
+    quality_gates = [frame for name, frame in stored.items() if "quality_above" in name]
+    assert sorted(tuple(sorted(set(frame.level))) for frame in quality_gates) == [(), ("error",), ("warn",)]
+    waiting = next(frame for frame in quality_gates if set(frame.level) == {"warn"})
     assert waiting.detail.str.startswith("not enough labels: ").all()
-    failing = next(frame for frame in stored.values() if set(frame.level) == {"error"})
+    failing = next(frame for frame in quality_gates if set(frame.level) == {"error"})
     assert failing.detail.str.contains("on the holdout").all() and set(failing.metric) == {"auc"}
+    challenger_gates = [frame for name, frame in stored.items() if "challenger" in name]
+    assert sorted(len(frame) for frame in challenger_gates) == [0, 1]
+    (refused,) = [frame for frame in challenger_gates if len(frame)]
+    assert refused.metric[0] == "brier" and refused.detail[0].startswith("brier: challenger ")
 
 
 def test_champion_and_challenger_compare_on_the_same_rows(quality):
     from scipy.stats import spearmanr
 
-    workspace, _, _ = quality
-    comparison = {r.metric: r for r in workspace.query("select * from comparison").itertuples()}
-    features = workspace.query("select * from features_mortgage order by application_id")
-    champion = workspace.sklearn_scores("mortgage_deny", features)["score"]
-    challenger = workspace.sklearn_scores("mortgage_deny@2", features)["score"]
+    comparison = {r.metric: r for r in quality.read("comparison").itertuples()}
+    features = quality.read("scoring_inputs").sort_values("application_id")
+    champion = quality.workspace.sklearn_scores("mortgage_deny", features)["score"]
+    challenger = quality.workspace.sklearn_scores("mortgage_deny@2", features)["score"]
     assert comparison["agreement"].value == pytest.approx(np.mean((champion >= 0.5) == (challenger >= 0.5)))
     assert comparison["mean_abs_delta"].value == pytest.approx(np.mean(np.abs(challenger - champion)), abs=1e-6)
     assert comparison["rank_correlation"].value == pytest.approx(spearmanr(champion, challenger).statistic, abs=1e-4)
@@ -189,7 +257,7 @@ def test_champion_and_challenger_compare_on_the_same_rows(quality):
     actual_share = np.maximum(np.histogram(challenger, edges)[0] / len(challenger), 1e-4)
     assert comparison["score_psi"].value == pytest.approx(
         np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)), abs=1e-3)
-    labelled = features.merge(workspace.query("select * from outcomes_mortgage"), on="application_id")
+    labelled = features.merge(quality.read("outcomes_mortgage"), on="application_id")
     y = labelled.denied.astype(bool).to_numpy()
     for side, scores in (("champion", champion), ("challenger", challenger)):
         p = scores[features.application_id.isin(labelled.application_id).to_numpy()]
@@ -199,9 +267,18 @@ def test_champion_and_challenger_compare_on_the_same_rows(quality):
 
 
 def test_quality_history_keeps_every_build(quality):
-    workspace, _, results = quality
-    invocation = json.loads((workspace.root.parent / "target" / "run_results.json").read_text())["metadata"]["invocation_id"]
-    history = workspace.query(f"select * from quality_history where invocation_id = '{invocation}'")
+    invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
+    history = quality.read("quality_history")
+    history = history[history.invocation_id == invocation]
     assert set(history.quality_relation) == {"quality_mortgage", "quality_prices", "quality_visits"}
-    assert len(history) == len(workspace.query("select * from quality_mortgage")) + \
-        len(workspace.query("select * from quality_prices")) + len(workspace.query("select * from quality_visits"))
+    assert len(history) == sum(len(quality.read(f"quality_{name}")) for name in ("mortgage", "prices", "visits"))
+
+
+def test_a_gray_release_routes_the_same_keys_on_both_engines(quality):
+    rows = quality.read("scored_in_rollout").merge(quality.read("scoring_inputs"), on="application_id")
+    in_rollout = rows.application_id.map(bucket) < BUCKETS // 10
+    assert abs(in_rollout.mean() - 0.10) < 0.02
+    assert (rows.model_version == np.where(in_rollout, 2, 1)).all()
+    champion = quality.workspace.sklearn_scores("mortgage_deny@1", rows)["score"]
+    challenger = quality.workspace.sklearn_scores("mortgage_deny@2", rows)["score"]
+    np.testing.assert_allclose(rows.deny_probability, np.where(in_rollout, challenger, champion), atol=1e-6)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from conftest import ROOT, install_package, run_results
+from conftest import ROOT, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -240,19 +240,6 @@ def test_executor_refuses_a_changed_artifact(built):
     spark_cache._models.clear()
     with pytest.raises(IntegrityError, match="model.onnx failed its sha256 check on the executor"):
         spark_cache.load(Shipped, "mortgage_deny", 1)
-
-
-def run_dbt_on_spark(ws, warehouse: Path, *extra):
-    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"), "--warehouse-dir", str(warehouse),
-                           "--registry", str(ws.registry_path), *extra, "--", "--target-path", str(warehouse / "target"),
-                           "--log-path", str(warehouse / "logs")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable})
-
-
-def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
-    with duckdb.connect() as con:
-        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet')").to_arrow_table().to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -585,3 +572,18 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
                       "from applications as a").toPandas().sort_values("application_id")
     for name in paths:
         assert_allclose(got[name].to_numpy(), on_duckdb, atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_buckets_are_the_same_on_spark_duckdb_and_python(spark):
+    """100k keys, integers and text: md5's bucket on Spark equals DuckDB's and udfs.sql.bucket's."""
+    from udfs.sql import BUCKETS, DUCKDB, SPARK, bucket
+
+    text_key = "concat('loan-', k)"
+    keys = spark.sql(f"select {SPARK.bucket('k')} as b, {SPARK.bucket(text_key)} as t "
+                     "from (select id as k from range(100000)) order by k").toPandas()
+    with duckdb.connect() as con:
+        duck = con.sql(f"select {DUCKDB.bucket('k')} as b, {DUCKDB.bucket(text_key)} as t "
+                       "from range(100000) r(k) order by k").to_df()
+    assert keys.b.tolist() == duck.b.tolist() == [bucket(k) for k in range(100_000)]
+    assert keys.t.tolist() == duck.t.tolist() == [bucket(f"loan-{k}") for k in range(100_000)]
+    assert abs((keys.b < 5 * BUCKETS // 100).mean() - 0.05) < 0.01

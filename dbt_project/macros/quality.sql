@@ -49,8 +49,8 @@ joined as (
     select r.model_version, r.window_start, r.p,
            {% if binary -%}
            case when l.outcome_key is null then null
-                when cast(l.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1.0
-                else 0.0 end as y
+                when cast(l.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1e0
+                else 0e0 end as y
            {%- else -%}
            cast(l.outcome as double) as y
            {%- endif %}
@@ -107,11 +107,13 @@ left join holdout as h on h.model_version = m.model_version and h.metric = m.met
     classification_aggregates(p, y, threshold) log_loss, brier, accuracy, precision, recall (labelled rows)
     regression_aggregates(p, y, power)         rmse, mae, mape, mean_bias; mean_deviance with a Tweedie power
   y is 1/0 (NULL: no label yet) for classification, the outcome for regression; p the score.
+  Constants are written 1e0, a DOUBLE on DuckDB and Spark alike: Spark reads 1.0 as a DECIMAL, whose
+  averages and ratios keep six digits.
 -#}
 {% macro auc_by(rows, groups, p, y) -%}
   {%- set by = groups | join(', ') -%}
 select {{ by }},
-       (sum(case when y = 1 then r + (ties - 1) / 2.0 else 0 end) - sum(y) * (sum(y) + 1) / 2.0)
+       (sum(case when y = 1 then r + (ties - 1) / 2e0 else 0 end) - sum(y) * (sum(y) + 1) / 2e0)
          / nullif(sum(y) * (count(*) - sum(y)), 0) as auc
 from (
     select {{ by }}, {{ y }} as y,
@@ -128,10 +130,10 @@ group by {{ by }}
 -avg(case when {{ y }} = 1 then ln(least(greatest({{ p }}, {{ eps }}), 1 - {{ eps }}))
           when {{ y }} = 0 then ln(least(greatest(1 - {{ p }}, {{ eps }}), 1 - {{ eps }})) end) as log_loss,
 avg(power({{ p }} - {{ y }}, 2)) as brier,
-avg(case when {{ y }} is null then null when ({{ predicted }}) = ({{ y }} = 1) then 1.0 else 0.0 end) as accuracy,
-sum(case when {{ predicted }} and {{ y }} = 1 then 1.0 else 0.0 end)
-  / nullif(sum(case when {{ predicted }} and {{ y }} is not null then 1.0 else 0.0 end), 0) as {{ scorehouse.identifier('precision') }},
-sum(case when {{ predicted }} and {{ y }} = 1 then 1.0 else 0.0 end) / nullif(sum({{ y }}), 0) as recall
+avg(case when {{ y }} is null then null when ({{ predicted }}) = ({{ y }} = 1) then 1e0 else 0e0 end) as accuracy,
+sum(case when {{ predicted }} and {{ y }} = 1 then 1e0 else 0e0 end)
+  / nullif(sum(case when {{ predicted }} and {{ y }} is not null then 1e0 else 0e0 end), 0) as {{ scorehouse.identifier('precision') }},
+sum(case when {{ predicted }} and {{ y }} = 1 then 1e0 else 0e0 end) / nullif(sum({{ y }}), 0) as recall
 {%- endmacro %}
 
 {% macro regression_aggregates(p, y, power=none) -%}
@@ -186,7 +188,7 @@ avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
 {% macro compare_models(relation, champion, challenger, key, outcomes=none, outcome=none, threshold=0.5) -%}
   {%- set about = scorehouse.model_about(champion) -%}
   {%- set binary = about.task == 'binary' -%}
-  {%- set eps = 0.0001 -%}
+  {%- set eps = 1e-4 -%}
 with scored as (
     select f.{{ scorehouse.identifier(key) }} as row_key,
            {{ scorehouse.predict(champion, relation='f') }} as champion_score,
@@ -198,8 +200,8 @@ labelled as (
     {%- if outcomes is none %} cast(null as double) as y
     {%- elif binary %}
            case when o.outcome is null then null
-                when cast(o.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1.0
-                else 0.0 end as y
+                when cast(o.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1e0
+                else 0e0 end as y
     {%- else %} cast(o.outcome as double) as y
     {%- endif %}
     from scored as s
@@ -215,8 +217,8 @@ sides as (
 ),
 ranked as (
     select champion_score, challenger_score,
-           rank() over (order by champion_score) + (count(*) over (partition by champion_score) - 1) / 2.0 as r1,
-           rank() over (order by challenger_score) + (count(*) over (partition by challenger_score) - 1) / 2.0 as r2
+           rank() over (order by champion_score) + (count(*) over (partition by champion_score) - 1) / 2e0 as r1,
+           rank() over (order by challenger_score) + (count(*) over (partition by challenger_score) - 1) / 2e0 as r2
     from labelled
 ),
 bounds as (
@@ -230,8 +232,8 @@ binned as (
 ),
 shares as (
     select bin,
-           greatest(sum(case when side = 'champion' then 1.0 else 0.0 end) / (select count(*) from labelled), {{ eps }}) as expected,
-           greatest(sum(case when side = 'challenger' then 1.0 else 0.0 end) / (select count(*) from labelled), {{ eps }}) as actual
+           greatest(sum(case when side = 'champion' then 1e0 else 0e0 end) / (select count(*) from labelled), {{ eps }}) as expected,
+           greatest(sum(case when side = 'challenger' then 1e0 else 0e0 end) / (select count(*) from labelled), {{ eps }}) as actual
     from (select side, coalesce(bin, 0) as bin from binned) as b
     group by bin
 ),
@@ -247,7 +249,7 @@ aucs as ({{ scorehouse.auc_by('sides', ['side'], 'p', 'y') }}),
 comparisons as (
     {%- if binary %}
     select 'agreement' as metric, cast(null as double) as champion_value, cast(null as double) as challenger_value,
-           avg(case when (champion_score >= {{ threshold }}) = (challenger_score >= {{ threshold }}) then 1.0 else 0.0 end) as value
+           avg(case when (champion_score >= {{ threshold }}) = (challenger_score >= {{ threshold }}) then 1e0 else 0e0 end) as value
     from labelled
     union all
     {%- endif %}
