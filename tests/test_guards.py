@@ -208,9 +208,13 @@ def test_python_and_dbt_default_thresholds_agree():
 
 
 def test_every_guard_macro_has_a_case():
-    tests = {p.stem for p in (PACKAGE / "tests" / "generic").rglob("expect_*.sql")}
+    """Input guards have a seed each here; the quality gates (tests/generic/quality) are built in test_quality.py."""
+    generic = PACKAGE / "tests" / "generic"
+    tests = {p.stem for p in generic.rglob("expect_*.sql") if p.parent.name != "quality"}
     cases = (GUARD_CASES / "seeds" / "_cases.yml").read_text()
     assert tests == set(re.findall(r"scorehouse\.(expect_\w+)", cases))
+    quality = (Path(__file__).parent / "test_quality.py").read_text()
+    assert all(p.stem in quality for p in (generic / "quality").glob("expect_*.sql"))
 
 
 def test_report_renders_in_a_headless_browser(built, tmp_path):

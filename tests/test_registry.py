@@ -140,7 +140,7 @@ def test_manifest_records_what_the_issue_asks(trained):
                 "artifacts", "libraries", "training_data", "created_at", "spec", "estimator"):
         assert key in manifest, key
     assert manifest["parity"]["max_abs_diff"] <= 1e-5 == manifest["parity"]["tolerance"]
-    assert set(manifest["metrics"]) == {"auc", "log_loss", "accuracy"}
+    assert set(manifest["metrics"]) == {"auc", "log_loss", "accuracy", "brier", "precision", "recall"}
     assert len(manifest["artifacts"]["model.onnx"]["sha256"]) == 64
     assert len(manifest["training_data"]["fingerprint"]) == 64
     features = {f["name"]: f for f in manifest["features"]}

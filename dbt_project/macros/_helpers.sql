@@ -51,3 +51,20 @@
 {% macro spark__float32(expression) -%}
   {{ return("cast(" ~ expression ~ " as float)") }}
 {%- endmacro %}
+
+
+{#- number(value, what): `value` if it is a number (not a boolean), else an error naming `what` when the test or
+    model runs (at parse time 0, so that one misconfigured node fails alone and the others build) -#}
+{% macro number(value, what) -%}
+  {%- if value is not number or value is boolean -%}
+    {%- do scorehouse.misconfigured(what ~ " must be a number, found '" ~ value ~ "'") -%}
+    {{ return(0) }}
+  {%- endif -%}
+  {{ return(value) }}
+{%- endmacro %}
+
+
+{#- misconfigured(message): stop the node that runs with `message`; nothing at parse time -#}
+{% macro misconfigured(message) -%}
+  {%- if execute -%}{{ exceptions.raise_compiler_error(message) }}{%- endif -%}
+{%- endmacro %}

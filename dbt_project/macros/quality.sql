@@ -11,8 +11,9 @@
     regression:  rmse, mae, mape, mean_bias (score - outcome); with a Poisson, Gamma or Tweedie loss,
                  mean_deviance too
   each beside the version's holdout value from its manifest (holdout_value; precision and recall there
-  are at 0.5). A binary outcome is positive where its text equals the model's positive class (a
-  BOOLEAN outcome reads 'true'). Tag the model `scorehouse_quality` and every build appends its rows
+  are at 0.5), and which way the metric is better (better: 'higher', 'lower' or 'nearer_zero'). A
+  binary outcome is positive where its text equals the model's positive class (a BOOLEAN outcome reads
+  'true'). Tag the model `scorehouse_quality` and every build appends its rows
   to quality_history (record_quality_history); guard it with expect_model_quality_above.
 -#}
 {% macro model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
@@ -24,8 +25,9 @@
 {% macro default__model_quality(scored, outcomes, model_ref, key, score, outcome, version, scored_at, window,
                                 threshold) -%}
   {%- if window not in ('day', 'week', 'month') -%}
-    {{ exceptions.raise_compiler_error("model_quality: window must be 'day', 'week' or 'month', found '" ~ window ~ "'") }}
+    {%- do scorehouse.misconfigured("model_quality: window must be 'day', 'week' or 'month', found '" ~ window ~ "'") -%}
   {%- endif -%}
+  {%- set threshold = scorehouse.number(threshold, 'model_quality: threshold') -%}
   {%- set name = model_ref.split('@')[0] -%}
   {%- set about = scorehouse.model_about(model_ref) -%}
   {%- set versions = [] -%}
@@ -95,7 +97,8 @@ holdout as (
 select {{ scorehouse.literal(name) }} as model_name, m.model_version, {{ scorehouse.literal(window) }} as window_unit,
        m.window_start, m.rows_scored, m.labels_arrived,
        cast(m.labels_arrived as double) / m.rows_scored as label_coverage,
-       m.metric, m.value, h.value as holdout_value
+       m.metric, m.value, h.value as holdout_value,
+       {{ scorehouse.metric_better_case('m.metric', metrics) }} as better
 from measured as m
 left join holdout as h on h.model_version = m.model_version and h.metric = m.metric
 {%- endmacro %}
@@ -147,6 +150,19 @@ avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
 {%- endmacro %}
 
 
+{#- metric_better(metric): which way a quality metric is better: 'higher', 'lower' or 'nearer_zero' (mean_bias) -#}
+{% macro metric_better(metric) -%}
+  {%- if metric in ('auc', 'accuracy', 'precision', 'recall', 'agreement', 'rank_correlation') -%}{{ return('higher') }}
+  {%- elif metric == 'mean_bias' -%}{{ return('nearer_zero') }}
+  {%- else -%}{{ return('lower') }}{%- endif -%}
+{%- endmacro %}
+
+{#- metric_better_case(column, metrics): SQL naming which way the metric in `column` is better -#}
+{% macro metric_better_case(column, metrics) -%}
+case {{ column }}{% for metric in metrics %} when {{ scorehouse.literal(metric) }} then {{ scorehouse.literal(scorehouse.metric_better(metric)) }}{% endfor %} end
+{%- endmacro %}
+
+
 {#- model_about(model_ref): {task, positive_class, tweedie_power} of the version a reference points at -#}
 {% macro model_about(model_ref) -%}
   {%- if not execute -%}{{ return({'task': 'binary', 'positive_class': 'true', 'tweedie_power': none}) }}{%- endif -%}
@@ -183,9 +199,11 @@ avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
                     10 equal-width bins over both (an empty bin counts as 1e-4)
   and, with an outcomes relation (key, outcome), each version's quality on the labelled rows:
   auc, log_loss, brier (classifiers) or rmse, mae (regressors), in champion_value and challenger_value,
-  value = challenger - champion. Guard a promotion with expect_challenger_not_worse.
+  value = challenger - champion; better says which way a metric is better ('higher' or 'lower').
+  Guard a promotion with expect_challenger_not_worse.
 -#}
 {% macro compare_models(relation, champion, challenger, key, outcomes=none, outcome=none, threshold=0.5) -%}
+  {%- set threshold = scorehouse.number(threshold, 'compare_models: threshold') -%}
   {%- set about = scorehouse.model_about(champion) -%}
   {%- set binary = about.task == 'binary' -%}
   {%- set eps = 1e-4 -%}
@@ -275,6 +293,8 @@ select {{ scorehouse.literal(champion) }} as champion, {{ scorehouse.literal(cha
        {{ scorehouse.model_version(challenger) }} as challenger_version,
        (select count(*) from labelled) as rows_compared,
        (select count(y) from labelled) as labelled_rows,
-       metric, champion_value, challenger_value, value
+       metric, champion_value, challenger_value, value,
+       {{ scorehouse.metric_better_case('metric', ['agreement', 'mean_abs_delta', 'rank_correlation', 'score_psi',
+                                                   'auc', 'log_loss', 'brier', 'rmse', 'mae']) }} as better
 from comparisons
 {%- endmacro %}

@@ -1,12 +1,17 @@
 {#-
   A promotion gate: on the rows of `model` (the features both versions score) with their outcomes, the
   challenger's `metric` (auc, log_loss, brier; rmse, mae for regressors) is not worse than the
-  champion's by more than `margin`. Higher is better for auc, lower for the others.
+  champion's by more than `margin` (which way is better: compare_models' better column).
 -#}
 {% test expect_challenger_not_worse(model, champion, challenger, key, outcomes, outcome, metric='auc', margin=0.0,
                                     threshold=0.5) %}
   {{ scorehouse.guard_config() }}
-  {%- set worse = "c.value < -" ~ margin if metric == 'auc' else "c.value > " ~ margin -%}
+  {%- set margin = scorehouse.number(margin, 'expect_challenger_not_worse: margin') -%}
+  {%- set metrics = ['auc', 'log_loss', 'brier', 'rmse', 'mae', 'agreement', 'mean_abs_delta', 'rank_correlation', 'score_psi'] -%}
+  {%- if metric not in metrics -%}
+    {%- do scorehouse.misconfigured("expect_challenger_not_worse: metric must be one of " ~ metrics | join(', ')
+                                    ~ ", found '" ~ metric ~ "'") -%}
+  {%- endif -%}
 select c.champion || ' v' || cast(c.champion_version as {{ dbt.type_string() }}) as model_name,
        c.challenger_version as model_version, c.challenger as feature, c.metric,
        c.champion_value as baseline_value, c.challenger_value as current_value,
@@ -15,5 +20,6 @@ select c.champion || ' v' || cast(c.champion_version as {{ dbt.type_string() }})
          || cast(round(c.champion_value, 4) as {{ dbt.type_string() }}) || ' on '
          || cast(c.labelled_rows as {{ dbt.type_string() }}) || ' labelled rows (margin {{ margin }})' as detail
 from ({{ scorehouse.compare_models(model, champion, challenger, key, outcomes, outcome, threshold) }}) as c
-where c.metric = {{ scorehouse.literal(metric) }} and {{ worse }}
+where c.metric = {{ scorehouse.literal(metric) }}
+  and ((c.better = 'higher' and c.value < {{ -margin }}) or (c.better = 'lower' and c.value > {{ margin }}))
 {% endtest %}

@@ -3,16 +3,31 @@
   latest window (all windows with latest_only=false), each metric in `allowed_drop` ({metric: how much
   worse than its holdout value it may be}) errors when it is worse by more. A window with fewer than
   `min_labels` labelled rows or a label coverage under `min_coverage` warns "not enough labels"
-  instead of being judged. Higher is better for auc, accuracy, precision, recall and r2; lower for the
-  others (mean_bias by its size).
+  instead of being judged. Which way each metric is better comes from the relation's better column
+  (mean_bias: by its size, allowed_drop being the largest bias allowed).
 -#}
 {% test expect_model_quality_above(model, allowed_drop={'auc': 0.05}, min_labels=100, min_coverage=0.0,
                                    latest_only=true) %}
   {{ scorehouse.guard_config() }}
   {%- if allowed_drop is not mapping or not allowed_drop -%}
-    {{ exceptions.raise_compiler_error("expect_model_quality_above: allowed_drop maps metrics to how much worse than the holdout they may be, e.g. {auc: 0.05}") }}
+    {%- do scorehouse.misconfigured("expect_model_quality_above: allowed_drop maps metrics to how much worse than the holdout they may be, e.g. {auc: 0.05}, found '" ~ allowed_drop ~ "'") -%}
+    {%- set allowed_drop = {'auc': 0} -%}
   {%- endif -%}
-  {%- set higher_is_better = ['auc', 'accuracy', 'precision', 'recall', 'r2'] -%}
+  {%- set drops = {} -%}
+  {%- for metric, drop in allowed_drop.items() -%}
+    {%- do drops.update({metric: scorehouse.number(drop, 'expect_model_quality_above: allowed_drop of ' ~ metric)}) -%}
+  {%- endfor -%}
+  {%- set allowed_drop = drops -%}
+  {%- set min_labels = scorehouse.number(min_labels, 'expect_model_quality_above: min_labels') -%}
+  {%- set min_coverage = scorehouse.number(min_coverage, 'expect_model_quality_above: min_coverage') -%}
+  {%- if execute -%}
+    {%- set measured = run_query("select distinct metric from " ~ model).columns[0].values() -%}
+    {%- set unknown = allowed_drop.keys() | reject('in', measured) | list -%}
+    {%- if measured and unknown -%}
+      {{ exceptions.raise_compiler_error("expect_model_quality_above on " ~ model.identifier ~ ": no metric "
+          ~ unknown | join(', ') ~ " in it; it has " ~ measured | sort | join(', ')) }}
+    {%- endif -%}
+  {%- endif -%}
 with quality as (
     select * from {{ model }}
     where metric in ({{ scorehouse.literal_list(allowed_drop.keys()) }})
@@ -20,27 +35,28 @@ with quality as (
 latest as (
     select model_version, max(window_start) as window_start from quality group by model_version
 ),
-judged as (
+dropped as (
     select q.*,
-           case {% for metric, drop in allowed_drop.items() %}
-                when q.metric = {{ scorehouse.literal(metric) }} then
-                  {% if metric in higher_is_better %}q.holdout_value - {{ drop }}
-                  {%- elif metric == 'mean_bias' %}{{ drop }}
-                  {%- else %}q.holdout_value + {{ drop }}{% endif %}
-                {%- endfor %}
-           end as bound,
-           case when q.labels_arrived < {{ min_labels }} or q.label_coverage < {{ min_coverage }} then 'warn'
-                {%- for metric, drop in allowed_drop.items() %}
-                when q.metric = {{ scorehouse.literal(metric) }} and
-                  {% if metric in higher_is_better %}q.value < q.holdout_value - {{ drop }}
-                  {%- elif metric == 'mean_bias' %}abs(q.value) > {{ drop }}
-                  {%- else %}q.value > q.holdout_value + {{ drop }}{% endif %} then 'error'
-                {%- endfor %}
-           end as level
+           case {% for metric, drop in allowed_drop.items() %}when q.metric = {{ scorehouse.literal(metric) }} then {{ drop }} {% endfor %}end as allowed_drop
     from quality as q
     {%- if latest_only %}
     join latest as l on l.model_version = q.model_version and l.window_start = q.window_start
     {%- endif %}
+),
+bounded as (
+    select d.*,
+           case d.better when 'higher' then d.holdout_value - d.allowed_drop when 'lower' then d.holdout_value + d.allowed_drop
+                else d.allowed_drop end as bound
+    from dropped as d
+),
+judged as (
+    select b.*,
+           case when b.labels_arrived < {{ min_labels }} or b.label_coverage < {{ min_coverage }} then 'warn'
+                when b.better = 'higher' and b.value < b.bound then 'error'
+                when b.better = 'lower' and b.value > b.bound then 'error'
+                when b.better = 'nearer_zero' and abs(b.value) > b.bound then 'error'
+           end as level
+    from bounded as b
 )
 select model_name, model_version, cast(window_start as {{ dbt.type_string() }}) as feature, metric,
        holdout_value as baseline_value, value as current_value, bound as warn_above, bound as error_above, level,
