@@ -1,13 +1,15 @@
 """Run a dbt project on Spark: start (or join) a SparkSession, register predict() and the profile
 views on it, then `dbt build` through dbt-spark's session method, in this process.
 
-    spark-submit spark_jobs/dbt_build.py [--registry DIR] [--master local[2]] [--project-dir DIR] [-- extra dbt args]
+    spark-submit spark_jobs/dbt_build.py [--registry DIR] [--master local[2]] [--project-dir DIR]
+                                         [--rollback-on-error] [-- extra dbt args]
     python spark_jobs/dbt_build.py ...            (the same, with pyspark's own spark-submit)
 
 The project defaults to the demo (dbt_project/demo); relative paths are taken from the project folder,
 as the dbt-duckdb plugin takes them (the registry: --registry, else $SCOREHOUSE_REGISTRY, else the
 project's scorehouse.yml, else <project>/registry). Scored marts are written as Parquet tables under
---warehouse-dir (default <project>/warehouse/spark).
+--warehouse-dir (default <project>/warehouse/spark). After the build, the quality gates that errored are
+reported (as `scorehouse monitor` does on DuckDB); with --rollback-on-error prod moves back where it may.
 """
 
 import argparse
@@ -29,6 +31,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", help="folder of the demo's raw CSV files (the dbt var data_dir; default "
                                            "<project>/data), made absolute for Spark")
     parser.add_argument("--command", default="build", help="the dbt command (default: build)")
+    parser.add_argument("--rollback-on-error", action="store_true",
+                        help="roll prod back where its version fails a quality gate and the one it replaced does not")
     parser.add_argument("dbt_args", nargs="*", help="more arguments for dbt, after --")
     args = parser.parse_args(argv)
 
@@ -55,12 +59,41 @@ def main(argv=None) -> int:
              .enableHiveSupport()
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
-    udfs.spark.register(spark, registry_path(args.registry, base=project, start=project))
+    registry = udfs.spark.register(spark, registry_path(args.registry, base=project, start=project)).registry
     data_dir = Path(args.data_dir or project / "data").resolve()
     result = dbtRunner().invoke([args.command, "--project-dir", str(project),
                                  "--profiles-dir", str(ROOT), "--target", "spark",
                                  "--vars", json.dumps({"data_dir": str(data_dir)}), *args.dbt_args])
+    if args.command in ("build", "test"):
+        monitor_quality(spark, registry, target_path(project, args.dbt_args), args.rollback_on_error)
     return 0 if result.success else 1
+
+
+def target_path(project: Path, dbt_args: list[str]) -> Path:
+    """Where dbt wrote run_results.json: --target-path, else $DBT_TARGET_PATH, else <project>/target."""
+    for i, arg in enumerate(dbt_args):
+        if arg == "--target-path" and i + 1 < len(dbt_args):
+            return project / dbt_args[i + 1]
+        if arg.startswith("--target-path="):
+            return project / arg.split("=", 1)[1]
+    return project / os.environ.get("DBT_TARGET_PATH", "target")
+
+
+def monitor_quality(spark, registry, target: Path, rollback: bool) -> None:
+    """Report the quality gates that errored in this build; with `rollback`, move prod back where it may."""
+    from udfs.errors import ScorehouseError
+    from udfs.monitor import monitor, report
+    from udfs.sql import SPARK
+
+    try:
+        breaches, decisions = monitor(registry, target, lambda sql: [r.asDict() for r in spark.sql(sql).collect()],
+                                      SPARK, rollback)
+    except ScorehouseError as exc:
+        print(f"scorehouse monitor: {exc}", file=sys.stderr)
+        return
+    if breaches:
+        for line in report(breaches, decisions, rollback):
+            print(f"scorehouse monitor: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

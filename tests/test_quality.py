@@ -326,3 +326,91 @@ def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(qua
         "expect_model_quality_above: allowed_drop of auc must be a number, found '0.05'",
     ], run.stdout[-3000:]
     assert "Traceback" not in run.stdout
+
+
+MONITORED = "scorehouse_monitor_cases"
+# prod's version 2 scored the even keys with inverted scores (AUC near 1 - 0.8), version 1 the odd ones
+MONITORED_SCORES = """select application_id,
+       case when application_id % 2 = 0 then 1 - deny_probability else deny_probability end as deny_probability,
+       case when application_id % 2 = 0 then 2 else 1 end as model_version,
+       timestamp '2026-11-10 10:00' as scored_at
+from {{ input('mart_mortgage_risk') }}"""
+MONITORED_GATE = """version: 2
+models:
+  - name: quality_mortgage
+    data_tests:
+      - scorehouse.expect_model_quality_above: {arguments: {allowed_drop: {auc: 0.1}, min_labels: 100}}
+"""
+
+
+def monitored_project(root: Path) -> Path:
+    """A project whose quality gate fails for version 2 of mortgage_deny and passes for version 1."""
+    project = root / MONITORED
+    for sub in ("models", "macros"):
+        (project / sub).mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(f"name: {MONITORED}\nversion: '0.1.0'\nconfig-version: 2\n"
+                                             f"profile: scorehouse\nmodels: {{{MONITORED}: {{+materialized: table}}}}\n")
+    (project / "macros" / "input.sql").write_text(INPUT_MACRO)
+    models = {"scored_mortgage": MONITORED_SCORES, "outcomes_mortgage": OUTCOMES.replace(" where application_id % 10 < 7", ""),
+              "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
+                                                 model="mortgage_deny", key="application_id",
+                                                 score="deny_probability", outcome="denied")}
+    for name, sql in models.items():
+        (project / "models" / f"{name}.sql").write_text(sql)
+    (project / "models" / "quality.yml").write_text(MONITORED_GATE)
+    install_package(project)
+    return project
+
+
+def move_aliases(workspace) -> None:
+    """Versions 2 and 3 (copies of 1); prod to 2, a 10% rollout of 3, a rollback, prod to 2 again."""
+    candidate = workspace.candidates["mortgage_deny"]
+    for _ in range(2):
+        workspace.registry.register(candidate.manifest, candidate.files)
+    registry = workspace.registry
+    registry.promote("mortgage_deny", 2, reason="first try")
+    registry.rollout("mortgage_deny", 3, 10)
+    registry.rollback("mortgage_deny")
+    registry.promote("mortgage_deny", 2, reason="second try")
+
+
+@pytest.mark.parametrize("engine", ["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_replaced_does_not(built, tmp_path, engine):
+    workspace = built.copy(tmp_path / "ws")
+    move_aliases(workspace)
+    project = monitored_project(tmp_path)
+    window = "2026-11-09 00:00:00"
+    if engine == "duckdb":
+        run, results = build_package(project, MONITORED, workspace, tmp_path / "out")
+        target = tmp_path / "out" / "target"
+        assert [r["status"] for name, r in results.items() if "quality_above" in name] == ["fail"]
+        report = workspace.cli("monitor", "--target-path", str(target))
+        assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr
+        assert f"mortgage_deny v2, window {window}: auc " in report.stdout, report.stdout
+        assert "mortgage_deny: prod would roll back from version 2 to 1 (run with --rollback-on-error" in report.stdout
+        assert workspace.registry.aliases("mortgage_deny")["prod"] == 2  # a report changes nothing
+        done = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")
+        assert done.returncode == 1 and "mortgage_deny: prod rolled back from version 2 to 1" in done.stdout, done.stdout
+    else:
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            pytest.skip("Spark needs Java 17")
+        inputs = tmp_path / "inputs"
+        inputs.mkdir()
+        for table in ("features_mortgage", "mart_mortgage_risk"):
+            workspace.query(f"select * from {table}").to_parquet(inputs / f"{table}.parquet")
+        run = run_dbt_on_spark(workspace, tmp_path / "spark", "--project-dir", str(project), "--data-dir", str(inputs),
+                               "--rollback-on-error")
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+        assert f"scorehouse monitor: mortgage_deny v2, window {window}: auc " in run.stderr, run.stderr[-3000:]
+        assert "scorehouse monitor: mortgage_deny: prod rolled back from version 2 to 1" in run.stderr
+    assert workspace.registry.aliases("mortgage_deny")["prod"] == 1
+    events = workspace.registry.history("mortgage_deny")
+    assert [(e["action"], e["from"], e["to"]) for e in events] == [
+        ("promote", None, 1), ("promote", 1, 2), ("rollout", None, 3), ("rollback", 2, 1), ("promote", 1, 2),
+        ("rollout_end", 3, None), ("automatic_rollback", 2, 1)]
+    assert events[-1]["reason"].startswith("automatic: scorehouse_expect_model_quality_above_quality_mortgage")
+    if engine == "duckdb":  # prod is version 1 now, which passes: the gate's failure no longer concerns prod
+        again = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")
+        assert again.returncode == 1
+        assert "mortgage_deny: prod kept at version 1: version(s) 2 failed, prod is version 1" in again.stdout
+        assert len(workspace.registry.history("mortgage_deny")) == len(events)

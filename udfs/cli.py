@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be removed")
     p.set_defaults(run=cmd_gc)
 
+    p = sub.add_parser("monitor", help="after `dbt build`: report the quality gates that errored and, with "
+                                       "--rollback-on-error, move prod back to the version it replaced")
+    p.add_argument("--target-path", help="the build's target folder (env DBT_TARGET_PATH; default ./target)")
+    p.add_argument("--rollback-on-error", action="store_true",
+                   help="roll prod back where its version fails a gate and the one it replaced does not")
+    p.set_defaults(run=cmd_monitor)
+
     p = sub.add_parser("verify", help="check files, hashes and signatures, and re-score each version's stored sample")
     p.add_argument("model", nargs="?")
     p.add_argument("--json", action="store_true")
@@ -346,6 +353,35 @@ def cmd_gc(args) -> int:
         verb = "would remove" if args.dry_run else "removed"
         print(f"{name}: {verb} version(s) {', '.join(map(str, removed))}" if removed else f"{name}: nothing to remove")
     return 0
+
+
+def cmd_monitor(args) -> int:
+    """Exit 1 when a quality gate errored (rolled back or not), so a scheduler alerts."""
+    import os
+
+    import duckdb
+
+    from .monitor import monitor, report
+    from .sql import DUCKDB
+
+    path = config.warehouse_path(args.warehouse)
+    if not path.exists():
+        raise ScorehouseError(f"Warehouse {path} does not exist; pass --warehouse (the file dbt builds)")
+    conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+
+    def query(sql: str) -> list[dict[str, Any]]:
+        cursor = conn.execute(sql)
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    try:
+        target = args.target_path or os.environ.get("DBT_TARGET_PATH") or "target"
+        breaches, decisions = monitor(_registry(args), target, query, DUCKDB, args.rollback_on_error)
+    finally:
+        conn.close()
+    for line in report(breaches, decisions, args.rollback_on_error):
+        print(line)
+    return 1 if breaches else 0
 
 
 def cmd_verify(args) -> int:

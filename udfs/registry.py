@@ -346,12 +346,16 @@ class Registry:
             return previous
 
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str | None = None,
-                 action: str = "rollback") -> tuple[int, int]:
-        """Move `alias` back to the version it pointed at before; return (from, to). The move is audited."""
+                 action: str = "rollback", expect: int | None = None) -> tuple[int, int]:
+        """Move `alias` back to the version it pointed at before; return (from, to). The move is audited.
+        With `expect`, only if the alias still points at that version (checked under the model's lock)."""
         self.resolve(ModelRef(check_model_name(name), alias=check_alias(alias)))
         with self._lock(name):
             entries = self._alias_file(name)
             history = entries[alias]["history"]
+            if expect is not None and history[-1] != expect:
+                raise ScorehouseError(f"Model '{name}': alias '{alias}' moved to version {history[-1]} meanwhile "
+                                      f"(expected {expect}); not rolled back")
             if len(history) < 2:
                 raise ScorehouseError(
                     f"Model '{name}': alias '{alias}' has no earlier version to roll back to "
@@ -361,6 +365,11 @@ class Registry:
             self._write_alias_file(name, entries)
             self._audit(name, action, alias, history[-1], history[-2], reason)
             return history[-1], history[-2]
+
+    def previous(self, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
+        """The version `alias` pointed at before its current one (what rollback moves it to), or None."""
+        history = self._alias_file(check_model_name(name)).get(check_alias(alias), {}).get("history", [])
+        return history[-2] if len(history) >= 2 else None
 
     def rollout(self, name: str, version: int, share: float, reason: str | None = None) -> tuple[int | None, float]:
         """Send `share` percent of keys to `version` (gray release); share 0 ends it. Return the previous

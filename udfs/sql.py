@@ -26,6 +26,11 @@ class Dialect:
     quote: str  # the identifier quote character
     backslash_escapes: bool  # string literals read a backslash as an escape (Spark)
 
+    @property
+    def text_type(self) -> str:
+        """The engine's name of the text type, for casts."""
+        return "string" if self.name == "spark" else "varchar"
+
     def identifier(self, name: str) -> str:
         """A quoted identifier: any column name, quotes inside it doubled."""
         return self.quote + str(name).replace(self.quote, self.quote * 2) + self.quote
@@ -67,7 +72,7 @@ class Dialect:
         md5 is the same function on DuckDB and Spark (their hash() differ), so a key falls in the same
         bucket on both; `udfs.sql.bucket` computes it in Python. A NULL key has no bucket.
         """
-        text = f"cast({expression} as {'string' if self.name == 'spark' else 'varchar'})"
+        text = f"cast({expression} as {self.text_type})"
         if self.name == "spark":
             return f"(cast(conv(substr(md5({text}), 1, 8), 16, 10) as bigint) % {BUCKETS})"
         return f"(cast(('0x' || substr(md5({text}), 1, 8)) as ubigint) % {BUCKETS})"
