@@ -27,26 +27,37 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	@echo "== 1/4 install the scorehouse dbt package, build the training tables (staging and features)"
+	@echo "== 1/5 install the scorehouse dbt package, build the training tables (staging and features)"
 	$(DBT) deps $(DBT_ARGS)
 	$(DBT) build $(DBT_ARGS) --exclude tag:scoring tag:scorehouse_guard
-	@echo "== 2/4 train, check and register the demo models"
-	$(SCOREHOUSE) train training/mortgage_deny.yml training/diamond_price.yml
-	@echo "== 3/4 promote the newest versions to prod"
-	$(SCOREHOUSE) promote mortgage_deny latest
-	$(SCOREHOUSE) promote diamond_price latest
-	@echo "== 4/4 dbt build: staging, features, scored marts and their tests"
-	$(DBT) build $(DBT_ARGS)
+	@echo "== 2/5 train, check and register the demo models; prod points at them"
+	$(SCOREHOUSE) train training/mortgage_deny.yml training/diamond_price.yml --alias prod
+	@echo "== 3/5 a challenger for mortgage_deny (other hyper-parameters) at the alias candidate, on 10% of applications"
+	$(SCOREHOUSE) train training/mortgage_deny_challenger.yml --alias candidate
+	$(SCOREHOUSE) rollout mortgage_deny candidate --share 10 --reason "gray release of the challenger"
+	@echo "== 4/5 dbt build: staging, features, scored marts, quality once decisions arrive, the comparison, tests"
+	$(DBT) build $(DBT_ARGS) --vars '{mortgage_challenger: mortgage_deny@candidate}'
+	@echo "== 5/5 after the build: the quality gates (scorehouse monitor; --rollback-on-error rolls prod back)"
+	$(SCOREHOUSE) monitor --target-path target
 	@echo "== summary"
 	@$(SCOREHOUSE) models
 	@$(SCOREHOUSE) sql "select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, \
 	    (select count(*) from features_mortgage) as input_rows from mart_mortgage_risk group by all \
 	  union all select 'mart_diamond_prices', model_name, model_version, count(*), \
-	    (select count(*) from features_diamonds) from mart_diamond_prices group by all"
+	    (select count(*) from features_diamonds) from mart_diamond_prices group by all order by all"
 	@$(SCOREHOUSE) sql "select application_id, round(deny_probability, 4) as deny_probability, predicted_deny, \
 	    actual_denied, model_name, model_version from mart_mortgage_risk order by deny_probability desc limit 5"
 	@$(SCOREHOUSE) sql "select diamond_id, round(predicted_price) as predicted_price, listed_price, \
 	    round(residual) as residual, model_name, model_version from mart_diamond_prices limit 5"
+	@echo "== quality once decisions arrive: each version on the applications it scored, beside its holdout"
+	@$(SCOREHOUSE) sql "select model_version, cast(window_start as date) as week, rows_scored, labels_arrived, \
+	    round(label_coverage, 2) as coverage, metric, round(value, 4) as value, round(holdout_value, 4) as holdout \
+	    from quality_mortgage where metric in ('auc', 'brier', 'accuracy') order by all"
+	@echo "== champion (prod) against challenger (candidate) on every application"
+	@$(SCOREHOUSE) sql "select champion_version, challenger_version, rows_compared, labelled_rows, metric, \
+	    round(champion_value, 4) as champion, round(challenger_value, 4) as challenger, round(value, 4) as difference, \
+	    better from comparison_mortgage order by metric"
+	@$(SCOREHOUSE) history mortgage_deny
 	@echo "== BI tools read the marts from the serving file, replaced whole by each build"
 	@$(SCOREHOUSE) --warehouse warehouse/scorehouse_serving.duckdb sql "select * from scorehouse_publication order by mart"
 

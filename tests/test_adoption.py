@@ -20,12 +20,13 @@ from conftest import PACKAGE, PROJECT, ROOT, sklearn_answers
 pytestmark = pytest.mark.dbt  # real dbt runs in new projects
 BIN = Path(sys.executable).parent
 GUIDE_TITLE = "## Use scorehouse in your dbt project"
+AFTER_TITLE = "## After deployment"
 
 
-def guide_blocks() -> list[tuple[str, str | None, str]]:
-    """The guide's code blocks in order: (language, file name or None, text)."""
+def guide_blocks(title: str = GUIDE_TITLE) -> list[tuple[str, str | None, str]]:
+    """The code blocks of the README section `title`, in order: (language, file name or None, text)."""
     readme = (ROOT / "README.md").read_text()
-    guide = readme.split(GUIDE_TITLE, 1)[1].split("\n## ", 1)[0]
+    guide = readme.split(title, 1)[1].split("\n## ", 1)[0]
     return [(lang, name.strip() or None, text) for lang, name, text in
             re.findall(r"```(\w+)([^\n]*)\n(.*?)```", guide, re.S)]
 
@@ -55,10 +56,11 @@ def run(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def follow_guide(project: Path, packages: str | None = None) -> dict[str, subprocess.CompletedProcess]:
-    """Every command and file of the guide, in order; `packages` replaces packages.yml before `dbt deps`."""
+def follow_guide(project: Path, packages: str | None = None,
+                 title: str = GUIDE_TITLE) -> dict[str, subprocess.CompletedProcess]:
+    """Every command and file of a README section, in order; `packages` replaces packages.yml before `dbt deps`."""
     ran = {}
-    for lang, name, text in guide_blocks():
+    for lang, name, text in guide_blocks(title):
         if name:
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             (project / name).write_text(text)
@@ -190,3 +192,40 @@ def test_dbt_from_another_folder_finds_the_projects_files(tmp_path):
     assert result.returncode == 1
     assert f"Model 'nothing_yet' not found in registry {project / 'registry'}; known models: (none)" in result.stdout
     assert (project / "warehouse" / "here.duckdb").exists() and not list(elsewhere.iterdir())
+
+
+def test_after_deployment_follows_the_readme(tmp_path):
+    """The section "After deployment", typed in the guide's project: quality, a challenger at 10%, the
+    comparison and its gate, monitor, history, promotion and gc."""
+    run("dbt init loans --skip-profile-setup", tmp_path)
+    project = tmp_path / "loans"
+    shutil.rmtree(project / "models" / "example")
+    write_applications(project / "seeds")
+    follow_guide(project)
+    ran = follow_guide(project, title=AFTER_TITLE)
+
+    from udfs.sql import BUCKETS, bucket
+
+    with duckdb.connect(str(project / "warehouse" / "loans.duckdb"), read_only=True) as con:
+        scored = con.sql("select application_id, model_version from scored_applications").to_df()
+        quality = con.sql("select * from quality_loan_denial").to_df()
+        comparison = con.sql("select * from challenger_comparison").to_df().set_index("metric")
+        history = con.sql("select distinct quality_relation from quality_history").fetchall()
+    # the rollout's version scored exactly the keys under the share, and every row says which version scored it
+    routed = scored.application_id.map(bucket) < BUCKETS // 10
+    assert (scored.model_version == routed.map({True: 2, False: 1})).all() and 0.08 < routed.mean() < 0.12
+    assert set(quality.model_version) == {1, 2} and history == [("quality_loan_denial",)]
+    auc = quality[quality.metric == "auc"].set_index("model_version")
+    assert (auc.value > 0.5).all() and auc.holdout_value.notna().all() and (auc.label_coverage == 1).all()
+    assert (comparison.loc["auc", "champion_version"], comparison.loc["auc", "challenger_version"]) == (1, 2)
+    assert 0.9 < comparison.loc["agreement", "value"] <= 1
+    assert ran["scorehouse monitor --rollback-on-error"].stdout.strip() == "every quality gate passed (or none ran)"
+    shown = ran["scorehouse history loan_denial"].stdout
+    assert "rollout 10%" in shown and "gray release of the challenger" in shown
+    # the promotion ended the rollout, and gc keeps both versions (aliased, and recent)
+    from udfs.registry import Registry
+
+    registry = Registry(project / "registry")
+    assert registry.aliases("loan_denial") == {"prod": 2, "candidate": 2}
+    assert [e["action"] for e in registry.history("loan_denial")][-2:] == ["promote", "rollout_end"]
+    assert ran["scorehouse gc loan_denial --keep-days 7 --dry-run"].stdout.strip() == "loan_denial: nothing to remove"

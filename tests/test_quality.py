@@ -47,14 +47,11 @@ COMPARISON = """{{ config(materialized='table') }}
 {{ scorehouse.compare_models(ref('scoring_inputs'), 'mortgage_deny', 'mortgage_deny@candidate', 'application_id',
                              outcomes=ref('outcomes_mortgage'), outcome='denied') }}"""
 GATES = """
-  - name: scoring_inputs
+  - name: comparison
     data_tests:
+      - scorehouse.expect_challenger_not_worse: {arguments: {metric: auc, margin: 0.5}}
       - scorehouse.expect_challenger_not_worse:
-          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
-                      outcomes: "ref('outcomes_mortgage')", outcome: denied, metric: auc, margin: 0.5}
-      - scorehouse.expect_challenger_not_worse:
-          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
-                      outcomes: "ref('outcomes_mortgage')", outcome: denied, metric: brier, margin: -0.5}
+          arguments: {metric: brier, margin: -0.5}
           config: {error_if: "<2", warn_if: "<2"}
 """
 TESTS = """version: 2
@@ -290,14 +287,10 @@ models:
     data_tests:
       - scorehouse.expect_model_quality_above: {arguments: {allowed_drop: {auc: '0.05'}}}
       - scorehouse.expect_model_quality_above: {arguments: {allowed_drop: {gini: 0.07}}}
-  - name: scoring_inputs
+  - name: comparison
     data_tests:
-      - scorehouse.expect_challenger_not_worse:
-          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
-                      outcomes: "ref('outcomes_mortgage')", outcome: denied, metric: gini}
-      - scorehouse.expect_challenger_not_worse:
-          arguments: {champion: mortgage_deny, challenger: mortgage_deny@candidate, key: application_id,
-                      outcomes: "ref('outcomes_mortgage')", outcome: denied, margin: "0.1); drop table x; --"}
+      - scorehouse.expect_challenger_not_worse: {arguments: {metric: gini}}
+      - scorehouse.expect_challenger_not_worse: {arguments: {margin: "0.1); drop table x; --"}}
 """
 
 
@@ -309,18 +302,17 @@ def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(qua
     shutil.copytree(root / PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     (project / "models" / "quality.yml").write_text(MISCONFIGURED)
     install_package(project)
-    run = subprocess.run([DBT, "build", "--select", "+quality_mortgage", "+scoring_inputs", "outcomes_mortgage",
+    run = subprocess.run([DBT, "build", "--select", "+quality_mortgage", "+comparison",
                           "--project-dir", str(project), "--profiles-dir", str(ROOT)],
                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **workspace.env}, timeout=900)
     results = run_results(project / "target", run.stdout)
     assert run.returncode == 1
     assert {name: r["status"] for name, r in results.items() if not name.startswith("scorehouse_")}.items() >= {
-        "quality_mortgage": "success", "scoring_inputs": "success", "outcomes_mortgage": "success"}.items()
+        "quality_mortgage": "success", "comparison": "success", "outcomes_mortgage": "success"}.items()
     errors = sorted(r["message"].splitlines()[1].strip() for r in results.values() if r["status"] == "error")
     assert errors == [
         "expect_challenger_not_worse: margin must be a number, found '0.1); drop table x; --'",
-        "expect_challenger_not_worse: metric must be one of auc, log_loss, brier, rmse, mae, agreement, "
-        "mean_abs_delta, rank_correlation, score_psi, found 'gini'",
+        "expect_challenger_not_worse: metric must be one of auc, log_loss, brier, rmse, mae, found 'gini'",
         "expect_model_quality_above on quality_mortgage: no metric gini in it; it has accuracy, auc, brier, "
         "log_loss, precision, recall",
         "expect_model_quality_above: allowed_drop of auc must be a number, found '0.05'",

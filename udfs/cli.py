@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="point an alias at a version (default alias: prod)")
     p.add_argument("model")
-    p.add_argument("version", help="a version number or 'latest'")
+    p.add_argument("version", help="a version number, 'latest' or an alias (e.g. candidate)")
     p.add_argument("--alias", default=DEFAULT_ALIAS)
     p.add_argument("--reason", help="why, for the audit log")
     p.set_defaults(run=cmd_promote)
@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollout", help="gray release: send a share of keys to a version (predict(..., key=...))")
     p.add_argument("model")
-    p.add_argument("version", help="a version number or 'latest'")
+    p.add_argument("version", help="a version number, 'latest' or an alias (e.g. candidate)")
     p.add_argument("--share", type=float, required=True, help="percent of keys, 0 to 100 (0 ends the rollout)")
     p.add_argument("--reason", help="why, for the audit log")
     p.set_defaults(run=cmd_rollout)
@@ -289,16 +289,20 @@ def describe_compiled(record: dict | None) -> str:
 
 
 def _version(registry: Registry, model: str, text: str) -> int:
-    """A VERSION argument: a number or 'latest'."""
+    """A VERSION argument: a number, 'latest' or an alias of the model (e.g. candidate)."""
     check_model_name(model)
-    if text == "latest":
-        versions = registry.versions(model)
-        if not versions:
-            registry.resolve(ModelRef(model, alias=DEFAULT_ALIAS))  # raises, listing the known models
-        return versions[-1]
     if VERSION.fullmatch(text):
         return int(text)
-    raise ScorehouseError(f"VERSION must be a number or 'latest', found '{shown(text)}'")
+    versions = registry.versions(model)
+    if not versions:
+        registry.resolve(ModelRef(model, alias=DEFAULT_ALIAS))  # raises, listing the known models
+    if text == "latest":
+        return versions[-1]
+    aliases = registry.aliases(model)
+    if text in aliases:
+        return aliases[text]
+    raise ScorehouseError(f"VERSION must be a number, 'latest' or an alias of {model} "
+                          f"({', '.join(sorted(aliases)) or 'it has none'}), found '{shown(text)}'")
 
 
 def cmd_promote(args) -> int:
