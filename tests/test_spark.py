@@ -271,7 +271,7 @@ def dbt_on_spark(built, tmp_path_factory):
 def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
     warehouse, build, results = demo_on_spark
     demo = {name: r["status"] for name, r in results.items() if r["unique_id"].split(".")[0] in ("model", "test")}
-    assert len(demo) == 27 and set(demo.values()) <= {"success", "pass"}, (demo, build.stdout[-4000:])
+    assert len(demo) == 32 and set(demo.values()) <= {"success", "pass"}, (demo, build.stdout[-4000:])
     for model, (_, mart, key, column) in MARTS.items():
         on_spark = read_parquet_table(warehouse, "scorehouse", mart).sort_values(key)
         on_duckdb = built.query(f"select * from {mart} order by {key}")
@@ -287,6 +287,11 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
     assert len(merged) == len(duck_history) == len(spark_history) > 0
     assert_allclose(merged.current_value_spark, merged.current_value_duckdb, rtol=1e-9, atol=1e-12)
     assert merged.level_spark.isna().all() and merged.level_duckdb.isna().all()
+    # and the quality of the scores once the decisions arrived
+    quality = read_parquet_table(warehouse, "scorehouse", "quality_mortgage").merge(
+        built.query("select * from quality_mortgage"), on=["model_version", "metric"], suffixes=("_spark", "_duckdb"))
+    assert len(quality) == 6 and set(quality.better_spark) == {"higher", "lower"}
+    assert_allclose(quality.value_spark, quality.value_duckdb, rtol=1e-9)
 
 
 def write_input(ws, path: Path) -> pd.DataFrame:
