@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     from pyspark.sql import SparkSession
 
     import udfs.spark
+    from udfs import events
     from udfs.config import registry_path
 
     project = Path(args.project_dir).resolve()
@@ -59,6 +60,8 @@ def main(argv=None) -> int:
              .enableHiveSupport()
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
+    events.configure()
+    events.set_trace_id()  # until dbt's invocation_id is known: the trace of registering the functions
     registry = udfs.spark.register(spark, registry_path(args.registry, base=project, start=project)).registry
     data_dir = Path(args.data_dir or project / "data").resolve()
     result = dbtRunner().invoke([args.command, "--project-dir", str(project),

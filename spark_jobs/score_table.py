@@ -11,15 +11,10 @@ partitions present in the input are replaced. Rows out are counted and must equa
 """
 
 import argparse
+import logging
 import os
 import sys
-import time
 import uuid
-
-
-def say(message: str) -> None:
-    """Progress on stderr (Spark's own logging configuration does not reach this script's loggers)."""
-    print(f"{time.strftime('%H:%M:%S')} score_table: {message}", file=sys.stderr, flush=True)
 
 
 def is_path(name: str) -> bool:
@@ -42,9 +37,12 @@ def main(argv=None) -> int:
     from pyspark.sql import functions as F
 
     import udfs.spark
+    from udfs import events
     from udfs.errors import ScorehouseError
     from udfs.sql import SPARK
 
+    events.configure()
+    events.set_trace_id()
     spark = SparkSession.builder.appName(f"scorehouse score {args.model}").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
@@ -52,7 +50,8 @@ def main(argv=None) -> int:
         name, version = scorer.resolve(args.model)
         source = spark.read.parquet(args.input) if is_path(args.input) else spark.table(args.input)
         rows_in = source.count()
-        say(f"scoring {rows_in} rows of {args.input} with {name} version {version}")
+        events.event("scoring_job", f"scoring {rows_in} rows of {args.input} with {name} version {version}",
+                     model=name, version=version, input=args.input, rows_in=rows_in)
         source.createOrReplaceTempView("scorehouse_input")
         expression = udfs.spark.predict_sql(scorer, args.model, "scorehouse_input", args.output_kind)
         column = SPARK.identifier(args.score_column)
@@ -61,16 +60,17 @@ def main(argv=None) -> int:
         rows_out = write(spark, scored, args.output, args.partition_by)
         if rows_out != rows_in:
             raise ScorehouseError(f"{rows_in} rows in but {rows_out} rows written to {args.output}")
-        say(f"wrote {rows_out} rows to {args.output} (model {name} version {version})")
+        events.event("scored_job", f"wrote {rows_out} rows to {args.output} (model {name} version {version})",
+                     model=name, version=version, output=args.output, rows_in=rows_in, rows_out=rows_out)
         return 0
     except ScorehouseError as exc:
-        say(f"error: {exc}")
+        events.event("failed", str(exc), logging.ERROR, model=args.model)
         return 1
     except Exception as exc:  # a failure inside a UDF arrives wrapped by Spark: show our message
         message = udfs.spark.friendly_error(exc)
         if message is None:
             raise
-        say(f"error: {message}")
+        events.event("failed", message, logging.ERROR, model=args.model)
         return 1
     finally:
         spark.stop()

@@ -292,6 +292,18 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
         built.query("select * from quality_mortgage"), on=["model_version", "metric"], suffixes=("_spark", "_duckdb"))
     assert len(quality) == 6 and set(quality.better_spark) == {"higher", "lower"}
     assert_allclose(quality.value_spark, quality.value_duckdb, rtol=1e-9)
+    # each row's input hash, and each scored input's fingerprint, are the same on both engines
+    for _, mart, key, _ in MARTS.values():
+        hashes = read_parquet_table(warehouse, "scorehouse", mart)[[key, "input_hash"]].merge(
+            built.query(f"select {key}, input_hash from {mart}"), on=key)
+        assert len(hashes) > 0 and (hashes.input_hash_x == hashes.input_hash_y).all()
+    spark_runs = read_parquet_table(warehouse, "scorehouse", "scoring_runs").set_index("scored_relation")
+    duck_runs = built.query("select * from scoring_runs where invocation_id = (select max_by(invocation_id, "
+                            "finished_at) from scoring_runs)").set_index("scored_relation")
+    for column in ("model_version", "artifact_sha256", "method", "rows_in", "rows_out", "input_fingerprint",
+                   "schema_hash"):
+        assert spark_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist() == \
+            duck_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist(), column
 
 
 def write_input(ws, path: Path) -> pd.DataFrame:
@@ -592,3 +604,24 @@ def test_buckets_are_the_same_on_spark_duckdb_and_python(spark):
     assert keys.b.tolist() == duck.b.tolist() == [bucket(k) for k in range(100_000)]
     assert keys.t.tolist() == duck.t.tolist() == [bucket(f"loan-{k}") for k in range(100_000)]
     assert abs((keys.b < 5 * BUCKETS // 100).mean() - 0.05) < 0.01
+
+
+def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
+    """The values whose text differs between engines (decimal ties, float32 subnormals and overflow, NaN,
+    non-ASCII text, booleans, NULLs) hash alike; so does the fingerprint of the whole input."""
+    import duckdb
+
+    from test_observability import EDGE_ROWS, FEATURES, edge_table
+
+    from udfs.fingerprint import fingerprint_select, row_hash_sql
+    from udfs.sql import DUCKDB, SPARK
+
+    with duckdb.connect() as con:
+        edge_table(con)
+        duck = [h for (h,) in con.sql(f"select {row_hash_sql(FEATURES, '', DUCKDB)} from t").fetchall()]
+        duck_print = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+    rows = [(i, *row) for i, row in enumerate(EDGE_ROWS)]  # as Python values: pandas would turn NaN into NULL
+    spark.createDataFrame(rows, "i long, x double, c string, b boolean").createOrReplaceTempView("edge_rows")
+    got = spark.sql(f"select i, {row_hash_sql(FEATURES, '', SPARK)} as h from edge_rows order by i").collect()
+    assert [r.h for r in got] == duck and len(got) == len(EDGE_ROWS)
+    assert tuple(spark.sql(f"{fingerprint_select(FEATURES, SPARK)} from edge_rows").collect()[0]) == duck_print

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from . import config
+from . import config, events
 from .errors import ScorehouseError
 from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, shown
 from .registry import Registry
@@ -36,14 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_warnings() -> None:
-    """The package's warnings (a model that does not load, a file set aside) as `warning: ...` lines on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logging.addLevelName(logging.WARNING, "warning")
-    logger = logging.getLogger("scorehouse")
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
+    """The package's events on stderr (what a command does, warnings; all as JSON lines with
+    SCOREHOUSE_LOG_FORMAT=json), under a new trace id for this command."""
+    events.configure()
+    events.set_trace_id()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback-on-error", action="store_true",
                    help="roll prod back where its version fails a gate and the one it replaced does not")
     p.set_defaults(run=cmd_monitor)
+
+    p = sub.add_parser("reproduce", help="re-score one row of a scored table with the version recorded for it "
+                                         "and say whether the score comes out again (or what differs)")
+    p.add_argument("relation", help="the scored table, e.g. mart_mortgage_risk")
+    p.add_argument("row", metavar="KEY=VALUE", help="the row's key column and value, e.g. application_id=17")
+    p.add_argument("--score", help="the column holding the score (default: the numeric column that matches)")
+    p.set_defaults(run=cmd_reproduce)
+
+    p = sub.add_parser("metrics", help="OpenMetrics gauges from the warehouse for Prometheus: drift, quality, "
+                                       "rows scored, publication times")
+    p.add_argument("--serve", metavar="HOST:PORT", help="serve them on http://HOST:PORT/metrics (re-read on each scrape)")
+    p.add_argument("--out", help="write them to this file (for node_exporter's textfile collector)")
+    p.add_argument("--serving", help="the serving file (default: the warehouse's, with _serving before .duckdb)")
+    p.set_defaults(run=cmd_metrics)
 
     p = sub.add_parser("verify", help="check files, hashes and signatures, and re-score each version's stored sample")
     p.add_argument("model", nargs="?")
@@ -205,7 +214,7 @@ def cmd_train(args) -> int:
     for path in args.specs:
         spec = load_spec(path)
         spec.compile = args.compile or spec.compile
-        version, created = train_and_register(spec, registry, args.warehouse, log=_log, progress=_progress)
+        version, created = train_and_register(spec, registry, args.warehouse, progress=_progress)
         if args.alias:
             registry.promote(spec.name, version, args.alias)
             _log(f"{spec.name}: {args.alias} -> version {version}")
@@ -363,29 +372,72 @@ def cmd_monitor(args) -> int:
     """Exit 1 when a quality gate errored (rolled back or not), so a scheduler alerts."""
     import os
 
-    import duckdb
-
     from .monitor import monitor, report
     from .sql import DUCKDB
+
+    with _warehouse(args) as conn:
+        target = args.target_path or os.environ.get("DBT_TARGET_PATH") or "target"
+        breaches, decisions = monitor(_registry(args), target, lambda sql: conn.sql(sql).to_arrow_table()
+                                      .to_pylist(), DUCKDB, args.rollback_on_error)
+    for line in report(breaches, decisions, args.rollback_on_error):
+        print(line)
+    return 1 if breaches else 0
+
+
+def cmd_reproduce(args) -> int:
+    """Exit 0 when the score is reproduced, 1 with what differs."""
+    from .reproduce import reproduce
+    from .sql import DUCKDB
+
+    key, sep, value = args.row.partition("=")
+    if not sep or not key:
+        raise ScorehouseError(f"the row is KEY=VALUE, e.g. application_id=17, found '{shown(args.row)}'")
+    with _warehouse(args) as conn:
+        result = reproduce(_registry(args), lambda sql, params: conn.sql(sql, params=params).to_arrow_table(),
+                           DUCKDB, args.relation, key, value, args.score)
+    for line in result.lines:
+        print(line)
+    return 0 if result.reproduced else 1
+
+
+def cmd_metrics(args) -> int:
+    from . import metrics
+
+    warehouse = config.warehouse_path(args.warehouse)
+    if not warehouse.exists():
+        raise ScorehouseError(f"Warehouse {warehouse} does not exist; pass --warehouse (the file dbt builds)")
+    serving = args.serving or warehouse.with_name(warehouse.stem + "_serving.duckdb")
+    if args.out:
+        metrics.write(metrics.collect(warehouse, serving), args.out)
+        _log(f"wrote {args.out}")
+    if args.serve:
+        host, _, port = args.serve.rpartition(":")
+        if not port.isdigit():
+            raise ScorehouseError(f"--serve takes HOST:PORT, e.g. 127.0.0.1:9464, found '{shown(args.serve)}'")
+        server = metrics.serve(host or "127.0.0.1", int(port), lambda: metrics.collect(warehouse, serving))
+        _log(f"serving http://{host or '127.0.0.1'}:{server.server_address[1]}/metrics (Ctrl-C stops)")
+        try:
+            threading.Event().wait()
+        finally:
+            server.shutdown()
+    if not args.out and not args.serve:
+        sys.stdout.write(metrics.collect(warehouse, serving))
+    return 0
+
+
+@contextlib.contextmanager
+def _warehouse(args) -> Iterator[Any]:
+    """The warehouse, read-only, with no file access beyond it."""
+    import duckdb
 
     path = config.warehouse_path(args.warehouse)
     if not path.exists():
         raise ScorehouseError(f"Warehouse {path} does not exist; pass --warehouse (the file dbt builds)")
     conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-
-    def query(sql: str) -> list[dict[str, Any]]:
-        cursor = conn.execute(sql)
-        columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
-
     try:
-        target = args.target_path or os.environ.get("DBT_TARGET_PATH") or "target"
-        breaches, decisions = monitor(_registry(args), target, query, DUCKDB, args.rollback_on_error)
+        yield conn
     finally:
         conn.close()
-    for line in report(breaches, decisions, args.rollback_on_error):
-        print(line)
-    return 1 if breaches else 0
 
 
 def cmd_verify(args) -> int:

@@ -17,6 +17,7 @@ dbt-duckdb's `adapter.store_relation`, which calls `store` below in the build's 
 
 from __future__ import annotations
 
+import atexit
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 
 from . import config as config_paths
+from . import events
 from .duckdb import create_macros, register
 from .errors import ScorehouseError
 from .registry import Registry
@@ -53,9 +55,12 @@ class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         config = PluginConfig.from_dict(plugin_config)
         project = project_dir()
+        events.configure()
+        events.set_trace_id(invocation_id())
         registry = Registry(config_paths.registry_path(config.registry, base=project),
                             public_key=config_paths.public_key_path(config.public_key, base=project))
         self.scorer = Scorer(registry)
+        atexit.register(self.scorer.log_scored)  # rows and seconds per version, once the build is over
 
     def update_connection_config(self, creds, config: dict[str, Any]) -> None:
         """Relative paths are taken from the dbt project folder, not from wherever dbt runs: the warehouse
@@ -78,6 +83,16 @@ class Plugin(BasePlugin):
         if location is None or location.format != PUBLISH_FORMAT:
             raise ScorehouseError(f"scorehouse dbt plugin stores only format '{PUBLISH_FORMAT}' (the serving file)")
         publish_file(location.path, target_config.config["serving_path"])
+
+
+def invocation_id() -> str | None:
+    """dbt's invocation_id, the trace id of every event of the build."""
+    try:
+        from dbt_common.invocation import get_invocation_id
+
+        return get_invocation_id()
+    except Exception:  # noqa: BLE001 - dbt-duckdb used outside the dbt CLI
+        return None
 
 
 def project_dir() -> Path:

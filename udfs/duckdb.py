@@ -18,6 +18,7 @@ enable_external_access=false, as `scorehouse sql` opens one, cannot reach a file
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -34,7 +35,7 @@ from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import describe_features, is_boolean_type
-from .scoring import GENERIC_FUNCTIONS, Scorer, flat, null_where_null, per_reference
+from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
 _JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
@@ -71,23 +72,24 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     for output, function in GENERIC_FUNCTIONS.items():
         _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
                          OUTPUT_SQL_TYPES[output], type="arrow")
-    _create_function(conn, "scorehouse_model_version", lambda ref: current().resolve(ref)[1], [varchar], "INTEGER")
-    _create_function(conn, "scorehouse_predict_sql",
-                     lambda ref, relation, output, method, key: predict_sql(current(), ref, relation, output, method, key),
-                     [varchar] * 5, "VARCHAR")
-    _create_function(conn, "scorehouse_version_sql",
-                     lambda ref, relation, key: current().version_sql(ref, relation, key or None, "duckdb"),
-                     [varchar] * 3, "VARCHAR")
-    _create_function(conn, "scorehouse_resolves", lambda ref: current().resolves(ref), [varchar], "BOOLEAN")
+    for name, (arguments, returns, function) in SQL_FUNCTIONS.items():
+        _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
                      [varchar] * 2, "BOOLEAN")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
-    _create_function(conn, "scorehouse_schema_problems",
-                     lambda ref, columns: json.dumps(current().schema_problems(ref, json.loads(columns))),
-                     [varchar] * 2, "VARCHAR")
     create_macros(conn, scorer)
     return scorer
+
+
+def _bound(current, function):
+    """`function(scorer, engine, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
+    def call(*arguments):
+        return function(current(), "duckdb", *arguments)
+
+    parameters = list(inspect.signature(function).parameters.values())[2:]
+    call.__signature__ = inspect.Signature(parameters)
+    return call
 
 
 def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> None:

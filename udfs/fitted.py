@@ -17,12 +17,12 @@ object stays in memory and only ONNX and JSON reach the registry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
 from .errors import ParityError, SpecError
+from .events import event
 from .names import check_model_name
 from .registry import Registry
 from .spec import COMPILE_MODES, TASKS, Estimator, ModelSpec, Source, _class_label
@@ -32,7 +32,7 @@ from .training import Progress, no_progress, package, prepare, timed_steps
 def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: str,
                     registry: Registry | str | None = None, holdout: Any = None, positive_class: Any = None,
                     description: str = "", weight: str | None = None, compile: str = "auto",
-                    alias: str | None = None, log: Callable[[str], None] = lambda _: None,
+                    alias: str | None = None,
                     progress: Progress = no_progress) -> int:
     """Register a fitted pipeline; return its version (an identical earlier registration is reused)."""
     from sklearn.exceptions import NotFittedError
@@ -61,7 +61,7 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
     seconds: dict[str, float] = {}
     step = timed_steps(progress, seconds)
     try:
-        candidate = package(spec, data, pipeline, log, step, seconds,
+        candidate = package(spec, data, pipeline, step, seconds,
                             evaluated_on="holdout" if holdout is not None else "training frame")
     except ParityError as exc:
         raise ParityError(f"{exc}. A pipeline fitted on float64 numbers can split between two float32 values: "
@@ -75,7 +75,8 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
                 and manifest.get("training_data", {}).get("fingerprint") == fingerprint)
 
     version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
-    log(f"{name}: {'registered' if created else 'already registered as'} version {version} in {registry.root}")
+    event("registered", f"{name}: {'registered' if created else 'already registered as'} version {version} "
+          f"in {registry.root}", model=name, version=version, created=created)
     if alias:
         registry.promote(name, version, alias)
     return version

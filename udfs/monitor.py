@@ -11,7 +11,6 @@ fail the same gate, and where it was measured on the same window it did better.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from .names import DEFAULT_ALIAS
 from .registry import Registry
 from .sql import Dialect
 
-log = logging.getLogger(__name__)
 
 QUALITY_GATE = "expect_model_quality_above"
 Query = Callable[[str], list[dict[str, Any]]]

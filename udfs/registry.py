@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
+from .events import event, log
 from .errors import IntegrityError, ModelNotFound, ScorehouseError
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_alias, check_model_name, check_version, is_alias, is_model_name
@@ -60,7 +61,6 @@ ROLLOUT_ALIAS = "rollout"
 STAGING_PREFIX = ".staging-"
 ALIAS_TMP_PREFIX = ".aliases-"
 
-log = logging.getLogger("scorehouse")
 _loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
 _loaded_lock = threading.Lock()
 
@@ -515,6 +515,8 @@ class Registry:
                   "action": action, "alias": alias, "from": before, "to": after, **extra,
                   "reason": reason, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500]}
         path = self._model_dir(name) / AUDIT_FILE
+        event("alias_moved", f"{name}: {action} {alias} {before} -> {after}" + (f" ({reason})" if reason else ""),
+              logging.DEBUG, model=name, **{k: v for k, v in record.items() if k not in ("at", "command")})
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:

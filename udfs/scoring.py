@@ -8,16 +8,20 @@ checks fails the references that use it; the other models keep scoring.
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
+from logging import DEBUG
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import fingerprint
 from .compiled import bind, prepared_output
 from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
+from .events import event, log
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
 from .profile import PROFILE_RELATIONS
@@ -25,7 +29,6 @@ from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .schema import check_columns, column_problems, type_error_parts
 from .sql import BUCKETS, dialect
 
-log = logging.getLogger("scorehouse")
 
 
 # How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
@@ -49,6 +52,7 @@ class Scorer:
         self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
         self._warned: set[str] = set()
         self._shares: dict[str, float | None] = {}
+        self._scored: dict[tuple[str, int], list[float]] = {}  # (name, version) -> [calls, rows, seconds]
         self._lock = threading.Lock()
 
     @classmethod
@@ -90,6 +94,15 @@ class Scorer:
         """The versions and aliases this scorer resolves against (a snapshot's, or the registry's now)."""
         return self._catalog or self.registry.catalog()
 
+    def log_scored(self) -> None:
+        """One `scored` event per version this scorer scored with onnxruntime: calls, rows and seconds."""
+        with self._lock:
+            tallies, self._scored = self._scored, {}
+        for (name, version), (calls, rows, seconds) in sorted(tallies.items()):
+            event("scored", f"{name} version {version}: {int(rows)} rows in {seconds:.3f} s ({int(calls)} calls)",
+                  DEBUG, model=name, version=version, method="onnx", rows=int(rows), seconds=round(seconds, 6),
+                  calls=int(calls))
+
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
 
@@ -102,6 +115,8 @@ class Scorer:
         with self._lock:
             if ref not in self._resolved:
                 self._resolved[ref] = (self._catalog or self.registry).resolve(ModelRef.parse(ref))
+                name, version = self._resolved[ref]
+                event("resolved", f"{ref} -> {name} version {version}", DEBUG, ref=ref, model=name, version=version)
             return self._resolved[ref]
 
     def resolves(self, ref: str) -> bool:
@@ -118,6 +133,8 @@ class Scorer:
         with self._lock:
             if key not in self._cards:
                 self._cards[key] = self.registry.card(*key)
+                event("loaded", f"{key[0]} version {key[1]}: manifest checked", DEBUG, model=key[0], version=key[1],
+                      sha256=artifact_sha256(self._cards[key].manifest))
             return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
@@ -172,10 +189,16 @@ class Scorer:
     def predict(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
         """Score named columns with the referenced model; extra columns are ignored."""
         model = self.model(ref)
+        start = time.perf_counter()
         try:
-            return model.predict(columns, output)
+            result = model.predict(columns, output)
         except FeatureError as exc:
             raise FeatureError(str(exc).replace(f"Model {model.label}", f"Model {self.describe(ref)}", 1)) from None
+        seconds, key = time.perf_counter() - start, self.resolve(ref)
+        with self._lock:
+            tally = self._scored.setdefault(key, [0, 0, 0.0])
+            tally[0], tally[1], tally[2] = tally[0] + 1, tally[1] + len(result), tally[2] + seconds
+        return result
 
     def predict_struct(self, ref: str, structs: pa.StructArray, output: str | None = None) -> pa.Array:
         """Score a struct array, its fields bound by name; a NULL struct scores NULL."""
@@ -188,9 +211,13 @@ class Scorer:
         method: 'auto' (the compiled SQL where registration measured it faster), 'compiled' (it, or an
         error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
         """
+        return self.scoring_choice(ref, output, engine, method)[0]
+
+    def scoring_choice(self, ref: str, output: str, engine: str, method: str | None = None) -> tuple[str | None, str]:
+        """(the compiled SQL expression, or None for onnxruntime; why), as compiled_sql decides."""
         method = scoring_method(method)
         if method == "onnx":
-            return None
+            return None, "onnx asked for"
         card = self.card(ref)
         output = card.check_output(output)
         record = card.manifest.get("compiled") or {"skipped": "registered before the compiled-SQL path existed"}
@@ -198,13 +225,41 @@ class Scorer:
             if "skipped" in record or output not in record["outputs"]:
                 reason = record.get("skipped") or f"only {', '.join(record['outputs'])} compile"
                 raise ScorehouseError(f"Model {self.describe(ref)} has no compiled SQL for '{output}': {reason}")
-        elif "skipped" in record or output not in record["outputs"] or not record["preferred"].get(engine):
-            return None
+            why = "compiled asked for"
+        elif "skipped" in record:
+            return None, f"no compiled SQL: {record['skipped']}"
+        elif output not in record["outputs"]:
+            return None, f"no compiled SQL for {output}"
+        elif not record["preferred"].get(engine):
+            return None, f"onnxruntime measured faster than the compiled SQL on {engine}"
+        else:
+            why = f"the compiled SQL measured faster than onnxruntime on {engine}"
         key = self._loadable(ref)
         with self._lock:
             if key not in self._compiled:
                 self._compiled[key] = self.registry.compiled(*key)
-        return prepared_output(self._compiled[key], engine, output, card.features, card.label)
+        return prepared_output(self._compiled[key], engine, output, card.features, card.label), why
+
+    def scoring_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None) -> str:
+        """What a predict() call scores with, as JSON for the scoring_runs hook: per version the reference
+        (and a gray release's version), sha256 of its model.onnx, and the method."""
+        refs = [ref] + ([route[1]] if (route := self.route(ref, engine, "", key)) else [])
+        notes = []
+        for each in refs:
+            name, version = self.resolve(each)
+            compiled, _ = self.scoring_choice(each, output, engine, method)
+            notes.append({"ref": each, "model": name, "version": version, "sha256": artifact_sha256(self.card(each).manifest),
+                          "method": "onnx" if compiled is None else "compiled"})
+        return json.dumps(notes).replace("*/", "* /")
+
+    def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
+        """SQL for the hash of the current row's features as `ref`'s model sees them (udfs.fingerprint)."""
+        sql = dialect(engine)
+        return fingerprint.row_hash_sql(self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql)
+
+    def fingerprint_sql(self, ref: str, engine: str) -> str:
+        """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
+        return fingerprint.fingerprint_select(self.card(ref).features, dialect(engine))
 
     def sql_call(self, ref: str, relation: str, output: str, engine: str = "duckdb", method: str | None = None,
                  key: str | None = None) -> str:
@@ -263,7 +318,11 @@ class Scorer:
         output = card.check_output(output)
         method = scoring_method(method)
         prefix = f"{sql.identifier(relation)}." if relation else ""
-        compiled = self.compiled_sql(ref, output, engine, method)
+        compiled, why = self.scoring_choice(ref, output, engine, method)
+        name, version = self.resolve(ref)
+        event("scoring_method", f"{ref} ({name} version {version}) scores with "
+              f"{'onnxruntime' if compiled is None else 'its compiled SQL'} on {engine}: {why}", DEBUG, ref=ref, model=name,
+              version=version, method="onnx" if compiled is None else "compiled", reason=why, engine=engine)
         if compiled is not None:
             return self.type_checked(ref, prefix, engine, f"({bind(compiled, engine, prefix)})")
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
@@ -326,3 +385,27 @@ def per_reference(refs: pa.Array, rows: pa.Array, score) -> pa.Array:
         order.append(pc.indices_nonzero(where))
         parts.append(score(ref, rows.filter(where)))
     return pa.concat_arrays(parts).take(pc.sort_indices(pa.concat_arrays(order)))
+
+
+def artifact_sha256(manifest: Mapping) -> str | None:
+    return (manifest.get("artifacts", {}).get("model.onnx") or {}).get("sha256")
+
+
+# The SQL functions both engines register for the package's macros and hooks, in one place:
+# name -> (SQL types of the arguments, SQL type returned, function(scorer, engine, *arguments)).
+# Each reads the registry only; none touches a file.
+SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
+    "scorehouse_model_version": (("VARCHAR",), "INTEGER", lambda s, engine, ref: s.resolve(ref)[1]),
+    "scorehouse_resolves": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref: s.resolves(ref)),
+    "scorehouse_predict_sql": (("VARCHAR",) * 5, "VARCHAR", lambda s, engine, ref, relation, output, method, key:
+                               s.sql_call(ref, relation, output, engine, method or None, key or None)),
+    "scorehouse_version_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, key:
+                               s.version_sql(ref, relation, key or None, engine)),
+    "scorehouse_scoring_note": (("VARCHAR",) * 4, "VARCHAR", lambda s, engine, ref, output, method, key:
+                                s.scoring_note(ref, output, engine, method or None, key or None)),
+    "scorehouse_input_hash_sql": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, relation:
+                                  s.input_hash_sql(ref, relation, engine)),
+    "scorehouse_fingerprint_sql": (("VARCHAR",), "VARCHAR", lambda s, engine, ref: s.fingerprint_sql(ref, engine)),
+    "scorehouse_schema_problems": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, columns:
+                                   json.dumps(s.schema_problems(ref, json.loads(columns)))),
+}

@@ -18,19 +18,19 @@ fewer, larger batches per UDF call (measured in bench/spark.py).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 from collections.abc import Iterator
 from typing import Tuple  # noqa: UP035 (pyspark reads the UDF's type hints)
 
 import pyarrow as pa
 
-from . import spark_cache
+from . import events, spark_cache
 from .errors import ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .scoring import GENERIC_FUNCTIONS, Scorer, per_reference
+from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, per_reference
 from .sql import SPARK
 
 SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
@@ -64,14 +64,8 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
         fn = _generic_udf(scorer, output)
         spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
 
-    spark.udf.register("scorehouse_model_version", lambda ref: scorer.resolve(ref)[1], "int")
-    spark.udf.register("scorehouse_resolves", scorer.resolves, "boolean")
-    spark.udf.register("scorehouse_predict_sql", lambda ref, relation, output, method, key: predict_sql(
-        scorer, ref, relation, output, method, key), "string")
-    spark.udf.register("scorehouse_version_sql", lambda ref, relation, key: scorer.version_sql(
-        ref, relation, key or None, "spark"), "string")
-    spark.udf.register("scorehouse_schema_problems",
-                       lambda ref, columns: json.dumps(scorer.schema_problems(ref, json.loads(columns))), "string")
+    for name, (_, returns, function) in SQL_FUNCTIONS.items():
+        spark.udf.register(name, functools.partial(function, scorer, "spark"), SPARK_TYPES[returns])
     _profile_views(spark, scorer, catalog.refs())
     return scorer
 
@@ -83,19 +77,36 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
 
 
 def _fixed_udf(scorer: Scorer, ref: str, output: str):
+    trace = events.trace_id()
+
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        for structs in batches:
-            yield scorer.predict_struct(ref, structs, output)
+        with _logged(scorer, trace):
+            for structs in batches:
+                yield scorer.predict_struct(ref, structs, output)
 
     return predict
 
 
 def _generic_udf(scorer: Scorer, output: str):
+    trace = events.trace_id()
+
     def predict(batches: Iterator[Tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
-        for refs, structs in batches:
-            yield per_reference(refs, structs, lambda ref, part: scorer.predict_struct(ref, part, output))
+        with _logged(scorer, trace):
+            for refs, structs in batches:
+                yield per_reference(refs, structs, lambda ref, part: scorer.predict_struct(ref, part, output))
 
     return predict
+
+
+@contextlib.contextmanager
+def _logged(scorer: Scorer, trace: str) -> Iterator[None]:
+    """On an executor: the driver's trace id, and a `scored` event (rows, seconds) per task and version."""
+    events.configure()
+    events.set_trace_id(trace)
+    try:
+        yield
+    finally:
+        scorer.log_scored()
 
 
 def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:

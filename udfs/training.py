@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
+from .events import event
 from .model import LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -240,8 +242,7 @@ def _inputs(spec: ModelSpec, features: list[Feature], table: pa.Table) -> tuple[
     return frame, _target_values(spec, table.column(spec.target)), _weights(spec, table)
 
 
-def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda _: None,
-          progress: Progress = no_progress) -> Candidate:
+def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) -> Candidate:
     """Fit, export and parity-check a spec's pipeline on `table`; raise ParityError on mismatch.
 
     `progress(label)` wraps each long step (a context manager: the CLI shows the time passing in a terminal);
@@ -260,10 +261,10 @@ def train(spec: ModelSpec, table: pa.Table, log: Callable[[str], None] = lambda 
         except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
             raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
                             f"{' '.join(str(exc).split())}") from None
-    return package(spec, data, pipeline, log, step, seconds)
+    return package(spec, data, pipeline, step, seconds)
 
 
-def package(spec: ModelSpec, data: TrainingData, pipeline, log: Callable[[str], None], step, seconds: dict,
+def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             evaluated_on: str = "holdout") -> Candidate:
     """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured, profiled."""
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
@@ -306,15 +307,17 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, log: Callable[[str], 
     feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in names})
     with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} {evaluated_on} rows"):
         manifest["parity"] = check_parity(model, feeds, expected)
-    log(f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
-        f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})")
+    event("parity", f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
+          f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})",
+          model=spec.name, parity=manifest["parity"])
     with step("compile", f"{spec.name}: compiling to SQL (compile: {spec.compile})"):
         compiled, manifest["compiled"] = compile_for_registry(
             manifest, onnx_bytes, holdout, expected, None if stored is exported else exported.SerializeToString(),
             spec.compile)
-    log(f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
-        "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
-                                   "no engine (the ONNX UDF was faster)")))
+    event("compiled", f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
+          "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
+                                     "no engine (the ONNX UDF was faster)")), model=spec.name,
+          skipped=manifest["compiled"].get("skipped"), preferred=manifest["compiled"].get("preferred"))
     with step("profile", f"{spec.name}: metrics and training profile"):
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
                                               data.w_test)
@@ -341,10 +344,10 @@ def _timed_step(progress: Progress, seconds: dict[str, float], key: str, label: 
     with progress(label):
         yield
     seconds[key] = round(time.perf_counter() - start, 3)
+    event("training_step", f"{label}: {seconds[key]} s", logging.DEBUG, step=key, seconds=seconds[key])
 
 
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
-                       log: Callable[[str], None] = lambda _: None,
                        progress: Progress = no_progress) -> tuple[int, bool]:
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
     table = read_source(spec, warehouse)
@@ -356,15 +359,17 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
 
     existing = registry.find(spec.name, same)
     if existing is None:
-        candidate = train(spec, table, log, progress)
+        candidate = train(spec, table, progress)
         # checked again under the model's lock: a concurrent identical training may have registered it meanwhile
         version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
     else:
         version, created = existing, False
     if created:
-        log(f"{spec.name}: registered version {version} in {registry.root}")
+        event("registered", f"{spec.name}: registered version {version} in {registry.root}", model=spec.name,
+              version=version, created=True)
     else:
-        log(f"{spec.name}: spec and training data unchanged; version {version} is up to date")
+        event("registered", f"{spec.name}: spec and training data unchanged; version {version} is up to date",
+              model=spec.name, version=version, created=False)
     return version, created
 
 

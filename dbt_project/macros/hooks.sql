@@ -7,6 +7,8 @@
                                     (var scorehouse_publish: false)
     record_drift_history()          appends the metrics of every guarded input to drift_history
                                     (var scorehouse_drift_history: false)
+    record_scoring_runs(results)    appends one row per scored relation and model version built by the run
+                                    to scoring_runs (var scorehouse_scoring_runs: false)
     record_quality_history(results) appends the rows of every model tagged `scorehouse_quality` (a
                                     model_quality relation) built by the run to quality_history
                                     (var scorehouse_quality_history: false)
@@ -127,4 +129,61 @@
   {%- for statement in statements -%}{%- do run_query(statement) -%}{%- endfor -%}
   {%- if statements and target.type == 'duckdb' -%}{%- do adapter.commit() -%}{%- endif -%}
   {{ return('') }}
+{%- endmacro %}
+
+
+{#-
+  record_scoring_runs(results): for every model the run built that calls predict(), one row per model
+  version it scored with: the version and sha256 of its model.onnx, the method, the relation and its
+  input (the model's one parent, when it has one), rows in and out, the input's fingerprint and schema
+  hash (udfs/fingerprint.py: equal on DuckDB and Spark for the same rows, whatever their order), and
+  when the model started and finished building.
+-#}
+{% macro record_scoring_runs(results) -%}
+  {%- if not scorehouse.hook_enabled('scorehouse_scoring_runs') or flags.WHICH not in ('build', 'run') -%}
+    {{ return('') }}
+  {%- endif -%}
+  {%- set database = target.database or none -%}
+  {%- set runs = api.Relation.create(database=database, schema=target.schema, identifier='scoring_runs') -%}
+  {%- set statements = [] -%}
+  {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
+                              and 'scorehouse:scoring ' in (result.node.compiled_code or '') -%}
+    {%- set node = result.node -%}
+    {%- set notes = {} -%}
+    {%- for text in modules.re.findall('/[*] scorehouse:scoring (.*?) [*]/', node.compiled_code) -%}
+      {%- for note in fromjson(text) -%}{%- do notes.update({note.model ~ '@' ~ note.version: note}) -%}{%- endfor -%}
+    {%- endfor -%}
+    {%- set parents = [] -%}
+    {%- for parent in node.depends_on.nodes -%}
+      {%- set found = graph.nodes.get(parent) or graph.sources.get(parent) -%}
+      {%- if found and found.resource_type in ('model', 'seed', 'snapshot', 'source') -%}{%- do parents.append(found) -%}{%- endif -%}
+    {%- endfor -%}
+    {%- set timing = result.timing | selectattr('name', 'equalto', 'execute') | list -%}
+    {%- for key, note in notes | dictsort -%}
+      {%- if parents | length == 1 -%}
+        {%- set input_sql = run_query("select scorehouse_fingerprint_sql(" ~ scorehouse.literal(key) ~ ")").columns[0].values()[0] -%}
+        {%- set input = input_sql ~ " from " ~ parents[0].relation_name -%}
+        {%- set input_name = parents[0].name -%}
+      {%- else -%}
+        {%- set input = "select cast(null as bigint) as rows_in, cast(null as " ~ dbt.type_string() ~ ") as input_fingerprint, cast(null as " ~ dbt.type_string() ~ ") as schema_hash" -%}
+        {%- set input_name = none -%}
+      {%- endif -%}
+      {%- set row -%}
+        select {{ scorehouse.literal(invocation_id) }} as invocation_id,
+               {{ scorehouse.literal(node.name) }} as scored_relation,
+               {{ scorehouse.literal(input_name) if input_name else "cast(null as " ~ dbt.type_string() ~ ")" }} as input_relation,
+               {{ scorehouse.literal(note.model) }} as model_name, cast({{ note.version | int }} as int) as model_version,
+               {{ scorehouse.literal(note.ref) }} as model_ref, {{ scorehouse.literal(note.sha256) }} as artifact_sha256,
+               {{ scorehouse.literal(note.method) }} as method,
+               i.rows_in, o.rows_out, i.input_fingerprint, i.schema_hash,
+               cast({{ scorehouse.literal(timing[0].started_at.isoformat() if timing else '') }} as timestamp) as started_at,
+               cast({{ scorehouse.literal(timing[0].completed_at.isoformat() if timing else '') }} as timestamp) as finished_at
+        from (select count(*) as rows_out from {{ node.relation_name }}) as o
+        cross join ({{ input }}) as i
+      {%- endset -%}
+      {%- do statements.append("create table if not exists " ~ runs ~ " as select * from (" ~ row ~ ") as r where 1 = 0") -%}
+      {%- do statements.append("insert into " ~ runs ~ " " ~ row) -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ return(scorehouse.hook_statements(statements)) }}
 {%- endmacro %}

@@ -22,7 +22,28 @@
     {{ return("null") }}
   {%- endif -%}
   {%- set query -%}
-    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }})
+    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }}),
+           scorehouse_scoring_note({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }})
+  {%- endset -%}
+  {%- set row = run_query(query).rows[0] -%}
+  {#- the note (versions, sha256 of their model.onnx, method) is read back by the record_scoring_runs hook -#}
+  {{ return(row[0] ~ " /* scorehouse:scoring " ~ row[1] ~ " */") }}
+{%- endmacro %}
+
+
+{#-
+  input_hash(model_ref, relation=none)
+
+  A hash of the current row's features as the model sees them: md5 (32 hex digits) of `name=value`
+  for each feature in the manifest's order, numbers as the exact float32 the model is fed, text as its
+  md5 (see udfs/fingerprint.py). The same on DuckDB and Spark; `scorehouse reproduce` compares it.
+-#}
+{% macro input_hash(model_ref, relation=none) -%}
+  {%- if not execute -%}
+    {{ return("null") }}
+  {%- endif -%}
+  {%- set query -%}
+    select scorehouse_input_hash_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}

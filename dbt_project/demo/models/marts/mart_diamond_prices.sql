@@ -6,5 +6,6 @@ select
     f.price - predicted_price as residual,
     'diamond_price' as model_name,
     {{ scorehouse.model_version('diamond_price') }} as model_version,
-    current_timestamp as scored_at
+    current_timestamp as scored_at,
+    {{ scorehouse.input_hash('diamond_price', relation='f') }} as input_hash
 from {{ ref('features_diamonds') }} as f

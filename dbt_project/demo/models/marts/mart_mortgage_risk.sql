@@ -7,5 +7,6 @@ select
     f.is_denied as actual_denied,
     'mortgage_deny' as model_name,
     {{ scorehouse.model_version('mortgage_deny', relation='f', key='application_id') }} as model_version,
-    current_timestamp as scored_at
+    current_timestamp as scored_at,
+    {{ scorehouse.input_hash('mortgage_deny', relation='f') }} as input_hash
 from {{ ref('features_mortgage') }} as f

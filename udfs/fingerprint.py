@@ -1,0 +1,116 @@
+"""What a model saw: a hash per input row and an order-independent fingerprint of a whole input, in SQL
+that gives the same text on DuckDB and on Spark (and in Python, `row_hash`, to check it).
+
+A row's canonical text is its features in the manifest's order, `name=value` joined by `|`, each value as
+the model sees it:
+  numeric      the float32 the model is fed, exactly: `<sign><m>p<e>` with value = m * 2^(e-23) and
+               2^23 <= m < 2^24 (so 1.5 is `12582912p0`); `0`, `nan`, `inf`, `-inf`; NULL `N`
+  categorical  md5 of the text (a BOOLEAN reads 'true' / 'false'); NULL `N`
+The row hash is md5 of that text (32 hex digits). The fingerprint of an input is the sum of its rows'
+first 16 hex digits, read as unsigned 64-bit integers, modulo 2^64 (16 hex digits): it does not depend on
+the rows' order, and changes when any value, or the number of copies of a row, changes. The schema hash is
+md5 of `name:kind` for the features in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .schema import NUMERIC, Feature
+from .sql import Dialect
+
+MODULUS = 2**64
+
+
+def row_hash_sql(features: Sequence[Feature], prefix: str, sql: Dialect) -> str:
+    """SQL for the row hash of the current row; `prefix` is '' or a quoted relation alias and a dot."""
+    pieces = []
+    for feature in features:
+        column = prefix + sql.identifier(feature.name)
+        value = _float32_text(column, sql) if feature.kind == NUMERIC else _category_text(column, sql)
+        pieces.append(f"{sql.literal(feature.name + '=')} || {value}")
+    return f"md5({' || {} || '.format(sql.literal('|')).join(pieces)})"
+
+
+def fingerprint_select(features: Sequence[Feature], sql: Dialect) -> str:
+    """`select rows_in, input_fingerprint (16 hex digits), schema_hash` over the features: the caller adds
+    `from <relation>`."""
+    head = f"substr({row_hash_sql(features, '', sql)}, 1, 16)"
+    if sql.name == "spark":
+        total = f"sum(cast(conv({head}, 16, 10) as decimal(20, 0)))"
+        hexed = f"lower(lpad(conv(cast(coalesce({total}, 0) % {MODULUS} as string), 10, 16), 16, '0'))"
+    else:
+        total = f"sum(cast(('0x' || {head}) as ubigint))"
+        hexed = f"lower(lpad(hex(cast(coalesce({total}, 0) % {MODULUS} as ubigint)), 16, '0'))"
+    return (f"select count(*) as rows_in, {hexed} as input_fingerprint, "
+            f"{sql.literal(schema_hash(features))} as schema_hash")
+
+
+def schema_hash(features: Sequence[Feature]) -> str:
+    return hashlib.md5(";".join(f"{f.name}:{f.kind}" for f in features).encode()).hexdigest()
+
+
+def row_hash(row: Mapping[str, Any], features: Sequence[Feature]) -> str:
+    """The row hash in Python, as row_hash_sql computes it in SQL."""
+    pieces = []
+    for feature in features:
+        value = row.get(feature.name)
+        if value is None or (isinstance(value, float) and math.isnan(value) and feature.kind != NUMERIC):
+            text = "N"
+        elif feature.kind == NUMERIC:
+            text = _float32_python(float(value))
+        else:
+            text = hashlib.md5(_category(value).encode()).hexdigest()
+        pieces.append(f"{feature.name}={text}")
+    return hashlib.md5("|".join(pieces).encode()).hexdigest()
+
+
+def fingerprint(rows: Iterable[Mapping[str, Any]], features: Sequence[Feature]) -> tuple[int, str]:
+    """(rows, fingerprint) in Python, as fingerprint_select computes them."""
+    count, total = 0, 0
+    for row in rows:
+        count += 1
+        total += int(row_hash(row, features)[:16], 16)
+    return count, f"{total % MODULUS:016x}"
+
+
+def _float32_text(column: str, sql: Dialect) -> str:
+    x = f"cast({sql.float32(column)} as double)"
+    a = f"abs({x})"
+    e0 = f"floor(log2({a}))"
+    # log2 may be one off at a power of two: correct it against exact powers of two
+    e = (f"cast(case when {a} < power(2.0, {e0}) then {e0} - 1 "
+         f"when {a} >= power(2.0, {e0} + 1) then {e0} + 1 else {e0} end as int)")
+    m = f"cast({a} / power(2.0, {e} - 23) as bigint)"
+    text = sql.text_type
+    return (f"(case when {x} is null then 'N' when isnan({x}) then 'nan' when {x} = 0 then '0' "
+            f"when {a} = cast('inf' as double) then case when {x} > 0 then 'inf' else '-inf' end "
+            f"else (case when {x} < 0 then '-' else '' end) || cast({m} as {text}) || 'p' || cast({e} as {text}) end)")
+
+
+def _category_text(column: str, sql: Dialect) -> str:
+    return f"coalesce(md5(cast({column} as {sql.text_type})), 'N')"
+
+
+def _float32_python(value: float) -> str:
+    with np.errstate(over="ignore"):
+        x = float(np.float32(value))  # beyond float32's range: ±inf, as SQL's float32 cast
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    fraction, exponent = math.frexp(abs(x))
+    return f"{'-' if x < 0 else ''}{int(fraction * 2**24)}p{exponent - 1}"
+
+
+def _category(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
