@@ -58,6 +58,11 @@ demo: setup
 	    round(champion_value, 4) as champion, round(challenger_value, 4) as challenger, round(value, 4) as difference, \
 	    better from comparison_mortgage order by metric"
 	@$(SCOREHOUSE) history mortgage_deny
+	@echo "== what each mart was scored with, and from which rows (scoring_runs); one row re-scored"
+	@$(SCOREHOUSE) sql "select scored_relation, model_name, model_version, method, left(artifact_sha256, 12) as sha256, \
+	    input_relation, rows_in, rows_out, input_fingerprint from scoring_runs \
+	    where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs) order by all"
+	@$(SCOREHOUSE) reproduce mart_mortgage_risk application_id=17
 	@echo "== BI tools read the marts from the serving file, replaced whole by each build"
 	@$(SCOREHOUSE) --warehouse warehouse/scorehouse_serving.duckdb sql "select * from scorehouse_publication order by mart"
 

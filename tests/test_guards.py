@@ -217,33 +217,43 @@ def test_every_guard_macro_has_a_case():
     assert all(p.stem in quality for p in (generic / "quality").glob("expect_*.sql"))
 
 
-def test_report_renders_in_a_headless_browser(built, tmp_path):
+def test_report_renders_in_a_headless_browser(workspace, tmp_path):
+    """The report after a clean build and a broken batch: the distributions, the NULL bar, the unseen values by
+    name, the output section, the drift metric over both builds with its thresholds, quality over builds."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
-    con = duckdb.connect(str(built.warehouse))
-    con.execute("create or replace table broken_features as select * replace (dir * 100 as dir, "
-                "case when application_id % 10 < 3 then null else lvr end as lvr, "
-                "case when application_id % 4 = 0 then 'unknown' else self end as self) from features_mortgage")
-    con.close()
+    from udfs.report import HISTORY, TRAINING, CURRENT, VERSION_COLOURS, WARN_LINE
+
+    workspace.dbt("build")
+    load_broken_batch()(workspace.root / "broken")
+    workspace.dbt("build", data_dir=workspace.root / "broken", expect_ok=False)
     out = tmp_path / "report.html"
-    result = built.cli("report", "mortgage_deny", "--table", "broken_features", "--out", str(out), check=True)
+    result = workspace.cli("report", "mortgage_deny", "--table", "features_mortgage", "--out", str(out), check=True)
     assert "thresholds crossed by dir (error), lvr (error), self (error)" in result.stderr
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
-    levels = dict(re.findall(r"<section class=\"feature\" id=\"feature-(\w+)\" data-level=\"(\w+)\"", dom.stdout))
+    dom = subprocess.run([chromium, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    levels = dict(re.findall(r"<section class=\"feature\" id=\"feature-(\w+)\" data-level=\"(\w+)\"", dom))
     assert levels == {"dir": "error", "hir": "ok", "lvr": "error", "ccs": "ok", "mcs": "ok", "uria": "ok",
                       "pbcr": "ok", "dmi": "ok", "self": "error", "single": "ok", "condominium": "ok"}
-    assert dom.stdout.count("<rect") > 100 and "<script" not in out.read_text()
+    sections = dict(re.findall(r'<section class="feature" id="feature-(\w+)".*?>(.*?)</section>', dom, re.S))
+    nulls = re.search(r'class="null-chart"[^>]*data-training="([\d.]+)" data-current="([\d.]+)"', sections["lvr"])
+    assert float(nulls.group(1)) < 0.01 and 0.25 < float(nulls.group(2)) < 0.35  # the NULL-rate jump, as its own bar
+    unseen = re.search(r"<code>unknown</code>: ([\d,]+) rows", sections["self"])
+    assert unseen and 0.2 < int(unseen.group(1).replace(",", "")) / 2381 < 0.3
+    assert all(section.count("<circle") == 2 for section in sections.values())  # two builds in drift_history
+    assert 'id="output"' in dom and 'id="quality"' in dom and "<script" not in out.read_text()
     png = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, f"--screenshot={png}", "--window-size=1000,1600", out.as_uri()],
+    subprocess.run([chromium, *flags, f"--screenshot={png}", "--window-size=1000,9000", out.as_uri()],
                    capture_output=True, timeout=120)
     from PIL import Image
 
     pixels = {colour for _, colour in Image.open(png).convert("RGB").getcolors(maxcolors=1 << 24)}
-    assert (0x4C, 0x78, 0xA8) in pixels and (0xF5, 0x85, 0x18) in pixels  # training and current bars drawn
+    for colour in (TRAINING, CURRENT, HISTORY, WARN_LINE, VERSION_COLOURS[0]):  # bars, history, thresholds, quality
+        assert tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)) in pixels, colour
 
 
 def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(workspace):

@@ -1,8 +1,12 @@
-"""A self-contained HTML drift report: training and current distributions side by side, per feature."""
+"""A self-contained HTML drift report, no script: per feature the training and current distributions side
+by side, the NULL share as its own bar, the unseen values by name, and the drift metric over past builds
+(drift_history) with its thresholds; the model's output, training against current; quality over past builds
+(quality_history) where it exists."""
 
 from __future__ import annotations
 
 import html
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,9 @@ from .scoring import Scorer
 from .sql import DUCKDB, table_name
 
 TRAINING, CURRENT = "#4c78a8", "#f58518"
+HISTORY, WARN_LINE, ERROR_LINE = "#6f42c1", "#d68910", "#c0392b"
+VERSION_COLOURS = ["#2a9d8f", "#e76f51", "#264653", "#e9c46a", "#8ab17d"]
+UNSEEN_SHOWN = 5  # the most frequent unseen values named per feature
 LEVEL_COLOURS = {"error": "#c0392b", "warn": "#d68910", None: "#1e8449"}
 
 
@@ -43,7 +50,12 @@ def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
         buckets = sorted(set(profile["shares"]) | set(current), key=lambda b: (b in (OTHER, UNSEEN), b))
         bars = [(b, profile["shares"].get(b, 0.0), current.get(b, 0.0)) for b in buckets]
     worst = "error" if any(m["level"] == "error" for m in metrics) else ("warn" if any(m["level"] for m in metrics) else None)
-    return {"kind": profile["kind"], "metrics": metrics, "bars": bars, "level": worst}
+    nulls = sum(v is None or v == "" or (isinstance(v, float) and np.isnan(v)) for v in values)
+    unseen = Counter(v for v in values if profile["kind"] != "numeric" and v not in (None, "")
+                     and v not in profile["buckets"])
+    return {"kind": profile["kind"], "metrics": metrics, "bars": bars, "level": worst,
+            "null_share": (profile["null_rate"], nulls / len(values) if values else 0.0),
+            "unseen": unseen.most_common(UNSEEN_SHOWN), "unseen_values": len(unseen)}
 
 
 def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any]:
@@ -64,9 +76,48 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
     table = conn.sql(f"select {columns} from {source}").to_arrow_table()
     features = {f.name: feature_report(profile["features"][f.name], table.column(f.name).to_pylist())
                 for f in card.features}
+    output = "label" if card.task == "multiclass" else None
+    scores = scorer.predict(ref, {f.name: table.column(f.name) for f in card.features}, output).to_pylist()
     return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "training_rows": card.manifest["training_data"]["train_rows"], "features": features}
+            "training_rows": card.manifest["training_data"]["train_rows"], "features": features,
+            "output": feature_report(profile["output"], scores),
+            "history": drift_history(conn, card.name, relation.split(".")[-1]),
+            "quality": quality_history(conn, card.name)}
+
+
+def _has_table(conn, name: str) -> bool:
+    return bool(conn.sql("select count(*) from duckdb_tables() where table_name = ?", params=[name]).fetchall()[0][0])
+
+
+def drift_history(conn, model: str, relation: str) -> dict[str, dict[str, Any]]:
+    """Per feature, its main drift metric at each past build: {feature: {metric, points, warn_above, error_above}}."""
+    if not _has_table(conn, "drift_history"):
+        return {}
+    rows = conn.sql("select feature, metric, recorded_at, current_value, warn_above, error_above from drift_history "
+                    "where model_name = ? and input_relation = ? and metric in ('psi', 'js_distance') "
+                    "order by recorded_at", params=[model, relation]).fetchall()
+    history: dict[str, dict[str, Any]] = {}
+    for feature, metric, at, value, warn, error in rows:
+        entry = history.setdefault(feature, {"metric": metric, "points": [], "warn_above": warn, "error_above": error})
+        entry["points"].append((at, value))
+    return history
+
+
+def quality_history(conn, model: str) -> dict[str, Any]:
+    """The main quality metric of each version (auc; rmse for regressors) at each past build, latest window."""
+    if not _has_table(conn, "quality_history"):
+        return {}
+    rows = conn.sql("select metric, model_version, recorded_at, value, holdout_value from quality_history "
+                    "where model_name = ? and metric in ('auc', 'rmse') qualify window_start = max(window_start) "
+                    "over (partition by invocation_id, model_version) order by recorded_at",
+                    params=[model]).fetchall()
+    if not rows:
+        return {}
+    series: dict[int, list] = {}
+    for metric, version, at, value, holdout in rows:
+        series.setdefault(version, []).append((at, value))
+    return {"metric": rows[0][0], "series": series, "holdout": {v: h for _, v, _, _, h in rows}}
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -90,7 +141,17 @@ def render_html(report: dict[str, Any]) -> str:
             f"<section class='feature' id='feature-{esc(name)}' data-level='{status}'>"
             f"<h2>{esc(name)} <small>{feature['kind']}</small> "
             f"<span class='badge' style='background:{LEVEL_COLOURS[feature['level']]}'>{status}</span></h2>"
-            f"{bar_chart(feature['bars'])}<ul>{metrics}</ul></section>")
+            f"{bar_chart(feature['bars'])}{null_chart(feature['null_share'])}{unseen_list(feature)}"
+            f"<ul>{metrics}</ul>{history_chart(report['history'].get(name))}</section>")
+    output = report["output"]
+    sections.append(
+        f"<section id='output' data-level='{output['level'] or 'ok'}'><h2>Model output <small>training holdout against "
+        f"current</small></h2>{bar_chart(output['bars'])}<ul>"
+        + "".join(f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {m['current']:.4g}</li>"
+                  for m in output["metrics"]) + "</ul></section>")
+    if report["quality"]:
+        sections.append(f"<section id='quality'><h2>Quality over builds <small>{esc(report['quality']['metric'])}, "
+                        f"latest window with outcomes, per version</small></h2>{quality_chart(report['quality'])}</section>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report: {esc(report['model'])} on {esc(report['relation'])}</title>
 <style>
@@ -129,6 +190,80 @@ def bar_chart(bars: list[tuple[str, float, float]], width: int = 900, height: in
                      f"{html.escape(label[:14])}</text>")
     parts.append(f"<text x='0' y='12' font-size='10'>{top:.0%}</text></svg>")
     return "".join(parts)
+
+
+def null_chart(shares: tuple[float, float], width: int = 300) -> str:
+    """The NULL share, training and current, as two horizontal bars."""
+    parts = [f"<svg class='null-chart' width='{width}' height='44' role='img' data-training='{shares[0]:.6f}' "
+             f"data-current='{shares[1]:.6f}'><text x='0' y='12' font-size='11'>NULL</text>"]
+    for i, (share, colour, label) in enumerate(((shares[0], TRAINING, "training"), (shares[1], CURRENT, "current"))):
+        w = max((width - 120) * share, 1 if share else 0)
+        parts.append(f"<rect x='40' y='{4 + i * 20}' width='{w:.1f}' height='14' fill='{colour}'>"
+                     f"<title>{label}: {share:.2%} NULL</title></rect>"
+                     f"<text x='{44 + w:.1f}' y='{15 + i * 20}' font-size='11'>{share:.1%}</text>")
+    return "".join(parts) + "</svg>"
+
+
+def unseen_list(feature: dict[str, Any]) -> str:
+    """The unseen values, most frequent first, with their counts."""
+    if not feature["unseen"]:
+        return ""
+    items = "".join(f"<li><code>{html.escape(str(value))}</code>: {count:,} rows</li>" for value, count in feature["unseen"])
+    more = feature["unseen_values"] - len(feature["unseen"])
+    return (f"<div class='unseen'><b>Values not seen in training</b> ({feature['unseen_values']} distinct)"
+            f"<ul>{items}</ul>{f'<p>and {more} more</p>' if more > 0 else ''}</div>")
+
+
+def line_chart(series: dict[str, tuple[str, list[tuple[Any, float]]]], lines: list[tuple[str, float, str]],
+               css_class: str, width: int = 900, height: int = 160) -> str:
+    """Lines over build times (one colour per series, a dot per build) and horizontal threshold lines."""
+    points = [p for _, values in series.values() for p in values]
+    if not points:
+        return ""
+    times = sorted({t for t, _ in points})
+    values = [v for _, v in points if v is not None] + [y for _, y, _ in lines if y is not None]
+    low, high = min(values + [0.0]), max(values + [1e-9])
+    x = {t: 50 + (width - 70) * (i / max(len(times) - 1, 1)) for i, t in enumerate(times)}
+
+    def y(v: float) -> float:
+        return height - 10 - (height - 20) * (v - low) / ((high - low) or 1)
+
+    parts = [f"<svg class='{css_class}' width='{width}' height='{height + 20}' role='img'>"]
+    for label, value, colour in lines:
+        if value is not None:
+            parts.append(f"<line x1='50' x2='{width - 20}' y1='{y(value):.1f}' y2='{y(value):.1f}' stroke='{colour}' "
+                         f"stroke-width='2' stroke-dasharray='6 4'><title>{html.escape(label)} {value:.4g}</title></line>")
+    for name, (colour, values) in series.items():
+        coords = [(x[t], y(v)) for t, v in values if v is not None]
+        if len(coords) > 1:
+            parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='3' points='"
+                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + "'/>")
+        parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='5' fill='{colour}'><title>{html.escape(name)}</title></circle>"
+                  for a, b in coords]
+    parts.append(f"<text x='0' y='12' font-size='10'>{high:.3g}</text><text x='0' y='{height - 6}' font-size='10'>"
+                 f"{low:.3g}</text><text x='50' y='{height + 14}' font-size='10'>{times[0]:%Y-%m-%d %H:%M}</text>"
+                 f"<text x='{width - 20}' y='{height + 14}' font-size='10' text-anchor='end'>{times[-1]:%Y-%m-%d %H:%M}"
+                 f"</text></svg>")
+    return "".join(parts)
+
+
+def history_chart(entry: dict[str, Any] | None) -> str:
+    """A feature's drift metric at each past build, with its warn and error thresholds."""
+    if not entry:
+        return ""
+    chart = line_chart({entry["metric"]: (HISTORY, entry["points"])},
+                       [("warn above", entry["warn_above"], WARN_LINE), ("error above", entry["error_above"], ERROR_LINE)],
+                       "history")
+    return f"<p class='history-title'>{html.escape(entry['metric'])} over {len(entry['points'])} builds</p>{chart}"
+
+
+def quality_chart(quality: dict[str, Any]) -> str:
+    series = {f"version {v}": (VERSION_COLOURS[i % len(VERSION_COLOURS)], points)
+              for i, (v, points) in enumerate(sorted(quality["series"].items()))}
+    lines = [(f"version {v} holdout", h, VERSION_COLOURS[i % len(VERSION_COLOURS)])
+             for i, (v, h) in enumerate(sorted(quality["holdout"].items()))]
+    legend = "".join(f"<span style='background:{colour}'></span>{html.escape(name)}" for name, (colour, _) in series.items())
+    return f"<p class='legend'>{legend} (dashed: holdout)</p>{line_chart(series, lines, 'quality')}"
 
 
 def write_report(scorer: Scorer, ref: str, conn, relation: str, out: str | Path) -> dict[str, Any]:
