@@ -72,11 +72,7 @@
 
 
 {% macro record_drift_history() -%}
-  {%- if not scorehouse.hook_enabled('scorehouse_drift_history') or flags.WHICH not in ('build', 'run') -%}
-    {{ return('') }}
-  {%- endif -%}
-  {%- set database = target.database or none -%}{#- Spark has no databases -#}
-  {%- set history = api.Relation.create(database=database, schema=target.schema, identifier='drift_history') -%}
+  {%- if not scorehouse.records_enabled('scorehouse_drift_history') -%}{{ return('') }}{%- endif -%}
   {%- set statements = [] -%}
   {%- for monitor in scorehouse.guarded_inputs() -%}
     {%- set node = monitor.node -%}
@@ -95,8 +91,7 @@
                {{ scorehouse.literal(monitor.model_ref) }} as model_ref, {{ scorehouse.literal(node.name) }} as input_relation, levels.*
         from ({{ scorehouse.stability_levels(relation, monitor.model_ref) }}) as levels
       {%- endset -%}
-      {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ levels ~ ") as l where 1 = 0") -%}
-      {%- do statements.append("insert into " ~ history ~ " " ~ levels) -%}
+      {%- do statements.extend(scorehouse.append_rows('drift_history', levels)) -%}
     {%- endif -%}
   {%- endfor -%}
   {{ return(scorehouse.hook_statements(statements)) }}
@@ -104,11 +99,7 @@
 
 
 {% macro record_quality_history(results) -%}
-  {%- if not scorehouse.hook_enabled('scorehouse_quality_history') or flags.WHICH not in ('build', 'run') -%}
-    {{ return('') }}
-  {%- endif -%}
-  {%- set database = target.database or none -%}
-  {%- set history = api.Relation.create(database=database, schema=target.schema, identifier='quality_history') -%}
+  {%- if not scorehouse.records_enabled('scorehouse_quality_history') -%}{{ return('') }}{%- endif -%}
   {%- set statements = [] -%}
   {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
                               and 'scorehouse_quality' in result.node.tags -%}
@@ -117,10 +108,24 @@
              {{ scorehouse.literal(result.node.name) }} as quality_relation, q.*
       from {{ result.node.relation_name }} as q
     {%- endset -%}
-    {%- do statements.append("create table if not exists " ~ history ~ " as select * from (" ~ rows ~ ") as r where 1 = 0") -%}
-    {%- do statements.append("insert into " ~ history ~ " " ~ rows) -%}
+    {%- do statements.extend(scorehouse.append_rows('quality_history', rows)) -%}
   {%- endfor -%}
   {{ return(scorehouse.hook_statements(statements)) }}
+{%- endmacro %}
+
+
+{#- records_enabled(var): a history hook runs after `build` and `run`, unless its var is false -#}
+{% macro records_enabled(name) -%}
+  {{ return(scorehouse.hook_enabled(name) and flags.WHICH in ('build', 'run')) }}
+{%- endmacro %}
+
+
+{#- append_rows(table, rows): the statements appending the SELECT `rows` to the history table `table` (in the
+    target schema), created from the rows' shape the first time -#}
+{% macro append_rows(table, rows) -%}
+  {%- set relation = api.Relation.create(database=target.database or none, schema=target.schema, identifier=table) -%}
+  {{ return(["create table if not exists " ~ relation ~ " as select * from (" ~ rows ~ ") as r where 1 = 0",
+             "insert into " ~ relation ~ " " ~ rows]) }}
 {%- endmacro %}
 
 
@@ -140,11 +145,7 @@
   when the model started and finished building.
 -#}
 {% macro record_scoring_runs(results) -%}
-  {%- if not scorehouse.hook_enabled('scorehouse_scoring_runs') or flags.WHICH not in ('build', 'run') -%}
-    {{ return('') }}
-  {%- endif -%}
-  {%- set database = target.database or none -%}
-  {%- set runs = api.Relation.create(database=database, schema=target.schema, identifier='scoring_runs') -%}
+  {%- if not scorehouse.records_enabled('scorehouse_scoring_runs') -%}{{ return('') }}{%- endif -%}
   {%- set statements = [] -%}
   {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
                               and 'scorehouse:scoring ' in (result.node.compiled_code or '') -%}
@@ -181,8 +182,7 @@
         from (select count(*) as rows_out from {{ node.relation_name }}) as o
         cross join ({{ input }}) as i
       {%- endset -%}
-      {%- do statements.append("create table if not exists " ~ runs ~ " as select * from (" ~ row ~ ") as r where 1 = 0") -%}
-      {%- do statements.append("insert into " ~ runs ~ " " ~ row) -%}
+      {%- do statements.extend(scorehouse.append_rows('scoring_runs', row)) -%}
     {%- endfor -%}
   {%- endfor -%}
   {{ return(scorehouse.hook_statements(statements)) }}
