@@ -67,8 +67,15 @@ def main(argv=None) -> int:
     result = dbtRunner().invoke([args.command, "--project-dir", str(project),
                                  "--profiles-dir", str(ROOT), "--target", "spark",
                                  "--vars", json.dumps({"data_dir": str(data_dir)}), *args.dbt_args])
+    target = target_path(project, args.dbt_args)
+    try:  # the UDFs were registered before dbt chose its invocation_id: tie this job's trace id to it
+        invocation = json.loads((target / "run_results.json").read_text())["metadata"]["invocation_id"]
+        events.event("dbt_invocation", f"dbt {args.command}: invocation {invocation}", invocation_id=invocation,
+                      success=result.success)
+    except (OSError, ValueError, KeyError):
+        pass
     if args.command in ("build", "test"):
-        monitor_quality(spark, registry, target_path(project, args.dbt_args), args.rollback_on_error)
+        monitor_quality(spark, registry, target, args.rollback_on_error)
     return 0 if result.success else 1
 
 
