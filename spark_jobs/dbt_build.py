@@ -92,17 +92,16 @@ def target_path(project: Path, dbt_args: list[str]) -> Path:
 def monitor_quality(spark, registry, target: Path, rollback: bool) -> None:
     """Report the quality gates that errored in this build; with `rollback`, move prod back where it may."""
     from udfs.errors import ScorehouseError
-    from udfs.monitor import monitor, report
+    from udfs.monitor import monitor
     from udfs.sql import SPARK
 
     try:
-        breaches, decisions = monitor(registry, target, lambda sql: [r.asDict() for r in spark.sql(sql).collect()],
-                                      SPARK, rollback)
+        verdict = monitor(registry, target, lambda sql: [r.asDict() for r in spark.sql(sql).collect()], SPARK, rollback)
     except ScorehouseError as exc:
         print(f"scorehouse monitor: {exc}", file=sys.stderr)
         return
-    if breaches:
-        for line in report(breaches, decisions, rollback):
+    if verdict.gates:
+        for line in verdict.lines():
             print(f"scorehouse monitor: {line}", file=sys.stderr)
 
 

@@ -219,7 +219,7 @@ def test_after_deployment_follows_the_readme(tmp_path):
     assert (auc.value > 0.5).all() and auc.holdout_value.notna().all() and (auc.label_coverage == 1).all()
     assert (comparison.loc["auc", "champion_version"], comparison.loc["auc", "challenger_version"]) == (1, 2)
     assert 0.9 < comparison.loc["agreement", "value"] <= 1
-    assert ran["scorehouse monitor --rollback-on-error"].stdout.strip() == "every quality gate passed (or none ran)"
+    assert ran["scorehouse monitor --rollback-on-error"].stdout.strip() == "1 quality gate ran, none errored"
     shown = ran["scorehouse history loan_denial"].stdout
     assert "rollout 10%" in shown and "gray release of the challenger" in shown
     # the promotion ended the rollout, and gc keeps both versions (aliased, and recent)

@@ -372,16 +372,16 @@ def cmd_monitor(args) -> int:
     """Exit 1 when a quality gate errored (rolled back or not), so a scheduler alerts."""
     import os
 
-    from .monitor import monitor, report
+    from .monitor import monitor
     from .sql import DUCKDB
 
     with _warehouse(args) as conn:
         target = args.target_path or os.environ.get("DBT_TARGET_PATH") or "target"
-        breaches, decisions = monitor(_registry(args), target, lambda sql: conn.sql(sql).to_arrow_table()
-                                      .to_pylist(), DUCKDB, args.rollback_on_error)
-    for line in report(breaches, decisions, args.rollback_on_error):
+        verdict = monitor(_registry(args), target, lambda sql: conn.sql(sql).to_arrow_table().to_pylist(),
+                          DUCKDB, args.rollback_on_error)
+    for line in verdict.lines():
         print(line)
-    return 1 if breaches else 0
+    return 1 if verdict.breaches else 0
 
 
 def cmd_reproduce(args) -> int:

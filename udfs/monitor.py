@@ -51,8 +51,8 @@ class Decision:
     why: str
 
 
-def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> list[Breach]:
-    """The error rows of every quality gate that failed in the build that wrote `target`."""
+def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[int, list[Breach]]:
+    """How many quality gates ran in the build that wrote `target`, and the error rows of those that failed."""
     target = Path(target)
     try:
         results = json.loads((target / "run_results.json").read_text())["results"]
@@ -62,10 +62,13 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> list[Bre
                               "or pass the build's --target-path") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ScorehouseError(f"{target} holds no readable dbt run results and manifest ({exc})") from None
-    breaches = []
+    breaches, gates = [], 0
     for result in results:
         node = nodes.get(result.get("unique_id"), {})
-        if result.get("status") != "fail" or (node.get("test_metadata") or {}).get("name") != QUALITY_GATE:
+        if (node.get("test_metadata") or {}).get("name") != QUALITY_GATE:
+            continue
+        gates += 1
+        if result.get("status") != "fail":
             continue
         if not node.get("config", {}).get("store_failures") or node.get("attached_node") not in nodes:
             raise ScorehouseError(f"Quality gate {node['name']} failed but keeps no failures to read "
@@ -75,7 +78,7 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> list[Bre
                      f"where level = {dialect.literal('error')}")
         breaches += [Breach(node["name"], quality, r["model_name"], int(r["model_version"]), str(r["feature"]),
                             r["metric"], float(r["current_value"]), r["detail"]) for r in rows]
-    return breaches
+    return gates, breaches
 
 
 def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Dialect) -> list[Decision]:
@@ -102,30 +105,40 @@ def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Di
     return decisions
 
 
-def monitor(registry: Registry, target: str | Path, query: Query, dialect: Dialect,
-            rollback: bool = False) -> tuple[list[Breach], list[Decision]]:
-    """Read the build's failed quality gates, decide per model, and with `rollback` move prod back."""
-    breaches = failed_gates(target, query, dialect)
+@dataclass(frozen=True)
+class Verdict:
+    """What the monitor found in a build: how many quality gates ran, their error rows, and per model what it did."""
+
+    gates: int
+    breaches: list[Breach]
+    decisions: list[Decision]
+    rolled_back: bool  # whether decisions to roll back were carried out (--rollback-on-error)
+
+    def lines(self) -> list[str]:
+        """What a person reads: one line per breach, then one per model."""
+        lines = [f"{b.model} v{b.version}, window {b.window}: {b.detail} ({b.gate})" for b in self.breaches]
+        for d in self.decisions:
+            if d.rollback and self.rolled_back:
+                lines.append(f"{d.model}: prod rolled back from version {d.version} to {d.to}")
+            elif d.rollback:
+                lines.append(f"{d.model}: prod would roll back from version {d.version} to {d.to} "
+                             "(run with --rollback-on-error to do it)")
+            else:
+                lines.append(f"{d.model}: prod kept at version {d.version}: {d.why}")
+        if not self.gates:
+            return [f"no quality gate ({QUALITY_GATE}) ran in this build"]
+        return lines or [f"{self.gates} quality gate{'s' if self.gates > 1 else ''} ran, none errored"]
+
+
+def monitor(registry: Registry, target: str | Path, query: Query, dialect: Dialect, rollback: bool = False) -> Verdict:
+    """Read the build's quality gates, decide per model, and with `rollback` move prod back."""
+    gates, breaches = failed_gates(target, query, dialect)
     decisions = decide(registry, breaches, query, dialect)
     for d in decisions:
         if d.rollback and rollback:
             registry.rollback(d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback",
                               expect=d.version)
-    return breaches, decisions
-
-
-def report(breaches: list[Breach], decisions: list[Decision], rollback: bool) -> list[str]:
-    """What a person reads: one line per breach, then one per model."""
-    lines = [f"{b.model} v{b.version}, window {b.window}: {b.detail} ({b.gate})" for b in breaches]
-    for d in decisions:
-        if d.rollback and rollback:
-            lines.append(f"{d.model}: prod rolled back from version {d.version} to {d.to}")
-        elif d.rollback:
-            lines.append(f"{d.model}: prod would roll back from version {d.version} to {d.to} "
-                         "(run with --rollback-on-error to do it)")
-        else:
-            lines.append(f"{d.model}: prod kept at version {d.version}: {d.why}")
-    return lines or ["every quality gate passed (or none ran)"]
+    return Verdict(gates, breaches, decisions, rollback)
 
 
 def _no_better(previous: int, breaches: list[Breach], query: Query, dialect: Dialect) -> str | None:
