@@ -105,6 +105,7 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
                      "scorehouse_predict_sql", "scorehouse_version_sql", "scorehouse_resolves", "scorehouse_profile_json",
                      "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins", "scorehouse_metrics",
                      "scorehouse_scoring_note", "scorehouse_input_hash_sql", "scorehouse_fingerprint_sql",
+                     "scorehouse_explain", "scorehouse_explain_sql",
                      "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit"}
 
 

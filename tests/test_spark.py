@@ -625,3 +625,32 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
     got = spark.sql(f"select i, {row_hash_sql(FEATURES, '', SPARK)} as h from edge_rows order by i").collect()
     assert [r.h for r in got] == duck and len(got) == len(EDGE_ROWS)
     assert tuple(spark.sql(f"{fingerprint_select(FEATURES, SPARK)} from edge_rows").collect()[0]) == duck_print
+
+
+def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanations(spark, small):
+    """A session of its own on the fast tier's registry (its logistic regression is explained)."""
+    import udfs.duckdb
+    import udfs.spark
+    from udfs.scoring import Scorer
+
+    session = spark.newSession()
+    udfs.spark.register(session, small.registry_path)
+    features = small.query("select * from features_mortgage order by application_id")
+    session.createDataFrame(features).createOrReplaceTempView("f")
+    typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, "spark")
+    got = session.sql(f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
+                      "from f order by application_id").collect()
+    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    duck = [r[0] for r in con.sql("select explain('mortgage_logit', f, 11) from features_mortgage f "
+                                  "order by application_id").fetchall()]
+    con.close()
+    assert len(got) == len(duck) == 2381
+    for row, expected in zip(got, duck):
+        for explanation in (row.e, row.t):
+            assert explanation.baseline == pytest.approx(expected["baseline"], abs=1e-12)
+            assert explanation.margin == pytest.approx(expected["margin"], abs=1e-9)
+            assert [(c.feature, c.value) for c in explanation.contributions] == \
+                [(c["feature"], c["value"]) for c in expected["contributions"]]
+    with pytest.raises(Exception) as failed:
+        session.sql("select explain('mortgage_deny', struct(*), 3) from f").collect()
+    assert udfs.spark.friendly_error(failed.value).startswith("Model mortgage_deny (version 1) has no explanations")

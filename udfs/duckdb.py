@@ -39,6 +39,9 @@ from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, flat, null_where_
 from .sql import DUCKDB
 
 _JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
+# explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
+EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
+                        "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
 # DuckDB shares a process's Python functions among all its connections to one database file, and a
 # function cannot be registered twice: the functions look their Scorer up here, and the newest
 # registration on a database wins.
@@ -72,6 +75,8 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     for output, function in GENERIC_FUNCTIONS.items():
         _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
                          OUTPUT_SQL_TYPES[output], type="arrow")
+    _create_function(conn, "scorehouse_explain", _explain_udf(current), [varchar] * 3 + [duckdb.sqltype("INTEGER")],
+                     EXPLANATION_SQL_TYPE, type="arrow")
     for name, (arguments, returns, function) in SQL_FUNCTIONS.items():
         _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
@@ -126,6 +131,8 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
             f"create or replace temp macro {function}(model, features) as "
             f"scorehouse_{function}(model, to_json(features), typeof(features))"
         )
+    conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
+                 "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(
@@ -153,6 +160,17 @@ def _typed_udf(current, name: str):
     return predict
 
 
+def _explain_udf(current):
+    def explain(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray,
+                top_ks: pa.ChunkedArray) -> pa.Array:
+        scorer = current()
+        row_type = flat(row_types)[0].as_py() if len(row_types) else ""
+        top_k = flat(top_ks)[0].as_py() if len(top_ks) else 1
+        return per_reference(refs, rows, lambda ref, part: _explain_json(scorer, ref, part, row_type, top_k))
+
+    return explain
+
+
 def _generic_udf(current, output: str):
     def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
         scorer = current()
@@ -163,14 +181,22 @@ def _generic_udf(current, output: str):
 
 
 def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
+    scorer.card(ref).check_output(output)
+    return null_where_null(scorer.predict(ref, _json_columns(scorer, ref, rows, row_type), output), rows)
+
+
+def _explain_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, top_k: int) -> pa.Array:
+    return null_where_null(scorer.explain(ref, _json_columns(scorer, ref, rows, row_type), top_k), rows)
+
+
+def _json_columns(scorer: Scorer, ref: str, rows: pa.Array, row_type: str) -> dict[str, pa.Array]:
+    """The model's features from rows DuckDB wrote as JSON, after the input check."""
     fields = struct_fields(row_type, scorer.describe(ref))
     scorer.check_input(ref, fields)
-    card = scorer.card(ref)
-    card.check_output(output)
     # each feature parsed as the JSON DuckDB wrote for its column: true/false, a number or a string
     schema = pa.schema([(f.name, pa.bool_() if is_boolean_type(fields[f.name]) else _JSON_TYPES[f.kind])
-                        for f in card.features])
-    return null_where_null(scorer.predict(ref, _parse_json_rows(rows, schema), output), rows)
+                        for f in scorer.card(ref).features])
+    return _parse_json_rows(rows, schema)
 
 
 def _parse_json_rows(rows: pa.Array, schema: pa.Schema) -> dict[str, pa.Array]:

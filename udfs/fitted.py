@@ -62,7 +62,7 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
     step = timed_steps(progress, seconds)
     try:
         candidate = package(spec, data, pipeline, step, seconds,
-                            evaluated_on="holdout" if holdout is not None else "training frame")
+                            evaluated_on="holdout" if holdout is not None else "training frame", explained=False)
     except ParityError as exc:
         raise ParityError(f"{exc}. A pipeline fitted on float64 numbers can split between two float32 values: "
                           "fit it on the frame with its numeric columns cast to float32, as scorehouse train does") from None

@@ -54,6 +54,7 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
 COMPILED_FILE = "compiled.json"
+EXPLAIN_FILE = "explain.json"  # udfs.explain
 ALIASES_FILE = "aliases.json"
 AUDIT_FILE = "audit.jsonl"  # every alias move, appended, never rewritten
 # The alias a gray release sets: its version and the share of keys it scores (see Registry.rollout).
@@ -203,6 +204,13 @@ class Registry:
         if COMPILED_FILE not in manifest["artifacts"]:
             return None
         return _json(self._read_verified(name, version, COMPILED_FILE, manifest), f"Model {name} v{version}: {COMPILED_FILE}")
+
+    def explanation(self, name: str, version: int) -> dict[str, Any] | None:
+        """The version's explain.json, verified; None where no explanation was recorded."""
+        manifest = self._manifest(name, version)[0]
+        if EXPLAIN_FILE not in manifest["artifacts"]:
+            return None
+        return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest), f"Model {name} v{version}: {EXPLAIN_FILE}")
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
         manifest = self._manifest(name, version)[0]

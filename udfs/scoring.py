@@ -26,7 +26,8 @@ from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
 from .profile import PROFILE_RELATIONS
 from .registry import ROLLOUT_ALIAS, Catalog, Registry
-from .schema import check_columns, column_problems, type_error_parts
+from .explain import explain_rows, not_explained
+from .schema import check_columns, column_problems, sql_type_name, type_error_parts
 from .sql import BUCKETS, dialect
 
 
@@ -53,6 +54,7 @@ class Scorer:
         self._warned: set[str] = set()
         self._shares: dict[str, float | None] = {}
         self._scored: dict[tuple[str, int], list[float]] = {}  # (name, version) -> [calls, rows, seconds]
+        self._explanations: dict[tuple[str, int], dict | None] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -68,6 +70,7 @@ class Scorer:
                 try:
                     scorer._cards[(name, version)] = registry.card(name, version)
                     scorer._compiled[(name, version)] = registry.compiled(name, version)
+                    scorer._explanations[(name, version)] = registry.explanation(name, version)
                 except ScorehouseError as exc:
                     scorer.mark_broken(name, version, str(exc))
         return scorer
@@ -204,6 +207,35 @@ class Scorer:
         """Score a struct array, its fields bound by name; a NULL struct scores NULL."""
         columns = dict(zip((f.name for f in structs.type), structs.flatten()))
         return null_where_null(self.predict(ref, columns, output), structs)
+
+    def explanation(self, ref: str) -> dict:
+        """The version's explain.json (udfs.explain), or an error saying in one line why it has none."""
+        key = self._loadable(ref)
+        with self._lock:
+            if key not in self._explanations:
+                self._explanations[key] = self.registry.explanation(*key)
+            found = self._explanations[key]
+        if found is None:
+            raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest))
+        return found
+
+    def explain(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], top_k: int) -> pa.Array:
+        """Per row the baseline, the margin and the top_k contributions (udfs.explain.explain_rows)."""
+        card = self.card(ref)
+        check_columns(self.describe(ref), card.features, {k: sql_type_name(v.type) for k, v in columns.items()})
+        return explain_rows(self.explanation(ref), columns, top_k)
+
+    def explain_struct(self, ref: str, structs: pa.StructArray, top_k: int) -> pa.Array:
+        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
+        return null_where_null(self.explain(ref, columns, top_k), structs)
+
+    def explain_sql(self, ref: str, relation: str, top_k: int, engine: str) -> str:
+        """explain(ref, <the relation's features>, top_k), the features bound by name."""
+        sql, card = dialect(engine), self.card(ref)
+        self.explanation(ref)  # fails at compile time, in one line, for a version without explanations
+        prefix = f"{sql.identifier(relation)}." if relation else ""
+        struct = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
+        return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
 
     def compiled_sql(self, ref: str, output: str, engine: str, method: str | None = None) -> str | None:
         """The stored SQL expression for `ref` on `engine` if `method` says to use it, else None (the ONNX UDF).
@@ -406,6 +438,8 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_input_hash_sql": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, relation:
                                   s.input_hash_sql(ref, relation, engine)),
     "scorehouse_fingerprint_sql": (("VARCHAR",), "VARCHAR", lambda s, engine, ref: s.fingerprint_sql(ref, engine)),
+    "scorehouse_explain_sql": (("VARCHAR", "VARCHAR", "INTEGER"), "VARCHAR", lambda s, engine, ref, relation, top_k:
+                               s.explain_sql(ref, relation, top_k, engine)),
     "scorehouse_schema_problems": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, columns:
                                    json.dumps(s.schema_problems(ref, json.loads(columns)))),
 }

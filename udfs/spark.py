@@ -37,6 +37,9 @@ SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": 
                "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_BATCH_ROWS = 100_000
+# explain(): udfs.explain.EXPLANATION in Spark's spelling
+EXPLANATION_TYPE = ("struct<baseline:double,margin:double,"
+                    "contributions:array<struct<feature:string,value:string,contribution:double>>>")
 
 
 def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
@@ -64,6 +67,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
         fn = _generic_udf(scorer, output)
         spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
 
+    spark.udf.register("explain", arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))
     for name, (_, returns, function) in SQL_FUNCTIONS.items():
         spark.udf.register(name, functools.partial(function, scorer, "spark"), SPARK_TYPES[returns])
     _profile_views(spark, scorer, catalog.refs())
@@ -96,6 +100,18 @@ def _generic_udf(scorer: Scorer, output: str):
                 yield per_reference(refs, structs, lambda ref, part: scorer.predict_struct(ref, part, output))
 
     return predict
+
+
+def _explain_udf(scorer: Scorer):
+    trace = events.trace_id()
+
+    def explain(batches: Iterator[Tuple[pa.Array, pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
+        with _logged(scorer, trace):
+            for refs, structs, top_ks in batches:
+                top_k = top_ks[0].as_py() if len(top_ks) else 1
+                yield per_reference(refs, structs, lambda ref, part: scorer.explain_struct(ref, part, top_k))
+
+    return explain
 
 
 @contextlib.contextmanager

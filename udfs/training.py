@@ -24,6 +24,7 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
 from .events import event
+from .explain import contributions, linear_explanation, sklearn_margin, skipped_reason
 from .model import LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -39,7 +40,7 @@ from .estimators import (
 )
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
 from .profile import training_profile
-from .registry import COMPILED_FILE, MODEL_FILE, SAMPLE_FILE, Registry
+from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
 from .sql import DUCKDB, single_select, table_name
@@ -54,6 +55,7 @@ VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
 REGISTRATION_STEPS = ("fit", "export", "parity", "compile", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
+ADDITIVITY_TOLERANCE = 1e-6  # |baseline + contributions - margin| on the holdout, for explanations to be recorded
 
 
 def no_progress(label: str) -> AbstractContextManager:
@@ -70,6 +72,7 @@ class Candidate:
     sample: dict[str, Any]
     pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
     compiled: dict[str, Any] | None = None  # SQL expressions per engine, where the graph translates
+    explanation: dict[str, Any] | None = None  # explain.json: what explains each row's score, where recorded
 
     @property
     def files(self) -> dict[str, bytes]:
@@ -77,6 +80,8 @@ class Candidate:
         files = {MODEL_FILE: self.onnx_bytes, SAMPLE_FILE: json.dumps(self.sample, indent=1).encode()}
         if self.compiled:
             files[COMPILED_FILE] = json.dumps(self.compiled, indent=1).encode()
+        if self.explanation:
+            files[EXPLAIN_FILE] = json.dumps(self.explanation, indent=1).encode()
         return files
 
 
@@ -265,7 +270,7 @@ def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) ->
 
 
 def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
-            evaluated_on: str = "holdout") -> Candidate:
+            evaluated_on: str = "holdout", explained: bool = True) -> Candidate:
     """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured, profiled."""
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
     names = [f.name for f in features]
@@ -318,6 +323,21 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
           "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
                                      "no engine (the ONNX UDF was faster)")), model=spec.name,
           skipped=manifest["compiled"].get("skipped"), preferred=manifest["compiled"].get("preferred"))
+    explanation = None
+    manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained)}
+    if manifest["explanation"]["skipped"] is None:
+        with step("explain", f"{spec.name}: recording what explains each score"):
+            explanation = linear_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric, spec.categorical,
+                                             x_train, classes, positive, data.w_train)
+            _, matrix, _ = contributions(explanation, {name: pa.array(x_test[name]) for name in names})
+            margin = sklearn_margin(pipeline, x_test, explanation, spec.task, classes, positive)
+            diff = float(np.max(np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin))) if len(margin) else 0.0
+        if diff > ADDITIVITY_TOLERANCE:  # never expected: refuse to record explanations that do not add up
+            explanation, manifest["explanation"] = None, {
+                "skipped": f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"}
+        else:
+            manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
+                                       "additivity_max_abs_diff": diff}
     with step("profile", f"{spec.name}: metrics and training profile"):
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
                                               data.w_test)
@@ -330,7 +350,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
-    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled)
+    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled, explanation)
 
 
 def timed_steps(progress: Progress, seconds: dict[str, float]):

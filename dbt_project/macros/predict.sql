@@ -47,3 +47,23 @@
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
+
+
+{#-
+  explain(model_ref, relation=none, top_k=3)
+
+  Why the current row got its score: {baseline, margin, contributions: [{feature, value, contribution}]},
+  the top_k features by |contribution| in the model's margin (log-odds for a binary classifier, the
+  prediction for a linear regressor, its log for a Poisson, Gamma or Tweedie model). baseline + every
+  feature's contribution = margin. Linear models only, for now; another version fails in one line.
+-#}
+{% macro explain(model_ref, relation=none, top_k=3) -%}
+  {%- if not execute -%}
+    {{ return("null") }}
+  {%- endif -%}
+  {%- set top_k = scorehouse.number(top_k, 'explain: top_k') -%}
+  {%- set query -%}
+    select scorehouse_explain_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, cast({{ top_k | int }} as int))
+  {%- endset -%}
+  {{ return(run_query(query).columns[0].values()[0]) }}
+{%- endmacro %}

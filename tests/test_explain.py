@@ -1,0 +1,137 @@
+"""explain(): per row the baseline, the margin and each feature's contribution, exact for linear models —
+additive on every row, equal to the shap package's LinearExplainer, NULL and unseen categories included."""
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+import udfs.duckdb as engine
+from udfs.explain import sklearn_margin
+from udfs.scoring import Scorer
+
+FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
+
+
+@pytest.fixture
+def explained(small_copy):
+    """The fast tier's logistic regression, every application explained with all 11 features."""
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    rows = con.sql("select f.*, explain('mortgage_logit', f, 11) as e from features_mortgage f "
+                   "order by application_id").to_arrow_table().to_pylist()
+    con.close()
+    return small_copy, rows
+
+
+def contribution_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame([{c["feature"]: c["contribution"] for c in r["e"]["contributions"]} for r in rows])[FEATURES]
+
+
+def test_baseline_plus_contributions_is_the_margin_on_every_row(explained):
+    workspace, rows = explained
+    candidate = workspace.candidates["mortgage_logit"]
+    frame = pd.DataFrame(rows)[FEATURES]
+    contributions = contribution_frame(rows)
+    baseline = np.array([r["e"]["baseline"] for r in rows])
+    margin = np.array([r["e"]["margin"] for r in rows])
+    np.testing.assert_allclose(baseline + contributions.sum(axis=1), margin, atol=1e-9, rtol=0)
+    x = frame.astype({f: "float32" for f in FEATURES[:6]}).fillna({c: "" for c in FEATURES[6:]})
+    expected = sklearn_margin(candidate.pipeline, x, {"link": "logit"}, "binary", candidate.manifest["classes"],
+                              candidate.manifest["positive_class"])
+    np.testing.assert_allclose(margin, expected, atol=1e-6, rtol=0)
+    assert len(rows) == 2381 and workspace.registry.card("mortgage_logit", 1).manifest["explanation"]["kind"] == "linear"
+    # the probability the model scores is the margin through its link
+    con = engine.connect(workspace.warehouse, registry=workspace.registry_path, read_only=True)
+    scores = con.sql("select predict('mortgage_logit', f) as p from features_mortgage f order by application_id").fetchnumpy()["p"]
+    con.close()
+    np.testing.assert_allclose(1 / (1 + np.exp(-margin)), scores, atol=1e-6)
+
+
+def test_contributions_equal_shap_linear_explainer_per_original_feature(explained):
+    shap = pytest.importorskip("shap")
+    workspace, rows = explained
+    pipeline = workspace.candidates["mortgage_logit"].pipeline
+    transformer, model = pipeline.named_steps["features"], pipeline[-1]
+    frame = pd.DataFrame(rows)[FEATURES]
+    x = frame.astype({f: "float32" for f in FEATURES[:6]}).fillna({c: "" for c in FEATURES[6:]})
+    train_means = np.asarray(transformer.transform(workspace_training_rows(workspace)), dtype=np.float64).mean(axis=0)
+    explainer = shap.LinearExplainer((model.coef_.reshape(-1), float(model.intercept_[0])),
+                                     shap.maskers.Independent(train_means.reshape(1, -1), max_samples=1))
+    values = explainer.shap_values(np.asarray(transformer.transform(x), dtype=np.float64))
+    columns = [name.split("__", 1)[1] for name in transformer.get_feature_names_out()]
+    per_feature = pd.DataFrame(values, columns=columns).T.groupby(
+        lambda column: next(f for f in FEATURES if column == f or column.startswith(f + "_"))).sum().T[FEATURES]
+    np.testing.assert_allclose(contribution_frame(rows).to_numpy(), per_feature.to_numpy(), atol=1e-6, rtol=0)
+    assert abs(explainer.expected_value - rows[0]["e"]["baseline"]) < 1e-6
+
+
+def workspace_training_rows(workspace) -> pd.DataFrame:
+    """The rows the fast tier's models were fitted on, as the model saw them."""
+    from conftest import SPECS
+
+    from udfs.spec import Estimator, load_spec
+    from udfs.training import prepare, read_source
+
+    spec = load_spec(SPECS["mortgage_deny"])
+    spec.name, spec.estimator = "mortgage_logit", Estimator("logistic_regression", {"max_iter": 1000})
+    return prepare(spec, read_source(spec, workspace.warehouse)).x_train
+
+
+def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_copy):
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    row = con.sql("select explain('mortgage_logit', f, 3) as e, explain('mortgage_logit', f) as d "
+                  "from (select * replace (null as lvr, 'martian' as self) from features_mortgage "
+                  "where application_id = 17) f").fetchall()[0]
+    explanation = con.sql("select explain('mortgage_logit', f, 11) as e from (select * replace (null as lvr, "
+                          "'martian' as self) from features_mortgage where application_id = 17) f").fetchall()[0][0]
+    full = {c["feature"]: c for c in explanation["contributions"]}
+    assert full["lvr"]["value"] is None and full["self"]["value"] == "martian"
+    card = Scorer(small_copy.registry).explanation("mortgage_logit")
+    self_entry = next(e for e in card["categorical"] if e["feature"] == "self")
+    assert full["self"]["contribution"] == pytest.approx(-np.dot(self_entry["coef"], self_entry["mean"]), abs=1e-12)
+    top = row[0]["contributions"]
+    assert len(top) == 3 and len(row[1]["contributions"]) == 3  # top_k defaults to 3
+    sizes = sorted((abs(c["contribution"]) for c in explanation["contributions"]), reverse=True)
+    assert [abs(c["contribution"]) for c in top] == pytest.approx(sizes[:3])
+    for top_k, message in ((0, "top_k must be between 1 and 1000, found 0"), (1001, "found 1001")):
+        with pytest.raises(duckdb.Error, match=message):
+            con.sql(f"select explain('mortgage_logit', f, {top_k}) from features_mortgage f").fetchall()
+    nothing = con.sql("select explain('mortgage_logit', case when false then f end, 3) from features_mortgage f limit 1")
+    assert nothing.fetchall() == [(None,)]  # a NULL row explains as NULL, as it scores NULL
+    con.close()
+
+
+def test_a_version_without_explanations_is_refused_in_one_line(small_copy):
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    with pytest.raises(duckdb.Error) as failed:
+        con.sql("select explain('mortgage_deny', f) from features_mortgage f").fetchall()
+    con.close()
+    assert "Model mortgage_deny (version 1) has no explanations: gradient_boosting models are not explained yet " \
+           "(linear models are)" in str(failed.value)
+
+
+@pytest.mark.dbt
+def test_the_dbt_macro_explains_a_model_and_refuses_one_without_explanations(small_copy, tmp_path):
+    from conftest import build_package
+
+    project = tmp_path / "explained"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: explained\nversion: '0.1.0'\nconfig-version: 2\nprofile: scorehouse\n"
+                                             "models: {explained: {+materialized: table}}\n")
+    (project / "models" / "reasons.sql").write_text(
+        "select f.application_id, {{ scorehouse.explain('mortgage_logit', relation='f', top_k=2) }} as why\n"
+        "from main.features_mortgage as f")
+    (project / "models" / "unexplained.sql").write_text(
+        "select {{ scorehouse.explain('mortgage_deny', relation='f') }} as why from main.features_mortgage as f")
+    run, results = build_package(project, "explained", small_copy, tmp_path / "out")
+    assert results["reasons"]["status"] == "success" and results["unexplained"]["status"] == "error"
+    assert "Model mortgage_deny (version 1) has no explanations: gradient_boosting models are not explained yet" \
+        in results["unexplained"]["message"]
+    why = small_copy.query("select application_id, unnest(why.contributions, recursive := true) from reasons "
+                           "where application_id = 17")
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    direct = con.sql("select explain('mortgage_logit', f, 2) as e from features_mortgage f "
+                     "where application_id = 17").fetchall()[0][0]
+    con.close()
+    assert why.feature.tolist() == [c["feature"] for c in direct["contributions"]] and len(why) == 2
+    np.testing.assert_allclose(why.contribution, [c["contribution"] for c in direct["contributions"]], atol=1e-12)
