@@ -101,13 +101,63 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
     con.close()
 
 
+def register_unexplained(workspace) -> str:
+    """A pipeline handed over fitted (register_fitted): registered without explanations."""
+    from udfs.fitted import register_fitted
+
+    frame = workspace.query("select * from features_mortgage")
+    register_fitted(workspace.candidates["mortgage_logit"].pipeline, frame, target="is_denied", task="binary",
+                    name="handed_over", registry=workspace.registry_path, positive_class=True, alias="prod")
+    return "handed_over"
+
+
 def test_a_version_without_explanations_is_refused_in_one_line(small_copy):
+    name = register_unexplained(small_copy)
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
     with pytest.raises(duckdb.Error) as failed:
-        con.sql("select explain('mortgage_deny', f) from features_mortgage f").fetchall()
+        con.sql(f"select explain('{name}', f) from features_mortgage f").fetchall()
     con.close()
-    assert "Model mortgage_deny (version 1) has no explanations: gradient_boosting models are not explained yet " \
-           "(linear models are)" in str(failed.value)
+    assert "Model handed_over (version 1) has no explanations: a pipeline fitted elsewhere is not explained " \
+           "(only models trained by `scorehouse train` are)" in str(failed.value)
+
+
+TREE_CASES = {"gradient_boosting": {"n_estimators": 30, "max_depth": 3, "random_state": 0},
+              "random_forest": {"n_estimators": 10, "max_depth": 6, "random_state": 0}}
+
+
+@pytest.mark.parametrize("kind", sorted(TREE_CASES))
+def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kind):
+    """Path-dependent TreeSHAP from the recorded trees and covers, against shap's TreeExplainer on every row."""
+    shap = pytest.importorskip("shap")
+    from udfs.spec import Estimator
+
+    version = small_copy.train("mortgage_deny", promote=False, estimator=Estimator(kind, TREE_CASES[kind]))
+    ref = f"mortgage_deny@{version}"
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    rows = con.sql(f"select f.*, explain('{ref}', f, 11) as e from features_mortgage f "
+                   "order by application_id").to_arrow_table().to_pylist()
+    con.close()
+    candidate = small_copy.candidates[ref]
+    pipeline, manifest = candidate.pipeline, candidate.manifest
+    frame = pd.DataFrame(rows)[FEATURES]
+    x = frame.astype({f: "float32" for f in FEATURES[:6]}).fillna({c: "" for c in FEATURES[6:]})
+    ours = contribution_frame(rows)
+    baseline = np.array([r["e"]["baseline"] for r in rows])
+    margin = np.array([r["e"]["margin"] for r in rows])
+    np.testing.assert_allclose(baseline + ours.sum(axis=1), margin, atol=1e-9, rtol=0)
+    link = "probability" if kind == "random_forest" else "logit"
+    np.testing.assert_allclose(margin, sklearn_margin(pipeline, x, {"link": link}, "binary", manifest["classes"],
+                                                      manifest["positive_class"]), atol=1e-6, rtol=0)
+    transformer = pipeline.named_steps["features"]
+    matrix = np.asarray(transformer.transform(x), dtype=np.float32).astype(np.float64)
+    explainer = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
+    values = explainer.shap_values(matrix, check_additivity=False)
+    if kind == "random_forest":  # probability of the positive class (True, the second class)
+        values = values[..., 1] if np.ndim(values) == 3 else values[1]
+    columns = [name.split("__", 1)[1] for name in transformer.get_feature_names_out()]
+    theirs = pd.DataFrame(values, columns=columns).T.groupby(
+        lambda column: next(f for f in FEATURES if column == f or column.startswith(f + "_"))).sum().T[FEATURES]
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=1e-6, rtol=0)
 
 
 @pytest.mark.dbt
@@ -122,10 +172,11 @@ def test_the_dbt_macro_explains_a_model_and_refuses_one_without_explanations(sma
         "select f.application_id, {{ scorehouse.explain('mortgage_logit', relation='f', top_k=2) }} as why\n"
         "from main.features_mortgage as f")
     (project / "models" / "unexplained.sql").write_text(
-        "select {{ scorehouse.explain('mortgage_deny', relation='f') }} as why from main.features_mortgage as f")
+        "select {{ scorehouse.explain('handed_over', relation='f') }} as why from main.features_mortgage as f")
+    register_unexplained(small_copy)
     run, results = build_package(project, "explained", small_copy, tmp_path / "out")
     assert results["reasons"]["status"] == "success" and results["unexplained"]["status"] == "error"
-    assert "Model mortgage_deny (version 1) has no explanations: gradient_boosting models are not explained yet" \
+    assert "Model handed_over (version 1) has no explanations: a pipeline fitted elsewhere is not explained" \
         in results["unexplained"]["message"]
     why = small_copy.query("select application_id, unnest(why.contributions, recursive := true) from reasons "
                            "where application_id = 17")
@@ -135,3 +186,28 @@ def test_the_dbt_macro_explains_a_model_and_refuses_one_without_explanations(sma
     con.close()
     assert why.feature.tolist() == [c["feature"] for c in direct["contributions"]] and len(why) == 2
     np.testing.assert_allclose(why.contribution, [c["contribution"] for c in direct["contributions"]], atol=1e-12)
+
+
+def test_hist_gradient_boosting_equals_shap_on_the_demo_diamond_model(trained):
+    """The demo's HistGradientBoosting regressor (one-hot text, deep trees), against shap on 2,000 diamonds."""
+    shap = pytest.importorskip("shap")
+    con = engine.connect(trained.warehouse, registry=trained.registry_path, read_only=True)
+    rows = con.sql("select f.*, explain('diamond_price', f, 9) as e from features_diamonds f "
+                   "order by diamond_id limit 2000").to_arrow_table().to_pylist()
+    con.close()
+    candidate = trained.candidates["diamond_price"]
+    pipeline = candidate.pipeline
+    features = [f["name"] for f in candidate.manifest["features"]]
+    ours = pd.DataFrame([{c["feature"]: c["contribution"] for c in r["e"]["contributions"]} for r in rows])[features]
+    frame = pd.DataFrame(rows)[features]
+    numeric = [f["name"] for f in candidate.manifest["features"] if f["kind"] == "numeric"]
+    x = frame.astype({f: "float32" for f in numeric}).fillna({c: "" for c in features if c not in numeric})
+    margin = np.array([r["e"]["margin"] for r in rows])
+    np.testing.assert_allclose(margin, pipeline.predict(x), rtol=1e-9, atol=1e-6)
+    transformer = pipeline.named_steps["features"]
+    values = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent").shap_values(
+        np.asarray(transformer.transform(x), dtype=np.float32).astype(np.float64), check_additivity=False)
+    columns = [name.split("__", 1)[1] for name in transformer.get_feature_names_out()]
+    theirs = pd.DataFrame(values, columns=columns).T.groupby(
+        lambda column: next(f for f in features if column == f or column.startswith(f + "_"))).sum().T[features]
+    np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=1e-6, rtol=1e-7)

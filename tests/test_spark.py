@@ -627,12 +627,16 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
     assert tuple(spark.sql(f"{fingerprint_select(FEATURES, SPARK)} from edge_rows").collect()[0]) == duck_print
 
 
-def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanations(spark, small):
-    """A session of its own on the fast tier's registry (its logistic regression is explained)."""
+def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanations(spark, small, tmp_path):
+    """A session of its own on a copy of the fast tier's registry (its models are explained), with a pipeline
+    handed over fitted (not explained)."""
     import udfs.duckdb
     import udfs.spark
+    from test_explain import register_unexplained
     from udfs.scoring import Scorer
 
+    small = small.copy(tmp_path / "ws")
+    register_unexplained(small)
     session = spark.newSession()
     udfs.spark.register(session, small.registry_path)
     features = small.query("select * from features_mortgage order by application_id")
@@ -651,6 +655,12 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
             assert explanation.margin == pytest.approx(expected["margin"], abs=1e-9)
             assert [(c.feature, c.value) for c in explanation.contributions] == \
                 [(c["feature"], c["value"]) for c in expected["contributions"]]
+    gbt = session.sql("select explain('mortgage_deny', struct(*), 11) as e from f order by application_id").collect()
+    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    duck_gbt = [r[0] for r in con.sql("select explain('mortgage_deny', f, 11) from features_mortgage f "
+                                      "order by application_id").fetchall()]
+    con.close()
+    assert [r.e.margin for r in gbt] == pytest.approx([d["margin"] for d in duck_gbt], abs=1e-9)
     with pytest.raises(Exception) as failed:
-        session.sql("select explain('mortgage_deny', struct(*), 3) from f").collect()
-    assert udfs.spark.friendly_error(failed.value).startswith("Model mortgage_deny (version 1) has no explanations")
+        session.sql("select explain('handed_over', struct(*), 3) from f").collect()
+    assert udfs.spark.friendly_error(failed.value).startswith("Model handed_over (version 1) has no explanations")

@@ -6,9 +6,14 @@ Tweedie model. baseline + the sum of every feature's contribution = the row's ma
 
 Linear models are explained exactly: a numeric feature contributes coef × (its imputed, standardised
 value − that column's training mean); a categorical feature the sum of its one-hot columns' coef ×
-(indicator − training share), so an unseen or NULL category contributes −Σ coef × share. The
-parameters are read from the fitted pipeline at registration and stored as the version's explain.json
-(hashed, and signed with the version); nothing is pickled. Tree ensembles are not explained yet.
+(indicator − training share), so an unseen or NULL category contributes −Σ coef × share.
+
+Tree ensembles (gradient boosting, hist gradient boosting, random forest) are explained by
+path-dependent TreeSHAP over the trees' structure and each node's cover (its training rows), recorded at
+registration because the ONNX graph does not keep them; one-hot columns are summed back to their
+feature. A random forest classifier is explained in probability (it averages its trees' probabilities),
+not log-odds. The parameters are read from the fitted pipeline and stored as the version's explain.json
+(hashed, and signed with the version); nothing is pickled.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from .schema import MISSING_CATEGORY
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
+TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest"})
+TABLE_DEPTH = 6  # paths with at most this many distinct columns get their Shapley weights tabulated
 CONTRIBUTION = pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
 EXPLANATION = pa.struct([("baseline", pa.float64()), ("margin", pa.float64()),
                          ("contributions", pa.list_(CONTRIBUTION))])
@@ -68,6 +75,8 @@ def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], c
 
 def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray, list]:
     """(feature names, an n × features matrix of contributions, each feature's values as text)."""
+    if explanation["kind"] == "trees":
+        return tree_contributions(explanation, columns)
     names, blocks, texts = [], [], []
     for entry in explanation["numeric"]:
         values = _numbers(columns[entry["feature"]])
@@ -121,8 +130,8 @@ def skipped_reason(kind: str, task: str, fitted_by_scorehouse: bool) -> str | No
         return "a pipeline fitted elsewhere is not explained (only models trained by `scorehouse train` are)"
     if task == "multiclass":
         return "multiclass models are not explained yet"
-    if kind not in SCALED_KINDS:
-        return f"{kind} models are not explained yet (linear models are)"
+    if kind not in SCALED_KINDS | TREE_KINDS:
+        return f"{kind} models are not explained yet (linear models and scikit-learn's tree ensembles are)"
     return None
 
 
@@ -147,8 +156,202 @@ def _texts(column: pa.Array) -> list[str | None]:
 def sklearn_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str],
                    positive: str | None) -> np.ndarray:
     """scikit-learn's own margin for the rows of `frame` (what baseline + contributions must equal)."""
+    if task == "binary" and explanation["link"] == "probability":
+        return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)[:, list(classes).index(positive)]
     if task == "binary":
         margin = np.asarray(pipeline.decision_function(frame), dtype=np.float64)
         return -margin if positive == classes[0] else margin
     prediction = np.asarray(pipeline.predict(frame), dtype=np.float64)
     return np.log(prediction) if explanation["link"] == "log" else prediction
+
+
+def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], categorical: Sequence[str],
+                     x_holdout, classes: Sequence[str], positive: str | None) -> dict[str, Any]:
+    """explain.json for a tree ensemble built by scorehouse train: the columns the trees split on (numbers
+    imputed with their median, one indicator per category), every tree's nodes with their covers, and the
+    constant the trees add to (read off the holdout's margins)."""
+    transformer, estimator = pipeline.named_steps["features"], pipeline[-1]
+    steps = dict((name, (step, cols)) for name, step, cols in transformer.transformers_)
+    columns: list[dict[str, Any]] = []
+    if numeric:
+        imputer = steps["numeric"][0].named_steps["impute"]
+        columns += [{"feature": name, "median": float(imputer.statistics_[i])} for i, name in enumerate(numeric)]
+    if categorical:
+        for name, categories in zip(categorical, steps["categorical"][0].categories_):
+            columns += [{"feature": name, "category": str(c)} for c in categories]
+    sign = -1.0 if task == "binary" and kind != "random_forest" and positive == classes[0] else 1.0
+    if kind == "hist_gradient_boosting":
+        link = "logit" if task == "binary" else ("log" if estimator.loss in ("poisson", "gamma") else "identity")
+        trees = [_hgb_tree(predictors[0], sign) for predictors in estimator._predictors]
+    elif kind == "gradient_boosting":
+        link = "logit" if task == "binary" else "identity"
+        trees = [_sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
+                 for stage in estimator.estimators_]
+    else:  # random forest: the mean of its trees, in probability for a classifier
+        link = "probability" if task == "binary" else "identity"
+        column = list(estimator.classes_).index(classes.index(positive) if isinstance(estimator.classes_[0], (int, np.integer))
+                                                else positive) if task == "binary" else 0
+        count = len(estimator.estimators_)
+        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_]
+    result = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
+    matrix = _tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
+    leaves = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)
+    margin = sklearn_margin(pipeline, x_holdout, result, task, classes, positive)
+    result["init"] = float(np.median(margin - leaves)) if len(margin) else 0.0
+    result["baseline"] = result["init"] + sum(_expected_value(tree) for tree in trees)
+    return result
+
+
+def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray, list]:
+    """TreeSHAP (path-dependent) per column the trees split on, summed back to each feature."""
+    matrix = _tree_inputs(explanation, columns)
+    phi = np.zeros_like(matrix)
+    for path in _paths(explanation):
+        inside = (matrix[:, path.columns] > path.lower) & (matrix[:, path.columns] <= path.upper)
+        masks = inside @ path.powers
+        if path.table is not None:  # every combination computed once: a lookup per row
+            phi[:, path.columns] += path.table[masks]
+            continue
+        unique, inverse = np.unique(masks, return_inverse=True)
+        bits = ((unique[:, None] >> np.arange(len(path.columns))) & 1).astype(np.float64)
+        phi[:, path.columns] += path.value * _shapley(bits, path.zero)[inverse.reshape(-1)]
+    names = list(dict.fromkeys(c["feature"] for c in explanation["columns"]))
+    owner = np.asarray([names.index(c["feature"]) for c in explanation["columns"]])
+    summed = np.zeros((matrix.shape[0], len(names)))
+    np.add.at(summed.T, owner, phi.T)
+    texts = []
+    for name in names:
+        kind = "numeric" if any(c["feature"] == name and "median" in c for c in explanation["columns"]) else "text"
+        texts.append([None if np.isnan(v) else f"{v:.7g}" for v in _numbers(columns[name])] if kind == "numeric"
+                     else _texts(columns[name]))
+    return names, summed, texts
+
+
+class _Path:
+    """A root-to-leaf path: its distinct columns, the interval each must fall in, their zero fractions
+    (the share of training rows the path keeps through that column's splits) and the leaf's value."""
+
+    __slots__ = ("columns", "lower", "upper", "zero", "value", "powers", "table")
+
+    def __init__(self, conditions: dict[int, list[float]], value: float):
+        self.columns = np.asarray(list(conditions), dtype=np.int64)
+        self.lower = np.asarray([c[0] for c in conditions.values()])
+        self.upper = np.asarray([c[1] for c in conditions.values()])
+        self.zero = np.asarray([c[2] for c in conditions.values()])
+        self.value = value
+        depth = len(self.columns)
+        self.powers = 1 << np.arange(depth)
+        self.table = None  # value × Shapley weights for every in/out combination, for short paths
+        if depth <= TABLE_DEPTH:
+            bits = ((np.arange(1 << depth)[:, None] >> np.arange(depth)) & 1).astype(np.float64)
+            self.table = value * _shapley(bits, self.zero)
+
+
+_PATHS: dict[int, tuple[Mapping[str, Any], list[_Path]]] = {}
+PATHS_KEPT = 16
+
+
+def _paths(explanation: Mapping[str, Any]) -> list[_Path]:
+    """Every tree's root-to-leaf paths (built once per explanation: kept with it, the last few)."""
+    key = id(explanation)
+    if key in _PATHS and _PATHS[key][0] is explanation:
+        return _PATHS[key][1]
+    paths = []
+    for tree in explanation["trees"]:
+        left, right, column, threshold, value, cover = (np.asarray(tree[k]) for k in
+                                                        ("left", "right", "column", "threshold", "value", "cover"))
+        stack = [(0, {})]
+        while stack:
+            node, conditions = stack.pop()
+            if left[node] < 0:
+                paths.append(_Path(conditions, float(value[node])))
+                continue
+            for child, goes_left in ((left[node], True), (right[node], False)):
+                lower, upper, zero = conditions.get(int(column[node]), [-np.inf, np.inf, 1.0])
+                bound = float(threshold[node])
+                lower, upper = (lower, min(upper, bound)) if goes_left else (max(lower, bound), upper)
+                share = float(cover[child]) / float(cover[node]) if cover[node] else 0.0
+                stack.append((int(child), {**conditions, int(column[node]): [lower, upper, zero * share]}))
+    while len(_PATHS) >= PATHS_KEPT:
+        _PATHS.pop(next(iter(_PATHS)))
+    _PATHS[key] = (explanation, paths)
+    return paths
+
+
+def _shapley(bits: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """Each path column's Shapley weight × (one − zero) for rows whose columns are inside (1) or not (0) the
+    path's intervals: Σ over subsets S of the other columns of |S|!(d−|S|−1)!/d! Π_S one Π_rest zero."""
+    rows, d = bits.shape
+    factors = np.stack([np.broadcast_to(zero, (rows, d)), bits], axis=2)  # (zero_j + one_j t) per column
+    prefix = np.zeros((rows, d + 1, d + 1))
+    prefix[:, 0, 0] = 1.0
+    for j in range(d):  # prefix[:, j] = Π_{k<j} (zero_k + one_k t)
+        prefix[:, j + 1] = prefix[:, j] * factors[:, j, 0:1]
+        prefix[:, j + 1, 1:] += prefix[:, j, :-1] * factors[:, j, 1:2]
+    suffix = np.zeros((rows, d + 1, d + 1))
+    suffix[:, d, 0] = 1.0
+    for j in range(d - 1, -1, -1):  # suffix[:, j] = Π_{k>=j}
+        suffix[:, j] = suffix[:, j + 1] * factors[:, j, 0:1]
+        suffix[:, j, 1:] += suffix[:, j + 1, :-1] * factors[:, j, 1:2]
+    from math import factorial
+
+    weights = np.asarray([[factorial(a + b) * factorial(d - a - b - 1) / factorial(d) if a + b < d else 0.0
+                           for b in range(d + 1)] for a in range(d + 1)])
+    others = np.einsum("uja,ujb,ab->uj", prefix[:, :d], suffix[:, 1:], weights)
+    return (bits - zero) * others
+
+
+def _tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> np.ndarray:
+    """The matrix the trees split on, as float32 values (as scikit-learn compares them)."""
+    blocks = []
+    texts: dict[str, list] = {}
+    for column in explanation["columns"]:
+        if "median" in column:
+            values = _numbers(columns[column["feature"]])
+            blocks.append(np.where(np.isnan(values), column["median"], values))
+        else:
+            if column["feature"] not in texts:
+                texts[column["feature"]] = [MISSING_CATEGORY if v is None else v for v in _texts(columns[column["feature"]])]
+            blocks.append(np.asarray([v == column["category"] for v in texts[column["feature"]]], dtype=np.float64))
+    return np.column_stack(blocks).astype(np.float32).astype(np.float64)
+
+
+def _leaf_of(tree: Mapping[str, Any], matrix: np.ndarray) -> np.ndarray:
+    left, right, column, threshold = (np.asarray(tree[k]) for k in ("left", "right", "column", "threshold"))
+    node = np.zeros(matrix.shape[0], dtype=np.int64)
+    for _ in range(len(left)):
+        inner = left[node] >= 0
+        if not inner.any():
+            break
+        goes_left = matrix[np.arange(len(node)), np.maximum(column[node], 0)] <= threshold[node]
+        node = np.where(inner, np.where(goes_left, left[node], right[node]), node)
+    return node
+
+
+def _expected_value(tree: Mapping[str, Any]) -> float:
+    """The tree's mean over its training rows: Σ leaf value × leaf cover / root cover."""
+    left, value, cover = (np.asarray(tree[k]) for k in ("left", "value", "cover"))
+    leaves = left < 0
+    return float((value[leaves] * cover[leaves]).sum() / cover[0])
+
+
+def _sklearn_tree(tree, values) -> dict[str, list]:
+    return {"left": tree.children_left.tolist(), "right": tree.children_right.tolist(),
+            "column": tree.feature.tolist(), "threshold": tree.threshold.tolist(),
+            "value": np.asarray(values(tree), dtype=np.float64).tolist(), "cover": tree.weighted_n_node_samples.tolist()}
+
+
+def _hgb_tree(predictor, sign: float) -> dict[str, list]:
+    nodes = predictor.nodes
+    leaf = nodes["is_leaf"].astype(bool)
+    return {"left": np.where(leaf, -1, nodes["left"].astype(np.int64)).tolist(),
+            "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
+            "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
+            "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
+            "value": (nodes["value"].astype(np.float64) * sign).tolist(), "cover": nodes["count"].astype(np.float64).tolist()}
+
+
+def _fractions(tree) -> np.ndarray:
+    """A classification tree's class fractions per node (scikit-learn stores fractions; older versions counts)."""
+    values = tree.value[:, 0, :]
+    return values / np.maximum(values.sum(axis=1, keepdims=True), 1e-300)

@@ -24,7 +24,7 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
 from .events import event
-from .explain import contributions, linear_explanation, sklearn_margin, skipped_reason
+from .explain import TREE_KINDS, contributions, linear_explanation, sklearn_margin, skipped_reason, tree_explanation
 from .model import LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -56,6 +56,7 @@ SAMPLE_ROWS = 20
 REGISTRATION_STEPS = ("fit", "export", "parity", "compile", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
 ADDITIVITY_TOLERANCE = 1e-6  # |baseline + contributions - margin| on the holdout, for explanations to be recorded
+ADDITIVITY_ROWS = 1000  # holdout rows the additivity check runs on
 
 
 def no_progress(label: str) -> AbstractContextManager:
@@ -327,14 +328,24 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
     manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained)}
     if manifest["explanation"]["skipped"] is None:
         with step("explain", f"{spec.name}: recording what explains each score"):
-            explanation = linear_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric, spec.categorical,
-                                             x_train, classes, positive, data.w_train)
-            _, matrix, _ = contributions(explanation, {name: pa.array(x_test[name]) for name in names})
-            margin = sklearn_margin(pipeline, x_test, explanation, spec.task, classes, positive)
-            diff = float(np.max(np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin))) if len(margin) else 0.0
-        if diff > ADDITIVITY_TOLERANCE:  # never expected: refuse to record explanations that do not add up
-            explanation, manifest["explanation"] = None, {
-                "skipped": f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"}
+            try:
+                if spec.estimator.kind in TREE_KINDS:
+                    explanation = tree_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric,
+                                                   spec.categorical, x_test, classes, positive)
+                else:
+                    explanation = linear_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric,
+                                                     spec.categorical, x_train, classes, positive, data.w_train)
+                checked = x_test.head(ADDITIVITY_ROWS)
+                _, matrix, _ = contributions(explanation, {name: pa.array(checked[name]) for name in names})
+                margin = sklearn_margin(pipeline, checked, explanation, spec.task, classes, positive)
+                diff = float(np.max(np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin))) if len(margin) else 0.0
+                problem = (f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"
+                           if diff > ADDITIVITY_TOLERANCE else None)
+            except Exception as exc:  # noqa: BLE001 - explanations are an extra: the version registers without them
+                problem = f"could not be recorded ({type(exc).__name__}: {exc})"
+        if problem:  # never expected: refuse to record explanations that do not add up, say so
+            event("explain_skipped", f"{spec.name}: no explanations: {problem}", logging.WARNING, model=spec.name)
+            explanation, manifest["explanation"] = None, {"skipped": problem}
         else:
             manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
                                        "additivity_max_abs_diff": diff}
