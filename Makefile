@@ -47,6 +47,9 @@ demo: setup
 	    (select count(*) from features_diamonds) from mart_diamond_prices group by all order by all"
 	@$(SCOREHOUSE) sql "select application_id, round(deny_probability, 4) as deny_probability, predicted_deny, \
 	    actual_denied, model_name, model_version from mart_mortgage_risk order by deny_probability desc limit 5"
+	@echo "== why: the features that pushed each denied application's score up most (explain(), TreeSHAP)"
+	@$(SCOREHOUSE) sql "select application_id, round(deny_probability, 3) as deny_probability, model_version, \
+	    deny_reasons from mart_mortgage_risk where predicted_deny order by deny_probability desc limit 3"
 	@$(SCOREHOUSE) sql "select diamond_id, round(predicted_price) as predicted_price, listed_price, \
 	    round(residual) as residual, model_name, model_version from mart_diamond_prices limit 5"
 	@echo "== quality once decisions arrive: each version on the applications it scored, beside its holdout"

@@ -77,7 +77,6 @@ def build_workspace(folder: Path, models: dict) -> dict[str, str]:
                     "--log-path", str(folder / "logs")],
                    check=True, cwd=ROOT, env={**os.environ, **env})
     registry = Registry(env["SCOREHOUSE_REGISTRY"])
-    log = lambda line: print(f"  {line}", file=sys.stderr, flush=True)  # noqa: E731
     for name, (base, estimator, _) in models.items():
         raw = yaml.safe_load((PROJECT / "training" / f"{base}.yml").read_text())
         raw["name"] = name
@@ -85,7 +84,7 @@ def build_workspace(folder: Path, models: dict) -> dict[str, str]:
             raw["estimator"] = estimator
         path = folder / f"{name}.yml"
         path.write_text(yaml.safe_dump(raw))
-        version, _ = train_and_register(load_spec(path), registry, env["SCOREHOUSE_WAREHOUSE"], log)
+        version, _ = train_and_register(load_spec(path), registry, env["SCOREHOUSE_WAREHOUSE"])
         registry.promote(name, version)
     return env
 

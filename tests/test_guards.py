@@ -219,7 +219,8 @@ def test_every_guard_macro_has_a_case():
 
 def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     """The report after a clean build and a broken batch: the distributions, the NULL bar, the unseen values by
-    name, the output section, the drift metric over both builds with its thresholds, quality over builds."""
+    name, the output section, the drift metric over both builds with its thresholds, quality over builds, and
+    what drives the scores (mean |contribution|)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
@@ -246,6 +247,8 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     assert unseen and 0.2 < int(unseen.group(1).replace(",", "")) / 2381 < 0.3
     assert all(section.count("<circle") == 2 for section in sections.values())  # two builds in drift_history
     assert 'id="output"' in dom and 'id="quality"' in dom and "<script" not in out.read_text()
+    drivers = re.search(r'<section id="drivers">(.*?)</section>', dom, re.S).group(1)  # mean |contribution|
+    assert drivers.count('class="driver"') == 11 and "mean |contribution|" in drivers
     png = tmp_path / "report.png"
     subprocess.run([chromium, *flags, f"--screenshot={png}", "--window-size=1000,9000", out.as_uri()],
                    capture_output=True, timeout=120)

@@ -33,6 +33,7 @@ LINKS = {"binary": "logit", "regression": "identity"}
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
 TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest"})
 TABLE_DEPTH = 6  # paths with at most this many distinct columns get their Shapley weights tabulated
+MAX_LEAVES = 20_000  # ensembles with more leaves in all are not explained (explain.json and TreeSHAP grow with them)
 CONTRIBUTION = pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
 EXPLANATION = pa.struct([("baseline", pa.float64()), ("margin", pa.float64()),
                          ("contributions", pa.list_(CONTRIBUTION))])
@@ -165,6 +166,10 @@ def sklearn_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, c
     return np.log(prediction) if explanation["link"] == "log" else prediction
 
 
+class TooLarge(ScorehouseError):
+    """An ensemble too large to explain: the version registers without explanations, saying so."""
+
+
 def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], categorical: Sequence[str],
                      x_holdout, classes: Sequence[str], positive: str | None) -> dict[str, Any]:
     """explain.json for a tree ensemble built by scorehouse train: the columns the trees split on (numbers
@@ -179,6 +184,11 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
     if categorical:
         for name, categories in zip(categorical, steps["categorical"][0].categories_):
             columns += [{"feature": name, "category": str(c)} for c in categories]
+    leaves = (sum(int(p[0].nodes["is_leaf"].sum()) for p in estimator._predictors) if kind == "hist_gradient_boosting"
+              else sum(int(t.tree_.n_leaves) for t in np.asarray(estimator.estimators_).reshape(-1)))
+    if leaves > MAX_LEAVES:
+        raise TooLarge(f"its trees have {leaves:,} leaves in all, more than the {MAX_LEAVES:,} explained "
+                       "(fewer or shallower trees are)")
     sign = -1.0 if task == "binary" and kind != "random_forest" and positive == classes[0] else 1.0
     if kind == "hist_gradient_boosting":
         link = "logit" if task == "binary" else ("log" if estimator.loss in ("poisson", "gamma") else "identity")

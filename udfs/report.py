@@ -22,6 +22,7 @@ from .profile import (
     feature_metrics,
     level,
 )
+from .errors import ScorehouseError
 from .scoring import Scorer
 from .sql import DUCKDB, table_name
 
@@ -29,6 +30,7 @@ TRAINING, CURRENT = "#4c78a8", "#f58518"
 HISTORY, WARN_LINE, ERROR_LINE = "#6f42c1", "#d68910", "#c0392b"
 VERSION_COLOURS = ["#2a9d8f", "#e76f51", "#264653", "#e9c46a", "#8ab17d"]
 UNSEEN_SHOWN = 5  # the most frequent unseen values named per feature
+DRIVER_ROWS = 10_000  # rows explained for "what drives the scores" (the first of the relation)
 LEVEL_COLOURS = {"error": "#c0392b", "warn": "#d68910", None: "#1e8449"}
 
 
@@ -63,8 +65,6 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
     card = scorer.card(ref)
     profile = card.manifest.get("profile")
     if profile is None:
-        from .errors import ScorehouseError
-
         raise ScorehouseError(f"Model {scorer.describe(ref)} has no training profile; retrain it to get one")
     source = table_name(relation, what="--table")
     found = {row[0]: row[1] for row in conn.sql(f"describe select * from {source}").fetchall()}
@@ -78,7 +78,16 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
                 for f in card.features}
     output = "label" if card.task == "multiclass" else None
     scores = scorer.predict(ref, {f.name: table.column(f.name) for f in card.features}, output).to_pylist()
-    return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows,
+    drivers = None
+    try:
+        from .explain import contributions
+
+        sample = table.slice(0, DRIVER_ROWS)
+        names, matrix, _ = contributions(scorer.explanation(ref), {f.name: sample.column(f.name) for f in card.features})
+        drivers = sorted(zip(names, np.abs(matrix).mean(axis=0).tolist()), key=lambda item: -item[1])
+    except ScorehouseError as exc:  # a version without explanations: the report says why
+        drivers = str(exc)
+    return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows, "drivers": drivers,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "training_rows": card.manifest["training_data"]["train_rows"], "features": features,
             "output": feature_report(profile["output"], scores),
@@ -149,6 +158,17 @@ def render_html(report: dict[str, Any]) -> str:
         f"current</small></h2>{bar_chart(output['bars'])}<ul>"
         + "".join(f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {m['current']:.4g}</li>"
                   for m in output["metrics"]) + "</ul></section>")
+    drivers = report["drivers"]
+    if isinstance(drivers, list):
+        top = max([v for _, v in drivers] + [1e-12])
+        bars = "".join(f"<tr><td>{esc(name)}</td><td><svg width='320' height='14'><rect class='driver' width='"
+                       f"{300 * value / top:.1f}' height='12' fill='{HISTORY}'/></svg></td><td>{value:.4g}</td></tr>"
+                       for name, value in drivers)
+        sections.append(f"<section id='drivers'><h2>What drives the scores <small>mean |contribution| to the "
+                        f"margin over the first {min(report['rows'], DRIVER_ROWS):,} rows (explain())</small></h2>"
+                        f"<table>{bars}</table></section>")
+    elif drivers:
+        sections.append(f"<section id='drivers'><h2>What drives the scores</h2><p>{esc(drivers)}</p></section>")
     if report["quality"]:
         sections.append(f"<section id='quality'><h2>Quality over builds <small>{esc(report['quality']['metric'])}, "
                         f"latest window with outcomes, per version</small></h2>{quality_chart(report['quality'])}</section>")

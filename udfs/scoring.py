@@ -229,8 +229,17 @@ class Scorer:
         columns = dict(zip((f.name for f in structs.type), structs.flatten()))
         return null_where_null(self.explain(ref, columns, top_k), structs)
 
-    def explain_sql(self, ref: str, relation: str, top_k: int, engine: str) -> str:
-        """explain(ref, <the relation's features>, top_k), the features bound by name."""
+    def explain_sql(self, ref: str, relation: str, top_k: int, engine: str, key: str | None = None) -> str:
+        """explain(ref, <the relation's features>, top_k), the features bound by name; with `key`, a gray
+        release's rows are explained by the version that scores them (as in sql_call)."""
+        route = self.route(ref, engine, relation, key)
+        if route is None:
+            return self._explain_sql(ref, relation, top_k, engine)
+        condition, rollout_ref = route
+        return (f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, engine)} "
+                f"ELSE {self._explain_sql(ref, relation, top_k, engine)} END)")
+
+    def _explain_sql(self, ref: str, relation: str, top_k: int, engine: str) -> str:
         sql, card = dialect(engine), self.card(ref)
         self.explanation(ref)  # fails at compile time, in one line, for a version without explanations
         prefix = f"{sql.identifier(relation)}." if relation else ""
@@ -438,8 +447,9 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_input_hash_sql": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, relation:
                                   s.input_hash_sql(ref, relation, engine)),
     "scorehouse_fingerprint_sql": (("VARCHAR",), "VARCHAR", lambda s, engine, ref: s.fingerprint_sql(ref, engine)),
-    "scorehouse_explain_sql": (("VARCHAR", "VARCHAR", "INTEGER"), "VARCHAR", lambda s, engine, ref, relation, top_k:
-                               s.explain_sql(ref, relation, top_k, engine)),
+    "scorehouse_explain_sql": (("VARCHAR", "VARCHAR", "INTEGER", "VARCHAR"), "VARCHAR",
+                               lambda s, engine, ref, relation, top_k, key: s.explain_sql(ref, relation, top_k, engine,
+                                                                                         key or None)),
     "scorehouse_schema_problems": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, columns:
                                    json.dumps(s.schema_problems(ref, json.loads(columns)))),
 }

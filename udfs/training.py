@@ -24,7 +24,7 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
 from .events import event
-from .explain import TREE_KINDS, contributions, linear_explanation, sklearn_margin, skipped_reason, tree_explanation
+from .explain import TREE_KINDS, TooLarge, contributions, linear_explanation, sklearn_margin, skipped_reason, tree_explanation
 from .model import LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -341,9 +341,11 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
                 diff = float(np.max(np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin))) if len(margin) else 0.0
                 problem = (f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"
                            if diff > ADDITIVITY_TOLERANCE else None)
+            except TooLarge as exc:
+                problem = str(exc)
             except Exception as exc:  # noqa: BLE001 - explanations are an extra: the version registers without them
                 problem = f"could not be recorded ({type(exc).__name__}: {exc})"
-        if problem:  # never expected: refuse to record explanations that do not add up, say so
+        if problem:
             event("explain_skipped", f"{spec.name}: no explanations: {problem}", logging.WARNING, model=spec.name)
             explanation, manifest["explanation"] = None, {"skipped": problem}
         else:

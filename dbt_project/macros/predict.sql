@@ -50,20 +50,43 @@
 
 
 {#-
-  explain(model_ref, relation=none, top_k=3)
+  explain(model_ref, relation=none, top_k=3, key=none)
 
   Why the current row got its score: {baseline, margin, contributions: [{feature, value, contribution}]},
   the top_k features by |contribution| in the model's margin (log-odds for a binary classifier, the
-  prediction for a linear regressor, its log for a Poisson, Gamma or Tweedie model). baseline + every
-  feature's contribution = margin. Linear models only, for now; another version fails in one line.
+  probability for a random forest classifier, the prediction for a regressor, its log for a Poisson,
+  Gamma or Tweedie model). baseline + every feature's contribution = margin. With `key`, rows of a gray
+  release are explained by the version that scored them (pair with predict(..., key=)).
 -#}
-{% macro explain(model_ref, relation=none, top_k=3) -%}
+{% macro explain(model_ref, relation=none, top_k=3, key=none) -%}
   {%- if not execute -%}
     {{ return("null") }}
   {%- endif -%}
   {%- set top_k = scorehouse.number(top_k, 'explain: top_k') -%}
   {%- set query -%}
-    select scorehouse_explain_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, cast({{ top_k | int }} as int))
+    select scorehouse_explain_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, cast({{ top_k | int }} as int), {{ scorehouse.literal(key or '') }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#-
+  reasons(explanation, descriptions, positive_only=true)
+
+  The contributions of an explain() expression (or column) as text an analyst reads: "<description> (<value>)" for each,
+  largest first, joined by '; ' — `descriptions` maps feature names to words (a feature without one is
+  named as is); positive_only keeps the features that pushed the score up.
+-#}
+{% macro reasons(explanation, descriptions, positive_only=true) -%}
+  {{ return(adapter.dispatch('reasons', 'scorehouse')(explanation, descriptions, positive_only)) }}
+{%- endmacro %}
+
+{% macro default__reasons(explanation, descriptions, positive_only) -%}
+  {%- set words -%}case c.feature{% for name, text in descriptions.items() %} when {{ scorehouse.literal(name) }} then {{ scorehouse.literal(text) }}{% endfor %} else c.feature end{%- endset -%}
+array_to_string(list_transform(list_filter(({{ explanation }}).contributions, lambda c: {{ 'c.contribution > 0' if positive_only else 'true' }}), lambda c: {{ words }} || ' (' || coalesce(c."value", 'missing') || ')'), '; ')
+{%- endmacro %}
+
+{% macro spark__reasons(explanation, descriptions, positive_only) -%}
+  {%- set words -%}case c.feature{% for name, text in descriptions.items() %} when {{ scorehouse.literal(name) }} then {{ scorehouse.literal(text) }}{% endfor %} else c.feature end{%- endset -%}
+array_join(transform(filter(({{ explanation }}).contributions, c -> {{ 'c.contribution > 0' if positive_only else 'true' }}), c -> {{ words }} || ' (' || coalesce(c.value, 'missing') || ')'), '; ')
 {%- endmacro %}

@@ -1,0 +1,79 @@
+"""explain() against predict() on the same rows, side by side in one run (DuckDB, the demo models).
+
+    python -m bench.explain [--rows 200000] [--repeat 3] [--out bench/RESULTS.md]
+
+Builds a private workspace (dbt staging + features, the demo specs trained as `make demo` trains them),
+repeats the real mortgage and diamond feature rows to --rows, and times, alternately,
+`SELECT predict(...)` and `SELECT explain(..., 3)` over the same table (best of --repeat). Writes its
+section of bench/RESULTS.md (between markers, so `python -m bench` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.__main__ import ROOT, build_workspace
+
+BEGIN, END = "<!-- explain -->", "<!-- /explain -->"
+MODELS = {"mortgage_deny": ("mortgage_deny", None, "features_mortgage"),
+          "diamond_price": ("diamond_price", None, "features_diamonds")}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = parser.parse_args(argv)
+
+    import udfs.duckdb as engine
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="scorehouse-bench-explain-") as tmp:
+        env = build_workspace(Path(tmp), MODELS)
+        con = engine.connect(env["SCOREHOUSE_WAREHOUSE"], registry=env["SCOREHOUSE_REGISTRY"])
+        for name, (_, _, table) in MODELS.items():
+            con.execute(f"create or replace table bench_rows as select t.* from {table} as t, "
+                        f"range(({args.rows} + (select count(*) from {table}) - 1) // (select count(*) from {table})) "
+                        f"limit {args.rows}")
+            best = {"predict": float("inf"), "explain": float("inf")}
+            for _ in range(args.repeat):
+                for arm, call in (("predict", f"predict('{name}', t)"), ("explain", f"explain('{name}', t, 3)")):
+                    start = time.perf_counter()
+                    con.execute(f"select count({call}) from bench_rows as t").fetchall()
+                    best[arm] = min(best[arm], time.perf_counter() - start)
+            results.append((name, args.rows, best["predict"], best["explain"]))
+            print(f"{name}: predict {args.rows / best['predict']:,.0f} rows/s, explain "
+                  f"{args.rows / best['explain']:,.0f} rows/s", file=sys.stderr)
+        con.close()
+    section = report(results)
+    page = args.out.read_text() if args.out.exists() else "# Benchmark results\n"
+    page = (re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), section, page, flags=re.S) if BEGIN in page
+            else page.rstrip("\n") + "\n\n" + section + "\n")
+    args.out.write_text(page)
+    print(section)
+    return 0
+
+
+def report(results) -> str:
+    import platform
+
+    lines = [BEGIN, "## explain() throughput", "",
+             f"`python -m bench.explain` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"{platform.machine()}, Python {platform.python_version()}; DuckDB, the demo models as `make demo` "
+             "trains them, the same rows for both arms, best of the rounds.", "",
+             "| model | rows | predict() rows/s | explain(…, 3) rows/s | explain / predict |",
+             "|---|---:|---:|---:|---:|"]
+    for name, rows, predict, explain in results:
+        lines.append(f"| {name} | {rows:,} | {rows / predict:,.0f} | {rows / explain:,.0f} | {predict / explain:.2f}x |")
+    return "\n".join([*lines, END])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
