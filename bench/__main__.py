@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SECTION = re.compile(r"<!-- (\w+) -->.*?<!-- /\1 -->", re.S)  # a section another bench module writes
 PROJECT = ROOT / "dbt_project" / "demo"  # the demo dbt project (which installs the scorehouse package)
 FEATURE_TABLES = {"mortgage_deny": "features_mortgage", "diamond_price": "features_diamonds"}
 # name -> (spec it starts from, estimator override, features table)
@@ -59,6 +60,14 @@ ARM_NAMES = {
     "orbital": "orbital's SQL in DuckDB",
     "pandas": "pandas round trip (fetch, scikit-learn, write back)",
 }
+
+
+def write_section(out: Path, section: str) -> None:
+    """Put `section` (between its <!-- name --> and <!-- /name --> markers) into `out`, replacing its previous run."""
+    begin = section.split("\n", 1)[0]
+    page = out.read_text() if out.exists() else "# Benchmark results\n"
+    old = next((m.group(0) for m in SECTION.finditer(page) if m.group(0).startswith(begin)), None)
+    out.write_text(page.replace(old, section) if old else page.rstrip("\n") + "\n\n" + section + "\n")
 
 
 def build_workspace(folder: Path, models: dict) -> dict[str, str]:
@@ -245,9 +254,8 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"the Spark benchmark failed:\n{out.stderr[-3000:]}")
             spark = json.loads(out.stdout.strip().splitlines()[-1])
     page = report(results, cold, spark, manifests, args)
-    kept = re.search(r"<!-- registration -->.*?<!-- /registration -->", args.out.read_text(), re.S) \
-        if args.out.exists() else None  # python -m bench.registration's section stays
-    args.out.write_text(page + (f"\n{kept.group(0)}\n" if kept else ""))
+    kept = SECTION.findall(args.out.read_text()) if args.out.exists() else []  # bench.registration's, bench.explain's
+    args.out.write_text(page + "".join(f"\n{section}\n" for section in kept))
     print(page)
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0

@@ -11,13 +11,12 @@ section of bench/RESULTS.md (between markers, so `python -m bench` keeps it).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.__main__ import ROOT, build_workspace
+from bench.__main__ import ROOT, build_workspace, write_section
 
 BEGIN, END = "<!-- explain -->", "<!-- /explain -->"
 MODELS = {"mortgage_deny": ("mortgage_deny", None, "features_mortgage"),
@@ -53,10 +52,7 @@ def main(argv=None) -> int:
                   f"{args.rows / best['explain']:,.0f} rows/s", file=sys.stderr)
         con.close()
     section = report(results)
-    page = args.out.read_text() if args.out.exists() else "# Benchmark results\n"
-    page = (re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), section, page, flags=re.S) if BEGIN in page
-            else page.rstrip("\n") + "\n\n" + section + "\n")
-    args.out.write_text(page)
+    write_section(args.out, section)
     print(section)
     return 0
 

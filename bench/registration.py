@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.__main__ import PROJECT, ROOT, build_workspace
+from bench.__main__ import PROJECT, ROOT, build_workspace, write_section
 
 BEGIN, END = "<!-- registration -->", "<!-- /registration -->"
 BIG = {"source": {"query": "select * from features_diamonds order by diamond_id limit 22000"}}
@@ -72,10 +72,7 @@ def main(argv=None) -> int:
             rows.append((label, len(data.x_train), fit, total, steps, compiled))
             print(f"{label}: fit {fit:.2f} s, registration {total:.2f} s ({total / fit:.2f}x)", file=sys.stderr)
     section = report(rows)
-    page = args.out.read_text() if args.out.exists() else "# Benchmark results\n"
-    page = (re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), section, page, flags=re.S) if BEGIN in page
-            else page.rstrip("\n") + "\n\n" + section + "\n")
-    args.out.write_text(page)
+    write_section(args.out, section)
     print(section)
     return 0
 
