@@ -31,8 +31,8 @@ def test_versions_are_numbered_immutable_folders(trained, tmp_path):
     assert registry.register(candidate.manifest, candidate.files) == 2
     assert registry.versions("mortgage_deny") == [1, 2]
     folder = tmp_path / "reg" / "mortgage_deny" / "versions" / "2"
-    assert sorted(p.name for p in folder.iterdir()) == ["compiled.json", "manifest.json", "manifest.sha256", "model.onnx",
-                                                       "sample.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["compiled.json", "explain.json", "manifest.json",
+                                                       "manifest.sha256", "model.onnx", "sample.json"]
     assert registry.card("mortgage_deny", 2).version == 2
     assert not list((tmp_path / "reg" / "mortgage_deny").glob(".staging-*"))
 
