@@ -125,8 +125,9 @@ def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_cop
     assert train.wait(timeout=300) == 0
     text = shown.decode()
     for label in ("fitting gradient_boosting on 1785 rows", "exporting to ONNX", "checking onnxruntime",
-                  "compiling to SQL (compile: auto)", "metrics and training profile"):
+                  "compiling to SQL (compile: auto)", "recording what explains each score",
+                  "metrics and training profile"):
         assert re.search(re.escape(label) + r".*: \d+\.\d s", text), (label, text)
     seconds = small_copy.registry.card("mortgage_deny", 2).manifest["registration_seconds"]
-    assert set(seconds) == {"fit", "export", "parity", "compile", "profile"} and min(seconds.values()) >= 0
+    assert set(seconds) == {"fit", "export", "parity", "compile", "explain", "profile"} and min(seconds.values()) >= 0
     assert "registered  in fit" in small_copy.cli("show", "mortgage_deny@2", check=True).stdout

@@ -271,6 +271,10 @@ def cmd_show(args) -> int:
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
     print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
+    explained = manifest.get("explanation") or {"skipped": "registered before explanations were recorded"}
+    print("  explained   " + (f"no ({explained['skipped']})" if explained.get("skipped") else
+                             f"{explained['kind']}, in the margin ({explained['link']}); baseline + contributions "
+                             f"within {explained['additivity_max_abs_diff']:.1e} of it on the holdout"))
     seconds = manifest.get("registration_seconds") or {}
     if seconds:  # the steps in the order they ran
         print("  registered  in " + ", ".join(f"{step} {seconds[step]:.1f} s" for step in REGISTRATION_STEPS
