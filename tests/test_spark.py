@@ -410,9 +410,12 @@ def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster
     master, logs = standalone_cluster
     features = write_input(built, tmp_path / "features.parquet")
     out = tmp_path / "scored"
+    # the job waits for both workers' executors before its first task (else a fast job may use only one)
     result = submit("--model", "mortgage_deny", "--input", str(tmp_path / "features.parquet"), "--output", str(out),
                     "--registry", str(built.registry_path), master=master,
-                    env={"SPARK_LOCAL_IP": "127.0.0.1"}, timeout=600)
+                    env={"SPARK_LOCAL_IP": "127.0.0.1"}, timeout=600,
+                    conf={"spark.scheduler.minRegisteredResourcesRatio": "1.0",
+                          "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s"})
     assert result.returncode == 0, f"logs in {logs}\n" + result.stderr[-4000:]
     scored = pd.read_parquet(out).sort_values("application_id")
     mart = built.query("select deny_probability from mart_mortgage_risk order by application_id")
