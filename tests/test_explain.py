@@ -211,3 +211,22 @@ def test_hist_gradient_boosting_equals_shap_on_the_demo_diamond_model(trained):
     theirs = pd.DataFrame(values, columns=columns).T.groupby(
         lambda column: next(f for f in features if column == f or column.startswith(f + "_"))).sum().T[features]
     np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), atol=1e-6, rtol=1e-7)
+
+
+def test_a_version_registered_before_explanations_is_trained_again_once(small_copy, tmp_path):
+    """Training the same spec on the same data reuses a version, unless it predates explanations."""
+    from conftest import SPECS
+
+    from udfs.registry import Registry
+    from udfs.spec import load_spec
+    from udfs.training import train_and_register
+
+    registry = Registry(tmp_path / "registry")
+    candidate = small_copy.candidates["mortgage_deny"]
+    old = {k: v for k, v in candidate.manifest.items() if k != "explanation"}
+    registry.register(old, {k: v for k, v in candidate.files.items() if k != "explain.json"})
+    spec = load_spec(SPECS["mortgage_deny"])
+    spec.compile = "always"  # as the fast tier trained it
+    assert train_and_register(spec, registry, small_copy.warehouse) == (2, True)
+    assert train_and_register(spec, registry, small_copy.warehouse) == (2, False)
+    assert registry.explanation("mortgage_deny", 2)["kind"] == "trees"

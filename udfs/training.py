@@ -386,9 +386,10 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
     table = read_source(spec, warehouse)
     data_fingerprint = fingerprint(table)
 
-    def same(manifest: dict[str, Any]) -> bool:
+    def same(manifest: dict[str, Any]) -> bool:  # a version registered before explanations were recorded is not
         return (manifest.get("spec_sha256") == spec.sha256()
-                and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint)
+                and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint
+                and "explanation" in manifest)
 
     existing = registry.find(spec.name, same)
     if existing is None:
