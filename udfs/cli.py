@@ -407,9 +407,7 @@ def cmd_reproduce(args) -> int:
 def cmd_metrics(args) -> int:
     from . import metrics
 
-    warehouse = config.warehouse_path(args.warehouse)
-    if not warehouse.exists():
-        raise ScorehouseError(f"Warehouse {warehouse} does not exist; pass --warehouse (the file dbt builds)")
+    warehouse = _existing_warehouse(args)
     serving = args.serving or warehouse.with_name(warehouse.stem + "_serving.duckdb")
     if args.out:
         metrics.write(metrics.collect(warehouse, serving), args.out)
@@ -434,14 +432,19 @@ def _warehouse(args) -> Iterator[Any]:
     """The warehouse, read-only, with no file access beyond it."""
     import duckdb
 
-    path = config.warehouse_path(args.warehouse)
-    if not path.exists():
-        raise ScorehouseError(f"Warehouse {path} does not exist; pass --warehouse (the file dbt builds)")
-    conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
+    conn = duckdb.connect(str(_existing_warehouse(args)), read_only=True, config={"enable_external_access": False})
     try:
         yield conn
     finally:
         conn.close()
+
+
+def _existing_warehouse(args):
+    """The warehouse file the command reads, which must exist."""
+    path = config.warehouse_path(args.warehouse)
+    if not path.exists():
+        raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
+    return path
 
 
 def cmd_verify(args) -> int:
@@ -511,18 +514,13 @@ def cmd_report(args) -> int:
     from .sql import table_name
 
     table_name(args.table, what="--table")
-    path = config.warehouse_path(args.warehouse)
-    if not path.exists():
-        raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
     out = args.out or f"drift-{ModelRef.parse(args.ref).name}-{args.table.replace('.', '_')}.html"
     scorer = Scorer(_registry(args))
-    conn = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
-    try:
-        report = write_report(scorer, args.ref, conn, args.table, out)
-    except duckdb.Error as exc:
-        raise ScorehouseError(engine.friendly_error(exc, scorer.registry)) from None
-    finally:
-        conn.close()
+    with _warehouse(args) as conn:
+        try:
+            report = write_report(scorer, args.ref, conn, args.table, out)
+        except duckdb.Error as exc:
+            raise ScorehouseError(engine.friendly_error(exc, scorer.registry)) from None
     flagged = [f"{name} ({f['level']})" for name, f in report["features"].items() if f["level"]]
     _log(f"wrote {out}: {report['rows']} rows of {args.table} against {report['model']}; "
          + (f"thresholds crossed by {', '.join(flagged)}" if flagged else "no threshold crossed"))
@@ -534,9 +532,7 @@ def cmd_report(args) -> int:
 def cmd_sql(args) -> int:
     from . import duckdb as engine
 
-    path = config.warehouse_path(args.warehouse)
-    if not args.write and not path.exists():
-        raise ScorehouseError(f"Warehouse {path} does not exist; build it with `make demo` or pass --warehouse")
+    path = config.warehouse_path(args.warehouse) if args.write else _existing_warehouse(args)
     # An analyst's session: predict() and the warehouse, no other file (no read_csv, COPY, ATTACH).
     conn = engine.connect(path, registry=_registry(args), read_only=not args.write,
                           config={"enable_external_access": False})

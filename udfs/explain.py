@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from .errors import ScorehouseError
 from .estimators import SCALED_KINDS
-from .schema import MISSING_CATEGORY
+from .schema import MISSING_CATEGORY, float32_values, text_values
 
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
@@ -48,13 +48,11 @@ def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], c
     if task == "binary" and positive == classes[0]:  # the log-odds of the positive class
         coef, intercept = -coef, -intercept
     means = np.average(np.asarray(transformer.transform(x_train), dtype=np.float64), axis=0, weights=weights)
-    steps = dict((name, (step, columns)) for name, step, columns in transformer.transformers_)
+    imputer, scaler, encoder = _fitted_steps(pipeline)
     result: dict[str, Any] = {"kind": "linear", "link": "log" if kind in LOG_LINK_KINDS else LINKS[task],
                               "intercept": intercept, "numeric": [], "categorical": []}
     position = 0
     if numeric:
-        imputer = steps["numeric"][0].named_steps["impute"]
-        scaler = steps["numeric"][0].named_steps.get("scale")
         for i, name in enumerate(numeric):
             result["numeric"].append({
                 "feature": name, "median": float(imputer.statistics_[i]),
@@ -63,7 +61,6 @@ def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], c
                 "coef": float(coef[position]), "mean": float(means[position])})
             position += 1
     if categorical:
-        encoder = steps["categorical"][0]
         for name, categories in zip(categorical, encoder.categories_):
             width = len(categories)
             result["categorical"].append({
@@ -74,33 +71,32 @@ def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], c
     return result
 
 
-def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray, list]:
-    """(feature names, an n × features matrix of contributions, each feature's values as text)."""
+def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
+    """(feature names, an n × features matrix of their contributions)."""
     if explanation["kind"] == "trees":
         return tree_contributions(explanation, columns)
-    names, blocks, texts = [], [], []
+    names, blocks = [], []
     for entry in explanation["numeric"]:
         values = _numbers(columns[entry["feature"]])
         standardised = (np.where(np.isnan(values), entry["median"], values) - entry["center"]) / entry["scale"]
         names.append(entry["feature"])
         blocks.append(entry["coef"] * (standardised - entry["mean"]))
-        texts.append([None if np.isnan(v) else f"{v:.7g}" for v in values])
     for entry in explanation["categorical"]:
-        raw = _texts(columns[entry["feature"]])
         index = {c: i for i, c in enumerate(entry["categories"])}
         coef, mean = np.asarray(entry["coef"]), np.asarray(entry["mean"])
-        hit = np.asarray([index.get(MISSING_CATEGORY if v is None else v, -1) for v in raw])
+        hit = np.asarray([index.get(MISSING_CATEGORY if v is None else v, -1)
+                          for v in text_values(columns[entry["feature"]]).to_pylist()])
         names.append(entry["feature"])
         blocks.append(np.where(hit >= 0, coef[np.maximum(hit, 0)], 0.0) - float(coef @ mean))
-        texts.append(raw)
-    return names, np.column_stack(blocks) if blocks else np.zeros((0, 0)), texts
+    return names, np.column_stack(blocks) if blocks else np.zeros((0, 0))
 
 
 def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array], top_k: int) -> pa.Array:
     """Per row {baseline, margin, contributions: the top_k features by |contribution|, largest first}."""
     if not 1 <= int(top_k) <= MAX_TOP_K:
         raise ScorehouseError(f"explain(): top_k must be between 1 and {MAX_TOP_K}, found {top_k}")
-    names, matrix, texts = contributions(explanation, columns)
+    names, matrix = contributions(explanation, columns)
+    texts = _value_texts(explanation, names, columns)
     rows = matrix.shape[0]
     k = min(int(top_k), len(names))
     order = np.argsort(-np.abs(np.nan_to_num(matrix, nan=np.inf)), axis=1, kind="stable")[:, :k]
@@ -137,21 +133,24 @@ def skipped_reason(kind: str, task: str, fitted_by_scorehouse: bool) -> str | No
 
 
 def _numbers(column: pa.Array) -> np.ndarray:
-    """The values as the model is fed them: float32, NULL as NaN."""
-    import pyarrow.compute as pc
-
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    values = pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=np.float32).astype(np.float64)
+    """A numeric feature as the model is fed it (float32), in float64 for the arithmetic; NULL as NaN."""
+    return float32_values(column).astype(np.float64)
 
 
-def _texts(column: pa.Array) -> list[str | None]:
-    import pyarrow.compute as pc
+def _value_texts(explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array]) -> list[list]:
+    """Each feature's values as text, as explain() lists them: numbers to 7 digits, categories as read."""
+    numeric = ({e["feature"] for e in explanation["numeric"]} if explanation["kind"] == "linear"
+               else {c["feature"] for c in explanation["columns"] if "median" in c})
+    return [[None if np.isnan(v) else f"{v:.7g}" for v in _numbers(columns[name])] if name in numeric
+            else text_values(columns[name]).to_pylist() for name in names]
 
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    return (column if column.type == pa.string() else pc.cast(column, pa.string())).to_pylist()
+
+def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
+    """(the numeric imputer, the numeric scaler, the one-hot encoder) of a pipeline scorehouse built; None where absent."""
+    steps = {name: step for name, step, _ in pipeline.named_steps["features"].transformers_}
+    numeric = steps.get("numeric")
+    return (numeric.named_steps["impute"] if numeric is not None else None,
+            numeric.named_steps.get("scale") if numeric is not None else None, steps.get("categorical"))
 
 
 def sklearn_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str],
@@ -175,14 +174,13 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
     """explain.json for a tree ensemble built by scorehouse train: the columns the trees split on (numbers
     imputed with their median, one indicator per category), every tree's nodes with their covers, and the
     constant the trees add to (read off the holdout's margins)."""
-    transformer, estimator = pipeline.named_steps["features"], pipeline[-1]
-    steps = dict((name, (step, cols)) for name, step, cols in transformer.transformers_)
+    estimator = pipeline[-1]
+    imputer, _, encoder = _fitted_steps(pipeline)
     columns: list[dict[str, Any]] = []
     if numeric:
-        imputer = steps["numeric"][0].named_steps["impute"]
         columns += [{"feature": name, "median": float(imputer.statistics_[i])} for i, name in enumerate(numeric)]
     if categorical:
-        for name, categories in zip(categorical, steps["categorical"][0].categories_):
+        for name, categories in zip(categorical, encoder.categories_):
             columns += [{"feature": name, "category": str(c)} for c in categories]
     leaves = (sum(int(p[0].nodes["is_leaf"].sum()) for p in estimator._predictors) if kind == "hist_gradient_boosting"
               else sum(int(t.tree_.n_leaves) for t in np.asarray(estimator.estimators_).reshape(-1)))
@@ -205,14 +203,14 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
         trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_]
     result = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
     matrix = _tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
-    leaves = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)
+    reached = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
     margin = sklearn_margin(pipeline, x_holdout, result, task, classes, positive)
-    result["init"] = float(np.median(margin - leaves)) if len(margin) else 0.0
+    result["init"] = float(np.median(margin - reached)) if len(margin) else 0.0
     result["baseline"] = result["init"] + sum(_expected_value(tree) for tree in trees)
     return result
 
 
-def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray, list]:
+def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
     """TreeSHAP (path-dependent) per column the trees split on, summed back to each feature."""
     matrix = _tree_inputs(explanation, columns)
     phi = np.zeros_like(matrix)
@@ -229,12 +227,7 @@ def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.
     owner = np.asarray([names.index(c["feature"]) for c in explanation["columns"]])
     summed = np.zeros((matrix.shape[0], len(names)))
     np.add.at(summed.T, owner, phi.T)
-    texts = []
-    for name in names:
-        kind = "numeric" if any(c["feature"] == name and "median" in c for c in explanation["columns"]) else "text"
-        texts.append([None if np.isnan(v) else f"{v:.7g}" for v in _numbers(columns[name])] if kind == "numeric"
-                     else _texts(columns[name]))
-    return names, summed, texts
+    return names, summed
 
 
 class _Path:
@@ -321,7 +314,8 @@ def _tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]
             blocks.append(np.where(np.isnan(values), column["median"], values))
         else:
             if column["feature"] not in texts:
-                texts[column["feature"]] = [MISSING_CATEGORY if v is None else v for v in _texts(columns[column["feature"]])]
+                texts[column["feature"]] = [MISSING_CATEGORY if v is None else v
+                                            for v in text_values(columns[column["feature"]]).to_pylist()]
             blocks.append(np.asarray([v == column["category"] for v in texts[column["feature"]]], dtype=np.float64))
     return np.column_stack(blocks).astype(np.float32).astype(np.float64)
 

@@ -28,49 +28,48 @@ CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 LEVELS = {None: 0, "": 0, "warn": 1, "error": 2}
 RULES = Path(__file__).with_name("prometheus") / "alerts.yml"
 
+# The rows of the latest build in each history table (quality: each version's latest window in it).
+LATEST_DRIFT = "from drift_history where invocation_id = (select max_by(invocation_id, recorded_at) from drift_history)"
+LATEST_QUALITY = ("from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) "
+                  "from quality_history) and window_start = (select max(window_start) from quality_history w "
+                  "where w.invocation_id = q.invocation_id and w.model_name = q.model_name "
+                  "and w.model_version = q.model_version)")
+LATEST_RUNS = "from scoring_runs where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs)"
 # name -> (help, query returning the labels and a `value` column); each query reads the latest build only
 GAUGES: dict[str, tuple[str, str]] = {
     "scorehouse_drift_value": (
         "Current value of a drift metric of a guarded input feature, latest build",
         "select model_ref as model, input_relation as input, feature, metric, current_value as value "
-        "from drift_history where invocation_id = (select max_by(invocation_id, recorded_at) from drift_history)"),
+        + LATEST_DRIFT),
     "scorehouse_drift_error_above": (
         "Error threshold of a drift metric",
         "select model_ref as model, input_relation as input, feature, metric, error_above as value "
-        "from drift_history where invocation_id = (select max_by(invocation_id, recorded_at) from drift_history)"),
+        + LATEST_DRIFT),
     "scorehouse_drift_level": (
         "Level of a drift metric: 0 ok, 1 warn, 2 error",
         "select model_ref as model, input_relation as input, feature, metric, "
         "case level when 'error' then 2 when 'warn' then 1 else 0 end as value "
-        "from drift_history where invocation_id = (select max_by(invocation_id, recorded_at) from drift_history)"),
+        + LATEST_DRIFT),
     "scorehouse_quality_value": (
         "A quality metric of a model version on its latest window with outcomes",
         "select model_name as model, cast(model_version as varchar) as version, metric, better, value "
-        "from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) from quality_history) "
-        "and window_start = (select max(window_start) from quality_history w where w.invocation_id = q.invocation_id "
-        "and w.model_name = q.model_name and w.model_version = q.model_version)"),
+        + LATEST_QUALITY),
     "scorehouse_quality_holdout": (
         "The holdout value of the same metric, from the version's manifest",
         "select model_name as model, cast(model_version as varchar) as version, metric, better, holdout_value as value "
-        "from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) from quality_history) "
-        "and window_start = (select max(window_start) from quality_history w where w.invocation_id = q.invocation_id "
-        "and w.model_name = q.model_name and w.model_version = q.model_version)"),
+        + LATEST_QUALITY),
     "scorehouse_label_coverage": (
         "Share of the scored rows whose outcome has arrived, latest window",
         "select distinct model_name as model, cast(model_version as varchar) as version, label_coverage as value "
-        "from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) from quality_history) "
-        "and window_start = (select max(window_start) from quality_history w where w.invocation_id = q.invocation_id "
-        "and w.model_name = q.model_name and w.model_version = q.model_version)"),
+        + LATEST_QUALITY),
     "scorehouse_rows_scored": (
         "Rows a relation scored with a model version in the latest build",
         "select model_name as model, cast(model_version as varchar) as version, scored_relation as relation, "
-        "rows_out as value from scoring_runs "
-        "where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs)"),
+        "rows_out as value " + LATEST_RUNS),
     "scorehouse_scoring_seconds": (
         "Seconds the relation took to build in the latest build",
         "select model_name as model, cast(model_version as varchar) as version, scored_relation as relation, "
-        "epoch(finished_at) - epoch(started_at) as value from scoring_runs "
-        "where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs)"),
+        "epoch(finished_at) - epoch(started_at) as value " + LATEST_RUNS),
 }
 SERVING_GAUGE = ("scorehouse_last_publication_timestamp_seconds",
                  "When each mart was last published to the serving file (Unix time)",

@@ -83,7 +83,7 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
         from .explain import contributions
 
         sample = table.slice(0, DRIVER_ROWS)
-        names, matrix, _ = contributions(scorer.explanation(ref), {f.name: sample.column(f.name) for f in card.features})
+        names, matrix = contributions(scorer.explanation(ref), {f.name: sample.column(f.name) for f in card.features})
         drivers = sorted(zip(names, np.abs(matrix).mean(axis=0).tolist()), key=lambda item: -item[1])
     except ScorehouseError as exc:  # a version without explanations: the report says why
         drivers = str(exc)

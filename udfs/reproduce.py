@@ -32,26 +32,23 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
                  [relation.split(".")[-1]])
     if not runs.num_rows:
         raise ScorehouseError(f"scoring_runs has no row for {relation}: was it built by dbt with predict()?")
-    row = _one(query(f"select * from {table_name(relation, sql.name, 'relation')} where cast({sql.identifier(key)} as "
-                     f"{sql.text_type}) = ?", [value]), relation, key, value)
+    row = _row(query, sql, table_name(relation, sql.name, "relation"), relation, key, value)
     latest = [r for r in runs.to_pylist() if r["finished_at"] == runs.column("finished_at")[0].as_py()]
     version = row.get("model_version")
     run = next((r for r in latest if r["model_version"] == version), latest[0])
     name, version = run["model_name"], int(run["model_version"])
     lines, reproduced = [], True
 
-    sha = artifact_sha256(registry.card(name, version).manifest)
+    scorer = Scorer(registry)
+    card = scorer.card(f"{name}@{version}")  # read and checked once: sha256, features, tolerance
+    sha = artifact_sha256(card.manifest)
     if sha != run["artifact_sha256"]:
         reproduced = False
         lines.append(f"artifact differs: {name} version {version}'s model.onnx is sha256 {sha[:12]}… in the registry, "
                      f"the build recorded {str(run['artifact_sha256'])[:12]}…")
     if not run["input_relation"]:
         raise ScorehouseError(f"{relation} has no single input relation in scoring_runs: cannot find the row's features")
-    features_row = _one(query(f"select * from {sql.identifier(run['input_relation'])} where "
-                              f"cast({sql.identifier(key)} as {sql.text_type}) = ?", [value]),
-                        run["input_relation"], key, value)
-    scorer = Scorer(registry)
-    card = scorer.card(f"{name}@{version}")
+    features_row = _row(query, sql, sql.identifier(run["input_relation"]), run["input_relation"], key, value)
     if "input_hash" in row:
         now = row_hash(features_row, card.features)
         if row["input_hash"] != now:
@@ -63,7 +60,7 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
     candidates = [score] if score else [c for c, v in row.items() if isinstance(v, float)]
     if score and score not in row:
         raise ScorehouseError(f"{relation} has no column '{score}'; its columns: {', '.join(row)}")
-    tolerance = registry.card(name, version).manifest.get("parity", {}).get("tolerance", 1e-5)
+    tolerance = card.manifest.get("parity", {}).get("tolerance", 1e-5)
     column = next((c for c in candidates if row[c] is not None and abs(row[c] - fresh) <= tolerance), None)
     if column is None:
         reproduced = False
@@ -75,7 +72,9 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
     return Reproduction(reproduced, [head, *lines])
 
 
-def _one(table: pa.Table, relation: str, key: str, value: str) -> dict[str, Any]:
+def _row(query: Query, sql: Dialect, source: str, relation: str, key: str, value: str) -> dict[str, Any]:
+    """The one row of `source` (quoted) whose `key` reads `value` as text."""
+    table = query(f"select * from {source} where cast({sql.identifier(key)} as {sql.text_type}) = ?", [value])
     if table.num_rows != 1:
         raise ScorehouseError(f"{relation} has {table.num_rows} rows where {key} = {value!r}; expected one")
     return table.to_pylist()[0]

@@ -165,23 +165,36 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
     check_columns(model_label, features, {k: sql_type_name(v.type) for k, v in columns.items()})
     feeds = {}
     for f in features:
-        column = columns[f.name]
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
         if f.kind == NUMERIC:
-            # unsafe: a BIGINT above 2^24 rounds, and a value beyond float32's range becomes ±inf, as in SQL
-            values = pc.cast(column, pa.float32(), safe=False).to_numpy(zero_copy_only=False)
-            feeds[f.name] = np.asarray(values, dtype=np.float32).reshape(-1, 1)
+            feeds[f.name] = float32_values(columns[f.name]).reshape(-1, 1)
         else:
-            text = column if column.type == pa.string() else pc.cast(column, pa.string())
+            text = text_values(columns[f.name])
             text = pc.fill_null(text, MISSING_CATEGORY) if text.null_count else text
             if codes and f.name in codes:
                 feeds[f.name] = category_codes(text, tuple(codes[f.name])).reshape(-1, 1)
             else:
                 feeds[f.name] = category_objects(text, f.categories).reshape(-1, 1)
     return feeds
+
+
+def float32_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric feature as the model is fed it: float32, NULL as NaN. Unsafe on purpose: a BIGINT above
+    2^24 rounds, and a value beyond float32's range becomes ±inf, as in SQL."""
+    values = pc.cast(_plain(column), pa.float32(), safe=False).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float32)
+
+
+def text_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A categorical feature as the model reads it: text (a BOOLEAN is 'true' or 'false'), NULL kept."""
+    column = _plain(column)
+    return column if column.type == pa.string() else pc.cast(column, pa.string())
+
+
+def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous array, a dictionary decoded."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
 
 
 def category_codes(text: pa.Array, categories: tuple[str, ...]) -> np.ndarray:

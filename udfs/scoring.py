@@ -205,8 +205,7 @@ class Scorer:
 
     def predict_struct(self, ref: str, structs: pa.StructArray, output: str | None = None) -> pa.Array:
         """Score a struct array, its fields bound by name; a NULL struct scores NULL."""
-        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
-        return null_where_null(self.predict(ref, columns, output), structs)
+        return null_where_null(self.predict(ref, struct_columns(structs), output), structs)
 
     def explanation(self, ref: str) -> dict:
         """The version's explain.json (udfs.explain), or an error saying in one line why it has none."""
@@ -226,8 +225,8 @@ class Scorer:
         return explain_rows(self.explanation(ref), columns, top_k)
 
     def explain_struct(self, ref: str, structs: pa.StructArray, top_k: int) -> pa.Array:
-        columns = dict(zip((f.name for f in structs.type), structs.flatten()))
-        return null_where_null(self.explain(ref, columns, top_k), structs)
+        """Explain a struct array, its fields bound by name; a NULL struct explains as NULL."""
+        return null_where_null(self.explain(ref, struct_columns(structs), top_k), structs)
 
     def explain_sql(self, ref: str, relation: str, top_k: int, engine: str, key: str | None = None) -> str:
         """explain(ref, <the relation's features>, top_k), the features bound by name; with `key`, a gray
@@ -403,6 +402,11 @@ def scoring_method(method: str | None = None) -> str:
 
 def flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def struct_columns(structs: pa.StructArray) -> dict[str, pa.Array]:
+    """A struct array's fields as named columns."""
+    return dict(zip((f.name for f in structs.type), structs.flatten()))
 
 
 def null_where_null(result: pa.Array, inputs: pa.Array) -> pa.Array:

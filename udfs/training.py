@@ -336,7 +336,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
                     explanation = linear_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric,
                                                      spec.categorical, x_train, classes, positive, data.w_train)
                 checked = x_test.head(ADDITIVITY_ROWS)
-                _, matrix, _ = contributions(explanation, {name: pa.array(checked[name]) for name in names})
+                _, matrix = contributions(explanation, {name: pa.array(checked[name]) for name in names})
                 margin = sklearn_margin(pipeline, checked, explanation, spec.task, classes, positive)
                 diff = float(np.max(np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin))) if len(margin) else 0.0
                 problem = (f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"
