@@ -93,7 +93,7 @@ def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Di
             why = f"version(s) {', '.join(map(str, failing))} failed, prod is version {prod}"
         elif previous is None:
             why = f"prod (version {prod}) has no earlier version to roll back to"
-        elif any(b.version == previous for b in breaches if b.model == model):
+        elif any(b.version == previous for b in mine):
             why = f"version {previous}, which prod replaced, fails the gate too"
         else:
             why = _no_better(previous, [b for b in mine if b.version == prod], query, dialect)
