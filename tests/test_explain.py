@@ -230,3 +230,18 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, True)
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, False)
     assert registry.explanation("mortgage_deny", 2)["kind"] == "trees"
+
+
+def test_values_beyond_float32_are_explained_as_the_model_scores_them(small_copy):
+    """±1e308 is ±inf to the model: the trees send -inf left of every split, and the explanation agrees."""
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    rows = con.sql("select predict('mortgage_deny', f) as p, explain('mortgage_deny', f, 11) as e from "
+                   "(select * replace (case when application_id % 2 = 0 then -1e308 else 1e308 end as lvr, "
+                   "case when application_id % 3 = 0 then -1e308 else dir end as dir) "
+                   "from features_mortgage order by application_id limit 200) f").to_arrow_table().to_pylist()
+    con.close()
+    margin = np.array([r["e"]["margin"] for r in rows])
+    summed = np.array([r["e"]["baseline"] + sum(c["contribution"] for c in r["e"]["contributions"]) for r in rows])
+    np.testing.assert_allclose(summed, margin, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(1 / (1 + np.exp(-margin)), [r["p"] for r in rows], atol=1e-5, rtol=0)
+    assert {c["value"] for r in rows for c in r["e"]["contributions"] if c["feature"] == "lvr"} == {"-inf", "inf"}

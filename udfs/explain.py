@@ -23,16 +23,21 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import sparse
 
 from .errors import ScorehouseError
 from .estimators import SCALED_KINDS
-from .schema import MISSING_CATEGORY, float32_values, text_values
+from .schema import MISSING_CATEGORY, category_codes, float32_values, text_values
 
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
 TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest"})
 TABLE_DEPTH = 6  # paths with at most this many distinct columns get their Shapley weights tabulated
+UNIT_CONDITIONS = 8  # conditions of a tabulated unit (a small tree's splits, a path's columns): outcomes fit a byte
+TABLE_BUDGET = 8_000_000  # numbers kept in the units' tables per explanation (64 MB); beyond, path by path
+KERNEL_BLOCK = 1 << 22  # conditions tested at once (rows × units × 8): bounds the kernel's memory
 MAX_LEAVES = 20_000  # ensembles with more leaves in all are not explained (explain.json and TreeSHAP grow with them)
 CONTRIBUTION = pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
 EXPLANATION = pa.struct([("baseline", pa.float64()), ("margin", pa.float64()),
@@ -82,10 +87,8 @@ def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array
         names.append(entry["feature"])
         blocks.append(entry["coef"] * (standardised - entry["mean"]))
     for entry in explanation["categorical"]:
-        index = {c: i for i, c in enumerate(entry["categories"])}
         coef, mean = np.asarray(entry["coef"]), np.asarray(entry["mean"])
-        hit = np.asarray([index.get(MISSING_CATEGORY if v is None else v, -1)
-                          for v in text_values(columns[entry["feature"]]).to_pylist()])
+        hit = _codes(columns[entry["feature"]], entry["categories"])
         names.append(entry["feature"])
         blocks.append(np.where(hit >= 0, coef[np.maximum(hit, 0)], 0.0) - float(coef @ mean))
     return names, np.column_stack(blocks) if blocks else np.zeros((0, 0))
@@ -96,14 +99,12 @@ def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]
     if not 1 <= int(top_k) <= MAX_TOP_K:
         raise ScorehouseError(f"explain(): top_k must be between 1 and {MAX_TOP_K}, found {top_k}")
     names, matrix = contributions(explanation, columns)
-    texts = _value_texts(explanation, names, columns)
     rows = matrix.shape[0]
     k = min(int(top_k), len(names))
     order = np.argsort(-np.abs(np.nan_to_num(matrix, nan=np.inf)), axis=1, kind="stable")[:, :k]
     picked = np.take_along_axis(matrix, order, axis=1)
-    flat = order.reshape(-1)
-    feature = pa.array(np.asarray(names, dtype=object)[flat] if rows else [], pa.string())
-    text = pa.array([texts[j][i] for i, row in enumerate(order) for j in row], pa.string())
+    feature = pa.array(np.asarray(names, dtype=object)[order.reshape(-1)] if rows else [], pa.string())
+    text = _listed_values(explanation, names, columns, order)
     items = pa.StructArray.from_arrays([feature, text, pa.array(picked.reshape(-1), pa.float64())],
                                        fields=list(CONTRIBUTION))
     listed = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1) * k, pa.int32()), items)
@@ -137,12 +138,29 @@ def _numbers(column: pa.Array) -> np.ndarray:
     return float32_values(column).astype(np.float64)
 
 
-def _value_texts(explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array]) -> list[list]:
-    """Each feature's values as text, as explain() lists them: numbers to 7 digits, categories as read."""
+def _listed_values(explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array],
+                   order: np.ndarray) -> pa.Array:
+    """The values explain() lists (row i, feature order[i, j]) as text: numbers to 7 digits, categories as read."""
     numeric = ({e["feature"] for e in explanation["numeric"]} if explanation["kind"] == "linear"
                else {c["feature"] for c in explanation["columns"] if "median" in c})
-    return [[None if np.isnan(v) else f"{v:.7g}" for v in _numbers(columns[name])] if name in numeric
-            else text_values(columns[name]).to_pylist() for name in names]
+    listed = order.reshape(-1)
+    rows = np.repeat(np.arange(order.shape[0]), order.shape[1])
+    text = np.full(len(listed), None, dtype=object)
+    for feature in np.unique(listed):
+        at = np.flatnonzero(listed == feature)
+        column = columns[names[feature]]
+        if names[feature] in numeric:  # each distinct number formatted once
+            unique, inverse = np.unique(_numbers(column)[rows[at]], return_inverse=True)
+            formatted = np.asarray([None if np.isnan(v) else f"{v:.7g}" for v in unique], dtype=object)
+            text[at] = formatted[inverse.reshape(-1)]
+        else:
+            text[at] = text_values(column).take(pa.array(rows[at])).to_numpy(zero_copy_only=False)
+    return pa.array(text, pa.string())
+
+
+def _codes(column: pa.Array, categories: Sequence[str]) -> np.ndarray:
+    """Each row's position among a feature's training categories (NULL read as the model reads it), -1 if unseen."""
+    return category_codes(pc.fill_null(text_values(column), MISSING_CATEGORY), tuple(categories))
 
 
 def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
@@ -211,37 +229,32 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
 
 
 def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
-    """TreeSHAP (path-dependent) per column the trees split on, summed back to each feature."""
+    """TreeSHAP (path-dependent) per feature: each column's share summed back to its feature."""
+    kernel = _kernel(explanation)
     matrix = _tree_inputs(explanation, columns)
-    phi = np.zeros_like(matrix)
-    for path in _paths(explanation):
-        inside = (matrix[:, path.columns] > path.lower) & (matrix[:, path.columns] <= path.upper)
-        masks = inside @ path.powers
-        if path.table is not None:  # every combination computed once: a lookup per row
-            phi[:, path.columns] += path.table[masks]
-            continue
-        unique, inverse = np.unique(masks, return_inverse=True)
-        bits = ((unique[:, None] >> np.arange(len(path.columns))) & 1).astype(np.float64)
-        phi[:, path.columns] += path.value * _shapley(bits, path.zero)[inverse.reshape(-1)]
-    names = list(dict.fromkeys(c["feature"] for c in explanation["columns"]))
-    owner = np.asarray([names.index(c["feature"]) for c in explanation["columns"]])
-    summed = np.zeros((matrix.shape[0], len(names)))
-    np.add.at(summed.T, owner, phi.T)
-    return names, summed
+    summed = kernel.tabulated(matrix)
+    if kernel.paths:
+        phi = np.zeros_like(matrix)
+        for path in kernel.paths:
+            phi[:, path.columns] += path.phi(_inside(matrix[:, path.columns], path.lower, path.upper) @ path.powers)
+        summed += phi @ kernel.owner
+    return kernel.names, summed
 
 
 class _Path:
-    """A root-to-leaf path: its distinct columns, the interval each must fall in, their zero fractions
-    (the share of training rows the path keeps through that column's splits) and the leaf's value."""
+    """A root-to-leaf path: its distinct columns, the interval each must fall in (lower NaN: none), their
+    zero fractions (the share of training rows the path keeps through that column's splits), the leaf's
+    value and the splits it takes (node, goes left)."""
 
-    __slots__ = ("columns", "lower", "upper", "zero", "value", "powers", "table")
+    __slots__ = ("columns", "lower", "upper", "zero", "value", "powers", "table", "steps")
 
-    def __init__(self, conditions: dict[int, list[float]], value: float):
+    def __init__(self, conditions: dict[int, list[float]], value: float, steps: list[tuple[int, bool]]):
         self.columns = np.asarray(list(conditions), dtype=np.int64)
-        self.lower = np.asarray([c[0] for c in conditions.values()])
+        lower = np.asarray([c[0] for c in conditions.values()])
+        self.lower = np.where(np.isneginf(lower), np.nan, lower)  # so that -inf itself is inside
         self.upper = np.asarray([c[1] for c in conditions.values()])
         self.zero = np.asarray([c[2] for c in conditions.values()])
-        self.value = value
+        self.value, self.steps = value, steps
         depth = len(self.columns)
         self.powers = 1 << np.arange(depth)
         self.table = None  # value × Shapley weights for every in/out combination, for short paths
@@ -249,35 +262,134 @@ class _Path:
             bits = ((np.arange(1 << depth)[:, None] >> np.arange(depth)) & 1).astype(np.float64)
             self.table = value * _shapley(bits, self.zero)
 
+    def phi(self, masks: np.ndarray) -> np.ndarray:
+        """The contributions to the path's columns of rows whose columns are inside the path's intervals
+        as the bits of `masks` say."""
+        if self.table is not None:
+            return self.table[masks]
+        unique, inverse = np.unique(masks, return_inverse=True)
+        bits = ((unique[:, None] >> np.arange(len(self.columns))) & 1).astype(np.float64)
+        return self.value * _shapley(bits, self.zero)[inverse.reshape(-1)]
 
-_PATHS: dict[int, tuple[Mapping[str, Any], list[_Path]]] = {}
-PATHS_KEPT = 16
+
+def _inside(values: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """lower < value <= upper, where a NaN lower bound holds for every value and a NaN upper bound for none."""
+    return ~(values <= lower) & (values <= upper)
 
 
-def _paths(explanation: Mapping[str, Any]) -> list[_Path]:
-    """Every tree's root-to-leaf paths (built once per explanation: kept with it, the last few)."""
+class _Kernel:
+    """An ensemble made ready to explain, as units of at most 8 conditions (column, lower, upper) and a
+    table of the unit's contributions per feature for every outcome of them: a tree with at most 8
+    splits is one unit (each split a condition), a larger tree's root-to-leaf paths are one each (each
+    distinct column an interval). A row then costs a comparison per condition and a lookup per unit.
+    Paths on more columns, and units past the tables' budget, are explained path by path."""
+
+    def __init__(self, explanation: Mapping[str, Any]):
+        width = len(explanation["columns"])
+        self.names = list(dict.fromkeys(c["feature"] for c in explanation["columns"]))
+        self.owner = np.zeros((width, len(self.names)))  # column → its feature
+        self.owner[np.arange(width), [self.names.index(c["feature"]) for c in explanation["columns"]]] = 1.0
+        self.paths: list[_Path] = []
+        conditions, offsets, tables = [], [], []
+        used = 0  # numbers in the tables so far
+        for tree in explanation["trees"]:
+            left, column, threshold = (np.asarray(tree[k]) for k in ("left", "column", "threshold"))
+            splits, paths = np.flatnonzero(left >= 0), _tree_paths(tree)
+            if len(splits) <= UNIT_CONDITIONS:  # (conditions, its table, the paths it stands for)
+                units = [((column[splits], np.full(len(splits), np.nan), threshold[splits].astype(np.float64)),
+                          lambda: _tabulate(paths, splits, column, width), paths)]
+            else:
+                units = [((path.columns, path.lower, path.upper), lambda path=path: _path_table(path, width), [path])
+                         for path in paths]
+            for (unit_columns, lower, upper), table, replaced in units:
+                if len(unit_columns) > UNIT_CONDITIONS or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used:
+                    self.paths += replaced
+                    continue
+                pad = UNIT_CONDITIONS - len(unit_columns)  # an upper bound of NaN holds for no value: no bit
+                conditions.append(np.stack([np.pad(unit_columns.astype(np.float64), (0, pad)),
+                                            np.pad(lower, (0, pad), constant_values=np.nan),
+                                            np.pad(upper, (0, pad), constant_values=np.nan)]))
+                tables.append(table() @ self.owner)
+                offsets.append(used // len(self.names))
+                used += tables[-1].size
+        bounds = np.concatenate(conditions, axis=1) if conditions else np.zeros((3, 0))
+        self.unit_columns, self.lower, self.upper = bounds[0].astype(np.int64), bounds[1], bounds[2]
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.tables = np.concatenate(tables) if tables else np.zeros((0, len(self.names)))
+
+    def tabulated(self, matrix: np.ndarray) -> np.ndarray:
+        """The units' contributions per feature, summed."""
+        rows, units = matrix.shape[0], len(self.offsets)
+        summed = np.zeros((rows, len(self.names)))
+        step = max(1, KERNEL_BLOCK // max(units * UNIT_CONDITIONS, 1))
+        for start in range(0, rows if units else 0, step):
+            block = matrix[start:start + step]
+            held = _inside(block.take(self.unit_columns, axis=1), self.lower, self.upper)  # rows × (units × 8)
+            # a unit's 8 bytes (0 or 1) as one little-endian word; the multiplication gathers bit i from byte i
+            outcome = (held.view(np.dtype("<u8")) * np.uint64(0x0102040810204080)) >> np.uint64(56)
+            entries = outcome.astype(np.int64) + self.offsets  # each unit's table row for each row
+            count = len(block) * units
+            reached = sparse.csr_matrix((np.ones(count), entries.reshape(-1), np.arange(0, count + 1, units)),
+                                        shape=(len(block), len(self.tables)))
+            summed[start:start + step] = reached @ self.tables
+        return summed
+
+
+def _path_table(path: _Path, width: int) -> np.ndarray:
+    """A path's contributions per column for every combination of its columns inside or not."""
+    table = np.zeros((1 << len(path.columns), width))
+    table[:, path.columns] = path.phi(np.arange(len(table)))
+    return table
+
+
+def _tabulate(paths: Sequence[_Path], splits: np.ndarray, column: np.ndarray, width: int) -> np.ndarray:
+    """A tree's contributions per column for every outcome of its splits (bit i: the i-th split goes left)."""
+    position = {int(node): i for i, node in enumerate(splits)}
+    outcomes = ((np.arange(1 << len(splits))[:, None] >> np.arange(len(splits))) & 1).astype(bool)
+    table = np.zeros((len(outcomes), width))
+    for path in paths:
+        slot = {int(c): i for i, c in enumerate(path.columns)}
+        inside = np.ones((len(outcomes), len(path.columns)), dtype=bool)
+        for node, goes_left in path.steps:
+            inside[:, slot[int(column[node])]] &= outcomes[:, position[node]] == goes_left
+        table[:, path.columns] += path.phi(inside @ path.powers)
+    return table
+
+
+_KERNELS: dict[int, tuple[Mapping[str, Any], _Kernel]] = {}
+KERNELS_KEPT = 16
+
+
+def _kernel(explanation: Mapping[str, Any]) -> _Kernel:
+    """The explanation's kernel (built once per explanation: kept with it, the last few)."""
     key = id(explanation)
-    if key in _PATHS and _PATHS[key][0] is explanation:
-        return _PATHS[key][1]
+    if key in _KERNELS and _KERNELS[key][0] is explanation:
+        return _KERNELS[key][1]
+    kernel = _Kernel(explanation)
+    while len(_KERNELS) >= KERNELS_KEPT:
+        _KERNELS.pop(next(iter(_KERNELS)))
+    _KERNELS[key] = (explanation, kernel)
+    return kernel
+
+
+def _tree_paths(tree: Mapping[str, Any]) -> list[_Path]:
+    """A tree's root-to-leaf paths."""
+    left, right, column, threshold, value, cover = (np.asarray(tree[k]) for k in
+                                                    ("left", "right", "column", "threshold", "value", "cover"))
     paths = []
-    for tree in explanation["trees"]:
-        left, right, column, threshold, value, cover = (np.asarray(tree[k]) for k in
-                                                        ("left", "right", "column", "threshold", "value", "cover"))
-        stack = [(0, {})]
-        while stack:
-            node, conditions = stack.pop()
-            if left[node] < 0:
-                paths.append(_Path(conditions, float(value[node])))
-                continue
-            for child, goes_left in ((left[node], True), (right[node], False)):
-                lower, upper, zero = conditions.get(int(column[node]), [-np.inf, np.inf, 1.0])
-                bound = float(threshold[node])
-                lower, upper = (lower, min(upper, bound)) if goes_left else (max(lower, bound), upper)
-                share = float(cover[child]) / float(cover[node]) if cover[node] else 0.0
-                stack.append((int(child), {**conditions, int(column[node]): [lower, upper, zero * share]}))
-    while len(_PATHS) >= PATHS_KEPT:
-        _PATHS.pop(next(iter(_PATHS)))
-    _PATHS[key] = (explanation, paths)
+    stack: list[tuple[int, dict, list]] = [(0, {}, [])]
+    while stack:
+        node, conditions, steps = stack.pop()
+        if left[node] < 0:
+            paths.append(_Path(conditions, float(value[node]), steps))
+            continue
+        for child, goes_left in ((left[node], True), (right[node], False)):
+            lower, upper, zero = conditions.get(int(column[node]), [-np.inf, np.inf, 1.0])
+            bound = float(threshold[node])
+            lower, upper = (lower, min(upper, bound)) if goes_left else (max(lower, bound), upper)
+            share = float(cover[child]) / float(cover[node]) if cover[node] else 0.0
+            stack.append((int(child), {**conditions, int(column[node]): [lower, upper, zero * share]},
+                          [*steps, (node, goes_left)]))
     return paths
 
 
@@ -306,17 +418,19 @@ def _shapley(bits: np.ndarray, zero: np.ndarray) -> np.ndarray:
 
 def _tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> np.ndarray:
     """The matrix the trees split on, as float32 values (as scikit-learn compares them)."""
-    blocks = []
-    texts: dict[str, list] = {}
+    categories: dict[str, list[str]] = {}  # each categorical feature's categories, in column order
+    for column in explanation["columns"]:
+        if "category" in column:
+            categories.setdefault(column["feature"], []).append(column["category"])
+    codes = {feature: _codes(columns[feature], known) for feature, known in categories.items()}
+    blocks, position = [], dict.fromkeys(categories, 0)
     for column in explanation["columns"]:
         if "median" in column:
             values = _numbers(columns[column["feature"]])
             blocks.append(np.where(np.isnan(values), column["median"], values))
         else:
-            if column["feature"] not in texts:
-                texts[column["feature"]] = [MISSING_CATEGORY if v is None else v
-                                            for v in text_values(columns[column["feature"]]).to_pylist()]
-            blocks.append(np.asarray([v == column["category"] for v in texts[column["feature"]]], dtype=np.float64))
+            blocks.append(codes[column["feature"]] == position[column["feature"]])
+            position[column["feature"]] += 1
     return np.column_stack(blocks).astype(np.float32).astype(np.float64)
 
 
