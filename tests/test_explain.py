@@ -4,11 +4,13 @@ additive on every row, equal to the shap package's LinearExplainer, NULL and uns
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import udfs.duckdb as engine
-from udfs.explain import sklearn_margin
+from udfs.explain import model_margin
 from udfs.scoring import Scorer
+from udfs.training import FLOAT32_SUM_RTOL
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
@@ -36,7 +38,7 @@ def test_baseline_plus_contributions_is_the_margin_on_every_row(explained):
     margin = np.array([r["e"]["margin"] for r in rows])
     np.testing.assert_allclose(baseline + contributions.sum(axis=1), margin, atol=1e-9, rtol=0)
     x = frame.astype({f: "float32" for f in FEATURES[:6]}).fillna({c: "" for c in FEATURES[6:]})
-    expected = sklearn_margin(candidate.pipeline, x, {"link": "logit"}, "binary", candidate.manifest["classes"],
+    expected = model_margin(candidate.pipeline, x, {"link": "logit"}, "binary", candidate.manifest["classes"],
                               candidate.manifest["positive_class"])
     np.testing.assert_allclose(margin, expected, atol=1e-6, rtol=0)
     assert len(rows) == 2381 and workspace.registry.card("mortgage_logit", 1).manifest["explanation"]["kind"] == "linear"
@@ -122,7 +124,8 @@ def test_a_version_without_explanations_is_refused_in_one_line(small_copy):
 
 
 TREE_CASES = {"gradient_boosting": {"n_estimators": 30, "max_depth": 3, "random_state": 0},
-              "random_forest": {"n_estimators": 10, "max_depth": 6, "random_state": 0}}
+              "random_forest": {"n_estimators": 10, "max_depth": 6, "random_state": 0},
+              "xgboost": {"n_estimators": 30, "max_depth": 4, "random_state": 0}}
 
 
 @pytest.mark.parametrize("kind", sorted(TREE_CASES))
@@ -146,8 +149,9 @@ def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kin
     margin = np.array([r["e"]["margin"] for r in rows])
     np.testing.assert_allclose(baseline + ours.sum(axis=1), margin, atol=1e-9, rtol=0)
     link = "probability" if kind == "random_forest" else "logit"
-    np.testing.assert_allclose(margin, sklearn_margin(pipeline, x, {"link": link}, "binary", manifest["classes"],
-                                                      manifest["positive_class"]), atol=1e-6, rtol=0)
+    rtol = FLOAT32_SUM_RTOL if kind == "xgboost" else 0  # XGBoost's own margin is a float32 sum
+    np.testing.assert_allclose(margin, model_margin(pipeline, x, {"link": link}, "binary", manifest["classes"],
+                                                    manifest["positive_class"]), atol=1e-6, rtol=rtol)
     transformer = pipeline.named_steps["features"]
     matrix = np.asarray(transformer.transform(x), dtype=np.float32).astype(np.float64)
     explainer = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent")
@@ -245,3 +249,59 @@ def test_values_beyond_float32_are_explained_as_the_model_scores_them(small_copy
     np.testing.assert_allclose(summed, margin, atol=1e-9, rtol=0)
     np.testing.assert_allclose(1 / (1 + np.exp(-margin)), [r["p"] for r in rows], atol=1e-5, rtol=0)
     assert {c["value"] for r in rows for c in r["e"]["contributions"] if c["feature"] == "lvr"} == {"-inf", "inf"}
+
+
+def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(compiled_models):
+    """Each binary and regression case (scikit-learn, XGBoost, LightGBM; squared, Poisson, Gamma, Tweedie
+    losses) on its 4,000 real rows: baseline + contributions = the library's own margin, and the trees'
+    contributions are shap's TreeExplainer's, summed per original feature."""
+    shap = pytest.importorskip("shap")
+    from udfs.model import ModelCard
+    from udfs.schema import model_inputs
+
+    registry, models = compiled_models
+    scorer = Scorer(registry)
+    explained = set()
+    for name, (candidate, rows) in models.items():
+        manifest, pipeline = candidate.manifest, candidate.pipeline
+        if manifest["task"] == "multiclass":
+            assert manifest["explanation"] == {"skipped": "multiclass models are not explained yet"}
+            continue
+        card = ModelCard(manifest)
+        features = [f.name for f in card.features]
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        result = scorer.explain(name, {f: table.column(f) for f in features}, len(features)).to_pylist()
+        ours = pd.DataFrame([{c["feature"]: c["contribution"] for c in r["contributions"]} for r in result])[features]
+        margin = np.array([r["margin"] for r in result])
+        np.testing.assert_allclose(np.array([r["baseline"] for r in result]) + ours.sum(axis=1), margin, atol=1e-9, rtol=0)
+        inputs = model_inputs(card.label, card.features, {f: table.column(f) for f in features})
+        x = pd.DataFrame({f: v.reshape(-1) for f, v in inputs.items()})
+        explanation = scorer.explanation(name)
+        rtol = FLOAT32_SUM_RTOL if estimator_kind(manifest) == "xgboost" else 1e-9
+        np.testing.assert_allclose(margin, model_margin(pipeline, x, explanation, card.task, card.classes,
+                                                        manifest["positive_class"]), atol=1e-6, rtol=rtol, err_msg=name)
+        explained.add(estimator_kind(manifest))
+        if explanation["kind"] != "trees":
+            continue
+        transformer = pipeline.named_steps["features"]
+        values = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent").shap_values(
+            np.asarray(transformer.transform(x), dtype=np.float32).astype(np.float64), check_additivity=False)
+        if np.ndim(values) == 3 or isinstance(values, list):  # per class (a forest's probabilities): the positive's
+            positive = list(card.classes).index(manifest["positive_class"])
+            values = values[..., positive] if np.ndim(values) == 3 else values[positive]
+        columns = [column.split("__", 1)[1] for column in transformer.get_feature_names_out()]
+        theirs = pd.DataFrame(values, columns=columns).T.groupby(
+            lambda column: next(f for f in features if column == f or column.startswith(f + "_"))).sum().T[features]
+        sign = -1.0 if manifest["task"] == "binary" and explanation["link"] == "logit" and \
+            manifest["positive_class"] == card.classes[0] else 1.0
+        # shap returns XGBoost's values in float32: equal to that rounding of the largest contribution
+        atol = FLOAT32_SUM_RTOL * np.abs(theirs.to_numpy()).max() if estimator_kind(manifest) == "xgboost" else 1e-6
+        np.testing.assert_allclose(ours.to_numpy(), sign * theirs.to_numpy(), atol=max(atol, 1e-6), rtol=1e-6,
+                                   err_msg=name)
+    assert explained == {"logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting",
+                         "xgboost", "lightgbm", "linear_regression", "ridge", "poisson_regression", "gamma_regression",
+                         "tweedie_regression"}
+
+
+def estimator_kind(manifest) -> str:
+    return manifest["spec"]["estimator"]["kind"]

@@ -8,16 +8,17 @@ Linear models are explained exactly: a numeric feature contributes coef × (its 
 value − that column's training mean); a categorical feature the sum of its one-hot columns' coef ×
 (indicator − training share), so an unseen or NULL category contributes −Σ coef × share.
 
-Tree ensembles (gradient boosting, hist gradient boosting, random forest) are explained by
-path-dependent TreeSHAP over the trees' structure and each node's cover (its training rows), recorded at
-registration because the ONNX graph does not keep them; one-hot columns are summed back to their
-feature. A random forest classifier is explained in probability (it averages its trees' probabilities),
-not log-odds. The parameters are read from the fitted pipeline and stored as the version's explain.json
-(hashed, and signed with the version); nothing is pickled.
+Tree ensembles (scikit-learn's gradient boosting, hist gradient boosting and random forest, XGBoost,
+LightGBM) are explained by path-dependent TreeSHAP over the trees' structure and each node's cover (its
+training rows; XGBoost's: their hessian), recorded at registration because the ONNX graph does not keep
+them; one-hot columns are summed back to their feature. A random forest classifier is explained in
+probability (it averages its trees' probabilities), not log-odds. The parameters are read from the fitted
+pipeline and stored as the version's explain.json (hashed, and signed with the version); nothing is pickled.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,13 +28,13 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from .errors import ScorehouseError
-from .estimators import SCALED_KINDS
+from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
 from .schema import MISSING_CATEGORY, category_codes, float32_values, text_values
 
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
-TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest"})
+TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest", "xgboost", "lightgbm"})
 TABLE_DEPTH = 6  # paths with at most this many distinct columns get their Shapley weights tabulated
 UNIT_CONDITIONS = 8  # conditions of a tabulated unit (a small tree's splits, a path's columns): outcomes fit a byte
 TABLE_BUDGET = 8_000_000  # numbers kept in the units' tables per explanation (64 MB); beyond, path by path
@@ -129,7 +130,7 @@ def skipped_reason(kind: str, task: str, fitted_by_scorehouse: bool) -> str | No
     if task == "multiclass":
         return "multiclass models are not explained yet"
     if kind not in SCALED_KINDS | TREE_KINDS:
-        return f"{kind} models are not explained yet (linear models and scikit-learn's tree ensembles are)"
+        return f"{kind} models are not explained yet (linear models and tree ensembles are)"
     return None
 
 
@@ -171,9 +172,19 @@ def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
             numeric.named_steps.get("scale") if numeric is not None else None, steps.get("categorical"))
 
 
-def sklearn_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str],
-                   positive: str | None) -> np.ndarray:
-    """scikit-learn's own margin for the rows of `frame` (what baseline + contributions must equal)."""
+def model_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str],
+                 positive: str | None) -> np.ndarray:
+    """The fitted model's own margin for the rows of `frame` (what baseline + contributions must equal):
+    scikit-learn's decision function or prediction, XGBoost's and LightGBM's raw score. The float32 values the
+    model is fed are handed over as float64 (the same numbers), so that scikit-learn's arithmetic is exact too."""
+    estimator = pipeline[-1]
+    frame = frame.astype({name: np.float64 for name, kind in frame.dtypes.items() if kind == np.float32})
+    if library(estimator) in EXTRAS:
+        x = pipeline[:-1].transform(frame)
+        raw = (estimator.predict(x, output_margin=True) if library(estimator) == "xgboost"
+               else estimator.predict(x, raw_score=True))
+        margin = np.asarray(raw, dtype=np.float64)
+        return -margin if task == "binary" and positive == classes[0] else margin
     if task == "binary" and explanation["link"] == "probability":
         return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)[:, list(classes).index(positive)]
     if task == "binary":
@@ -200,29 +211,34 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
     if categorical:
         for name, categories in zip(categorical, encoder.categories_):
             columns += [{"feature": name, "category": str(c)} for c in categories]
-    leaves = (sum(int(p[0].nodes["is_leaf"].sum()) for p in estimator._predictors) if kind == "hist_gradient_boosting"
-              else sum(int(t.tree_.n_leaves) for t in np.asarray(estimator.estimators_).reshape(-1)))
+    sign = -1.0 if task == "binary" and kind != "random_forest" and positive == classes[0] else 1.0
+    if kind == "xgboost":
+        trees = _xgboost_trees(estimator.get_booster(), sign)
+    elif kind == "lightgbm":
+        trees = _lightgbm_trees(estimator.booster_.dump_model(), sign)
+    elif kind == "hist_gradient_boosting":
+        trees = [_hgb_tree(predictors[0], sign) for predictors in estimator._predictors]
+    elif kind == "gradient_boosting":
+        trees = [_sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
+                 for stage in estimator.estimators_]
+    elif task == "binary":  # random forest: the mean of its trees, in probability for a classifier
+        column = list(estimator.classes_).index(classes.index(positive) if isinstance(estimator.classes_[0], (int, np.integer))
+                                                else positive)
+        count = len(estimator.estimators_)
+        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_]
+    else:
+        count = len(estimator.estimators_)
+        trees = [_sklearn_tree(tree.tree_, lambda t: t.value[:, 0, 0] / count) for tree in estimator.estimators_]
+    leaves = sum(sum(1 for child in tree["left"] if child < 0) for tree in trees)
     if leaves > MAX_LEAVES:
         raise TooLarge(f"its trees have {leaves:,} leaves in all, more than the {MAX_LEAVES:,} explained "
                        "(fewer or shallower trees are)")
-    sign = -1.0 if task == "binary" and kind != "random_forest" and positive == classes[0] else 1.0
-    if kind == "hist_gradient_boosting":
-        link = "logit" if task == "binary" else ("log" if estimator.loss in ("poisson", "gamma") else "identity")
-        trees = [_hgb_tree(predictors[0], sign) for predictors in estimator._predictors]
-    elif kind == "gradient_boosting":
-        link = "logit" if task == "binary" else "identity"
-        trees = [_sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
-                 for stage in estimator.estimators_]
-    else:  # random forest: the mean of its trees, in probability for a classifier
-        link = "probability" if task == "binary" else "identity"
-        column = list(estimator.classes_).index(classes.index(positive) if isinstance(estimator.classes_[0], (int, np.integer))
-                                                else positive) if task == "binary" else 0
-        count = len(estimator.estimators_)
-        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_]
+    link = ("probability" if kind == "random_forest" else "logit") if task == "binary" else (
+        "log" if tweedie_power(estimator) is not None else "identity")
     result = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
     matrix = _tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
     reached = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
-    margin = sklearn_margin(pipeline, x_holdout, result, task, classes, positive)
+    margin = model_margin(pipeline, x_holdout, result, task, classes, positive)
     result["init"] = float(np.median(margin - reached)) if len(margin) else 0.0
     result["baseline"] = result["init"] + sum(_expected_value(tree) for tree in trees)
     return result
@@ -467,6 +483,55 @@ def _hgb_tree(predictor, sign: float) -> dict[str, list]:
             "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
             "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
             "value": (nodes["value"].astype(np.float64) * sign).tolist(), "cover": nodes["count"].astype(np.float64).tolist()}
+
+
+def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
+    """XGBoost's trees from its JSON dump; a row goes to `yes` when value < split_condition (float32), which is
+    value <= the float32 just below it. Its cover is the training rows' hessian, as shap reads it."""
+    names = booster.feature_names
+    trees = []
+    for dump in booster.get_dump(dump_format="json", with_stats=True):
+        def split(node: dict) -> tuple:
+            if "leaf" in node:
+                return None, float(node["leaf"]) * sign, float(node["cover"])
+            children = {child["nodeid"]: child for child in node["children"]}
+            column = names.index(node["split"]) if names else int(node["split"][1:])
+            below = float(np.nextafter(np.float32(node["split_condition"]), np.float32(-np.inf)))
+            return (column, below, children[node["yes"]], children[node["no"]]), 0.0, float(node["cover"])
+        trees.append(_flattened(json.loads(dump), split))
+    return trees
+
+
+def _lightgbm_trees(model: Mapping[str, Any], sign: float) -> list[dict[str, list]]:
+    """LightGBM's trees from its model dump (numerical splits: value <= threshold goes left)."""
+    def split(node: dict) -> tuple:
+        if "leaf_value" in node:
+            return None, float(node["leaf_value"]) * sign, float(node.get("leaf_count", 1))
+        if node["decision_type"] != "<=":
+            raise ScorehouseError(f"LightGBM's {node['decision_type']!r} splits are not explained")
+        return ((int(node["split_feature"]), float(node["threshold"]), node["left_child"], node["right_child"]),
+                0.0, float(node["internal_count"]))
+    return [_flattened(tree["tree_structure"], split) for tree in model["tree_info"]]
+
+
+def _flattened(root: Mapping[str, Any], split) -> dict[str, list]:
+    """A nested tree as the node arrays explain.json keeps; split(node) is ((column, threshold, left, right)
+    or None for a leaf, value, cover)."""
+    tree: dict[str, list] = {key: [] for key in ("left", "right", "column", "threshold", "value", "cover")}
+    pending = [(root, -1, False)]  # (node, its parent's position, is the left child)
+    while pending:
+        node, parent, is_left = pending.pop()
+        position = len(tree["left"])
+        if parent >= 0:
+            tree["left" if is_left else "right"][parent] = position
+        test, value, cover = split(node)
+        column, threshold = (test[0], test[1]) if test else (-2, -2.0)
+        for key, item in (("left", -1), ("right", -1), ("column", column), ("threshold", threshold),
+                          ("value", value), ("cover", cover)):
+            tree[key].append(item)
+        if test:
+            pending += [(test[3], position, False), (test[2], position, True)]
+    return tree
 
 
 def _fractions(tree) -> np.ndarray:
