@@ -26,6 +26,27 @@ def test_mortgage_mart_equals_scikit_learn(built):
     assert mart["scored_at"].notna().all()
 
 
+def test_each_application_predicted_denied_carries_its_reasons_in_words(built):
+    """deny_reasons: of the top three contributions to the deny score, those that pushed it up, described
+    with the project's var, in order; NULL for applications not predicted denied."""
+    import yaml
+
+    from udfs.duckdb import connect
+
+    from conftest import PROJECT
+
+    descriptions = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]["mortgage_feature_descriptions"]
+    mart = built.query("select application_id, predicted_deny, deny_reasons from mart_mortgage_risk order by 1")
+    con = connect(built.warehouse, registry=built.registry_path, read_only=True)
+    explained = dict(con.sql("select application_id, explain('mortgage_deny', f, 3) from features_mortgage f").fetchall())
+    con.close()
+    assert mart.predicted_deny.sum() > 100 and mart.deny_reasons.isna().tolist() == (~mart.predicted_deny).tolist()
+    for row in mart[mart.predicted_deny].itertuples():
+        up = [c for c in explained[row.application_id]["contributions"] if c["contribution"] > 0]
+        assert row.deny_reasons == "; ".join(f"{descriptions[c['feature']]} ({c['value'] or 'missing'})" for c in up)
+    assert any("denied mortgage insurance (yes)" in text for text in mart.deny_reasons.dropna())
+
+
 def test_diamond_mart_equals_scikit_learn(built):
     features = built.query("select * from features_diamonds order by diamond_id")
     mart = built.query("select * from mart_diamond_prices order by diamond_id")

@@ -305,3 +305,21 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(com
 
 def estimator_kind(manifest) -> str:
     return manifest["spec"]["estimator"]["kind"]
+
+
+def test_the_typed_explain_function_equals_the_generic_one(small_copy):
+    """explain_<model>(struct, top_k) — what dbt's explain() calls for a prod version — takes the features
+    typed, without JSON on the way, and answers as explain('<model>', row, top_k) does."""
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
+    typed = Scorer(small_copy.registry).explain_sql("mortgage_deny", "f", 11, "duckdb")
+    assert typed.startswith("explain_mortgage_deny(struct_pack(")
+    features = ", ".join(FEATURES)
+    rows = con.sql(f"select explain('mortgage_deny', f, 11) as generic, {typed} as typed, "
+                   f"explain_mortgage_deny(struct_pack({features})) as short from features_mortgage f").fetchall()
+    assert len(rows) == 2381 and all(generic == typed for generic, typed, _ in rows)
+    assert all(short["contributions"] == generic["contributions"][:3] for generic, _, short in rows)  # top_k 3
+    struct = ", ".join(f"{f} {'DOUBLE' if i < 6 else 'VARCHAR'}" for i, f in enumerate(FEATURES))
+    assert con.sql(f"select explain_mortgage_deny(NULL::STRUCT({struct}))").fetchall() == [(None,)]
+    with pytest.raises(duckdb.Error, match="top_k must be between 1 and 1000, found 0"):
+        con.sql(f"select explain_mortgage_deny(struct_pack({features}), 0) from features_mortgage").fetchall()
+    con.close()

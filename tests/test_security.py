@@ -106,7 +106,8 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
                      "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins", "scorehouse_metrics",
                      "scorehouse_scoring_note", "scorehouse_input_hash_sql", "scorehouse_fingerprint_sql",
                      "scorehouse_explain", "scorehouse_explain_sql",
-                     "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit"}
+                     "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit",
+                     "scorehouse_explain_mortgage_deny", "scorehouse_explain_mortgage_logit"}
 
 
 def test_compiled_sql_holding_statements_is_refused_and_runs_nowhere(small_copy, tmp_path, caplog):

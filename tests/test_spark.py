@@ -664,6 +664,29 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
                                       "order by application_id").fetchall()]
     con.close()
     assert [r.e.margin for r in gbt] == pytest.approx([d["margin"] for d in duck_gbt], abs=1e-9)
+    for row in gbt:  # additivity on Spark too
+        assert row.e.baseline + sum(c.contribution for c in row.e.contributions) == pytest.approx(row.e.margin, abs=1e-9)
+    # a NULL number and an unseen category, through the typed and the generic function, as DuckDB explains them
+    odd = features[features.application_id == 17].copy()
+    odd["lvr"], odd["self"] = None, "martian"
+    session.createDataFrame(odd, schema=session.table("f").schema).createOrReplaceTempView("odd")
+    typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, "spark")
+    spark_odd = session.sql(f"select explain('mortgage_deny', struct(*), 11) as e, {typed_gbt} as t from odd").first()
+    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    duck_odd = con.sql("select explain('mortgage_deny', f, 11) from (select * replace (null as lvr, 'martian' as self) "
+                       "from features_mortgage where application_id = 17) f").fetchall()[0][0]
+    con.close()
+    for explanation in (spark_odd.e, spark_odd.t):
+        assert [(c.feature, c.value) for c in explanation.contributions] == \
+            [(c["feature"], c["value"]) for c in duck_odd["contributions"]]
+        assert [c.contribution for c in explanation.contributions] == \
+            pytest.approx([c["contribution"] for c in duck_odd["contributions"]], abs=1e-12)
+    assert {c.feature: c.value for c in spark_odd.e.contributions}["lvr"] is None
+    for call in ("explain('mortgage_deny', struct(*), 0)", "explain_mortgage_deny(struct(dir, hir, lvr, ccs, mcs, uria, "
+                 "pbcr, dmi, self, single, condominium), 1001)"):
+        with pytest.raises(Exception) as failed:
+            session.sql(f"select {call} from f").collect()
+        assert "top_k must be between 1 and 1000" in udfs.spark.friendly_error(failed.value)
     with pytest.raises(Exception) as failed:
         session.sql("select explain('handed_over', struct(*), 3) from f").collect()
     assert udfs.spark.friendly_error(failed.value).startswith("Model handed_over (version 1) has no explanations")

@@ -35,7 +35,7 @@ from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import describe_features, is_boolean_type
-from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, flat, null_where_null, per_reference
+from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
 _JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
@@ -72,6 +72,8 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
         for name in (f"predict_{card.name}", f"scorehouse_onnx_{card.name}"):  # the macro may shadow the first
             _create_function(conn, name, _typed_udf(current, card.name), [struct],
                              OUTPUT_SQL_TYPES[card.default_output], type="arrow")
+        _create_function(conn, f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
+                         [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
     for output, function in GENERIC_FUNCTIONS.items():
         _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
                          OUTPUT_SQL_TYPES[output], type="arrow")
@@ -133,6 +135,9 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
         )
     conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
                  "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
+    for card in scorer.default_cards():  # explain_<model>: its features as a typed struct, no JSON on the way
+        conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
+                     f"scorehouse_explain_{card.name}(features, top_k)")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(
@@ -160,12 +165,18 @@ def _typed_udf(current, name: str):
     return predict
 
 
+def _typed_explain_udf(current, name: str):
+    def explain(features: pa.ChunkedArray, top_ks: pa.ChunkedArray) -> pa.Array:
+        return current().explain_struct(name, flat(features), first_value(top_ks))
+
+    return explain
+
+
 def _explain_udf(current):
     def explain(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray,
                 top_ks: pa.ChunkedArray) -> pa.Array:
         scorer = current()
-        row_type = flat(row_types)[0].as_py() if len(row_types) else ""
-        top_k = flat(top_ks)[0].as_py() if len(top_ks) else 1
+        row_type, top_k = first_value(row_types) or "", first_value(top_ks)
         return per_reference(refs, rows, lambda ref, part: _explain_json(scorer, ref, part, row_type, top_k))
 
     return explain
@@ -174,7 +185,7 @@ def _explain_udf(current):
 def _generic_udf(current, output: str):
     def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
         scorer = current()
-        row_type = flat(row_types)[0].as_py() if len(row_types) else ""
+        row_type = first_value(row_types) or ""
         return per_reference(refs, rows, lambda ref, part: _score_json(scorer, ref, part, row_type, output))
 
     return predict

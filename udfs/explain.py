@@ -97,7 +97,7 @@ def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array
 
 def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array], top_k: int) -> pa.Array:
     """Per row {baseline, margin, contributions: the top_k features by |contribution|, largest first}."""
-    if not 1 <= int(top_k) <= MAX_TOP_K:
+    if top_k is None or not 1 <= int(top_k) <= MAX_TOP_K:
         raise ScorehouseError(f"explain(): top_k must be between 1 and {MAX_TOP_K}, found {top_k}")
     names, matrix = contributions(explanation, columns)
     rows = matrix.shape[0]

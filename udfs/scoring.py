@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 from logging import DEBUG
 
 import pyarrow as pa
@@ -243,6 +244,8 @@ class Scorer:
         self.explanation(ref)  # fails at compile time, in one line, for a version without explanations
         prefix = f"{sql.identifier(relation)}." if relation else ""
         struct = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
+        if ref == card.name:  # the prod version: its typed explain_<model>
+            return f"explain_{card.name}({struct}, {int(top_k)})"
         return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
 
     def compiled_sql(self, ref: str, output: str, engine: str, method: str | None = None) -> str | None:
@@ -407,6 +410,11 @@ def flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
 def struct_columns(structs: pa.StructArray) -> dict[str, pa.Array]:
     """A struct array's fields as named columns."""
     return dict(zip((f.name for f in structs.type), structs.flatten()))
+
+
+def first_value(values: pa.Array | pa.ChunkedArray) -> Any:
+    """The first value of an argument SQL passes as a constant (top_k, a row's type), or None for no rows."""
+    return values[0].as_py() if len(values) else None
 
 
 def null_where_null(result: pa.Array, inputs: pa.Array) -> pa.Array:

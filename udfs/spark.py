@@ -30,7 +30,7 @@ from .errors import ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, per_reference
+from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, per_reference
 from .sql import SPARK
 
 SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
@@ -63,6 +63,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
         fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output), SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
         spark.udf.register(f"predict_{card.name}", fn)
         spark.udf.register(f"scorehouse_onnx_{card.name}", fn)
+        spark.udf.register(f"explain_{card.name}", arrow_udf(_fixed_explain_udf(scorer, card.name), EXPLANATION_TYPE))
     for output, function in GENERIC_FUNCTIONS.items():
         fn = _generic_udf(scorer, output)
         spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
@@ -108,8 +109,20 @@ def _explain_udf(scorer: Scorer):
     def explain(batches: Iterator[Tuple[pa.Array, pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
         with _logged(scorer, trace):
             for refs, structs, top_ks in batches:
-                top_k = top_ks[0].as_py() if len(top_ks) else 1
+                top_k = first_value(top_ks)
                 yield per_reference(refs, structs, lambda ref, part: scorer.explain_struct(ref, part, top_k))
+
+    return explain
+
+
+def _fixed_explain_udf(scorer: Scorer, ref: str):
+    """explain_<model>(struct, top_k): the prod version's explanations, its features typed."""
+    trace = events.trace_id()
+
+    def explain(batches: Iterator[Tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
+        with _logged(scorer, trace):
+            for structs, top_ks in batches:
+                yield scorer.explain_struct(ref, structs, first_value(top_ks))
 
     return explain
 
