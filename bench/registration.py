@@ -6,7 +6,7 @@ For the demo specs (as `make demo` trains them, compile: auto), a 300-tree gradi
 a 100-tree random forest on 22,000 diamond rows, the demo GBT with compile: always, and a logistic
 regression (whose SQL registration translates and times): the seconds of
 the plain fit of the scorehouse pipeline (scikit-learn alone, on the same rows), and of `scorehouse
-train` (read, fit, ONNX export, parity, compiled SQL, metrics and profile, registration) with its
+train` (read, fit, ONNX export, parity, compiled SQL, explanations, metrics and profile, registration) with its
 steps. The ratio is registration / plain fit. Writes its section of bench/RESULTS.md (between
 markers, so `python -m bench` keeps it).
 """
@@ -69,7 +69,8 @@ def main(argv=None) -> int:
             manifest = registry.card(spec.name, version).manifest
             steps = manifest["registration_seconds"]
             compiled = manifest["compiled"].get("skipped") or "compiled"
-            rows.append((label, len(data.x_train), fit, total, steps, compiled))
+            explained = manifest["explanation"].get("skipped") or manifest["explanation"]["kind"]
+            rows.append((label, len(data.x_train), fit, total, steps, compiled, explained))
             print(f"{label}: fit {fit:.2f} s, registration {total:.2f} s ({total / fit:.2f}x)", file=sys.stderr)
     section = report(rows)
     write_section(args.out, section)
@@ -84,12 +85,14 @@ def report(rows) -> str:
              f"`python -m bench.registration` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"{platform.machine()}, Python {platform.python_version()}. Plain fit: the same scikit-learn pipeline "
              "fitted on the same rows, alone. Registration: `scorehouse train` as a whole (read, fit, ONNX export, "
-             "parity, compiled SQL, metrics and profile, write).", "",
-             "| model | fit rows | plain fit s | registration s | ratio | export | parity | compile | profile | compiled SQL |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for label, n, fit, total, steps, compiled in rows:
+             "parity, compiled SQL, explanations, metrics and profile, write).", "",
+             "| model | fit rows | plain fit s | registration s | ratio | export | parity | compile | explain | profile "
+             "| compiled SQL | explanations |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for label, n, fit, total, steps, compiled, explained in rows:
         lines.append(f"| {label} | {n:,} | {fit:.2f} | {total:.2f} | {total / fit:.2f}x | {steps['export']:.2f} | "
-                     f"{steps['parity']:.2f} | {steps['compile']:.2f} | {steps['profile']:.2f} | {compiled[:70]} |")
+                     f"{steps['parity']:.2f} | {steps['compile']:.2f} | {steps['explain']:.2f} | {steps['profile']:.2f} "
+                     f"| {compiled[:70]} | {explained[:70]} |")
     return "\n".join([*lines, END])
 
 

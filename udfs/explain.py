@@ -18,8 +18,10 @@ pipeline and stored as the version's explain.json (hashed, and signed with the v
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
+from math import factorial
 from typing import Any
 
 import numpy as np
@@ -37,7 +39,7 @@ LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_r
 TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest", "xgboost", "lightgbm"})
 TABLE_DEPTH = 6  # paths with at most this many distinct columns get their Shapley weights tabulated
 UNIT_CONDITIONS = 8  # conditions of a tabulated unit (a small tree's splits, a path's columns): outcomes fit a byte
-TABLE_BUDGET = 8_000_000  # numbers kept in the units' tables per explanation (64 MB); beyond, path by path
+TABLE_BUDGET = 4_000_000  # numbers kept in the units' tables per explanation (32 MB); beyond, path by path
 KERNEL_BLOCK = 1 << 22  # conditions tested at once (rows × units × 8): bounds the kernel's memory
 MAX_LEAVES = 20_000  # ensembles with more leaves in all are not explained (explain.json and TreeSHAP grow with them)
 CONTRIBUTION = pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
@@ -321,10 +323,10 @@ class _Kernel:
                 if len(unit_columns) > UNIT_CONDITIONS or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used:
                     self.paths += replaced
                     continue
-                pad = UNIT_CONDITIONS - len(unit_columns)  # an upper bound of NaN holds for no value: no bit
-                conditions.append(np.stack([np.pad(unit_columns.astype(np.float64), (0, pad)),
-                                            np.pad(lower, (0, pad), constant_values=np.nan),
-                                            np.pad(upper, (0, pad), constant_values=np.nan)]))
+                bounds = np.full((3, UNIT_CONDITIONS), np.nan)  # an upper bound of NaN holds for no value: no bit
+                bounds[0] = 0.0
+                bounds[:, :len(unit_columns)] = unit_columns, lower, upper
+                conditions.append(bounds)
                 tables.append(table() @ self.owner)
                 offsets.append(used // len(self.names))
                 used += tables[-1].size
@@ -373,7 +375,7 @@ def _tabulate(paths: Sequence[_Path], splits: np.ndarray, column: np.ndarray, wi
 
 
 _KERNELS: dict[int, tuple[Mapping[str, Any], _Kernel]] = {}
-KERNELS_KEPT = 16
+KERNELS_KEPT = 8  # explanations whose kernels a process keeps (each at most TABLE_BUDGET numbers)
 
 
 def _kernel(explanation: Mapping[str, Any]) -> _Kernel:
@@ -424,12 +426,15 @@ def _shapley(bits: np.ndarray, zero: np.ndarray) -> np.ndarray:
     for j in range(d - 1, -1, -1):  # suffix[:, j] = Π_{k>=j}
         suffix[:, j] = suffix[:, j + 1] * factors[:, j, 0:1]
         suffix[:, j, 1:] += suffix[:, j + 1, :-1] * factors[:, j, 1:2]
-    from math import factorial
-
-    weights = np.asarray([[factorial(a + b) * factorial(d - a - b - 1) / factorial(d) if a + b < d else 0.0
-                           for b in range(d + 1)] for a in range(d + 1)])
-    others = np.einsum("uja,ujb,ab->uj", prefix[:, :d], suffix[:, 1:], weights)
+    others = ((prefix[:, :d] @ _subset_weights(d)) * suffix[:, 1:]).sum(axis=2)
     return (bits - zero) * others
+
+
+@functools.lru_cache(maxsize=64)
+def _subset_weights(d: int) -> np.ndarray:
+    """[a, b]: the Shapley weight (a+b)!(d−a−b−1)!/d! of a subset with a columns before and b after."""
+    return np.asarray([[factorial(a + b) * factorial(d - a - b - 1) / factorial(d) if a + b < d else 0.0
+                        for b in range(d + 1)] for a in range(d + 1)])
 
 
 def _tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> np.ndarray:
