@@ -126,11 +126,11 @@ def markdown_table(results: dict[str, float], rows: int, baseline: str, ratio_he
     return "\n".join(lines)
 
 
-def run_arm(arm: str, env: dict[str, str], model: str, table: str) -> dict:
+def run_arm(arm: str, env: dict[str, str], model: str, table: str, *options: str) -> dict:
     """Run one arm in its own process; return its JSON line (seconds and peak RSS, or why it cannot run)."""
     command = [sys.executable, "-m", "bench.arm", arm, "--warehouse", env["SCOREHOUSE_WAREHOUSE"],
                "--registry", env["SCOREHOUSE_REGISTRY"], "--model", model, "--table", table,
-               "--spec", str(Path(env["SCOREHOUSE_REGISTRY"]).parent / f"{model}.yml")]
+               "--spec", str(Path(env["SCOREHOUSE_REGISTRY"]).parent / f"{model}.yml"), *options]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
     if result.returncode != 0:
         raise RuntimeError(f"bench arm {arm} on {model} failed:\n{result.stderr[-3000:]}")
@@ -254,7 +254,8 @@ def main(argv=None) -> int:
                 raise RuntimeError(f"the Spark benchmark failed:\n{out.stderr[-3000:]}")
             spark = json.loads(out.stdout.strip().splitlines()[-1])
     page = report(results, cold, spark, manifests, args)
-    kept = SECTION.findall(args.out.read_text()) if args.out.exists() else []  # bench.registration's, bench.explain's
+    # the sections other bench modules wrote (registration, explain, cores), whole
+    kept = [m.group(0) for m in SECTION.finditer(args.out.read_text())] if args.out.exists() else []
     args.out.write_text(page + "".join(f"\n{section}\n" for section in kept))
     print(page)
     print(f"\nwritten to {args.out}", file=sys.stderr)

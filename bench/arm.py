@@ -1,6 +1,6 @@
 """One benchmark arm in a process of its own, so its peak memory is its own: prints one JSON line.
 
-    python -m bench.arm ARM --warehouse W --registry R --model M --table T [--spec S] [--repeat 1]
+    python -m bench.arm ARM --warehouse W --registry R --model M --table T [--spec S] [--repeat 1] [--threads N]
 
 The timed part is the scoring of table T (setup such as connecting, fetching rows for the in-memory
 limit, or fitting the scikit-learn pipeline for the pandas round trip is not timed). Peak RSS is the
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--table", required=True)
     parser.add_argument("--spec", help="the model's spec file (the pandas and orbital arms fit the pipeline again)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="DuckDB's threads (and onnxruntime's for the limit); default: all cores")
     args = parser.parse_args(argv)
     try:
         run = SETUP[args.arm](args)
@@ -59,7 +60,10 @@ class Unsupported(Exception):
 def _connect(args):
     import udfs.duckdb
 
-    return udfs.duckdb.connect(args.warehouse, args.registry, read_only=True)
+    con = udfs.duckdb.connect(args.warehouse, args.registry, read_only=True)
+    if args.threads:
+        con.execute(f"set threads = {int(args.threads)}")
+    return con
 
 
 def _features(args) -> list[str]:
@@ -96,7 +100,10 @@ def _limit(args):
     with _connect(args) as con:
         table = con.sql(f"select * from {args.table}").to_arrow_table()
     feeds = model.inputs({n: table.column(n) for n in table.column_names})
-    session = ort.InferenceSession(model.onnx_bytes, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+    session = ort.InferenceSession(model.onnx_bytes, options, providers=["CPUExecutionProvider"])
     names = model.output_names(model.roles_for(model.default_output))
     return lambda: session.run(names, feeds)
 
