@@ -93,6 +93,11 @@ def test_scored_cases_equal_scikit_learn(con, trained, base, case):
     if set(changes) <= set(FEATURES):  # the typed function takes exactly its features
         typed = con.sql(f"select predict_mortgage_deny({row})").fetchall()[0][0]
         assert typed == pytest.approx(generic, abs=1e-12)
+    # the table form, on a table holding the row: the same score, and the version
+    con.execute(f"create or replace temp view bad_row as select unnest({row})")
+    for table_form in ("score('mortgage_deny', 'bad_row')", "score_mortgage_deny('bad_row')"):
+        [(prediction, version)] = con.sql(f"select prediction, model_version from {table_form}").fetchall()
+        assert prediction == pytest.approx(generic, abs=1e-6) and version == 1, table_form
 
 
 @pytest.mark.parametrize("case", ERRORS)
@@ -218,6 +223,10 @@ def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
         (project / "models" / f"scored_{slug}.sql").write_text(
             f"select c.application_id, {{{{ scorehouse.predict('{ref}', relation='c') }}}} as score "
             f"from {{{{ ref('{source}') }}}} as c{where}")
+    for case in cases:  # the table form, on the same cases
+        (project / "models" / f"table_{_slug(case)}.sql").write_text(
+            f"select s.application_id, s.prediction as score, s.model_version "
+            f"from {{{{ scorehouse.score(ref('case_{_slug(case)}'), 'mortgage_deny') }}}} as s")
     guard = "    data_tests:\n      - scorehouse.expect_model_inputs_match_schema: {arguments: {model_ref: mortgage_deny}}"
     (project / "models" / "_cases.yml").write_text(
         "version: 2\nmodels:\n" + "\n".join(f"  - name: case_{_slug(case)}\n{guard}" for case in cases) + "\n")
@@ -240,10 +249,11 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
                 status("scored_", slug)) == ("pass", "success"), case
         expected = sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
         assert scores(f"scored_{slug}") == pytest.approx([expected], abs=1e-5), case
+        assert status("table_", slug) == "success" and scores(f"table_{slug}") == scores(f"scored_{slug}"), case
     for case, (_, message) in ERRORS.items():
         slug = _slug(case)
         assert (status("scorehouse_expect_model_inputs_match_schema", f"case_{slug}_mortgage_deny"),
-                status("scored_", slug)) == ("fail", "skipped"), case
+                status("scored_", slug), status("table_", slug)) == ("fail", "skipped", "skipped"), case
         typed = re.search(r"feature '(\w+)' has type (\w+), expected (\w+)", message)
         feature, found, expected = typed.groups() if typed else ("lvr", "(absent)", "DOUBLE")
         report = log.split(f"scorehouse guard FAIL scorehouse_expect_model_inputs_match_schema_case_{slug}")[1]

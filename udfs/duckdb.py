@@ -39,6 +39,7 @@ from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, flat
 from .sql import DUCKDB
 
 _JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
+SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
 # explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
 EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
                         "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
@@ -138,6 +139,19 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     for card in scorer.default_cards():  # explain_<model>: its features as a typed struct, no JSON on the way
         conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
                      f"scorehouse_explain_{card.name}(features, top_k)")
+    # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
+    # prediction and its version (query_table takes a table's name, never SQL)
+    conn.execute(f"create or replace temp macro score(model, relation) as table select {SCORED}.*, "
+                 f"predict(model, {SCORED}) as prediction, scorehouse_model_version(model) as model_version "
+                 f"from query_table(relation) as {SCORED}")
+    for card in scorer.default_cards():
+        try:
+            prediction = scorer.sql_call(card.name, SCORED, "default", "duckdb")
+        except ScorehouseError:
+            continue  # 'compiled' forced, none here: score_<model> is absent; predict() says why
+        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table select {SCORED}.*, "
+                     f"{prediction} as prediction, {card.version} as model_version "
+                     f"from query_table(relation) as {SCORED}")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(

@@ -47,7 +47,7 @@ class ModelCard:
         """How errors name the model: 'name v3' (just 'name' before it is registered)."""
         return f"{self.name} v{self.manifest['version']}" if "version" in self.manifest else self.name
 
-    @property
+    @cached_property
     def features(self) -> list[Feature]:
         return [Feature.from_dict(f) for f in self.manifest["features"]]
 

@@ -22,6 +22,7 @@ JSON are read. A broken version or alias file fails the references that use it, 
 from __future__ import annotations
 
 import fcntl
+import functools
 import getpass
 import hashlib
 import json
@@ -134,6 +135,11 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
 
+    @functools.cached_property
+    def _resolved_root(self) -> str:
+        """The root as loaded models are cached under (resolved once: load() runs on every UDF call)."""
+        return str(self.root.resolve())
+
     @property
     def signed(self) -> bool:
         """Whether every load checks a signature."""
@@ -184,7 +190,7 @@ class Registry:
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Return the version's model, its artifact verified once per process."""
-        key = (str(self.root.resolve()), name, version, self.public_key)
+        key = (self._resolved_root, name, version, self.public_key)
         with _loaded_lock:
             model = _loaded.get(key)
             if model is None:
