@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 import yaml
@@ -152,6 +153,7 @@ def test_a_stray_folder_in_versions_is_ignored(small_copy):
 
 @pytest.mark.parametrize("content", ["[1, 2]", "{not json", '{"../x": {"version": "1; drop", "history": [1]}}'])
 def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small_copy, content):
+    """Each kind of broken file in process; the first also as a user meets it, through the CLI."""
     aliases = small_copy.registry_path / "mortgage_deny" / "aliases.json"
     aliases.write_text(content)
     with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
@@ -159,16 +161,23 @@ def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small
         assert len(other) == 2381  # the other model keeps scoring
         pinned = con.sql("select predict('mortgage_deny@1', t) from features_mortgage t").fetchall()
         assert len(pinned) == 2381  # a pinned version needs no alias
-    line = one_line_error(small_copy.cli("sql", "select predict('mortgage_deny', t) from features_mortgage t"),
-                          f"Model mortgage_deny: {aliases} is not a valid alias file")
-    assert "`scorehouse promote mortgage_deny VERSION` replaces it" in line
-    verify = small_copy.cli("verify")
-    assert verify.returncode == 1 and "is not a valid alias file" in verify.stdout
-    promote = small_copy.cli("promote", "mortgage_deny", "1", check=True)
-    assert "warning: " in promote.stderr and "kept it as" in promote.stderr
+        with pytest.raises(duckdb.Error) as failed:
+            con.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()
+    message = engine.friendly_error(failed.value, small_copy.registry_path)
+    assert f"Model mortgage_deny: {aliases} is not a valid alias file" in message
+    assert "`scorehouse promote mortgage_deny VERSION` replaces it" in message
+    if content == "[1, 2]":
+        one_line_error(small_copy.cli("sql", "select predict('mortgage_deny', t) from features_mortgage t"), message)
+        verify = small_copy.cli("verify")
+        assert verify.returncode == 1 and "is not a valid alias file" in verify.stdout
+        promote = small_copy.cli("promote", "mortgage_deny", "1", check=True)
+        assert "warning: " in promote.stderr and "kept it as" in promote.stderr
+    else:
+        small_copy.registry.promote("mortgage_deny", 1)
     assert json.loads(aliases.read_text()) == {"prod": {"history": [1], "version": 1}}
     assert [p.read_text() for p in aliases.parent.glob("aliases.json.broken-*")] == [content]
-    small_copy.cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1", check=True)
+    with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
+        assert len(con.sql("select predict('mortgage_deny', t) from features_mortgage t limit 1").fetchall()) == 1
 
 
 # ---- 11. bounded work --------------------------------------------------------------------------------------
