@@ -13,8 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 from logging import DEBUG
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -385,16 +385,27 @@ def _timed_step(progress: Progress, seconds: dict[str, float], key: str, label: 
     event("training_step", f"{label}: {seconds[key]} s", logging.DEBUG, step=key, seconds=seconds[key])
 
 
+def _explanations_outdated(manifest: dict[str, Any]) -> bool:
+    """A version registered before explanations were recorded, or one whose kind was not explained then and
+    is now (XGBoost, LightGBM): training its spec again on the same data registers a new version, once."""
+    record = manifest.get("explanation")
+    if record is None:
+        return True
+    skipped = record.get("skipped") or ""
+    return ("not explained yet" in skipped
+            and skipped_reason(manifest["estimator"]["kind"], manifest["task"], True) is None)
+
+
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
                        progress: Progress = no_progress) -> tuple[int, bool]:
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
     table = read_source(spec, warehouse)
     data_fingerprint = fingerprint(table)
 
-    def same(manifest: dict[str, Any]) -> bool:  # a version registered before explanations were recorded is not
+    def same(manifest: dict[str, Any]) -> bool:
         return (manifest.get("spec_sha256") == spec.sha256()
                 and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint
-                and "explanation" in manifest)
+                and not _explanations_outdated(manifest))
 
     existing = registry.find(spec.name, same)
     if existing is None:
