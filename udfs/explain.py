@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from scipy import sparse
 
 from .errors import ScorehouseError
 from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
-from .schema import MISSING_CATEGORY, category_codes, float32_values, text_values
+from .schema import category_codes, category_text, float32_values, text_values
 
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
@@ -163,7 +162,7 @@ def _listed_values(explanation: Mapping[str, Any], names: Sequence[str], columns
 
 def _codes(column: pa.Array, categories: Sequence[str]) -> np.ndarray:
     """Each row's position among a feature's training categories (NULL read as the model reads it), -1 if unseen."""
-    return category_codes(pc.fill_null(text_values(column), MISSING_CATEGORY), tuple(categories))
+    return category_codes(category_text(column), tuple(categories))
 
 
 def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:

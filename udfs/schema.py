@@ -168,8 +168,7 @@ def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str
         if f.kind == NUMERIC:
             feeds[f.name] = float32_values(columns[f.name]).reshape(-1, 1)
         else:
-            text = text_values(columns[f.name])
-            text = pc.fill_null(text, MISSING_CATEGORY) if text.null_count else text
+            text = category_text(columns[f.name])
             if codes and f.name in codes:
                 feeds[f.name] = category_codes(text, tuple(codes[f.name])).reshape(-1, 1)
             else:
@@ -188,6 +187,12 @@ def text_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """A categorical feature as the model reads it: text (a BOOLEAN is 'true' or 'false'), NULL kept."""
     column = _plain(column)
     return column if column.type == pa.string() else pc.cast(column, pa.string())
+
+
+def category_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A categorical feature's text with NULL as the model reads it (MISSING_CATEGORY)."""
+    text = text_values(column)
+    return pc.fill_null(text, MISSING_CATEGORY) if text.null_count else text
 
 
 def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array:
