@@ -246,18 +246,18 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
 
 
 def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorded():
-    from udfs.training import _explanations_outdated
+    from udfs.explain import explanations_outdated
 
     def manifest(kind, task, explanation):
         return {"estimator": {"kind": kind}, "task": task, **({"explanation": explanation} if explanation else {})}
 
     old_xgboost = "xgboost models are not explained yet (linear models and scikit-learn's tree ensembles are)"
-    assert _explanations_outdated(manifest("gradient_boosting", "binary", None))  # before explanations
-    assert _explanations_outdated(manifest("xgboost", "binary", {"skipped": old_xgboost}))  # explained now
-    assert not _explanations_outdated(manifest("xgboost", "multiclass", {"skipped": "multiclass models are not explained yet"}))
-    assert not _explanations_outdated(manifest("lightgbm", "binary", {
+    assert explanations_outdated(manifest("gradient_boosting", "binary", None))  # before explanations
+    assert explanations_outdated(manifest("xgboost", "binary", {"skipped": old_xgboost}))  # explained now
+    assert not explanations_outdated(manifest("xgboost", "multiclass", {"skipped": "multiclass models are not explained yet"}))
+    assert not explanations_outdated(manifest("lightgbm", "binary", {
         "skipped": "baseline + contributions differ from the margin by 0.01 on the holdout"}))  # would fail again
-    assert not _explanations_outdated(manifest("xgboost", "binary", {"kind": "trees", "link": "logit"}))
+    assert not explanations_outdated(manifest("xgboost", "binary", {"kind": "trees", "link": "logit"}))
 
 
 def test_values_beyond_float32_are_explained_as_the_model_scores_them(small_copy):

@@ -33,6 +33,7 @@ from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
 from .schema import category_codes, category_text, float32_values, text_values
 
 MAX_TOP_K = 1000
+NOT_YET = "not explained yet"  # how a skip says the kind or task is not explained, as opposed to a failed check
 LINKS = {"binary": "logit", "regression": "identity"}
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
 TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest", "xgboost", "lightgbm"})
@@ -129,10 +130,20 @@ def skipped_reason(kind: str, task: str, fitted_by_scorehouse: bool) -> str | No
     if not fitted_by_scorehouse:
         return "a pipeline fitted elsewhere is not explained (only models trained by `scorehouse train` are)"
     if task == "multiclass":
-        return "multiclass models are not explained yet"
+        return f"multiclass models are {NOT_YET}"
     if kind not in SCALED_KINDS | TREE_KINDS:
-        return f"{kind} models are not explained yet (linear models and tree ensembles are)"
+        return f"{kind} models are {NOT_YET} (linear models and tree ensembles are)"
     return None
+
+
+def explanations_outdated(manifest: Mapping[str, Any]) -> bool:
+    """A version registered before explanations were recorded, or one whose kind was not explained then and
+    is now (XGBoost, LightGBM): training its spec again on the same data registers a new version, once."""
+    record = manifest.get("explanation")
+    if record is None:
+        return True
+    return (NOT_YET in (record.get("skipped") or "")
+            and skipped_reason(manifest["estimator"]["kind"], manifest["task"], True) is None)
 
 
 def _numbers(column: pa.Array) -> np.ndarray:

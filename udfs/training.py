@@ -24,7 +24,16 @@ import pyarrow as pa
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
 from .events import event
-from .explain import TREE_KINDS, TooLarge, contributions, linear_explanation, model_margin, skipped_reason, tree_explanation
+from .explain import (
+    TREE_KINDS,
+    TooLarge,
+    contributions,
+    explanations_outdated,
+    linear_explanation,
+    model_margin,
+    skipped_reason,
+    tree_explanation,
+)
 from .model import LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -385,17 +394,6 @@ def _timed_step(progress: Progress, seconds: dict[str, float], key: str, label: 
     event("training_step", f"{label}: {seconds[key]} s", logging.DEBUG, step=key, seconds=seconds[key])
 
 
-def _explanations_outdated(manifest: dict[str, Any]) -> bool:
-    """A version registered before explanations were recorded, or one whose kind was not explained then and
-    is now (XGBoost, LightGBM): training its spec again on the same data registers a new version, once."""
-    record = manifest.get("explanation")
-    if record is None:
-        return True
-    skipped = record.get("skipped") or ""
-    return ("not explained yet" in skipped
-            and skipped_reason(manifest["estimator"]["kind"], manifest["task"], True) is None)
-
-
 def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
                        progress: Progress = no_progress) -> tuple[int, bool]:
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
@@ -405,7 +403,7 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
     def same(manifest: dict[str, Any]) -> bool:
         return (manifest.get("spec_sha256") == spec.sha256()
                 and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint
-                and not _explanations_outdated(manifest))
+                and not explanations_outdated(manifest))
 
     existing = registry.find(spec.name, same)
     if existing is None:
