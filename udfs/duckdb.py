@@ -136,15 +136,14 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
         )
     conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
                  "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
-    for card in scorer.default_cards():  # explain_<model>: its features as a typed struct, no JSON on the way
-        conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
-                     f"scorehouse_explain_{card.name}(features, top_k)")
     # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
     # prediction and its version (query_table takes a table's name, never SQL)
     conn.execute(f"create or replace temp macro score(model, relation) as table select {SCORED}.*, "
                  f"predict(model, {SCORED}) as prediction, scorehouse_model_version(model) as model_version "
                  f"from query_table(relation) as {SCORED}")
-    for card in scorer.default_cards():
+    for card in scorer.default_cards():  # explain_<model> and score_<model>: typed structs, no JSON on the way
+        conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
+                     f"scorehouse_explain_{card.name}(features, top_k)")
         try:
             prediction = scorer.sql_call(card.name, SCORED, "default", "duckdb")
         except ScorehouseError:
