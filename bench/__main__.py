@@ -70,6 +70,18 @@ def write_section(out: Path, section: str) -> None:
     out.write_text(page.replace(old, section) if old else page.rstrip("\n") + "\n\n" + section + "\n")
 
 
+def ran(command: str) -> str:
+    """How a section opens: the command that wrote it, when, and on what machine."""
+    return (f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
+            f"Python {platform.python_version()}")
+
+
+def publish(out: Path, section: str) -> None:
+    """Write a bench module's section into `out` (see write_section) and print it."""
+    write_section(out, section)
+    print(section)
+
+
 def build_workspace(folder: Path, models: dict) -> dict[str, str]:
     """Build the training tables with dbt and train `models` (name -> (spec, estimator, table)) into a registry."""
     from udfs.registry import Registry

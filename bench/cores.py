@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
 
-from bench.__main__ import ARM_NAMES, MODELS, ROOT, build_workspace, resample, run_arm, write_section
+from bench.__main__ import ARM_NAMES, MODELS, ROOT, build_workspace, publish, ran, resample, run_arm
 
 BEGIN, END = "<!-- cores -->", "<!-- /cores -->"
 ARMS = ["limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "orbital"]
@@ -57,9 +55,7 @@ def main(argv=None) -> int:
                         kept = results.setdefault(model, {}).setdefault(arm, {}).get(threads)
                         if kept is None or result.get("seconds", 0) < kept.get("seconds", float("inf")):
                             results[model][arm][threads] = result
-    section = report(results, args)
-    write_section(args.out, section)
-    print(section)
+    publish(args.out, report(results, args))
     return 0
 
 
@@ -75,9 +71,8 @@ def predicted_speedup(fraction: float, cores: int) -> float:
 def report(results, args) -> str:
     low, high = min(args.threads), max(args.threads)
     lines = [BEGIN, "## Scaling with threads", "",
-             f"`python -m bench.cores --rows {args.rows} --threads {','.join(map(str, args.threads))} --repeat "
-             f"{args.repeat}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
-             f"{os.cpu_count()} cores, Python {platform.python_version()}, duckdb {duckdb.__version__}. DuckDB's "
+             ran(f"python -m bench.cores --rows {args.rows} --threads {','.join(map(str, args.threads))} "
+                 f"--repeat {args.repeat}") + f", {os.cpu_count()} cores, duckdb {duckdb.__version__}. DuckDB's "
              "threads (onnxruntime's for the limit) set per arm; each arm in its own process, best of the rounds. "
              f"Serial fraction: Amdahl's f from the speed-up {low} -> {high} threads; the last column is the "
              f"speed-up over one thread that f predicts on {PREDICTED_CORES} cores.", ""]

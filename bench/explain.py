@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.__main__ import ROOT, build_workspace, write_section
+from bench.__main__ import ROOT, build_workspace, publish, ran
 
 BEGIN, END = "<!-- explain -->", "<!-- /explain -->"
 MODELS = {"mortgage_deny": ("mortgage_deny", None, "features_mortgage"),
@@ -57,18 +57,13 @@ def main(argv=None) -> int:
             print(f"{name}: " + ", ".join(f"{arm} {args.rows / seconds:,.0f} rows/s" for arm, seconds in best.items()),
                   file=sys.stderr)
         con.close()
-    section = report(results)
-    write_section(args.out, section)
-    print(section)
+    publish(args.out, report(results))
     return 0
 
 
 def report(results) -> str:
-    import platform
-
     lines = [BEGIN, "## explain() throughput", "",
-             f"`python -m bench.explain` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"{platform.machine()}, Python {platform.python_version()}; DuckDB, the demo models as `make demo` "
+             ran("python -m bench.explain") + "; DuckDB, the demo models as `make demo` "
              "trains them, the same rows for every arm, best of the rounds. The typed calls are what dbt's "
              "`predict()` and `explain()` macros generate (`predict_<model>` may be the compiled SQL).", "",
              "| model | rows | predict() rows/s | explain(…, 3) rows/s | explain / predict "

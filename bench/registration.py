@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.__main__ import PROJECT, ROOT, build_workspace, write_section
+from bench.__main__ import PROJECT, ROOT, build_workspace, publish, ran
 
 BEGIN, END = "<!-- registration -->", "<!-- /registration -->"
 BIG = {"source": {"query": "select * from features_diamonds order by diamond_id limit 22000"}}
@@ -72,18 +72,13 @@ def main(argv=None) -> int:
             explained = manifest["explanation"].get("skipped") or manifest["explanation"]["kind"]
             rows.append((label, len(data.x_train), fit, total, steps, compiled, explained))
             print(f"{label}: fit {fit:.2f} s, registration {total:.2f} s ({total / fit:.2f}x)", file=sys.stderr)
-    section = report(rows)
-    write_section(args.out, section)
-    print(section)
+    publish(args.out, report(rows))
     return 0
 
 
 def report(rows) -> str:
-    import platform
-
     lines = [BEGIN, "## Registration time", "",
-             f"`python -m bench.registration` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"{platform.machine()}, Python {platform.python_version()}. Plain fit: the same scikit-learn pipeline "
+             ran("python -m bench.registration") + ". Plain fit: the same scikit-learn pipeline "
              "fitted on the same rows, alone. Registration: `scorehouse train` as a whole (read, fit, ONNX export, "
              "parity, compiled SQL, explanations, metrics and profile, write).", "",
              "| model | fit rows | plain fit s | registration s | ratio | export | parity | compile | explain | profile "
