@@ -29,3 +29,64 @@ def test_the_table_form_takes_a_table_name_never_sql(small_copy):
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
     result = small_copy.cli("sql", "select * from score('mortgage_dny', 'features_mortgage')")
     assert result.returncode == 1 and "Model 'mortgage_dny' not found" in result.stderr
+
+
+def _edge_rows(con, explanation: dict, base: str) -> None:
+    """A table `edges`: one real row per numeric split, the feature set to the split's float32 boundary and
+    the doubles either side of it, the float32s either side of the threshold, NULL, NaN, ±inf and ±1e308; and
+    rows with a NULL, empty and unseen category."""
+    import numpy as np
+
+    from udfs.sql import DUCKDB
+
+    entries = explanation.get("columns") or explanation["numeric"] + explanation["categorical"]
+    numeric = sorted({e["feature"] for e in entries if "median" in e})
+    categorical = sorted({e["feature"] for e in entries} - set(numeric))
+    values: list[tuple[str, str]] = []
+    for tree in explanation.get("trees", []):
+        for column, threshold, left in zip(tree["column"], tree["threshold"], tree["left"]):
+            entry = explanation["columns"][column]
+            if left < 0 or "median" not in entry:
+                continue
+            low = np.float32(threshold)
+            low = np.nextafter(low, np.float32(-np.inf)) if float(low) > threshold else low
+            high = np.nextafter(low, np.float32(np.inf))
+            middle = (float(low) + float(high)) / 2
+            for value in (float(low), float(high), middle, np.nextafter(middle, -np.inf), np.nextafter(middle, np.inf)):
+                values.append((entry["feature"], repr(float(value))))
+    for feature in numeric:
+        values += [(feature, v) for v in ("NULL", "'NaN'", "'inf'", "'-inf'", "1e308", "-1e308")]
+    for feature in categorical:
+        values += [(feature, v) for v in ("NULL", "''", "'never seen'")]
+    con.execute(f"create temp table edges as select * from {base} limit 0")
+    for number, (feature, value) in enumerate(values):
+        con.execute(f"insert into edges select * replace (cast({value} as {'double' if feature in numeric else 'varchar'})"
+                    f" as {DUCKDB.identifier(feature)}) from {base} order by 1 limit 1 offset {number % 50}")
+
+
+@pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # trees, a linear model
+def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_copy, model):
+    """score_<model> runs in steps (udfs.staged) and equals the ONNX function on split boundaries, NULL, NaN,
+    ±inf, values beyond float32 and unseen or NULL categories."""
+    import json
+
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
+    steps = con.execute(f"select scorehouse_score_sql('{model}', 't', 'default', '', '', 'prediction')").fetchone()[0]
+    assert "__scorehouse_step" in steps or model == "mortgage_logit" and "CASE" in steps
+    explanation = json.loads((small_copy.registry_path / model / "versions" / "1" / "explain.json").read_text())
+    _edge_rows(con, explanation, "features_mortgage")
+    numeric_features = ["dir", "hir", "lvr", "ccs", "mcs", "uria"]
+    got = con.sql(f"select prediction, scorehouse_onnx_{model}(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, "
+                  f"self, single, condominium)) from score_{model}('edges')").fetchall()
+    assert len(got) >= 6 * len(numeric_features) + 3 * 5
+    wrong = [(ours, onnx) for ours, onnx in got if abs(ours - onnx) > 1e-6]
+    assert not wrong, f"{len(wrong)} of {len(got)} rows differ, e.g. {wrong[:3]}"
+    con.close()
+
+
+def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_copy):
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
+    for method in ("onnx",):
+        assert con.execute(f"select scorehouse_score_sql('mortgage_deny', 't', 'default', '{method}', '', 'p')").fetchone() == ("",)
+    assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p')").fetchone() == ("",)
+    con.close()

@@ -9,6 +9,8 @@
     scorehouse_model_version('<ref>')      the version a reference scores with
     scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')  what the dbt predict() macro compiles to
     scorehouse_version_sql('<ref>', '<relation>', '<key>')  and model_version(): the version scoring each row
+    scorehouse_score_sql('<ref>', '<relation>', '<output>', '<method>', '<key>', '<column>')  the dbt score()
+                                           macro's query in steps, or '' where it scores row by row
     scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
 
 None of these functions reads or writes a file other than the registry's own, and a reference can
@@ -144,13 +146,13 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     for card in scorer.default_cards():  # explain_<model> and score_<model>: typed structs, no JSON on the way
         conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
                      f"scorehouse_explain_{card.name}(features, top_k)")
-        try:
-            prediction = scorer.sql_call(card.name, SCORED, "default", "duckdb")
+        try:  # in steps over the whole table where the model allows (udfs.staged), else row by row
+            query = scorer.table_sql(card.name, "query_table(relation)", "default", "duckdb") or (
+                f"select {SCORED}.*, {scorer.sql_call(card.name, SCORED, 'default', 'duckdb')} as prediction, "
+                f"{card.version} as model_version from query_table(relation) as {SCORED}")
         except ScorehouseError:
             continue  # 'compiled' forced, none here: score_<model> is absent; predict() says why
-        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table select {SCORED}.*, "
-                     f"{prediction} as prediction, {card.version} as model_version "
-                     f"from query_table(relation) as {SCORED}")
+        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table {query}")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import fingerprint
+from . import fingerprint, staged
 from .compiled import bind, prepared_output
 from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .events import event, log
@@ -210,14 +210,17 @@ class Scorer:
 
     def explanation(self, ref: str) -> dict:
         """The version's explain.json (udfs.explain), or an error saying in one line why it has none."""
+        found = self._explanation(ref)
+        if found is None:
+            raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest))
+        return found
+
+    def _explanation(self, ref: str) -> dict | None:
         key = self._loadable(ref)
         with self._lock:
             if key not in self._explanations:
                 self._explanations[key] = self.registry.explanation(*key)
-            found = self._explanations[key]
-        if found is None:
-            raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest))
-        return found
+            return self._explanations[key]
 
     def explain(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], top_k: int) -> pa.Array:
         """Per row the baseline, the margin and the top_k contributions (udfs.explain.explain_rows)."""
@@ -320,6 +323,29 @@ class Scorer:
         condition, rollout_ref = route
         return (f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, engine, method)} "
                 f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)")
+
+    def table_sql(self, ref: str, source: str, output: str, engine: str = "duckdb", method: str | None = None,
+                  key: str | None = None, column: str = "prediction") -> str | None:
+        """The table form's query over `source` (a relation's SQL name) in steps (udfs.staged): its rows, the
+        score as `column` and model_version; or None where the table form scores row by row instead.
+
+        It is used for the score of a version with explanations, unless method is 'onnx', a gray release
+        is in effect on `key`, or (method 'auto') its trees exceed staged.MAX_NODES.
+        """
+        method = scoring_method(method)
+        card = self.card(ref)
+        if (engine != "duckdb" or method == "onnx" or card.check_output(output) != "score"
+                or self.route(ref, engine, source, key) is not None):
+            return None
+        explanation = self._explanation(ref)
+        if explanation is None or (method == "auto" and staged.nodes(explanation) > staged.MAX_NODES):
+            return None
+        try:
+            return staged.scored_query(explanation, dialect(engine), source, column,
+                                       lambda value: self.type_checked(ref, "", engine, value),
+                                       [(str(self.resolve(ref)[1]), "model_version")])
+        except staged.Unsupported:  # e.g. a split beyond float32's range: row by row
+            return None
 
     def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
         """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
@@ -452,6 +478,8 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_resolves": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref: s.resolves(ref)),
     "scorehouse_predict_sql": (("VARCHAR",) * 5, "VARCHAR", lambda s, engine, ref, relation, output, method, key:
                                s.sql_call(ref, relation, output, engine, method or None, key or None)),
+    "scorehouse_score_sql": (("VARCHAR",) * 6, "VARCHAR", lambda s, engine, ref, source, output, method, key, column:
+                             s.table_sql(ref, source, output, engine, method or None, key or None, column) or ""),
     "scorehouse_version_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, key:
                                s.version_sql(ref, relation, key or None, engine)),
     "scorehouse_scoring_note": (("VARCHAR",) * 4, "VARCHAR", lambda s, engine, ref, output, method, key:
