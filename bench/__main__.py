@@ -10,6 +10,7 @@ real mortgage and diamond feature rows with a fixed seed to each size, then runs
   duckdb_generic   SELECT predict('<model>', t) (any reference; JSON transport)
   duckdb_compiled  the model's compiled SQL, inlined (where registration could compile it)
   duckdb_predict   what the dbt predict() macro compiles to by default (compiled where measured faster)
+  duckdb_table     the table form, score_<model>('<table>'): in steps where the model allows (udfs/staged.py)
   orbital          orbital's own SQL for the same scikit-learn pipeline, run by DuckDB
   pandas           fetch the table into pandas, scikit-learn predict_proba, write the scores back
 and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compiled SQL, MLflow's spark_udf.
@@ -50,13 +51,15 @@ MODELS = {
 }
 COLD_START_MODEL = ("mortgage_gbt200", ("mortgage_deny", {"kind": "gradient_boosting", "params": {
     "n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "random_state": 0}}, "features_mortgage"))
-ARMS = ["limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "orbital", "pandas"]
+ARMS = ["limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "duckdb_table", "orbital",
+        "pandas"]
 ARM_NAMES = {
     "limit": "limit: onnxruntime, one in-memory batch",
     "duckdb_onnx": "DuckDB predict, ONNX UDF (typed)",
     "duckdb_generic": "DuckDB predict('<ref>', t), ONNX UDF (generic)",
     "duckdb_compiled": "DuckDB predict, compiled SQL",
     "duckdb_predict": "DuckDB dbt predict() macro (default choice)",
+    "duckdb_table": "DuckDB table form score_<model>(t) (default choice)",
     "orbital": "orbital's SQL in DuckDB",
     "pandas": "pandas round trip (fetch, scikit-learn, write back)",
 }
@@ -192,6 +195,9 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
                 else:
                     lines.append(f"| {ARM_NAMES[arm]} | {r['seconds']:.3f} | {size / r['seconds']:,.0f} | "
                                  f"{limit / r['seconds']:.2f}x | {r['peak_rss_mb']:,.0f} |")
+            if "seconds" in arms["duckdb_table"] and "seconds" in arms["orbital"]:
+                lines.append(f"\nThe table form ({manifest['table_form']}) against orbital's SQL: "
+                             f"**{arms['orbital']['seconds'] / arms['duckdb_table']['seconds']:.2f}x**.")
             lines.append("")
     lines += _scaling(results)
     lines += ["## Cold start", "", f"A fresh process: connect, register, verify and load {cold['model']} "
@@ -200,6 +206,18 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
     if spark:
         lines += ["## Spark local[2]", "", spark["markdown"], ""]
     return "\n".join(lines)
+
+
+def table_choice(registry, model: str) -> str:
+    """How score_<model>() scores the model's prod version by default: in steps, or row by row and why."""
+    from udfs import staged
+
+    explanation = registry.explanation(*registry.resolve(model))
+    if explanation is None:
+        return "row by row: no explanations"
+    if staged.nodes(explanation) > staged.MAX_NODES:
+        return f"row by row: {staged.nodes(explanation):,} tree nodes, more than {staged.MAX_NODES:,}"
+    return "in steps"
 
 
 def _scaling(results: dict) -> list[str]:
@@ -229,7 +247,7 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000, 20_000_000])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--all-models-up-to", type=int, default=5_000_000,
+    parser.add_argument("--all-models-up-to", type=int, default=20_000_000,
                         help="larger sizes run for the first model only")
     parser.add_argument("--repeat-up-to", type=int, default=1_000_000, help="larger sizes run one round")
     parser.add_argument("--spark-rows", type=int, default=2_000_000, help="0 skips Spark")
@@ -243,7 +261,8 @@ def main(argv=None) -> int:
         print(f"building the workspace in {tmp} ...", file=sys.stderr, flush=True)
         env = build_workspace(folder, {**MODELS, COLD_START_MODEL[0]: COLD_START_MODEL[1]})
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
-        manifests = {m: registry.card(*registry.resolve(m)).manifest for m in MODELS}
+        manifests = {m: {**registry.card(*registry.resolve(m)).manifest, "table_form": table_choice(registry, m)}
+                     for m in MODELS}
         results = {}
         for size in args.sizes:
             models = list(MODELS) if size <= args.all_models_up_to else list(MODELS)[:1]
