@@ -105,9 +105,9 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
             conditions[test] = f"{HELPER}c{len(conditions)}"
         return sql.identifier(conditions[test])
 
-    def merged(nodes: Sequence[tuple[Mapping[str, Any], int]]) -> str:
-        """The sum of these subtrees: the leaves' values added up, the rest grouped by their split, so that
-        trees splitting alike (boosting's first splits repeat) share one CASE."""
+    def summed(nodes: Sequence[tuple[Mapping[str, Any], int]]) -> list[str]:
+        """The terms that add up these subtrees: the leaves' values in one constant, the rest grouped by their
+        split, so that trees splitting alike (boosting's first splits repeat) share one CASE."""
         constant, groups = 0.0, {}
         for tree, node in nodes:
             if tree["left"][node] < 0:
@@ -117,13 +117,13 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
                 groups.setdefault(test, []).append((tree, node))
         terms = [_literal(constant)] if constant or not groups else []
         for test, group in groups.items():
-            left = merged([(tree, tree["left"][node]) for tree, node in group])
-            right = merged([(tree, tree["right"][node]) for tree, node in group])
+            left = " + ".join(summed([(tree, tree["left"][node]) for tree, node in group]))
+            right = " + ".join(summed([(tree, tree["right"][node]) for tree, node in group]))
             terms.append(left if test == "TRUE" else right if test == "FALSE"
                          else f"CASE WHEN {test} THEN {left} ELSE {right} END")
-        return " + ".join(terms)
+        return terms
 
-    margin = f"{_literal(explanation['init'])} + {merged([(tree, 0) for tree in explanation['trees']])}"
+    margin = " + ".join([_literal(explanation["init"]), *summed([(tree, 0) for tree in explanation["trees"]])])
     return [steps, [(test, name) for test, name in conditions.items()]], margin
 
 
