@@ -13,7 +13,8 @@ real mortgage and diamond feature rows with a fixed seed to each size, then runs
   duckdb_table     the table form, score_<model>('<table>'): in steps where the model allows (udfs/staged.py)
   orbital          orbital's own SQL for the same scikit-learn pipeline, run by DuckDB
   pandas           fetch the table into pandas, scikit-learn predict_proba, write the scores back
-and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compiled SQL, MLflow's spark_udf.
+and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compiled SQL, the table form in steps,
+MLflow's spark_udf.
 Each arm runs in a process of its own (its peak RSS is its own), arms alternate round by round (machine
 noise hits all alike), and each figure is the best of --repeat rounds (sizes above --repeat-up-to run one
 round; sizes above --all-models-up-to, the first model only). Cold start: a fresh process's first predict() of a 200-tree GBT,

@@ -6,6 +6,7 @@ For the demo GBT (100 trees) and a logistic regression on the same mortgage feat
 resampled rows (Parquet, cached) in one Spark session:
   predict()      predict_<model>(named_struct(...)): onnxruntime in an iterator Arrow UDF
   compiled SQL   the model's compiled SQL inlined (no Python at scoring time)
+  table form     the table form's query in steps (udfs/staged.py), as dbt's scorehouse.score() writes it
   MLflow         mlflow.pyfunc.spark_udf of the same scikit-learn pipeline (predict_proba)
 All write to Spark's no-op sink; best of --repeat, interleaved. Run by `python -m bench` too.
 """
@@ -83,11 +84,14 @@ def main(argv=None) -> int:
             if "skipped" not in registry.card(*registry.resolve(model)).manifest["compiled"]:
                 runs["compiled SQL"] = udfs.spark.predict_sql(scorer, model, "t", "score", "compiled")
             runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
+            queries = {path: f"select {expression} as p from bench_rows as t" for path, expression in runs.items()}
+            steps = scorer.table_sql(model, "bench_rows", "default", "spark", kept=rows.columns)
+            if steps:
+                queries["table form in steps"] = f"select prediction as p from ({steps}) as s"
             print(f"timing {model}, {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)
             results = interleaved_best(args.repeat, {
-                path: (lambda e=expression: spark.sql(f"select {e} as p from bench_rows as t")
-                       .write.format("noop").mode("overwrite").save())
-                for path, expression in runs.items()})
+                path: (lambda q=query: spark.sql(q).write.format("noop").mode("overwrite").save())
+                for path, query in queries.items()})
             baseline = "MLflow spark_udf (scikit-learn)"
             ratios[model] = {path: results[baseline] / seconds for path, seconds in results.items()}
             sections.append(f"{model} ({type(candidate.pipeline[-1]).__name__}), {args.rows:,} resampled rows, "

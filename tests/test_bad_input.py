@@ -284,3 +284,8 @@ def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
     assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it
     check_bad_input_build(build.stdout, results, lambda table: workspace.query(f"select score from {table}").score.tolist(),
                           workspace.sklearn_scores, base)
+    # the table form's builds are in scoring_runs as predict()'s are, scored in steps
+    runs = workspace.query("select scored_relation, method, model_version, rows_out from scoring_runs "
+                           "where scored_relation like 'table_%'")
+    assert len(runs) == len(SCORED) and set(runs.method) == {"steps"} and set(runs.model_version) == {1}
+    assert set(runs.rows_out) == {1}

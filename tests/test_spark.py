@@ -690,3 +690,32 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     with pytest.raises(Exception) as failed:
         session.sql("select explain('handed_over', struct(*), 3) from f").collect()
     assert udfs.spark.friendly_error(failed.value).startswith("Model handed_over (version 1) has no explanations")
+
+
+@pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # trees, a linear model
+def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, model):
+    """The table form's steps in Spark SQL (the relation's columns listed) equal the ONNX UDF on split
+    boundaries, NULL, NaN, ±inf, values beyond float32 and odd categories, as in DuckDB."""
+    import json
+
+    import udfs.duckdb
+    import udfs.spark
+    from test_table_form import _edge_rows
+    from udfs.scoring import Scorer
+
+    session = spark.newSession()
+    udfs.spark.register(session, small.registry_path)
+    explanation = json.loads((small.registry_path / model / "versions" / "1" / "explain.json").read_text())
+    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    _edge_rows(con, explanation, "features_mortgage")
+    edges = con.sql("select * from edges").to_arrow_table()
+    con.close()
+    session.createDataFrame(edges.to_pandas()).createOrReplaceTempView("edges")
+    scorer = Scorer(small.registry)
+    query = scorer.table_sql(model, "edges", "default", "spark", kept=edges.column_names)
+    assert query is not None and "CASE" in query and "predict(" not in query and "predict_" not in query
+    onnx = udfs.spark.predict_sql(scorer, model, "s", "score", "onnx")
+    got = session.sql(f"select s.prediction, s.model_version, {onnx} as onnx from ({query}) as s").collect()
+    assert len(got) == edges.num_rows and {row.model_version for row in got} == {1}
+    wrong = [(row.prediction, row.onnx) for row in got if abs(row.prediction - row.onnx) > 1e-6]
+    assert not wrong, f"{len(wrong)} of {len(got)} rows differ, e.g. {wrong[:3]}"

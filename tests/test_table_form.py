@@ -71,7 +71,7 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_cop
     import json
 
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
-    steps = con.execute(f"select scorehouse_score_sql('{model}', 't', 'default', '', '', 'prediction')").fetchone()[0]
+    steps = con.execute(f"select scorehouse_score_sql('{model}', 't', 'default', '', '', 'prediction', '')").fetchone()[0]
     assert "__scorehouse_step" in steps or model == "mortgage_logit" and "CASE" in steps
     explanation = json.loads((small_copy.registry_path / model / "versions" / "1" / "explain.json").read_text())
     _edge_rows(con, explanation, "features_mortgage")
@@ -87,6 +87,6 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_cop
 def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_copy):
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
     for method in ("onnx",):
-        assert con.execute(f"select scorehouse_score_sql('mortgage_deny', 't', 'default', '{method}', '', 'p')").fetchone() == ("",)
-    assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p')").fetchone() == ("",)
+        assert con.execute(f"select scorehouse_score_sql('mortgage_deny', 't', 'default', '{method}', '', 'p', '')").fetchone() == ("",)
+    assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p', '')").fetchone() == ("",)
     con.close()

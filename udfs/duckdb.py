@@ -9,8 +9,9 @@
     scorehouse_model_version('<ref>')      the version a reference scores with
     scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')  what the dbt predict() macro compiles to
     scorehouse_version_sql('<ref>', '<relation>', '<key>')  and model_version(): the version scoring each row
-    scorehouse_score_sql('<ref>', '<relation>', '<output>', '<method>', '<key>', '<column>')  the dbt score()
-                                           macro's query in steps, or '' where it scores row by row
+    scorehouse_score_sql('<ref>', '<relation>', '<output>', '<method>', '<key>', '<column>', '<columns>')
+                                           the dbt score() macro's query in steps, or '' where it scores
+                                           row by row (columns: a JSON list of the relation's, or '')
     scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
 
 None of these functions reads or writes a file other than the registry's own, and a reference can

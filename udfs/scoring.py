@@ -286,16 +286,18 @@ class Scorer:
                 self._compiled[key] = self.registry.compiled(*key)
         return prepared_output(self._compiled[key], engine, output, card.features, card.label), why
 
-    def scoring_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None) -> str:
+    def scoring_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None,
+                     scored_by: str | None = None) -> str:
         """What a predict() call scores with, as JSON for the scoring_runs hook: per version the reference
-        (and a gray release's version), sha256 of its model.onnx, and the method."""
+        (and a gray release's version), sha256 of its model.onnx, and the method (`scored_by` where the
+        caller knows it: 'steps' for the table form's)."""
         refs = [ref] + ([route[1]] if (route := self.route(ref, engine, "", key)) else [])
         notes = []
         for each in refs:
             name, version = self.resolve(each)
-            compiled, _ = self.scoring_choice(each, output, engine, method)
+            compiled = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
             notes.append({"ref": each, "model": name, "version": version, "sha256": artifact_sha256(self.card(each).manifest),
-                          "method": "onnx" if compiled is None else "compiled"})
+                          "method": scored_by or ("onnx" if compiled is None else "compiled")})
         return json.dumps(notes).replace("*/", "* /")
 
     def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
@@ -325,17 +327,17 @@ class Scorer:
                 f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)")
 
     def table_sql(self, ref: str, source: str, output: str, engine: str = "duckdb", method: str | None = None,
-                  key: str | None = None, column: str = "prediction") -> str | None:
-        """The table form's query over `source` (a relation's SQL name) in steps (udfs.staged): its rows, the
-        score as `column` and model_version; or None where the table form scores row by row instead.
+                  key: str | None = None, column: str = "prediction", kept: list[str] | None = None) -> str | None:
+        """The table form's query over `source` (a relation's SQL name) in steps (udfs.staged): its rows (the
+        columns `kept`, or all on DuckDB), the score as `column` and model_version; or None where the table
+        form scores row by row instead.
 
         It is used for the score of a version with explanations, unless method is 'onnx', a gray release
         is in effect on `key`, or (method 'auto') its trees exceed staged.MAX_NODES.
         """
         method = scoring_method(method)
         card = self.card(ref)
-        if (engine != "duckdb" or method == "onnx" or card.check_output(output) != "score"
-                or self.route(ref, engine, source, key) is not None):
+        if method == "onnx" or card.check_output(output) != "score" or self.route(ref, engine, source, key) is not None:
             return None
         explanation = self._explanation(ref)
         if explanation is None or (method == "auto" and staged.nodes(explanation) > staged.MAX_NODES):
@@ -343,7 +345,7 @@ class Scorer:
         try:
             return staged.scored_query(explanation, dialect(engine), source, column,
                                        lambda value: self.type_checked(ref, "", engine, value),
-                                       [(str(self.resolve(ref)[1]), "model_version")])
+                                       [(str(self.resolve(ref)[1]), "model_version")], kept)
         except staged.Unsupported:  # e.g. a split beyond float32's range: row by row
             return None
 
@@ -473,13 +475,23 @@ def artifact_sha256(manifest: Mapping) -> str | None:
 # The SQL functions both engines register for the package's macros and hooks, in one place:
 # name -> (SQL types of the arguments, SQL type returned, function(scorer, engine, *arguments)).
 # Each reads the registry only; none touches a file.
+def _noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output: str, method: str, key: str, column: str,
+                     kept: str) -> str:
+    """What dbt's score() macro runs in steps, with predict()'s scoring note for the scoring_runs hook; or ''."""
+    query = scorer.table_sql(ref, source, output, engine, method or None, key or None, column,
+                             json.loads(kept) if kept else None)
+    if query is None:
+        return ""
+    return f"{query} /* scorehouse:scoring {scorer.scoring_note(ref, output, engine, scored_by='steps')} */"
+
+
 SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_model_version": (("VARCHAR",), "INTEGER", lambda s, engine, ref: s.resolve(ref)[1]),
     "scorehouse_resolves": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref: s.resolves(ref)),
     "scorehouse_predict_sql": (("VARCHAR",) * 5, "VARCHAR", lambda s, engine, ref, relation, output, method, key:
                                s.sql_call(ref, relation, output, engine, method or None, key or None)),
-    "scorehouse_score_sql": (("VARCHAR",) * 6, "VARCHAR", lambda s, engine, ref, source, output, method, key, column:
-                             s.table_sql(ref, source, output, engine, method or None, key or None, column) or ""),
+    "scorehouse_score_sql": (("VARCHAR",) * 7, "VARCHAR", lambda s, engine, ref, source, output, method, key, column,
+                             kept: _noted_table_sql(s, engine, ref, source, output, method, key, column, kept)),
     "scorehouse_version_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, key:
                                s.version_sql(ref, relation, key or None, engine)),
     "scorehouse_scoring_note": (("VARCHAR",) * 4, "VARCHAR", lambda s, engine, ref, output, method, key:

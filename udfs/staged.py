@@ -51,13 +51,15 @@ def nodes(explanation: Mapping[str, Any]) -> int:
 
 
 def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, column: str,
-                 guard: Callable[[str], str], extra: Sequence[tuple[str, str]] = ()) -> str:
-    """SELECT every column of `source` (a relation's SQL name) plus the model's score as `column` and
-    `extra`'s (expression, name) pairs. `guard` wraps each feature's read (the engine's type check)."""
-    if sql.name != "duckdb":
-        raise Unsupported(f"the table form's SQL is written for DuckDB, not {sql.name}")
+                 guard: Callable[[str], str], extra: Sequence[tuple[str, str]] = (),
+                 kept: Sequence[str] | None = None) -> str:
+    """SELECT the columns of `source` (a relation's SQL name) plus the model's score as `column` and
+    `extra`'s (expression, name) pairs. `guard` wraps each feature's read (the engine's type check).
+    `kept` lists the source's columns: Spark needs them (it has no SELECT * EXCLUDE); DuckDB may omit them."""
     if explanation.get("link") not in LINKS:
         raise Unsupported(f"its link {explanation.get('link')!r} is not one the table form's SQL writes")
+    if kept is None and sql.name != "duckdb":
+        raise Unsupported(f"{sql.name} needs the relation's columns listed")
     steps, margin = (([], _linear_margin(explanation, sql, guard)) if explanation["kind"] == "linear"
                      else _tree_steps(explanation, sql, guard))
     ctes, relation, helpers = [], source, []
@@ -65,7 +67,10 @@ def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, colu
         name = f"{HELPER}step{len(ctes)}"
         ctes.append(f"{name} AS ({_select('*', columns, relation, sql)})")
         relation, helpers = name, helpers + [sql.identifier(helper) for _, helper in columns]
-    star = f"* EXCLUDE ({', '.join(helpers)})" if helpers else "*"
+    if kept is not None:
+        star = ", ".join(sql.identifier(name) for name in kept)
+    else:
+        star = f"* EXCLUDE ({', '.join(helpers)})" if helpers else "*"
     query = _select(star, [(LINKS[explanation["link"]].format(margin), column), *extra], relation, sql)
     return f"WITH {', '.join(ctes)} {query}" if ctes else query
 

@@ -6,19 +6,19 @@
 
       select * from {{ scorehouse.score(ref('features_mortgage'), 'mortgage_deny') }} as s
 
-  On DuckDB, a version with explanations whose trees are small enough (or any, with method='compiled')
-  scores its `score` in steps over the whole relation: each input once, each split once, the trees
-  summed (udfs/staged.py); the same numbers as predict(), faster than onnxruntime and orbital. Otherwise,
-  and on Spark, each row is scored by predict() (the same expression, guards, lineage and bad-input
-  behaviour; see predict for output, method and key) and versioned by model_version(); with `key`, a gray
-  release's rows carry the rollout's version.
+  A version with explanations whose trees are small enough (or any, with method='compiled') scores its
+  `score` in steps over the whole relation: each input once, each split once, the trees summed
+  (udfs/staged.py); the same numbers as predict(), faster than onnxruntime and orbital. Otherwise each
+  row is scored by predict() (the same expression, guards, lineage and bad-input behaviour; see predict
+  for output, method and key) and versioned by model_version(); with `key`, a gray release's rows carry
+  the rollout's version.
 -#}
 {% macro score(relation, model_ref, output='default', method=none, key=none, column='prediction') -%}
   {%- set row = '__scorehouse_input' -%}
   {%- if column == 'model_version' -%}
     {{ exceptions.raise_compiler_error("score(): column must not be 'model_version', the column the version goes in") }}
   {%- endif -%}
-  {%- set steps = scorehouse.score_steps(model_ref, row, output, method or var('scorehouse_scoring', ''), key, column) -%}
+  {%- set steps = scorehouse.score_steps(relation, model_ref, row, output, method or var('scorehouse_scoring', ''), key, column) -%}
   {%- if steps -%}
   (with {{ row }} as (select * from {{ relation }}) select * from ({{ steps }}) as __scorehouse_scored)
   {%- else -%}
@@ -29,13 +29,21 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- The table form's query in steps (scorehouse_score_sql), or '' where it scores row by row. -#}
-{% macro score_steps(model_ref, source, output, method, key, column) -%}
+{#- The table form's query in steps (scorehouse_score_sql), or '' where it scores row by row. Spark, which has no
+    SELECT * EXCLUDE, is given the relation's columns (a ref or a source; another relation scores row by row). -#}
+{% macro score_steps(relation, model_ref, source, output, method, key, column) -%}
   {%- if not execute -%}
     {{ return('') }}
   {%- endif -%}
+  {%- set kept = '' -%}
+  {%- if target.type != 'duckdb' -%}
+    {%- if relation.identifier is not defined -%}
+      {{ return('') }}
+    {%- endif -%}
+    {%- set kept = adapter.get_columns_in_relation(relation) | map(attribute='name') | list | tojson -%}
+  {%- endif -%}
   {%- set query -%}
-    select scorehouse_score_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(source) }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }}, {{ scorehouse.literal(column) }})
+    select scorehouse_score_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(source) }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }}, {{ scorehouse.literal(column) }}, {{ scorehouse.literal(kept) }})
   {%- endset -%}
   {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
