@@ -472,9 +472,6 @@ def artifact_sha256(manifest: Mapping) -> str | None:
     return (manifest.get("artifacts", {}).get("model.onnx") or {}).get("sha256")
 
 
-# The SQL functions both engines register for the package's macros and hooks, in one place:
-# name -> (SQL types of the arguments, SQL type returned, function(scorer, engine, *arguments)).
-# Each reads the registry only; none touches a file.
 def _noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output: str, method: str, key: str, column: str,
                      kept: str) -> str:
     """What dbt's score() macro runs in steps, with predict()'s scoring note for the scoring_runs hook; or ''."""
@@ -485,6 +482,9 @@ def _noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output:
     return f"{query} /* scorehouse:scoring {scorer.scoring_note(ref, output, engine, scored_by='steps')} */"
 
 
+# The SQL functions both engines register for the package's macros and hooks, in one place:
+# name -> (SQL types of the arguments, SQL type returned, function(scorer, engine, *arguments)).
+# Each reads the registry only; none touches a file.
 SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_model_version": (("VARCHAR",), "INTEGER", lambda s, engine, ref: s.resolve(ref)[1]),
     "scorehouse_resolves": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref: s.resolves(ref)),

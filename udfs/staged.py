@@ -8,7 +8,11 @@ version registers. From it, a query in three steps:
     inputs      each feature once per row: a number as DOUBLE with NaN and NULL imputed, a category as
                 its text with NULL as the model reads it ('')
     conditions  each distinct split once per row, as a boolean column
-    score       the link of (the constant + each tree's nested CASE over those booleans)
+    score       the link of (the constant + the trees' nested CASEs over those booleans), where trees that
+                split alike share one CASE: boosting's first splits repeat (the demo GBT's 100 trees have 23
+                distinct roots), and each shared split is then tested once per row, not once per tree
+
+A linear model needs no steps: one product per number (its scaling folded in), one CASE per category.
 
 A tree compares the float32 the model is fed, `float32(x) <= t`; the query tests the same thing on the
 DOUBLE, `x <= b` or `x < b`, with b the midpoint between the float32 at or below t and the next one
@@ -83,16 +87,16 @@ def _select(star: str, columns: Sequence[tuple[str, str]], source: str, sql: Dia
 def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str], str]
                 ) -> tuple[list[list[tuple[str, str]]], str]:
     """([the inputs step's columns, the conditions step's columns], the margin over them)."""
-    inputs: dict[str, str] = {}  # feature -> its helper column
-    steps: list[tuple[str, str]] = []
+    helpers: dict[str, str] = {}  # feature -> its helper column
+    inputs: list[tuple[str, str]] = []  # the inputs step's (expression, helper column)
 
     def read(feature: str, expression: str) -> str:
-        if feature not in inputs:
-            inputs[feature] = f"{HELPER}x{len(inputs)}"
-            steps.append((expression, inputs[feature]))
-        return sql.identifier(inputs[feature])
+        if feature not in helpers:
+            helpers[feature] = f"{HELPER}x{len(helpers)}"
+            inputs.append((expression, helpers[feature]))
+        return sql.identifier(helpers[feature])
 
-    tests = []  # per explain column: threshold -> the SQL test `column <= threshold` (float32) is
+    tests = []  # per explain.json column: threshold -> the SQL test `column <= threshold` (in float32) is
     for entry in explanation["columns"]:
         feature = entry["feature"]
         if "median" in entry:
@@ -129,7 +133,7 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
         return terms
 
     margin = " + ".join([_literal(explanation["init"]), *summed([(tree, 0) for tree in explanation["trees"]])])
-    return [steps, [(test, name) for test, name in conditions.items()]], margin
+    return [inputs, [(test, name) for test, name in conditions.items()]], margin
 
 
 def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str], str]) -> str:
@@ -139,18 +143,22 @@ def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable
         weight = entry["coef"] / entry["scale"]
         constant -= weight * entry["center"]
         terms.append(f"{_number(entry['feature'], entry['median'], sql, guard)} * {_literal(weight)}")
-    for entry in explanation["categorical"]:
-        text = _text(entry["feature"], sql, guard)
-        cases = " ".join(f"WHEN {sql.literal(category)} THEN {_literal(coef)}"
-                         for category, coef in zip(entry["categories"], entry["coef"]) if coef)
-        terms.append(f"(CASE {text} {cases} ELSE 0e0 END)" if cases else "0e0")
+    for entry in explanation["categorical"]:  # NULL tested apart: a coalesce would be evaluated in every WHEN
+        text = guard(f"CAST({sql.identifier(entry['feature'])} AS {sql.text_type})")
+        cases = [f"WHEN {text} = {sql.literal(category)} THEN {_literal(coef)}"
+                 for category, coef in zip(entry["categories"], entry["coef"]) if coef and category != MISSING_CATEGORY]
+        missing = dict(zip(entry["categories"], entry["coef"])).get(MISSING_CATEGORY)
+        if missing:
+            cases.append(f"WHEN {text} IS NULL OR {text} = {sql.literal(MISSING_CATEGORY)} THEN {_literal(missing)}")
+        terms.append(f"(CASE {' '.join(cases)} ELSE 0e0 END)" if cases else "0e0")
     return " + ".join([_literal(constant), *terms])
 
 
 def _number(feature: str, median: float, sql: Dialect, guard: Callable[[str], str]) -> str:
-    """A numeric feature as DOUBLE, NaN and NULL read as the median."""
+    """A numeric feature as DOUBLE, NaN and NULL read as the median (both engines order NaN above +inf, and a
+    NULL test is not true: one comparison, measured 12% faster than coalesce(nullif(x, NaN), median))."""
     value = guard(f"CAST({sql.identifier(feature)} AS DOUBLE)")
-    return f"coalesce(nullif({value}, CAST('NaN' AS DOUBLE)), {_literal(median)})"
+    return f"CASE WHEN {value} <= CAST('inf' AS DOUBLE) THEN {value} ELSE {_literal(median)} END"
 
 
 def _text(feature: str, sql: Dialect, guard: Callable[[str], str]) -> str:
