@@ -211,14 +211,10 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
 
 def table_choice(registry, model: str) -> str:
     """How score_<model>() scores the model's prod version by default: in steps, or row by row and why."""
-    from udfs import staged
+    from udfs.staged import row_by_row_reason
 
-    explanation = registry.explanation(*registry.resolve(model))
-    if explanation is None:
-        return "row by row: no explanations"
-    if staged.nodes(explanation) > staged.MAX_NODES:
-        return f"row by row: {staged.nodes(explanation):,} tree nodes, more than {staged.MAX_NODES:,}"
-    return "in steps"
+    reason = row_by_row_reason(registry.explanation(*registry.resolve(model)))
+    return f"row by row: {reason}" if reason else "in steps"
 
 
 def _scaling(results: dict) -> list[str]:

@@ -141,16 +141,18 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
                  "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
     # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
     # prediction and its version (query_table takes a table's name, never SQL)
-    conn.execute(f"create or replace temp macro score(model, relation) as table select {SCORED}.*, "
-                 f"predict(model, {SCORED}) as prediction, scorehouse_model_version(model) as model_version "
-                 f"from query_table(relation) as {SCORED}")
+    def row_by_row(prediction: str, version: str) -> str:
+        return (f"select {SCORED}.*, {prediction} as prediction, {version} as model_version "
+                f"from query_table(relation) as {SCORED}")
+
+    conn.execute("create or replace temp macro score(model, relation) as table "
+                 + row_by_row(f"predict(model, {SCORED})", "scorehouse_model_version(model)"))
     for card in scorer.default_cards():  # explain_<model> and score_<model>: typed structs, no JSON on the way
         conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
                      f"scorehouse_explain_{card.name}(features, top_k)")
         try:  # in steps over the whole table where the model allows (udfs.staged), else row by row
-            query = scorer.table_sql(card.name, "query_table(relation)", "default", "duckdb") or (
-                f"select {SCORED}.*, {scorer.sql_call(card.name, SCORED, 'default', 'duckdb')} as prediction, "
-                f"{card.version} as model_version from query_table(relation) as {SCORED}")
+            query = scorer.table_sql(card.name, "query_table(relation)", "default", "duckdb") or row_by_row(
+                scorer.sql_call(card.name, SCORED, "default", "duckdb"), str(card.version))
         except ScorehouseError:
             continue  # 'compiled' forced, none here: score_<model> is absent; predict() says why
         conn.execute(f"create or replace temp macro score_{card.name}(relation) as table {query}")

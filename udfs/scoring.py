@@ -340,7 +340,7 @@ class Scorer:
         if method == "onnx" or card.check_output(output) != "score" or self.route(ref, engine, source, key) is not None:
             return None
         explanation = self._explanation(ref)
-        if explanation is None or (method == "auto" and staged.nodes(explanation) > staged.MAX_NODES):
+        if explanation is None or (method == "auto" and staged.row_by_row_reason(explanation)):
             return None
         try:
             return staged.scored_query(explanation, dialect(engine), source, column,

@@ -54,6 +54,15 @@ def nodes(explanation: Mapping[str, Any]) -> int:
     return sum(len(tree["left"]) for tree in explanation.get("trees", ()))
 
 
+def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
+    """Why the table form scores a version row by row by default (method 'auto'), or None: it takes the steps."""
+    if explanation is None:
+        return "no explanations"
+    if nodes(explanation) > MAX_NODES:
+        return f"{nodes(explanation):,} tree nodes, more than {MAX_NODES:,}"
+    return None
+
+
 def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, column: str,
                  guard: Callable[[str, str], str], extra: Sequence[tuple[str, str]] = (),
                  kept: Sequence[str] | None = None) -> str:
