@@ -15,8 +15,8 @@ import resource
 import sys
 import time
 
-ARMS = ("limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "duckdb_table", "orbital",
-        "pandas", "cold_start")
+ARMS = ("limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "duckdb_table", "duckdb_steps",
+        "orbital", "pandas", "cold_start")
 
 
 def main(argv=None) -> int:
@@ -121,6 +121,16 @@ def _table(args):
     return lambda: con.execute(query).fetchall()
 
 
+def _steps(args):
+    """The table form in steps whatever the model's size (method 'compiled'): what staged.MAX_NODES weighs."""
+    con = _connect(args)
+    query = con.execute("select scorehouse_score_sql(?, ?, 'score', 'compiled', '', 'prediction', '')",
+                        [args.model, args.table]).fetchone()[0]
+    if not query:
+        raise Unsupported("no steps for this model (no explanations, or a split the steps do not cover)")
+    return lambda: con.execute(f"select sum(prediction) from ({query})").fetchall()
+
+
 def _warm(con, query: str, table: str):
     """Run `query` once on a few rows (model load, first-call costs), then return the full run."""
     con.execute(query.format(f"(select * from {table} limit 2048)")).fetchall()
@@ -201,7 +211,7 @@ def _pipeline(args):
 
 SETUP = {"limit": _limit, "duckdb_onnx": _sql_arm("onnx"), "duckdb_generic": _generic,
          "duckdb_compiled": _sql_arm("compiled"), "duckdb_predict": _sql_arm(None), "duckdb_table": _table,
-         "orbital": _orbital,
+         "duckdb_steps": _steps, "orbital": _orbital,
          "pandas": _pandas, "cold_start": _cold_start}
 
 

@@ -84,9 +84,40 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_cop
     con.close()
 
 
-def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_copy):
+def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_copy, caplog):
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
-    for method in ("onnx",):
-        assert con.execute(f"select scorehouse_score_sql('mortgage_deny', 't', 'default', '{method}', '', 'p', '')").fetchone() == ("",)
-    assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p', '')").fetchone() == ("",)
+    with caplog.at_level("DEBUG", logger="scorehouse"):
+        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'default', 'onnx', '', 'p', '')").fetchone() == ("",)
+        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p', '')").fetchone() == ("",)
+    said = [r.getMessage() for r in caplog.records if getattr(r, "scorehouse_event", None) == "table_form"]
+    assert said[-2:] == ["mortgage_deny (mortgage_deny version 1) table form on duckdb: row by row: onnx asked for",
+                         "mortgage_deny (mortgage_deny version 1) table form on duckdb: row by row: its label output"]
     con.close()
+
+
+def _complete_trees(count: int, depth: int, cover: bool = True) -> dict:
+    """An explanation of `count` complete binary trees of `depth` splits, each row passing through `depth`."""
+    size = 2 ** (depth + 1) - 1
+    left = [2 * i + 1 if 2 * i + 1 < size else -1 for i in range(size)]
+    right = [2 * i + 2 if 2 * i + 2 < size else -1 for i in range(size)]
+    covers = [2.0 ** (depth - (i + 1).bit_length() + 1) if cover else 0.0 for i in range(size)]
+    tree = {"left": left, "right": right, "column": [0] * size, "threshold": [0.5] * size, "value": [0.0] * size,
+            "cover": covers}
+    return {"trees": [tree] * count}
+
+
+def test_the_table_form_takes_the_steps_for_shallow_trees_up_to_max_nodes():
+    """staged.row_by_row_reason: the steps cost grows with nodes, onnxruntime's with the splits a row passes."""
+    from udfs import staged
+
+    shallow = _complete_trees(100, 3)  # the demo GBT's shape: 1,500 nodes, 300 splits per row
+    assert (staged.nodes(shallow), staged.splits_per_row(shallow)) == (1500, 300)
+    assert staged.row_by_row_reason(shallow) is None
+    assert staged.splits_per_row(_complete_trees(100, 3, cover=False)) == 300  # no cover: each tree's depth
+    assert staged.row_by_row_reason(_complete_trees(10, 6)) is None  # 1,270 nodes, 60 splits: still the steps
+    deep = staged.row_by_row_reason(_complete_trees(20, 6))  # 2,540 nodes for 120 splits
+    assert deep == ("2,540 tree nodes for 120 splits per row, more than 1,000 + 5 a split: "
+                    "trees this deep score faster with onnxruntime")
+    assert staged.row_by_row_reason(_complete_trees(250, 3)) == "3,750 tree nodes, more than 3,000"
+    assert staged.row_by_row_reason({"intercept": 0.0, "numeric": [], "categorical": []}) is None  # linear
+    assert staged.row_by_row_reason(None) == "no explanations"

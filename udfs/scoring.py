@@ -333,21 +333,31 @@ class Scorer:
         form scores row by row instead.
 
         It is used for the score of a version with explanations, unless method is 'onnx', a gray release
-        is in effect on `key`, or (method 'auto') its trees exceed staged.MAX_NODES.
+        is in effect on `key`, or (method 'auto') staged.row_by_row_reason finds its trees too many or too deep.
         """
         method = scoring_method(method)
-        card = self.card(ref)
-        if method == "onnx" or card.check_output(output) != "score" or self.route(ref, engine, source, key) is not None:
-            return None
-        explanation = self._explanation(ref)
-        if explanation is None or (method == "auto" and staged.row_by_row_reason(explanation)):
-            return None
-        try:
-            return staged.scored_query(explanation, dialect(engine), source, column,
-                                       lambda feature, value: self.type_checked(ref, "", engine, value, feature),
-                                       [(str(self.resolve(ref)[1]), "model_version")], kept)
-        except staged.Unsupported:  # e.g. a split beyond float32's range: row by row
-            return None
+        output = self.card(ref).check_output(output)
+        query, reason = None, None
+        if method == "onnx":
+            reason = "onnx asked for"
+        elif output != "score":
+            reason = f"its {output} output"
+        elif self.route(ref, engine, source, key) is not None:
+            reason = "a gray release routes rows by the key"
+        elif (explanation := self._explanation(ref)) is None:
+            reason = "no explanations"
+        elif method == "compiled" or not (reason := staged.row_by_row_reason(explanation)):
+            try:
+                query = staged.scored_query(explanation, dialect(engine), source, column,
+                                            lambda feature, value: self.type_checked(ref, "", engine, value, feature),
+                                            [(str(self.resolve(ref)[1]), "model_version")], kept)
+            except staged.Unsupported as exc:  # e.g. a split beyond float32's range
+                reason = str(exc)
+        name, version = self.resolve(ref)
+        event("table_form", f"{ref} ({name} version {version}) table form on {engine}: "
+              + (f"row by row: {reason}" if query is None else "in steps"), DEBUG, ref=ref, model=name, version=version,
+              method="row by row" if query is None else "steps", reason=reason, engine=engine)
+        return query
 
     def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
         """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""

@@ -38,10 +38,15 @@ from .schema import MISSING_CATEGORY
 from .sql import Dialect
 
 HELPER = "__scorehouse_"  # the prefix of the helper columns the steps add (and the final SELECT drops)
-# Ensembles up to this many nodes score in steps by default in the table form. Measured on 1M rows, 2 cores:
-# the demo GBT (1,442 nodes) in 0.31 s against 0.64 s for its typed ONNX function, the demo HGB (6,039
-# nodes) in 1.29 s against 0.83 s; onnxruntime's cost grows with depth, the SQL's with nodes.
+# The table form's default (method 'auto') for an ensemble, from `python -m bench.steps` (bench/RESULTS.md):
+# per million rows the steps take about 0.25 s per 1,000 tree nodes (0.16 to 0.33), the typed ONNX function
+# about 0.26 s plus 1.4 s per 1,000 splits a row passes through (splits_per_row); so the steps are faster
+# while nodes stay under about 1,000 + 5.6 x splits per row: shallow trees (the demo GBT's 100 trees of
+# depth 3, 2.0x), not deep ones (100 of depth 6, 0.44x). And planning the steps costs about 22 us a node in
+# every query, whatever its rows (0.28 s for 11,562 nodes): past MAX_NODES (0.06 s) a small table would wait
+# on the plan, so larger ensembles score row by row even where a million rows would go faster in steps.
 MAX_NODES = 3_000
+NODES_FREE, NODES_PER_SPLIT = 1_000, 5
 LINKS = {"logit": "(1 / (1 + exp(-({}))))", "identity": "({})", "log": "exp({})", "probability": "({})"}
 
 
@@ -54,12 +59,43 @@ def nodes(explanation: Mapping[str, Any]) -> int:
     return sum(len(tree["left"]) for tree in explanation.get("trees", ()))
 
 
+def splits_per_row(explanation: Mapping[str, Any]) -> float:
+    """How many splits a row passes through the trees, on average over the training rows (each split's
+    cover over its tree's root's; a tree without cover counts its depth): what onnxruntime's cost grows
+    with, where the SQL's grows with nodes."""
+    total = 0.0
+    for tree in explanation.get("trees", ()):
+        cover, left, right = tree["cover"], tree["left"], tree["right"]
+        if cover[0] > 0:
+            total += sum(c for c, child in zip(cover, left) if child >= 0) / cover[0]
+        else:
+            total += _depth(left, right)
+    return total
+
+
+def _depth(left: Sequence[int], right: Sequence[int]) -> int:
+    """The most splits on a path from the root to a leaf."""
+    deepest, stack = 0, [(0, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if left[node] < 0:
+            deepest = max(deepest, depth)
+        else:
+            stack += [(left[node], depth + 1), (right[node], depth + 1)]
+    return deepest
+
+
 def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
     """Why the table form scores a version row by row by default (method 'auto'), or None: it takes the steps."""
     if explanation is None:
         return "no explanations"
-    if nodes(explanation) > MAX_NODES:
-        return f"{nodes(explanation):,} tree nodes, more than {MAX_NODES:,}"
+    count = nodes(explanation)
+    if count > MAX_NODES:
+        return f"{count:,} tree nodes, more than {MAX_NODES:,}"
+    splits = splits_per_row(explanation)
+    if count > NODES_FREE + NODES_PER_SPLIT * splits:
+        return (f"{count:,} tree nodes for {splits:,.0f} splits per row, more than {NODES_FREE:,} + "
+                f"{NODES_PER_SPLIT} a split: trees this deep score faster with onnxruntime")
     return None
 
 
