@@ -87,7 +87,11 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
         packages = f"packages:\n  - git: \"file://{clone}\"\n    subdirectory: dbt_project\n"
     ran = follow_guide(project, packages)
 
-    # init wired it: the plugin lines as the guide shows them, the package, scorehouse.yml
+    # init wired it, each time saying what to run next: the plugin lines as the guide shows them, the package,
+    # scorehouse.yml
+    assert ran["scorehouse init"].stdout.strip().splitlines()[-1] == "next: dbt deps"
+    assert ran["scorehouse init --from applications --target denied --name loan_denial"].stdout.strip().splitlines()[-1] \
+        == "next: review training/loan_denial.yml, then `scorehouse train training/loan_denial.yml --alias prod`"
     shown = next(text for lang, name, text in guide_blocks() if lang == "yaml" and not name)
     profiles = yaml.safe_load((project / "profiles.yml").read_text())
     assert profiles["loans"]["outputs"]["dev"]["plugins"] == yaml.safe_load(shown)["plugins"]

@@ -233,6 +233,14 @@ def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
         (project / "models" / f"table_{_slug(case)}.sql").write_text(
             f"select s.application_id, s.prediction as score, s.model_version "
             f"from {{{{ scorehouse.score(ref('case_{_slug(case)}'), 'mortgage_deny') }}}} as s")
+    # the table form on inputs no guard checks: a feature missing, a column where it puts its own; column=
+    for key, (name, changes) in enumerate({"without_lvr": {"lvr": None}, "with_prediction": {"Prediction": "0.5"}}.items(),
+                                          start=len(cases) + 1):
+        (project / "models" / f"unguarded_{name}.sql").write_text(_case_model(base, changes, key))
+        (project / "models" / f"table_unguarded_{name}.sql").write_text(
+            f"select * from {{{{ scorehouse.score(ref('unguarded_{name}'), 'mortgage_deny') }}}} as s")
+    (project / "models" / "table_column_model_version.sql").write_text(
+        "select * from {{ scorehouse.score(ref('case_a_single_row'), 'mortgage_deny', column='Model_Version') }} as s")
     guard = "    data_tests:\n      - scorehouse.expect_model_inputs_match_schema: {arguments: {model_ref: mortgage_deny}}"
     (project / "models" / "_cases.yml").write_text(
         "version: 2\nmodels:\n" + "\n".join(f"  - name: case_{_slug(case)}\n{guard}" for case in cases) + "\n")
@@ -272,6 +280,14 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
     assert unknown["status"] == "error" and "Model 'mortgage_dny' not found in registry" in unknown["message"]
     deleted = results["scored_an_alias_at_a_deleted_version"]
     assert deleted["status"] == "error" and "alias 'retired' points at version 7, which no longer exists" in deleted["message"]
+    missing = results["table_unguarded_without_lvr"]
+    assert missing["status"] == "error" and "Binder" not in missing["message"]
+    assert "Model mortgage_deny (version 1): feature 'lvr' is missing from the input" in missing["message"]
+    clash = results["table_unguarded_with_prediction"]
+    assert clash["status"] == "error" and ("model mortgage_deny (version 1): the input already has a column 'prediction', "
+                                           "where the table form puts the score") in clash["message"].lower()  # Spark's catalog lowers it
+    named = results["table_column_model_version"]  # fails alone: every other model built
+    assert named["status"] == "error" and "column must not be 'model_version'" in named["message"]
     assert not INJECTED.exists()  # the odd column stayed a name in every guard's SQL
 
 

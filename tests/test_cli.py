@@ -1,6 +1,7 @@
 """The scorehouse command, run as a user runs it."""
 
 import json
+import os
 
 import pytest
 
@@ -131,3 +132,19 @@ def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_cop
     seconds = small_copy.registry.card("mortgage_deny", 2).manifest["registration_seconds"]
     assert set(seconds) == {"fit", "export", "parity", "compile", "explain", "profile"} and min(seconds.values()) >= 0
     assert "registered  in fit" in small_copy.cli("show", "mortgage_deny@2", check=True).stdout
+
+
+def test_sql_output_cut_short_by_its_reader_ends_quietly(small_copy):
+    """`scorehouse sql ... | head -1`: the reader stops reading; no traceback, the exit status of SIGPIPE."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for output_format in ("csv", "json", "table"):
+        process = subprocess.Popen([str(Path(sys.executable).parent / "scorehouse"), "sql",
+                                    "select * from features_mortgage, range(20)", "--format", output_format],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **small_copy.env})
+        first = process.stdout.readline()
+        process.stdout.close()  # as `head -1` does
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=120) == 141 and first and stderr == "", (output_format, stderr[-2000:])

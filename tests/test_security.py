@@ -88,6 +88,7 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
         f"select * from scorehouse_bins('{outside}/mortgage_deny@1')": "is not valid",
         f"select scorehouse_model_version('{outside}/mortgage_deny')": "is not valid",
         f"select scorehouse_score_sql('{outside}/mortgage_deny', 't', '', '', '', 'p', '')": "is not valid",
+        f"select * from score('{outside}/mortgage_deny', 'features_mortgage')": "is not valid",
         f"select * from read_csv('{secret}')": "file system operations are disabled",
         f"copy (select 1) to '{target}'": "",
         f"attach '{tmp_path / 'x.duckdb'}' as x": "",
@@ -106,7 +107,8 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
                      "scorehouse_predict_sql", "scorehouse_version_sql", "scorehouse_resolves", "scorehouse_profile_json",
                      "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins", "scorehouse_metrics",
                      "scorehouse_scoring_note", "scorehouse_input_hash_sql", "scorehouse_fingerprint_sql",
-                     "scorehouse_explain", "scorehouse_explain_sql", "scorehouse_score_sql",
+                     "scorehouse_explain", "scorehouse_explain_sql", "scorehouse_score_sql", "scorehouse_table_query",
+                     "scorehouse_table_input_error",
                      "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit",
                      "scorehouse_explain_mortgage_deny", "scorehouse_explain_mortgage_logit"}
 

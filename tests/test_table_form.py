@@ -1,6 +1,8 @@
 """The table form: score('<ref>', '<table>') and score_<model>('<table>') in DuckDB SQL (dbt's
 scorehouse.score is checked on the bad-input table in tests/test_bad_input.py, on DuckDB and Spark)."""
 
+import re
+
 import pytest
 
 import udfs.duckdb as engine
@@ -17,6 +19,9 @@ def test_the_table_form_equals_predict_row_for_row(small_copy, model):
         assert len(got) == 2381 and [row[:-2] for row in got] == [row[:-2] for row in expected], form
         assert [row[-1] for row in got] == [1] * 2381
         assert [row[-2] for row in got] == pytest.approx([row[-2] for row in expected], abs=1e-6), form
+    for ref in (model, f"{model}@1"):  # any reference takes the steps (udfs.staged), not predict() row by row
+        query = con.execute(f"select scorehouse_table_query('{ref}', 'features_mortgage')").fetchone()[0]
+        assert "query_table('features_mortgage')" in query and not re.search(r"\bpredict(_\w+)?\(", query), query[:300]
     columns = [d[0] for d in con.sql(f"select * from score_{model}('features_mortgage') limit 0").description]
     assert columns[-2:] == ["prediction", "model_version"] and columns[0] == "application_id"
     con.close()
@@ -121,3 +126,24 @@ def test_the_table_form_takes_the_steps_for_shallow_trees_up_to_max_nodes():
     assert staged.row_by_row_reason(_complete_trees(250, 3)) == "3,750 tree nodes, more than 3,000"
     assert staged.row_by_row_reason({"intercept": 0.0, "numeric": [], "categorical": []}) is None  # linear
     assert staged.row_by_row_reason(None) == "no explanations"
+
+
+def test_the_table_form_names_a_missing_feature_and_refuses_a_column_of_its_own(small_copy):
+    """A table a new connection sees is checked before it is scored: a missing feature is named as predict()
+    names it (the steps alone would fail to bind without naming the model), a `prediction` or
+    `model_version` column is refused (DuckDB would rename the one added to prediction_1)."""
+    import duckdb
+
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
+    con.execute("create table without_lvr as select * exclude (lvr) from features_mortgage")
+    con.execute("create table scored_before as select *, 0.5 as Prediction from features_mortgage")
+    for form in ("score_mortgage_deny('without_lvr')", "score('mortgage_deny@1', 'without_lvr')"):
+        with pytest.raises(duckdb.Error) as error:
+            con.sql(f"select avg(prediction) from {form}").fetchall()
+        message = engine.friendly_error(error.value)
+        assert message.startswith("Model mortgage_deny") and "feature 'lvr' is missing from the input" in message, message
+    for form in ("score_mortgage_deny('scored_before')", "score('mortgage_logit', 'scored_before')"):
+        with pytest.raises(duckdb.Error) as error:
+            con.sql(f"select * from {form}").fetchall()
+        assert "the input already has a column 'Prediction', where the table form puts the score" in str(error.value)
+    con.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader stopped reading (`| head`): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
 
 
 def _show_warnings() -> None:
@@ -201,7 +205,10 @@ def cmd_init(args) -> int:
         print(f"  unchanged: {line}")
     if report.to_paste:
         print(report.to_paste)
-    print("nothing to do: the project is wired" if not report.changed else "next: dbt deps")
+    if report.next_steps:
+        print("next: " + "; then ".join(report.next_steps))
+    elif not report.changed:
+        print("nothing to do: the project is wired")
     return 0
 
 

@@ -13,6 +13,9 @@
                                            the dbt score() macro's query in steps, or '' where it scores
                                            row by row (columns: a JSON list of the relation's, or '')
     scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
+    scorehouse_table_query('<ref>', '<table>')  the query score('<ref>', '<table>') and score_<model> run
+    scorehouse_table_input_error('<ref>', '<columns>', '<column>')  why the table form cannot score a relation
+                                           whose columns (JSON name -> type) these are, or ''
 
 None of these functions reads or writes a file other than the registry's own, and a reference can
 name nothing outside the registry (udfs/names.py): a connection opened with
@@ -25,6 +28,7 @@ import inspect
 import json
 import os
 import re
+import weakref
 
 import duckdb
 import pyarrow as pa
@@ -50,6 +54,8 @@ EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
 # function cannot be registered twice: the functions look their Scorer up here, and the newest
 # registration on a database wins.
 _scorers: dict[str, Scorer] = {}
+# ...and the connection they were last registered on, through whose cursors the table form reads a table's columns
+_connections: dict[str, weakref.ref] = {}
 
 
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
@@ -69,6 +75,7 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
     key = (path[0][0] if path and path[0][0] else f":memory:{id(conn)}")
     _scorers[key] = scorer
+    _connections[key] = weakref.ref(conn)
     current = lambda: _scorers[key]  # noqa: E731
     varchar = duckdb.sqltype("VARCHAR")
     for card in scorer.default_cards():
@@ -87,6 +94,9 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
         _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
                      [varchar] * 2, "BOOLEAN")
+    _create_function(conn, "scorehouse_table_query",
+                     lambda ref, relation: table_query(current(), ref, relation, _columns(key, relation)),
+                     [varchar] * 2, "VARCHAR")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
     create_macros(conn, scorer)
@@ -140,22 +150,14 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
                  "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
     # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
-    # prediction and its version (query_table takes a table's name, never SQL)
-    def row_by_row(prediction: str, version: str) -> str:
-        return (f"select {SCORED}.*, {prediction} as prediction, {version} as model_version "
-                f"from query_table(relation) as {SCORED}")
-
+    # prediction and its version, by the query table_query writes when a query names the table
     conn.execute("create or replace temp macro score(model, relation) as table "
-                 + row_by_row(f"predict(model, {SCORED})", "scorehouse_model_version(model)"))
+                 "from query(scorehouse_table_query(model, relation))")
     for card in scorer.default_cards():  # explain_<model> and score_<model>: typed structs, no JSON on the way
         conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
                      f"scorehouse_explain_{card.name}(features, top_k)")
-        try:  # in steps over the whole table where the model allows (udfs.staged), else row by row
-            query = scorer.table_sql(card.name, "query_table(relation)", "default", "duckdb") or row_by_row(
-                scorer.sql_call(card.name, SCORED, "default", "duckdb"), str(card.version))
-        except ScorehouseError:
-            continue  # 'compiled' forced, none here: score_<model> is absent; predict() says why
-        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table {query}")
+        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table "
+                     f"from query(scorehouse_table_query({DUCKDB.literal(card.name)}, relation))")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(
@@ -168,6 +170,49 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
                 key: str = "") -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
     return scorer.sql_call(ref, relation, output, "duckdb", method or None, key or None)
+
+
+def table_query(scorer: Scorer, ref: str, relation: str, found: dict[str, str] | None = None) -> str:
+    """The table form's query over the table named `relation`: its rows, `prediction` and `model_version`; in
+    steps where the model allows (Scorer.table_sql), else row by row with predict(). The name goes to
+    query_table as a literal: a table's name, never SQL.
+
+    `found`, the table's columns where known (see _columns), lets a table that lacks a feature be scored
+    row by row by the generic predict(), which names what is missing (the steps would fail to bind
+    without naming the model), and a table that has a `prediction` or `model_version` column be refused.
+    """
+    source = f"query_table({DUCKDB.literal(relation)})"
+    version = scorer.resolve(ref)[1]
+    prediction = None
+    if found is not None:
+        if clash := scorer.column_clash(ref, found):
+            raise FeatureError(clash)
+        card = scorer.card(ref)
+        if any(f.name not in found for f in card.features):
+            prediction = f"{GENERIC_FUNCTIONS[card.check_output('default')]}({DUCKDB.literal(ref)}, {SCORED})"
+    query = None if prediction else scorer.table_sql(ref, source, "default", "duckdb")
+    if query is None:
+        prediction = prediction or scorer.sql_call(ref, SCORED, "default", "duckdb")
+        query = (f"select {SCORED}.*, {prediction} as prediction, {version} as model_version "
+                 f"from {source} as {SCORED}")
+    return query
+
+
+def _columns(key: str, relation: str) -> dict[str, str] | None:
+    """The columns (name -> SQL type) of the table named `relation` as a new cursor on the database sees them;
+    None where it cannot see it (a temporary table, one not committed yet, a closed connection)."""
+    conn = _connections[key]()
+    if conn is None:
+        return None
+    try:
+        cursor = conn.cursor()
+        try:
+            described = cursor.execute("select * from query_table(?) limit 0", [relation]).description
+        finally:
+            cursor.close()
+    except duckdb.Error:
+        return None
+    return {name: str(kind) for name, kind, *_ in described}
 
 
 def check_input(scorer: Scorer, ref: str, row_type: str) -> bool:

@@ -35,6 +35,7 @@ class InitReport:
     changed: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     to_paste: str = ""  # profile lines for a profiles.yml outside the project
+    next_steps: list[str] = field(default_factory=list)  # the commands to run next, in order
 
 
 def package_dir() -> Path:
@@ -98,6 +99,7 @@ def _add_package(path: Path, package: Path, report: InitReport) -> None:
     else:
         path.write_text(yaml.safe_dump({**data, "packages": [*entries, {"local": str(package)}]}, sort_keys=False))
     report.changed.append(f"{path}: added the scorehouse dbt package ({package}); run `dbt deps`")
+    report.next_steps.append("dbt deps")
 
 
 def _is_scorehouse(entry: Any, base: Path) -> bool:
@@ -195,6 +197,8 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
                          + yaml.safe_dump(spec, sort_keys=False))
     report.changed.append(f"wrote {spec_path} ({task}; {len(features[NUMERIC])} numeric and "
                           f"{len(features[CATEGORICAL])} categorical features)")
+    report.next_steps.append(f"review {spec_path.relative_to(training.parent)}, then "
+                             f"`scorehouse train {spec_path.relative_to(training.parent)} --alias prod`")
 
 
 def _task(kind: str, distinct: int) -> str:

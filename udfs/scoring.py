@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from logging import DEBUG
 from typing import Any
 
@@ -359,6 +359,26 @@ class Scorer:
               method="row by row" if query is None else "steps", reason=reason, engine=engine)
         return query
 
+    def table_input_error(self, ref: str, found: Mapping[str, str], column: str = "prediction") -> str:
+        """Why the table form cannot score a relation whose columns are `found` (name -> SQL type) into
+        `column` and model_version, in one line; or '' where it can."""
+        try:
+            self.check_input(ref, found)
+        except FeatureError as exc:
+            return str(exc)
+        return self.column_clash(ref, found, column)
+
+    def column_clash(self, ref: str, found: Iterable[str], column: str = "prediction") -> str:
+        """The table form's error for an input that already has `column` or model_version (names are
+        case-blind in SQL), or ''."""
+        taken = {name.lower(): name for name in found}
+        for added in (column, "model_version"):
+            if added.lower() in taken:
+                return (f"Model {self.describe(ref)}: the input already has a column '{taken[added.lower()]}', "
+                        f"where the table form puts {'the version' if added == 'model_version' else 'the score'}; "
+                        "exclude or rename it first")
+        return ""
+
     def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
         """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
         route = self.route(ref, engine, relation, key)
@@ -507,6 +527,8 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
                                s.sql_call(ref, relation, output, engine, method or None, key or None)),
     "scorehouse_score_sql": (("VARCHAR",) * 7, "VARCHAR", lambda s, engine, ref, source, output, method, key, column,
                              kept: _noted_table_sql(s, engine, ref, source, output, method, key, column, kept)),
+    "scorehouse_table_input_error": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, columns, column:
+                                     s.table_input_error(ref, json.loads(columns), column)),
     "scorehouse_version_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, key:
                                s.version_sql(ref, relation, key or None, engine)),
     "scorehouse_scoring_note": (("VARCHAR",) * 4, "VARCHAR", lambda s, engine, ref, output, method, key:

@@ -15,9 +15,6 @@
 -#}
 {% macro score(relation, model_ref, output='default', method=none, key=none, column='prediction') -%}
   {%- set row = '__scorehouse_input' -%}
-  {%- if column == 'model_version' -%}
-    {{ exceptions.raise_compiler_error("score(): column must not be 'model_version', the column the version goes in") }}
-  {%- endif -%}
   {%- set steps = scorehouse.score_steps(relation, model_ref, row, output, method or var('scorehouse_scoring', ''), key, column) -%}
   {%- if steps -%}
   (with {{ row }} as (select * from {{ relation }}) select * from ({{ steps }}) as __scorehouse_scored)
@@ -29,19 +26,35 @@
   {%- endif -%}
 {%- endmacro %}
 
-{#- The table form's query in steps (scorehouse_score_sql), or '' where it scores row by row. Spark, which has no
-    SELECT * EXCLUDE, is given the relation's columns (a ref or a source; another relation scores row by row). -#}
+{#- The table form's query in steps (scorehouse_score_sql), or '' where it scores row by row. A ref or a source is
+    checked first against the catalog: a feature missing or mistyped, or a column where score() puts its own, stops
+    the model in one line. Spark, which has no SELECT * EXCLUDE, is given the relation's columns (another relation
+    scores row by row there). -#}
 {% macro score_steps(relation, model_ref, source, output, method, key, column) -%}
   {%- if not execute -%}
     {{ return('') }}
   {%- endif -%}
-  {%- set kept = '' -%}
-  {%- if target.type != 'duckdb' -%}
-    {%- if relation.identifier is not defined -%}
-      {{ return('') }}
-    {%- endif -%}
-    {%- set kept = adapter.get_columns_in_relation(relation) | map(attribute='name') | list | tojson -%}
+  {%- if column | lower == 'model_version' -%}
+    {{ exceptions.raise_compiler_error("score(): column must not be 'model_version', the column the version goes in") }}
   {%- endif -%}
+  {%- set found = {} -%}
+  {%- if relation.identifier is defined -%}
+    {%- for each in adapter.get_columns_in_relation(relation) -%}
+      {%- do found.update({each.name: each.dtype}) -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {%- if found -%}
+    {%- set check -%}
+      select scorehouse_table_input_error({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(tojson(found)) }}, {{ scorehouse.literal(column) }})
+    {%- endset -%}
+    {%- set problem = run_query(check).columns[0].values()[0] -%}
+    {%- if problem -%}
+      {{ exceptions.raise_compiler_error(problem) }}
+    {%- endif -%}
+  {%- elif target.type != 'duckdb' -%}
+    {{ return('') }}
+  {%- endif -%}
+  {%- set kept = (found.keys() | list | tojson) if target.type != 'duckdb' else '' -%}
   {%- set query -%}
     select scorehouse_score_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(source) }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }}, {{ scorehouse.literal(column) }}, {{ scorehouse.literal(kept) }})
   {%- endset -%}
