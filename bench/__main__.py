@@ -7,7 +7,7 @@ Builds a private workspace (dbt staging + features, the models trained from thei
 real mortgage and diamond feature rows with a fixed seed to each size, then runs on the same rows:
   limit            onnxruntime on one in-memory batch (inputs prepared; onnxruntime's default threads)
   duckdb_onnx      SELECT predict over the typed ONNX function (scorehouse_onnx_<model>(struct))
-  duckdb_generic   SELECT predict('<model>', t) (any reference; JSON transport)
+  duckdb_generic   SELECT predict('<model>', t) (any reference; the row travels as its values' text)
   duckdb_compiled  the model's compiled SQL, inlined (where registration could compile it)
   duckdb_predict   what the dbt predict() macro compiles to by default (compiled where measured faster)
   duckdb_table     the table form, score_<model>('<table>'): in steps where the model allows (udfs/staged.py)

@@ -4,7 +4,8 @@
                                            DuckDB binds the struct's fields by name. The model's
                                            compiled SQL where registration measured it faster
                                            (SCOREHOUSE_SCORING=onnx|compiled|auto), else onnxruntime
-    predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored
+    predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored; the row
+                                           travels as its values' text (a function cannot take any struct)
     predict_label / predict_proba          the predicted class / a class -> probability map
     scorehouse_model_version('<ref>')      the version a reference scores with
     scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')  what the dbt predict() macro compiles to
@@ -33,7 +34,6 @@ import weakref
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
 from .compiled import bind
 from .config import warehouse_path
@@ -45,7 +45,9 @@ from .schema import describe_features, is_boolean_type
 from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
-_JSON_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}
+_TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a generic row's values are read as
+# A generic row, however it is typed, as the text of its values in field order (typeof names the fields)
+ROW_VALUES = "json_extract_string(to_json({}), '$.*')"
 SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
 # explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
 EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
@@ -85,11 +87,12 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
                              OUTPUT_SQL_TYPES[card.default_output], type="arrow")
         _create_function(conn, f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
                          [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
+    row_values = duckdb.sqltype("VARCHAR[]")
     for output, function in GENERIC_FUNCTIONS.items():
-        _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar] * 3,
+        _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar, row_values, varchar],
                          OUTPUT_SQL_TYPES[output], type="arrow")
-    _create_function(conn, "scorehouse_explain", _explain_udf(current), [varchar] * 3 + [duckdb.sqltype("INTEGER")],
-                     EXPLANATION_SQL_TYPE, type="arrow")
+    _create_function(conn, "scorehouse_explain", _explain_udf(current),
+                     [varchar, row_values, varchar, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
     for name, (arguments, returns, function) in SQL_FUNCTIONS.items():
         _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
@@ -145,10 +148,10 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     for function in GENERIC_FUNCTIONS.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
-            f"scorehouse_{function}(model, to_json(features), typeof(features))"
+            f"scorehouse_{function}(model, {ROW_VALUES.format('features')}, typeof(features))"
         )
     conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
-                 "scorehouse_explain(model, to_json(features), typeof(features), top_k)")
+                 f"scorehouse_explain(model, {ROW_VALUES.format('features')}, typeof(features), top_k)")
     # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
     # prediction and its version, by the query table_query writes when a query names the table
     conn.execute("create or replace temp macro score(model, relation) as table "
@@ -240,7 +243,7 @@ def _explain_udf(current):
                 top_ks: pa.ChunkedArray) -> pa.Array:
         scorer = current()
         row_type, top_k = first_value(row_types) or "", first_value(top_ks)
-        return per_reference(refs, rows, lambda ref, part: _explain_json(scorer, ref, part, row_type, top_k))
+        return per_reference(refs, rows, lambda ref, part: _explain_rows(scorer, ref, part, row_type, top_k))
 
     return explain
 
@@ -249,43 +252,32 @@ def _generic_udf(current, output: str):
     def predict(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray) -> pa.Array:
         scorer = current()
         row_type = first_value(row_types) or ""
-        return per_reference(refs, rows, lambda ref, part: _score_json(scorer, ref, part, row_type, output))
+        return per_reference(refs, rows, lambda ref, part: _score_rows(scorer, ref, part, row_type, output))
 
     return predict
 
 
-def _score_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
+def _score_rows(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
     scorer.card(ref).check_output(output)
-    return null_where_null(scorer.predict(ref, _json_columns(scorer, ref, rows, row_type), output), rows)
+    return null_where_null(scorer.predict(ref, _row_columns(scorer, ref, rows, row_type), output), rows)
 
 
-def _explain_json(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, top_k: int) -> pa.Array:
-    return null_where_null(scorer.explain(ref, _json_columns(scorer, ref, rows, row_type), top_k), rows)
+def _explain_rows(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, top_k: int) -> pa.Array:
+    return null_where_null(scorer.explain(ref, _row_columns(scorer, ref, rows, row_type), top_k), rows)
 
 
-def _json_columns(scorer: Scorer, ref: str, rows: pa.Array, row_type: str) -> dict[str, pa.Array]:
-    """The model's features from rows DuckDB wrote as JSON, after the input check."""
+def _row_columns(scorer: Scorer, ref: str, rows: pa.Array, row_type: str) -> dict[str, pa.Array]:
+    """The model's features from generic rows (ROW_VALUES: each row's values as text, in the order of
+    `row_type`'s fields), after the input check; other fields are ignored, a NULL row is all NULL."""
     fields = struct_fields(row_type, scorer.describe(ref))
     scorer.check_input(ref, fields)
-    # each feature parsed as the JSON DuckDB wrote for its column: true/false, a number or a string
-    schema = pa.schema([(f.name, pa.bool_() if is_boolean_type(fields[f.name]) else _JSON_TYPES[f.kind])
-                        for f in scorer.card(ref).features])
-    return _parse_json_rows(rows, schema)
-
-
-def _parse_json_rows(rows: pa.Array, schema: pa.Schema) -> dict[str, pa.Array]:
-    """Parse one JSON object per row into the schema's columns (other keys ignored; NULL row: all NULL)."""
-    if len(rows) == 0:
-        return {field.name: pa.array([], field.type) for field in schema}
-    lines = pc.fill_null(rows, "{}")
-    body = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "\n")[0].as_buffer()
-    table = pajson.read_json(
-        pa.BufferReader(body),
-        # DuckDB already runs one call per thread: parse on this one, in one block.
-        read_options=pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, body.size + 1)),
-        parse_options=pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
-    )
-    return {name: table.column(name) for name in schema.names}
+    position = {name: index for index, name in enumerate(fields)}
+    columns = {}
+    for f in scorer.card(ref).features:
+        text = pc.list_element(rows, position[f.name]) if len(rows) else pa.array([], pa.string())
+        # numbers as the text DuckDB wrote for their column (NaN and ±Infinity included), booleans as true/false
+        columns[f.name] = pc.cast(text, pa.bool_() if is_boolean_type(fields[f.name]) else _TEXT_TYPES[f.kind])
+    return columns
 
 
 def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
