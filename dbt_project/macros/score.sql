@@ -6,7 +6,9 @@
 
       select * from {{ scorehouse.score(ref('features_mortgage'), 'mortgage_deny') }} as s
 
-  A version with explanations whose trees are small enough (or any, with method='compiled') scores its
+  A ref() or source() is checked against the catalog when the model compiles: a feature missing or of the
+  wrong type, or a column already named `column` or model_version, stops the model with predict()'s message.
+  A version with explanations whose trees are few and shallow enough (or any, with method='compiled') scores its
   `score` in steps over the whole relation: each input once, each split once, the trees summed
   (udfs/staged.py); the same numbers as predict(), faster than onnxruntime and orbital. Otherwise each
   row is scored by predict() (the same expression, guards, lineage and bad-input behaviour; see predict
