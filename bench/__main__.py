@@ -209,11 +209,11 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
     return "\n".join(lines)
 
 
-def table_choice(registry, model: str) -> str:
-    """How score_<model>() scores the model's prod version by default: in steps, or row by row and why."""
+def table_choice(explanation: dict | None) -> str:
+    """How the table form scores a version with this explain.json by default: in steps, or row by row and why."""
     from udfs.staged import row_by_row_reason
 
-    reason = row_by_row_reason(registry.explanation(*registry.resolve(model)))
+    reason = row_by_row_reason(explanation)
     return f"row by row: {reason}" if reason else "in steps"
 
 
@@ -258,8 +258,8 @@ def main(argv=None) -> int:
         print(f"building the workspace in {tmp} ...", file=sys.stderr, flush=True)
         env = build_workspace(folder, {**MODELS, COLD_START_MODEL[0]: COLD_START_MODEL[1]})
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
-        manifests = {m: {**registry.card(*registry.resolve(m)).manifest, "table_form": table_choice(registry, m)}
-                     for m in MODELS}
+        manifests = {m: {**registry.card(*registry.resolve(m)).manifest,
+                         "table_form": table_choice(registry.explanation(*registry.resolve(m)))} for m in MODELS}
         results = {}
         for size in args.sizes:
             models = list(MODELS) if size <= args.all_models_up_to else list(MODELS)[:1]

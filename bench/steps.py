@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
         explanations = {m: registry.explanation(*registry.resolve(m)) for m in bench_models}
         shapes = {m: (registry.card(*registry.resolve(m)).manifest["estimator"]["class"], len(e["trees"]), nodes(e),
-                      splits_per_row(e), table_choice(registry, m)) for m, e in explanations.items()}
+                      splits_per_row(e), table_choice(e)) for m, e in explanations.items()}
         sizes = {args.rows: ARMS, 1: ONE_ROW_ARMS}
         with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:
             tables = {(table, rows): resample(con, table, rows) for _, _, table in bench_models.values() for rows in sizes}

@@ -192,7 +192,7 @@ def table_query(scorer: Scorer, ref: str, relation: str, found: dict[str, str] |
             raise FeatureError(clash)
         card = scorer.card(ref)
         if any(f.name not in found for f in card.features):
-            prediction = f"{GENERIC_FUNCTIONS[card.check_output('default')]}({DUCKDB.literal(ref)}, {SCORED})"
+            prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {SCORED})"
     query = None if prediction else scorer.table_sql(ref, source, "default", "duckdb")
     if query is None:
         prediction = prediction or scorer.sql_call(ref, SCORED, "default", "duckdb")

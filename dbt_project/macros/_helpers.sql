@@ -29,6 +29,17 @@
 {%- endmacro %}
 
 
+{#- column_types(relation): the relation's columns from the catalog, name -> type (what the scorehouse
+    functions' `columns` arguments take, as JSON) -#}
+{% macro column_types(relation) -%}
+  {%- set found = {} -%}
+  {%- for column in adapter.get_columns_in_relation(relation) -%}
+    {%- do found.update({column.name: column.dtype}) -%}
+  {%- endfor -%}
+  {{ return(found) }}
+{%- endmacro %}
+
+
 {#- literal_list(values): 'a', 'b' (null when empty, so `in (...)` stays valid) -#}
 {% macro literal_list(values) -%}
   {%- set quoted = [] -%}

@@ -39,12 +39,7 @@
   {%- if column | lower == 'model_version' -%}
     {{ exceptions.raise_compiler_error("score(): column must not be 'model_version', the column the version goes in") }}
   {%- endif -%}
-  {%- set found = {} -%}
-  {%- if relation.identifier is defined -%}
-    {%- for each in adapter.get_columns_in_relation(relation) -%}
-      {%- do found.update({each.name: each.dtype}) -%}
-    {%- endfor -%}
-  {%- endif -%}
+  {%- set found = scorehouse.column_types(relation) if relation.identifier is defined else {} -%}
   {%- if found -%}
     {%- set check -%}
       select scorehouse_table_input_error({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(tojson(found)) }}, {{ scorehouse.literal(column) }})

@@ -5,10 +5,7 @@
 -#}
 {% macro schema_problems(relation, model_ref) -%}
   {%- if not execute -%}{{ return([]) }}{%- endif -%}
-  {%- set found = {} -%}
-  {%- for column in adapter.get_columns_in_relation(relation) -%}
-    {%- do found.update({column.name: column.dtype}) -%}
-  {%- endfor -%}
+  {%- set found = scorehouse.column_types(relation) -%}
   {%- set query -%}
     select scorehouse_schema_problems({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(tojson(found)) }})
   {%- endset -%}
