@@ -147,3 +147,71 @@ def test_the_table_form_names_a_missing_feature_and_refuses_a_column_of_its_own(
             con.sql(f"select * from {form}").fetchall()
         assert "the input already has a column 'Prediction', where the table form puts the score" in str(error.value)
     con.close()
+
+
+def test_the_table_form_checks_the_relation_it_scores(small_copy):
+    """Temporary tables, a table of an open transaction and a temporary table shadowing a real one are checked
+    (and scored) as they are, not as a new connection would see a table of that name; a column named like the
+    table form's own helper columns is refused, never read in their place (it once moved every tree score)."""
+    import duckdb
+
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
+    expected = con.execute("select avg(predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, "
+                       "single, condominium))) from features_mortgage").fetchone()[0]
+
+    def refused(table: str) -> str:
+        with pytest.raises(duckdb.Error) as error:
+            con.sql(f"select avg(prediction) from score_mortgage_deny('{table}')").fetchall()
+        assert len(str(error.value).splitlines()) == 1, error.value
+        return engine.friendly_error(error.value)
+
+    for helper in ("__scorehouse_x0", "__scorehouse_c0", "__Scorehouse_X6", "__scorehouse_row"):
+        con.execute(f'create or replace temp table helpers as select *, 99.0 as "{helper}" from features_mortgage')
+        assert refused("helpers") == (f"Model mortgage_deny (version 1): the input has a column '{helper}'; names "
+                                      "starting with '__scorehouse_' are the table form's own (its steps' columns): "
+                                      "rename it first")
+    con.execute("create temp table scored_before as select *, 1.0 as prediction from features_mortgage")
+    assert "the input already has a column 'prediction'" in refused("scored_before")
+    con.execute("create temp table without_lvr as select * exclude (lvr) from features_mortgage")
+    assert "feature 'lvr' is missing from the input" in refused("without_lvr")
+    con.execute("begin")
+    con.execute("create table pending as select *, 0.5 as model_version from features_mortgage")
+    assert "the input already has a column 'model_version'" in refused("pending")
+    con.execute("rollback")
+    # a temporary table shadowing the real one: its own columns are checked, its own rows scored
+    con.execute("create temp table features_mortgage as select * exclude (dir) from main.features_mortgage")
+    assert "feature 'dir' is missing from the input" in refused("features_mortgage")
+    con.execute("create or replace temp table features_mortgage as "
+                "select * from scorehouse.main.features_mortgage where application_id % 2 = 0")
+    (rows,) = con.execute("select count(*) from score_mortgage_deny('features_mortgage')").fetchone()
+    assert rows == con.execute("select count(*) from scorehouse.main.features_mortgage where application_id % 2 = 0").fetchone()[0]
+    con.execute("drop table temp.features_mortgage")
+    # names bind case-blind, as DuckDB binds them; the answer is the model's
+    con.execute("create temp table shouting as select * rename (lvr as LVR, self as SELF) from features_mortgage")
+    assert con.execute("select avg(prediction) from score_mortgage_deny('shouting')").fetchone()[0] == pytest.approx(expected)
+    columns = [d[0] for d in con.execute("select * from score_mortgage_deny('shouting') limit 0").description]
+    assert columns == [d[0] for d in con.execute("select * from shouting limit 0").description] + ["prediction", "model_version"]
+    con.close()
+
+
+def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_copy):
+    """ENUM labels holding '(' , a quote or a comma: the typed and generic predict(), explain(), the table form and
+    the compiled SQL's check read the features by name (the type's text once split them wrongly)."""
+    con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
+    con.execute("create type odd as enum ('yes', 'no', 'a(b', 'it''s', 'x, y', 'q\"r')")
+    con.execute("create temp table enums as select * replace (cast(case when application_id % 7 = 0 then 'a(b' "
+                "when application_id % 7 = 1 then 'it''s' when application_id % 7 = 2 then 'x, y' "
+                "when application_id % 7 = 3 then 'q\"r' else coalesce(self, 'no') end as odd) as self) "
+                "from features_mortgage")
+    con.execute("create temp table texts as select * replace (cast(self as varchar) as self) from enums")
+    struct = "struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium)"
+    for model in ("mortgage_deny", "mortgage_logit"):  # the ONNX function; the compiled SQL behind its check
+        for form in (f"predict('{model}', t)", f"predict_{model}({struct})", f"predict('{model}@1', {struct})",
+                     f"explain('{model}', t, 3).margin"):
+            on_enums = con.sql(f"select {form} from enums t order by application_id").fetchall()
+            on_text = con.sql(f"select {form} from texts t order by application_id").fetchall()
+            assert on_enums == on_text, (model, form)
+        tables = [con.execute(f"select prediction from score_{model}('{t}') order by application_id").fetchall()
+                  for t in ("enums", "texts")]
+        assert tables[0] == tables[1], model
+    con.close()

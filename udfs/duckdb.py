@@ -17,6 +17,7 @@
     scorehouse_table_query('<ref>', '<table>')  the query score('<ref>', '<table>') and score_<model> run
     scorehouse_table_input_error('<ref>', '<columns>', '<column>')  why the table form cannot score a relation
                                            whose columns (JSON name -> type) these are, or ''
+    scorehouse_check_table('<ref>', typeof(<row>))  the table form's check of the relation it scores
 
 None of these functions reads or writes a file other than the registry's own, and a reference can
 name nothing outside the registry (udfs/names.py): a connection opened with
@@ -29,7 +30,6 @@ import inspect
 import json
 import os
 import re
-import weakref
 
 import duckdb
 import pyarrow as pa
@@ -41,7 +41,7 @@ from .errors import FeatureError, IntegrityError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .schema import describe_features, is_boolean_type
+from .schema import SQL_TYPES, describe_features, is_boolean_type
 from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
 from .sql import DUCKDB
 
@@ -49,6 +49,7 @@ _TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a ge
 # A generic row, however it is typed, as the text of its values in field order (typeof names the fields)
 ROW_VALUES = "json_extract_string(to_json({}), '$.*')"
 SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
+ROW, FEATURES = "__scorehouse_row", "__scorehouse_features"  # the table form's row struct, and the relation holding it
 # explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
 EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
                         "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
@@ -56,8 +57,6 @@ EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
 # function cannot be registered twice: the functions look their Scorer up here, and the newest
 # registration on a database wins.
 _scorers: dict[str, Scorer] = {}
-# ...and the connection they were last registered on, through whose cursors the table form reads a table's columns
-_connections: dict[str, weakref.ref] = {}
 
 
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
@@ -77,7 +76,6 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
     key = (path[0][0] if path and path[0][0] else f":memory:{id(conn)}")
     _scorers[key] = scorer
-    _connections[key] = weakref.ref(conn)
     current = lambda: _scorers[key]  # noqa: E731
     varchar = duckdb.sqltype("VARCHAR")
     for card in scorer.default_cards():
@@ -97,9 +95,10 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
         _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
     _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
                      [varchar] * 2, "BOOLEAN")
-    _create_function(conn, "scorehouse_table_query",
-                     lambda ref, relation: table_query(current(), ref, relation, _columns(key, relation)),
+    _create_function(conn, "scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation),
                      [varchar] * 2, "VARCHAR")
+    _create_function(conn, "scorehouse_check_table", lambda ref, row_type: check_table(current(), ref, row_type),
+                     [varchar] * 2, "BOOLEAN")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
     create_macros(conn, scorer)
@@ -175,47 +174,50 @@ def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "def
     return scorer.sql_call(ref, relation, output, "duckdb", method or None, key or None)
 
 
-def table_query(scorer: Scorer, ref: str, relation: str, found: dict[str, str] | None = None) -> str:
+def table_query(scorer: Scorer, ref: str, relation: str) -> str:
     """The table form's query over the table named `relation`: its rows, `prediction` and `model_version`; in
     steps where the model allows (Scorer.table_sql), else row by row with predict(). The name goes to
     query_table as a literal: a table's name, never SQL.
 
-    `found`, the table's columns where known (see _columns), lets a table that lacks a feature be scored
-    row by row by the generic predict(), which names what is missing (the steps would fail to bind
-    without naming the model), and a table that has a `prediction` or `model_version` column be refused.
+    The query is bound where it runs, on the relation it scores (a temporary table, one of an open transaction,
+    one shadowing another: DuckDB's query() binds it on the caller's connection). Its first step holds each input
+    row whole, as one struct, beside the model's features read out of it by name (a struct cast: an absent
+    feature does not stop the binder), and checks the row's type there with scorehouse_check_table, which DuckDB
+    calls once while planning: a feature missing or mistyped, or a column where the table form puts its own, stops
+    the query in one line before any row is read. The steps then add their own columns beside the struct, so no
+    input column can share a name with them; the last one spreads the struct back into the input's columns.
     """
-    source = f"query_table({DUCKDB.literal(relation)})"
-    version = scorer.resolve(ref)[1]
-    prediction = None
-    if found is not None:
-        if clash := scorer.column_clash(ref, found):
-            raise FeatureError(clash)
-        card = scorer.card(ref)
-        if any(f.name not in found for f in card.features):
-            prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {SCORED})"
-    query = None if prediction else scorer.table_sql(ref, source, "default", "duckdb")
+    card = scorer.card(ref)
+    features = ", ".join(f"{DUCKDB.identifier(f.name)} {SQL_TYPES[f.kind]}" for f in card.features)
+    rows = (f"(SELECT {SCORED} AS {ROW}, UNNEST(CAST({SCORED} AS STRUCT({features}))) "
+            f"FROM query_table({DUCKDB.literal(relation)}) AS {SCORED} "
+            f"WHERE scorehouse_check_table({DUCKDB.literal(ref)}, typeof({SCORED}))) AS {FEATURES}")
+    star = f"{ROW}.*"
+    query = scorer.table_sql(ref, rows, "default", "duckdb", star=star)
     if query is None:
-        prediction = prediction or scorer.sql_call(ref, SCORED, "default", "duckdb")
-        query = (f"select {SCORED}.*, {prediction} as prediction, {version} as model_version "
-                 f"from {source} as {SCORED}")
+        if all(f.sql_type == SQL_TYPES[f.kind] for f in card.features):
+            prediction = scorer.sql_call(ref, FEATURES, "default", "duckdb")
+        else:  # a feature trained on a BOOLEAN: the generic function reads the number as the model does
+            columns = DUCKDB.struct((f.name, f"{FEATURES}.{DUCKDB.identifier(f.name)}") for f in card.features)
+            prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {columns})"
+        query = (f"SELECT {star}, {prediction} AS prediction, {scorer.resolve(ref)[1]} AS model_version "
+                 f"FROM {rows}")
     return query
 
 
-def _columns(key: str, relation: str) -> dict[str, str] | None:
-    """The columns (name -> SQL type) of the table named `relation` as a new cursor on the database sees them;
-    None where it cannot see it (a temporary table, one not committed yet, a closed connection)."""
-    conn = _connections[key]()
-    if conn is None:
-        return None
-    try:
-        cursor = conn.cursor()
-        try:
-            described = cursor.execute("select * from query_table(?) limit 0", [relation]).description
-        finally:
-            cursor.close()
-    except duckdb.Error:
-        return None
-    return {name: str(kind) for name, kind, *_ in described}
+def check_table(scorer: Scorer, ref: str, row_type: str) -> bool:
+    """True if the table form can score rows of type `row_type` (DuckDB's STRUCT(...) text of a whole row) into
+    prediction and model_version; else its one-line error (Scorer.table_input_error). Names are matched
+    case-blind, as DuckDB binds them."""
+    found = struct_fields(row_type, scorer.describe(ref))
+    lower = {name.lower(): name for name in found}
+    for feature in scorer.card(ref).features:
+        if feature.name not in found and feature.name.lower() in lower:
+            found[feature.name] = found.pop(lower[feature.name.lower()])
+    problem = scorer.table_input_error(ref, found)
+    if problem:
+        raise FeatureError(problem)
+    return True
 
 
 def check_input(scorer: Scorer, ref: str, row_type: str) -> bool:
@@ -305,14 +307,16 @@ def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
 
 
 def _split_top_level(body: str) -> list[str]:
-    """Split on commas outside parentheses and double quotes."""
-    parts, current, depth, quoted = [], [], 0, False
+    """Split on commas outside parentheses, double-quoted names and single-quoted text (an ENUM's labels)."""
+    parts, current, depth, quote = [], [], 0, None
     for ch in body:
-        if ch == '"':
-            quoted = not quoted
-        elif not quoted and ch in "()":
+        if quote:  # a doubled quote closes and reopens: the same text either way
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "()":
             depth += 1 if ch == "(" else -1
-        elif ch == "," and depth == 0 and not quoted:
+        elif ch == "," and depth == 0:
             parts.append("".join(current))
             current = []
             continue

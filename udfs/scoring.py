@@ -327,10 +327,11 @@ class Scorer:
                 f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)")
 
     def table_sql(self, ref: str, source: str, output: str, engine: str = "duckdb", method: str | None = None,
-                  key: str | None = None, column: str = "prediction", kept: list[str] | None = None) -> str | None:
-        """The table form's query over `source` (a relation's SQL name) in steps (udfs.staged): its rows (the
-        columns `kept`, or all on DuckDB), the score as `column` and model_version; or None where the table
-        form scores row by row instead.
+                  key: str | None = None, column: str = "prediction", kept: list[str] | None = None,
+                  star: str | None = None) -> str | None:
+        """The table form's query over `source` (a relation's SQL) in steps (udfs.staged): its rows (the columns
+        `kept`, the SQL `star`, or all on DuckDB), the score as `column` and model_version; or None where the
+        table form scores row by row instead.
 
         It is used for the score of a version with explanations, unless method is 'onnx', a gray release
         is in effect on `key`, or (method 'auto') staged.row_by_row_reason finds its trees too many or too deep.
@@ -350,7 +351,7 @@ class Scorer:
             try:
                 query = staged.scored_query(explanation, dialect(engine), source, column,
                                             lambda feature, value: self.type_checked(ref, "", engine, value, feature),
-                                            [(str(self.resolve(ref)[1]), "model_version")], kept)
+                                            [(str(self.resolve(ref)[1]), "model_version")], kept, star)
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
         name, version = self.resolve(ref)
@@ -369,14 +370,18 @@ class Scorer:
         return self.column_clash(ref, found, column)
 
     def column_clash(self, ref: str, found: Iterable[str], column: str = "prediction") -> str:
-        """The table form's error for an input that already has `column` or model_version (names are
-        case-blind in SQL), or ''."""
+        """The table form's error for an input that already has `column` or model_version, or a column named
+        with the prefix of the table form's own helper columns (names are case-blind in SQL), or ''."""
         taken = {name.lower(): name for name in found}
         for added in (column, "model_version"):
             if added.lower() in taken:
                 return (f"Model {self.describe(ref)}: the input already has a column '{taken[added.lower()]}', "
                         f"where the table form puts {'the version' if added == 'model_version' else 'the score'}; "
                         "exclude or rename it first")
+        reserved = [name for lowered, name in taken.items() if lowered.startswith(staged.HELPER)]
+        if reserved:
+            return (f"Model {self.describe(ref)}: the input has a column '{reserved[0]}'; names starting with "
+                    f"'{staged.HELPER}' are the table form's own (its steps' columns): rename it first")
         return ""
 
     def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:

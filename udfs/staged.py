@@ -101,14 +101,14 @@ def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
 
 def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, column: str,
                  guard: Callable[[str, str], str], extra: Sequence[tuple[str, str]] = (),
-                 kept: Sequence[str] | None = None) -> str:
-    """SELECT the columns of `source` (a relation's SQL name) plus the model's score as `column` and
-    `extra`'s (expression, name) pairs. `guard(feature, expression)` wraps each read of a feature (the
-    engine's type check).
-    `kept` lists the source's columns: Spark needs them (it has no SELECT * EXCLUDE); DuckDB may omit them."""
+                 kept: Sequence[str] | None = None, star: str | None = None) -> str:
+    """SELECT the columns of `source` (a relation's SQL) plus the model's score as `column` and `extra`'s
+    (expression, name) pairs. `guard(feature, expression)` wraps each read of a feature (the engine's type check).
+    `kept` lists the source's columns: Spark needs them (it has no SELECT * EXCLUDE); DuckDB may omit them, or
+    give `star`, the SQL of the columns to return (the DuckDB table form's row struct, spread)."""
     if explanation.get("link") not in LINKS:
         raise Unsupported(f"its link {explanation.get('link')!r} is not one the table form's SQL writes")
-    if kept is None and sql.name != "duckdb":
+    if kept is None and star is None and sql.name != "duckdb":
         raise Unsupported(f"{sql.name} needs the relation's columns listed")
     steps, margin = (([], _linear_margin(explanation, sql, guard)) if explanation["kind"] == "linear"
                      else _tree_steps(explanation, sql, guard))
@@ -119,7 +119,7 @@ def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, colu
         relation, helpers = name, helpers + [sql.identifier(helper) for _, helper in columns]
     if kept is not None:
         star = ", ".join(sql.identifier(name) for name in kept)
-    else:
+    elif star is None:
         star = f"* EXCLUDE ({', '.join(helpers)})" if helpers else "*"
     query = _select(star, [(LINKS[explanation["link"]].format(margin), column), *extra], relation, sql)
     return f"WITH {', '.join(ctes)} {query}" if ctes else query
