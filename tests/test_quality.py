@@ -69,6 +69,44 @@ models:
 """
 
 
+# A model whose positive class is a text label sorting first ('bad' of bad/good), its outcomes spelled three ways
+CREDIT_SPEC = {"name": "credit_risk", "task": "binary", "target": "risk", "positive_class": "bad",
+               "source": {"query": "select *, case when is_denied then 'bad' else 'good' end as risk from features_mortgage"},
+               "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 30, "max_depth": 2, "random_state": 0}},
+               "features": {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self"]}}
+CREDIT_SCORED = """select application_id, {{ scorehouse.predict('credit_risk', relation='f') }} as p_bad,
+       {{ scorehouse.model_version('credit_risk') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
+from {{ input('features_mortgage') }} as f"""
+CREDIT_OUTCOMES = {"text": "case when is_denied then 'bad' else 'good' end", "boolean": "is_denied",
+                   "number": "case when is_denied then 1 else 0 end",
+                   # refused: a text that is no class; a number that is neither a class nor 0/1
+                   "maybe": "case when is_denied then 'bad' when application_id % 3 = 0 then 'maybe' else 'good' end",
+                   "two": "case when is_denied then 2 else 0 end",
+                   "one_class": "is_denied"}  # only the denied rows: the AUC cannot be computed
+CREDIT_OUTCOME = """select application_id, {outcome} as risk from {{{{ input('features_mortgage') }}}}
+where application_id % 10 < 7 and is_denied is not null{only}"""
+CREDIT_COMPARISON = """{{{{ config(materialized='table') }}}}
+{{{{ scorehouse.compare_models(ref('scoring_inputs'), 'credit_risk', 'credit_risk@candidate', 'application_id',
+                             outcomes=ref('outcomes_credit_{spelling}'), outcome='risk') }}}}"""
+CREDIT_GATES = """
+  - name: quality_credit_boolean
+    data_tests:
+      - scorehouse.expect_model_quality_above:
+          arguments: {allowed_drop: {auc: -0.5, precision: -0.5}, min_labels: 100}
+          config: {error_if: "<2", warn_if: "<2"}
+  - name: quality_credit_one_class
+    data_tests:
+      - scorehouse.expect_model_quality_above:
+          arguments: {allowed_drop: {auc: 0.5}, min_labels: 100}
+          config: {error_if: "<2", warn_if: "<2"}
+  - name: comparison_credit_one_class
+    data_tests:
+      - scorehouse.expect_challenger_not_worse:
+          arguments: {metric: auc, margin: 0.5}
+          config: {error_if: "<2", warn_if: "<2"}
+"""
+
+
 INPUT_MACRO = """{% macro input(name) -%}
   {%- if target.type == 'spark' -%}parquet.`{{ var('data_dir') }}/{{ name }}.parquet`{%- else -%}main.{{ name }}{%- endif -%}
 {%- endmacro %}
@@ -93,10 +131,18 @@ def write_project(folder: Path) -> None:
               "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
                                                key="application_id", score="expected_visits", outcome="visits"),
               "scoring_inputs": INPUTS, "comparison": COMPARISON,
-              "scored_in_rollout": ROLLOUT}
+              "scored_in_rollout": ROLLOUT, "scored_credit": CREDIT_SCORED}
+    for spelling, outcome in CREDIT_OUTCOMES.items():
+        models[f"outcomes_credit_{spelling}"] = CREDIT_OUTCOME.format(
+            outcome=outcome, only=" and is_denied" if spelling == "one_class" else "")
+        models[f"quality_credit_{spelling}"] = QUALITY.format(
+            scored="scored_credit", outcomes=f"outcomes_credit_{spelling}", model="credit_risk", key="application_id",
+            score="p_bad", outcome="risk")
+    for spelling in ("boolean", "one_class"):
+        models[f"comparison_credit_{spelling}"] = CREDIT_COMPARISON.format(spelling=spelling)
     for name, sql in models.items():
         (folder / "models" / f"{name}.sql").write_text(sql)
-    (folder / "models" / "quality.yml").write_text(TESTS + GATES)
+    (folder / "models" / "quality.yml").write_text(TESTS + GATES + CREDIT_GATES)
 
 
 def train_candidate(workspace) -> None:
@@ -122,6 +168,20 @@ def train_visits(workspace) -> None:
     workspace.registry.promote("visits", workspace.registry.register(candidate.manifest, candidate.files))
 
 
+def train_credit(workspace) -> None:
+    """credit_risk (positive class 'bad', which sorts first) at prod, and a challenger at the alias candidate."""
+    from udfs.spec import parse_spec
+    from udfs.training import read_source, train
+
+    for alias, depth in (("prod", 2), ("candidate", 3)):
+        spec = parse_spec({**CREDIT_SPEC, "estimator": {"kind": "gradient_boosting",
+                                                        "params": {"n_estimators": 30, "max_depth": depth}}})
+        candidate = train(spec, read_source(spec, workspace.warehouse))
+        version = workspace.registry.register(candidate.manifest, candidate.files)
+        workspace.registry.promote("credit_risk", version, alias)
+        workspace.candidates[f"credit_risk@{version}"] = candidate
+
+
 @dataclass
 class Build:
     """One `dbt build` of the test project on an engine: the run, its results by node name, and `read`, which
@@ -141,6 +201,7 @@ def quality_project(built, tmp_path_factory):
     workspace = built.copy(root / "ws")
     train_visits(workspace)
     train_candidate(workspace)
+    train_credit(workspace)
     write_project(root / PROJECT)
     install_package(root / PROJECT)
     return workspace, root
@@ -203,6 +264,73 @@ def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
     assert {w for (_, w, _) in rows} == {pd.Timestamp("2026-11-02"), pd.Timestamp("2026-11-09")}
 
 
+def test_quality_of_a_text_class_sorting_first_is_the_positive_class_s_whatever_the_outcome_spelling(quality):
+    """credit_risk's positive class is 'bad' (the first in sorted order): with the outcome as text, as a BOOLEAN
+    (is it bad?) and as 0/1, model_quality equals scikit-learn's metrics with pos_label='bad' on the same rows."""
+    scored = quality.read("scored_credit")
+    want = None
+    for spelling in ("text", "boolean", "number"):
+        joined = scored.merge(quality.read(f"outcomes_credit_{spelling}"), on="application_id")
+        truth = joined.risk.map({"bad": True, "good": False, True: True, False: False, 1: True, 0: False}).to_numpy(bool)
+        p = joined.p_bad.to_numpy()
+        predicted = p >= 0.5
+        (tn, fp), (fn, tp) = metrics.confusion_matrix(truth, predicted)
+        want = {"auc": metrics.roc_auc_score(truth, p), "brier": metrics.brier_score_loss(truth, p),
+                "log_loss": metrics.log_loss(truth, np.column_stack([1 - p, p])),
+                "accuracy": metrics.accuracy_score(truth, predicted),
+                "precision": metrics.precision_score(truth, predicted, pos_label=True),
+                "recall": metrics.recall_score(truth, predicted), "f1": metrics.f1_score(truth, predicted),
+                "true_positives": tp, "false_positives": fp, "false_negatives": fn, "true_negatives": tn}
+        rows = {r.metric: r for r in quality.read(f"quality_credit_{spelling}").itertuples()}
+        for metric, value in want.items():
+            assert rows[metric].value == pytest.approx(value, rel=1e-9, abs=1e-12), (spelling, metric)
+            assert rows[metric].labels_arrived == len(joined), spelling
+        holdout = quality.workspace.registry.card("credit_risk", 1).metrics
+        assert rows["precision"].holdout_value == pytest.approx(holdout["precision"]) and rows["auc"].better == "higher"
+        assert rows["true_positives"].better is None or pd.isna(rows["true_positives"].better)
+    # P(bad) is what scores the rows: its AUC against 'bad' is far above one half
+    assert want["auc"] > 0.7
+
+
+def test_outcomes_the_model_cannot_read_stop_the_model_in_one_line(quality):
+    for spelling, found in (("maybe", "holds 'maybe'"), ("two", "holds '2'")):
+        result = quality.results[f"quality_credit_{spelling}"]
+        assert result["status"] == "error", result
+        assert f"Model credit_risk v1: outcome 'risk' {found}" in result["message"], result["message"]
+        assert "the outcome is one of the classes 'bad', 'good' (positive class 'bad')" in result["message"]
+
+
+def test_no_gate_passes_on_a_metric_it_could_not_compute(quality):
+    nodes = json.loads((quality.target / "manifest.json").read_text())["nodes"]
+
+    def failures(model: str) -> pd.DataFrame:
+        (test,) = [r for name, r in quality.results.items() if r["unique_id"].startswith("test.") and model in name]
+        assert test["status"] == "pass", test  # the inverted gates pass only when they fire
+        return quality.read(nodes[test["unique_id"]]["relation_name"])
+
+    one_class = failures("quality_credit_one_class")
+    assert list(one_class.level) == ["error"] and one_class.detail[0] == (
+        f"window 2026-11-02: auc could not be computed on {quality.read('outcomes_credit_one_class').shape[0]} "
+        "labelled rows (every label is of one class)")
+    assert set(failures("quality_credit_boolean").metric) == {"auc", "precision"}  # judged, and worse than allowed
+    comparison = failures("comparison_credit_one_class")
+    assert list(comparison.level) == ["error"] and "auc could not be computed on " in comparison.detail[0]
+
+
+def test_a_text_class_challenger_compares_on_boolean_outcomes(quality):
+    comparison = {r.metric: r for r in quality.read("comparison_credit_boolean").itertuples()}
+    features = quality.read("scoring_inputs").sort_values("application_id")
+    labelled = features.merge(quality.read("outcomes_credit_boolean"), on="application_id")
+    in_labelled = features.application_id.isin(labelled.application_id).to_numpy()
+    truth = labelled.risk.astype(bool).to_numpy()
+    for side, ref in (("champion", "credit_risk@1"), ("challenger", "credit_risk@2")):
+        p = quality.workspace.sklearn_scores(ref, features)["score"][in_labelled]
+        assert getattr(comparison["auc"], f"{side}_value") == pytest.approx(metrics.roc_auc_score(truth, p), abs=1e-6)
+        assert getattr(comparison["brier"], f"{side}_value") == pytest.approx(
+            metrics.brier_score_loss(truth, p), abs=1e-6)
+    assert comparison["auc"].labelled_rows == len(labelled)
+
+
 def test_regression_and_count_quality_equal_scikit_learn(quality):
     prices = quality.read("scored_prices").merge(quality.read("outcomes_prices"), on="diamond_id")
     rows = {r.metric: r for r in quality.read("quality_prices").itertuples()}
@@ -224,19 +352,21 @@ def test_the_quality_gate_passes_fails_and_waits_for_labels(quality):
     tests = {name: r for name, r in quality.results.items() if r["unique_id"].startswith("test.")}
     # the inverted cases pass only when they fire: an error below the holdout, a warning for too few labels,
     # and the challenger's gate: a margin it meets, and a negative margin no challenger can meet
-    assert sorted(r["status"] for r in tests.values()) == ["pass"] * 5, quality.run.stdout[-3000:]
+    assert sorted(r["status"] for r in tests.values()) == ["pass"] * 8, quality.run.stdout[-3000:]
     nodes = json.loads((quality.target / "manifest.json").read_text())["nodes"]
     stored = {name: quality.read(nodes[r["unique_id"]]["relation_name"]) for name, r in tests.items()}
-    quality_gates = [frame for name, frame in stored.items() if "quality_above" in name]
+    quality_gates = [frame for name, frame in stored.items() if "quality_above_quality_mortgage" in name]
     assert sorted(tuple(sorted(set(frame.level))) for frame in quality_gates) == [(), ("error",), ("warn",)]
     waiting = next(frame for frame in quality_gates if set(frame.level) == {"warn"})
-    assert waiting.detail.str.startswith("not enough labels: ").all()
+    assert waiting.detail.str.startswith("window 2026-11-09: not enough labels: ").all()
     failing = next(frame for frame in quality_gates if set(frame.level) == {"error"})
     assert failing.detail.str.contains("on the holdout").all() and set(failing.metric) == {"auc"}
-    challenger_gates = [frame for name, frame in stored.items() if "challenger" in name]
+    challenger_gates = [frame for name, frame in stored.items() if "challenger_not_worse_comparison_" in name
+                        and "credit" not in name]
     assert sorted(len(frame) for frame in challenger_gates) == [0, 1]
     (refused,) = [frame for frame in challenger_gates if len(frame)]
-    assert refused.metric[0] == "brier" and refused.detail[0].startswith("brier: challenger ")
+    assert refused.metric[0] == "brier"
+    assert refused.detail[0].startswith("challenger mortgage_deny@candidate v2: brier: challenger "), refused.detail[0]
 
 
 def test_champion_and_challenger_compare_on_the_same_rows(quality):
@@ -267,8 +397,9 @@ def test_quality_history_keeps_every_build(quality):
     invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
     history = quality.read("quality_history")
     history = history[history.invocation_id == invocation]
-    assert set(history.quality_relation) == {"quality_mortgage", "quality_prices", "quality_visits"}
-    assert len(history) == sum(len(quality.read(f"quality_{name}")) for name in ("mortgage", "prices", "visits"))
+    built = ["mortgage", "prices", "visits", "credit_text", "credit_boolean", "credit_number", "credit_one_class"]
+    assert set(history.quality_relation) == {f"quality_{name}" for name in built}
+    assert len(history) == sum(len(quality.read(f"quality_{name}")) for name in built)
 
 
 def test_a_gray_release_routes_the_same_keys_on_both_engines(quality):
@@ -313,8 +444,8 @@ def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(qua
     assert errors == [
         "expect_challenger_not_worse: margin must be a number, found '0.1); drop table x; --'",
         "expect_challenger_not_worse: metric must be one of auc, log_loss, brier, rmse, mae, found 'gini'",
-        "expect_model_quality_above on quality_mortgage: no metric gini in it; it has accuracy, auc, brier, "
-        "log_loss, precision, recall",
+        "expect_model_quality_above on quality_mortgage: no metric gini in it; it has accuracy, auc, brier, f1, "
+        "false_negatives, false_positives, log_loss, precision, recall, true_negatives, true_positives",
         "expect_model_quality_above: allowed_drop of auc must be a number, found '0.05'",
     ], run.stdout[-3000:]
     assert "Traceback" not in run.stdout
@@ -378,7 +509,7 @@ def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_repla
         assert [r["status"] for name, r in results.items() if "quality_above" in name] == ["fail"]
         report = workspace.cli("monitor", "--target-path", str(target))
         assert report.returncode == 1 and "Traceback" not in report.stderr, report.stderr
-        assert f"mortgage_deny v2, window {window}: auc " in report.stdout, report.stdout
+        assert f"mortgage_deny v2: window {window[:10]}: auc " in report.stdout, report.stdout
         assert "mortgage_deny: prod would roll back from version 2 to 1 (run with --rollback-on-error" in report.stdout
         assert workspace.registry.aliases("mortgage_deny")["prod"] == 2  # a report changes nothing
         done = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")
@@ -393,7 +524,7 @@ def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_repla
         run = run_dbt_on_spark(workspace, tmp_path / "spark", "--project-dir", str(project), "--data-dir", str(inputs),
                                "--rollback-on-error")
         assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
-        assert f"scorehouse monitor: mortgage_deny v2, window {window}: auc " in run.stderr, run.stderr[-3000:]
+        assert f"scorehouse monitor: mortgage_deny v2: window {window[:10]}: auc " in run.stderr, run.stderr[-3000:]
         assert "scorehouse monitor: mortgage_deny: prod rolled back from version 2 to 1" in run.stderr
     assert workspace.registry.aliases("mortgage_deny")["prod"] == 1
     events = workspace.registry.history("mortgage_deny")

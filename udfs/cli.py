@@ -261,7 +261,8 @@ def cmd_models(args) -> int:
 def cmd_show(args) -> int:
     registry = _registry(args)
     name, version = registry.resolve(ModelRef.parse(args.ref))
-    manifest = registry.card(name, version).manifest
+    card = registry.card(name, version)
+    manifest = card.manifest
     if args.json:
         print(json.dumps(manifest, indent=2))
         return 0
@@ -274,7 +275,7 @@ def cmd_show(args) -> int:
     print(f"  estimator   {manifest['estimator']['class']} {json.dumps(manifest['estimator']['params'])}")
     print(f"  trained on  {manifest['training_data']['source']}: {manifest['training_data']['rows']} rows "
           f"({manifest['training_data']['holdout_rows']} held out), created {manifest['created_at']}")
-    print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in manifest["metrics"].items()))
+    print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()))
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
     print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")

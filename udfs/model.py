@@ -19,6 +19,11 @@ from .schema import Feature, model_inputs
 OUTPUTS = ("score", "label", "probabilities")
 DEFAULT_OUTPUT = {"binary": "score", "regression": "score", "multiclass": "label"}
 OUTPUT_SQL_TYPES = {"score": "DOUBLE", "label": "VARCHAR", "probabilities": "MAP(VARCHAR, DOUBLE)"}
+# The manifest's format. 1: a binary classifier's holdout precision and recall were those of the last class in
+# sorted order, whatever its positive class; 2: every holdout metric is the positive class's, with f1 and the
+# confusion counts at 0.5.
+MANIFEST_FORMAT = 2
+_OTHER_CLASS_METRICS = ("precision", "recall")  # what format 1 measured for classes[-1]
 # onnxruntime inside a SQL engine: the engine already runs one call per thread, so one thread each
 # (measured: 1M rows of the demo GBT in DuckDB, 0.93 s with 1 thread per call, 1.40 s with 2).
 THREADS_ENV = "SCOREHOUSE_ORT_THREADS"
@@ -54,6 +59,17 @@ class ModelCard:
     @property
     def classes(self) -> list[str]:
         return list(self.manifest.get("classes") or [])
+
+    @cached_property
+    def metrics(self) -> dict[str, float]:
+        """The holdout metrics, each of the positive class: a format-1 binary version whose positive class is not
+        the last in sorted order is read without its precision and recall (they were the other class's)."""
+        metrics = dict(self.manifest.get("metrics") or {})
+        if (self.manifest.get("format", 1) < 2 and self.task == "binary" and self.classes
+                and self.manifest.get("positive_class") != self.classes[-1]):
+            for name in _OTHER_CLASS_METRICS:
+                metrics.pop(name, None)
+        return metrics
 
     @property
     def default_output(self) -> str:

@@ -36,8 +36,9 @@ class Breach:
     version: int
     window: str
     metric: str
-    value: float
+    value: float | None  # None: the metric could not be computed, or had no holdout value to compare with
     detail: str
+    worse: bool  # measured worse than the holdout allows (the only breach a rollback answers)
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,13 @@ class Decision:
     why: str
 
 
-def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[int, list[Breach]]:
-    """How many quality gates ran in the build that wrote `target`, and the error rows of those that failed."""
+def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[int, list[Breach], str]:
+    """How many quality gates ran in the dbt invocation that wrote `target`, the error rows of those that failed,
+    and which invocation that was (its command, id and time, as a person recognises it)."""
     target = Path(target)
     try:
-        results = json.loads((target / "run_results.json").read_text())["results"]
+        run = json.loads((target / "run_results.json").read_text())
+        results = run["results"]
         nodes = json.loads((target / "manifest.json").read_text())["nodes"]
     except FileNotFoundError as exc:
         raise ScorehouseError(f"No {Path(exc.filename).name} in {target}: run `dbt build` first, "
@@ -74,11 +77,21 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[in
             raise ScorehouseError(f"Quality gate {node['name']} failed but keeps no failures to read "
                                   "(store_failures is off); scorehouse gates store them unless configured not to")
         failures, quality = _relation(node, dialect), _relation(nodes[node["attached_node"]], dialect)
-        rows = query(f"select model_name, model_version, feature, metric, current_value, detail from {failures} "
-                     f"where level = {dialect.literal('error')}")
-        breaches += [Breach(node["name"], quality, r["model_name"], int(r["model_version"]), str(r["feature"]),
-                            r["metric"], float(r["current_value"]), r["detail"]) for r in rows]
-    return gates, breaches
+        rows = query(f"select model_name, model_version, window_start, metric, current_value, detail, verdict "
+                     f"from {failures} where level = {dialect.literal('error')}")
+        breaches += [Breach(node["name"], quality, r["model_name"], int(r["model_version"]), str(r["window_start"]),
+                            r["metric"], None if r["current_value"] is None else float(r["current_value"]), r["detail"],
+                            r["verdict"] == "worse") for r in rows]
+    return gates, breaches, _invocation(run, target)
+
+
+def _invocation(run: dict[str, Any], target: Path) -> str:
+    """'`dbt run --select x` (invocation 0769..., 2026-12-02T18:26:53Z) in target/run_results.json'."""
+    metadata, args = run.get("metadata") or {}, run.get("args") or {}
+    command = args.get("invocation_command") or f"dbt {args.get('which', '?')}"
+    command = command.split(" --project-dir")[0].split(" --profiles-dir")[0]
+    return (f"`{command}` (invocation {metadata.get('invocation_id', '?')}, {metadata.get('generated_at', '?')}) "
+            f"in {target / 'run_results.json'}")
 
 
 def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Dialect) -> list[Decision]:
@@ -95,6 +108,8 @@ def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Di
             why = f"prod (version {prod}) has no earlier version to roll back to"
         elif any(b.version == previous for b in mine):
             why = f"version {previous}, which prod replaced, fails the gate too"
+        elif not any(b.worse for b in mine if b.version == prod):
+            why = "its gate failed on a metric it could not judge, not on a worse one; a rollback would not answer it"
         else:
             why = _no_better(previous, [b for b in mine if b.version == prod], query, dialect)
         if why:
@@ -113,10 +128,11 @@ class Verdict:
     breaches: list[Breach]
     decisions: list[Decision]
     rolled_back: bool  # whether decisions to roll back were carried out (--rollback-on-error)
+    invocation: str = "the build"  # which dbt invocation was read (failed_gates)
 
     def lines(self) -> list[str]:
         """What a person reads: one line per breach, then one per model."""
-        lines = [f"{b.model} v{b.version}, window {b.window}: {b.detail} ({b.gate})" for b in self.breaches]
+        lines = [f"{b.model} v{b.version}: {b.detail} ({b.gate})" for b in self.breaches]
         for d in self.decisions:
             if d.rollback and self.rolled_back:
                 lines.append(f"{d.model}: prod rolled back from version {d.version} to {d.to}")
@@ -126,25 +142,28 @@ class Verdict:
             else:
                 lines.append(f"{d.model}: prod kept at version {d.version}: {d.why}")
         if not self.gates:
-            return [f"no quality gate ({QUALITY_GATE}) ran in this build"]
+            return [f"no quality gate ({QUALITY_GATE}) ran in {self.invocation}: the gates run in "
+                    "`dbt build` or `dbt test`"]
         return lines or [f"{self.gates} quality gate{'s' if self.gates > 1 else ''} ran, none errored"]
 
 
 def monitor(registry: Registry, target: str | Path, query: Query, dialect: Dialect, rollback: bool = False) -> Verdict:
     """Read the build's quality gates, decide per model, and with `rollback` move prod back."""
-    gates, breaches = failed_gates(target, query, dialect)
+    gates, breaches, invocation = failed_gates(target, query, dialect)
     decisions = decide(registry, breaches, query, dialect)
     for d in decisions:
         if d.rollback and rollback:
             registry.rollback(d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback",
                               expect=d.version)
-    return Verdict(gates, breaches, decisions, rollback)
+    return Verdict(gates, breaches, decisions, rollback, invocation)
 
 
 def _no_better(previous: int, breaches: list[Breach], query: Query, dialect: Dialect) -> str | None:
     """Why the previous version is no better where it was measured on the same windows (None: it is, or
     it was not measured there)."""
     for b in breaches:
+        if not b.worse:
+            continue
         rows = query(f"select value, better from {b.quality} where model_name = {dialect.literal(b.model)} "
                      f"and model_version = {int(previous)} and metric = {dialect.literal(b.metric)} "
                      f"and cast(window_start as {dialect.text_type}) = {dialect.literal(b.window)}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .model import ModelCard
+
 BINS = 10
 RARE_SHARE = 0.01  # categories rarer than this in training are grouped as OTHER
 OTHER = "__other__"
@@ -214,7 +216,7 @@ def metric_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     in production is compared with (with the task, the positive class and the loss's Tweedie power)."""
     base = {"model_name": manifest["name"], "model_version": manifest["version"], "task": manifest["task"],
             "positive_class": manifest.get("positive_class"), "tweedie_power": manifest.get("tweedie_power")}
-    return [{**base, "metric": metric, "value": value} for metric, value in sorted(manifest.get("metrics", {}).items())]
+    return [{**base, "metric": metric, "value": value} for metric, value in sorted(ModelCard(manifest).metrics.items())]
 
 
 _COMMON = {"model_name": "VARCHAR", "model_version": "INTEGER", "feature": "VARCHAR", "kind": "VARCHAR"}

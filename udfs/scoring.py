@@ -25,6 +25,7 @@ from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .events import event, log
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
+from .outcomes import outcome_sql
 from .profile import PROFILE_RELATIONS
 from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .explain import explain_rows, not_explained
@@ -300,6 +301,12 @@ class Scorer:
                           "method": scored_by or ("onnx" if compiled is None else "compiled")})
         return json.dumps(notes).replace("*/", "* /")
 
+    def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
+        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes (udfs.outcomes)."""
+        sql = dialect(engine)
+        expression = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(column)
+        return outcome_sql(self.card(ref), expression, column, sql)
+
     def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
         """SQL for the hash of the current row's features as `ref`'s model sees them (udfs.fingerprint)."""
         sql = dialect(engine)
@@ -546,4 +553,6 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
                                                                                          key or None)),
     "scorehouse_schema_problems": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, columns:
                                    json.dumps(s.schema_problems(ref, json.loads(columns)))),
+    "scorehouse_outcome_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, column:
+                               s.outcome_sql(ref, relation, column, engine)),
 }

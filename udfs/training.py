@@ -34,7 +34,7 @@ from .explain import (
     skipped_reason,
     tree_explanation,
 )
-from .model import LoadedModel
+from .model import MANIFEST_FORMAT, LoadedModel
 from .estimators import (
     EXTRA_TARGET_OPSET,
     DEFAULT_PARAMS,
@@ -254,6 +254,14 @@ def _inputs(spec: ModelSpec, features: list[Feature], table: pa.Table) -> tuple[
     import pandas as pd
 
     inputs = model_inputs(spec.name, features, {f.name: table.column(f.name) for f in features})
+    for feature in features:
+        infinite = np.isinf(inputs[feature.name].reshape(-1)) if feature.kind == NUMERIC else None
+        if infinite is not None and infinite.any():
+            example = table.column(feature.name).take(pa.array(np.flatnonzero(infinite)[:1]))[0].as_py()
+            raise SpecError(f"Model {spec.name}: numeric feature '{feature.name}' holds {int(infinite.sum())} value(s) "
+                            f"that are infinite or beyond float32's range (±3.4e38), e.g. {example!r}, which the model "
+                            "reads as ±inf; scikit-learn cannot train on them: clip or drop them in the model that "
+                            "builds the features")
     frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
     return frame, _target_values(spec, table.column(spec.target)), _weights(spec, table)
 
@@ -291,7 +299,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         onnx_bytes = stored.SerializeToString()
 
     manifest = {
-        "format": 1,
+        "format": MANIFEST_FORMAT,
         "name": spec.name,
         "task": spec.task,
         "description": spec.description,
@@ -367,7 +375,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
                                        "additivity_max_abs_diff": diff}
     with step("profile", f"{spec.name}: metrics and training profile"):
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
-                                              data.w_test)
+                                              data.w_test, positive)
         manifest["profile"] = training_profile(x_train, features, expected, spec.task, data.w_train, data.w_test)
     manifest["tweedie_power"] = tweedie_power(pipeline[-1])  # the loss's deviance, for quality in production
     manifest["registration_seconds"] = seconds
@@ -474,9 +482,11 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
 
 
 def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarray], classes: list[str],
-                    power: float | None = None, weights: np.ndarray | None = None) -> dict[str, float]:
+                    power: float | None = None, weights: np.ndarray | None = None,
+                    positive: str | None = None) -> dict[str, float]:
     """Holdout metrics (weighted by `weights` where the spec names a weight column); for a count or positive
-    target (a Tweedie `power`: 1 Poisson, 2 Gamma) its mean deviance too."""
+    target (a Tweedie `power`: 1 Poisson, 2 Gamma) its mean deviance too. A binary classifier's rates and counts
+    (precision, recall, f1, true_positives, ... at 0.5) are those of its `positive` class."""
     from sklearn import metrics
 
     w = {"sample_weight": weights}
@@ -493,17 +503,24 @@ def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarr
             result["mean_deviance"] = float(metrics.mean_tweedie_deviance(y_true, value, power=power, **w))
         return result
     proba = predicted["probabilities"]
+    # a float32 graph's probabilities (XGBoost's) sum to one within float32 rounding: as probabilities, they do
+    proba = proba / proba.sum(axis=1, keepdims=True)
     result = {
         "accuracy": float(metrics.accuracy_score(y_true, predicted["label"], **w)),
         "log_loss": float(metrics.log_loss(y_true, proba, labels=classes, **w)),
     }
     if task == "binary":
-        positive, score = y_true == classes[1], proba[:, 1]
+        positive = positive if positive is not None else classes[-1]
+        is_positive, score = y_true == positive, proba[:, classes.index(positive)]
         predicted_positive = score >= 0.5  # the demo marts' default threshold
-        result["auc"] = float(metrics.roc_auc_score(positive, score, **w))
-        result["brier"] = float(metrics.brier_score_loss(positive, score, **w))
-        result["precision"] = float(metrics.precision_score(positive, predicted_positive, zero_division=0, **w))
-        result["recall"] = float(metrics.recall_score(positive, predicted_positive, zero_division=0, **w))
+        result["auc"] = float(metrics.roc_auc_score(is_positive, score, **w))
+        result["brier"] = float(metrics.brier_score_loss(is_positive, score, **w))
+        result["precision"] = float(metrics.precision_score(is_positive, predicted_positive, zero_division=0, **w))
+        result["recall"] = float(metrics.recall_score(is_positive, predicted_positive, zero_division=0, **w))
+        result["f1"] = float(metrics.f1_score(is_positive, predicted_positive, zero_division=0, **w))
+        (tn, fp), (fn, tp) = metrics.confusion_matrix(is_positive, predicted_positive, labels=[False, True], **w)
+        result.update(true_positives=float(tp), false_positives=float(fp), false_negatives=float(fn),
+                      true_negatives=float(tn))
     else:
         result["auc_ovr"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes, **w))
     return result

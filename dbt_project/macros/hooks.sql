@@ -24,18 +24,29 @@
   {%- if not scorehouse.hook_enabled('scorehouse_guard_summary') -%}{{ return('') }}{%- endif -%}
   {%- for result in results if result.node.resource_type == 'test' and result.status in ('fail', 'warn')
                               and 'scorehouse_guard' in result.node.tags and result.node.relation_name -%}
-    {%- set rows = run_query("select * from " ~ result.node.relation_name ~ " order by level, feature, metric") -%}
+    {%- set rows = run_query("select * from " ~ result.node.relation_name ~ " order by 1, 2, 3, 4") -%}
     {%- do log("scorehouse guard " ~ (result.status | upper) ~ " " ~ result.node.name ~ ":", info=true) -%}
-    {%- for row in rows -%}
-      {%- set detail = row['detail'] or (
-            row['metric'] ~ " " ~ ("%.4g" | format(row['current_value']))
-            ~ " (training " ~ ("%.4g" | format(row['baseline_value'])) ~ "; warn above "
-            ~ ("%.4g" | format(row['warn_above'])) ~ ", error above " ~ ("%.4g" | format(row['error_above'])) ~ ")") -%}
-      {%- do log("  " ~ row['level'] ~ ": model " ~ row['model_name'] ~ " v" ~ row['model_version']
-                 ~ ", feature " ~ row['feature'] ~ ": " ~ detail, info=true) -%}
+    {%- for row in rows | sort(attribute='level') -%}
+      {%- do log("  " ~ row['level'] ~ ": " ~ scorehouse.guard_line(row, 'feature' in rows.column_names), info=true) -%}
     {%- endfor -%}
   {%- endfor -%}
   {{ return('') }}
+{%- endmacro %}
+
+
+{#- guard_line(row, per_feature): one failing guard row as the build log prints it, e.g.
+    `model m v1, feature lvr: NULL share 0.31 against 0.01 in training (an increase of 0.3; warn above 0.02, error above 0.05)` -#}
+{% macro guard_line(row, per_feature) -%}
+  {%- set subject = "model " ~ row['model_name'] ~ " v" ~ row['model_version'] ~ (", feature " ~ row['feature'] if per_feature else "") -%}
+  {%- set limits = "warn above " ~ ("%.4g" | format(row['warn_above'])) ~ ", error above " ~ ("%.4g" | format(row['error_above'])) -%}
+  {%- if row['detail'] -%}
+    {{ return(subject ~ ": " ~ row['detail']) }}
+  {%- elif row['metric'] == 'null_rate_increase' -%}
+    {{ return(subject ~ ": NULL share " ~ ("%.4g" | format(row['current_value'])) ~ " against "
+              ~ ("%.4g" | format(row['baseline_value'])) ~ " in training (an increase of "
+              ~ ("%.4g" | format(row['current_value'] - row['baseline_value'])) ~ "; " ~ limits ~ ")") }}
+  {%- endif -%}
+  {{ return(subject ~ ": " ~ row['metric'] ~ " " ~ ("%.4g" | format(row['current_value'])) ~ " (" ~ limits ~ ")") }}
 {%- endmacro %}
 
 

@@ -7,14 +7,19 @@
   may arrive days or months later), per model version and window ('day', 'week' or 'month' of the
   scoring time). One row per version, window and metric:
     rows_scored, labels_arrived, label_coverage (labels_arrived / rows_scored)
-    binary:      auc (ties averaged), log_loss, brier, accuracy, precision, recall (at `threshold`: score >= it)
+    binary:      auc (ties averaged), log_loss, brier, accuracy, and at `threshold` (score >= it: predicted
+                 positive) precision, recall, f1 and the counts true_positives, false_positives,
+                 false_negatives, true_negatives, all of the positive class
     regression:  rmse, mae, mape, mean_bias (score - outcome); with a Poisson, Gamma or Tweedie loss,
                  mean_deviance too
-  each beside the version's holdout value from its manifest (holdout_value; precision and recall there
-  are at 0.5), and which way the metric is better (better: 'higher', 'lower' or 'nearer_zero'). A
-  binary outcome is positive where its text equals the model's positive class (a BOOLEAN outcome reads
-  'true'). Tag the model `scorehouse_quality` and every build appends its rows
-  to quality_history (record_quality_history); guard it with expect_model_quality_above.
+  each beside the version's holdout value from its manifest (holdout_value; the classification counts and
+  rates there are at 0.5), and which way the metric is better (better: 'higher', 'lower' or 'nearer_zero';
+  none for a count). The score is the version's probability of its positive class (what predict() returns).
+  The outcome is read as each version reads outcomes (udfs/outcomes.py): a binary model's class label (text,
+  or a number where the classes are numbers), else a BOOLEAN or 0/1 meaning "is the positive class"; any
+  other value or type stops the model naming the outcome column, its type and the classes. Tag the model
+  `scorehouse_quality` and every build appends its rows to quality_history (record_quality_history); guard it
+  with expect_model_quality_above.
 -#}
 {% macro model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
                        scored_at='scored_at', window='week', threshold=0.5) -%}
@@ -30,6 +35,10 @@
   {%- set threshold = scorehouse.number(threshold, 'model_quality: threshold') -%}
   {%- set name = model_ref.split('@')[0] -%}
   {%- set about = scorehouse.model_about(model_ref) -%}
+  {%- if about.task not in ('binary', 'regression') -%}
+    {%- do scorehouse.misconfigured("model_quality: model " ~ model_ref ~ " is a " ~ about.task
+                                    ~ " classifier; quality is measured for binary classifiers and regressors") -%}
+  {%- endif -%}
   {%- set versions = [] -%}
   {%- if execute -%}
     {%- set versions = run_query("select distinct " ~ scorehouse.identifier(version) ~ " from " ~ scored
@@ -43,21 +52,19 @@ with scored_rows as (
     from {{ scored }} as s
 ),
 outcome_rows as (
-    select o.{{ scorehouse.identifier(key) }} as outcome_key, o.{{ scorehouse.identifier(outcome) }} as outcome
+    select o.{{ scorehouse.identifier(key) }} as __scorehouse_key, o.{{ scorehouse.identifier(outcome) }}
     from {{ outcomes }} as o
     where o.{{ scorehouse.identifier(outcome) }} is not null
 ),
 joined as (
     select r.model_version, r.window_start, r.p,
-           {% if binary -%}
-           case when l.outcome_key is null then null
-                when cast(l.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1e0
-                else 0e0 end as y
-           {%- else -%}
-           cast(l.outcome as double) as y
-           {%- endif %}
+           case when l.__scorehouse_key is null then null
+           {%- for v in versions %}
+                when r.model_version = {{ v | int }} then {{ scorehouse.outcome_value(name ~ '@' ~ (v | int), 'l', outcome) }}
+           {%- endfor %}
+           end as y
     from scored_rows as r
-    left join outcome_rows as l on r.scored_key = l.outcome_key
+    left join outcome_rows as l on r.scored_key = l.__scorehouse_key
 ),
 {%- if binary %}
 ranks as ({{ scorehouse.auc_by('joined', ['model_version', 'window_start'], 'p', 'y') }}),
@@ -70,12 +77,11 @@ windows as (
     group by j.model_version, j.window_start
 ),
 measured as (
-    {%- set metrics = ['auc', 'log_loss', 'brier', 'accuracy', 'precision', 'recall'] if binary
-                      else ['rmse', 'mae', 'mape', 'mean_bias'] + (['mean_deviance'] if about.tweedie_power is not none else []) %}
+    {%- set metrics = scorehouse.quality_metrics(about) %}
     {%- for metric in metrics %}
     select w.model_version, w.window_start, w.rows_scored, w.labels_arrived,
            {{ scorehouse.literal(metric) }} as metric,
-           {% if metric == 'auc' %}a.auc{% else %}w.{{ scorehouse.identifier(metric) }}{% endif %} as value
+           {% if metric == 'auc' %}a.auc{% else %}cast(w.{{ scorehouse.identifier(metric) }} as double){% endif %} as value
     from windows as w
     {%- if metric == 'auc' %}
     left join ranks as a on a.model_version = w.model_version and a.window_start = w.window_start
@@ -86,7 +92,7 @@ measured as (
 ),
 holdout as (
     {%- for v in versions %}
-    select model_version, metric, value from {{ scorehouse.profile_relation('metrics', name ~ '@' ~ v) }}
+    select model_version, metric, value from {{ scorehouse.profile_relation('metrics', name ~ '@' ~ (v | int)) }}
     {%- if not loop.last %} union all{% endif %}
     {%- endfor %}
     {%- if not versions %}
@@ -101,6 +107,31 @@ select {{ scorehouse.literal(name) }} as model_name, m.model_version, {{ scoreho
        {{ scorehouse.metric_better_case('m.metric', metrics) }} as better
 from measured as m
 left join holdout as h on h.model_version = m.model_version and h.metric = m.metric
+{%- endmacro %}
+
+
+{#- quality_metrics(about): the metrics model_quality measures for a model's task (and loss) -#}
+{% macro quality_metrics(about) -%}
+  {%- if about.task == 'binary' -%}
+    {{ return(['auc', 'log_loss', 'brier', 'accuracy', 'precision', 'recall', 'f1'] + scorehouse.confusion_counts()) }}
+  {%- endif -%}
+  {{ return(['rmse', 'mae', 'mape', 'mean_bias'] + (['mean_deviance'] if about.tweedie_power is not none else [])) }}
+{%- endmacro %}
+
+{#- confusion_counts(): the count metrics of a binary model at its threshold, of the positive class -#}
+{% macro confusion_counts() -%}
+  {{ return(['true_positives', 'false_positives', 'false_negatives', 'true_negatives']) }}
+{%- endmacro %}
+
+
+{#- outcome_value(model_ref, relation, column): SQL reading an outcome column as the version reads outcomes: 1e0,
+    0e0 or NULL for a binary model, a DOUBLE for a regressor; any other value stops the query (udfs/outcomes.py) -#}
+{% macro outcome_value(model_ref, relation, column) -%}
+  {%- if not execute -%}{{ return('cast(null as double)') }}{%- endif -%}
+  {%- set query -%}
+    select scorehouse_outcome_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation) }}, {{ scorehouse.literal(column) }})
+  {%- endset -%}
+  {{ return(run_query(query).columns[0].values()[0]) }}
 {%- endmacro %}
 
 
@@ -130,13 +161,20 @@ group by {{ by }}
 {% macro classification_aggregates(p, y, threshold) -%}
   {%- set eps = 2.220446049250313e-16 -%}{#- numpy's float64 eps, which scikit-learn clips log-loss with -#}
   {%- set predicted = p ~ " >= " ~ threshold -%}
+  {%- set tp = "sum(case when " ~ predicted ~ " and " ~ y ~ " = 1 then 1e0 else 0e0 end)" -%}
+  {%- set fp = "sum(case when " ~ predicted ~ " and " ~ y ~ " = 0 then 1e0 else 0e0 end)" -%}
+  {%- set fn = "sum(case when not (" ~ predicted ~ ") and " ~ y ~ " = 1 then 1e0 else 0e0 end)" -%}
 -avg(case when {{ y }} = 1 then ln(least(greatest({{ p }}, {{ eps }}), 1 - {{ eps }}))
           when {{ y }} = 0 then ln(least(greatest(1 - {{ p }}, {{ eps }}), 1 - {{ eps }})) end) as log_loss,
 avg(power({{ p }} - {{ y }}, 2)) as brier,
 avg(case when {{ y }} is null then null when ({{ predicted }}) = ({{ y }} = 1) then 1e0 else 0e0 end) as accuracy,
-sum(case when {{ predicted }} and {{ y }} = 1 then 1e0 else 0e0 end)
-  / nullif(sum(case when {{ predicted }} and {{ y }} is not null then 1e0 else 0e0 end), 0) as {{ scorehouse.identifier('precision') }},
-sum(case when {{ predicted }} and {{ y }} = 1 then 1e0 else 0e0 end) / nullif(sum({{ y }}), 0) as recall
+{{ tp }} / nullif({{ tp }} + {{ fp }}, 0) as {{ scorehouse.identifier('precision') }},
+{{ tp }} / nullif({{ tp }} + {{ fn }}, 0) as recall,
+2 * {{ tp }} / nullif(2 * {{ tp }} + {{ fp }} + {{ fn }}, 0) as f1,
+{{ tp }} as true_positives,
+{{ fp }} as false_positives,
+{{ fn }} as false_negatives,
+sum(case when not ({{ predicted }}) and {{ y }} = 0 then 1e0 else 0e0 end) as true_negatives
 {%- endmacro %}
 
 {% macro regression_aggregates(p, y, power=none) -%}
@@ -150,18 +188,25 @@ avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
 {%- endmacro %}
 
 
-{#- metric_better(metric): which way a quality metric is better: 'higher', 'lower' or 'nearer_zero' (mean_bias) -#}
+{#- metric_better(metric): which way a quality metric is better: 'higher', 'lower' or 'nearer_zero' (mean_bias);
+    none for a count (true_positives, ...), which no gate judges -#}
 {% macro metric_better(metric) -%}
-  {%- if metric in ('auc', 'accuracy', 'precision', 'recall', 'agreement', 'rank_correlation') -%}{{ return('higher') }}
+  {%- if metric in ('auc', 'accuracy', 'precision', 'recall', 'f1', 'agreement', 'rank_correlation') -%}{{ return('higher') }}
   {%- elif metric == 'mean_bias' -%}{{ return('nearer_zero') }}
+  {%- elif metric in scorehouse.confusion_counts() -%}{{ return(none) }}
   {%- else -%}{{ return('lower') }}{%- endif -%}
 {%- endmacro %}
 
-{#- metric_better_case(column, metrics): SQL naming which way the metric in `column` is better -#}
+{#- metric_better_case(column, metrics): SQL naming which way the metric in `column` is better (NULL for a count) -#}
 {% macro metric_better_case(column, metrics) -%}
-case {{ column }}{% for metric in metrics %} when {{ scorehouse.literal(metric) }} then {{ scorehouse.literal(scorehouse.metric_better(metric)) }}{% endfor %} end
+case {{ column }}{% for metric in metrics if scorehouse.metric_better(metric) %} when {{ scorehouse.literal(metric) }} then {{ scorehouse.literal(scorehouse.metric_better(metric)) }}{% endfor %} end
 {%- endmacro %}
 
+
+{#- describe_about(about): 'binary, positive class bad' (how compare_models names what a version scores) -#}
+{% macro describe_about(about) -%}
+  {{ return(about.task ~ (", positive class " ~ about.positive_class if about.positive_class is not none else "")) }}
+{%- endmacro %}
 
 {#- model_about(model_ref): {task, positive_class, tweedie_power} of the version a reference points at -#}
 {% macro model_about(model_ref) -%}
@@ -205,6 +250,17 @@ case {{ column }}{% for metric in metrics %} when {{ scorehouse.literal(metric) 
 {% macro compare_models(relation, champion, challenger, key, outcomes=none, outcome=none, threshold=0.5) -%}
   {%- set threshold = scorehouse.number(threshold, 'compare_models: threshold') -%}
   {%- set about = scorehouse.model_about(champion) -%}
+  {%- set theirs = scorehouse.model_about(challenger) -%}
+  {%- if about.task not in ('binary', 'regression') -%}
+    {%- do scorehouse.misconfigured("compare_models: model " ~ champion ~ " is a " ~ about.task
+                                    ~ " classifier; champion and challenger are compared for binary classifiers and regressors") -%}
+  {%- elif (theirs.task, theirs.positive_class) != (about.task, about.positive_class) -%}
+    {%- do scorehouse.misconfigured("compare_models: " ~ champion ~ " (" ~ scorehouse.describe_about(about) ~ ") and "
+                                    ~ challenger ~ " (" ~ scorehouse.describe_about(theirs) ~ ") do not score the same thing") -%}
+  {%- endif -%}
+  {%- if outcomes is not none and outcome is none -%}
+    {%- do scorehouse.misconfigured("compare_models: outcomes is given without outcome, the column holding the outcome") -%}
+  {%- endif -%}
   {%- set binary = about.task == 'binary' -%}
   {%- set eps = 1e-4 -%}
 with scored as (
@@ -214,24 +270,19 @@ with scored as (
     from {{ relation }} as f
 ),
 labelled as (
-    select s.*,
-    {%- if outcomes is none %} cast(null as double) as y
-    {%- elif binary %}
-           case when o.outcome is null then null
-                when cast(o.outcome as {{ dbt.type_string() }}) = {{ scorehouse.literal(about.positive_class) }} then 1e0
-                else 0e0 end as y
-    {%- else %} cast(o.outcome as double) as y
-    {%- endif %}
+    select s.*, {% if outcomes is none %}cast(null as double) as y_champion, cast(null as double) as y_challenger
+    {%- else %}{{ scorehouse.outcome_value(champion, 'o', outcome) }} as y_champion,
+           {{ scorehouse.outcome_value(challenger, 'o', outcome) }} as y_challenger{% endif %}
     from scored as s
     {%- if outcomes is not none %}
-    left join (select {{ scorehouse.identifier(key) }} as outcome_key, {{ scorehouse.identifier(outcome) }} as outcome
-               from {{ outcomes }}) as o on o.outcome_key = s.row_key
+    left join (select {{ scorehouse.identifier(key) }} as __scorehouse_key, {{ scorehouse.identifier(outcome) }}
+               from {{ outcomes }}) as o on o.__scorehouse_key = s.row_key
     {%- endif %}
 ),
 sides as (
-    select 'champion' as side, champion_score as p, y from labelled
+    select 'champion' as side, champion_score as p, y_champion as y from labelled
     union all
-    select 'challenger' as side, challenger_score as p, y from labelled
+    select 'challenger' as side, challenger_score as p, y_challenger as y from labelled
 ),
 ranked as (
     select champion_score, challenger_score,
@@ -280,11 +331,11 @@ comparisons as (
     {%- if outcomes is not none %}
     {%- for metric in (['auc', 'log_loss', 'brier'] if binary else ['rmse', 'mae']) %}
     union all
+    {%- set source = 'aucs' if metric == 'auc' else 'quality' %}
+    {#- scalar subqueries: the row stays (NULL) where a side has no labelled rows, so no gate reads it as absent #}
     select {{ scorehouse.literal(metric) }}, c.v, h.v, h.v - c.v
-    from (select {% if metric == 'auc' %}auc{% else %}{{ metric }}{% endif %} as v
-          from {% if metric == 'auc' %}aucs{% else %}quality{% endif %} where side = 'champion') as c
-    cross join (select {% if metric == 'auc' %}auc{% else %}{{ metric }}{% endif %} as v
-                from {% if metric == 'auc' %}aucs{% else %}quality{% endif %} where side = 'challenger') as h
+    from (select (select {{ metric }} from {{ source }} where side = 'champion') as v) as c
+    cross join (select (select {{ metric }} from {{ source }} where side = 'challenger') as v) as h
     {%- endfor %}
     {%- endif %}
 )
@@ -292,7 +343,7 @@ select {{ scorehouse.literal(champion) }} as champion, {{ scorehouse.literal(cha
        {{ scorehouse.model_version(champion) }} as champion_version,
        {{ scorehouse.model_version(challenger) }} as challenger_version,
        (select count(*) from labelled) as rows_compared,
-       (select count(y) from labelled) as labelled_rows,
+       (select count(y_champion) from labelled) as labelled_rows,
        metric, champion_value, challenger_value, value,
        {{ scorehouse.metric_better_case('metric', ['agreement', 'mean_abs_delta', 'rank_correlation', 'score_psi',
                                                    'auc', 'log_loss', 'brier', 'rmse', 'mae']) }} as better
