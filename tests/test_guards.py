@@ -218,12 +218,14 @@ def test_every_guard_macro_has_a_case():
 
 
 def test_report_renders_in_a_headless_browser(workspace, tmp_path):
-    """The report after a clean build and a broken batch: the distributions, the NULL bar, the unseen values by
-    name, the output section, the drift metric over both builds with its thresholds, quality over builds, and
-    what drives the scores (mean |contribution|)."""
+    """The report after a clean build and a broken batch: the failing features first, the distributions, the NULL
+    bar, the unseen values by name, the output section, each metric over both builds with its thresholds (the one
+    that decided the level first), quality over builds, what drives the scores (mean |contribution|), and bin
+    labels that neither overlap nor leave their chart (diamond prices in thousands among them)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    from test_report import assert_labels_apart, measure_labels
     from udfs.report import HISTORY, TRAINING, CURRENT, VERSION_COLOURS, WARN_LINE
 
     workspace.dbt("build")
@@ -237,18 +239,33 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
-    levels = dict(re.findall(r"<section class=\"feature\" id=\"feature-(\w+)\" data-level=\"(\w+)\"", dom))
-    assert levels == {"dir": "error", "hir": "ok", "lvr": "error", "ccs": "ok", "mcs": "ok", "uria": "ok",
-                      "pbcr": "ok", "dmi": "ok", "self": "error", "single": "ok", "condominium": "ok"}
+    order = re.findall(r"<section class=\"feature\" id=\"feature-(\w+)\" data-level=\"(\w+)\"", dom)
+    assert order == [("dir", "error"), ("lvr", "error"), ("self", "error"), ("hir", "ok"), ("ccs", "ok"), ("mcs", "ok"),
+                     ("uria", "ok"), ("pbcr", "ok"), ("dmi", "ok"), ("single", "ok"), ("condominium", "ok")]
+    verdict = re.search(r'<ul id="verdict">(.*?)</ul>', dom, re.S).group(1)
+    assert re.findall(r'<a href="#feature-(\w+)">', verdict) == ["dir", "lvr", "self"]
     sections = dict(re.findall(r'<section class="feature" id="feature-(\w+)".*?>(.*?)</section>', dom, re.S))
     nulls = re.search(r'class="null-chart"[^>]*data-training="([\d.]+)" data-current="([\d.]+)"', sections["lvr"])
     assert float(nulls.group(1)) < 0.01 and 0.25 < float(nulls.group(2)) < 0.35  # the NULL-rate jump, as its own bar
     unseen = re.search(r"<code>unknown</code>: ([\d,]+) rows", sections["self"])
     assert unseen and 0.2 < int(unseen.group(1).replace(",", "")) / 2381 < 0.3
-    assert all(section.count("<circle") == 2 for section in sections.values())  # two builds in drift_history
+    charted = {name: re.findall(r'<figure class="history" data-metric="(\w+)" data-level="(\w+)"', section)
+               for name, section in sections.items()}
+    assert charted["lvr"][0] == ("null_rate_increase", "error") and charted["self"][0] == ("unseen_share", "error")
+    assert charted["dir"][0][1] == "error" and all(len(metrics) == 3 for metrics in charted.values())
+    assert all(section.count("<circle") == 6 for section in sections.values())  # 3 metrics, two builds in drift_history
+    assert re.search(r'fill="#c0392b"><title>null_rate_increase 0\.[23]\d* \(error\)', sections["lvr"])
     assert 'id="output"' in dom and 'id="quality"' in dom and "<script" not in out.read_text()
     drivers = re.search(r'<section id="drivers">(.*?)</section>', dom, re.S).group(1)  # mean |contribution|
     assert drivers.count('class="driver"') == 11 and "mean |contribution|" in drivers
+    assert_labels_apart(measure_labels(out.read_text(), tmp_path))
+    diamonds = tmp_path / "diamonds.html"
+    workspace.cli("report", "diamond_price", "--table", "features_diamonds", "--out", str(diamonds), check=True)
+    measured = measure_labels(diamonds.read_text(), tmp_path)
+    assert_labels_apart(measured)
+    prices = [text for text, *_ in measured[-1]["labels"]]  # the output: prices, hundreds to thousands of dollars
+    assert len(prices) == 10 and all(re.fullmatch(r"(≤ |> )?[\d.]+k?(–[\d.]+k?)?", text) for text in prices), prices
+    assert sum(text.endswith("k") for text in prices) >= 5, prices
     png = tmp_path / "report.png"
     subprocess.run([chromium, *flags, f"--screenshot={png}", "--window-size=1000,9000", out.as_uri()],
                    capture_output=True, timeout=120)

@@ -150,10 +150,15 @@ def feature_metrics(profile: Mapping[str, Any], values: Sequence) -> dict[str, t
     }
 
 
+def measured_value(metric: str, baseline: float, current: float) -> float:
+    """Return the value a metric's thresholds apply to: the increase for null-rate metrics, else the current value."""
+    return current - baseline if metric == "null_rate_increase" else current
+
+
 def level(metric: str, baseline: float, current: float, thresholds: Mapping[str, tuple[float, float]] | None = None) -> str | None:
     """Return 'error', 'warn' or None for a metric value (null-rate metrics compare the increase)."""
     warn, error = (thresholds or DEFAULT_THRESHOLDS)[metric]
-    value = current - baseline if metric == "null_rate_increase" else current
+    value = measured_value(metric, baseline, current)
     if value > error:
         return "error"
     if value > warn:

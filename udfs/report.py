@@ -1,11 +1,13 @@
-"""A self-contained HTML drift report, no script: per feature the training and current distributions side
-by side, the NULL share as its own bar, the unseen values by name, and the drift metric over past builds
+"""A self-contained HTML drift report, no script: first the verdict (the features past a threshold, linked to
+their sections), then per feature, failing ones first, the training and current distributions side by side,
+the NULL share as its own bar, the unseen values by name, and each of its metrics over past builds
 (drift_history) with its thresholds; the model's output, training against current; quality over past builds
 (quality_history) where it exists."""
 
 from __future__ import annotations
 
 import html
+import math
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ from .profile import (
     category_shares,
     feature_metrics,
     level,
+    measured_value,
 )
 from .errors import ScorehouseError
 from .scoring import Scorer
@@ -32,6 +35,51 @@ VERSION_COLOURS = ["#2a9d8f", "#e76f51", "#264653", "#e9c46a", "#8ab17d"]
 UNSEEN_SHOWN = 5  # the most frequent unseen values named per feature
 DRIVER_ROWS = 10_000  # rows explained for "what drives the scores" (the first of the relation)
 LEVEL_COLOURS = {"error": "#c0392b", "warn": "#d68910", None: "#1e8449"}
+SEVERITY = {"error": 2, "warn": 1, None: 0}
+SI_SUFFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+LABEL_FONT = 10  # px, the bin labels under a bar chart
+# a character's advance in em, on the wide side of common sans-serif fonts (DejaVu Sans: digits 0.64, '.' 0.32)
+NARROW, WIDE = frozenset(".,:;!|'il "), frozenset("mwMW@")
+LINE_HEIGHT = 1.3 * LABEL_FONT
+CATEGORY_CHARS = 32  # longer category names are shortened under the bars (the full name is the bar's title)
+
+
+def compact_number(value: float, digits: int = 3) -> str:
+    """Write `value` in `digits` significant digits, thousands and above with an SI suffix: 1.4k, 2.08M."""
+    rounded = float(f"{value:.{digits}g}")
+    if not math.isfinite(rounded) or abs(rounded) >= 1e15:
+        return f"{rounded:.{digits}g}"
+    for scale, suffix in SI_SUFFIXES:
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.{digits}g}{suffix}"
+    return f"{rounded:.{digits}g}"
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """Labels of the bins between `edges` (≤ a, a–b, > b), with as few digits as keep every edge distinct."""
+    if not edges:
+        return ["all"]
+    for digits in range(3, 18):
+        names = [compact_number(edge, digits) for edge in edges]
+        if len(set(names)) == len(names):
+            break
+    return [f"≤ {names[0]}"] + [f"{a}–{b}" for a, b in zip(names, names[1:])] + [f"> {names[-1]}"]
+
+
+def label_width(text: str) -> float:
+    """An upper estimate of the width of `text` in pixels at LABEL_FONT, to lay labels out without measuring."""
+    return LABEL_FONT * sum(0.35 if c in NARROW else 1.0 if c in WIDE else 0.7 for c in text)
+
+
+def feature_anchor(name: str) -> str:
+    """The id of a feature's section: its name, characters other than letters, digits, - and _ as .hex."""
+    return "feature-" + "".join(c if c.isascii() and (c.isalnum() or c in "-_") else f".{ord(c):x}." for c in name)
+
+
+def by_severity(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics worst first: by level, then by how close the value is to its error threshold."""
+    return sorted(metrics, key=lambda m: (-SEVERITY[m["level"]],
+                                          -(m["value"] / m["error_above"] if m["error_above"] else m["value"])))
 
 
 def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
@@ -39,14 +87,13 @@ def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
     metrics = []
     for metric, (baseline, current) in feature_metrics(profile, values).items():
         metrics.append({"metric": metric, "baseline": baseline, "current": current,
+                        "value": measured_value(metric, baseline, current),
                         "warn_above": DEFAULT_THRESHOLDS[metric][0], "error_above": DEFAULT_THRESHOLDS[metric][1],
                         "level": level(metric, baseline, current)})
+    metrics = by_severity(metrics)
     if profile["kind"] == "numeric":
         present = np.asarray([v for v in values if v is not None], dtype=np.float64).astype(np.float32).astype(np.float64)
-        edges = profile["edges"]
-        labels = [f"≤ {edges[0]:.3g}" if edges else "all"] + [f"{a:.3g}–{b:.3g}" for a, b in zip(edges, edges[1:])]
-        labels += [f"> {edges[-1]:.3g}"] if edges else []
-        bars = list(zip(labels, profile["shares"], bin_shares(present, edges).tolist()))
+        bars = list(zip(bin_labels(profile["edges"]), profile["shares"], bin_shares(present, profile["edges"]).tolist()))
     else:
         current = category_shares(values, profile)
         buckets = sorted(set(profile["shares"]) | set(current), key=lambda b: (b in (OTHER, UNSEEN), b))
@@ -99,17 +146,19 @@ def _has_table(conn, name: str) -> bool:
     return bool(conn.sql("select count(*) from duckdb_tables() where table_name = ?", params=[name]).fetchall()[0][0])
 
 
-def drift_history(conn, model: str, relation: str) -> dict[str, dict[str, Any]]:
-    """Per feature, its main drift metric at each past build: {feature: {metric, points, warn_above, error_above}}."""
+def drift_history(conn, model: str, relation: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per feature and metric, the value its thresholds applied to at each past build, with that build's level:
+    {feature: {metric: {points: [(recorded_at, value, level)], warn_above, error_above}}}, the latest thresholds."""
     if not _has_table(conn, "drift_history"):
         return {}
-    rows = conn.sql("select feature, metric, recorded_at, current_value, warn_above, error_above from drift_history "
-                    "where model_name = ? and input_relation = ? and metric in ('psi', 'js_distance') "
+    rows = conn.sql("select feature, metric, recorded_at, baseline_value, current_value, warn_above, error_above, level "
+                    "from drift_history where model_name = ? and input_relation = ? and current_value is not null "
                     "order by recorded_at", params=[model, relation]).fetchall()
-    history: dict[str, dict[str, Any]] = {}
-    for feature, metric, at, value, warn, error in rows:
-        entry = history.setdefault(feature, {"metric": metric, "points": [], "warn_above": warn, "error_above": error})
-        entry["points"].append((at, value))
+    history: dict[str, dict[str, dict[str, Any]]] = {}
+    for feature, metric, at, baseline, current, warn, error, build_level in rows:
+        entry = history.setdefault(feature, {}).setdefault(metric, {"points": []})
+        entry.update(warn_above=warn, error_above=error)
+        entry["points"].append((at, measured_value(metric, baseline or 0.0, current), build_level))
     return history
 
 
@@ -129,34 +178,53 @@ def quality_history(conn, model: str) -> dict[str, Any]:
     return {"metric": rows[0][0], "series": series, "holdout": {v: h for _, v, _, _, h in rows}}
 
 
+def value_text(metric: dict[str, Any]) -> str:
+    """A metric's value as its thresholds see it; for null_rate_increase, with the two NULL rates."""
+    if metric["metric"] == "null_rate_increase":
+        return f"{metric['value']:+.4g} (NULL rate {metric['baseline']:.1%} in training, {metric['current']:.1%} now)"
+    return f"{metric['value']:.4g}"
+
+
 def render_html(report: dict[str, Any]) -> str:
-    """Render a report as one HTML page with inline SVG charts (no scripts, no external files)."""
+    """Render a report as one HTML page with inline SVG charts (no scripts, no external files): the verdict
+    first, then the features that crossed an error threshold, those that crossed a warn one, the others."""
     esc = html.escape
-    crossed = [(name, m) for name, f in report["features"].items() for m in f["metrics"] if m["level"]]
+    features = sorted(report["features"].items(), key=lambda item: -SEVERITY[item[1]["level"]])
+    output = report["output"]
+
+    def link(name: str) -> str:
+        return f"<a href='#{esc(feature_anchor(name))}'>{esc(name)}</a>"
+
+    verdict = [f"<li class='{status}' style='color:{LEVEL_COLOURS[status]}'><b>{status}</b>: "
+               + ", ".join(link(name) for name, f in features if f["level"] == status) + "</li>"
+               for status in ("error", "warn") if any(f["level"] == status for _, f in features)]
+    verdict.append(f"<li>ok: {sum(f['level'] is None for _, f in features)} of {len(features)} features within "
+                   f"every threshold</li><li>model output: <a href='#output'>{output['level'] or 'ok'}</a></li>")
+    crossed = [(link(name), m) for name, f in features for m in f["metrics"] if m["level"]]
+    crossed += [("<a href='#output'>model output</a>", m) for m in output["metrics"] if m["level"]]
     summary_rows = "".join(
-        f"<tr><td>{esc(name)}</td><td>{esc(m['metric'])}</td><td>{m['baseline']:.4g}</td><td>{m['current']:.4g}</td>"
-        f"<td>{m['warn_above']:.4g} / {m['error_above']:.4g}</td>"
-        f"<td style='color:{LEVEL_COLOURS[m['level']]};font-weight:bold'>{m['level']}</td></tr>"
-        for name, m in crossed
+        f"<tr><td>{cell}</td><td style='color:{LEVEL_COLOURS[m['level']]};font-weight:bold'>{m['level']}</td>"
+        f"<td>{esc(m['metric'])}</td><td>{esc(value_text(m))}</td><td>{m['warn_above']:.4g}</td>"
+        f"<td>{m['error_above']:.4g}</td></tr>" for cell, m in crossed
     ) or "<tr><td colspan='6'>No threshold crossed.</td></tr>"
     sections = []
-    for name, feature in report["features"].items():
+    for name, feature in features:
         metrics = "".join(
-            f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {m['current']:.4g}"
-            f" (training {m['baseline']:.4g}; warn above {m['warn_above']:.4g}, error above {m['error_above']:.4g})"
-            f"{' — ' + m['level'] if m['level'] else ''}</li>" for m in feature["metrics"])
+            f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {esc(value_text(m))}; warn above "
+            f"{m['warn_above']:.4g}, error above {m['error_above']:.4g}{' — ' + m['level'] if m['level'] else ''}</li>"
+            for m in feature["metrics"])
         status = feature["level"] or "ok"
         sections.append(
-            f"<section class='feature' id='feature-{esc(name)}' data-level='{status}'>"
-            f"<h2>{esc(name)} <small>{feature['kind']}</small> "
+            f"<section class='feature' id='{esc(feature_anchor(name))}' data-level='{status}' data-feature='{esc(name)}'>"
+            f"<h2>{esc(name)} <small>{esc(feature['kind'])}</small> "
             f"<span class='badge' style='background:{LEVEL_COLOURS[feature['level']]}'>{status}</span></h2>"
-            f"{bar_chart(feature['bars'])}{null_chart(feature['null_share'])}{unseen_list(feature)}"
-            f"<ul>{metrics}</ul>{history_chart(report['history'].get(name))}</section>")
-    output = report["output"]
+            f"{bar_chart(feature['bars'], shorten=feature['kind'] != 'numeric')}{null_chart(feature['null_share'])}"
+            f"{unseen_list(feature)}<ul>{metrics}</ul>"
+            f"{history_charts(feature['metrics'], report['history'].get(name, {}))}</section>")
     sections.append(
         f"<section id='output' data-level='{output['level'] or 'ok'}'><h2>Model output <small>training holdout against "
-        f"current</small></h2>{bar_chart(output['bars'])}<ul>"
-        + "".join(f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {m['current']:.4g}</li>"
+        f"current</small></h2>{bar_chart(output['bars'], shorten=output['kind'] != 'numeric')}<ul>"
+        + "".join(f"<li style='color:{LEVEL_COLOURS[m['level']]}'>{esc(m['metric'])}: {esc(value_text(m))}</li>"
                   for m in output["metrics"]) + "</ul></section>")
     drivers = report["drivers"]
     if isinstance(drivers, list):
@@ -180,35 +248,53 @@ table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; 
 .feature {{ border-top: 1px solid #ccc; margin-top: 1.5em; }} small {{ color: #777; font-weight: normal; }}
 .badge {{ color: white; border-radius: 4px; padding: 1px 8px; font-size: 0.7em; vertical-align: middle; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
+.bars {{ overflow-x: auto; }} .histories {{ display: flex; flex-wrap: wrap; gap: 12px; }}
+.history {{ margin: 0; width: 300px; }} .history figcaption {{ font-size: 0.85em; }}
 </style></head><body>
 <h1>Drift report: {esc(report['model'])}</h1>
 <p>Input <b>{esc(report['relation'])}</b>, {report['rows']:,} rows, against the training profile
 ({report['training_rows']:,} training rows). Generated {esc(report['created_at'])}.</p>
-<p class="legend"><span style="background:{TRAINING}"></span>training<span style="background:{CURRENT}"></span>current</p>
+<h2>Verdict</h2>
+<ul id="verdict">{''.join(verdict)}</ul>
 <h2>Thresholds crossed</h2>
-<table id="crossed"><tr><th>feature</th><th>metric</th><th>training</th><th>current</th><th>warn / error above</th><th>level</th></tr>
+<table id="crossed"><tr><th>feature</th><th>level</th><th>metric</th><th>value</th><th>warn above</th><th>error above</th></tr>
 {summary_rows}</table>
+<p class="legend"><span style="background:{TRAINING}"></span>training<span style="background:{CURRENT}"></span>current</p>
 {''.join(sections)}
 </body></html>
 """
 
 
-def bar_chart(bars: list[tuple[str, float, float]], width: int = 900, height: int = 200) -> str:
-    """Grouped bars of training and current shares, as inline SVG."""
+def bar_chart(bars: list[tuple[str, float, float]], width: int = 900, height: int = 200, shorten: bool = False) -> str:
+    """Grouped bars of training and current shares, as inline SVG, a label under each pair: side by side where
+    they fit, else upright (the chart widening if even upright ones would touch). `shorten` cuts names longer
+    than CATEGORY_CHARS (the bar's title keeps them whole); numbers are never cut."""
+    labels = [label[:CATEGORY_CHARS - 1] + "…" if shorten and len(label) > CATEGORY_CHARS else label
+              for label, _, _ in bars]
     top = max([max(t, c) for _, t, c in bars] + [1e-9])
-    slot = (width - 40) / max(len(bars), 1)
+    slot = max((width - 40) / max(len(bars), 1), LINE_HEIGHT + 4)
+    width = max(width, math.ceil(40 + slot * len(bars)))
+    longest = max((label_width(label) for label in labels), default=0)
+    upright = longest > slot - 6
+    total = height + (longest + 12 if upright else LINE_HEIGHT + 12)
     bar = max(slot * 0.38, 1)
-    parts = [f"<svg class='chart' width='{width}' height='{height + 40}' viewBox='0 0 {width} {height + 40}' role='img'>",
+    parts = [f"<div class='bars'><svg class='chart' width='{width}' height='{total:.0f}' viewBox='0 0 {width} "
+             f"{total:.0f}' role='img' data-labels='{'upright' if upright else 'side by side'}'>",
              f"<line x1='30' y1='{height}' x2='{width}' y2='{height}' stroke='#999'/>"]
-    for i, (label, training, current) in enumerate(bars):
-        x = 35 + i * slot
+    for i, ((label, training, current), shown) in enumerate(zip(bars, labels)):
+        centre = 35 + (i + 0.5) * slot
         for j, (share, colour) in enumerate(((training, TRAINING), (current, CURRENT))):
             h = (height - 10) * share / top
-            parts.append(f"<rect x='{x + j * bar:.1f}' y='{height - h:.1f}' width='{bar:.1f}' height='{h:.1f}' "
+            parts.append(f"<rect x='{centre - bar + j * bar:.1f}' y='{height - h:.1f}' width='{bar:.1f}' height='{h:.1f}' "
                          f"fill='{colour}'><title>{html.escape(label)}: {share:.3%}</title></rect>")
-        parts.append(f"<text x='{x + bar:.1f}' y='{height + 14}' font-size='10' text-anchor='middle'>"
-                     f"{html.escape(label[:14])}</text>")
-    parts.append(f"<text x='0' y='12' font-size='10'>{top:.0%}</text></svg>")
+        if upright:
+            parts.append(f"<text class='bin-label' x='{centre:.1f}' y='{height + 6}' font-size='{LABEL_FONT}' "
+                         f"text-anchor='end' dominant-baseline='central' transform='rotate(-90 {centre:.1f} "
+                         f"{height + 6})'>{html.escape(shown)}</text>")
+        else:
+            parts.append(f"<text class='bin-label' x='{centre:.1f}' y='{height + 14}' font-size='{LABEL_FONT}' "
+                         f"text-anchor='middle'>{html.escape(shown)}</text>")
+    parts.append(f"<text x='0' y='12' font-size='10'>{top:.0%}</text></svg></div>")
     return "".join(parts)
 
 
@@ -234,14 +320,15 @@ def unseen_list(feature: dict[str, Any]) -> str:
             f"<ul>{items}</ul>{f'<p>and {more} more</p>' if more > 0 else ''}</div>")
 
 
-def line_chart(series: dict[str, tuple[str, list[tuple[Any, float]]]], lines: list[tuple[str, float, str]],
+def line_chart(series: dict[str, tuple[str, list[tuple]]], lines: list[tuple[str, float, str]],
                css_class: str, width: int = 900, height: int = 160) -> str:
-    """Lines over build times (one colour per series, a dot per build) and horizontal threshold lines."""
+    """Lines over build times (one colour per series, a dot per build: a point is (time, value) or (time, value,
+    level), its dot then in the level's colour) and horizontal threshold lines."""
     points = [p for _, values in series.values() for p in values]
     if not points:
         return ""
-    times = sorted({t for t, _ in points})
-    values = [v for _, v in points if v is not None] + [y for _, y, _ in lines if y is not None]
+    times = sorted({p[0] for p in points})
+    values = [p[1] for p in points if p[1] is not None] + [y for _, y, _ in lines if y is not None]
     low, high = min(values + [0.0]), max(values + [1e-9])
     x = {t: 50 + (width - 70) * (i / max(len(times) - 1, 1)) for i, t in enumerate(times)}
 
@@ -254,27 +341,39 @@ def line_chart(series: dict[str, tuple[str, list[tuple[Any, float]]]], lines: li
             parts.append(f"<line x1='50' x2='{width - 20}' y1='{y(value):.1f}' y2='{y(value):.1f}' stroke='{colour}' "
                          f"stroke-width='2' stroke-dasharray='6 4'><title>{html.escape(label)} {value:.4g}</title></line>")
     for name, (colour, values) in series.items():
-        coords = [(x[t], y(v)) for t, v in values if v is not None]
-        if len(coords) > 1:
+        shown = [p for p in values if p[1] is not None]
+        if len(shown) > 1:
             parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='3' points='"
-                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in coords) + "'/>")
-        parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='5' fill='{colour}'><title>{html.escape(name)}</title></circle>"
-                  for a, b in coords]
+                         + " ".join(f"{x[p[0]]:.1f},{y(p[1]):.1f}" for p in shown) + "'/>")
+        for p in shown:
+            fill, state = (LEVEL_COLOURS[p[2]], f" ({p[2] or 'ok'})") if len(p) > 2 else (colour, "")
+            parts.append(f"<circle cx='{x[p[0]]:.1f}' cy='{y(p[1]):.1f}' r='5' fill='{fill}'><title>"
+                         f"{html.escape(name)} {p[1]:.4g}{state} at {p[0]:%Y-%m-%d %H:%M}</title></circle>")
     parts.append(f"<text x='0' y='12' font-size='10'>{high:.3g}</text><text x='0' y='{height - 6}' font-size='10'>"
-                 f"{low:.3g}</text><text x='50' y='{height + 14}' font-size='10'>{times[0]:%Y-%m-%d %H:%M}</text>"
-                 f"<text x='{width - 20}' y='{height + 14}' font-size='10' text-anchor='end'>{times[-1]:%Y-%m-%d %H:%M}"
-                 f"</text></svg>")
-    return "".join(parts)
+                 f"{low:.3g}</text><text x='50' y='{height + 14}' font-size='10'>{times[0]:%Y-%m-%d %H:%M}</text>")
+    if len(times) > 1:
+        parts.append(f"<text x='{width - 20}' y='{height + 14}' font-size='10' text-anchor='end'>"
+                     f"{times[-1]:%Y-%m-%d %H:%M}</text>")
+    return "".join(parts) + "</svg>"
 
 
-def history_chart(entry: dict[str, Any] | None) -> str:
-    """A feature's drift metric at each past build, with its warn and error thresholds."""
-    if not entry:
-        return ""
-    chart = line_chart({entry["metric"]: (HISTORY, entry["points"])},
-                       [("warn above", entry["warn_above"], WARN_LINE), ("error above", entry["error_above"], ERROR_LINE)],
-                       "history")
-    return f"<p class='history-title'>{html.escape(entry['metric'])} over {len(entry['points'])} builds</p>{chart}"
+def history_charts(metrics: list[dict[str, Any]], history: dict[str, dict[str, Any]]) -> str:
+    """Each of a feature's metrics over past builds, worst now first, with its warn and error thresholds."""
+    figures = []
+    for metric in metrics:
+        entry = history.get(metric["metric"])
+        if not entry:
+            continue
+        name = metric["metric"]
+        chart = line_chart({name: (HISTORY, entry["points"])},
+                           [("warn above", entry["warn_above"], WARN_LINE), ("error above", entry["error_above"], ERROR_LINE)],
+                           "history", width=300, height=110)
+        what = " (NULL rate now − in training)" if name == "null_rate_increase" else ""
+        figures.append(f"<figure class='history' data-metric='{html.escape(name)}' data-level='{metric['level'] or 'ok'}'>"
+                       f"<figcaption style='color:{LEVEL_COLOURS[metric['level']]}'>{html.escape(name)}{what} over "
+                       f"{len(entry['points'])} builds{' — ' + metric['level'] if metric['level'] else ''}</figcaption>"
+                       f"{chart}</figure>")
+    return f"<div class='histories'>{''.join(figures)}</div>" if figures else ""
 
 
 def quality_chart(quality: dict[str, Any]) -> str:
