@@ -142,3 +142,70 @@ def test_every_input_row_is_scored(built, name):
                          f"count(distinct {key}) as keys from {mart}")
     assert counts.n_in[0] == counts.n_out[0] == counts["keys"][0]
     assert np.isfinite(built.query(f"select * from {mart}").iloc[:, 1]).all()
+
+
+MID_BUILD = '''
+import json, subprocess, sys, threading
+from dbt.cli.main import dbtRunner
+
+command, specs, registry = json.loads(sys.argv[1])
+trained, once = [], threading.Lock()
+
+
+def train_once(event):
+    """When the build's first model has finished, train and promote models as another process would."""
+    if event.info.name != "NodeFinished" or event.data.node_info.resource_type != "model" or not once.acquire(False):
+        return
+    for spec in specs:
+        done = subprocess.run([SCOREHOUSE, "--registry", registry, "train", spec, "--alias", "prod"],
+                              capture_output=True, text=True)
+        trained.append(done.returncode)
+        print(done.stderr, file=sys.stderr)
+
+
+result = dbtRunner(callbacks=[train_once]).invoke(command)
+print(json.dumps({"trained": trained, "success": result.success}))
+'''
+
+
+def test_a_model_trained_mid_build_is_not_seen_until_the_next_build(workspace, tmp_path):
+    """`scorehouse train` finishing while `dbt build` runs (a new model, and a new prod version of a scored one):
+    the build keeps the set of models it started with, from its first node to its hooks, and passes; the next
+    build sees the new ones."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from conftest import ROOT, SPECS
+
+    # trained from a file: the build holds the warehouse's write lock meanwhile
+    workspace.query("select * from features_mortgage").to_parquet(tmp_path / "features.parquet")
+    new_model = tmp_path / "late_model.yml"
+    new_model.write_text(yaml.safe_dump({
+        "name": "late_model", "task": "binary", "target": "is_denied", "source": {"path": "features.parquet"},
+        "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
+        "features": {"numeric": ["dir", "lvr"], "categorical": ["self"]}}))
+    retrained = tmp_path / "mortgage_deny.yml"  # another prod version of the scored model
+    spec = yaml.safe_load(SPECS["mortgage_deny"].read_text())
+    spec["estimator"]["params"]["n_estimators"] = 20
+    spec["source"] = {"path": "features.parquet"}
+    retrained.write_text(yaml.safe_dump(spec))
+    script = tmp_path / "mid_build.py"
+    script.write_text(f"SCOREHOUSE = {str(Path(sys.executable).parent / 'scorehouse')!r}\n" + MID_BUILD)
+    command = workspace.dbt_command("build")[1:]
+    run = subprocess.run([sys.executable, str(script), json.dumps([command, [str(new_model), str(retrained)],
+                                                                   str(workspace.registry_path)])],
+                         capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ, **workspace.env},
+                         timeout=900)
+    outcome = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcome == {"trained": [0, 0], "success": True}, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "does not exist" not in run.stdout and "Traceback" not in run.stdout + run.stderr
+    assert workspace.registry.aliases("mortgage_deny")["prod"] == 2 and workspace.registry.aliases("late_model")
+    assert set(workspace.query("select model_version from mart_mortgage_risk").model_version) == {1}
+    runs = workspace.query("select model_name, model_version from scoring_runs where scored_relation = "
+                           "'mart_mortgage_risk'")
+    assert set(runs.model_version) == {1}  # the hooks saw the build's set too
+    workspace.dbt("build")
+    assert set(workspace.query("select model_version from mart_mortgage_risk").model_version) == {2}

@@ -41,7 +41,10 @@ QUALITY = """{{{{ config(materialized='table', tags=['scorehouse_quality']) }}}}
 ROLLOUT = """select application_id,
        {{ scorehouse.predict('mortgage_deny', relation='f', key='application_id') }} as deny_probability,
        {{ scorehouse.model_version('mortgage_deny', relation='f', key='application_id') }} as model_version
-from {{ input('features_mortgage') }} as f"""
+from {{ ref('scoring_inputs') }} as f"""
+# the same gray release in a relation that keeps neither the key nor the version: no count of its own
+ROLLOUT_SCORES_ONLY = """select {{ scorehouse.predict('mortgage_deny', relation='f', key='application_id') }} as p
+from {{ ref('scoring_inputs') }} as f"""
 INPUTS = "select * from {{ input('features_mortgage') }}"
 COMPARISON = """{{ config(materialized='table') }}
 {{ scorehouse.compare_models(ref('scoring_inputs'), 'mortgage_deny', 'mortgage_deny@candidate', 'application_id',
@@ -131,7 +134,8 @@ def write_project(folder: Path) -> None:
               "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
                                                key="application_id", score="expected_visits", outcome="visits"),
               "scoring_inputs": INPUTS, "comparison": COMPARISON,
-              "scored_in_rollout": ROLLOUT, "scored_credit": CREDIT_SCORED}
+              "scored_in_rollout": ROLLOUT, "scores_only_in_rollout": ROLLOUT_SCORES_ONLY,
+              "scored_credit": CREDIT_SCORED}
     for spelling, outcome in CREDIT_OUTCOMES.items():
         models[f"outcomes_credit_{spelling}"] = CREDIT_OUTCOME.format(
             outcome=outcome, only=" and is_denied" if spelling == "one_class" else "")
@@ -410,6 +414,30 @@ def test_a_gray_release_routes_the_same_keys_on_both_engines(quality):
     champion = quality.workspace.sklearn_scores("mortgage_deny@1", rows)["score"]
     challenger = quality.workspace.sklearn_scores("mortgage_deny@2", rows)["score"]
     np.testing.assert_allclose(rows.deny_probability, np.where(in_rollout, challenger, champion), atol=1e-6)
+
+
+def test_scoring_runs_count_each_version_of_a_gray_release(quality):
+    """With 10% of keys on version 2, scoring_runs has one row per version with that version's rows in and out and
+    the fingerprint of its own input rows; the versions of one relation add up to its rows."""
+    from udfs.fingerprint import fingerprint
+
+    invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
+    runs = quality.read("scoring_runs")
+    runs = runs[runs.invocation_id == invocation]
+    rollout = runs[runs.scored_relation == "scored_in_rollout"].set_index("model_version")
+    scored, inputs = quality.read("scored_in_rollout"), quality.read("scoring_inputs")
+    routed = np.where(inputs.application_id.map(bucket) < BUCKETS // 10, 2, 1)
+    assert sorted(rollout.index) == [1, 2] and set(rollout.input_relation) == {"scoring_inputs"}
+    for version in (1, 2):
+        mine = inputs[routed == version]
+        assert rollout.rows_out[version] == (scored.model_version == version).sum() == rollout.rows_in[version] == len(mine)
+        card = quality.workspace.registry.card("mortgage_deny", version)
+        assert rollout.input_fingerprint[version] == fingerprint(
+            mine.astype(object).where(mine.notna(), None).to_dict("records"), card.features)[1]
+    assert rollout.rows_out.sum() == len(scored) == len(inputs)
+    unknown = runs[runs.scored_relation == "scores_only_in_rollout"].set_index("model_version")
+    assert list(unknown.rows_in.sort_index()) == list(rollout.rows_in.sort_index())
+    assert unknown.rows_out.isna().all()  # neither the key nor the version to count by: unknown, not wrong
 
 
 MISCONFIGURED = """version: 2

@@ -1,9 +1,11 @@
 """The engine-neutral scoring surface every SQL engine adapter wraps.
 
-A Scorer resolves each model reference once (so one build, one query or one session scores with
-one version per reference, even if an alias moves meanwhile), checks the input's columns by name,
-and scores Arrow columns with the registry's cached onnxruntime sessions. A version that fails its
-checks fails the references that use it; the other models keep scoring.
+A Scorer reads the registry's catalog (its models, versions and aliases) once, when first asked, and resolves
+each model reference once against it: one build, one query or one session sees one set of models and scores
+one version per reference, whatever is trained, promoted or rolled back meanwhile (a model added meanwhile is
+visible to the next one). It checks the input's columns by name, and scores Arrow columns with the
+registry's cached onnxruntime sessions. A version that fails its checks fails the references that use it;
+the other models keep scoring.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class Scorer:
     def __init__(self, registry: Registry | None = None,
                  loader: Callable[[str, int], LoadedModel] | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
-        self._catalog: Catalog | None = None  # set on snapshots, which never read the registry again
+        self._catalog: Catalog | None = None  # the registry's catalog as first read, for the scorer's life
         self.loader = loader  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
@@ -96,8 +98,9 @@ class Scorer:
 
     @property
     def catalog(self) -> Catalog:
-        """The versions and aliases this scorer resolves against (a snapshot's, or the registry's now)."""
-        return self._catalog or self.registry.catalog()
+        """The versions and aliases this scorer resolves against: the registry's, as first read."""
+        with self._lock:
+            return self._catalog_unlocked()
 
     def log_scored(self) -> None:
         """One `scored` event per version this scorer scored with onnxruntime: calls, rows and seconds."""
@@ -119,10 +122,16 @@ class Scorer:
         """Return (name, version) for a reference, the same answer for the life of this scorer."""
         with self._lock:
             if ref not in self._resolved:
-                self._resolved[ref] = (self._catalog or self.registry).resolve(ModelRef.parse(ref))
+                self._resolved[ref] = self._catalog_unlocked().resolve(ModelRef.parse(ref))
                 name, version = self._resolved[ref]
                 event("resolved", f"{ref} -> {name} version {version}", DEBUG, ref=ref, model=name, version=version)
             return self._resolved[ref]
+
+    def _catalog_unlocked(self) -> Catalog:
+        """`catalog`, for a caller that holds the lock already."""
+        if self._catalog is None:
+            self._catalog = self.registry.catalog()
+        return self._catalog
 
     def resolves(self, ref: str) -> bool:
         """Whether the reference names an existing version (for hooks that skip what is not trained yet)."""
@@ -291,14 +300,18 @@ class Scorer:
                      scored_by: str | None = None) -> str:
         """What a predict() call scores with, as JSON for the scoring_runs hook: per version the reference
         (and a gray release's version), sha256 of its model.onnx, and the method (`scored_by` where the
-        caller knows it: 'steps' for the table form's)."""
-        refs = [ref] + ([route[1]] if (route := self.route(ref, engine, "", key)) else [])
+        caller knows it: 'steps' for the table form's). Under a gray release each version's note also names
+        the routed reference and the key (`routed`), from which the hook counts the rows each version scored
+        (scorehouse_version_sql: data in the note, never SQL)."""
+        route = self.route(ref, engine, "", key)
+        refs = [ref] + ([route[1]] if route else [])
         notes = []
         for each in refs:
             name, version = self.resolve(each)
             compiled = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
             notes.append({"ref": each, "model": name, "version": version, "sha256": artifact_sha256(self.card(each).manifest),
-                          "method": scored_by or ("onnx" if compiled is None else "compiled")})
+                          "method": scored_by or ("onnx" if compiled is None else "compiled"),
+                          **({"routed": {"ref": ref, "key": key}} if route else {})})
         return json.dumps(notes).replace("*/", "* /")
 
     def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
@@ -422,7 +435,7 @@ class Scorer:
         """The model's rollout share, read once for the life of this scorer (as references are resolved once)."""
         with self._lock:
             if name not in self._shares:
-                self._shares[name] = self.catalog.shares.get(name)
+                self._shares[name] = self._catalog_unlocked().shares.get(name)
             return self._shares[name]
 
     def _sql_call(self, ref: str, relation: str, output: str, engine: str, method: str | None) -> str:

@@ -153,7 +153,8 @@
   version it scored with: the version and sha256 of its model.onnx, the method, the relation and its
   input (the model's one parent, when it has one), rows in and out, the input's fingerprint and schema
   hash (udfs/fingerprint.py: equal on DuckDB and Spark for the same rows, whatever their order), and
-  when the model started and finished building.
+  when the model started and finished building. Under a gray release the rows, out and in, and the
+  fingerprint are each version's own (rows_of_version): the versions of one relation add up to its rows.
 -#}
 {% macro record_scoring_runs(results) -%}
   {%- if not scorehouse.records_enabled('scorehouse_scoring_runs') -%}{{ return('') }}{%- endif -%}
@@ -172,9 +173,10 @@
     {%- endfor -%}
     {%- set timing = result.timing | selectattr('name', 'equalto', 'execute') | list -%}
     {%- for key, note in notes | dictsort -%}
+      {%- set only_in, only_out = scorehouse.rows_of_version(node, note) -%}
       {%- if parents | length == 1 -%}
         {%- set input_sql = run_query("select scorehouse_fingerprint_sql(" ~ scorehouse.literal(key) ~ ")").columns[0].values()[0] -%}
-        {%- set input = input_sql ~ " from " ~ parents[0].relation_name -%}
+        {%- set input = input_sql ~ " from " ~ parents[0].relation_name ~ only_in -%}
         {%- set input_name = parents[0].name -%}
       {%- else -%}
         {%- set input = "select cast(null as bigint) as rows_in, cast(null as " ~ dbt.type_string() ~ ") as input_fingerprint, cast(null as " ~ dbt.type_string() ~ ") as schema_hash" -%}
@@ -190,11 +192,36 @@
                i.rows_in, o.rows_out, i.input_fingerprint, i.schema_hash,
                cast({{ scorehouse.literal(timing[0].started_at.isoformat() if timing else '') }} as timestamp) as started_at,
                cast({{ scorehouse.literal(timing[0].completed_at.isoformat() if timing else '') }} as timestamp) as finished_at
-        from (select count(*) as rows_out from {{ node.relation_name }}) as o
+        from ({% if only_out is none %}select cast(null as bigint) as rows_out{% else %}select count(*) as rows_out from {{ node.relation_name }}{{ only_out }}{% endif %}) as o
         cross join ({{ input }}) as i
       {%- endset -%}
       {%- do statements.extend(scorehouse.append_rows('scoring_runs', row)) -%}
     {%- endfor -%}
   {%- endfor -%}
   {{ return(scorehouse.hook_statements(statements)) }}
+{%- endmacro %}
+
+
+{#-
+  rows_of_version(node, note): the filters (' where ...', or '') keeping, of the input and of the scored relation,
+  the rows the note's version scored. Without a gray release every row; under one, the rows the routed reference
+  sends to the version by their key (scorehouse_version_sql, the expression predict() and model_version() route
+  by), in the scored relation by the same key where it has that column, else by its model_version column; a
+  scored relation with neither has no count of its own (none), rather than a wrong one.
+-#}
+{% macro rows_of_version(node, note) -%}
+  {%- if not note.get('routed') -%}{{ return(('', '')) }}{%- endif -%}
+  {%- set routed = note['routed'] -%}
+  {%- set query -%}
+    select scorehouse_version_sql({{ scorehouse.literal(routed.ref) }}, '', {{ scorehouse.literal(routed.key) }})
+  {%- endset -%}
+  {%- set only = " where " ~ run_query(query).columns[0].values()[0] ~ " = " ~ (note.version | int) -%}
+  {%- set scored = adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias or node.name) -%}
+  {%- set columns = (adapter.get_columns_in_relation(scored) | map(attribute='name') | map('lower') | list) if scored else [] -%}
+  {%- if routed.key | lower in columns -%}
+    {{ return((only, only)) }}
+  {%- elif 'model_version' in columns -%}
+    {{ return((only, " where " ~ scorehouse.identifier('model_version') ~ " = " ~ (note.version | int))) }}
+  {%- endif -%}
+  {{ return((only, none)) }}
 {%- endmacro %}
