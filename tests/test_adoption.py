@@ -226,10 +226,13 @@ def test_after_deployment_follows_the_readme(tmp_path):
     assert ran["scorehouse monitor --rollback-on-error"].stdout.strip() == "1 quality gate ran, none errored"
     shown = ran["scorehouse history loan_denial"].stdout
     assert "rollout 10%" in shown and "gray release of the challenger" in shown
-    # the promotion ended the rollout, and gc keeps both versions (aliased, and recent)
+    # the promotion ended the rollout, and gc keeps both versions: 2 aliased, 1 for the reasons it prints
     from udfs.registry import Registry
 
     registry = Registry(project / "registry")
     assert registry.aliases("loan_denial") == {"prod": 2, "candidate": 2}
     assert [e["action"] for e in registry.history("loan_denial")][-2:] == ["promote", "rollout_end"]
-    assert ran["scorehouse gc loan_denial --keep-days 7 --dry-run"].stdout.strip() == "loan_denial: nothing to remove"
+    assert ran["scorehouse gc loan_denial --keep-days 7 --dry-run"].stdout.splitlines() == [
+        "loan_denial: nothing to remove",
+        "loan_denial: kept version 1 (prod rolls back to it; prod pointed at it within 7 days; "
+        "recorded by the latest build in scoring_runs; served by scored_applications)"]

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -93,16 +94,23 @@ def test_gc_removes_only_versions_no_alias_holds_or_held_recently(small_copy):
     registry = small_copy.registry
     register_versions(small_copy, 3)  # 2, 3, 4
     registry.promote("mortgage_deny", 2)
-    registry.promote("mortgage_deny", 1)  # 2 was prod a moment ago
+    registry.promote("mortgage_deny", 2, alias="candidate")
+    registry.promote("mortgage_deny", 1, alias="candidate")  # candidate: 2 -> 1, and rolls back to 2
     registry.rollout("mortgage_deny", 3, 5)
-    assert registry.gc("mortgage_deny", keep_days=7) == []  # 2 aliased and 4 created within 7 days
-    assert registry.gc("mortgage_deny", keep_days=0, dry_run=True) == [2, 4]
+    week = registry.gc("mortgage_deny", keep_days=7)
+    assert week.removed == [] and week.aliased == [1, 2, 3]
+    assert week.kept == {4: "created within 7 days"}
+    assert registry.gc("mortgage_deny", keep_days=0, dry_run=True).removed == [4]
     assert registry.versions("mortgage_deny") == [1, 2, 3, 4]
     dry = small_copy.cli("gc", "--keep-days", "0", "--dry-run", check=True).stdout
-    assert "mortgage_deny: would remove version(s) 2, 4" in dry
-    assert registry.gc("mortgage_deny", keep_days=0) == [2, 4]
-    assert registry.versions("mortgage_deny") == [1, 3] and registry.aliases("mortgage_deny") == {"prod": 1, "rollout": 3}
-    assert [e["from"] for e in registry.history("mortgage_deny") if e["action"] == "gc"] == [2, 4]
+    assert "mortgage_deny: would remove version(s) 4" in dry
+    assert registry.gc("mortgage_deny", keep_days=0).removed == [4]
+    registry.promote("mortgage_deny", 1)  # prod: 2 -> 1, which ends the rollout of 3
+    after = registry.gc("mortgage_deny", keep_days=0)
+    assert after.removed == [3] and after.kept == {2: "candidate rolls back to it; prod rolls back to it"}
+    assert registry.versions("mortgage_deny") == [1, 2]
+    assert registry.aliases("mortgage_deny") == {"prod": 1, "candidate": 1}
+    assert [e["from"] for e in registry.history("mortgage_deny") if e["action"] == "gc"] == [4, 3]
     assert not list((small_copy.registry_path / "mortgage_deny").glob(".staging-*"))
 
 
@@ -139,3 +147,158 @@ def test_a_concurrent_promote_and_gc_lose_nothing(small_copy):
     promoted = [e["to"] for e in registry.history("mortgage_deny") if e["action"] == "promote"]
     removed = [e["from"] for e in registry.history("mortgage_deny") if e["action"] == "gc"]
     assert aliases["prod"] == promoted[-1] and aliases["prod"] not in removed[-1:]
+
+
+def alias_state(workspace, model="mortgage_deny") -> tuple[bytes, bytes]:
+    """The alias file and the audit log, byte for byte."""
+    folder = workspace.registry_path / model
+    return (folder / "aliases.json").read_bytes(), (folder / "audit.jsonl").read_bytes()
+
+
+def test_gc_keeps_the_version_rollback_returns_to_whatever_its_age(small_copy):
+    register_versions(small_copy, 1)  # 2
+    small_copy.cli("promote", "mortgage_deny", "2", check=True)
+    gc = small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
+    assert gc.splitlines() == ["mortgage_deny: nothing to remove",
+                               "mortgage_deny: kept version 1 (prod rolls back to it)"]
+    assert small_copy.registry.versions("mortgage_deny") == [1, 2]
+    assert "prod -> version 1 (was 2)" in small_copy.cli("rollback", "mortgage_deny", check=True).stdout
+    assert small_copy.registry.resolve("mortgage_deny") == ("mortgage_deny", 1)
+    assert small_copy.registry.verify("mortgage_deny", 1) == []
+
+
+def test_after_gc_rollback_goes_one_step_back_and_further_only_within_keep_days(small_copy):
+    """prod went 1 -> 2 -> 3 just now. Within 7 days every step back is kept; with 0 days only the version
+    prod rolls back to (2); the second rollback, to 1, is then refused and changes nothing."""
+    registry = small_copy.registry
+    register_versions(small_copy, 2)  # 2, 3
+    small_copy.cli("promote", "mortgage_deny", "2", check=True)
+    small_copy.cli("promote", "mortgage_deny", "3", check=True)
+    week = small_copy.cli("gc", "mortgage_deny", "--dry-run", check=True).stdout.splitlines()
+    assert week == ["mortgage_deny: nothing to remove",
+                    "mortgage_deny: kept version 1 (prod pointed at it within 7 days)",
+                    "mortgage_deny: kept version 2 (prod rolls back to it; prod pointed at it within 7 days)"]
+    assert "mortgage_deny: removed version(s) 1" in small_copy.cli("gc", "mortgage_deny", "--keep-days", "0",
+                                                                    check=True).stdout
+    assert registry.versions("mortgage_deny") == [2, 3]
+    assert "prod -> version 2 (was 3)" in small_copy.cli("rollback", "mortgage_deny", check=True).stdout
+    before = alias_state(small_copy)
+    refused = small_copy.cli("rollback", "mortgage_deny")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists (removed by gc); "
+        "versions: 2, 3; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
+    assert alias_state(small_copy) == before and registry.resolve("mortgage_deny") == ("mortgage_deny", 2)
+
+
+def test_rollback_to_a_version_deleted_by_hand_is_refused_and_so_is_the_automatic_one(small_copy):
+    import shutil
+
+    registry = small_copy.registry
+    register_versions(small_copy, 1)  # 2
+    registry.promote("mortgage_deny", 2)
+    shutil.rmtree(small_copy.registry_path / "mortgage_deny" / "versions" / "1")
+    before = alias_state(small_copy)
+    refused = small_copy.cli("rollback", "mortgage_deny")
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists; "
+        "versions: 2; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
+    assert alias_state(small_copy) == before
+    # the build's quality gate failed for prod's version 2: the monitor keeps prod and says why
+    target = small_copy.root / "target"
+    target.mkdir()
+    gate, quality = "test.demo.expect_model_quality_above_quality", "model.demo.quality"
+    (target / "manifest.json").write_text(json.dumps({"nodes": {
+        gate: {"name": "expect_model_quality_above_quality", "schema": "main", "alias": "gate_failures",
+               "test_metadata": {"name": "expect_model_quality_above"}, "config": {"store_failures": True},
+               "attached_node": quality},
+        quality: {"name": "quality", "schema": "main"}}}))
+    (target / "run_results.json").write_text(json.dumps({"results": [{"unique_id": gate, "status": "fail"}]}))
+    with duckdb.connect(str(small_copy.warehouse)) as con:
+        con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
+                    "'2026-11-09 00:00:00' as feature, 'auc' as metric, 0.61 as current_value, "
+                    "'auc 0.61 < holdout 0.80 - 0.05' as detail, 'error' as level")
+    monitored = small_copy.cli("monitor", "--target-path", str(target), "--rollback-on-error")
+    assert monitored.returncode == 1, monitored.stderr
+    assert monitored.stdout.splitlines()[-1] == (
+        "mortgage_deny: prod kept at version 2: Model 'mortgage_deny': alias 'prod' would go back to version 1, "
+        "which no longer exists; versions: 2; promote an existing version instead: "
+        "scorehouse promote mortgage_deny VERSION")
+    assert alias_state(small_copy) == before
+    with pytest.raises(ScorehouseError, match="would go back to version 1, which no longer exists"):
+        registry.rollback("mortgage_deny", action="automatic_rollback", expect=2)
+    assert alias_state(small_copy) == before
+
+
+def test_gc_keeps_and_rolls_back_the_rollout_alias_keeping_its_share(small_copy):
+    registry = small_copy.registry
+    register_versions(small_copy, 2)  # 2, 3
+    small_copy.cli("rollout", "mortgage_deny", "2", "--share", "10", check=True)
+    small_copy.cli("rollout", "mortgage_deny", "3", "--share", "10", check=True)
+    gc = small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
+    assert "mortgage_deny: kept version 2 (rollout rolls back to it)" in gc
+    assert registry.versions("mortgage_deny") == [1, 2, 3]
+    assert "rollout -> version 2 (was 3)" in small_copy.cli("rollback", "mortgage_deny", "--alias", "rollout",
+                                                            check=True).stdout
+    assert registry.aliases("mortgage_deny") == {"prod": 1, "rollout": 2}
+    assert registry.catalog(["mortgage_deny"]).shares == {"mortgage_deny": 10}
+
+
+def test_gc_keeps_what_the_latest_build_scored_with_and_what_the_serving_file_serves(small_copy):
+    """Versions 2-5, none aliased: the latest build in scoring_runs scored with 3 (an older one with 2), the
+    published mart holds rows of 4; gc keeps 3 and 4 and says why."""
+    registry = small_copy.registry
+    register_versions(small_copy, 4)  # 2, 3, 4, 5
+    with duckdb.connect(str(small_copy.warehouse)) as con:  # the columns record_scoring_runs writes
+        con.execute("create table scoring_runs (invocation_id varchar, scored_relation varchar, "
+                    "input_relation varchar, model_name varchar, model_version int, model_ref varchar, "
+                    "artifact_sha256 varchar, method varchar, rows_in bigint, rows_out bigint, "
+                    "input_fingerprint varchar, schema_hash varchar, started_at timestamp, finished_at timestamp)")
+        for invocation, version, finished in (("b1c0", 2, "2026-11-01 06:00:03"), ("b2c0", 3, "2026-11-02 06:00:03")):
+            con.execute("insert into scoring_runs values (?, 'mart_mortgage_risk', 'features_mortgage', "
+                        "'mortgage_deny', ?, 'mortgage_deny', ?, 'onnx', 2380, 2380, ?, ?, "
+                        "cast(? as timestamp) - interval 3 second, ?)",
+                        [invocation, version, "ab" * 32, "cd" * 32, "ef" * 16, finished, finished])
+    with engine.connect(small_copy.serving, registry) as con:
+        con.execute(f"attach '{small_copy.warehouse}' as warehouse (read_only)")
+        con.execute("create table mart_mortgage_risk as select application_id, "
+                    "predict('mortgage_deny@4', f) as deny_probability, 'mortgage_deny' as model_name, "
+                    "4 as model_version, current_timestamp as scored_at from warehouse.features_mortgage f")
+        con.execute("create table scorehouse_publication as select 'mart_mortgage_risk' as mart, count(*) as rows, "
+                    "'b2c0' as invocation_id, current_timestamp as published_at from mart_mortgage_risk")
+    dry = small_copy.cli("gc", "--keep-days", "0", "--dry-run", check=True).stdout.splitlines()
+    assert dry == ["mortgage_deny: would remove version(s) 2, 5",
+                   "mortgage_deny: kept version 3 (recorded by the latest build in scoring_runs)",
+                   "mortgage_deny: kept version 4 (served by mart_mortgage_risk)",
+                   "mortgage_logit: nothing to remove"]
+    # no warehouse there: nothing is known to be in use, and gc says so
+    elsewhere = small_copy.cli("--warehouse", str(small_copy.root / "nowhere.duckdb"), "gc", "mortgage_deny",
+                               "--keep-days", "0", "--dry-run", check=True)
+    assert elsewhere.stdout.splitlines() == ["mortgage_deny: would remove version(s) 2, 3, 4, 5"]
+    assert "nowhere.duckdb does not exist" in elsewhere.stderr
+    assert "removed version(s) 2, 5" in small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
+    assert registry.versions("mortgage_deny") == [1, 3, 4]
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "-1"])
+def test_gc_keep_days_must_be_a_finite_number_not_below_zero(small_copy, days):
+    register_versions(small_copy, 1)  # 2, never aliased
+    refused = small_copy.cli("gc", "mortgage_deny", "--keep-days", days)
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"error: --keep-days must be a finite number of days >= 0, found {days}"]
+    assert small_copy.registry.versions("mortgage_deny") == [1, 2]
+
+
+def test_gc_with_keep_days_beyond_the_calendar_keeps_everything(small_copy):
+    register_versions(small_copy, 1)  # 2, never aliased
+    assert small_copy.cli("gc", "mortgage_deny", "--keep-days", "1e12", check=True).stdout.splitlines()[0] == (
+        "mortgage_deny: nothing to remove")
+    assert small_copy.registry.versions("mortgage_deny") == [1, 2]
+
+
+def test_gc_of_an_unknown_model_lists_the_known_ones_and_creates_nothing(small_copy):
+    refused = small_copy.cli("gc", "mortgage_dney", "--dry-run")
+    assert refused.returncode == 1 and refused.stderr.splitlines() == [
+        f"error: Model 'mortgage_dney' not found in registry {small_copy.registry_path}; "
+        "known models: mortgage_deny, mortgage_logit"]
+    assert not (small_copy.registry_path / "mortgage_dney").exists()

@@ -105,10 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_history)
 
-    p = sub.add_parser("gc", help="remove versions no alias points at or pointed at recently")
+    p = sub.add_parser("gc", help="remove versions no alias points at, rolls back to or pointed at recently, "
+                                  "and that the latest build and the serving file do not use")
     p.add_argument("model", nargs="?")
-    p.add_argument("--keep-days", type=float, default=7, help="keep versions aliased or created within this many days")
-    p.add_argument("--dry-run", action="store_true", help="list what would be removed")
+    p.add_argument("--keep-days", type=float, default=7,
+                   help="keep versions an alias pointed at, or created, within this many days (a number >= 0)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed, and why the rest stays")
+    p.add_argument("--serving", help="the serving file (default: the warehouse's, with _serving before .duckdb)")
     p.set_defaults(run=cmd_gc)
 
     p = sub.add_parser("monitor", help="after `dbt build`: report the quality gates that errored and, with "
@@ -371,12 +374,28 @@ def cmd_history(args) -> int:
 
 
 def cmd_gc(args) -> int:
+    """Never removes a version the warehouse's latest build recorded or the serving file serves."""
+    from .registry import check_keep_days
+    from .serving import versions_in_use
+
+    keep_days = check_keep_days(args.keep_days)
     registry = _registry(args)
     names = [check_model_name(args.model)] if args.model else registry.models()
+    if args.model and not registry.versions(args.model):
+        registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
+    warehouse = config.warehouse_path(args.warehouse)
+    if not warehouse.exists():
+        _log(f"note: warehouse {warehouse} does not exist, so no version is kept for being scored or served "
+             "(pass --warehouse)")
+    in_use = versions_in_use(warehouse, _serving_path(args, warehouse))
     for name in names:
-        removed = registry.gc(name, args.keep_days, args.dry_run)
+        protected = {version: "; ".join(why) for (model, version), why in in_use.items() if model == name}
+        result = registry.gc(name, keep_days, args.dry_run, protected)
         verb = "would remove" if args.dry_run else "removed"
-        print(f"{name}: {verb} version(s) {', '.join(map(str, removed))}" if removed else f"{name}: nothing to remove")
+        print(f"{name}: {verb} version(s) {', '.join(map(str, result.removed))}" if result.removed
+              else f"{name}: nothing to remove")
+        for version, why in result.kept.items():
+            print(f"{name}: kept version {version} ({why})")
     return 0
 
 
@@ -416,7 +435,7 @@ def cmd_metrics(args) -> int:
     from . import metrics
 
     warehouse = _existing_warehouse(args)
-    serving = args.serving or warehouse.with_name(warehouse.stem + "_serving.duckdb")
+    serving = _serving_path(args, warehouse)
     if args.out:
         metrics.write(metrics.collect(warehouse, serving), args.out)
         _log(f"wrote {args.out}")
@@ -445,6 +464,13 @@ def _warehouse(args) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+def _serving_path(args, warehouse):
+    """The serving file beside the warehouse, or the one --serving names."""
+    from .serving import serving_path
+
+    return args.serving or serving_path(warehouse)
 
 
 def _existing_warehouse(args):

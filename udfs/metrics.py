@@ -34,7 +34,14 @@ LATEST_QUALITY = ("from quality_history q where invocation_id = (select max_by(i
                   "from quality_history) and window_start = (select max(window_start) from quality_history w "
                   "where w.invocation_id = q.invocation_id and w.model_name = q.model_name "
                   "and w.model_version = q.model_version)")
-LATEST_RUNS = "from scoring_runs where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs)"
+
+
+def latest_runs(relation: str = "scoring_runs") -> str:
+    """The FROM clause of the latest build's rows in a scoring_runs table (`relation`, quoted where it must be)."""
+    return f"from {relation} where invocation_id = (select max_by(invocation_id, finished_at) from {relation})"
+
+
+LATEST_RUNS = latest_runs()
 # name -> (help, query returning the labels and a `value` column); each query reads the latest build only
 GAUGES: dict[str, tuple[str, str]] = {
     "scorehouse_drift_value": (

@@ -4,8 +4,8 @@ back to the version it replaced.
 Engine-neutral: the build's target folder (run_results.json, manifest.json) says which gates failed and
 where their stored failures and quality relations are; `query` runs SQL on the engine that built them
 (DuckDB or Spark), every name in it quoted by that engine's Dialect. Prod is rolled back only when the
-failing version is the one prod points at, prod pointed at another version before, that version does not
-fail the same gate, and where it was measured on the same window it did better.
+failing version is the one prod points at, prod pointed at another version before, that version still
+exists, does not fail the same gate, and where it was measured on the same window did better.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Di
             why = f"version(s) {', '.join(map(str, failing))} failed, prod is version {prod}"
         elif previous is None:
             why = f"prod (version {prod}) has no earlier version to roll back to"
+        elif refusal := registry.rollback_refusal(model, DEFAULT_ALIAS):  # e.g. gc removed that version
+            why = refusal
         elif any(b.version == previous for b in mine):
             why = f"version {previous}, which prod replaced, fails the gate too"
         elif not any(b.worse for b in mine if b.version == prod):

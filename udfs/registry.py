@@ -27,6 +27,7 @@ import getpass
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -48,7 +49,7 @@ from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_alias, check_model_name, check_version, is_alias, is_model_name
 from .signing import SIGNATURE_FILE, PublicKey, SigningKey, load_public_key, load_signing_key, signer_of
 
-__all__ = ["DEFAULT_ALIAS", "Catalog", "ModelRef", "Registry", "sample_problems"]
+__all__ = ["DEFAULT_ALIAS", "Catalog", "ModelRef", "Registry", "Retention", "check_keep_days", "sample_problems"]
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -63,6 +64,7 @@ ROLLOUT_ALIAS = "rollout"
 STAGING_PREFIX = ".staging-"
 ALIAS_TMP_PREFIX = ".aliases-"
 
+_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 _loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
 _loaded_lock = threading.Lock()
 
@@ -119,6 +121,24 @@ class Catalog:
             return True
         except ModelNotFound:
             return False
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """What gc removed (or would, with dry_run), the versions aliases point at, and why each other version stays."""
+
+    removed: list[int]
+    aliased: list[int]
+    kept: dict[int, str]  # version -> why it stays (every kept version no alias points at)
+
+
+def check_keep_days(days: Any) -> float:
+    """The days gc keeps versions for: a finite number >= 0 (one beyond the calendar keeps everything)."""
+    number = isinstance(days, (int, float)) and not isinstance(days, bool)
+    if not number or not math.isfinite(days) or days < 0:
+        found = f"{days:g}" if number else repr(days)
+        raise ScorehouseError(f"--keep-days must be a finite number of days >= 0, found {found}")
+    return float(days)
 
 
 class Registry:
@@ -362,7 +382,8 @@ class Registry:
     def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str | None = None,
                  action: str = "rollback", expect: int | None = None) -> tuple[int, int]:
         """Move `alias` back to the version it pointed at before; return (from, to). The move is audited.
-        With `expect`, only if the alias still points at that version (checked under the model's lock)."""
+        With `expect`, only if the alias still points at that version (checked under the model's lock).
+        Refused, changing nothing, where there is no earlier version or it no longer exists."""
         self.resolve(ModelRef(check_model_name(name), alias=check_alias(alias)))
         with self._lock(name):
             entries = self._alias_file(name)
@@ -370,20 +391,23 @@ class Registry:
             if expect is not None and history[-1] != expect:
                 raise ScorehouseError(f"Model '{name}': alias '{alias}' moved to version {history[-1]} meanwhile "
                                       f"(expected {expect}); not rolled back")
-            if len(history) < 2:
-                raise ScorehouseError(
-                    f"Model '{name}': alias '{alias}' has no earlier version to roll back to "
-                    f"(history: {_join(history)})"
-                )
-            entries[alias] = {"version": history[-2], "history": history[:-1]}
+            refusal = self._rollback_refusal(name, alias, history)
+            if refusal:
+                raise ScorehouseError(refusal)
+            # every other field stays (a rollout keeps its share)
+            entries[alias] = {**entries[alias], "version": history[-2], "history": history[:-1]}
             self._write_alias_file(name, entries)
             self._audit(name, action, alias, history[-1], history[-2], reason)
             return history[-1], history[-2]
 
     def previous(self, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
         """The version `alias` pointed at before its current one (what rollback moves it to), or None."""
-        history = self._alias_file(check_model_name(name)).get(check_alias(alias), {}).get("history", [])
+        history = self._history_of(name, alias)
         return history[-2] if len(history) >= 2 else None
+
+    def rollback_refusal(self, name: str, alias: str = DEFAULT_ALIAS) -> str | None:
+        """Why `rollback` would refuse to move `alias` back (no earlier version, or it no longer exists), or None."""
+        return self._rollback_refusal(name, alias, self._history_of(name, alias))
 
     def rollout(self, name: str, version: int, share: float, reason: str | None = None) -> tuple[int | None, float]:
         """Send `share` percent of keys to `version` (gray release); share 0 ends it. Return the previous
@@ -419,38 +443,59 @@ class Registry:
                 entries.append({"action": "unreadable", "line": number})
         return entries
 
-    def gc(self, name: str, keep_days: float = 7, dry_run: bool = False) -> list[int]:
-        """Remove versions no alias points at, none pointed at within `keep_days`, and not created within them.
+    def gc(self, name: str, keep_days: float = 7, dry_run: bool = False,
+           protected: Mapping[int, str] | None = None) -> Retention:
+        """Remove the versions nothing below keeps; return what was removed (or would be, with dry_run) and why
+        each other version stays.
 
-        Returns the versions removed (or that would be, with dry_run). Never an aliased version: the check
-        and the removal hold the model's lock, as promote does.
+        Kept: every version an alias points at; the one each alias's rollback returns to (its history's
+        next to last), however old; every version an alias pointed at within `keep_days` (from the audit
+        log), so rollback reaches back that far; every version in `protected` (version -> why it is in
+        use, e.g. served by a mart); every version created within `keep_days`, and every one that does not
+        load (left for `verify` to report). The check and the removal hold the model's lock, as promote does.
         """
-        cutoff = datetime.now(timezone.utc) - timedelta(days=keep_days)
+        keep_days = check_keep_days(keep_days)
+        now = datetime.now(timezone.utc)
+        cutoff = now - timedelta(days=min(keep_days, (now - _EARLIEST).days))  # beyond the calendar: keep all
+        within = f"within {keep_days:g} days"
         with self._lock(name):
             entries = self._alias_file(name)
-            kept = {entry["version"] for entry in entries.values()}
-            for event in self.history(name):
-                if _at(event) >= cutoff:
-                    kept |= {event.get("from"), event.get("to")}
-            doomed = []
-            for version in self.versions(name):
-                if version in kept:
+            aliased = sorted({entry["version"] for entry in entries.values()})
+            reasons: dict[int, list[str]] = {}
+            for alias, entry in sorted(entries.items()):
+                if len(entry["history"]) >= 2:
+                    reasons.setdefault(entry["history"][-2], []).append(f"{alias} rolls back to it")
+            for moved in self.history(name):
+                if moved.get("action") != "gc" and _at(moved) >= cutoff:
+                    pointed = f"{moved.get('alias') or 'an alias'} pointed at it {within}"
+                    for version in (moved.get("from"), moved.get("to")):
+                        if isinstance(version, int):
+                            reasons.setdefault(version, []).append(pointed)
+            for version, why in (protected or {}).items():
+                reasons.setdefault(version, []).append(why)
+            versions, doomed = self.versions(name), []
+            for version in versions:
+                if version in aliased or version in reasons:
                     continue
                 try:
                     created = datetime.fromisoformat(self._manifest(name, version)[0]["created_at"])
                 except (ScorehouseError, KeyError, ValueError):
-                    continue  # a version that does not load is left for `verify` to report
+                    reasons[version] = ["it does not load (scorehouse verify says why)"]
+                    continue
                 if created < cutoff:
                     doomed.append(version)
+                else:
+                    reasons[version] = [f"created {within}"]
             if not dry_run:
                 for version in doomed:
                     trash = self._model_dir(name) / f"{STAGING_PREFIX}gc-{uuid.uuid4().hex}"
                     os.rename(self._version_dir(name, version), trash)  # gone at once; deleted below
                     shutil.rmtree(trash, ignore_errors=True)
-                    self._audit(name, "gc", None, version, None, f"no alias within {keep_days:g} days")
+                    self._audit(name, "gc", None, version, None, f"no alias {within}")
                 if doomed:
                     fsync_dir(self._model_dir(name) / "versions")
-            return doomed
+            kept = {v: "; ".join(dict.fromkeys(reasons[v])) for v in versions if v in reasons and v not in aliased}
+            return Retention(doomed, aliased, kept)
 
     # ---- internals ---------------------------------------------------------------------------
     def _model_dir(self, name: str) -> Path:
@@ -458,6 +503,25 @@ class Registry:
 
     def _version_dir(self, name: str, version: int) -> Path:
         return self._model_dir(name) / "versions" / str(check_version(version))
+
+    def _history_of(self, name: str, alias: str) -> list[int]:
+        return self._alias_file(check_model_name(name)).get(check_alias(alias), {}).get("history", [])
+
+    def _rollback_refusal(self, name: str, alias: str, history: list[int]) -> str | None:
+        if len(history) < 2:
+            return f"Model '{name}': alias '{alias}' has no earlier version to roll back to (history: {_join(history)})"
+        target, versions = history[-2], self.versions(name)
+        if target in versions:
+            return None
+        how = " (removed by gc)" if any(e.get("action") == "gc" and e.get("from") == target
+                                        for e in self.history(name)) else ""
+        if alias == ROLLOUT_ALIAS:
+            instead = f"start the rollout again instead: scorehouse rollout {name} VERSION --share N"
+        else:
+            flag = "" if alias == DEFAULT_ALIAS else f" --alias {alias}"
+            instead = f"promote an existing version instead: scorehouse promote {name} VERSION{flag}"
+        return (f"Model '{name}': alias '{alias}' would go back to version {target}, which no longer exists{how}; "
+                f"versions: {_join(versions)}; {instead}")
 
     def _alias_path(self, name: str) -> Path:
         return self._model_dir(name) / ALIASES_FILE
