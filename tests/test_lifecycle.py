@@ -216,8 +216,8 @@ def test_rollback_to_a_version_deleted_by_hand_is_refused_and_so_is_the_automati
     (target / "run_results.json").write_text(json.dumps({"results": [{"unique_id": gate, "status": "fail"}]}))
     with duckdb.connect(str(small_copy.warehouse)) as con:
         con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
-                    "'2026-11-09 00:00:00' as feature, 'auc' as metric, 0.61 as current_value, "
-                    "'auc 0.61 < holdout 0.80 - 0.05' as detail, 'error' as level")
+                    "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
+                    "'auc 0.61 < holdout 0.80 - 0.05' as detail, 'error' as level, 'worse' as verdict")
     monitored = small_copy.cli("monitor", "--target-path", str(target), "--rollback-on-error")
     assert monitored.returncode == 1, monitored.stderr
     assert monitored.stdout.splitlines()[-1] == (

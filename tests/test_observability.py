@@ -193,3 +193,49 @@ def test_prometheus_scrapes_the_drift_of_a_broken_batch_and_fires_the_alert(work
         for process in (prom, server):
             process.terminate()
             process.wait(timeout=30)
+
+
+def test_quality_alerts_follow_the_alias_not_a_version_prod_was_rolled_back_from(small_copy, tmp_path):
+    """Versions 1 and 2 of mortgage_deny both measured below their holdout in the latest build: the quality alert
+    fires for the version prod points at, and, once prod is rolled back to 1, for 1 only (promtool's rule tests,
+    on the series `scorehouse metrics` exports)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("Prometheus is not installed (.ci/run installs Debian's prometheus)")
+    import yaml
+
+    from udfs.metrics import RULES
+
+    candidate = small_copy.candidates["mortgage_deny"]
+    small_copy.registry.register(candidate.manifest, candidate.files)
+    with duckdb.connect(str(small_copy.warehouse)) as con:  # the columns record_quality_history appends
+        con.execute("create table quality_history as select 'build-1' as invocation_id, now() as recorded_at, "
+                    "'quality_mortgage' as quality_relation, 'mortgage_deny' as model_name, v as model_version, "
+                    "'week' as window_unit, timestamp '2026-11-30' as window_start, 1000 as rows_scored, "
+                    "700 as labels_arrived, 0.7 as label_coverage, 'auc' as metric, auc as value, "
+                    "0.85 as holdout_value, 'higher' as better from (values (1, 0.70), (2, 0.60)) as t(v, auc)")
+
+    def firing(prod: int) -> subprocess.CompletedProcess:
+        text = small_copy.cli("metrics", check=True).stdout
+        assert f'scorehouse_model_alias{{model="mortgage_deny",alias="prod",version="{prod}"}} 1' in text
+        series = [line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")]
+        case = tmp_path / f"prod_{prod}.yml"
+        auc = {1: "0.700", 2: "0.600"}[prod]
+        expected = [{"exp_labels": {"alertname": "ScorehouseQualityBelowHoldout", "severity": "ticket",
+                                    "model": "mortgage_deny", "version": str(prod), "metric": "auc"},
+                     "exp_annotations": {"summary": f"mortgage_deny v{prod}: AUC {auc} is more than 0.05 below its "
+                                                    "holdout",
+                                         "description": "Measured on the latest window with outcomes (label coverage "
+                                                        "above 20%), for a version prod or a rollout points at."}}]
+        case.write_text(yaml.safe_dump({"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+            "interval": "1m", "input_series": [{"series": name, "values": f"{value}x90"} for name, value in series],
+            "alert_rule_test": [{"eval_time": "75m", "alertname": "ScorehouseQualityBelowHoldout",
+                                 "exp_alerts": expected}]}]}))
+        return subprocess.run([promtool, "test", "rules", str(case)], capture_output=True, text=True)
+
+    small_copy.registry.promote("mortgage_deny", 2)
+    result = firing(2)
+    assert result.returncode == 0, result.stdout + result.stderr
+    small_copy.registry.rollback("mortgage_deny")
+    result = firing(1)
+    assert result.returncode == 0, result.stdout + result.stderr  # version 2's series stays, its alert does not

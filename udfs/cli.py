@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_gc)
 
     p = sub.add_parser("monitor", help="after `dbt build`: report the quality gates that errored and, with "
-                                       "--rollback-on-error, move prod back to the version it replaced")
+                                       "--rollback-on-error, move prod back to the version it replaced "
+                                       "(exit 1: a gate errored; 3: prod was rolled back, build the marts again)")
     p.add_argument("--target-path", help="the build's target folder (env DBT_TARGET_PATH; default ./target)")
     p.add_argument("--rollback-on-error", action="store_true",
                    help="roll prod back where its version fails a gate and the one it replaced does not")
@@ -400,7 +401,8 @@ def cmd_gc(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    """Exit 1 when a quality gate errored (rolled back or not), so a scheduler alerts."""
+    """Exit 1 when a quality gate errored, so a scheduler alerts; 3 when prod was rolled back, so it builds the
+    marts the failed version scored again."""
     import os
 
     from .monitor import monitor
@@ -412,7 +414,7 @@ def cmd_monitor(args) -> int:
                           DUCKDB, args.rollback_on_error)
     for line in verdict.lines():
         print(line)
-    return 1 if verdict.breaches else 0
+    return 3 if verdict.moved else 1 if verdict.breaches else 0
 
 
 def cmd_reproduce(args) -> int:
@@ -437,20 +439,20 @@ def cmd_metrics(args) -> int:
     warehouse = _existing_warehouse(args)
     serving = _serving_path(args, warehouse)
     if args.out:
-        metrics.write(metrics.collect(warehouse, serving), args.out)
+        metrics.write(metrics.collect(warehouse, serving, _registry(args)), args.out)
         _log(f"wrote {args.out}")
     if args.serve:
         host, _, port = args.serve.rpartition(":")
         if not port.isdigit():
             raise ScorehouseError(f"--serve takes HOST:PORT, e.g. 127.0.0.1:9464, found '{shown(args.serve)}'")
-        server = metrics.serve(host or "127.0.0.1", int(port), lambda: metrics.collect(warehouse, serving))
+        server = metrics.serve(host or "127.0.0.1", int(port), lambda: metrics.collect(warehouse, serving, _registry(args)))
         _log(f"serving http://{host or '127.0.0.1'}:{server.server_address[1]}/metrics (Ctrl-C stops)")
         try:
             threading.Event().wait()
         finally:
             server.shutdown()
     if not args.out and not args.serve:
-        sys.stdout.write(metrics.collect(warehouse, serving))
+        sys.stdout.write(metrics.collect(warehouse, serving, _registry(args)))
     return 0
 
 

@@ -9,6 +9,9 @@ Read from the tables the dbt package's hooks append to, the latest build of each
                                                      scoring_runs: each scored relation of the last build
   scorehouse_last_publication_timestamp_seconds     the serving file's scorehouse_publication, per mart
   scorehouse_last_build_timestamp_seconds           the newest row of drift_history or scoring_runs
+  scorehouse_model_alias                            the registry now: 1 per model, alias and the version it
+                                                     points at, so that alerts follow an alias (prod), not a
+                                                     version a rollback has left
 A table that does not exist yet gives no series. Alert rules to start from: udfs/prometheus/alerts.yml.
 """
 
@@ -83,11 +86,11 @@ SERVING_GAUGE = ("scorehouse_last_publication_timestamp_seconds",
                  "select mart, epoch(published_at) as value from scorehouse_publication")
 
 
-def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = None) -> str:
-    """The OpenMetrics text of the warehouse's (and serving file's) tables, as of now."""
+def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = None, registry=None) -> str:
+    """The OpenMetrics text of the warehouse's (and serving file's) tables, and the registry's aliases, as of now."""
     import duckdb
 
-    families = []
+    families = [] if registry is None else [_family(*ALIAS_GAUGE, alias_rows(registry))]
     with duckdb.connect(str(warehouse), read_only=True, config={"enable_external_access": False}) as conn:
         tables = {row[0] for row in conn.execute("select table_name from duckdb_tables()").fetchall()}
         for name, (help_text, query) in GAUGES.items():
@@ -105,6 +108,24 @@ def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = No
             if conn.execute("select count(*) from duckdb_tables() where table_name = 'scorehouse_publication'").fetchone()[0]:
                 families.append(_family(*SERVING_GAUGE[:2], _rows(conn, SERVING_GAUGE[2])))
     return "".join(families) + "# EOF\n"
+
+
+ALIAS_GAUGE = ("scorehouse_model_alias", "1 for the version each alias of a model points at now (the registry)")
+
+
+def alias_rows(registry) -> list[dict[str, Any]]:
+    """One row per model and alias: the version it points at now (a model whose alias file is broken has none)."""
+    from .errors import ScorehouseError
+
+    rows = []
+    for name in registry.models():
+        try:
+            aliases = registry.aliases(name)
+        except ScorehouseError:
+            continue  # `scorehouse verify` reports it; the other models' aliases are still exported
+        rows += [{"model": name, "alias": alias, "version": str(version), "value": 1}
+                 for alias, version in sorted(aliases.items())]
+    return rows
 
 
 def write(text: str, path: str | os.PathLike) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,20 @@ class Decision:
     why: str
 
 
-def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[int, list[Breach], str]:
-    """How many quality gates ran in the dbt invocation that wrote `target`, the error rows of those that failed,
-    and which invocation that was (its command, id and time, as a person recognises it)."""
+@dataclass(frozen=True)
+class GateRun:
+    """The quality gates of one dbt invocation: how many ran, the error rows of those that failed, and which
+    invocation it was (as a person recognises it, and its id and schema, where its history tables are)."""
+
+    gates: int
+    breaches: list[Breach]
+    described: str
+    invocation_id: str | None
+    schema: str | None  # the schema of the gated relations, quoted: the build's history tables are beside them
+
+
+def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> GateRun:
+    """The quality gates of the dbt invocation that wrote `target` (see GateRun)."""
     target = Path(target)
     try:
         run = json.loads((target / "run_results.json").read_text())
@@ -65,7 +76,7 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[in
                               "or pass the build's --target-path") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ScorehouseError(f"{target} holds no readable dbt run results and manifest ({exc})") from None
-    breaches, gates = [], 0
+    breaches, gates, schema = [], 0, None
     for result in results:
         node = nodes.get(result.get("unique_id"), {})
         if (node.get("test_metadata") or {}).get("name") != QUALITY_GATE:
@@ -77,12 +88,13 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> tuple[in
             raise ScorehouseError(f"Quality gate {node['name']} failed but keeps no failures to read "
                                   "(store_failures is off); scorehouse gates store them unless configured not to")
         failures, quality = _relation(node, dialect), _relation(nodes[node["attached_node"]], dialect)
+        schema = dialect.identifier(nodes[node["attached_node"]]["schema"])
         rows = query(f"select model_name, model_version, window_start, metric, current_value, detail, verdict "
                      f"from {failures} where level = {dialect.literal('error')}")
         breaches += [Breach(node["name"], quality, r["model_name"], int(r["model_version"]), str(r["window_start"]),
                             r["metric"], None if r["current_value"] is None else float(r["current_value"]), r["detail"],
                             r["verdict"] == "worse") for r in rows]
-    return gates, breaches, _invocation(run, target)
+    return GateRun(gates, breaches, _invocation(run, target), (run.get("metadata") or {}).get("invocation_id"), schema)
 
 
 def _invocation(run: dict[str, Any], target: Path) -> str:
@@ -131,6 +143,12 @@ class Verdict:
     decisions: list[Decision]
     rolled_back: bool  # whether decisions to roll back were carried out (--rollback-on-error)
     invocation: str = "the build"  # which dbt invocation was read (failed_gates)
+    rescore: dict[str, list[str]] = field(default_factory=dict)  # model -> the relations its failed version scored
+
+    @property
+    def moved(self) -> list[str]:
+        """The models whose prod this run rolled back (their marts are to be scored again)."""
+        return [d.model for d in self.decisions if d.rollback and self.rolled_back]
 
     def lines(self) -> list[str]:
         """What a person reads: one line per breach, then one per model."""
@@ -138,6 +156,13 @@ class Verdict:
         for d in self.decisions:
             if d.rollback and self.rolled_back:
                 lines.append(f"{d.model}: prod rolled back from version {d.version} to {d.to}")
+                scored = self.rescore.get(d.model)
+                lines.append(f"{d.model}: " + (
+                    f"{', '.join(scored)} still hold version {d.version}'s scores (and the serving file its "
+                    f"publication): re-score and re-publish them with `dbt build --select "
+                    f"{' '.join(name + '+' for name in scored)}`" if scored else
+                    f"the relations version {d.version} scored still hold its scores: re-score and re-publish "
+                    "them with `dbt build`"))
             elif d.rollback:
                 lines.append(f"{d.model}: prod would roll back from version {d.version} to {d.to} "
                              "(run with --rollback-on-error to do it)")
@@ -151,13 +176,28 @@ class Verdict:
 
 def monitor(registry: Registry, target: str | Path, query: Query, dialect: Dialect, rollback: bool = False) -> Verdict:
     """Read the build's quality gates, decide per model, and with `rollback` move prod back."""
-    gates, breaches, invocation = failed_gates(target, query, dialect)
-    decisions = decide(registry, breaches, query, dialect)
+    run = failed_gates(target, query, dialect)
+    decisions = decide(registry, run.breaches, query, dialect)
+    rescore = {}
     for d in decisions:
         if d.rollback and rollback:
             registry.rollback(d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback",
                               expect=d.version)
-    return Verdict(gates, breaches, decisions, rollback, invocation)
+            rescore[d.model] = _scored_by(run, d.model, d.version, query, dialect)
+    return Verdict(run.gates, run.breaches, decisions, rollback, run.described, rescore)
+
+
+def _scored_by(run: GateRun, model: str, version: int, query: Query, dialect: Dialect) -> list[str]:
+    """The relations `version` of `model` scored in the invocation, from its scoring_runs; [] where unknown."""
+    if not (run.invocation_id and run.schema):
+        return []
+    try:
+        rows = query(f"select distinct scored_relation from {run.schema}.{dialect.identifier('scoring_runs')} "
+                     f"where invocation_id = {dialect.literal(run.invocation_id)} and model_name = "
+                     f"{dialect.literal(model)} and model_version = {int(version)} order by scored_relation")
+    except Exception:  # noqa: BLE001 - no scoring_runs (its hook off): the line names no relation
+        return []
+    return [r["scored_relation"] for r in rows]
 
 
 def _no_better(previous: int, breaches: list[Breach], query: Query, dialect: Dialect) -> str | None:
