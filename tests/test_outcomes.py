@@ -161,3 +161,26 @@ def test_xgboost_training_says_nothing_a_user_cannot_act_on(small, recwarn):
                        "features": FEATURES})
     train(spec, read_source(spec, small.warehouse))
     assert not [w for w in recwarn if "y_prob values do not sum to one" in str(w.message)]
+
+
+def test_registration_records_the_rows_that_trained_the_version_as_input_hash_says_them(models):
+    """training_rows.json: the first 16 hex digits of the input hash (udfs.fingerprint.row_hash, in Python here)
+    of every row the pipeline was fitted on, and of no holdout row that differs from them all."""
+    from udfs.fingerprint import row_hash
+
+    small, scorer, candidates = models
+    spec = spec_of("credit_risk")
+    data = prepare(spec, read_source(spec, small.warehouse))
+    card = scorer.card("credit_risk")
+    rows = data.table.to_pylist()
+    fitted = {row_hash(rows[i], card.features)[:16] for i in data.x_train.index}
+    held_out = {row_hash(rows[i], card.features)[:16] for i in data.x_test.index}
+    assert set(scorer.training_rows("credit_risk")) == fitted and len(fitted) > 1500
+    assert card.manifest["training_rows"] == {"rows": len(data.x_train), "distinct": len(fitted)}
+    assert held_out - fitted  # the holdout rows are not among them
+    with duckdb.connect(str(small.warehouse), read_only=True) as con:
+        import udfs.duckdb
+
+        udfs.duckdb.register(con, registry=scorer.registry)
+        (count,) = con.execute("select count(*) from scorehouse_training_rows('credit_risk')").fetchone()
+    assert count == len(fitted)

@@ -28,6 +28,10 @@ SCORED = """select application_id, round(deny_probability, 2) as deny_probabilit
        case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end as scored_at
 from {{ input('mart_mortgage_risk') }}"""
 OUTCOMES = "select application_id, is_denied as denied from {{ input('features_mortgage') }} where application_id % 10 < 7"
+# the same scores with each row's input hash: the rows that trained version 1 are told apart and left out
+SCORED_WITH_HASHES = """select application_id, deny_probability, model_version, input_hash,
+       timestamp '2026-11-10 10:00' as scored_at
+from {{ input('mart_mortgage_risk') }}"""
 PRICES = """select diamond_id, predicted_price, model_version, timestamp '2026-11-03 08:00' as scored_at
 from {{ input('mart_diamond_prices') }}"""
 PRICE_OUTCOMES = "select diamond_id, price from {{ input('features_diamonds') }} where diamond_id % 4 <> 0"
@@ -135,7 +139,10 @@ def write_project(folder: Path) -> None:
                                                key="application_id", score="expected_visits", outcome="visits"),
               "scoring_inputs": INPUTS, "comparison": COMPARISON,
               "scored_in_rollout": ROLLOUT, "scores_only_in_rollout": ROLLOUT_SCORES_ONLY,
-              "scored_credit": CREDIT_SCORED}
+              "scored_credit": CREDIT_SCORED, "scored_with_hashes": SCORED_WITH_HASHES,
+              "quality_unseen": QUALITY.format(scored="scored_with_hashes", outcomes="outcomes_mortgage",
+                                               model="mortgage_deny", key="application_id",
+                                               score="deny_probability", outcome="denied")}
     for spelling, outcome in CREDIT_OUTCOMES.items():
         models[f"outcomes_credit_{spelling}"] = CREDIT_OUTCOME.format(
             outcome=outcome, only=" and is_denied" if spelling == "one_class" else "")
@@ -335,6 +342,29 @@ def test_a_text_class_challenger_compares_on_boolean_outcomes(quality):
     assert comparison["auc"].labelled_rows == len(labelled)
 
 
+def test_quality_leaves_out_the_rows_the_model_was_trained_on(quality):
+    """The scored relation holds every application, three in four of which trained version 1: with the rows'
+    input hashes, model_quality counts those (training_rows) and measures the others, as scikit-learn does on
+    the same unseen rows; without them it cannot tell (training_rows NULL) and says so in the log."""
+    trained = set(quality.workspace.registry.training_rows("mortgage_deny", 1))
+    card = quality.workspace.registry.card("mortgage_deny", 1)
+    assert len(trained) == card.manifest["training_rows"]["distinct"] and card.manifest["training_rows"]["rows"] == 1785
+    scored = quality.read("scored_with_hashes").merge(quality.read("outcomes_mortgage"), on="application_id", how="left")
+    seen = scored.input_hash.str[:16].isin(trained)
+    assert 1700 < seen.sum() < len(scored)
+    rows = {r.metric: r for r in quality.read("quality_unseen").itertuples()}
+    unseen = scored[~seen]
+    labelled = unseen.dropna(subset=["denied"])
+    y, p = labelled.denied.astype(bool).to_numpy(), labelled.deny_probability.to_numpy()
+    assert rows["training_rows"].value == seen.sum()
+    assert rows["auc"].value == pytest.approx(metrics.roc_auc_score(y, p), rel=1e-9)
+    assert rows["brier"].value == pytest.approx(metrics.brier_score_loss(y, p), rel=1e-9)
+    assert rows["auc"].rows_scored == len(unseen) and rows["auc"].labels_arrived == len(labelled)
+    without = {r.metric: r for r in quality.read("quality_mortgage").itertuples() if r.model_version == 1}
+    assert pd.isna(without["training_rows"].value)  # no input_hash column: unknown, not zero
+    assert "cannot tell the rows the model was trained on from new ones (no column input_hash" in quality.run.stdout
+
+
 def test_regression_and_count_quality_equal_scikit_learn(quality):
     prices = quality.read("scored_prices").merge(quality.read("outcomes_prices"), on="diamond_id")
     rows = {r.metric: r for r in quality.read("quality_prices").itertuples()}
@@ -401,7 +431,8 @@ def test_quality_history_keeps_every_build(quality):
     invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
     history = quality.read("quality_history")
     history = history[history.invocation_id == invocation]
-    built = ["mortgage", "prices", "visits", "credit_text", "credit_boolean", "credit_number", "credit_one_class"]
+    built = ["mortgage", "prices", "visits", "credit_text", "credit_boolean", "credit_number", "credit_one_class",
+             "unseen"]
     assert set(history.quality_relation) == {f"quality_{name}" for name in built}
     assert len(history) == sum(len(quality.read(f"quality_{name}")) for name in built)
 
@@ -473,7 +504,7 @@ def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(qua
         "expect_challenger_not_worse: margin must be a number, found '0.1); drop table x; --'",
         "expect_challenger_not_worse: metric must be one of auc, log_loss, brier, rmse, mae, found 'gini'",
         "expect_model_quality_above on quality_mortgage: no metric gini in it; it has accuracy, auc, brier, f1, "
-        "false_negatives, false_positives, log_loss, precision, recall, true_negatives, true_positives",
+        "false_negatives, false_positives, log_loss, precision, recall, training_rows, true_negatives, true_positives",
         "expect_model_quality_above: allowed_drop of auc must be a number, found '0.05'",
     ], run.stdout[-3000:]
     assert "Traceback" not in run.stdout

@@ -18,6 +18,7 @@
     scorehouse_table_input_error('<ref>', '<columns>', '<column>')  why the table form cannot score a relation
                                            whose columns (JSON name -> type) these are, or ''
     scorehouse_check_table('<ref>', typeof(<row>))  the table form's check of the relation it scores
+    scorehouse_training_rows('<ref>')      the rows that trained the version (input hashes, 16 hex digits)
 
 None of these functions reads or writes a file other than the registry's own, and a reference can
 name nothing outside the registry (udfs/names.py): a connection opened with
@@ -101,6 +102,8 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
                      [varchar] * 2, "BOOLEAN")
     _create_function(conn, "scorehouse_profile_json",
                      lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
+    _create_function(conn, "scorehouse_training_rows_json", lambda ref: json.dumps(current().training_rows(ref)),
+                     [varchar], "VARCHAR")
     create_macros(conn, scorer)
     return scorer
 
@@ -160,6 +163,9 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
                      f"scorehouse_explain_{card.name}(features, top_k)")
         conn.execute(f"create or replace temp macro score_{card.name}(relation) as table "
                      f"from query(scorehouse_table_query({DUCKDB.literal(card.name)}, relation))")
+    # the rows that trained the version a reference points at: their input hashes' first 16 hex digits
+    conn.execute("create or replace temp macro scorehouse_training_rows(model_ref) as table select unnest(from_json("
+                 "scorehouse_training_rows_json(model_ref), '[\"VARCHAR\"]')) as row_hash")
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(

@@ -70,6 +70,20 @@ def row_hash(row: Mapping[str, Any], features: Sequence[Feature]) -> str:
     return hashlib.md5("|".join(pieces).encode()).hexdigest()
 
 
+def row_hash_prefixes(features: Sequence[Feature], rows) -> list[str]:
+    """The distinct first 16 hex digits of the row hashes of `rows` (an Arrow table holding the features, as
+    read from the warehouse: NULL and NaN apart), sorted: which rows trained a model, as input_hash says them."""
+    import duckdb
+
+    from .sql import DUCKDB
+
+    with duckdb.connect() as con:
+        con.register("training_rows", rows)
+        found = con.sql(f"select distinct substr({row_hash_sql(features, '', DUCKDB)}, 1, 16) as h "
+                        "from training_rows order by h").fetchall()
+    return [h for (h,) in found]
+
+
 def fingerprint(rows: Iterable[Mapping[str, Any]], features: Sequence[Feature]) -> tuple[int, str]:
     """(rows, fingerprint) in Python, as fingerprint_select computes them."""
     count, total = 0, 0

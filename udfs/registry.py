@@ -6,6 +6,8 @@
                                 manifest.sig     an ed25519 signature of the manifest (signed registries)
                                 sample.json      a few holdout rows with their expected outputs
                                 compiled.json    the graph as SQL expressions, where it translates
+                                explain.json     what explains each score, where recorded (udfs.explain)
+                                training_rows.json  the rows that trained it (their input hashes' first 16 hex digits)
     <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]},
                                                   "rollout": {"version": 3, "share": 5, "history": [3]}}
     <root>/<model>/audit.jsonl                   every alias move: when, who, from, to, why (appended)
@@ -57,6 +59,7 @@ MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
 COMPILED_FILE = "compiled.json"
 EXPLAIN_FILE = "explain.json"  # udfs.explain
+TRAINING_ROWS_FILE = "training_rows.json"  # which rows trained the version (udfs.fingerprint.row_hash_prefixes)
 ALIASES_FILE = "aliases.json"
 AUDIT_FILE = "audit.jsonl"  # every alias move, appended, never rewritten
 # The alias a gray release sets: its version and the share of keys it scores (see Registry.rollout).
@@ -237,6 +240,16 @@ class Registry:
         if EXPLAIN_FILE not in manifest["artifacts"]:
             return None
         return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest), f"Model {name} v{version}: {EXPLAIN_FILE}")
+
+    def training_rows(self, name: str, version: int) -> list[str] | None:
+        """The hashes of the rows that trained a version (the first 16 hex digits of each row's input hash),
+        verified; None where they were not recorded (versions registered before they were)."""
+        manifest = self._manifest(name, version)[0]
+        if TRAINING_ROWS_FILE not in manifest["artifacts"]:
+            return None
+        recorded = _json(self._read_verified(name, version, TRAINING_ROWS_FILE, manifest),
+                         f"Model {name} v{version}: {TRAINING_ROWS_FILE}")
+        return list(recorded["hashes"])
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
         manifest = self._manifest(name, version)[0]

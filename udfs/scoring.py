@@ -232,6 +232,13 @@ class Scorer:
                 self._explanations[key] = self.registry.explanation(*key)
             return self._explanations[key]
 
+    def training_rows(self, ref: str) -> list[str] | None:
+        """The hashes of the rows that trained the version (Registry.training_rows), or None where not recorded."""
+        name, version = self._loadable(ref)
+        if "training_rows" not in self.card(ref).manifest:
+            return None
+        return self.registry.training_rows(name, version)
+
     def explain(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], top_k: int) -> pa.Array:
         """Per row the baseline, the margin and the top_k contributions (udfs.explain.explain_rows)."""
         card = self.card(ref)
@@ -568,4 +575,6 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
                                    json.dumps(s.schema_problems(ref, json.loads(columns)))),
     "scorehouse_outcome_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, column:
                                s.outcome_sql(ref, relation, column, engine)),
+    "scorehouse_training_rows_recorded": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref:
+                                          "training_rows" in s.card(ref).manifest),
 }

@@ -72,6 +72,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     for name, (_, returns, function) in SQL_FUNCTIONS.items():
         spark.udf.register(name, functools.partial(function, scorer, "spark"), SPARK_TYPES[returns])
     _profile_views(spark, scorer, catalog.refs())
+    _training_rows_view(spark, registry, scorer.versions())
     return scorer
 
 
@@ -153,6 +154,27 @@ def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
                                                   for c, t in columns.items())
         spark.createDataFrame([tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema) \
             .createOrReplaceTempView(f"scorehouse_{relation}")
+
+
+def _training_rows_view(spark, registry: Registry, versions: list[tuple[str, int]]) -> None:
+    """The temporary view scorehouse_training_rows: model_name, model_version and the hashes of the rows that
+    trained each version (a version that did not record them has none)."""
+    import pandas as pd
+
+    frames = [pd.DataFrame({"model_name": name, "model_version": version, "row_hash": rows})
+              for name, version in versions if (rows := _recorded_rows(registry, name, version))]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        {"model_name": pd.Series(dtype=str), "model_version": pd.Series(dtype="int32"), "row_hash": pd.Series(dtype=str)})
+    spark.createDataFrame(rows.astype({"model_version": "int32"}),
+                          "model_name string, model_version int, row_hash string") \
+        .createOrReplaceTempView("scorehouse_training_rows")
+
+
+def _recorded_rows(registry: Registry, name: str, version: int) -> list[str] | None:
+    try:
+        return registry.training_rows(name, version)
+    except ScorehouseError:
+        return None  # a version that does not load: using it says why
 
 
 def friendly_error(exc: Exception) -> str | None:

@@ -49,7 +49,8 @@ from .estimators import (
 )
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
 from .profile import training_profile
-from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, Registry
+from .fingerprint import row_hash_prefixes
+from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
 from .sql import DUCKDB, single_select, table_name
@@ -84,6 +85,7 @@ class Candidate:
     pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
     compiled: dict[str, Any] | None = None  # SQL expressions per engine, where the graph translates
     explanation: dict[str, Any] | None = None  # explain.json: what explains each row's score, where recorded
+    training_rows: list[str] = dataclasses.field(default_factory=list)  # row hashes of the fit rows (16 hex digits)
 
     @property
     def files(self) -> dict[str, bytes]:
@@ -93,6 +95,7 @@ class Candidate:
             files[COMPILED_FILE] = json.dumps(self.compiled, indent=1).encode()
         if self.explanation:
             files[EXPLAIN_FILE] = json.dumps(self.explanation, indent=1).encode()
+        files[TRAINING_ROWS_FILE] = json.dumps({"hashes": self.training_rows}).encode()
         return files
 
 
@@ -377,6 +380,9 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
                                               data.w_test, positive)
         manifest["profile"] = training_profile(x_train, features, expected, spec.task, data.w_train, data.w_test)
+        # which rows trained it, as their input hashes say them, so that quality in production leaves them out
+        trained_on = row_hash_prefixes(features, data.table.take(pa.array(np.asarray(x_train.index, dtype=np.int64))))
+        manifest["training_rows"] = {"rows": len(x_train), "distinct": len(trained_on)}
     manifest["tweedie_power"] = tweedie_power(pipeline[-1])  # the loss's deviance, for quality in production
     manifest["registration_seconds"] = seconds
 
@@ -385,7 +391,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
-    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled, explanation)
+    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled, explanation, trained_on)
 
 
 def timed_steps(progress: Progress, seconds: dict[str, float]):

@@ -1,6 +1,7 @@
 {#-
   model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
-                scored_at='scored_at', window='week', threshold=0.5)
+                scored_at='scored_at', window='week', threshold=0.5, input_hash='input_hash',
+                training_rows='exclude')
 
   Quality in production once outcomes arrive: the scored relation (a key, the score, the version that
   scored the row, when it was scored) joined with an outcomes relation (the key and the outcome, which
@@ -17,18 +18,29 @@
   none for a count). The score is the version's probability of its positive class (what predict() returns).
   The outcome is read as each version reads outcomes (udfs/outcomes.py): a binary model's class label (text,
   or a number where the classes are numbers), else a BOOLEAN or 0/1 meaning "is the positive class"; any
-  other value or type stops the model naming the outcome column, its type and the classes. Tag the model
-  `scorehouse_quality` and every build appends its rows to quality_history (record_quality_history); guard it
-  with expect_model_quality_above.
+  other value or type stops the model naming the outcome column, its type and the classes.
+  A model is not graded on the rows it learned from: where the scored relation carries the rows' input hashes
+  (the column `input_hash`, written by scorehouse.input_hash()), the rows whose hash is among those that
+  trained the version (recorded at registration) are left out (training_rows='include' keeps them), and the
+  metric training_rows counts them per window (NULL where it cannot be told: no input_hash column, or a
+  version registered before training rows were recorded). rows_scored and labels_arrived count the rows the
+  metrics are measured on.
+  Tag the model `scorehouse_quality` and every build appends its rows to quality_history
+  (record_quality_history); guard it with expect_model_quality_above.
 -#}
 {% macro model_quality(scored, outcomes, model_ref, key, score, outcome, version='model_version',
-                       scored_at='scored_at', window='week', threshold=0.5) -%}
+                       scored_at='scored_at', window='week', threshold=0.5, input_hash='input_hash',
+                       training_rows='exclude') -%}
   {{ return(adapter.dispatch('model_quality', 'scorehouse')(scored, outcomes, model_ref, key, score, outcome,
-                                                            version, scored_at, window, threshold)) }}
+                                                            version, scored_at, window, threshold, input_hash,
+                                                            training_rows)) }}
 {%- endmacro %}
 
 {% macro default__model_quality(scored, outcomes, model_ref, key, score, outcome, version, scored_at, window,
-                                threshold) -%}
+                                threshold, input_hash, training_rows) -%}
+  {%- if training_rows not in ('exclude', 'include') -%}
+    {%- do scorehouse.misconfigured("model_quality: training_rows must be 'exclude' or 'include', found '" ~ training_rows ~ "'") -%}
+  {%- endif -%}
   {%- if window not in ('day', 'week', 'month') -%}
     {%- do scorehouse.misconfigured("model_quality: window must be 'day', 'week' or 'month', found '" ~ window ~ "'") -%}
   {%- endif -%}
@@ -45,11 +57,40 @@
                                  ~ " where " ~ scorehouse.identifier(version) ~ " is not null").columns[0].values() -%}
   {%- endif -%}
   {%- set binary = about.task == 'binary' -%}
+  {%- set hashed = execute and input_hash and scored.identifier is defined
+                   and input_hash | lower in (scorehouse.column_types(scored).keys() | map('lower') | list) -%}
+  {%- set recorded = [] -%}
+  {%- for v in versions if hashed and scorehouse.training_rows_recorded(name ~ '@' ~ (v | int)) -%}
+    {%- do recorded.append(v | int) -%}
+  {%- endfor -%}
+  {%- if execute and not hashed -%}
+    {%- do log("scorehouse: model_quality of " ~ model_ref ~ " on " ~ scored ~ " cannot tell the rows the model was "
+               ~ "trained on from new ones (no column " ~ input_hash ~ "; add {{ scorehouse.input_hash('" ~ name
+               ~ "', relation=...) }} as " ~ input_hash ~ " to it): its metrics may include them", info=true) -%}
+  {%- endif -%}
 with scored_rows as (
     select s.{{ scorehouse.identifier(key) }} as scored_key, cast(s.{{ scorehouse.identifier(score) }} as double) as p,
            s.{{ scorehouse.identifier(version) }} as model_version,
-           cast(date_trunc({{ scorehouse.literal(window) }}, s.{{ scorehouse.identifier(scored_at) }}) as timestamp) as window_start
+           cast(date_trunc({{ scorehouse.literal(window) }}, s.{{ scorehouse.identifier(scored_at) }}) as timestamp) as window_start,
+           {% if hashed %}substr(cast(s.{{ scorehouse.identifier(input_hash) }} as {{ dbt.type_string() }}), 1, 16){% else %}cast(null as {{ dbt.type_string() }}){% endif %} as row_hash
     from {{ scored }} as s
+),
+trained as (
+    {%- for v in recorded %}
+    select {{ v }} as model_version, row_hash from {{ scorehouse.training_rows(name, v) }} as t{{ v }} union all
+    {%- endfor %}
+    select cast(null as {{ dbt.type_int() }}) as model_version, cast(null as {{ dbt.type_string() }}) as row_hash
+    from (select 1 as one) as nothing where 1 = 0
+),
+marked as (
+    select r.*,
+           case when {% if recorded %}r.row_hash is null or r.model_version not in ({{ recorded | join(', ') }}){% else %}1 = 1{% endif %} then null
+                when t.row_hash is not null then 1 else 0 end as trained_on
+    from scored_rows as r
+    left join trained as t on t.model_version = r.model_version and t.row_hash = r.row_hash
+),
+counted as (
+    select model_version, window_start, sum(trained_on) as training_rows from marked group by model_version, window_start
 ),
 outcome_rows as (
     select o.{{ scorehouse.identifier(key) }} as __scorehouse_key, o.{{ scorehouse.identifier(outcome) }}
@@ -63,8 +104,11 @@ joined as (
                 when r.model_version = {{ v | int }} then {{ scorehouse.outcome_value(name ~ '@' ~ (v | int), 'l', outcome) }}
            {%- endfor %}
            end as y
-    from scored_rows as r
+    from marked as r
     left join outcome_rows as l on r.scored_key = l.__scorehouse_key
+    {%- if training_rows == 'exclude' %}
+    where r.trained_on is null or r.trained_on = 0
+    {%- endif %}
 ),
 {%- if binary %}
 ranks as ({{ scorehouse.auc_by('joined', ['model_version', 'window_start'], 'p', 'y') }}),
@@ -86,9 +130,12 @@ measured as (
     {%- if metric == 'auc' %}
     left join ranks as a on a.model_version = w.model_version and a.window_start = w.window_start
     {%- endif %}
-    {%- if not loop.last %}
-    union all{% endif %}
+    union all
     {%- endfor %}
+    select c.model_version, c.window_start, w.rows_scored, w.labels_arrived, 'training_rows' as metric,
+           cast(c.training_rows as double) as value
+    from counted as c
+    join windows as w on w.model_version = c.model_version and w.window_start = c.window_start
 ),
 holdout as (
     {%- for v in versions %}
@@ -121,6 +168,31 @@ left join holdout as h on h.model_version = m.model_version and h.metric = m.met
 {#- confusion_counts(): the count metrics of a binary model at its threshold, of the positive class -#}
 {% macro confusion_counts() -%}
   {{ return(['true_positives', 'false_positives', 'false_negatives', 'true_negatives']) }}
+{%- endmacro %}
+
+{#- counts(): the metrics that count rows, which no gate judges: the confusion counts and training_rows -#}
+{% macro counts() -%}
+  {{ return(scorehouse.confusion_counts() + ['training_rows']) }}
+{%- endmacro %}
+
+
+{#- training_rows(name, version): a relation of the hashes (row_hash) of the rows that trained the version -#}
+{% macro training_rows(name, version) -%}
+  {{ return(adapter.dispatch('training_rows', 'scorehouse')(name, version)) }}
+{%- endmacro %}
+
+{% macro default__training_rows(name, version) -%}
+  scorehouse_training_rows({{ scorehouse.literal(name ~ '@' ~ version) }})
+{%- endmacro %}
+
+{#- Spark: one temporary view holding every version's, registered by udfs.spark.register -#}
+{% macro spark__training_rows(name, version) -%}
+  (select row_hash from scorehouse_training_rows where model_name = {{ scorehouse.literal(name) }} and model_version = {{ version | int }})
+{%- endmacro %}
+
+{#- training_rows_recorded(model_ref): whether the version recorded which rows trained it -#}
+{% macro training_rows_recorded(model_ref) -%}
+  {{ return(run_query("select scorehouse_training_rows_recorded(" ~ scorehouse.literal(model_ref) ~ ")").columns[0].values()[0]) }}
 {%- endmacro %}
 
 
@@ -193,7 +265,7 @@ avg({{ scorehouse.tweedie_deviance(y, p, power) }}) as mean_deviance
 {% macro metric_better(metric) -%}
   {%- if metric in ('auc', 'accuracy', 'precision', 'recall', 'f1', 'agreement', 'rank_correlation') -%}{{ return('higher') }}
   {%- elif metric == 'mean_bias' -%}{{ return('nearer_zero') }}
-  {%- elif metric in scorehouse.confusion_counts() -%}{{ return(none) }}
+  {%- elif metric in scorehouse.counts() -%}{{ return(none) }}
   {%- else -%}{{ return('lower') }}{%- endif -%}
 {%- endmacro %}
 

@@ -30,7 +30,7 @@
       {{ exceptions.raise_compiler_error("expect_model_quality_above on " ~ model.identifier ~ ": no metric "
           ~ unknown | join(', ') ~ " in it; it has " ~ measured | sort | join(', ')) }}
     {%- endif -%}
-    {%- set counts = allowed_drop.keys() | select('in', scorehouse.confusion_counts()) | list -%}
+    {%- set counts = allowed_drop.keys() | select('in', scorehouse.counts()) | list -%}
     {%- if counts -%}
       {{ exceptions.raise_compiler_error("expect_model_quality_above on " ~ model.identifier ~ ": " ~ counts | join(', ')
           ~ " are counts, which no gate judges; gate a rate instead (precision, recall, f1, accuracy)") }}
