@@ -106,6 +106,29 @@ class Workspace:
         return run_cli(*args, env=self.env, check=check, stdin=stdin, preexec_fn=preexec_fn)
 
 
+def failed_quality_gate(workspace: Workspace, invocation: str = "build-7") -> Path:
+    """A target folder as `dbt build` writes it when prod's version 2 of mortgage_deny failed its quality gate
+    (auc 0.61 on the window of 2026-11-09), with the gate's stored failures in the warehouse; returns the folder."""
+    target = workspace.root / "target"
+    target.mkdir()
+    gate, quality = "test.demo.expect_model_quality_above_quality", "model.demo.quality"
+    (target / "manifest.json").write_text(json.dumps({"nodes": {
+        gate: {"name": "expect_model_quality_above_quality", "schema": "main", "alias": "gate_failures",
+               "test_metadata": {"name": "expect_model_quality_above"}, "config": {"store_failures": True},
+               "attached_node": quality},
+        quality: {"name": "quality", "schema": "main"}}}))
+    (target / "run_results.json").write_text(json.dumps({
+        "metadata": {"invocation_id": invocation, "generated_at": "2026-12-02T10:00:00Z"},
+        "args": {"which": "build", "invocation_command": "dbt build"},
+        "results": [{"unique_id": gate, "status": "fail"}]}))
+    with duckdb.connect(str(workspace.warehouse)) as con:
+        con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
+                    "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
+                    "'window 2026-11-09: auc 0.61 against 0.8 on the holdout (allowed: 0.75)' as detail, "
+                    "'error' as level, 'worse' as verdict")
+    return target
+
+
 def build_package(project: Path, package: str, workspace: Workspace, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
     install_package(project)

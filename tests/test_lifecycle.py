@@ -15,6 +15,8 @@ from udfs.registry import Registry
 from udfs.scoring import Scorer
 from udfs.sql import BUCKETS, DUCKDB, bucket
 
+from conftest import failed_quality_gate
+
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
 
@@ -205,19 +207,7 @@ def test_rollback_to_a_version_deleted_by_hand_is_refused_and_so_is_the_automati
         "versions: 2; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
     assert alias_state(small_copy) == before
     # the build's quality gate failed for prod's version 2: the monitor keeps prod and says why
-    target = small_copy.root / "target"
-    target.mkdir()
-    gate, quality = "test.demo.expect_model_quality_above_quality", "model.demo.quality"
-    (target / "manifest.json").write_text(json.dumps({"nodes": {
-        gate: {"name": "expect_model_quality_above_quality", "schema": "main", "alias": "gate_failures",
-               "test_metadata": {"name": "expect_model_quality_above"}, "config": {"store_failures": True},
-               "attached_node": quality},
-        quality: {"name": "quality", "schema": "main"}}}))
-    (target / "run_results.json").write_text(json.dumps({"results": [{"unique_id": gate, "status": "fail"}]}))
-    with duckdb.connect(str(small_copy.warehouse)) as con:
-        con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
-                    "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
-                    "'auc 0.61 < holdout 0.80 - 0.05' as detail, 'error' as level, 'worse' as verdict")
+    target = failed_quality_gate(small_copy)
     monitored = small_copy.cli("monitor", "--target-path", str(target), "--rollback-on-error")
     assert monitored.returncode == 1, monitored.stderr
     assert monitored.stdout.splitlines()[-1] == (

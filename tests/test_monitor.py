@@ -44,26 +44,13 @@ def test_an_automatic_rollback_names_the_relations_to_rescore_and_republish(smal
     names the marts version 2 scored in that build (from scoring_runs) and the build that re-scores them."""
     import json
 
+    from conftest import failed_quality_gate
+
     candidate = small_copy.candidates["mortgage_deny"]
     small_copy.registry.register(candidate.manifest, candidate.files)
     small_copy.registry.promote("mortgage_deny", 2)
-    target = small_copy.root / "target"
-    target.mkdir()
-    gate, quality = "test.demo.expect_model_quality_above_quality", "model.demo.quality"
-    (target / "manifest.json").write_text(json.dumps({"nodes": {
-        gate: {"name": "expect_model_quality_above_quality", "schema": "main", "alias": "gate_failures",
-               "test_metadata": {"name": "expect_model_quality_above"}, "config": {"store_failures": True},
-               "attached_node": quality},
-        quality: {"name": "quality", "schema": "main"}}}))
-    (target / "run_results.json").write_text(json.dumps({
-        "metadata": {"invocation_id": "build-7", "generated_at": "2026-12-02T10:00:00Z"},
-        "args": {"which": "build", "invocation_command": "dbt build"},
-        "results": [{"unique_id": gate, "status": "fail"}]}))
+    target = failed_quality_gate(small_copy)
     with duckdb.connect(str(small_copy.warehouse)) as con:
-        con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
-                    "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
-                    "'window 2026-11-09: auc 0.61 against 0.8 on the holdout (allowed: 0.75)' as detail, "
-                    "'error' as level, 'worse' as verdict")
         con.execute("create table quality as select 'mortgage_deny' as model_name, 1 as model_version, "
                     "timestamp '2026-11-09' as window_start, 'auc' as metric, 0.79 as value, 'higher' as better")
         con.execute("create table scoring_runs as select * from (values ('build-6', 'mart_old', 2), "
