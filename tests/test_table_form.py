@@ -214,4 +214,9 @@ def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_cop
         tables = [con.execute(f"select prediction from score_{model}('{t}') order by application_id").fetchall()
                   for t in ("enums", "texts")]
         assert tables[0] == tables[1], model
+        # what dbt's predict() compiles to: the compiled SQL behind its type check
+        (compiled,) = con.execute(f"select scorehouse_predict_sql('{model}', 't', 'default', 'compiled', '')").fetchone()
+        assert "scorehouse_check_input" in compiled
+        inlined = [con.execute(f"select {compiled} from {t} t order by application_id").fetchall() for t in ("enums", "texts")]
+        assert inlined[0] == inlined[1], model
     con.close()
