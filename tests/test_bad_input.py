@@ -234,8 +234,9 @@ def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
             f"select s.application_id, s.prediction as score, s.model_version "
             f"from {{{{ scorehouse.score(ref('case_{_slug(case)}'), 'mortgage_deny') }}}} as s")
     # the table form on inputs no guard checks: a feature missing, a column where it puts its own; column=
-    for key, (name, changes) in enumerate({"without_lvr": {"lvr": None}, "with_prediction": {"Prediction": "0.5"}}.items(),
-                                          start=len(cases) + 1):
+    unguarded = {"without_lvr": {"lvr": None}, "with_prediction": {"Prediction": "0.5"},
+                 "with_a_helper_name": {"__scorehouse_x0": "99.0"}}
+    for key, (name, changes) in enumerate(unguarded.items(), start=len(cases) + 1):
         (project / "models" / f"unguarded_{name}.sql").write_text(_case_model(base, changes, key))
         (project / "models" / f"table_unguarded_{name}.sql").write_text(
             f"select * from {{{{ scorehouse.score(ref('unguarded_{name}'), 'mortgage_deny') }}}} as s")
@@ -286,6 +287,9 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
     clash = results["table_unguarded_with_prediction"]
     assert clash["status"] == "error" and ("model mortgage_deny (version 1): the input already has a column 'prediction', "
                                            "where the table form puts the score") in clash["message"].lower()  # Spark's catalog lowers it
+    helper = results["table_unguarded_with_a_helper_name"]  # never read in place of the steps' own column
+    assert helper["status"] == "error" and ("the input has a column '__scorehouse_x0'; names starting with "
+                                            "'__scorehouse_' are the table form's own") in helper["message"]
     named = results["table_column_model_version"]  # fails alone: every other model built
     assert named["status"] == "error" and "column must not be 'model_version'" in named["message"]
     assert not INJECTED.exists()  # the odd column stayed a name in every guard's SQL

@@ -104,6 +104,12 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     assert "Failure in test scorehouse_expect_model_inputs_stable_features_mortgage_mortgage_deny" in log
     named = set(re.findall(r"error: model mortgage_deny v1, feature (\w+):", log))
     assert named == BROKEN_FEATURES
+    # each line says what it measured: the NULL share beside training's and the increase the thresholds apply to;
+    # a distance by itself (its training value is 0 by definition, never printed as "training 0")
+    assert re.search(r"error: model mortgage_deny v1, feature lvr: NULL share 0\.[23]\d* against 0 in training "
+                     r"\(an increase of 0\.[23]\d*; warn above 0\.02, error above 0\.05\)", log), log[-3000:]
+    assert re.search(r"error: model mortgage_deny v1, feature dir: psi [\d.]+ \(warn above 0\.1, error above 0\.25\)", log)
+    assert "(training 0;" not in log
     assert "SKIP relation main.mart_mortgage_risk" in log
     after = workspace.query("select * from mart_mortgage_risk order by application_id")
     pd.testing.assert_frame_equal(before, after)  # same rows, scores, versions and scored_at

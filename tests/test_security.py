@@ -108,7 +108,8 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
                      "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins", "scorehouse_metrics",
                      "scorehouse_scoring_note", "scorehouse_input_hash_sql", "scorehouse_fingerprint_sql",
                      "scorehouse_explain", "scorehouse_explain_sql", "scorehouse_score_sql", "scorehouse_table_query",
-                     "scorehouse_table_input_error",
+                     "scorehouse_table_input_error", "scorehouse_check_table", "scorehouse_outcome_sql",
+                     "scorehouse_training_rows_recorded", "scorehouse_training_rows_json", "scorehouse_training_rows",
                      "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit",
                      "scorehouse_explain_mortgage_deny", "scorehouse_explain_mortgage_logit"}
 
