@@ -282,6 +282,9 @@ def cmd_show(args) -> int:
     print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()))
     print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
           f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
+    if "splits_checked" in parity:
+        print(f"              {parity['splits_checked']} tree splits route float32 values as the library does "
+              f"({parity['thresholds_adjusted']} thresholds moved off the converter's rounding)")
     print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
     explained = manifest.get("explanation") or {"skipped": "registered before explanations were recorded"}
     print("  explained   " + (f"no ({explained['skipped']})" if explained.get("skipped") else

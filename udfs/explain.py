@@ -484,6 +484,31 @@ def _expected_value(tree: Mapping[str, Any]) -> float:
     return float((value[leaves] * cover[leaves]).sum() / cover[0])
 
 
+def split_trees(estimator) -> list[dict[str, list]] | None:
+    """Every tree of a fitted tree model in its library's order (the order its ONNX converter numbers them),
+    as node arrays left, right, column and threshold: a row goes left where the float32 value it is fed is
+    <= the threshold, the library's own float64 one. None for other models (and ensembles whose converter
+    writes more than one tree operator, as AdaBoost's and bagging's do)."""
+    if library(estimator) == "xgboost":
+        return _xgboost_trees(estimator.get_booster(), 1.0)
+    if library(estimator) == "lightgbm":
+        return _lightgbm_trees(estimator.booster_.dump_model(), 1.0)
+    from sklearn import ensemble
+    from sklearn.tree import BaseDecisionTree
+
+    if isinstance(estimator, (ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor)):
+        return [_hgb_tree(tree, 1.0) for trees in estimator._predictors for tree in trees]  # per iteration, class
+    if isinstance(estimator, BaseDecisionTree):
+        fitted = [estimator]
+    elif isinstance(estimator, (ensemble.RandomForestClassifier, ensemble.RandomForestRegressor,
+                                ensemble.ExtraTreesClassifier, ensemble.ExtraTreesRegressor,
+                                ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor)):
+        fitted = list(np.ravel(estimator.estimators_))  # a forest's list, gradient boosting's stages × classes
+    else:
+        return None
+    return [_sklearn_tree(tree.tree_, lambda t: t.value[:, 0, 0]) for tree in fitted]
+
+
 def _sklearn_tree(tree, values) -> dict[str, list]:
     return {"left": tree.children_left.tolist(), "right": tree.children_right.tolist(),
             "column": tree.feature.tolist(), "threshold": tree.threshold.tolist(),

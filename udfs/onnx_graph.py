@@ -87,7 +87,7 @@ def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     for graph_input in model.graph.input:
         if graph_input.type.tensor_type.elem_type != TensorProto.STRING:
             continue
-        encoders = [_attributes(node) if node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN else {}
+        encoders = [node_attributes(node) if node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN else {}
                     for node in model.graph.node if graph_input.name in node.input]
         categories = {tuple(attrs.get("cats_strings", ())) for attrs in encoders}
         if encoders and len(categories) == 1 and all("cats_strings" in attrs for attrs in encoders):
@@ -108,14 +108,15 @@ def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     return rewritten, codes
 
 
-def _attributes(node: onnx.NodeProto) -> dict:
+def node_attributes(node: onnx.NodeProto) -> dict:
+    """A node's attributes by name, as Python values."""
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _is_binary_logistic_trees(node: onnx.NodeProto) -> bool:
     if node.op_type != "TreeEnsembleClassifier" or node.domain != ML_DOMAIN or len(node.output) != 2:
         return False
-    attrs = _attributes(node)
+    attrs = node_attributes(node)
     classes = attrs.get("classlabels_strings") or attrs.get("classlabels_int64s") or []
     return (attrs.get("post_transform", b"NONE") == b"LOGISTIC" and len(classes) == 2
             and set(attrs.get("class_ids", [])) == {0} and len(attrs.get("base_values", [0.0])) == 1
@@ -124,7 +125,7 @@ def _is_binary_logistic_trees(node: onnx.NodeProto) -> bool:
 
 def _as_regressor(node: onnx.NodeProto) -> list[onnx.NodeProto]:
     """TreeEnsembleClassifier -> TreeEnsembleRegressor (raw score), Sigmoid, [1 - p, p], classes[raw > 0]."""
-    attrs = _attributes(node)
+    attrs = node_attributes(node)
     label, probabilities = node.output
     name = node.name or label
 

@@ -54,6 +54,7 @@ from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAI
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
 from .sql import DUCKDB, single_select, table_name
+from .thresholds import check_thresholds, exact_thresholds
 
 if TYPE_CHECKING:
     import onnx
@@ -297,7 +298,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
     names = [f.name for f in features]
     with step("export", f"{spec.name}: exporting to ONNX"):
-        exported, onnx_outputs = export_onnx(spec, pipeline, classes)
+        exported, onnx_outputs, adjusted = export_onnx(spec, pipeline, classes)
         stored, codes = coded_categories(faster_graph(exported))
         onnx_bytes = stored.SerializeToString()
 
@@ -334,8 +335,13 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
     feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in names})
     with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} {evaluated_on} rows"):
         manifest["parity"] = check_parity(model, feeds, expected)
+        splits = check_thresholds(stored, pipeline[-1], spec.name, _column_names(pipeline))
+        if splits is not None:
+            manifest["parity"].update(thresholds_adjusted=adjusted, **splits)
     event("parity", f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
-          f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})",
+          f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})"
+          + (f"; {splits['splits_checked']} tree splits checked on the float32 values beside their thresholds, "
+             f"{adjusted} thresholds set to the float32 that splits as the library does" if splits else ""),
           model=spec.name, parity=manifest["parity"])
     with step("compile", f"{spec.name}: compiling to SQL (compile: {spec.compile})"):
         compiled, manifest["compiled"] = compile_for_registry(
@@ -541,8 +547,10 @@ def fingerprint(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(spec: ModelSpec, pipeline, classes: list[str] | None = None) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """The pipeline as skl2onnx exports it, and its outputs by role."""
+def export_onnx(spec: ModelSpec, pipeline,
+                classes: list[str] | None = None) -> tuple[onnx.ModelProto, dict[str, str], int]:
+    """The pipeline as skl2onnx exports it, its outputs by role, and how many of its trees' thresholds were
+    set to the float32 that splits as the library does (udfs.thresholds)."""
     import onnx
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
@@ -560,13 +568,24 @@ def export_onnx(spec: ModelSpec, pipeline, classes: list[str] | None = None) -> 
     except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for what it cannot convert
         raise SpecError(f"Model {spec.name}: {_failing_step(pipeline, exc)} cannot be exported to ONNX: "
                         f"{' '.join(str(exc).split())[:300]}") from None
+    onx, adjusted = exact_thresholds(onx, estimator, spec.name)
     names = [o.name for o in onx.graph.output]
     roles = {"value": names[0]} if spec.task == "regression" else {"label": names[0], "probabilities": names[1]}
     if missing_log_link(estimator):
         onx = with_log_link(onx, roles["value"])
     if spec.task != "regression" and _output_type(onx, roles["label"]) == onnx.TensorProto.INT64:
         onx = string_labels(onx, lambda values: class_names(values, classes))
-    return onx, roles
+    return onx, roles, adjusted
+
+
+def _column_names(pipeline) -> list[str] | None:
+    """The names of the columns a fitted pipeline's steps hand its estimator, where they give them."""
+    if len(pipeline.steps) < 2:
+        return None
+    try:
+        return [str(name) for name in pipeline[:-1].get_feature_names_out()]
+    except (AttributeError, ValueError, TypeError):
+        return None
 
 
 def _output_type(model, name: str) -> int:
