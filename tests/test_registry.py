@@ -32,7 +32,8 @@ def test_versions_are_numbered_immutable_folders(trained, tmp_path):
     assert registry.versions("mortgage_deny") == [1, 2]
     folder = tmp_path / "reg" / "mortgage_deny" / "versions" / "2"
     assert sorted(p.name for p in folder.iterdir()) == ["compiled.json", "explain.json", "manifest.json",
-                                                       "manifest.sha256", "model.onnx", "sample.json"]
+                                                       "manifest.sha256", "model.onnx", "sample.json",
+                                                       "training_rows.json"]
     assert registry.card("mortgage_deny", 2).version == 2
     assert not list((tmp_path / "reg" / "mortgage_deny").glob(".staging-*"))
 
@@ -140,7 +141,8 @@ def test_manifest_records_what_the_issue_asks(trained):
                 "artifacts", "libraries", "training_data", "created_at", "spec", "estimator"):
         assert key in manifest, key
     assert manifest["parity"]["max_abs_diff"] <= 1e-5 == manifest["parity"]["tolerance"]
-    assert set(manifest["metrics"]) == {"auc", "log_loss", "accuracy", "brier", "precision", "recall"}
+    assert set(manifest["metrics"]) == {"auc", "log_loss", "accuracy", "brier", "precision", "recall", "f1",
+                                        "true_positives", "false_positives", "false_negatives", "true_negatives"}
     assert len(manifest["artifacts"]["model.onnx"]["sha256"]) == 64
     assert len(manifest["training_data"]["fingerprint"]) == 64
     features = {f["name"]: f for f in manifest["features"]}
