@@ -232,12 +232,15 @@ class Scorer:
                 self._explanations[key] = self.registry.explanation(*key)
             return self._explanations[key]
 
+    def records_training_rows(self, ref: str) -> bool:
+        """Whether the version recorded which rows trained it (versions registered before that did not)."""
+        return "training_rows" in self.card(ref).manifest
+
     def training_rows(self, ref: str) -> list[str] | None:
         """The hashes of the rows that trained the version (Registry.training_rows), or None where not recorded."""
-        name, version = self._loadable(ref)
-        if "training_rows" not in self.card(ref).manifest:
+        if not self.records_training_rows(ref):
             return None
-        return self.registry.training_rows(name, version)
+        return self.registry.training_rows(*self._loadable(ref))
 
     def explain(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], top_k: int) -> pa.Array:
         """Per row the baseline, the margin and the top_k contributions (udfs.explain.explain_rows)."""
@@ -576,5 +579,5 @@ SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
     "scorehouse_outcome_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, column:
                                s.outcome_sql(ref, relation, column, engine)),
     "scorehouse_training_rows_recorded": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref:
-                                          "training_rows" in s.card(ref).manifest),
+                                          s.records_training_rows(ref)),
 }
