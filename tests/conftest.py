@@ -239,6 +239,18 @@ def small_copy(small, tmp_path) -> Workspace:
 
 
 @pytest.fixture(scope="session")
+def keys(tmp_path_factory):
+    """Two ed25519 key pairs: the registry's and another one."""
+    from udfs.signing import generate_keys
+
+    folder = tmp_path_factory.mktemp("keys")
+    private, public, key_id = generate_keys(folder)
+    other_private, other_public, other_key_id = generate_keys(folder / "other")
+    return {"private": private, "public": public, "key_id": key_id, "other_private": other_private,
+            "other_public": other_public, "other_key_id": other_key_id}
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Workspace:
     """Training tables built by dbt, both demo models trained and promoted to prod (not yet scored)."""
     deps = subprocess.run([DBT, "deps", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],

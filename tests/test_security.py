@@ -185,15 +185,6 @@ def test_a_query_source_trains(small):
     assert table.num_rows == expected and table.column_names == ["dir", "lvr", "is_denied"]
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keys")
-    private, public, key_id = generate_keys(folder)
-    other_private, other_public, _ = generate_keys(folder / "other")
-    return {"private": private, "public": public, "key_id": key_id, "other_private": other_private,
-            "other_public": other_public}
-
-
 def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(keys):
     assert oct(keys["private"].stat().st_mode & 0o777) == "0o600"
     assert keys["public"].read_text().startswith("-----BEGIN PUBLIC KEY-----")
@@ -212,9 +203,10 @@ def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_pa
     assert checked.verify("mortgage_deny", version) == []
     assert checked.card("mortgage_deny", version).manifest["positive_class"] == "true"
 
-    def invert(manifest):  # and drop the compiled SQL, whose check would catch the flipped sample
+    def invert(manifest):  # and drop the compiled SQL and the explanation, whose checks would catch the flipped sample
         manifest.update(positive_class="false", compiled={"skipped": "none"})
         manifest["artifacts"].pop("compiled.json", None)
+        manifest["artifacts"].pop("explain.json", None)
 
     edit_manifest(folder, invert)
     sample = json.loads((folder / "sample.json").read_text())
@@ -224,7 +216,8 @@ def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_pa
     unsigned = Registry(registry.root)
     assert unsigned.verify("mortgage_deny", version) == []  # hashes alone see nothing wrong, and the scores flip:
     assert unsigned.load("mortgage_deny", version).manifest["positive_class"] == "false"
-    with pytest.raises(IntegrityError, match=f"manifest.json is not signed by the configured key {keys['key_id']}"):
+    with pytest.raises(IntegrityError, match=f"manifest.json changed after it was signed by the configured key "
+                                             f"{keys['key_id']}; refusing to load it"):
         Registry(registry.root, public_key=keys["public"]).card("mortgage_deny", version)
     with pytest.raises(IntegrityError, match="not signed by the configured key"):
         Registry(registry.root, public_key=keys["other_public"]).load("mortgage_deny", version)
@@ -239,12 +232,21 @@ def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatu
     refused = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
                       env={**small_copy.env, **env})
     assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "error: Model mortgage_deny: aliases.json is not signed; its aliases are refused (pinned references "
+        "mortgage_deny@<version> still resolve); once the aliases are checked (scorehouse history mortgage_deny), "
+        "the key holder signs them: scorehouse sign mortgage_deny --aliases")
+    pinned = run_cli("sql", "select predict('mortgage_deny@1', t) from features_mortgage t limit 1",
+                     env={**small_copy.env, **env})
     unsigned = f"is not signed, and this registry requires signatures (public key {keys['key_id']}); refusing to load it"
-    assert refused.stderr.splitlines() == [f"warning: Model mortgage_deny v1 {unsigned}",
-                                           f"warning: Model mortgage_logit v1 {unsigned}",
-                                           f"error: Model mortgage_deny v1 {unsigned}"]
-    signed = run_cli("sign", env={**small_copy.env, "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}, check=True)
-    assert "mortgage_deny v1: signed" in signed.stdout and "mortgage_logit v1: signed" in signed.stdout
+    assert pinned.stderr.splitlines()[-1] == f"error: Model mortgage_deny v1 {unsigned}"
+    holder = {**small_copy.env, **env, "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
+    signed = run_cli("sign", "--all-unsigned", env=holder, check=True)  # with the public key configured
+    assert signed.stdout.splitlines()[0] == "to sign: mortgage_deny v1, mortgage_logit v1"
+    assert "mortgage_deny v1: signed (" in signed.stdout and "mortgage_logit v1: signed (" in signed.stdout
+    for model in ("mortgage_deny", "mortgage_logit"):
+        assert run_cli("sign", model, "--aliases", env=holder, check=True).stdout == (
+            f"{model}: aliases signed (prod -> 1; withdrawn: none)\n")
     scored = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
                      env={**small_copy.env, **env}, check=True)
     assert "predict" in scored.stdout

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import config, events
 from .errors import ScorehouseError
-from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, shown
+from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, one_line, shown
 from .registry import Registry
 from .training import REGISTRATION_STEPS
 
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except ScorehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -145,9 +145,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the folder for the two key files (kept away from the registry)")
     p.set_defaults(run=cmd_keygen)
 
-    p = sub.add_parser("sign", help="sign the unsigned versions of a registry (after checking their hashes)")
+    p = sub.add_parser("sign", help="vouch for a version (after every check verify makes, on every path it scores "
+                                    "by), or for a model's alias state: MODEL VERSION | MODEL --aliases | --all-unsigned")
     p.add_argument("model", nargs="?")
+    p.add_argument("version", nargs="?", help="the version to sign")
+    p.add_argument("--aliases", action="store_true", help="sign the model's aliases as they are now (printed first)")
+    p.add_argument("--all-unsigned", action="store_true",
+                   help="sign every unsigned version (of MODEL, or of every model), listed first")
     p.set_defaults(run=cmd_sign)
+
+    p = sub.add_parser("revoke", help="withdraw a version for good: no reference loads it again (its files stay)")
+    p.add_argument("model")
+    p.add_argument("version")
+    p.add_argument("--reason", help="why, for the audit log")
+    p.set_defaults(run=cmd_revoke)
 
     p = sub.add_parser("report", help="write an HTML drift report of a table against a model's training profile")
     p.add_argument("ref", metavar="MODEL[@ALIAS|VERSION]")
@@ -367,6 +378,8 @@ def cmd_history(args) -> int:
     if not registry.versions(args.model):
         registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
     events = registry.history(args.model)
+    for problem in registry.audit_problems(args.model):
+        print(f"warning: {one_line(problem)}", file=sys.stderr)
     if args.json:
         print(json.dumps(events, indent=2))
         return 0
@@ -493,21 +506,35 @@ def cmd_verify(args) -> int:
         registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
     results = []
     for name in names:
+        catalog = registry.catalog([name])
+        withdrawn = catalog.withdrawn.get(name, {})
         for version in registry.versions(name):
-            problems = registry.verify(name, version)
+            problems = [] if version in withdrawn else registry.verify(name, version)
             results.append({"model": name, "version": version, "ok": not problems, "problems": problems,
-                            "signed_by": registry.signature(name, version)})
-        problem = registry.catalog([name]).problems.get(name)
-        if problem:
-            results.append({"model": name, "version": None, "ok": False, "problems": [problem], "signed_by": None})
+                            "signed_by": registry.signature(name, version), "withdrawn": withdrawn.get(version)})
+        problems = [catalog.problems[name]] if name in catalog.problems else []
+        problems += registry.audit_problems(name)
+        state = registry.alias_state(name) if not catalog.problems.get(name) else None
+        results.append({"model": name, "version": None, "ok": not problems, "problems": problems,
+                        "signed_by": state.signed_by if state else None,
+                        "audit_head": state.audit_head if state else None})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(describe_integrity(registry), file=sys.stderr)
         print(format_table(["model", "version", "signed by", "status"],
-                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-",
-                             "ok" if r["ok"] else "; ".join(r["problems"])] for r in results]))
+                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-", _status(r)] for r in results]))
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def _status(result: dict) -> str:
+    if not result["ok"]:
+        return "; ".join(result["problems"])
+    if result.get("withdrawn"):
+        return f"ok ({result['withdrawn']}: never loads)"
+    if result.get("audit_head"):
+        return f"ok (audit head {result['audit_head'][:16]})"
+    return "ok"
 
 
 def describe_integrity(registry: Registry) -> str:
@@ -530,16 +557,58 @@ def cmd_keygen(args) -> int:
 
 
 def cmd_sign(args) -> int:
+    """Sign only what is named: one version, a model's aliases, or every unsigned version listed first."""
     from .signing import load_signing_key
 
+    usage = "name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]"
+    if [bool(args.version), args.aliases, args.all_unsigned].count(True) != 1 or (not args.model and not args.all_unsigned):
+        raise ScorehouseError(usage)
     registry = _registry(args)
     key = load_signing_key(config.signing_key_path(args.signing_key))
     if key is None:
         raise ScorehouseError(f"No signing key: pass --signing-key or set {config.SIGNING_KEY_ENV}")
-    for name in [check_model_name(args.model)] if args.model else registry.models():
-        for version in registry.versions(name):
-            if registry.sign(name, version, key):
-                print(f"{name} v{version}: signed")
+    if args.model and not registry.versions(args.model):
+        registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
+    if args.aliases:
+        state = registry.sign_aliases(check_model_name(args.model), key)
+        described = ", ".join(f"{alias} -> {entry['version']}" for alias, entry in sorted(state.entries.items()))
+        print(f"{args.model}: aliases signed ({described or 'none'}; withdrawn: "
+              f"{', '.join(map(str, sorted(state.withdrawn))) or 'none'})")
+        return 0
+    if args.version:
+        targets = [(check_model_name(args.model), _version(registry, args.model, args.version))]
+    else:
+        targets = [(name, version) for name in ([check_model_name(args.model)] if args.model else registry.models())
+                   for version in registry.versions(name) if registry.signature(name, version) is None]
+        print("to sign: " + (", ".join(f"{name} v{version}" for name, version in targets) or "nothing (every "
+                             "version is signed)"))
+    failed = 0
+    for name, version in targets:
+        try:
+            added = registry.sign(name, version, key)
+        except ScorehouseError as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name} v{version}: {'signed' if added else 'signed already by this key'} ({_summary(registry, name, version)})")
+    return 1 if failed else 0
+
+
+def _summary(registry: Registry, name: str, version: int) -> str:
+    """What a signature vouches for, in one line: when, what it predicts, how well, which graph."""
+    card = registry.card(name, version)
+    manifest = card.manifest
+    what = f"positive class {manifest['positive_class']!r}" if manifest.get("positive_class") is not None else manifest["task"]
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in list(card.metrics.items())[:3])
+    return (f"created {manifest['created_at']}, {what}, {metrics}, "
+            f"model.onnx {manifest['artifacts']['model.onnx']['sha256'][:12]}")
+
+
+def cmd_revoke(args) -> int:
+    registry = _registry(args)
+    version = _version(registry, args.model, args.version)
+    registry.revoke(args.model, version, args.reason)
+    print(f"{args.model}: version {version} revoked; no reference loads it again")
     return 0
 
 
@@ -632,7 +701,7 @@ def _shell(conn, output_format: str, registry: Registry) -> int:
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """Return rows as an aligned plain-text table."""
-    cells = [[str("" if v is None else v) for v in row] for row in rows]
+    cells = [[one_line("" if v is None else v) for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])

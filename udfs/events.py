@@ -17,6 +17,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+from .names import one_line
+
 LOGGER = "scorehouse"
 LOG_FORMAT_ENV = "SCOREHOUSE_LOG_FORMAT"
 LOG_LEVEL_ENV = "SCOREHOUSE_LOG_LEVEL"
@@ -56,12 +58,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """The message (`level: message` for warnings and errors); the fields are for the JSON lines."""
+    """The message (`level: message` for warnings and errors), each line of it kept one line: free text in it
+    (a reason, a column name) cannot start a line of its own. The fields are for the JSON lines."""
 
     def format(self, record: logging.LogRecord) -> str:
+        message = one_line(record.getMessage())
         if record.levelno < logging.WARNING:
-            return record.getMessage()
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+            return message
+        return f"{record.levelname.lower()}: {message}"
 
 
 def configure(stream=None) -> None:

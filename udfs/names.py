@@ -40,6 +40,15 @@ def shown(text: object, limit: int = 60) -> str:
     return ascii(cut)[1:-1].replace("\\u2026", "…")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: object) -> str:
+    """Free text (a reason, a user) as one printed line: newlines and other control characters escaped."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), str(text))
+
+
 def is_model_name(name: object) -> bool:
     return isinstance(name, str) and bool(MODEL_NAME.fullmatch(name)) and name not in RESERVED_NAMES
 

@@ -1,4 +1,5 @@
-"""Signed registries: an ed25519 signature over each version's manifest, which lists every artifact's sha256.
+"""Signed registries: ed25519 signatures over each version's manifest (which lists every artifact's sha256),
+each model's alias state and each line of its audit log.
 
 A sha256 beside a file only tells that the file was not corrupted: whoever can rewrite the file can
 rewrite its hash. A signature made with a private key kept away from the registry tells that the
@@ -7,6 +8,10 @@ version was registered by someone holding that key. Where a public key is config
 that is unsigned or signed by another key; where none is, registries work unsigned as before.
 
     scorehouse keygen --out keys/    # keys/scorehouse_signing.pem (private) and .pub.pem (public)
+
+A signature covers a message: a manifest's bytes as stored, or, for the alias state and audit lines,
+a domain tag, the model's name and the record's canonical JSON (so no signature is valid for another
+kind of record or another model).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import IntegrityError, ScorehouseError
+from .names import shown
 
 SIGNATURE_FILE = "manifest.sig"
 PRIVATE_KEY_FILE = "scorehouse_signing.pem"
@@ -38,21 +46,35 @@ class PublicKey:
 
     def check(self, label: str, manifest: bytes, signature: bytes | None) -> None:
         """Fail unless `signature` (the manifest.sig file) is this key's signature of `manifest`."""
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
         if signature is None:
             raise IntegrityError(f"Model {label} is not signed, and this registry requires signatures "
                                  f"(public key {self.key_id}); refusing to load it")
         try:
             record = json.loads(signature)
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(base64.b64decode(record["signature"]), manifest)
-        except InvalidSignature:
-            raise IntegrityError(f"Model {label}: manifest.json is not signed by the configured key {self.key_id} "
-                                 f"(signed by {_signer(signature)}); refusing to load it") from None
+        except ValueError:
+            record = None
+        problem = self.problem(record, manifest)
+        if problem:
+            raise IntegrityError(f"Model {label}: manifest.json {problem}; refusing to load it")
+
+    def problem(self, record: Any, message: bytes) -> str | None:
+        """Why `record` (a signature record) is not this key's signature of `message`, or None when it is."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if record is None:
+            return "is not signed"
+        try:
+            signature, signer = base64.b64decode(record["signature"], validate=True), str(record["key_id"])
         except (ValueError, KeyError, TypeError):
-            raise IntegrityError(f"Model {label}: {SIGNATURE_FILE} is not a valid signature record; "
-                                 "refusing to load it") from None
+            return "carries no valid signature record"
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            return None
+        except InvalidSignature:
+            if signer == self.key_id:
+                return f"changed after it was signed by the configured key {self.key_id}"
+            return f"is not signed by the configured key {self.key_id} (signed by {shown(signer)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +83,28 @@ class SigningKey:
 
     raw: bytes
 
-    def sign(self, manifest: bytes) -> bytes:
-        """The manifest.sig file for `manifest`: the signature and the id of the key that made it."""
+    @property
+    def public(self) -> PublicKey:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        key = Ed25519PrivateKey.from_private_bytes(self.raw)
-        public = PublicKey(_raw_public(key.public_key()))
-        record = {"algorithm": "ed25519", "key_id": public.key_id,
-                  "signature": base64.b64encode(key.sign(manifest)).decode()}
-        return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+        return PublicKey(_raw_public(Ed25519PrivateKey.from_private_bytes(self.raw).public_key()))
+
+    def record(self, message: bytes) -> dict[str, str]:
+        """A signature record of `message`: the signature and the id of the key that made it."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        signature = Ed25519PrivateKey.from_private_bytes(self.raw).sign(message)
+        return {"algorithm": "ed25519", "key_id": self.public.key_id, "signature": base64.b64encode(signature).decode()}
+
+    def sign(self, manifest: bytes) -> bytes:
+        """The manifest.sig file for `manifest`."""
+        return (json.dumps(self.record(manifest), indent=2, sort_keys=True) + "\n").encode()
+
+
+def record_message(kind: str, model: str, record: Mapping[str, Any]) -> bytes:
+    """What an alias state's or an audit line's signature covers: its kind, its model and its canonical JSON."""
+    return b"\0".join([f"scorehouse {kind}".encode(), model.encode(),
+                       json.dumps(record, sort_keys=True, separators=(",", ":")).encode()])
 
 
 def signer_of(signature: bytes | None) -> str | None:

@@ -241,3 +241,31 @@ def _literal(number: float) -> str:
         raise Unsupported(f"its explanation holds {number!r}")
     text = repr(number)
     return text if "e" in text else text + "e0"
+
+
+def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, Any]) -> list[str]:
+    """Score the stored holdout sample in steps (the table form's SQL, in DuckDB); list where it differs from
+    scikit-learn's recorded scores. Empty where the steps do not cover the version (it then scores row by row)."""
+    import duckdb
+    import pyarrow as pa
+
+    from .sql import DUCKDB
+
+    expected = sample["expected"].get("score")
+    if expected is None:
+        return []
+    table = pa.table({f.name: pa.array([row.get(f.name) for row in sample["rows"]],
+                                       pa.float64() if f.kind == "numeric" else pa.string()) for f in model.features})
+    try:
+        query = scored_query(explanation, DUCKDB, "sample_rows", "v", lambda feature, value: value)
+    except Unsupported:
+        return []
+    with duckdb.connect() as con:
+        con.register("sample_rows", table)
+        got = con.sql(query).fetchnumpy()["v"]
+    diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)), initial=0.0))
+    tolerance = model.manifest["parity"]["tolerance"]
+    if not diff <= tolerance:
+        return [f"Model {model.label}: the table form's steps (from explain.json) give sample scores that differ "
+                f"from scikit-learn's by {diff:.3g} (tolerance {tolerance:.3g})"]
+    return []
