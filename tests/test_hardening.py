@@ -232,3 +232,19 @@ def test_an_alias_move_failing_leaves_the_alias_file_as_it_was(workspace, tmp_pa
     assert _model_state(workspace.registry, name) == before
     workspace.cli("promote", name, "1", "--alias", "candidate", check=True)
     assert workspace.registry.aliases(name)["candidate"] == 1
+
+
+def test_a_failed_first_train_leaves_no_empty_model_behind(small_copy, tmp_path):
+    """A full disk during a new model's first version: the error names where, and `scorehouse models` lists nothing new."""
+    spec = yaml.safe_load(_new_mortgage_spec(tmp_path).read_text())
+    spec["name"] = "mortgage_first"
+    path = tmp_path / "mortgage_first.yml"
+    path.write_text(yaml.safe_dump(spec))
+    failed = small_copy.cli("train", str(path), preexec_fn=_limit_file_size)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    folder = small_copy.registry_path / "mortgage_first"
+    assert failed.stderr.strip().splitlines()[-1] == (
+        f"error: Model mortgage_first: could not write version to {folder / 'versions' / '1'}: "
+        f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}")
+    assert not folder.exists()
+    assert small_copy.registry.models() == ["mortgage_deny", "mortgage_logit"]
