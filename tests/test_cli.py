@@ -65,7 +65,9 @@ def test_promote_rollback_and_verify(workspace):
     assert failed.returncode == 1 and "no earlier version" in failed.stderr
     report = json.loads(workspace.cli("verify", "--json", check=True).stdout)
     assert [(r["model"], r["version"], r["ok"]) for r in report] == [
-        ("diamond_price", 1, True), ("mortgage_deny", 1, True), ("mortgage_deny", 2, True)]
+        ("diamond_price", 1, True), ("diamond_price", None, True),
+        ("mortgage_deny", 1, True), ("mortgage_deny", 2, True), ("mortgage_deny", None, True)]
+    assert all("audit_head" in r for r in report if r["version"] is None)
 
     onnx = workspace.registry_path / "mortgage_deny" / "versions" / "2" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")

@@ -1,5 +1,6 @@
 """Spark: the same predict(), dbt project and guards on Spark local[2] and a real standalone cluster."""
 
+import json
 import os
 import re
 import shutil
@@ -720,3 +721,30 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
     assert len(got) == edges.num_rows and {row.model_version for row in got} == {1}
     wrong = [(row.prediction, row.onnx) for row in got if abs(row.prediction - row.onnx) > 1e-6]
     assert not wrong, f"{len(wrong)} of {len(got)} rows differ, e.g. {wrong[:3]}"
+
+
+def test_a_signed_registry_refuses_a_moved_alias_and_a_revoked_version_on_spark(spark, small, keys, tmp_path):
+    """A registry writer without the key points prod back at version 1 (an older signed version) by hand."""
+    import udfs.spark
+    from udfs.registry import Registry
+
+    holder = Registry(tmp_path / "registry", public_key=keys["public"], signing_key=keys["private"])
+    candidate = small.candidates["mortgage_deny"]
+    for day in (1, 2, 3):
+        holder.register({**candidate.manifest, "description": f"day {day}"}, candidate.files)
+    holder.promote("mortgage_deny", 3)
+    holder.revoke("mortgage_deny", 2, "trained on a broken export")
+    aliases = holder.root / "mortgage_deny" / "aliases.json"
+    state = json.loads(aliases.read_text())
+    state["prod"] = {"version": 1, "history": [1]}
+    aliases.write_text(json.dumps(state))
+
+    session = spark.newSession()  # its functions are its own: the other tests' session keeps its registry
+    udfs.spark.register(session, Registry(holder.root, public_key=keys["public"]))
+    version = "select scorehouse_model_version('{}')"
+    with pytest.raises(Exception, match="aliases.json changed after it was signed by the configured key"):
+        session.sql(version.format("mortgage_deny")).collect()
+    assert session.sql(version.format("mortgage_deny@3")).collect()[0][0] == 3
+    with pytest.raises(Exception, match="version 2 was revoked on .* trained on a broken export"):
+        session.sql(version.format("mortgage_deny@2")).collect()
+    assert spark.sql(version.format("mortgage_deny")).collect()[0][0] == 1  # the other session: the built registry
