@@ -12,6 +12,7 @@ registry (`/`, `..`, NUL) or read differently in SQL gets through.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ModelNotFound
@@ -38,6 +39,13 @@ def shown(text: object, limit: int = 60) -> str:
     text = str(text)
     cut = text[:limit] + ("…" if len(text) > limit else "")
     return ascii(cut)[1:-1].replace("\\u2026", "…")
+
+
+def listed(names: Iterable[object], limit: int = 10) -> str:
+    """Names as a one-line error message lists them: the first `limit`, each shown, then how many more."""
+    names = list(names)
+    more = len(names) - limit
+    return ", ".join(shown(name) for name in names[:limit]) + (f" and {more:,} more" if more > 0 else "")
 
 
 def is_model_name(name: object) -> bool:

@@ -35,7 +35,7 @@ class Source:
     """Where the training rows come from: a warehouse relation, one SELECT, or a CSV/Parquet file."""
 
     table: str | None = None  # a relation in the warehouse, e.g. main.features_mortgage
-    path: str | None = None  # a CSV or Parquet file, relative to the spec file
+    path: str | None = None  # a CSV or Parquet file, relative to the spec file, inside its project or source_roots
     query: str | None = None  # one SELECT over the warehouse, run with file access off
     where: str | None = None  # an optional SQL filter applied to the rows
 
