@@ -13,8 +13,8 @@ from udfs.names import InvalidReference, ModelRef
 from udfs.registry import Registry
 from udfs.scoring import Scorer
 from udfs.signing import generate_keys
-from udfs.spec import parse_spec
-from udfs.training import read_source
+from udfs.spec import load_spec, parse_spec
+from udfs.training import read_source, train_and_register
 
 BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
                   "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
@@ -183,6 +183,112 @@ def test_a_query_source_trains(small):
     table = read_source(spec, small.warehouse)
     expected = small.query("select count(*) as n from features_mortgage where dir < 1 and lvr > 0.5")["n"][0]
     assert table.num_rows == expected and table.column_names == ["dir", "lvr", "is_denied"]
+
+
+def write_rows(path, kind):
+    """A CSV a binary spec trains on: 60 rows of dir, lvr, the category `kind` and the target deny."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("dir,lvr,kind,deny\n" + "".join(
+        f"{i % 7 / 10},{i % 5 / 4},{kind},{'yes' if i % 3 == 0 else 'no'}\n" for i in range(60)))
+
+
+def project_spec(root, path, settings="registry: registry\n"):
+    """What a spec author controls: a project (scorehouse.yml, data/rows.csv) and its spec training/m.yml,
+    whose source is the file `path`. Beside the project: a secret the trainer can read."""
+    write_rows(root / "secret" / "creds.csv", "s3cret-token")
+    write_rows(root / "project" / "data" / "rows.csv", "public")
+    (root / "project" / "scorehouse.yml").write_text(settings)
+    spec = root / "project" / "training" / "m.yml"
+    spec.parent.mkdir()
+    spec.write_text(json.dumps({"name": "m", "task": "binary", "target": "deny", "source": {"path": path},
+                                "estimator": "logistic_regression", "features": {"numeric": ["dir", "lvr"],
+                                                                                 "categorical": ["kind"]}}))
+    return load_spec(spec)
+
+
+def registry_text(registry):
+    return "".join(p.read_text(errors="replace") for p in registry.root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("given, target", [
+    ("../../secret/creds.csv", "secret/creds.csv"), ("{root}/secret/creds.csv", "secret/creds.csv"),
+    ("/etc/passwd", "/etc/passwd"), ("../data/creds.csv", "secret/creds.csv"),
+    ("../data/exports/creds.csv", "secret/creds.csv")])
+def test_a_spec_cannot_train_on_a_file_outside_its_project(tmp_path, given, target):
+    """`..`, an absolute path, a symlinked file or folder inside the project pointing out: refused in one line
+    naming the model, the path, where it led and the folder allowed, before anything is read or registered."""
+    root = tmp_path.resolve()
+    (root / "project" / "data").mkdir(parents=True)
+    (root / "project" / "data" / "creds.csv").symlink_to(root / "secret" / "creds.csv")
+    (root / "project" / "data" / "exports").symlink_to(root / "secret")
+    spec = project_spec(root, given.format(root=root))
+    registry = Registry(root / "project" / "registry")
+    with pytest.raises(SpecError) as error:
+        train_and_register(spec, registry)
+    message = str(error.value)
+    assert message == (f"Model m: source file {given.format(root=root)} resolves to {(root / target).resolve()}, "
+                       f"outside the folders a spec may read files from ({root / 'project'}); move the file into "
+                       f"the project, or add its folder to source_roots in {root / 'project' / 'scorehouse.yml'}")
+    assert registry.models() == [] and "s3cret" not in message and "root:" not in message
+
+
+def test_a_spec_outside_any_project_reads_only_its_own_folder(tmp_path):
+    root = tmp_path.resolve()
+    write_rows(root / "secret" / "creds.csv", "s3cret-token")
+    spec = parse_spec({"name": "m", "task": "binary", "target": "deny", "source": {"path": "../secret/creds.csv"},
+                       "estimator": "logistic_regression", "features": {"numeric": ["dir"]}}, base_dir=root / "specs")
+    with pytest.raises(SpecError, match=rf"outside the folders a spec may read files from \({root / 'specs'}\); .* "
+                                        rf"source_roots in {root / 'specs' / 'scorehouse.yml'}$"):
+        read_source(spec)
+
+
+def test_a_file_anywhere_in_the_project_trains(tmp_path):
+    spec = project_spec(tmp_path, "../data/rows.csv")  # beside the spec's folder, inside the project
+    registry = Registry(tmp_path / "project" / "registry")
+    assert train_and_register(spec, registry) == (1, True)
+    assert registry.card("m", 1).manifest["training_data"]["rows"] == 60
+
+
+def test_source_roots_in_scorehouse_yml_let_a_spec_read_there_and_nowhere_else(tmp_path):
+    spec = project_spec(tmp_path, "../../secret/creds.csv", settings="source_roots: [../secret, /data/exports]\n")
+    registry = Registry(tmp_path / "registry")
+    assert train_and_register(spec, registry) == (1, True)  # ../secret is taken from scorehouse.yml's folder
+    spec.source.path = "/etc/passwd"
+    with pytest.raises(SpecError, match=rf"\({tmp_path.resolve() / 'project'}, {tmp_path.resolve() / 'secret'}, "
+                                        r"/data/exports\)"):
+        read_source(spec)
+
+
+@pytest.mark.parametrize("setting, found", [("/data/exports", "/data/exports"), ("[/data, 3]", "['/data', 3]"),
+                                            ("{a: 1}", "{'a': 1}"), ("['']", "['']")])
+def test_source_roots_of_the_wrong_type_are_refused_in_one_line(tmp_path, setting, found):
+    spec = project_spec(tmp_path, "../data/rows.csv", settings=f"source_roots: {setting}\n")
+    with pytest.raises(ScorehouseError) as error:
+        read_source(spec)
+    assert str(error.value) == (f"{tmp_path / 'project' / 'scorehouse.yml'}: source_roots must be a list of folders, "
+                                f"e.g. [/data/exports], found {found}")
+
+
+@pytest.mark.parametrize("key, value, found", [("path", "data/a\x00.csv", "data/a\\x00.csv"), ("path", 3, "3"),
+                                                ("table", ["a"], "['a']"), ("where", {"a": 1}, "{'a': 1}")])
+def test_a_source_that_is_not_text_is_refused_in_one_line(key, value, found):
+    source = {"path": "rows.csv", key: value} if key == "where" else {key: value}
+    with pytest.raises(SpecError) as error:
+        parse_spec({"name": "m", "task": "binary", "target": "deny", "source": source,
+                    "estimator": "logistic_regression", "features": {"numeric": ["dir"]}})
+    assert str(error.value) == f"spec: source.{key} must be text, found {found}"
+
+
+def test_a_glob_in_a_source_path_reads_the_one_file_named(tmp_path):
+    """DuckDB expands `*` in a file name: `l*nk` would also read `link`, a symlink out of the project."""
+    (tmp_path / "project" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "data" / "link").symlink_to(tmp_path / "secret")
+    write_rows(tmp_path / "project" / "data" / "l*nk" / "creds.csv", "public")
+    spec = project_spec(tmp_path, "../data/l*nk/creds.csv")
+    registry = Registry(tmp_path / "project" / "registry")
+    assert train_and_register(spec, registry) == (1, True)
+    assert registry.card("m", 1).manifest["training_data"]["rows"] == 60
+    assert "public" in registry_text(registry) and "s3cret" not in registry_text(registry)
 
 
 def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(keys):

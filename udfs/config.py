@@ -10,6 +10,10 @@ folder for the dbt plugin. So a command or a build finds the same files from any
     registry: registry
     warehouse: warehouse/scorehouse.duckdb
     public_key: keys/scorehouse_signing.pub.pem      # optional
+    source_roots: [/data/exports]                     # optional: folders specs may read files from
+
+A spec's source file must lie inside its project (the folder of the scorehouse.yml above the spec, else
+the spec's own folder) or one of `source_roots` (spec_source_roots).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScorehouseError
+from .names import shown
 
 SETTINGS_FILE = "scorehouse.yml"
 REGISTRY_ENV = "SCOREHOUSE_REGISTRY"
@@ -40,6 +45,7 @@ class ProjectFile:
     warehouse: str | None = None  # the DuckDB warehouse file
     public_key: str | None = None  # a PEM public key every load checks signatures with
     signing_key: str | None = None  # a PEM private key new versions are signed with
+    source_roots: tuple[str, ...] = ()  # folders outside the project that specs may read source files from
 
     @classmethod
     def find(cls, start: str | os.PathLike | None = None) -> tuple[ProjectFile, Path | None]:
@@ -63,7 +69,12 @@ class ProjectFile:
         if not isinstance(data, dict) or set(data) - known:
             extra = sorted(set(data) - known) if isinstance(data, dict) else data
             raise ScorehouseError(f"{path}: unknown settings {extra}; known: {sorted(known)}")
-        return cls(**{k: str(path.parent / str(v)) for k, v in data.items() if v not in (None, "")})
+        roots = data.pop("source_roots", None) or []
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+            raise ScorehouseError(f"{path}: source_roots must be a list of folders, e.g. [/data/exports], "
+                                  f"found {shown(roots)}")
+        return cls(**{k: str(path.parent / str(v)) for k, v in data.items() if v not in (None, "")},
+                   source_roots=tuple(str(path.parent / r) for r in roots))
 
 
 def _setting(explicit: Any, env: str, key: str, default: str | None, base: str | os.PathLike | None,
@@ -98,3 +109,11 @@ def public_key_path(explicit: str | os.PathLike | None = None, base: str | os.Pa
 def signing_key_path(explicit: str | os.PathLike | None = None, base: str | os.PathLike | None = None) -> str | None:
     """The private key file new versions are signed with, if one is configured."""
     return _setting(explicit, SIGNING_KEY_ENV, "signing_key", None, base, None)
+
+
+def spec_source_roots(spec_folder: str | os.PathLike) -> tuple[list[Path], Path]:
+    """The folders a spec in `spec_folder` may read source files from (its project's, then the configured
+    source_roots), symlinks resolved, and the scorehouse.yml that names or would name the roots."""
+    settings, found = ProjectFile.find(spec_folder)
+    project = found.parent if found else Path(spec_folder).absolute()
+    return [Path(p).resolve() for p in (project, *settings.source_roots)], found or project / SETTINGS_FILE

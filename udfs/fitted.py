@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from .errors import ParityError, SpecError
 from .events import event
-from .names import check_model_name
+from .names import check_model_name, listed
 from .registry import Registry
 from .spec import COMPILE_MODES, TASKS, Estimator, ModelSpec, Source, _class_label
 from .training import Progress, no_progress, package, prepare, timed_steps
@@ -97,7 +97,7 @@ def _features(pipeline: Any, table: pa.Table, target: str, weight: str | None, n
         [c for c in table.column_names if c not in (target, weight)]
     missing = [c for c in [*columns, target] if c not in table.column_names]
     if missing:
-        raise SpecError(f"Model {name}: the frame lacks column(s) {missing}; it has {table.column_names}")
+        raise SpecError(f"Model {name}: the frame lacks column(s) {listed(missing)}; it has: {listed(table.column_names)}")
     numeric, categorical = [], []
     for column in columns:
         kind = table.schema.field(column).type

@@ -12,6 +12,7 @@ registry (`/`, `..`, NUL) or read differently in SQL gets through.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ModelNotFound
@@ -47,6 +48,13 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def one_line(text: object) -> str:
     """Free text (a reason, a user) as one printed line: newlines and other control characters escaped."""
     return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), str(text))
+
+
+def listed(names: Iterable[object], limit: int = 10) -> str:
+    """Names as a one-line error message lists them: the first `limit`, each shown, then how many more."""
+    names = list(names)
+    more = len(names) - limit
+    return ", ".join(shown(name) for name in names[:limit]) + (f" and {more:,} more" if more > 0 else "")
 
 
 def is_model_name(name: object) -> bool:

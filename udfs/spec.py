@@ -35,7 +35,7 @@ class Source:
     """Where the training rows come from: a warehouse relation, one SELECT, or a CSV/Parquet file."""
 
     table: str | None = None  # a relation in the warehouse, e.g. main.features_mortgage
-    path: str | None = None  # a CSV or Parquet file, relative to the spec file
+    path: str | None = None  # a CSV or Parquet file, relative to the spec file, inside its project or source_roots
     query: str | None = None  # one SELECT over the warehouse, run with file access off
     where: str | None = None  # an optional SQL filter applied to the rows
 
@@ -204,6 +204,10 @@ def _sub(raw: Any, cls: type, origin: str, key: str):
 def _source(raw: Any, origin: str) -> Source:
     """The spec's source: exactly one of table, path or query; SQL in it parsed before anything runs."""
     source = _sub(raw, Source, origin, "source")
+    for key in ("table", "path", "query", "where"):
+        value = getattr(source, key)
+        if value is not None and (not isinstance(value, str) or "\x00" in value):
+            raise SpecError(f"{origin}: source.{key} must be text, found {shown(value)}")
     given = [key for key in ("table", "path", "query") if getattr(source, key)]
     if len(given) != 1:
         raise SpecError(f"{origin}: source needs exactly one of 'table', 'path' or 'query', found {given or 'none'}")

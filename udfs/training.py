@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import platform
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -35,6 +36,7 @@ from .explain import (
     tree_explanation,
 )
 from .model import MANIFEST_FORMAT, LoadedModel
+from .names import listed, shown
 from .estimators import (
     EXTRA_TARGET_OPSET,
     DEFAULT_PARAMS,
@@ -64,6 +66,7 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 # |difference| <= VALUE_RTOL * max(1, mean |value| on the holdout).
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
+GLOB_CHARACTER = re.compile(r"([*?[])")
 REGISTRATION_STEPS = ("fit", "export", "parity", "compile", "explain", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
 ADDITIVITY_TOLERANCE = 1e-6  # |baseline + contributions - margin| on the holdout, for explanations to be recorded
@@ -104,8 +107,9 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
     """Read the spec's features and target in a stable row order, on a connection that cannot touch files.
 
     A warehouse table or query is read on a read-only connection opened with external access off; a
-    file is loaded first, then external access is switched off (it cannot be switched back on) before
-    the spec's own SQL runs. That SQL must parse, with DuckDB's parser, as one SELECT.
+    file (one the spec may read: source_file) is loaded first, then external access is switched off (it
+    cannot be switched back on) before the spec's own SQL runs. That SQL must parse, with DuckDB's
+    parser, as one SELECT.
     """
     import duckdb
 
@@ -113,12 +117,13 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
 
     source = spec.source
     if source.path:
-        file = (spec.base_dir / source.path).resolve()
+        file = source_file(spec)
         if not file.is_file():
             raise SpecError(f"Model {spec.name}: source file {file} does not exist")
         con = duckdb.connect()
+        literal = GLOB_CHARACTER.sub(r"[\1]", str(file))  # DuckDB expands * ? [ in a file name: read this one file
         try:
-            rows = con.read_parquet(str(file)) if file.suffix == ".parquet" else con.read_csv(str(file), na_values=["", "NA"])
+            rows = con.read_parquet(literal) if file.suffix == ".parquet" else con.read_csv(literal, na_values=["", "NA"])
             rows.create("scorehouse_source")
         except duckdb.Error as exc:
             con.close()
@@ -140,8 +145,8 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         found = {r[0]: r[1] for r in con.sql(shape).fetchall()}
         missing = [c for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])] if c not in found]
         if missing:
-            raise SpecError(f"Model {spec.name}: source {described} lacks column(s) {missing}; "
-                            f"it has: {', '.join(found)}")
+            raise SpecError(f"Model {spec.name}: source {described} lacks column(s) {listed(missing)}; "
+                            f"it has: {listed(found)}")
         query = single_select(con, f"select {columns} from {relation}{where} order by all", f"Model {spec.name}: source")
         return con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
@@ -150,6 +155,20 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         raise SpecError(str(exc)) from None
     finally:
         con.close()
+
+
+def source_file(spec: ModelSpec) -> Path:
+    """The spec's source file, symlinks resolved, refused unless it lies in a folder the spec may read."""
+    from . import config
+
+    file = (spec.base_dir / spec.source.path).resolve()
+    roots, settings = config.spec_source_roots(spec.base_dir)
+    if not any(file.is_relative_to(root) for root in roots):
+        raise SpecError(f"Model {spec.name}: source file {shown(spec.source.path, 200)} resolves to "
+                        f"{shown(file, 200)}, outside the folders a spec may read files from "
+                        f"({', '.join(shown(root, 200) for root in roots)}); move the file into the project, "
+                        f"or add its folder to source_roots in {settings}")
+    return file
 
 
 def training_features(spec: ModelSpec, schema: pa.Schema) -> list[Feature]:
