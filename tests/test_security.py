@@ -3,16 +3,23 @@ registry do not load. Each test is one way in that was open, shown closed."""
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 
+import duckdb
+import numpy as np
 import pytest
+from conftest import ROOT
+from numpy.testing import assert_allclose
 
 import udfs.duckdb as engine
 from udfs.errors import IntegrityError, ScorehouseError, SpecError
 from udfs.names import InvalidReference, ModelRef
 from udfs.registry import Registry
 from udfs.scoring import Scorer
-from udfs.signing import generate_keys
+from udfs.signing import generate_keys, load_signing_key
 from udfs.spec import load_spec, parse_spec
 from udfs.training import read_source, train_and_register
 
@@ -37,6 +44,20 @@ def edit_manifest(folder, change):
     change(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     rehash(folder)
+
+
+def invert_scores(folder):
+    """What a writer without the signing key can do to a binary version: every score becomes 1 - score, hashes fixed."""
+    def invert(manifest):  # and drop the compiled SQL and the explanation, whose checks would catch the flipped sample
+        manifest.update(positive_class="false", compiled={"skipped": "none"})
+        manifest["artifacts"].pop("compiled.json", None)
+        manifest["artifacts"].pop("explain.json", None)
+
+    edit_manifest(folder, invert)
+    sample = json.loads((folder / "sample.json").read_text())
+    sample["expected"]["score"] = [1 - p for p in sample["expected"]["score"]]
+    (folder / "sample.json").write_text(json.dumps(sample))
+    rehash(folder, ["sample.json"])
 
 
 @pytest.mark.parametrize("ref", BAD_REFERENCES)
@@ -309,16 +330,7 @@ def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_pa
     assert checked.verify("mortgage_deny", version) == []
     assert checked.card("mortgage_deny", version).manifest["positive_class"] == "true"
 
-    def invert(manifest):  # and drop the compiled SQL and the explanation, whose checks would catch the flipped sample
-        manifest.update(positive_class="false", compiled={"skipped": "none"})
-        manifest["artifacts"].pop("compiled.json", None)
-        manifest["artifacts"].pop("explain.json", None)
-
-    edit_manifest(folder, invert)
-    sample = json.loads((folder / "sample.json").read_text())
-    sample["expected"]["score"] = [1 - p for p in sample["expected"]["score"]]
-    (folder / "sample.json").write_text(json.dumps(sample))
-    rehash(folder, ["sample.json"])
+    invert_scores(folder)
     unsigned = Registry(registry.root)
     assert unsigned.verify("mortgage_deny", version) == []  # hashes alone see nothing wrong, and the scores flip:
     assert unsigned.load("mortgage_deny", version).manifest["positive_class"] == "false"
@@ -367,6 +379,84 @@ def test_a_version_copied_into_another_folder_does_not_load(small_copy):
     with pytest.raises(IntegrityError, match="describes mortgage_logit v1; refusing to load it"):
         small_copy.registry.card("mortgage_deny", 2)
     assert small_copy.registry.card("mortgage_deny", 1).version == 1
+
+
+SCORES = "select predict('mortgage_deny', t) from features_mortgage t order by application_id limit 5"
+
+
+def sign_every_version(registry, private_key):
+    """What `scorehouse sign --all-unsigned` and `scorehouse sign MODEL --aliases` do."""
+    key = load_signing_key(private_key)
+    for name in registry.models():
+        for version in registry.versions(name):
+            registry.sign(name, version, key)
+        registry.sign_aliases(name, key)
+
+
+def refusal(warehouse, serving, asked):
+    return (f"DuckDB database {warehouse}: its scorehouse functions serve {serving} to another connection of this "
+            f"process, and this one asks for {asked}; DuckDB shares them among the connections to one file: close "
+            "the other connections to it first, or use another database file or ':memory:'")
+
+
+def test_an_unsigned_connection_cannot_make_a_signed_one_on_the_same_file_score_an_edited_version(small_copy, keys):
+    sign_every_version(small_copy.registry, keys["private"])
+    invert_scores(small_copy.registry_path / "mortgage_deny" / "versions" / "1")
+    signed = engine.connect(small_copy.warehouse, Registry(small_copy.registry_path, public_key=keys["public"]))
+    not_signed = f"Model mortgage_deny v1: manifest.json changed after it was signed by the configured key {keys['key_id']}"
+    with pytest.raises(duckdb.Error, match=not_signed):
+        signed.sql(SCORES).fetchall()
+    logit = signed.sql(SCORES.replace("mortgage_deny", "mortgage_logit")).fetchall()
+    with pytest.raises(ScorehouseError) as refused:  # the attacker's step: the same file, without the key
+        engine.connect(small_copy.warehouse, Registry(small_copy.registry_path))
+    root = small_copy.registry_path.resolve()
+    assert str(refused.value) == refusal(small_copy.warehouse, f"registry {root} (public key {keys['key_id']})",
+                                         f"registry {root} (unsigned)")
+    with pytest.raises(duckdb.Error, match=not_signed):  # the first connection still refuses the edited version
+        signed.sql(SCORES).fetchall()
+    assert signed.sql(SCORES.replace("mortgage_deny", "mortgage_logit")).fetchall() == logit
+    signed.close()
+
+
+def test_a_connection_with_another_registry_cannot_change_what_the_first_scores(small_copy, tmp_path):
+    other = tmp_path / "other_registry"
+    shutil.copytree(small_copy.registry_path, other)
+    invert_scores(other / "mortgage_deny" / "versions" / "1")
+    first = engine.connect(small_copy.warehouse, small_copy.registry_path)
+    scores = np.array(first.sql(SCORES).fetchall())[:, 0]
+    same = engine.connect(small_copy.warehouse, small_copy.registry_path)  # the same registry shares the functions
+    assert np.array(same.sql(SCORES).fetchall())[:, 0].tolist() == scores.tolist()
+    with pytest.raises(ScorehouseError) as refused:
+        engine.connect(small_copy.warehouse, other)
+    assert str(refused.value) == refusal(small_copy.warehouse, f"registry {small_copy.registry_path.resolve()} "
+                                         "(unsigned)", f"registry {other.resolve()} (unsigned)")
+    assert np.array(first.sql(SCORES).fetchall())[:, 0].tolist() == scores.tolist()
+    first.close()
+    same.close()
+    fresh = engine.connect(small_copy.warehouse, other)  # every connection closed: the file starts afresh
+    assert_allclose(np.array(fresh.sql(SCORES).fetchall())[:, 0], 1 - scores, atol=1e-6, rtol=0)
+    fresh.close()
+
+
+CLOSE_THE_FIRST = """
+import sys
+import udfs.duckdb as engine
+
+warehouse, registry, query = sys.argv[1:]
+first, second = engine.connect(warehouse, registry), engine.connect(warehouse, registry)
+first.close()
+print(second.sql(query).fetchall())
+"""
+
+
+def test_closing_the_connection_that_registered_the_functions_leaves_another_scoring(small_copy):
+    """The functions' Python code outlives the connection that registered them (here DuckDB crashed)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", CLOSE_THE_FIRST, str(small_copy.warehouse),
+                          str(small_copy.registry_path), SCORES], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with engine.connect(small_copy.warehouse, small_copy.registry_path) as con:
+        assert run.stdout.strip() == str(con.sql(SCORES).fetchall())
 
 
 def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):

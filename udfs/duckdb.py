@@ -31,6 +31,8 @@ import inspect
 import json
 import os
 import re
+import threading
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -54,10 +56,25 @@ ROW, FEATURES = "__scorehouse_row", "__scorehouse_features"  # the table form's 
 # explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
 EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
                         "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
-# DuckDB shares a process's Python functions among all its connections to one database file, and a
-# function cannot be registered twice: the functions look their Scorer up here, and the newest
-# registration on a database wins.
-_scorers: dict[str, Scorer] = {}
+GENERIC_PREDICT = f"scorehouse_{GENERIC_FUNCTIONS['score']}"  # registered on every database: says ours are there
+
+
+@dataclass
+class _Registration:
+    """What the functions of one database (a file, or an in-memory connection's own) serve in this process.
+
+    DuckDB shares a process's Python functions among all its connections to one database file, while any
+    is open, and a function cannot be registered twice: the functions look their Scorer up here. DuckDB
+    does not keep their Python code alive (the connection that registered it does, until it closes, and
+    another connection calling it then crashes the process): `functions` does.
+    """
+
+    scorer: Scorer
+    functions: list = field(default_factory=list)
+
+
+_registrations: dict[str, _Registration] = {}  # by database file, or ':memory:<connection id>'
+_registering = threading.Lock()
 
 
 def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
@@ -67,45 +84,86 @@ def connect(path: str | os.PathLike | None = None, registry=None, read_only: boo
     if target != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
     conn = duckdb.connect(target, read_only=read_only, config=config or {})
-    register(conn, registry)
+    try:
+        register(conn, registry)
+    except BaseException:
+        conn.close()  # a refused connection must not keep the database open
+        raise
     return conn
 
 
 def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | None = None) -> Scorer:
-    """Register the predict functions and macros on `conn`; return the Scorer they share."""
+    """Register the predict functions and macros on `conn`; return the Scorer they share.
+
+    Another connection of this process to the same database file shares the functions: registering there
+    with another registry, or another verification key, is refused (it would change what this one scores).
+    """
     scorer = scorer or Scorer(registry if isinstance(registry, Registry) else Registry(registry))
+    with _registering:
+        registration = _registration(conn, scorer)
+        _create_functions(conn, registration)
+    create_macros(conn, scorer)
+    return scorer
+
+
+def _registration(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> _Registration:
+    """The registration `conn`'s database serves with `scorer` from now: its own where the database has no
+    functions yet (a database whose connections all closed starts afresh), else the one it shares."""
     path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
     key = (path[0][0] if path and path[0][0] else f":memory:{id(conn)}")
-    _scorers[key] = scorer
-    current = lambda: _scorers[key]  # noqa: E731
+    registration = _registrations.get(key)
+    if registration is None or not conn.execute("select count(*) from duckdb_functions() where function_name = ?",
+                                                [GENERIC_PREDICT]).fetchall()[0][0]:
+        registration = _registrations[key] = _Registration(scorer)
+    elif registration.scorer.registry.identity != scorer.registry.identity:
+        raise ScorehouseError(
+            f"DuckDB database {key}: its scorehouse functions serve {_describe(registration.scorer.registry)} to "
+            f"another connection of this process, and this one asks for {_describe(scorer.registry)}; DuckDB shares "
+            "them among the connections to one file: close the other connections to it first, or use another "
+            "database file or ':memory:'")
+    registration.scorer = scorer  # the same registry and key: the newest registration's references answer
+    return registration
+
+
+def _describe(registry: Registry) -> str:
+    key = f"public key {registry.public_key.key_id}" if registry.signed else "unsigned"
+    return f"registry {registry.identity[0]} ({key})"
+
+
+def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registration) -> None:
+    """Create the functions the database does not have yet, each looking up the registration's Scorer."""
+    scorer = registration.scorer
+    current = lambda: registration.scorer  # noqa: E731
+
+    def create(name, function, parameters, return_type: str, type: str = "native") -> None:
+        if _create_function(conn, name, function, parameters, return_type, type):
+            registration.functions.append(function)
+
     varchar = duckdb.sqltype("VARCHAR")
     for card in scorer.default_cards():
         struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
         for name in (f"predict_{card.name}", f"scorehouse_onnx_{card.name}"):  # the macro may shadow the first
-            _create_function(conn, name, _typed_udf(current, card.name), [struct],
-                             OUTPUT_SQL_TYPES[card.default_output], type="arrow")
-        _create_function(conn, f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
-                         [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
+            create(name, _typed_udf(current, card.name), [struct], OUTPUT_SQL_TYPES[card.default_output], type="arrow")
+        create(f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
+               [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
     row_values = duckdb.sqltype("VARCHAR[]")
     for output, function in GENERIC_FUNCTIONS.items():
-        _create_function(conn, f"scorehouse_{function}", _generic_udf(current, output), [varchar, row_values, varchar],
-                         OUTPUT_SQL_TYPES[output], type="arrow")
-    _create_function(conn, "scorehouse_explain", _explain_udf(current),
-                     [varchar, row_values, varchar, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
+        create(f"scorehouse_{function}", _generic_udf(current, output), [varchar, row_values, varchar],
+               OUTPUT_SQL_TYPES[output], type="arrow")
+    create("scorehouse_explain", _explain_udf(current), [varchar, row_values, varchar, duckdb.sqltype("INTEGER")],
+           EXPLANATION_SQL_TYPE, type="arrow")
     for name, (arguments, returns, function) in SQL_FUNCTIONS.items():
-        _create_function(conn, name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
-    _create_function(conn, "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type),
-                     [varchar] * 2, "BOOLEAN")
-    _create_function(conn, "scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation),
-                     [varchar] * 2, "VARCHAR")
-    _create_function(conn, "scorehouse_check_table", lambda ref, row_type: check_table(current(), ref, row_type),
-                     [varchar] * 2, "BOOLEAN")
-    _create_function(conn, "scorehouse_profile_json",
-                     lambda ref, relation: json.dumps(current().profile_rows(ref, relation)), [varchar] * 2, "VARCHAR")
-    _create_function(conn, "scorehouse_training_rows_json", lambda ref: json.dumps(current().training_rows(ref)),
-                     [varchar], "VARCHAR")
-    create_macros(conn, scorer)
-    return scorer
+        create(name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
+    create("scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type), [varchar] * 2,
+           "BOOLEAN")
+    create("scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation), [varchar] * 2,
+           "VARCHAR")
+    create("scorehouse_check_table", lambda ref, row_type: check_table(current(), ref, row_type), [varchar] * 2,
+           "BOOLEAN")
+    create("scorehouse_profile_json", lambda ref, relation: json.dumps(current().profile_rows(ref, relation)),
+           [varchar] * 2, "VARCHAR")
+    create("scorehouse_training_rows_json", lambda ref: json.dumps(current().training_rows(ref)), [varchar],
+           "VARCHAR")
 
 
 def _bound(current, function):
@@ -118,13 +176,16 @@ def _bound(current, function):
     return call
 
 
-def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> None:
+def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> bool:
+    """Create a function unless the database has it already; return whether it was created."""
     try:
         conn.create_function(name, function, parameters, duckdb.sqltype(return_type), type=type,
                              null_handling="special" if type == "arrow" else "default")
     except duckdb.CatalogException as exc:
         if "already exists" not in str(exc):
             raise
+        return False
+    return True
 
 
 def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:

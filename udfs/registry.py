@@ -203,6 +203,11 @@ class Registry:
         return str(self.root.resolve())
 
     @property
+    def identity(self) -> tuple[str, PublicKey | None]:
+        """What a load answers from besides the reference: the resolved folder, and the key signatures need."""
+        return self._resolved_root, self.public_key
+
+    @property
     def signed(self) -> bool:
         """Whether every load checks a signature."""
         return self.public_key is not None
@@ -259,7 +264,7 @@ class Registry:
 
     def load(self, name: str, version: int) -> LoadedModel:
         """Return the version's model, its artifact verified once per process."""
-        key = (self._resolved_root, name, version, self.public_key)
+        key = (*self.identity, name, version)
         with _loaded_lock:
             model = _loaded.get(key)
             if model is None:
