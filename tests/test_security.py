@@ -177,6 +177,40 @@ def test_compiled_sql_is_one_expression_over_the_models_features(small_copy, exp
         Scorer(small_copy.registry_path).compiled_sql("mortgage_logit", "score", "spark", "compiled")
 
 
+ROW_COLUMN = '"__scorehouse_row"."lvr"'
+LOGIT_SCORES = ("select predict_mortgage_logit(s) as sql, scorehouse_onnx_mortgage_logit(s) as onnx, lvr from "
+                "(select struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium) as s, lvr "
+                "from features_mortgage) order by all")
+
+
+@pytest.mark.parametrize("expression, refused", [
+    ("(" * 65 + ROW_COLUMN + ")" * 65, "it nests 65 levels deep (at most 64 are read)"),
+    (("CASE WHEN " + ROW_COLUMN + " > 1 THEN ") * 1500 + "1" + " ELSE 0 END" * 1500,
+     "it nests 1,500 levels deep (at most 64 are read)"),
+    (ROW_COLUMN + " + 1" * 125_000, "it is 500,024 characters long (at most 500,000 are read)"),
+    (ROW_COLUMN + " + TRUE", "its compiled SQL does not run on DuckDB (Binder Error: "),
+    ("(" * 45 + ROW_COLUMN + ")" * 45, None),  # once a RecursionError in every process
+    ("__scorehouse_row.lvr", None),  # unquoted: once a Binder error in every connection
+])
+def test_one_stored_expression_never_stops_the_other_models_or_a_session(small_copy, expression, refused):
+    """Each of these, in mortgage_logit's compiled.json with every hash fixed, once made every `scorehouse sql`
+    (even `select 1`) and every build fail. Now a refused one is a warning naming the model, whose ONNX
+    function answers; an accepted one scores as the plain expression it is."""
+    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
+    compiled = json.loads((folder / "compiled.json").read_text())
+    compiled["expressions"]["duckdb"]["score"] = expression
+    (folder / "compiled.json").write_text(json.dumps(compiled))
+    rehash(folder, ["compiled.json"])
+    session = small_copy.cli("sql", "select 1 + 1 as two")
+    assert session.returncode == 0 and "2" in session.stdout and "Traceback" not in session.stderr
+    assert (refused or "") in session.stderr and ("Model mortgage_logit v1: " in session.stderr) == bool(refused)
+    with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
+        rows = con.sql(LOGIT_SCORES).fetchnumpy()
+        assert len(con.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()) == 2381
+    expected = rows["onnx"] if refused else rows["lvr"].astype(np.float32)
+    assert_allclose(rows["sql"], expected, rtol=1e-6) and len(rows["sql"]) == 2381
+
+
 @pytest.mark.parametrize("source, message", [
     ({"query": "select * from features_mortgage; copy (select 1) to '{target}'"}, "one SELECT statement, found 2"),
     ({"query": "copy (select 1) to '{target}'"}, "one SELECT statement, found 1 statement(s): copy"),

@@ -42,6 +42,7 @@ from .compiled import bind
 from .config import warehouse_path
 from .errors import FeatureError, IntegrityError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
+from .names import one_line
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import SQL_TYPES, describe_features, is_boolean_type
@@ -206,8 +207,12 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
             continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
         if compiled is not None:  # the model name is checked by udfs.names; the SQL by compiled.prepared
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
-            conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
-                         f"CASE WHEN features IS NULL THEN NULL ELSE ({bind(compiled, 'duckdb', 'features.')}) END")
+            try:
+                conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
+                             f"CASE WHEN features IS NULL THEN NULL ELSE ({bind(compiled, 'duckdb', 'features.')}) END")
+            except duckdb.Error as exc:  # one model's SQL never stops the others: its ONNX function answers
+                scorer.warn(f"Model {card.label}: its compiled SQL does not run on DuckDB "
+                            f"({one_line(str(exc).splitlines()[0])}); predict_{card.name} scores with onnxruntime")
     for function in GENERIC_FUNCTIONS.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
