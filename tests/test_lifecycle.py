@@ -297,3 +297,9 @@ def test_gc_of_an_unknown_model_lists_the_known_ones_and_creates_nothing(small_c
         f"error: Model 'mortgage_dney' not found in registry {small_copy.registry_path}; "
         "known models: mortgage_deny, mortgage_logit"]
     assert not (small_copy.registry_path / "mortgage_dney").exists()
+
+
+def test_gc_keep_days_beyond_the_calendar_keeps_everything(small_copy):
+    register_versions(small_copy, 1)  # 2, never aliased: kept, as created within 1e12 days
+    kept = small_copy.cli("gc", "mortgage_deny", "--keep-days", "1e12", check=True)
+    assert "Traceback" not in kept.stderr and small_copy.registry.versions("mortgage_deny") == [1, 2]
