@@ -86,6 +86,16 @@ def _add_package(path: Path, package: Path, report: InitReport) -> None:
     if any(_is_scorehouse(entry, path.parent) for entry in entries):
         report.kept.append(f"{path} already installs the scorehouse dbt package")
         return
+    stale = [entry for entry in entries if _is_stale_scorehouse(entry, path.parent)]
+    if stale:  # the copy an earlier install (or another virtualenv) pointed at is gone: point at this one
+        gone = ", ".join(str(entry["local"]) for entry in stale)
+        for entry in stale:
+            entry["local"] = str(package)
+        path.write_text(yaml.safe_dump({**data, "packages": entries}, sort_keys=False))
+        report.changed.append(f"{path}: the scorehouse dbt package now comes from {package} (was {gone}, "
+                              "which no longer exists); run `dbt deps`")
+        report.next_steps.append("dbt deps")
+        return
     line = f"  - local: {package}\n"
     text = path.read_text() if path.exists() else ""
     if not text.strip():
@@ -109,6 +119,17 @@ def _is_scorehouse(entry: Any, base: Path) -> bool:
         local = (base / str(entry["local"])).resolve()
         return (local / "dbt_project.yml").is_file() and _read_yaml(local / "dbt_project.yml").get("name") == "scorehouse"
     return "scorehouse" in str(entry.get("git", "")) or str(entry.get("package", "")).endswith("/scorehouse")
+
+
+_STALE_PACKAGE_FOLDERS = (("udfs", "dbt_package"), ("scorehouse", "dbt_package"))  # where releases installed it
+
+
+def _is_stale_scorehouse(entry: Any, base: Path) -> bool:
+    """A `local:` entry naming where a scorehouse install kept its dbt package, which is no longer there."""
+    if not isinstance(entry, dict) or "local" not in entry:
+        return False
+    local = base / str(entry["local"])
+    return not local.exists() and tuple(local.parts[-2:]) in _STALE_PACKAGE_FOLDERS
 
 
 def _add_plugin(path: Path, profile_name: str | None, report: InitReport) -> str:
