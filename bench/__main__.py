@@ -88,9 +88,9 @@ def publish(out: Path, section: str) -> None:
 
 def build_workspace(folder: Path, models: dict) -> dict[str, str]:
     """Build the training tables with dbt and train `models` (name -> (spec, estimator, table)) into a registry."""
-    from udfs.registry import Registry
-    from udfs.spec import load_spec
-    from udfs.training import train_and_register
+    from scorehouse.registry import Registry
+    from scorehouse.spec import load_spec
+    from scorehouse.training import train_and_register
 
     env = {"SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"), "SCOREHOUSE_REGISTRY": str(folder / "registry"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"}
@@ -211,7 +211,7 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
 
 def table_choice(explanation: dict | None) -> str:
     """How the table form scores a version with this explain.json by default: in steps, or row by row and why."""
-    from udfs.staged import row_by_row_reason
+    from scorehouse.staged import row_by_row_reason
 
     reason = row_by_row_reason(explanation)
     return f"row by row: {reason}" if reason else "in steps"
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
-    from udfs.registry import Registry
+    from scorehouse.registry import Registry
 
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-") as tmp:
         folder = Path(tmp)

@@ -58,16 +58,16 @@ class Unsupported(Exception):
 
 
 def _connect(args):
-    import udfs.duckdb
+    import scorehouse.duckdb
 
-    con = udfs.duckdb.connect(args.warehouse, args.registry, read_only=True)
+    con = scorehouse.duckdb.connect(args.warehouse, args.registry, read_only=True)
     if args.threads:
         con.execute(f"set threads = {int(args.threads)}")
     return con
 
 
 def _features(args) -> list[str]:
-    from udfs.registry import Registry
+    from scorehouse.registry import Registry
 
     registry = Registry(args.registry)
     return [f.name for f in registry.card(*registry.resolve(args.model)).features]
@@ -75,14 +75,14 @@ def _features(args) -> list[str]:
 
 def _sql_arm(method: str | None):
     def setup(args):
-        import udfs.duckdb
-        from udfs.scoring import Scorer
+        import scorehouse.duckdb
+        from scorehouse.scoring import Scorer
 
-        from udfs.errors import ScorehouseError
+        from scorehouse.errors import ScorehouseError
 
         con = _connect(args)
         try:
-            expression = udfs.duckdb.predict_sql(Scorer(args.registry), args.model, "t", "score", method or "")
+            expression = scorehouse.duckdb.predict_sql(Scorer(args.registry), args.model, "t", "score", method or "")
         except ScorehouseError as exc:
             raise Unsupported(str(exc)) from None
         return _warm(con, f"select sum({expression}) from {{}} as t", args.table)
@@ -93,7 +93,7 @@ def _sql_arm(method: str | None):
 def _limit(args):
     import onnxruntime as ort
 
-    from udfs.registry import Registry
+    from scorehouse.registry import Registry
 
     registry = Registry(args.registry)
     model = registry.load(*registry.resolve(args.model))
@@ -114,7 +114,7 @@ def _generic(args):
 
 def _table(args):
     """The table form as an analyst types it: score_<model>('<table>') (in steps where the model allows)."""
-    from udfs.sql import DUCKDB
+    from scorehouse.sql import DUCKDB
 
     con = _connect(args)
     query = f"select sum(prediction) from score_{args.model}({DUCKDB.literal(args.table)})"
@@ -197,9 +197,9 @@ def _cold_start(args):
 
 
 def _pipeline(args):
-    from udfs.registry import Registry
-    from udfs.spec import load_spec
-    from udfs.training import read_source, train
+    from scorehouse.registry import Registry
+    from scorehouse.spec import load_spec
+    from scorehouse.training import read_source, train
 
     registry = Registry(args.registry)
     manifest = registry.card(*registry.resolve(args.model)).manifest

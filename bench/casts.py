@@ -26,12 +26,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args(argv)
 
-    import udfs.duckdb as engine
-    from udfs.compiled import bind
-    from udfs.registry import Registry
-    from udfs.scoring import Scorer
-    from udfs.spec import Estimator, load_spec
-    from udfs.training import read_source, train
+    import scorehouse.duckdb as engine
+    from scorehouse.compiled import bind
+    from scorehouse.registry import Registry
+    from scorehouse.scoring import Scorer
+    from scorehouse.spec import Estimator, load_spec
+    from scorehouse.training import read_source, train
 
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-casts-") as tmp:
         env = build_workspace(Path(tmp), {})

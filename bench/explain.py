@@ -32,8 +32,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
-    import udfs.duckdb as engine
-    from udfs.scoring import Scorer
+    import scorehouse.duckdb as engine
+    from scorehouse.scoring import Scorer
 
     results = []
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-explain-") as tmp:

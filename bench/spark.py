@@ -43,10 +43,10 @@ def main(argv=None) -> int:
     import mlflow.pyfunc
     from pyspark.sql import SparkSession
 
-    import udfs.spark
-    from udfs.registry import Registry
-    from udfs.spec import load_spec
-    from udfs.training import read_source, train
+    import scorehouse.spark
+    from scorehouse.registry import Registry
+    from scorehouse.spec import load_spec
+    from scorehouse.training import read_source, train
 
     sections, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-spark-") as tmp:
@@ -65,11 +65,11 @@ def main(argv=None) -> int:
         builder = (SparkSession.builder.master("local[2]").appName("scorehouse bench")
                    .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g"))
         if args.batch_size:
-            builder = builder.config(udfs.spark.ARROW_BATCH_CONF, str(args.batch_size))
+            builder = builder.config(scorehouse.spark.ARROW_BATCH_CONF, str(args.batch_size))
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("OFF")  # tree ensembles print codegen fallbacks at ERROR
-        scorer = udfs.spark.register(spark, registry)
-        batch_size = spark.conf.get(udfs.spark.ARROW_BATCH_CONF)
+        scorer = scorehouse.spark.register(spark, registry)
+        batch_size = spark.conf.get(scorehouse.spark.ARROW_BATCH_CONF)
         rows = spark.read.parquet(str(folder / "rows.parquet")).cache()
         rows.count()
         rows.createOrReplaceTempView("bench_rows")
@@ -80,9 +80,9 @@ def main(argv=None) -> int:
                                       serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
             spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
                 spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))
-            runs = {"predict() (ONNX Arrow UDF)": udfs.spark.predict_sql(scorer, model, "t", "score", "onnx")}
+            runs = {"predict() (ONNX Arrow UDF)": scorehouse.spark.predict_sql(scorer, model, "t", "score", "onnx")}
             if "skipped" not in registry.card(*registry.resolve(model)).manifest["compiled"]:
-                runs["compiled SQL"] = udfs.spark.predict_sql(scorer, model, "t", "score", "compiled")
+                runs["compiled SQL"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "compiled")
             runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
             queries = {path: f"select {expression} as p from bench_rows as t" for path, expression in runs.items()}
             steps = scorer.table_sql(model, "bench_rows", "default", "spark", kept=rows.columns)

@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
-    from udfs.registry import Registry
-    from udfs.staged import nodes, splits_per_row
+    from scorehouse.registry import Registry
+    from scorehouse.staged import nodes, splits_per_row
 
     bench_models = models(args.gbts)
     results: dict[tuple[str, int], dict[str, dict]] = {}
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
 
 def report(results: dict, shapes: dict, args) -> str:
     """The section: per model its trees, nodes and splits per row, each arm's seconds, the default."""
-    from udfs.staged import MAX_NODES, NODES_FREE, NODES_PER_SPLIT
+    from scorehouse.staged import MAX_NODES, NODES_FREE, NODES_PER_SPLIT
 
     def seconds(model: str, rows: int, arm: str) -> float | None:
         return results[(model, rows)][arm].get("seconds")

@@ -33,10 +33,10 @@ def main(argv=None) -> int:
     import onnxruntime as ort
     import pandas as pd
 
-    from udfs.model import LoadedModel
-    from udfs.schema import model_inputs
-    from udfs.spec import load_spec
-    from udfs.training import export_onnx, read_source, train
+    from scorehouse.model import LoadedModel
+    from scorehouse.schema import model_inputs
+    from scorehouse.spec import load_spec
+    from scorehouse.training import export_onnx, read_source, train
 
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-trees-") as tmp:
         env = build_workspace(Path(tmp), {})

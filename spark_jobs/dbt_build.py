@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     from dbt.cli.main import dbtRunner
     from pyspark.sql import SparkSession
 
-    import udfs.spark
-    from udfs import events
-    from udfs.config import registry_path
+    import scorehouse.spark
+    from scorehouse import events
+    from scorehouse.config import registry_path
 
     project = Path(args.project_dir).resolve()
     warehouse = Path(args.warehouse_dir or project / "warehouse" / "spark").resolve()
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     events.configure()
     events.set_trace_id()  # until dbt's invocation_id is known: the trace of registering the functions
-    registry = udfs.spark.register(spark, registry_path(args.registry, base=project, start=project)).registry
+    registry = scorehouse.spark.register(spark, registry_path(args.registry, base=project, start=project)).registry
     data_dir = Path(args.data_dir or project / "data").resolve()
     result = dbtRunner().invoke([args.command, "--project-dir", str(project),
                                  "--profiles-dir", str(ROOT), "--target", "spark",
@@ -91,9 +91,9 @@ def target_path(project: Path, dbt_args: list[str]) -> Path:
 
 def monitor_quality(spark, registry, target: Path, rollback: bool) -> None:
     """Report the quality gates that errored in this build; with `rollback`, move prod back where it may."""
-    from udfs.errors import ScorehouseError
-    from udfs.monitor import monitor
-    from udfs.sql import SPARK
+    from scorehouse.errors import ScorehouseError
+    from scorehouse.monitor import monitor
+    from scorehouse.sql import SPARK
 
     try:
         verdict = monitor(registry, target, lambda sql: [r.asDict() for r in spark.sql(sql).collect()], SPARK, rollback)

@@ -36,24 +36,24 @@ def main(argv=None) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    import udfs.spark
-    from udfs import events
-    from udfs.errors import ScorehouseError
-    from udfs.sql import SPARK
+    import scorehouse.spark
+    from scorehouse import events
+    from scorehouse.errors import ScorehouseError
+    from scorehouse.sql import SPARK
 
     events.configure()
     events.set_trace_id()
     spark = SparkSession.builder.appName(f"scorehouse score {args.model}").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
-        scorer = udfs.spark.register(spark, args.registry)
+        scorer = scorehouse.spark.register(spark, args.registry)
         name, version = scorer.resolve(args.model)
         source = spark.read.parquet(args.input) if is_path(args.input) else spark.table(args.input)
         rows_in = source.count()
         events.event("scoring_job", f"scoring {rows_in} rows of {args.input} with {name} version {version}",
                      model=name, version=version, input=args.input, rows_in=rows_in)
         source.createOrReplaceTempView("scorehouse_input")
-        expression = udfs.spark.predict_sql(scorer, args.model, "scorehouse_input", args.output_kind)
+        expression = scorehouse.spark.predict_sql(scorer, args.model, "scorehouse_input", args.output_kind)
         column = SPARK.identifier(args.score_column)
         scored = spark.sql(f"select scorehouse_input.*, {expression} as {column} from scorehouse_input") \
             .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(version))
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         events.event("failed", str(exc), logging.ERROR, model=args.model)
         return 1
     except Exception as exc:  # a failure inside a UDF arrives wrapped by Spark: show our message
-        message = udfs.spark.friendly_error(exc)
+        message = scorehouse.spark.friendly_error(exc)
         if message is None:
             raise
         events.event("failed", message, logging.ERROR, model=args.model)

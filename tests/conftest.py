@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from udfs.registry import Registry
-from udfs.schema import model_inputs
-from udfs.spec import load_spec
-from udfs.training import Candidate, read_source, sklearn_outputs, train
+from scorehouse.registry import Registry
+from scorehouse.schema import model_inputs
+from scorehouse.spec import load_spec
+from scorehouse.training import Candidate, read_source, sklearn_outputs, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dbt_project"  # the dbt package users install
@@ -170,7 +170,7 @@ def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
     """scikit-learn's own answers (score, label, probabilities) for rows of a features table."""
-    from udfs.model import ModelCard
+    from scorehouse.model import ModelCard
 
     card = ModelCard(candidate.manifest)
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -221,7 +221,7 @@ def pytest_collection_modifyitems(items):
 def small(tmp_path_factory) -> Workspace:
     """Fast tier: the mortgage features in a DuckDB file built without dbt, the demo GBT as `mortgage_deny`
     and a logistic regression as `mortgage_logit` (whose compiled SQL scores by default), both promoted."""
-    from udfs.spec import Estimator
+    from scorehouse.spec import Estimator
 
     ws = Workspace(tmp_path_factory.mktemp("small"))
     ws.warehouse.parent.mkdir(parents=True)
@@ -241,7 +241,7 @@ def small_copy(small, tmp_path) -> Workspace:
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory):
     """Two ed25519 key pairs: the registry's and another one."""
-    from udfs.signing import generate_keys
+    from scorehouse.signing import generate_keys
 
     folder = tmp_path_factory.mktemp("keys")
     private, public, key_id = generate_keys(folder)
@@ -336,7 +336,7 @@ ESTIMATOR_SOURCES = {
 def compiled_models(trained, tmp_path_factory):
     """Every estimator case trained on real rows (4,000 of its source), registered and promoted:
     (registry, {name: (candidate, rows)})."""
-    from udfs.spec import parse_spec
+    from scorehouse.spec import parse_spec
 
     registry = Registry(tmp_path_factory.mktemp("compiled") / "registry")
     models = {}
@@ -356,8 +356,8 @@ def compiled_models(trained, tmp_path_factory):
 @pytest.fixture
 def con(trained):
     """A read-only connection to the trained warehouse with every predict function registered."""
-    import udfs.duckdb
+    import scorehouse.duckdb
 
-    conn = udfs.duckdb.connect(trained.warehouse, trained.registry_path, read_only=True)
+    conn = scorehouse.duckdb.connect(trained.warehouse, trained.registry_path, read_only=True)
     yield conn
     conn.close()

@@ -117,9 +117,9 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     assert (types["pbcr"], types["condominium"], types["denied"]) == ("VARCHAR", "BOOLEAN", "BOOLEAN")  # as dbt seeds them
     assert len(scored) == len(rows) == len(applications)
     assert set(scored.model_version) == {1} and set(scored.model_name) == {"loan_denial"}
-    from udfs.registry import Registry
-    from udfs.spec import load_spec
-    from udfs.training import read_source, train
+    from scorehouse.registry import Registry
+    from scorehouse.spec import load_spec
+    from scorehouse.training import read_source, train
 
     registry = Registry(project / "registry")
     manifest = registry.card("loan_denial", 1).manifest
@@ -163,13 +163,13 @@ def test_scorehouse_init_wires_a_fresh_project_and_a_second_run_changes_nothing(
     packages = yaml.safe_load((project / "packages.yml").read_text())["packages"]
     assert packages == [{"local": str(PACKAGE.resolve())}]
     profile = yaml.safe_load((project / "profiles.yml").read_text())["shop"]["outputs"]["dev"]
-    assert profile["plugins"] == [{"module": "udfs.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}]
+    assert profile["plugins"] == [{"module": "scorehouse.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}]
     assert yaml.safe_load((project / "scorehouse.yml").read_text()) == {"registry": "registry", "warehouse": "shop.duckdb"}
     # a profile outside the project: the lines to paste are printed, nothing else is touched
     elsewhere = tmp_path / "elsewhere"
     run("dbt init elsewhere --skip-profile-setup", tmp_path)
     printed = run("scorehouse init", elsewhere).stdout
-    assert "Add to each DuckDB output of the profile 'elsewhere'" in printed and "udfs.dbt_plugin" in printed
+    assert "Add to each DuckDB output of the profile 'elsewhere'" in printed and "scorehouse.dbt_plugin" in printed
     assert not (elsewhere / "profiles.yml").exists()
 
 
@@ -208,7 +208,7 @@ def test_after_deployment_follows_the_readme(tmp_path):
     follow_guide(project)
     ran = follow_guide(project, title=AFTER_TITLE)
 
-    from udfs.sql import BUCKETS, bucket
+    from scorehouse.sql import BUCKETS, bucket
 
     with duckdb.connect(str(project / "warehouse" / "loans.duckdb"), read_only=True) as con:
         scored = con.sql("select application_id, model_version from scored_applications").to_df()
@@ -227,7 +227,7 @@ def test_after_deployment_follows_the_readme(tmp_path):
     shown = ran["scorehouse history loan_denial"].stdout
     assert "rollout 10%" in shown and "gray release of the challenger" in shown
     # the promotion ended the rollout, and gc keeps both versions: 2 aliased, 1 for the reasons it prints
-    from udfs.registry import Registry
+    from scorehouse.registry import Registry
 
     registry = Registry(project / "registry")
     assert registry.aliases("loan_denial") == {"prod": 2, "candidate": 2}

@@ -13,10 +13,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-import udfs.duckdb as engine
-from udfs.errors import ModelNotFound
-from udfs.registry import ModelRef
-from udfs.sql import dialect
+import scorehouse.duckdb as engine
+from scorehouse.errors import ModelNotFound
+from scorehouse.registry import ModelRef
+from scorehouse.sql import dialect
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 LONG = "x" * 1_000_000

@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import udfs.duckdb
-from udfs.errors import IntegrityError, ScorehouseError
-from udfs.scoring import Scorer
+import scorehouse.duckdb
+from scorehouse.errors import IntegrityError, ScorehouseError
+from scorehouse.scoring import Scorer
 
 from conftest import COMPILED_CASES, sklearn_answers
 
@@ -62,18 +62,18 @@ def test_compiled_sql_equals_scikit_learn_in_duckdb(compiled_models, name):
     registry, models = compiled_models
     candidate, rows = models[name]
     scorer = Scorer(registry)
-    expression = udfs.duckdb.predict_sql(scorer, name, "r", _output(candidate), "compiled")
+    expression = scorehouse.duckdb.predict_sql(scorer, name, "r", _output(candidate), "compiled")
     # plain SQL behind the input check, which DuckDB calls once while planning
     assert "predict" not in expression and expression.count("scorehouse_") == 1
     assert expression.startswith(f"(CASE WHEN scorehouse_check_input('{name}', typeof(struct_pack(")
-    with udfs.duckdb.connect(":memory:", registry) as con:
+    with scorehouse.duckdb.connect(":memory:", registry) as con:
         con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
         got = con.sql(f"select {expression} as v from features as r").fetchnumpy()["v"]
     _compare(candidate, got, rows)
 
 
 def test_the_table_form_in_steps_equals_scikit_learn_for_every_explained_case(compiled_models):
-    """score() in steps (udfs.staged, written from explain.json) on each explained case's 4,000 rows:
+    """score() in steps (scorehouse.staged, written from explain.json) on each explained case's 4,000 rows:
     scikit-learn's gradient boosting, HGB, forests and linear models, XGBoost, LightGBM, every link."""
     registry, models = compiled_models
     scorer = Scorer(registry)
@@ -83,7 +83,7 @@ def test_the_table_form_in_steps_equals_scikit_learn_for_every_explained_case(co
         if "skipped" in candidate.manifest["explanation"]:
             assert query is None, name
             continue
-        with udfs.duckdb.connect(":memory:", registry) as con:
+        with scorehouse.duckdb.connect(":memory:", registry) as con:
             con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
             got = con.sql(f"select prediction from ({query})").fetchnumpy()["prediction"]
             assert len(got) == len(rows)
@@ -97,7 +97,7 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
     registry, models = compiled_models
     candidate, rows = models["c_binary_logistic"]
     assert candidate.manifest["compiled"]["preferred"]["duckdb"], "SQL for a logistic regression beats onnxruntime"
-    with udfs.duckdb.connect(":memory:", registry) as con:
+    with scorehouse.duckdb.connect(":memory:", registry) as con:
         con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
         kinds = dict(con.sql("select function_name, function_type from duckdb_functions() "
                              "where function_name = 'predict_c_binary_logistic' and function_type = 'macro'").fetchall())
@@ -109,7 +109,7 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
         _compare(candidate, both["sql_path"], rows)
         with pytest.raises(duckdb.BinderException) as error:
             con.sql("select predict_c_binary_logistic({'dir': 'high'})").fetchall()
-        assert udfs.duckdb.explain_bind_error(str(error.value), Scorer(registry)).startswith(
+        assert scorehouse.duckdb.explain_bind_error(str(error.value), Scorer(registry)).startswith(
             "Model c_binary_logistic (version 1): predict_c_binary_logistic() takes a struct of its features (dir ")
         struct = ", ".join(f"{f['name']} {f['sql_type']}" for f in candidate.manifest["features"])
         assert con.sql(f"select predict_c_binary_logistic(NULL::STRUCT({struct}))").fetchall() == [(None,)]
@@ -118,18 +118,18 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
 def test_methods_can_be_forced_and_say_why_they_cannot(compiled_models, monkeypatch):
     registry, _ = compiled_models
     scorer = Scorer(registry)
-    assert udfs.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "onnx").startswith("scorehouse_onnx_c_binary_gbt(")
-    assert udfs.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "onnx").startswith("scorehouse_onnx_")
-    assert udfs.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "compiled").startswith("(")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "onnx").startswith("scorehouse_onnx_c_binary_gbt(")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "onnx").startswith("scorehouse_onnx_")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "compiled").startswith("(")
     with pytest.raises(ScorehouseError, match=r"Model c_regression_hgb \(version 1\) has no compiled SQL for 'score': "
                                               "orbital cannot translate this graph"):
-        udfs.duckdb.predict_sql(scorer, "c_regression_hgb", "f", "score", "compiled")
-    assert udfs.duckdb.predict_sql(scorer, "c_regression_hgb", "f").startswith("predict_c_regression_hgb(")  # auto: ONNX
+        scorehouse.duckdb.predict_sql(scorer, "c_regression_hgb", "f", "score", "compiled")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_regression_hgb", "f").startswith("predict_c_regression_hgb(")  # auto: ONNX
     monkeypatch.setenv("SCOREHOUSE_SCORING", "onnx")
-    assert udfs.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
+    assert scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "fastest")
     with pytest.raises(ScorehouseError, match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'compiled', 'onnx'\]"):
-        udfs.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f")
+        scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f")
 
 
 def test_a_changed_byte_in_compiled_sql_is_refused(compiled_models, tmp_path):
@@ -143,4 +143,4 @@ def test_a_changed_byte_in_compiled_sql_is_refused(compiled_models, tmp_path):
     compiled["expressions"]["duckdb"]["score"] = "0.0"
     path.write_text(json.dumps(compiled))
     with pytest.raises(IntegrityError, match="compiled.json failed its sha256 check"):
-        udfs.duckdb.predict_sql(Scorer(type(registry)(copy)), "c_binary_logistic", "f", "score", "compiled")
+        scorehouse.duckdb.predict_sql(Scorer(type(registry)(copy)), "c_binary_logistic", "f", "score", "compiled")

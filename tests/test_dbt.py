@@ -2,7 +2,7 @@
 
 import json
 
-from udfs.spec import Split
+from scorehouse.spec import Split
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ def test_each_application_predicted_denied_carries_its_reasons_in_words(built):
     with the project's var, in order; NULL for applications not predicted denied."""
     import yaml
 
-    from udfs.duckdb import connect
+    from scorehouse.duckdb import connect
 
     from conftest import PROJECT
 

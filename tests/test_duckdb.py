@@ -1,13 +1,13 @@
-"""predict() in DuckDB through udfs.duckdb: fast and generic paths, model references, errors."""
+"""predict() in DuckDB through scorehouse.duckdb: fast and generic paths, model references, errors."""
 
 import duckdb
 import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
-import udfs.duckdb as engine
-from udfs import registry as registry_module
-from udfs.errors import FeatureError
+import scorehouse.duckdb as engine
+from scorehouse import registry as registry_module
+from scorehouse.errors import FeatureError
 
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
@@ -40,7 +40,7 @@ def test_features_bind_by_name_not_position(con):
 
 
 def test_model_references(con, workspace, features):
-    from udfs.spec import Split
+    from scorehouse.spec import Split
 
     workspace.train("mortgage_deny", promote=False, split=Split(test_size=0.3, seed=7))
     workspace.registry.promote("mortgage_deny", 2, alias="candidate")
@@ -184,7 +184,7 @@ def test_sessions_load_lazily_and_are_cached_per_process(trained):
 
 
 def test_macros_follow_cursors_through_the_dbt_plugin(trained):
-    from udfs.dbt_plugin import Plugin
+    from scorehouse.dbt_plugin import Plugin
 
     plugin = Plugin("scorehouse", {"registry": str(trained.registry_path)})
     conn = duckdb.connect(str(trained.warehouse), read_only=True)

@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import udfs.duckdb
-from udfs.errors import SpecError
-from udfs.estimators import KINDS
-from udfs.scoring import Scorer
-from udfs.spec import parse_spec
-from udfs.training import build_pipeline
+import scorehouse.duckdb
+from scorehouse.errors import SpecError
+from scorehouse.estimators import KINDS
+from scorehouse.scoring import Scorer
+from scorehouse.spec import parse_spec
+from scorehouse.training import build_pipeline
 
 from conftest import ESTIMATOR_CASES, sklearn_answers
 
@@ -60,9 +60,9 @@ def test_every_case_scores_odd_rows_as_its_library_does(compiled_models, name):
     got = model.predict({n: odd.column(n) for n in odd.column_names}, output).to_pylist()
     paths = {"onnx": got}
     if "skipped" not in candidate.manifest["compiled"]:
-        with udfs.duckdb.connect(":memory:", registry) as con:
+        with scorehouse.duckdb.connect(":memory:", registry) as con:
             con.register("odd", odd)
-            sql = udfs.duckdb.predict_sql(Scorer(registry), name, "r", output, "compiled")
+            sql = scorehouse.duckdb.predict_sql(Scorer(registry), name, "r", output, "compiled")
             paths["compiled"] = con.sql(f"select {sql} as v from odd as r").fetchnumpy()["v"].tolist()
     for path, values in paths.items():
         if output == "label":

@@ -7,10 +7,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import udfs.duckdb as engine
-from udfs.explain import model_margin
-from udfs.scoring import Scorer
-from udfs.training import FLOAT32_SUM_RTOL
+import scorehouse.duckdb as engine
+from scorehouse.explain import model_margin
+from scorehouse.scoring import Scorer
+from scorehouse.training import FLOAT32_SUM_RTOL
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
@@ -71,8 +71,8 @@ def workspace_training_rows(workspace) -> pd.DataFrame:
     """The rows the fast tier's models were fitted on, as the model saw them."""
     from conftest import SPECS
 
-    from udfs.spec import Estimator, load_spec
-    from udfs.training import prepare, read_source
+    from scorehouse.spec import Estimator, load_spec
+    from scorehouse.training import prepare, read_source
 
     spec = load_spec(SPECS["mortgage_deny"])
     spec.name, spec.estimator = "mortgage_logit", Estimator("logistic_regression", {"max_iter": 1000})
@@ -105,7 +105,7 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
 
 def register_unexplained(workspace) -> str:
     """A pipeline handed over fitted (register_fitted): registered without explanations."""
-    from udfs.fitted import register_fitted
+    from scorehouse.fitted import register_fitted
 
     frame = workspace.query("select * from features_mortgage")
     register_fitted(workspace.candidates["mortgage_logit"].pipeline, frame, target="is_denied", task="binary",
@@ -133,7 +133,7 @@ TREE_CASES = {"demo": None,  # the demo's own GBT, as its spec trains it
 def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kind):
     """Path-dependent TreeSHAP from the recorded trees and covers, against shap's TreeExplainer on every row."""
     shap = pytest.importorskip("shap")
-    from udfs.spec import Estimator
+    from scorehouse.spec import Estimator
 
     overrides = {"estimator": Estimator(kind, TREE_CASES[kind])} if TREE_CASES[kind] else {}
     version = small_copy.train("mortgage_deny", promote=False, **overrides)
@@ -230,9 +230,9 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
     """Training the same spec on the same data reuses a version, unless it predates explanations."""
     from conftest import SPECS
 
-    from udfs.registry import Registry
-    from udfs.spec import load_spec
-    from udfs.training import train_and_register
+    from scorehouse.registry import Registry
+    from scorehouse.spec import load_spec
+    from scorehouse.training import train_and_register
 
     registry = Registry(tmp_path / "registry")
     candidate = small_copy.candidates["mortgage_deny"]
@@ -246,7 +246,7 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
 
 
 def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorded():
-    from udfs.explain import explanations_outdated
+    from scorehouse.explain import explanations_outdated
 
     def manifest(kind, task, explanation):
         return {"estimator": {"kind": kind}, "task": task, **({"explanation": explanation} if explanation else {})}
@@ -280,8 +280,8 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(com
     losses) on its 4,000 real rows: baseline + contributions = the library's own margin, and the trees'
     contributions are shap's TreeExplainer's, summed per original feature."""
     shap = pytest.importorskip("shap")
-    from udfs.model import ModelCard
-    from udfs.schema import model_inputs
+    from scorehouse.model import ModelCard
+    from scorehouse.schema import model_inputs
 
     registry, models = compiled_models
     scorer = Scorer(registry)

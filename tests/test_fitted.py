@@ -14,10 +14,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
-import udfs.duckdb as engine
-from udfs.errors import ScorehouseError, SpecError
-from udfs.fitted import register_fitted
-from udfs.registry import Registry
+import scorehouse.duckdb as engine
+from scorehouse.errors import ScorehouseError, SpecError
+from scorehouse.fitted import register_fitted
+from scorehouse.registry import Registry
 
 from conftest import ROOT
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-import udfs.duckdb as engine
-from udfs import profile as prof
-from udfs.spec import Split
+import scorehouse.duckdb as engine
+from scorehouse import profile as prof
+from scorehouse.spec import Split
 
 from conftest import PACKAGE, PROJECT, ROOT, build_package
 
@@ -60,7 +60,7 @@ def test_profile_relations_follow_the_alias(workspace):
 
 
 def python_metrics(manifest, frame):
-    """{(feature, metric): (baseline, current)} computed by udfs.profile with numpy."""
+    """{(feature, metric): (baseline, current)} computed by scorehouse.profile with numpy."""
     result = {}
     for name, p in manifest["profile"]["features"].items():
         values = [None if pd.isna(v) else v for v in frame[name].tolist()]
@@ -232,7 +232,7 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
     from test_report import assert_labels_apart, measure_labels
-    from udfs.report import HISTORY, TRAINING, CURRENT, VERSION_COLOURS, WARN_LINE
+    from scorehouse.report import HISTORY, TRAINING, CURRENT, VERSION_COLOURS, WARN_LINE
 
     workspace.dbt("build")
     load_broken_batch()(workspace.root / "broken")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import SPECS
-from udfs.registry import MODEL_FILE, Registry
+from scorehouse.registry import MODEL_FILE, Registry
 
 WRITERS = 20
 
@@ -26,7 +26,7 @@ WRITERS = 20
 WRITER = """
 import json, sys, time
 from pathlib import Path
-from udfs.registry import Registry
+from scorehouse.registry import Registry
 
 root, payload, start = sys.argv[1:4]
 manifest = json.loads(Path(payload, "manifest.json").read_text())

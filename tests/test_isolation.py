@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-import udfs.compiled
-import udfs.duckdb as engine
-from udfs.errors import ScorehouseError, SpecError
-from udfs.scoring import Scorer
-from udfs.spec import load_spec, parse_spec
+import scorehouse.compiled
+import scorehouse.duckdb as engine
+from scorehouse.errors import ScorehouseError, SpecError
+from scorehouse.scoring import Scorer
+from scorehouse.spec import load_spec, parse_spec
 
 from conftest import PROJECT, ROOT, SPECS
 
@@ -199,13 +199,13 @@ def test_trees_too_large_to_translate_are_skipped_with_the_reason(small_copy, tm
 
 def test_the_translation_runs_under_a_time_and_a_memory_budget(small, monkeypatch):
     model = small.registry.load("mortgage_deny", 1)
-    monkeypatch.setattr(udfs.compiled, "COMPILE_SECONDS", 0.5)
+    monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 0.5)
     with pytest.raises(ScorehouseError, match="the translation took longer than 0.5 s"):
-        udfs.compiled.compile_bounded(model.manifest, model.onnx_bytes)
-    monkeypatch.setattr(udfs.compiled, "COMPILE_SECONDS", 120)
-    monkeypatch.setattr(udfs.compiled, "COMPILE_MEMORY", 64 << 20)
+        scorehouse.compiled.compile_bounded(model.manifest, model.onnx_bytes)
+    monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 120)
+    monkeypatch.setattr(scorehouse.compiled, "COMPILE_MEMORY", 64 << 20)
     with pytest.raises(ScorehouseError, match=r"the translation stopped within its budget \(120 s, 0.0625 GiB"):
-        udfs.compiled.compile_bounded(model.manifest, model.onnx_bytes)
+        scorehouse.compiled.compile_bounded(model.manifest, model.onnx_bytes)
 
 
 def test_yaml_aliases_and_oversized_specs_are_refused_up_front(tmp_path):

@@ -10,11 +10,11 @@ import duckdb
 import numpy as np
 import pytest
 
-import udfs.duckdb as engine
-from udfs.errors import ScorehouseError
-from udfs.registry import Registry
-from udfs.scoring import Scorer
-from udfs.sql import BUCKETS, DUCKDB, bucket
+import scorehouse.duckdb as engine
+from scorehouse.errors import ScorehouseError
+from scorehouse.registry import Registry
+from scorehouse.scoring import Scorer
+from scorehouse.sql import BUCKETS, DUCKDB, bucket
 
 from conftest import failed_quality_gate
 
@@ -123,7 +123,7 @@ def test_gc_removes_only_versions_no_alias_holds_or_held_recently(small_copy):
 
 PROMOTER = """
 import sys
-from udfs.registry import Registry
+from scorehouse.registry import Registry
 registry = Registry(sys.argv[1])
 for round in range(40):
     for version in (2, 3, 4, 5):
@@ -134,7 +134,7 @@ for round in range(40):
 """
 COLLECTOR = """
 import sys
-from udfs.registry import Registry
+from scorehouse.registry import Registry
 registry = Registry(sys.argv[1])
 for round in range(40):
     registry.gc("mortgage_deny", keep_days=0)

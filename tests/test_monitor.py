@@ -2,8 +2,8 @@
 
 import duckdb
 
-from udfs.monitor import Breach, _no_better
-from udfs.sql import DUCKDB
+from scorehouse.monitor import Breach, _no_better
+from scorehouse.sql import DUCKDB
 
 
 def quality_relation(rows):

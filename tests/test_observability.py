@@ -15,9 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from udfs.fingerprint import fingerprint, fingerprint_select, row_hash, row_hash_sql
-from udfs.schema import Feature
-from udfs.sql import DUCKDB
+from scorehouse.fingerprint import fingerprint, fingerprint_select, row_hash, row_hash_sql
+from scorehouse.schema import Feature
+from scorehouse.sql import DUCKDB
 
 from conftest import ROOT, run_cli
 
@@ -155,7 +155,7 @@ def test_prometheus_scrapes_the_drift_of_a_broken_batch_and_fires_the_alert(work
         pytest.skip("Prometheus is not installed (.ci/run installs Debian's prometheus)")
     from test_guards import load_broken_batch
 
-    from udfs.metrics import RULES
+    from scorehouse.metrics import RULES
 
     checked = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0 and "SUCCESS: 3 rules found" in checked.stdout, checked.stdout + checked.stderr
@@ -204,7 +204,7 @@ def test_quality_alerts_follow_the_alias_not_a_version_prod_was_rolled_back_from
         pytest.skip("Prometheus is not installed (.ci/run installs Debian's prometheus)")
     import yaml
 
-    from udfs.metrics import RULES
+    from scorehouse.metrics import RULES
 
     candidate = small_copy.candidates["mortgage_deny"]
     small_copy.registry.register(candidate.manifest, candidate.files)

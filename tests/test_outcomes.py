@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from udfs.errors import ScorehouseError
-from udfs.model import ModelCard
-from udfs.outcomes import outcome_sql
-from udfs.registry import Registry
-from udfs.scoring import Scorer
-from udfs.spec import parse_spec
-from udfs.sql import DUCKDB
-from udfs.training import prepare, read_source, sklearn_outputs, train
+from scorehouse.errors import ScorehouseError
+from scorehouse.model import ModelCard
+from scorehouse.outcomes import outcome_sql
+from scorehouse.registry import Registry
+from scorehouse.scoring import Scorer
+from scorehouse.spec import parse_spec
+from scorehouse.sql import DUCKDB
+from scorehouse.training import prepare, read_source, sklearn_outputs, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEATURES = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self", "single"]}
@@ -135,7 +135,7 @@ def test_a_version_of_the_previous_format_is_read_without_the_other_class_metric
 
 
 def test_a_fresh_version_writes_the_current_format(models):
-    from udfs.model import MANIFEST_FORMAT
+    from scorehouse.model import MANIFEST_FORMAT
 
     _, scorer, _ = models
     assert scorer.card("credit_risk").manifest["format"] == MANIFEST_FORMAT == 2
@@ -164,9 +164,9 @@ def test_xgboost_training_says_nothing_a_user_cannot_act_on(small, recwarn):
 
 
 def test_registration_records_the_rows_that_trained_the_version_as_input_hash_says_them(models):
-    """training_rows.json: the first 16 hex digits of the input hash (udfs.fingerprint.row_hash, in Python here)
+    """training_rows.json: the first 16 hex digits of the input hash (scorehouse.fingerprint.row_hash, in Python here)
     of every row the pipeline was fitted on, and of no holdout row that differs from them all."""
-    from udfs.fingerprint import row_hash
+    from scorehouse.fingerprint import row_hash
 
     small, scorer, candidates = models
     spec = spec_of("credit_risk")
@@ -179,8 +179,8 @@ def test_registration_records_the_rows_that_trained_the_version_as_input_hash_sa
     assert card.manifest["training_rows"] == {"rows": len(data.x_train), "distinct": len(fitted)}
     assert held_out - fitted  # the holdout rows are not among them
     with duckdb.connect(str(small.warehouse), read_only=True) as con:
-        import udfs.duckdb
+        import scorehouse.duckdb
 
-        udfs.duckdb.register(con, registry=scorer.registry)
+        scorehouse.duckdb.register(con, registry=scorer.registry)
         (count,) = con.execute("select count(*) from scorehouse_training_rows('credit_risk')").fetchone()
     assert count == len(fitted)

@@ -6,8 +6,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-import udfs
+import scorehouse
 from conftest import PACKAGE, ROOT
 
 pytestmark = pytest.mark.dbt  # slow tier: builds a wheel
@@ -20,20 +21,23 @@ def test_the_wheel_builds_with_the_dbt_package_and_no_demo(tmp_path):
     assert "Package would be ignored" not in build.stderr
     (wheel,) = tmp_path.glob("scorehouse-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {n.removeprefix("udfs/dbt_package/") for n in names if n.startswith("udfs/dbt_package/")}
+    shipped = {n.removeprefix("scorehouse/dbt_package/") for n in names if n.startswith("scorehouse/dbt_package/")}
     expected = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*")
                 if p.is_file() and "demo" not in p.relative_to(PACKAGE).parts}
     assert shipped == expected
-    assert "udfs/py.typed" in names and "udfs/__init__.py" in names
-    metadata = zipfile.ZipFile(wheel).read(f"scorehouse-{udfs.__version__}.dist-info/METADATA").decode()
-    assert f"Version: {udfs.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
+    assert "scorehouse/py.typed" in names and "scorehouse/__init__.py" in names
+    assert not [n for n in names if n.startswith("udfs/")]  # `udfs` is a common name for a user's own module
+    metadata = zipfile.ZipFile(wheel).read(f"scorehouse-{scorehouse.__version__}.dist-info/METADATA").decode()
+    assert f"Version: {scorehouse.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
     untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
                                text=True, cwd=ROOT).stdout
     assert not [line for line in untracked.splitlines() if line.startswith("??") and "build/" in line]
 
 
 def test_init_points_a_project_at_the_installed_dbt_package():
-    from udfs.project_init import package_dir
+    from scorehouse.project_init import package_dir
 
     assert package_dir() == PACKAGE.resolve() and (Path(package_dir()) / "macros" / "predict.sql").exists()
-    assert udfs.__version__ == "0.2.0"
+    assert scorehouse.__version__ == "0.3.0"
+    dbt_package = yaml.safe_load((PACKAGE / "dbt_project.yml").read_text())
+    assert dbt_package["version"] == scorehouse.__version__  # the dbt package is released with the Python package

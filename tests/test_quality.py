@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from udfs.sql import BUCKETS, bucket
+from scorehouse.sql import BUCKETS, bucket
 
 from conftest import Workspace, build_package, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
@@ -158,7 +158,7 @@ def write_project(folder: Path) -> None:
 
 def train_candidate(workspace) -> None:
     """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate and a 10% rollout."""
-    from udfs.spec import Estimator
+    from scorehouse.spec import Estimator
 
     workspace.train("mortgage_deny", promote=False,
                     estimator=Estimator("gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}))
@@ -168,8 +168,8 @@ def train_candidate(workspace) -> None:
 
 def train_visits(workspace) -> None:
     """A count model (Poisson loss) for the deviance."""
-    from udfs.spec import parse_spec
-    from udfs.training import read_source, train
+    from scorehouse.spec import parse_spec
+    from scorehouse.training import read_source, train
 
     spec = parse_spec({"name": "visits", "task": "regression", "target": "visits",
                        "source": {"query": "select *, cast(mcs as integer) as visits from features_mortgage"},
@@ -181,8 +181,8 @@ def train_visits(workspace) -> None:
 
 def train_credit(workspace) -> None:
     """credit_risk (positive class 'bad', which sorts first) at prod, and a challenger at the alias candidate."""
-    from udfs.spec import parse_spec
-    from udfs.training import read_source, train
+    from scorehouse.spec import parse_spec
+    from scorehouse.training import read_source, train
 
     for alias, depth in (("prod", 2), ("candidate", 3)):
         spec = parse_spec({**CREDIT_SPEC, "estimator": {"kind": "gradient_boosting",
@@ -450,7 +450,7 @@ def test_a_gray_release_routes_the_same_keys_on_both_engines(quality):
 def test_scoring_runs_count_each_version_of_a_gray_release(quality):
     """With 10% of keys on version 2, scoring_runs has one row per version with that version's rows in and out and
     the fingerprint of its own input rows; the versions of one relation add up to its rows."""
-    from udfs.fingerprint import fingerprint
+    from scorehouse.fingerprint import fingerprint
 
     invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
     runs = quality.read("scoring_runs")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from udfs.errors import IntegrityError, ModelNotFound, ScorehouseError
-from udfs.registry import ModelRef, Registry
+from scorehouse.errors import IntegrityError, ModelNotFound, ScorehouseError
+from scorehouse.registry import ModelRef, Registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "udfs"
 
@@ -80,7 +80,7 @@ def test_alias_pointing_at_a_deleted_version(workspace):
 
 @pytest.mark.parametrize("filename", ["model.onnx", "manifest.json", "sample.json", "compiled.json"])
 def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
-    from udfs import registry as registry_module
+    from scorehouse import registry as registry_module
 
     registry_module._loaded.clear()
     path = workspace.registry_path / "mortgage_deny" / "versions" / "1" / filename

@@ -14,10 +14,10 @@ import duckdb
 import numpy as np
 import pytest
 
-from udfs import profile as prof
-from udfs.report import bar_chart, build_report, feature_anchor, feature_report, label_width, render_html
-from udfs.scoring import Scorer
-from udfs.sql import DUCKDB
+from scorehouse import profile as prof
+from scorehouse.report import bar_chart, build_report, feature_anchor, feature_report, label_width, render_html
+from scorehouse.scoring import Scorer
+from scorehouse.sql import DUCKDB
 
 from conftest import PROJECT
 

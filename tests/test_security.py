@@ -14,14 +14,14 @@ import pytest
 from conftest import ROOT
 from numpy.testing import assert_allclose
 
-import udfs.duckdb as engine
-from udfs.errors import IntegrityError, ScorehouseError, SpecError
-from udfs.names import InvalidReference, ModelRef
-from udfs.registry import Registry
-from udfs.scoring import Scorer
-from udfs.signing import generate_keys, load_signing_key
-from udfs.spec import load_spec, parse_spec
-from udfs.training import read_source, train_and_register
+import scorehouse.duckdb as engine
+from scorehouse.errors import IntegrityError, ScorehouseError, SpecError
+from scorehouse.names import InvalidReference, ModelRef
+from scorehouse.registry import Registry
+from scorehouse.scoring import Scorer
+from scorehouse.signing import generate_keys, load_signing_key
+from scorehouse.spec import load_spec, parse_spec
+from scorehouse.training import read_source, train_and_register
 
 BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
                   "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
@@ -474,7 +474,7 @@ def test_a_connection_with_another_registry_cannot_change_what_the_first_scores(
 
 CLOSE_THE_FIRST = """
 import sys
-import udfs.duckdb as engine
+import scorehouse.duckdb as engine
 
 warehouse, registry, query = sys.argv[1:]
 first, second = engine.connect(warehouse, registry), engine.connect(warehouse, registry)
@@ -495,7 +495,7 @@ def test_closing_the_connection_that_registered_the_functions_leaves_another_sco
 
 def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
     """predict()'s SQL quotes the relation alias and every feature name it writes."""
-    from udfs.sql import DUCKDB
+    from scorehouse.sql import DUCKDB
 
     target = tmp_path / "pwned.csv"
     evil = f"x\" || 1); copy (select 1) to '{target}'; select (\""

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from udfs.errors import IntegrityError, ScorehouseError
-from udfs.registry import Registry
+from scorehouse.errors import IntegrityError, ScorehouseError
+from scorehouse.registry import Registry
 
 from conftest import run_cli
 from test_security import edit_manifest, rehash

@@ -34,7 +34,7 @@ def spark(built, tmp_path_factory):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     from pyspark.sql import SparkSession
 
-    import udfs.spark
+    import scorehouse.spark
 
     session = (SparkSession.builder.master("local[2]").appName("scorehouse tests")
                .config("spark.ui.enabled", "false")
@@ -42,7 +42,7 @@ def spark(built, tmp_path_factory):
                .config("spark.sql.shuffle.partitions", "4")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
-    udfs.spark.register(session, built.registry_path)
+    scorehouse.spark.register(session, built.registry_path)
     for table, _, _, _ in MARTS.values():
         session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
     yield session
@@ -51,11 +51,11 @@ def spark(built, tmp_path_factory):
 
 @pytest.mark.parametrize("model", sorted(MARTS))
 def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
-    import udfs.spark
-    from udfs.scoring import Scorer
+    import scorehouse.spark
+    from scorehouse.scoring import Scorer
 
     table, mart, key, column = MARTS[model]
-    typed = udfs.spark.predict_sql(Scorer(built.registry), model, "t")
+    typed = scorehouse.spark.predict_sql(Scorer(built.registry), model, "t")
     got = spark.sql(f"select {key}, {typed} as typed, predict('{model}', struct(*)) as generic, "
                     f"scorehouse_model_version('{model}') as version from {table} as t").toPandas().sort_values(key)
     duck = built.query(f"select {key}, {column} from {mart} order by {key}")
@@ -69,9 +69,9 @@ def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
 
 
 def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_models):
-    import udfs.duckdb
-    import udfs.spark
-    from udfs.scoring import Scorer
+    import scorehouse.duckdb
+    import scorehouse.spark
+    from scorehouse.scoring import Scorer
 
     from conftest import sklearn_answers
 
@@ -88,11 +88,11 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
         for name, (candidate, rows) in compiled.items():
             output = "label" if candidate.manifest["task"] == "multiclass" else "score"
             spark.createDataFrame(rows).createOrReplaceTempView("compiled_rows")
-            on_spark = spark.sql(f"select {udfs.spark.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
+            on_spark = spark.sql(f"select {scorehouse.spark.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
                                  "from compiled_rows as r").toPandas()["v"].to_numpy()
-            with udfs.duckdb.connect(":memory:", registry) as con:
+            with scorehouse.duckdb.connect(":memory:", registry) as con:
                 con.register("compiled_rows", rows)
-                on_duckdb = con.sql(f"select {udfs.duckdb.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
+                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
                                     "from compiled_rows as r").fetchnumpy()["v"]
             want = sklearn_answers(candidate, rows)
             if output == "label":
@@ -109,12 +109,12 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
 def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark, compiled_models):
     """Every case of conftest.ESTIMATOR_CASES (XGBoost, LightGBM, count and positive targets included) through
     Spark's predict(), on a session registered with their registry."""
-    import udfs.spark
+    import scorehouse.spark
     from conftest import sklearn_answers
 
     registry, models = compiled_models
     session = spark.newSession()
-    udfs.spark.register(session, registry)
+    scorehouse.spark.register(session, registry)
     for name, (candidate, rows) in models.items():
         output = "label" if candidate.manifest["task"] == "multiclass" else "score"
         function = "predict_label" if output == "label" else "predict"
@@ -138,15 +138,15 @@ def test_labels_probabilities_and_pinned_versions(spark, built):
 
 
 def spark_error(spark, sql):
-    import udfs.spark
+    import scorehouse.spark
 
     with pytest.raises(Exception) as info:
         spark.sql(sql).collect()
-    return udfs.spark.friendly_error(info.value)
+    return scorehouse.spark.friendly_error(info.value)
 
 
 def test_errors_read_as_in_duckdb(spark, built):
-    import udfs.duckdb as engine
+    import scorehouse.duckdb as engine
 
     con = engine.connect(built.warehouse, built.registry_path, read_only=True)
     cases = {
@@ -174,33 +174,33 @@ def test_errors_read_as_in_duckdb(spark, built):
 
 def test_compiled_sql_refuses_what_onnx_refuses_on_spark(spark, compiled_models):
     """Inlined compiled SQL checks each column's type as the ONNX path does, with the same message."""
-    import udfs.spark
-    from udfs.scoring import Scorer
+    import scorehouse.spark
+    from scorehouse.scoring import Scorer
 
     registry, models = compiled_models
     _, rows = models["c_binary_logistic"]
     spark.createDataFrame(rows.assign(lvr=rows.lvr.astype(str))).createOrReplaceTempView("mistyped_rows")
     scorer = Scorer(registry)
-    sql = udfs.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
+    sql = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
     with pytest.raises(Exception) as info:
         spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
-    message = udfs.spark.friendly_error(info.value)
+    message = scorehouse.spark.friendly_error(info.value)
     assert message == "Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE (numeric)", \
         str(info.value)[:2000]
-    expression = udfs.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
+    expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
     plan = spark.sql(f"explain select {expression} from compiled_rows as r").first()[0]
     assert "typeof" not in plan and "raise_error" not in plan  # folded away on well-typed input
 
 
 def test_a_broken_version_or_a_path_reference_fails_alone_on_spark(spark, built, tmp_path):
-    import udfs.spark
+    import scorehouse.spark
 
     registry = tmp_path / "registry"
     shutil.copytree(built.registry_path, registry)
     onnx = registry / "diamond_price" / "versions" / "1" / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-1])
     session = spark.newSession()
-    udfs.spark.register(session, registry)
+    scorehouse.spark.register(session, registry)
     for table, _, _, _ in MARTS.values():
         session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
     scored = session.sql("select count(predict('mortgage_deny', struct(*))) as n from features_mortgage").first()["n"]
@@ -212,7 +212,7 @@ def test_a_broken_version_or_a_path_reference_fails_alone_on_spark(spark, built,
 
 
 def test_profile_views_match_duckdb(spark, built):
-    import udfs.duckdb as engine
+    import scorehouse.duckdb as engine
 
     con = engine.connect(built.warehouse, built.registry_path, read_only=True)
     try:
@@ -227,8 +227,8 @@ def test_profile_views_match_duckdb(spark, built):
 def test_executor_refuses_a_changed_artifact(built):
     import hashlib
 
-    from udfs import spark_cache
-    from udfs.errors import IntegrityError
+    from scorehouse import spark_cache
+    from scorehouse.errors import IntegrityError
 
     folder = built.registry_path / "mortgage_deny" / "versions" / "1"
     manifest = (folder / "manifest.json").read_bytes()
@@ -525,7 +525,7 @@ def _bad_input_cases():
 
 @pytest.mark.parametrize("case", _bad_input_cases())
 def test_the_bad_input_table_holds_on_spark(spark, built, case):
-    import udfs.spark
+    import scorehouse.spark
     from test_bad_input import ERRORS, SCORED, first_row, row_sql
 
     base = first_row(built)
@@ -542,7 +542,7 @@ def test_the_bad_input_table_holds_on_spark(spark, built, case):
         for sql in (f"select predict('mortgage_deny', {row})", f"select predict_mortgage_deny({row})"):
             with pytest.raises(Exception) as error:
                 spark.sql(sql).collect()
-            friendly = udfs.spark.friendly_error(error.value)
+            friendly = scorehouse.spark.friendly_error(error.value)
             assert friendly is not None and friendly.startswith(message), (sql[:40], friendly)
 
 
@@ -561,12 +561,12 @@ def test_the_bad_input_table_holds_in_dbt_build_on_spark(dbt_on_spark):
 
 def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     """A model trained on BOOLEAN columns (as categories and as numbers) scores Spark's BooleanType columns."""
-    import udfs.duckdb
-    import udfs.spark
-    from udfs.registry import Registry
-    from udfs.scoring import Scorer
-    from udfs.spec import parse_spec
-    from udfs.training import read_source, train
+    import scorehouse.duckdb
+    import scorehouse.spark
+    from scorehouse.registry import Registry
+    from scorehouse.scoring import Scorer
+    from scorehouse.spec import parse_spec
+    from scorehouse.training import read_source, train
 
     warehouse, registry = tmp_path / "booleans.duckdb", Registry(tmp_path / "registry")
     with duckdb.connect(str(warehouse)) as con:
@@ -578,18 +578,18 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
                        "features": {"numeric": ["dir", "lvr", "self"], "categorical": ["pbcr", "dmi"]}})
     candidate = train(spec, read_source(spec, warehouse))
     registry.promote("bools", registry.register(candidate.manifest, candidate.files))
-    with udfs.duckdb.connect(warehouse, registry, read_only=True) as con:
+    with scorehouse.duckdb.connect(warehouse, registry, read_only=True) as con:
         rows = con.sql("select * from applications order by application_id").to_arrow_table()
         on_duckdb = con.sql("select predict_bools(struct_pack(dir, lvr, self, pbcr, dmi)) as p from applications "
                             "order by application_id").fetchnumpy()["p"]
     session = spark.newSession()
-    udfs.spark.register(session, registry)
+    scorehouse.spark.register(session, registry)
     session.createDataFrame(rows.to_pandas(), "application_id int, dir double, lvr double, pbcr boolean, "
                             "dmi boolean, self boolean, is_denied boolean").createOrReplaceTempView("applications")
     scorer = Scorer(registry)
     paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, 'dmi', a.dmi))",
              "generic": "predict('bools', struct(a.*))",
-             "compiled": udfs.spark.predict_sql(scorer, "bools", "a", "score", "compiled")}
+             "compiled": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "compiled")}
     got = session.sql(f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
                       "from applications as a").toPandas().sort_values("application_id")
     for name in paths:
@@ -597,8 +597,8 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
 
 
 def test_buckets_are_the_same_on_spark_duckdb_and_python(spark):
-    """100k keys, integers and text: md5's bucket on Spark equals DuckDB's and udfs.sql.bucket's."""
-    from udfs.sql import BUCKETS, DUCKDB, SPARK, bucket
+    """100k keys, integers and text: md5's bucket on Spark equals DuckDB's and scorehouse.sql.bucket's."""
+    from scorehouse.sql import BUCKETS, DUCKDB, SPARK, bucket
 
     text_key = "concat('loan-', k)"
     keys = spark.sql(f"select {SPARK.bucket('k')} as b, {SPARK.bucket(text_key)} as t "
@@ -618,8 +618,8 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
 
     from test_observability import EDGE_ROWS, FEATURES, edge_table
 
-    from udfs.fingerprint import fingerprint_select, row_hash_sql
-    from udfs.sql import DUCKDB, SPARK
+    from scorehouse.fingerprint import fingerprint_select, row_hash_sql
+    from scorehouse.sql import DUCKDB, SPARK
 
     with duckdb.connect() as con:
         edge_table(con)
@@ -635,21 +635,21 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
 def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanations(spark, small, tmp_path):
     """A session of its own on a copy of the fast tier's registry (its models are explained), with a pipeline
     handed over fitted (not explained)."""
-    import udfs.duckdb
-    import udfs.spark
+    import scorehouse.duckdb
+    import scorehouse.spark
     from test_explain import register_unexplained
-    from udfs.scoring import Scorer
+    from scorehouse.scoring import Scorer
 
     small = small.copy(tmp_path / "ws")
     register_unexplained(small)
     session = spark.newSession()
-    udfs.spark.register(session, small.registry_path)
+    scorehouse.spark.register(session, small.registry_path)
     features = small.query("select * from features_mortgage order by application_id")
     session.createDataFrame(features).createOrReplaceTempView("f")
     typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, "spark")
     got = session.sql(f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
                       "from f order by application_id").collect()
-    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     duck = [r[0] for r in con.sql("select explain('mortgage_logit', f, 11) from features_mortgage f "
                                   "order by application_id").fetchall()]
     con.close()
@@ -661,7 +661,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
             assert [(c.feature, c.value) for c in explanation.contributions] == \
                 [(c["feature"], c["value"]) for c in expected["contributions"]]
     gbt = session.sql("select explain('mortgage_deny', struct(*), 11) as e from f order by application_id").collect()
-    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     duck_gbt = [r[0] for r in con.sql("select explain('mortgage_deny', f, 11) from features_mortgage f "
                                       "order by application_id").fetchall()]
     con.close()
@@ -674,7 +674,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     session.createDataFrame(odd, schema=session.table("f").schema).createOrReplaceTempView("odd")
     typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, "spark")
     spark_odd = session.sql(f"select explain('mortgage_deny', struct(*), 11) as e, {typed_gbt} as t from odd").first()
-    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     duck_odd = con.sql("select explain('mortgage_deny', f, 11) from (select * replace (null as lvr, 'martian' as self) "
                        "from features_mortgage where application_id = 17) f").fetchall()[0][0]
     con.close()
@@ -688,10 +688,10 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
                  "pbcr, dmi, self, single, condominium), 1001)"):
         with pytest.raises(Exception) as failed:
             session.sql(f"select {call} from f").collect()
-        assert "top_k must be between 1 and 1000" in udfs.spark.friendly_error(failed.value)
+        assert "top_k must be between 1 and 1000" in scorehouse.spark.friendly_error(failed.value)
     with pytest.raises(Exception) as failed:
         session.sql("select explain('handed_over', struct(*), 3) from f").collect()
-    assert udfs.spark.friendly_error(failed.value).startswith("Model handed_over (version 1) has no explanations")
+    assert scorehouse.spark.friendly_error(failed.value).startswith("Model handed_over (version 1) has no explanations")
 
 
 @pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # trees, a linear model
@@ -700,15 +700,15 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
     boundaries, NULL, NaN, ±inf, values beyond float32 and odd categories, as in DuckDB."""
     import json
 
-    import udfs.duckdb
-    import udfs.spark
+    import scorehouse.duckdb
+    import scorehouse.spark
     from test_table_form import _edge_rows
-    from udfs.scoring import Scorer
+    from scorehouse.scoring import Scorer
 
     session = spark.newSession()
-    udfs.spark.register(session, small.registry_path)
+    scorehouse.spark.register(session, small.registry_path)
     explanation = json.loads((small.registry_path / model / "versions" / "1" / "explain.json").read_text())
-    con = udfs.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     _edge_rows(con, explanation, "features_mortgage")
     edges = con.sql("select * from edges").to_arrow_table()
     con.close()
@@ -716,7 +716,7 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
     scorer = Scorer(small.registry)
     query = scorer.table_sql(model, "edges", "default", "spark", kept=edges.column_names)
     assert query is not None and "CASE" in query and "predict(" not in query and "predict_" not in query
-    onnx = udfs.spark.predict_sql(scorer, model, "s", "score", "onnx")
+    onnx = scorehouse.spark.predict_sql(scorer, model, "s", "score", "onnx")
     got = session.sql(f"select s.prediction, s.model_version, {onnx} as onnx from ({query}) as s").collect()
     assert len(got) == edges.num_rows and {row.model_version for row in got} == {1}
     wrong = [(row.prediction, row.onnx) for row in got if abs(row.prediction - row.onnx) > 1e-6]
@@ -725,8 +725,8 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
 
 def test_a_signed_registry_refuses_a_moved_alias_and_a_revoked_version_on_spark(spark, small, keys, tmp_path):
     """A registry writer without the key points prod back at version 1 (an older signed version) by hand."""
-    import udfs.spark
-    from udfs.registry import Registry
+    import scorehouse.spark
+    from scorehouse.registry import Registry
 
     holder = Registry(tmp_path / "registry", public_key=keys["public"], signing_key=keys["private"])
     candidate = small.candidates["mortgage_deny"]
@@ -740,7 +740,7 @@ def test_a_signed_registry_refuses_a_moved_alias_and_a_revoked_version_on_spark(
     aliases.write_text(json.dumps(state))
 
     session = spark.newSession()  # its functions are its own: the other tests' session keeps its registry
-    udfs.spark.register(session, Registry(holder.root, public_key=keys["public"]))
+    scorehouse.spark.register(session, Registry(holder.root, public_key=keys["public"]))
     version = "select scorehouse_model_version('{}')"
     with pytest.raises(Exception, match="aliases.json changed after it was signed by the configured key"):
         session.sql(version.format("mortgage_deny")).collect()

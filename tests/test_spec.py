@@ -2,9 +2,9 @@
 
 import pytest
 
-from udfs.errors import SpecError
-from udfs.spec import load_spec, parse_spec
-from udfs.training import build_pipeline
+from scorehouse.errors import SpecError
+from scorehouse.spec import load_spec, parse_spec
+from scorehouse.training import build_pipeline
 
 from conftest import SPECS
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-import udfs.duckdb as engine
+import scorehouse.duckdb as engine
 
 
 @pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # the ONNX function, the compiled SQL
@@ -19,7 +19,7 @@ def test_the_table_form_equals_predict_row_for_row(small_copy, model):
         assert len(got) == 2381 and [row[:-2] for row in got] == [row[:-2] for row in expected], form
         assert [row[-1] for row in got] == [1] * 2381
         assert [row[-2] for row in got] == pytest.approx([row[-2] for row in expected], abs=1e-6), form
-    for ref in (model, f"{model}@1"):  # any reference takes the steps (udfs.staged), not predict() row by row
+    for ref in (model, f"{model}@1"):  # any reference takes the steps (scorehouse.staged), not predict() row by row
         query = con.execute(f"select scorehouse_table_query('{ref}', 'features_mortgage')").fetchone()[0]
         assert "query_table('features_mortgage')" in query and not re.search(r"\bpredict(_\w+)?\(", query), query[:300]
     columns = [d[0] for d in con.sql(f"select * from score_{model}('features_mortgage') limit 0").description]
@@ -42,7 +42,7 @@ def _edge_rows(con, explanation: dict, base: str) -> None:
     rows with a NULL, empty and unseen category."""
     import numpy as np
 
-    from udfs.sql import DUCKDB
+    from scorehouse.sql import DUCKDB
 
     entries = explanation.get("columns") or explanation["numeric"] + explanation["categorical"]
     numeric = sorted({e["feature"] for e in entries if "median" in e})
@@ -71,7 +71,7 @@ def _edge_rows(con, explanation: dict, base: str) -> None:
 
 @pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # trees, a linear model
 def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_copy, model):
-    """score_<model> runs in steps (udfs.staged) and equals the ONNX function on split boundaries, NULL, NaN,
+    """score_<model> runs in steps (scorehouse.staged) and equals the ONNX function on split boundaries, NULL, NaN,
     ±inf, values beyond float32 and unseen or NULL categories."""
     import json
 
@@ -113,7 +113,7 @@ def _complete_trees(count: int, depth: int, cover: bool = True) -> dict:
 
 def test_the_table_form_takes_the_steps_for_shallow_trees_up_to_max_nodes():
     """staged.row_by_row_reason: the steps cost grows with nodes, onnxruntime's with the splits a row passes."""
-    from udfs import staged
+    from scorehouse import staged
 
     shallow = _complete_trees(100, 3)  # the demo GBT's shape: 1,500 nodes, 300 splits per row
     assert (staged.nodes(shallow), staged.splits_per_row(shallow)) == (1500, 300)

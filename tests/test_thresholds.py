@@ -11,14 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-import udfs.duckdb
-from udfs.errors import ParityError
-from udfs.model import LoadedModel
-from udfs.registry import Registry
-from udfs.schema import model_inputs
-from udfs.scoring import Scorer
-from udfs.spec import parse_spec
-from udfs.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
+import scorehouse.duckdb
+from scorehouse.errors import ParityError
+from scorehouse.model import LoadedModel
+from scorehouse.registry import Registry
+from scorehouse.schema import model_inputs
+from scorehouse.scoring import Scorer
+from scorehouse.spec import parse_spec
+from scorehouse.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
 
 from conftest import MORTGAGE_FEATURES_SQL, PROJECT
 
@@ -179,8 +179,8 @@ def test_the_compiled_sql_and_the_table_form_split_as_the_library_does(warehouse
     with duckdb.connect(str(database)) as con:
         con.register("rows_beside", table)
         con.execute("create table beside as select * from rows_beside")
-    with udfs.duckdb.connect(database, registry.root, read_only=True) as con:
-        compiled = udfs.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "compiled")
+    with scorehouse.duckdb.connect(database, registry.root, read_only=True) as con:
+        compiled = scorehouse.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "compiled")
         paths = {"compiled": f"select {compiled} as v from beside as r order by row_id",
                  "table form": "select prediction as v from score('small_lightgbm', 'beside') order by row_id"}
         steps = con.sql("select scorehouse_table_query('small_lightgbm', 'beside')").fetchall()[0][0]
@@ -204,7 +204,7 @@ def test_the_graph_onnxmltools_writes_for_lightgbm_is_refused(trained):
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    from udfs.thresholds import check_thresholds
+    from scorehouse.thresholds import check_thresholds
 
     candidate, _, _ = trained("lightgbm_binary")
     estimator = candidate.pipeline[-1]
@@ -222,7 +222,7 @@ def test_the_graph_onnxmltools_writes_for_lightgbm_is_refused(trained):
 
 
 def test_a_graph_whose_trees_are_not_the_models_is_refused(trained):
-    from udfs.thresholds import check_thresholds
+    from scorehouse.thresholds import check_thresholds
 
     lightgbm, _, _ = trained("lightgbm_binary")
     xgboost, _, _ = trained("xgboost_binary")

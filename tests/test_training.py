@@ -6,12 +6,12 @@ import onnx
 import pyarrow as pa
 import pytest
 
-from udfs import training
-from udfs.errors import ParityError, SpecError
-from udfs.model import LoadedModel
-from udfs.registry import Registry
-from udfs.spec import parse_spec
-from udfs.training import read_source, train, train_and_register
+from scorehouse import training
+from scorehouse.errors import ParityError, SpecError
+from scorehouse.model import LoadedModel
+from scorehouse.registry import Registry
+from scorehouse.spec import parse_spec
+from scorehouse.training import read_source, train, train_and_register
 
 from conftest import PROJECT
 
@@ -90,8 +90,8 @@ def _holdout(candidate, table):
 
     import pandas as pd
 
-    from udfs.model import ModelCard
-    from udfs.schema import model_inputs
+    from scorehouse.model import ModelCard
+    from scorehouse.schema import model_inputs
 
     card = ModelCard(candidate.manifest)
     inputs = model_inputs("m", card.features, {n: table.column(n) for n in table.column_names})
@@ -115,7 +115,7 @@ def test_multiclass_labels_and_probabilities(tables):
 def _frame(model, columns):
     import pandas as pd
 
-    from udfs.schema import model_inputs
+    from scorehouse.schema import model_inputs
 
     return pd.DataFrame({n: v.reshape(-1) for n, v in model_inputs("m", model.features, columns).items()})
 

@@ -4,12 +4,12 @@ import duckdb
 import numpy as np
 import pytest
 
-import udfs.duckdb as engine
-from udfs.errors import SpecError
-from udfs.registry import Registry
-from udfs.scoring import Scorer
-from udfs.spec import parse_spec
-from udfs.training import read_source, train
+import scorehouse.duckdb as engine
+from scorehouse.errors import SpecError
+from scorehouse.registry import Registry
+from scorehouse.scoring import Scorer
+from scorehouse.spec import parse_spec
+from scorehouse.training import read_source, train
 
 from conftest import sklearn_answers
 

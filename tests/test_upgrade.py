@@ -53,7 +53,8 @@ def upgraded(tmp_path):
 
 def test_a_project_of_release_0_2_0_keeps_scoring_building_and_appending_history(upgraded):
     project, before, init = upgraded
-    assert "packages.yml" in init.stdout
+    assert "renamed the plugin module udfs.dbt_plugin to scorehouse.dbt_plugin" in init.stdout
+    assert "the scorehouse dbt package now comes from" in init.stdout
     assert "ok" in run("scorehouse verify loan_denial", project).stdout
     run("dbt build", project)
     with duckdb.connect(str(project / "warehouse" / "loans.duckdb"), read_only=True) as con:

@@ -142,7 +142,7 @@ def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str,
         with tempfile.TemporaryDirectory(prefix="scorehouse-compile-") as folder:
             Path(folder, "manifest.json").write_text(json.dumps(manifest))
             Path(folder, "model.onnx").write_bytes(onnx_bytes)
-            child = subprocess.run([sys.executable, "-m", "udfs.compiled", folder], capture_output=True, text=True,
+            child = subprocess.run([sys.executable, "-m", "scorehouse.compiled", folder], capture_output=True, text=True,
                                    timeout=COMPILE_SECONDS, preexec_fn=_limit_memory, env=_child_env())
             result = Path(folder, "compiled.json")
             if child.returncode == 0 and result.exists():

@@ -1,7 +1,7 @@
 """dbt-duckdb plugin: every connection dbt opens gets the registry's predict functions.
 
     plugins:
-      - module: udfs.dbt_plugin
+      - module: scorehouse.dbt_plugin
         alias: scorehouse
         config: {registry: registry}          # optional: public_key: keys/scorehouse_signing.pub.pem
 

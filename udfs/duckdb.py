@@ -54,7 +54,7 @@ _TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a ge
 ROW_VALUES = "json_extract_string(to_json({}), '$.*')"
 SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
 ROW, FEATURES = "__scorehouse_row", "__scorehouse_features"  # the table form's row struct, and the relation holding it
-# explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (udfs.explain.EXPLANATION)
+# explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (scorehouse.explain.EXPLANATION)
 EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
                         "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
 GENERIC_PREDICT = f"scorehouse_{GENERIC_FUNCTIONS['score']}"  # registered on every database: says ours are there
@@ -205,7 +205,7 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
             continue
         except ScorehouseError:
             continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
-        if compiled is not None:  # the model name is checked by udfs.names; the SQL by compiled.prepared
+        if compiled is not None:  # the model name is checked by scorehouse.names; the SQL by compiled.prepared
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
             try:
                 conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "

@@ -1,6 +1,6 @@
 """Register a pipeline fitted elsewhere (a notebook), through the same path as `scorehouse train`.
 
-    from udfs.fitted import register_fitted
+    from scorehouse.fitted import register_fitted
 
     version = register_fitted(pipeline, frame, target="is_denied", task="binary", name="mortgage_deny",
                               registry="registry", holdout=test_frame, alias="candidate")

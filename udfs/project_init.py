@@ -23,7 +23,8 @@ from .errors import ScorehouseError
 from .names import RESERVED_NAMES, is_model_name
 from .schema import CATEGORICAL, NUMERIC, TYPE_PATTERNS, is_boolean_type
 
-PLUGIN = {"module": "udfs.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}
+PLUGIN = {"module": "scorehouse.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}
+OLD_PLUGIN_MODULE = "udfs.dbt_plugin"  # releases before 0.3.0 installed the package as `udfs`
 # Columns that name a row rather than describe it: left out of a starter spec.
 ID_LIKE = re.compile(r"(?i)^(id|key|uuid|.*_(id|key|uuid))$")
 
@@ -144,18 +145,24 @@ def _add_plugin(path: Path, profile_name: str | None, report: InitReport) -> str
     duckdb_outputs = {k: v for k, v in outputs.items() if isinstance(v, dict) and v.get("type") == "duckdb"}
     if not duckdb_outputs:
         raise ScorehouseError(f"{path}: profile '{profile_name}' has no DuckDB output to add the scorehouse plugin to")
-    added = []
+    added, renamed = [], []
     for output_name, output in duckdb_outputs.items():
         plugins = output.setdefault("plugins", [])
+        for plugin in plugins:
+            if isinstance(plugin, dict) and plugin.get("module") == OLD_PLUGIN_MODULE:
+                plugin["module"] = PLUGIN["module"]  # its alias and config stay
+                renamed.append(output_name)
         if not any(isinstance(p, dict) and p.get("module") == PLUGIN["module"] for p in plugins):
             plugins.append(dict(PLUGIN))
             added.append(output_name)
-    if added:
+    if added or renamed:
         backup = path.with_name(path.name + ".bak")
         backup.write_text(path.read_text())
         path.write_text(yaml.safe_dump(profiles, sort_keys=False))
-        report.changed.append(f"{path}: added the scorehouse plugin to output(s) {', '.join(added)} "
-                              f"(the file as it was: {backup.name})")
+        done = [f"added the scorehouse plugin to output(s) {', '.join(added)}"] if added else []
+        done += [f"renamed the plugin module {OLD_PLUGIN_MODULE} to {PLUGIN['module']} in output(s) "
+                 f"{', '.join(renamed)}"] if renamed else []
+        report.changed.append(f"{path}: {'; '.join(done)} (the file as it was: {backup.name})")
     else:
         report.kept.append(f"{path} already loads the scorehouse plugin")
     first = next(iter(duckdb_outputs.values()))

@@ -6,7 +6,7 @@
                                 manifest.sig     an ed25519 signature of the manifest (signed registries)
                                 sample.json      a few holdout rows with their expected outputs
                                 compiled.json    the graph as SQL expressions, where it translates
-                                explain.json     what explains each score, where recorded (udfs.explain)
+                                explain.json     what explains each score, where recorded (scorehouse.explain)
                                 training_rows.json  the rows that trained it (their input hashes' first 16 hex digits)
     <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]},
                                                   "rollout": {"version": 3, "share": 5, "history": [3]},
@@ -72,8 +72,8 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
 COMPILED_FILE = "compiled.json"
-EXPLAIN_FILE = "explain.json"  # udfs.explain
-TRAINING_ROWS_FILE = "training_rows.json"  # which rows trained the version (udfs.fingerprint.row_hash_prefixes)
+EXPLAIN_FILE = "explain.json"  # scorehouse.explain
+TRAINING_ROWS_FILE = "training_rows.json"  # which rows trained the version (scorehouse.fingerprint.row_hash_prefixes)
 ALIASES_FILE = "aliases.json"
 AUDIT_FILE = "audit.jsonl"  # every alias move, appended, never rewritten
 # The alias a gray release sets: its version and the share of keys it scores (see Registry.rollout).

@@ -219,7 +219,7 @@ class Scorer:
         return null_where_null(self.predict(ref, struct_columns(structs), output), structs)
 
     def explanation(self, ref: str) -> dict:
-        """The version's explain.json (udfs.explain), or an error saying in one line why it has none."""
+        """The version's explain.json (scorehouse.explain), or an error saying in one line why it has none."""
         found = self._explanation(ref)
         if found is None:
             raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest))
@@ -243,7 +243,7 @@ class Scorer:
         return self.registry.training_rows(*self._loadable(ref))
 
     def explain(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], top_k: int) -> pa.Array:
-        """Per row the baseline, the margin and the top_k contributions (udfs.explain.explain_rows)."""
+        """Per row the baseline, the margin and the top_k contributions (scorehouse.explain.explain_rows)."""
         card = self.card(ref)
         check_columns(self.describe(ref), card.features, {k: sql_type_name(v.type) for k, v in columns.items()})
         return explain_rows(self.explanation(ref), columns, top_k)
@@ -325,13 +325,13 @@ class Scorer:
         return json.dumps(notes).replace("*/", "* /")
 
     def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
-        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes (udfs.outcomes)."""
+        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes (scorehouse.outcomes)."""
         sql = dialect(engine)
         expression = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(column)
         return outcome_sql(self.card(ref), expression, column, sql)
 
     def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
-        """SQL for the hash of the current row's features as `ref`'s model sees them (udfs.fingerprint)."""
+        """SQL for the hash of the current row's features as `ref`'s model sees them (scorehouse.fingerprint)."""
         sql = dialect(engine)
         return fingerprint.row_hash_sql(self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql)
 
@@ -359,7 +359,7 @@ class Scorer:
     def table_sql(self, ref: str, source: str, output: str, engine: str = "duckdb", method: str | None = None,
                   key: str | None = None, column: str = "prediction", kept: list[str] | None = None,
                   star: str | None = None) -> str | None:
-        """The table form's query over `source` (a relation's SQL) in steps (udfs.staged): its rows (the columns
+        """The table form's query over `source` (a relation's SQL) in steps (scorehouse.staged): its rows (the columns
         `kept`, the SQL `star`, or all on DuckDB), the score as `column` and model_version; or None where the
         table form scores row by row instead.
 

@@ -37,7 +37,7 @@ SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": 
                "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_BATCH_ROWS = 100_000
-# explain(): udfs.explain.EXPLANATION in Spark's spelling
+# explain(): scorehouse.explain.EXPLANATION in Spark's spelling
 EXPLANATION_TYPE = ("struct<baseline:double,margin:double,"
                     "contributions:array<struct<feature:string,value:string,contribution:double>>>")
 
@@ -181,6 +181,6 @@ def friendly_error(exc: Exception) -> str | None:
     """The scorehouse message inside a Spark error raised by a UDF, or None if there is none."""
     import re
 
-    found = re.findall(r"udfs\.(?:errors|names)\.\w+: (.*)", str(exc))
+    found = re.findall(r"scorehouse\.(?:errors|names)\.\w+: (.*)", str(exc))
     found = found or re.findall(r"\[USER_RAISED_EXCEPTION\] (.*?) SQLSTATE", str(exc))  # the compiled path's check
     return found[-1].strip() if found else None

@@ -3,7 +3,7 @@
 A spec is read with YAML's safe loader, refusing anchors and aliases (a few hundred bytes of them
 expand to gigabytes) and files over MAX_SPEC_BYTES. Its source is a table name, a CSV/Parquet file
 or one SELECT; SQL in it is checked here and runs on a read-only connection with file access off
-(udfs.training.read_source).
+(scorehouse.training.read_source).
 """
 
 from __future__ import annotations

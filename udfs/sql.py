@@ -70,7 +70,7 @@ class Dialect:
         """The row's gray-release bucket, 0..9999: the first 8 hex digits of md5(the key as text), mod 10,000.
 
         md5 is the same function on DuckDB and Spark (their hash() differ), so a key falls in the same
-        bucket on both; `udfs.sql.bucket` computes it in Python. A NULL key has no bucket.
+        bucket on both; `scorehouse.sql.bucket` computes it in Python. A NULL key has no bucket.
         """
         text = f"cast({expression} as {self.text_type})"
         if self.name == "spark":

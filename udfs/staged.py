@@ -1,6 +1,6 @@
 """The table form's SQL: a model scored as a chain of SELECTs over a whole relation, generated from its explain.json.
 
-explain.json holds the model as it computes (udfs.explain): the numbers imputed with their median, one
+explain.json holds the model as it computes (scorehouse.explain): the numbers imputed with their median, one
 indicator per category, every tree's splits and leaves (or a linear model's coefficients), the constant
 the trees add to and the link. Its margin is checked against the model's own on the holdout when the
 version registers. From it, a query in three steps:

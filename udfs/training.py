@@ -569,7 +569,7 @@ def fingerprint(table: pa.Table) -> str:
 def export_onnx(spec: ModelSpec, pipeline,
                 classes: list[str] | None = None) -> tuple[onnx.ModelProto, dict[str, str], int]:
     """The pipeline as skl2onnx exports it, its outputs by role, and how many of its trees' thresholds were
-    set to the float32 that splits as the library does (udfs.thresholds)."""
+    set to the float32 that splits as the library does (scorehouse.thresholds)."""
     import onnx
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType

@@ -185,7 +185,7 @@ left join holdout as h on h.model_version = m.model_version and h.metric = m.met
   scorehouse_training_rows({{ scorehouse.literal(name ~ '@' ~ version) }})
 {%- endmacro %}
 
-{#- Spark: one temporary view holding every version's, registered by udfs.spark.register -#}
+{#- Spark: one temporary view holding every version's, registered by scorehouse.spark.register -#}
 {% macro spark__training_rows(name, version) -%}
   (select row_hash from scorehouse_training_rows where model_name = {{ scorehouse.literal(name) }} and model_version = {{ version | int }})
 {%- endmacro %}

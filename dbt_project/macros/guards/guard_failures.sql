@@ -1,5 +1,5 @@
 {#-
-  default_thresholds(): metric -> [warn above, error above]. udfs.profile.DEFAULT_THRESHOLDS holds the
+  default_thresholds(): metric -> [warn above, error above]. scorehouse.profile.DEFAULT_THRESHOLDS holds the
   same numbers for the report (a test keeps the two equal). Schema problems always error.
 -#}
 {% macro default_thresholds() -%}

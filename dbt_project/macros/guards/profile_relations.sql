@@ -12,7 +12,7 @@
   scorehouse_{{ name }}({{ scorehouse.literal(model_ref) }})
 {%- endmacro %}
 
-{#- Spark: temporary views holding every reference, registered by udfs.spark.register -#}
+{#- Spark: temporary views holding every reference, registered by scorehouse.spark.register -#}
 {% macro spark__profile_relation(name, model_ref) -%}
   (select * from scorehouse_{{ name }} where model_ref = {{ scorehouse.literal(model_ref) }})
 {%- endmacro %}

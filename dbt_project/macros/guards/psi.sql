@@ -4,7 +4,7 @@
 {%- endmacro %}
 
 {% macro default__psi_rows(relation, model_ref, columns, metric) -%}
-  {%- set eps = 0.0001 -%}{#- an empty bin counts as this share (udfs.profile.EPSILON) -#}
+  {%- set eps = 0.0001 -%}{#- an empty bin counts as this share (scorehouse.profile.EPSILON) -#}
 with bins as (
     select model_name, model_version, feature, bin, lower, upper, share
     from {{ scorehouse.profile_relation('bins', model_ref) }}
