@@ -165,7 +165,7 @@ def run_dbt_on_spark(ws: Workspace, warehouse: Path, *extra: str) -> subprocess.
 def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
     """A table a Spark build wrote under `warehouse`."""
     with duckdb.connect() as con:
-        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet')").to_arrow_table().to_pandas()
+        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet', union_by_name = true)").to_arrow_table().to_pandas()
 
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:

@@ -243,11 +243,37 @@ def test_executor_refuses_a_changed_artifact(built):
         spark_cache.load(Shipped, "mortgage_deny", 1)
 
 
+OLDER_SCORING_RUNS = """
+import sys
+from pyspark.sql import SparkSession
+warehouse = sys.argv[1]
+spark = (SparkSession.builder.master("local[1]").config("spark.sql.warehouse.dir", warehouse)
+         .config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true")
+         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}").config("spark.ui.enabled", "false")
+         .enableHiveSupport().getOrCreate())
+spark.sql("create schema if not exists scorehouse")
+spark.sql("create table if not exists scorehouse.scoring_runs as select 'old-invocation' as invocation_id, "
+          "'mart_of_an_older_release' as scored_relation, 7 as model_version, 'mortgage_deny' as model_name, "
+          "cast(null as string) as input_relation, 'mortgage_deny' as model_ref, 'abc' as artifact_sha256, "
+          "'onnx' as method, cast(5 as bigint) as rows_out, cast(5 as bigint) as rows_in, 'f' as input_fingerprint, "
+          "current_timestamp() as started_at, current_timestamp() as finished_at")
+"""
+
+
+def write_older_scoring_runs(warehouse: Path) -> None:
+    """scoring_runs in the Spark warehouse as a release before the history tables were declared could leave it:
+    one row, the columns in another order, schema_hash missing."""
+    warehouse.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", OLDER_SCORING_RUNS, str(warehouse)], check=True, cwd=warehouse,
+                   capture_output=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+
+
 @pytest.fixture(scope="module")
 def demo_on_spark(built, tmp_path_factory):
     """The demo project built on Spark by spark_jobs/dbt_build.py: (Spark warehouse folder, the run, results by name)."""
     root = tmp_path_factory.mktemp("demo_on_spark")
     workspace = built.copy(root / "ws")
+    write_older_scoring_runs(root / "spark")
     build = run_dbt_on_spark(workspace, root / "spark")
     return root / "spark", build, run_results(root / "spark" / "target", build.stdout)
 
@@ -300,6 +326,9 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
             built.query(f"select {key}, input_hash from {mart}"), on=key)
         assert len(hashes) > 0 and (hashes.input_hash_x == hashes.input_hash_y).all()
     spark_runs = read_parquet_table(warehouse, "scorehouse", "scoring_runs").set_index("scored_relation")
+    # the older layout's row is kept, schema_hash (added by the build) NULL in it; this build's values land by name
+    older = spark_runs.loc["mart_of_an_older_release"]
+    assert (older.model_version, older.rows_in, older.method) == (7, 5, "onnx") and pd.isna(older.schema_hash)
     duck_runs = built.query("select * from scoring_runs where invocation_id = (select max_by(invocation_id, "
                             "finished_at) from scoring_runs)").set_index("scored_relation")
     for column in ("model_version", "artifact_sha256", "method", "rows_in", "rows_out", "input_fingerprint",

@@ -17,6 +17,12 @@ pytestmark = pytest.mark.dbt
 FIXTURE = ROOT / "tests" / "fixtures" / "release-0.2.0"
 BIN = Path(sys.executable).parent
 HISTORY = ("drift_history", "quality_history", "scoring_runs")
+# drift_history as a release before the history tables were declared could leave it: columns in another order,
+# one missing (scoring_runs and quality_history stay exactly as 0.2.0 left them)
+OLDER_DRIFT_LAYOUT = ("create table drift_layout as select model_name, model_version, invocation_id, recorded_at, "
+                      "model_ref, input_relation, feature, metric, current_value, baseline_value, warn_above, "
+                      "error_above, level from drift_history; drop table drift_history; "
+                      "alter table drift_layout rename to drift_history")
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -44,7 +50,8 @@ def upgraded(tmp_path):
     project = tmp_path / "loans"
     shutil.copytree(FIXTURE / "loans", project, ignore=shutil.ignore_patterns("warehouse_0.2.0"))
     restore_warehouse(FIXTURE / "loans" / "warehouse_0.2.0", project / "warehouse" / "loans.duckdb")
-    with duckdb.connect(str(project / "warehouse" / "loans.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(project / "warehouse" / "loans.duckdb")) as con:
+        con.execute(OLDER_DRIFT_LAYOUT)
         before = {table: con.sql(f"select * from {table}").to_df() for table in (*HISTORY, "scored_applications")}
     init = run("scorehouse init", project)
     run("dbt deps", project)
@@ -67,6 +74,14 @@ def test_a_project_of_release_0_2_0_keeps_scoring_building_and_appending_history
         kept = after[table][list(old.columns)].head(len(old)).reset_index(drop=True)
         assert kept.astype(str).equals(old.astype(str)), table
         assert builds[table] == before[table].invocation_id.nunique() + 1, table
+    # the declared column drift_history lacked was added: NULL in the old rows, this build's values in the new,
+    # and every value landed in its own column although the table's columns were in another order
+    drift, old_drift = after["drift_history"], before["drift_history"]
+    assert "detail" in drift.columns and drift.detail.head(len(old_drift)).isna().all()
+    new_drift = drift.iloc[len(old_drift):]
+    assert set(new_drift.model_name) == {"loan_denial"} and set(new_drift.model_version) <= {1, 2}
+    assert new_drift.invocation_id.str.len().eq(36).all() and new_drift.recorded_at.notna().all()
+    assert set(new_drift.metric) == set(old_drift.metric) and new_drift.current_value.notna().all()
     # prod is version 2 and the rollout ended: every row is now scored by version 2, as 0.2.0 scored its share
     scored = after["scored_applications"].set_index("application_id").sort_index()
     old = before["scored_applications"].set_index("application_id").sort_index()

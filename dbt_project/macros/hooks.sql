@@ -84,7 +84,7 @@
 
 {% macro record_drift_history() -%}
   {%- if not scorehouse.records_enabled('scorehouse_drift_history') -%}{{ return('') }}{%- endif -%}
-  {%- set statements = [] -%}
+  {%- set selects = [] -%}
   {%- for monitor in scorehouse.guarded_inputs() -%}
     {%- set node = monitor.node -%}
     {%- set relation = adapter.get_relation(database=node.database, schema=node.schema,
@@ -102,16 +102,16 @@
                {{ scorehouse.literal(monitor.model_ref) }} as model_ref, {{ scorehouse.literal(node.name) }} as input_relation, levels.*
         from ({{ scorehouse.stability_levels(relation, monitor.model_ref) }}) as levels
       {%- endset -%}
-      {%- do statements.extend(scorehouse.append_rows('drift_history', levels)) -%}
+      {%- do selects.append(levels) -%}
     {%- endif -%}
   {%- endfor -%}
-  {{ return(scorehouse.hook_statements(statements)) }}
+  {{ return(scorehouse.hook_statements(scorehouse.append_rows('drift_history', selects))) }}
 {%- endmacro %}
 
 
 {% macro record_quality_history(results) -%}
   {%- if not scorehouse.records_enabled('scorehouse_quality_history') -%}{{ return('') }}{%- endif -%}
-  {%- set statements = [] -%}
+  {%- set selects = [] -%}
   {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
                               and 'scorehouse_quality' in result.node.tags -%}
     {%- set rows -%}
@@ -119,24 +119,15 @@
              {{ scorehouse.literal(result.node.name) }} as quality_relation, q.*
       from {{ result.node.relation_name }} as q
     {%- endset -%}
-    {%- do statements.extend(scorehouse.append_rows('quality_history', rows)) -%}
+    {%- do selects.append(rows) -%}
   {%- endfor -%}
-  {{ return(scorehouse.hook_statements(statements)) }}
+  {{ return(scorehouse.hook_statements(scorehouse.append_rows('quality_history', selects))) }}
 {%- endmacro %}
 
 
 {#- records_enabled(var): a history hook runs after `build` and `run`, unless its var is false -#}
 {% macro records_enabled(name) -%}
   {{ return(scorehouse.hook_enabled(name) and flags.WHICH in ('build', 'run')) }}
-{%- endmacro %}
-
-
-{#- append_rows(table, rows): the statements appending the SELECT `rows` to the history table `table` (in the
-    target schema), created from the rows' shape the first time -#}
-{% macro append_rows(table, rows) -%}
-  {%- set relation = api.Relation.create(database=target.database or none, schema=target.schema, identifier=table) -%}
-  {{ return(["create table if not exists " ~ relation ~ " as select * from (" ~ rows ~ ") as r where 1 = 0",
-             "insert into " ~ relation ~ " " ~ rows]) }}
 {%- endmacro %}
 
 
@@ -158,7 +149,7 @@
 -#}
 {% macro record_scoring_runs(results) -%}
   {%- if not scorehouse.records_enabled('scorehouse_scoring_runs') -%}{{ return('') }}{%- endif -%}
-  {%- set statements = [] -%}
+  {%- set selects = [] -%}
   {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
                               and 'scorehouse:scoring ' in (result.node.compiled_code or '') -%}
     {%- set node = result.node -%}
@@ -195,10 +186,10 @@
         from ({% if only_out is none %}select cast(null as bigint) as rows_out{% else %}select count(*) as rows_out from {{ node.relation_name }}{{ only_out }}{% endif %}) as o
         cross join ({{ input }}) as i
       {%- endset -%}
-      {%- do statements.extend(scorehouse.append_rows('scoring_runs', row)) -%}
+      {%- do selects.append(row) -%}
     {%- endfor -%}
   {%- endfor -%}
-  {{ return(scorehouse.hook_statements(statements)) }}
+  {{ return(scorehouse.hook_statements(scorehouse.append_rows('scoring_runs', selects))) }}
 {%- endmacro %}
 
 
