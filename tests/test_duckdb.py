@@ -206,3 +206,21 @@ def test_arrow_batches_larger_than_one_vector(con, trained):
                     "(select * from features_mortgage, range(5)) t").to_arrow_table()
     assert table.num_rows == 5 * 2381
     assert pa.compute.count(table.column("p"), mode="only_null").as_py() == 0
+
+
+def test_a_scoring_process_loads_neither_the_training_stack_nor_scipy(trained):
+    """predict() and explain()'s neighbours load fast: scoring imports no scikit-learn, skl2onnx or scipy."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, scorehouse.duckdb as engine, scorehouse.spark, scorehouse.spark_cache, scorehouse.dbt_plugin\n"
+        f"con = engine.connect({str(trained.warehouse)!r}, {str(trained.registry_path)!r}, read_only=True)\n"
+        "rows = con.sql(\"select predict('mortgage_deny', t) from features_mortgage t\").fetchall()\n"
+        "rows += con.sql(\"select predict('diamond_price', t) from features_diamonds t\").fetchall()\n"
+        "print(len(rows), sorted(m for m in ('sklearn', 'skl2onnx', 'scipy', 'onnx', 'orbital') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    scored, loaded = result.stdout.split(" ", 1)
+    assert int(scored) > 1000 and loaded.strip() == "[]"

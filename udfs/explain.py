@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from scipy import sparse
 
 from .errors import ScorehouseError
 from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
@@ -347,6 +346,8 @@ class _Kernel:
 
     def tabulated(self, matrix: np.ndarray) -> np.ndarray:
         """The units' contributions per feature, summed."""
+        from scipy import sparse  # here, not at import: a process that only scores does not load scipy
+
         rows, units = matrix.shape[0], len(self.offsets)
         summed = np.zeros((rows, len(self.names)))
         step = max(1, KERNEL_BLOCK // max(units * UNIT_CONDITIONS, 1))
