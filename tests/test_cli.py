@@ -131,7 +131,7 @@ def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_cop
                   "compiling to SQL (compile: auto)", "recording what explains each score",
                   "metrics and training profile"):
         assert re.search(re.escape(label) + r".*: \d+\.\d s", text), (label, text)
-    seconds = small_copy.registry.card("mortgage_deny", 2).manifest["registration_seconds"]
+    seconds = small_copy.registry.card("mortgage_deny", 2).manifest.registration_seconds
     assert set(seconds) == {"fit", "export", "parity", "compile", "explain", "profile"} and min(seconds.values()) >= 0
     assert "registered  in fit" in small_copy.cli("show", "mortgage_deny@2", check=True).stdout
 

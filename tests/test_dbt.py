@@ -75,7 +75,7 @@ def test_compiled_sql_uses_the_typed_function_with_features_by_name(built):
 
 def test_forcing_compiled_sql_or_onnx_builds_the_same_marts(workspace):
     # mortgage_deny (GBT) compiles but registration measured onnxruntime faster; diamond_price does not compile
-    record = workspace.registry.card("mortgage_deny", 1).manifest["compiled"]
+    record = workspace.registry.card("mortgage_deny", 1).manifest.compiled
     assert record["parity"]["ok"] and not record["preferred"]["duckdb"]
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "onnx"})
     onnx = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")

@@ -41,7 +41,7 @@ def test_baseline_plus_contributions_is_the_margin_on_every_row(explained):
     expected = model_margin(candidate.pipeline, x, {"link": "logit"}, "binary", candidate.manifest["classes"],
                               candidate.manifest["positive_class"])
     np.testing.assert_allclose(margin, expected, atol=1e-6, rtol=0)
-    assert len(rows) == 2381 and workspace.registry.card("mortgage_logit", 1).manifest["explanation"]["kind"] == "linear"
+    assert len(rows) == 2381 and workspace.registry.card("mortgage_logit", 1).manifest.explanation["kind"] == "linear"
     # the probability the model scores is the margin through its link
     con = engine.connect(workspace.warehouse, registry=workspace.registry_path, read_only=True)
     scores = con.sql("select predict('mortgage_logit', f) as p from features_mortgage f order by application_id").fetchnumpy()["p"]
@@ -247,9 +247,11 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
 
 def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorded():
     from scorehouse.explain import explanations_outdated
+    from scorehouse.manifest import Version
 
-    def manifest(kind, task, explanation):
-        return {"estimator": {"kind": kind}, "task": task, **({"explanation": explanation} if explanation else {})}
+    def manifest(kind, task, explanation):  # as a release before the `unsupported` flag stored it
+        return Version.read({"name": "m", "version": 1, "task": task, "features": [], "onnx_outputs": {},
+                             "estimator": {"kind": kind}, **({"explanation": explanation} if explanation else {})})
 
     old_xgboost = "xgboost models are not explained yet (linear models and scikit-learn's tree ensembles are)"
     assert explanations_outdated(manifest("gradient_boosting", "binary", None))  # before explanations

@@ -50,11 +50,11 @@ def test_a_fitted_pipeline_registers_scores_like_itself_and_twice_is_one_version
     version = register_fitted(pipeline, train, target="is_denied", task="binary", name="notebook_deny",
                               registry=registry, holdout=test, alias="prod")
     manifest = registry.card("notebook_deny", version).manifest
-    assert manifest["training_data"]["evaluated_on"] == "holdout" and manifest["parity"]["rows"] == len(test)
-    assert manifest["classes"] == ["false", "true"] and manifest["estimator"]["kind"] == "fitted"
-    assert manifest["estimator"]["params"]["class"] == "ColumnTransformer > HistGradientBoostingClassifier"
-    assert {f["name"]: f["sql_type"] for f in manifest["features"]}["self_employed"] == "BOOLEAN"
-    assert 0.5 < manifest["metrics"]["auc"] <= 1
+    assert manifest.training.evaluated_on == "holdout" and manifest.parity.rows == len(test)
+    assert manifest.classes == ("false", "true") and manifest.estimator_kind == "fitted"
+    assert manifest.estimator_params["class"] == "ColumnTransformer > HistGradientBoostingClassifier"
+    assert {f.name: f.sql_type for f in manifest.features}["self_employed"] == "BOOLEAN"
+    assert 0.5 < manifest.metrics["auc"] <= 1
     # the registered model scores the test rows as the notebook's own object does
     with engine.connect(":memory:", registry) as con:
         con.register("test_rows", test)
@@ -76,7 +76,7 @@ def test_xgboost_in_a_notebook_pipeline_is_labelled_by_class(frames, tmp_path):
     model = registry.load("notebook_xgb", version)
     rows = pa.Table.from_pandas(test, preserve_index=False)
     labels = set(model.predict({c: rows.column(c) for c in rows.column_names}, "label").to_pylist())
-    assert labels <= {"false", "true"} and model.manifest["parity"]["label_mismatches"] == 0
+    assert labels <= {"false", "true"} and model.raw["parity"]["label_mismatches"] == 0
 
 
 def test_a_count_model_from_a_notebook(small, tmp_path):
@@ -90,9 +90,9 @@ def test_a_count_model_from_a_notebook(small, tmp_path):
     version = register_fitted(pipeline, frame, target="visits", task="regression", name="visits",
                               registry=registry)
     manifest = registry.card("visits", version).manifest
-    assert manifest["training_data"]["evaluated_on"] == "training frame" and "mean_deviance" in manifest["metrics"]
+    assert manifest.training.evaluated_on == "training frame" and "mean_deviance" in manifest.metrics
     # each such split holds the float32 that sends the float32 inputs as HistGradientBoosting does
-    assert manifest["parity"]["thresholds_adjusted"] > 0
+    assert manifest.parity.thresholds_adjusted > 0
 
 
 def test_what_cannot_be_registered_says_why(frames, tmp_path):

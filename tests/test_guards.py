@@ -35,7 +35,7 @@ def load_broken_batch():
 
 
 def test_training_profile_is_recorded(trained):
-    profile = trained.registry.card("mortgage_deny", 1).manifest["profile"]
+    profile = trained.registry.card("mortgage_deny", 1).manifest.profile
     lvr = profile["features"]["lvr"]
     assert lvr["kind"] == "numeric" and lvr["count"] == 1785 and 0 <= lvr["null_rate"] < 0.01
     assert len(lvr["edges"]) == 9 and len(lvr["shares"]) == 10 and sum(lvr["shares"]) == pytest.approx(1)
@@ -43,7 +43,7 @@ def test_training_profile_is_recorded(trained):
     pbcr = profile["features"]["pbcr"]
     assert set(pbcr["shares"]) == {"no", "yes"} and sum(pbcr["shares"].values()) == pytest.approx(1)
     assert profile["output"]["kind"] == "numeric" and sum(profile["output"]["shares"]) == pytest.approx(1)
-    diamonds = trained.registry.card("diamond_price", 1).manifest["profile"]
+    diamonds = trained.registry.card("diamond_price", 1).manifest.profile
     assert set(diamonds["features"]["clarity"]["shares"]) == {"I1", "IF", "SI1", "SI2", "VS1", "VS2", "VVS1", "VVS2"}
 
 

@@ -188,12 +188,12 @@ def test_trees_too_large_to_translate_are_skipped_with_the_reason(small_copy, tm
     small_copy.cli("train", str(spec), "--compile", "always", check=True)
     card = small_copy.registry.card("many_classes", 1)
     assert len(card.classes) == 30
-    assert "x 30 classes; SQL is generated up to 4,000" in card.manifest["compiled"]["skipped"]
-    assert "compiled.json" not in card.manifest["artifacts"]
+    assert "x 30 classes; SQL is generated up to 4,000" in card.manifest.compiled["skipped"]
+    assert "compiled.json" not in card.manifest.artifacts
     shown = small_copy.cli("show", "many_classes@1", check=True).stdout
     assert "compiled    no: the trees have" in shown
     small_copy.cli("train", str(spec), check=True)  # compile: auto, the default, a new version
-    assert small_copy.registry.card("many_classes", 2).manifest["compiled"]["skipped"].startswith(
+    assert small_copy.registry.card("many_classes", 2).manifest.compiled["skipped"].startswith(
         "compile: auto translates trees up to 300 nodes, these have")
 
 
@@ -201,11 +201,11 @@ def test_the_translation_runs_under_a_time_and_a_memory_budget(small, monkeypatc
     model = small.registry.load("mortgage_deny", 1)
     monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 0.5)
     with pytest.raises(ScorehouseError, match="the translation took longer than 0.5 s"):
-        scorehouse.compiled.compile_bounded(model.manifest, model.onnx_bytes)
+        scorehouse.compiled.compile_bounded(model.raw, model.onnx_bytes)
     monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 120)
     monkeypatch.setattr(scorehouse.compiled, "COMPILE_MEMORY", 64 << 20)
     with pytest.raises(ScorehouseError, match=r"the translation stopped within its budget \(120 s, 0.0625 GiB"):
-        scorehouse.compiled.compile_bounded(model.manifest, model.onnx_bytes)
+        scorehouse.compiled.compile_bounded(model.raw, model.onnx_bytes)
 
 
 def test_yaml_aliases_and_oversized_specs_are_refused_up_front(tmp_path):

@@ -95,7 +95,7 @@ def test_scoring_runs_record_the_version_its_sha256_and_the_input_fingerprint(bu
     assert list(runs.scored_relation) == ["mart_diamond_prices", "mart_mortgage_risk"]
     for run in runs.itertuples():
         card = built.registry.card(run.model_name, run.model_version)
-        assert run.artifact_sha256 == card.manifest["artifacts"]["model.onnx"]["sha256"]
+        assert run.artifact_sha256 == card.manifest.onnx_sha256
         features = built.query(f"select * from {run.input_relation}")
         assert run.rows_in == run.rows_out == len(features)
         assert run.input_fingerprint == fingerprint(features.astype(object).where(features.notna(), None)

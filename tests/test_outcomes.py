@@ -126,19 +126,19 @@ def test_a_version_of_the_previous_format_is_read_without_the_other_class_metric
     shutil.copytree(FIXTURES / "registry_format1", tmp_path / "registry")
     registry = Registry(tmp_path / "registry")
     card = registry.card("credit_risk", 1)
-    assert card.manifest["format"] == 1 and card.manifest["positive_class"] == "bad"
-    assert {"precision", "recall"} <= set(card.manifest["metrics"])
-    assert not {"precision", "recall"} & set(card.metrics) and card.metrics["auc"] == card.manifest["metrics"]["auc"]
+    assert card.raw["format"] == 1 and card.positive_class == "bad"
+    assert {"precision", "recall"} <= set(card.raw["metrics"])
+    assert not {"precision", "recall"} & set(card.metrics) and card.metrics["auc"] == card.raw["metrics"]["auc"]
     rows = {r["metric"] for r in Scorer(registry).profile_rows("credit_risk@1", "metrics")}
     assert rows == set(card.metrics)
     assert registry.verify("credit_risk", 1) == []  # its sample scores as it did
 
 
 def test_a_fresh_version_writes_the_current_format(models):
-    from scorehouse.model import MANIFEST_FORMAT
+    from scorehouse.manifest import MANIFEST_FORMAT
 
     _, scorer, _ = models
-    assert scorer.card("credit_risk").manifest["format"] == MANIFEST_FORMAT == 2
+    assert scorer.card("credit_risk").manifest.format == MANIFEST_FORMAT == 2
 
 
 def test_training_on_a_value_beyond_float32_names_the_column(small):
@@ -176,7 +176,7 @@ def test_registration_records_the_rows_that_trained_the_version_as_input_hash_sa
     fitted = {row_hash(rows[i], card.features)[:16] for i in data.x_train.index}
     held_out = {row_hash(rows[i], card.features)[:16] for i in data.x_test.index}
     assert set(scorer.training_rows("credit_risk")) == fitted and len(fitted) > 1500
-    assert card.manifest["training_rows"] == {"rows": len(data.x_train), "distinct": len(fitted)}
+    assert card.manifest.training_rows == {"rows": len(data.x_train), "distinct": len(fitted)}
     assert held_out - fitted  # the holdout rows are not among them
     with duckdb.connect(str(small.warehouse), read_only=True) as con:
         import scorehouse.duckdb

@@ -348,7 +348,7 @@ def test_quality_leaves_out_the_rows_the_model_was_trained_on(quality):
     the same unseen rows; without them it cannot tell (training_rows NULL) and says so in the log."""
     trained = set(quality.workspace.registry.training_rows("mortgage_deny", 1))
     card = quality.workspace.registry.card("mortgage_deny", 1)
-    assert len(trained) == card.manifest["training_rows"]["distinct"] and card.manifest["training_rows"]["rows"] == 1785
+    assert len(trained) == card.manifest.training_rows["distinct"] and card.manifest.training_rows["rows"] == 1785
     scored = quality.read("scored_with_hashes").merge(quality.read("outcomes_mortgage"), on="application_id", how="left")
     seen = scored.input_hash.str[:16].isin(trained)
     assert 1700 < seen.sum() < len(scored)
@@ -378,7 +378,7 @@ def test_regression_and_count_quality_equal_scikit_learn(quality):
     deviance = quality.read("quality_visits").set_index("metric").loc["mean_deviance"]
     assert deviance.value == pytest.approx(
         metrics.mean_poisson_deviance(visits.visits.to_numpy(float), visits.expected_visits.to_numpy()), rel=1e-9)
-    holdout = quality.workspace.registry.card("visits", 1).manifest["metrics"]["mean_deviance"]
+    holdout = quality.workspace.registry.card("visits", 1).manifest.metrics["mean_deviance"]
     assert deviance.holdout_value == pytest.approx(holdout)
 
 

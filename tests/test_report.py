@@ -67,7 +67,7 @@ def report(small, tmp_path):
                  "baseline_value double, current_value double, warn_above double, error_above double, level varchar, "
                  "detail varchar)")
     scorer = Scorer(small.registry)
-    manifest = scorer.card("mortgage_deny").manifest
+    manifest = scorer.card("mortgage_deny").raw
     start = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
     record_build(conn, manifest, "source.features_mortgage", start, "clean")
     conn.execute(BROKEN)

@@ -19,6 +19,7 @@ from scorehouse.errors import IntegrityError, ScorehouseError, SpecError
 from scorehouse.names import InvalidReference, ModelRef
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
+from scorehouse.surface import declared
 from scorehouse.signing import generate_keys, load_signing_key
 from scorehouse.spec import load_spec, parse_spec
 from scorehouse.training import read_source, train_and_register
@@ -124,15 +125,7 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
     functions = small_copy.cli("sql", "select distinct function_name from duckdb_functions() "
                                       "where function_name like '%scorehouse%' order by 1", "--format", "json", check=True)
     names = {row["function_name"] for row in json.loads(functions.stdout)}
-    assert names == {"scorehouse_predict", "scorehouse_predict_label", "scorehouse_predict_proba", "scorehouse_model_version",
-                     "scorehouse_predict_sql", "scorehouse_version_sql", "scorehouse_resolves", "scorehouse_profile_json",
-                     "scorehouse_schema_problems", "scorehouse_check_input", "scorehouse_features", "scorehouse_bins", "scorehouse_metrics",
-                     "scorehouse_scoring_note", "scorehouse_input_hash_sql", "scorehouse_fingerprint_sql",
-                     "scorehouse_explain", "scorehouse_explain_sql", "scorehouse_score_sql", "scorehouse_table_query",
-                     "scorehouse_table_input_error", "scorehouse_check_table", "scorehouse_outcome_sql",
-                     "scorehouse_training_rows_recorded", "scorehouse_training_rows_json", "scorehouse_training_rows",
-                     "scorehouse_onnx_mortgage_deny", "scorehouse_onnx_mortgage_logit",
-                     "scorehouse_explain_mortgage_deny", "scorehouse_explain_mortgage_logit"}
+    assert names == {n for n in declared("duckdb", ["mortgage_deny", "mortgage_logit"]) if "scorehouse" in n}
 
 
 def test_compiled_sql_holding_statements_is_refused_and_runs_nowhere(small_copy, tmp_path, caplog):
@@ -301,7 +294,7 @@ def test_a_file_anywhere_in_the_project_trains(tmp_path):
     spec = project_spec(tmp_path, "../data/rows.csv")  # beside the spec's folder, inside the project
     registry = Registry(tmp_path / "project" / "registry")
     assert train_and_register(spec, registry) == (1, True)
-    assert registry.card("m", 1).manifest["training_data"]["rows"] == 60
+    assert registry.card("m", 1).manifest.training.rows == 60
 
 
 def test_source_roots_in_scorehouse_yml_let_a_spec_read_there_and_nowhere_else(tmp_path):
@@ -342,7 +335,7 @@ def test_a_glob_in_a_source_path_reads_the_one_file_named(tmp_path):
     spec = project_spec(tmp_path, "../data/l*nk/creds.csv")
     registry = Registry(tmp_path / "project" / "registry")
     assert train_and_register(spec, registry) == (1, True)
-    assert registry.card("m", 1).manifest["training_data"]["rows"] == 60
+    assert registry.card("m", 1).manifest.training.rows == 60
     assert "public" in registry_text(registry) and "s3cret" not in registry_text(registry)
 
 
@@ -362,12 +355,12 @@ def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_pa
     assert json.loads((folder / "manifest.sig").read_text())["key_id"] == keys["key_id"]
     checked = Registry(registry.root, public_key=keys["public"])
     assert checked.verify("mortgage_deny", version) == []
-    assert checked.card("mortgage_deny", version).manifest["positive_class"] == "true"
+    assert checked.card("mortgage_deny", version).manifest.positive_class == "true"
 
     invert_scores(folder)
     unsigned = Registry(registry.root)
     assert unsigned.verify("mortgage_deny", version) == []  # hashes alone see nothing wrong, and the scores flip:
-    assert unsigned.load("mortgage_deny", version).manifest["positive_class"] == "false"
+    assert unsigned.load("mortgage_deny", version).positive_class == "false"
     with pytest.raises(IntegrityError, match=f"manifest.json changed after it was signed by the configured key "
                                              f"{keys['key_id']}; refusing to load it"):
         Registry(registry.root, public_key=keys["public"]).card("mortgage_deny", version)

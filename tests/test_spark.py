@@ -777,3 +777,14 @@ def test_a_signed_registry_refuses_a_moved_alias_and_a_revoked_version_on_spark(
     with pytest.raises(Exception, match="version 2 was revoked on .* trained on a broken export"):
         session.sql(version.format("mortgage_deny@2")).collect()
     assert spark.sql(version.format("mortgage_deny")).collect()[0][0] == 1  # the other session: the built registry
+
+
+def test_spark_creates_exactly_the_declared_names(spark, built):
+    """The declared surface (udfs/surface.py) is what register() creates: temporary functions and views."""
+    from scorehouse.surface import declared
+
+    expected = declared("spark", MARTS)
+    functions = {f.name for f in spark.catalog.listFunctions() if "UDFRegistration" in (f.className or "")}
+    views = {t.name for t in spark.catalog.listTables() if t.isTemporary} - {table for table, *_ in MARTS.values()}
+    assert functions == {n for n, f in expected.items() if f.kind != "view"}
+    assert views == {n for n, f in expected.items() if f.kind == "view"}

@@ -105,7 +105,7 @@ def test_multiclass_labels_and_probabilities(tables):
     assert candidate.manifest["classes"] == ["Fair", "Good", "Ideal", "Premium", "Very Good"]
     assert candidate.manifest["parity"]["max_abs_diff"] <= 1e-5
     model = LoadedModel({**candidate.manifest, "version": 1}, candidate.onnx_bytes)
-    columns = {n: tables["diamonds"].column(n) for n in model.manifest["spec"]["numeric"] + ["color", "clarity"]}
+    columns = {n: tables["diamonds"].column(n) for n in model.manifest.spec["numeric"] + ["color", "clarity"]}
     labels = model.predict(columns).to_pylist()
     assert labels == candidate.pipeline.predict(_frame(model, columns)).astype(str).tolist()
     with pytest.raises(Exception, match="multiclass classifier: it has no single 'score'"):
@@ -142,7 +142,7 @@ def test_training_from_a_csv_file_and_idempotent_registration(tmp_path):
     changed = parse_spec({**raw, "source": {"path": "hmda.csv", "where": "lvr < 1.5"}}, base_dir=tmp_path)
     assert train_and_register(changed, registry) == (2, True)
     manifest = registry.card("deny_from_csv", 2).manifest
-    assert manifest["training_data"]["rows"] < registry.card("deny_from_csv", 1).manifest["training_data"]["rows"]
+    assert manifest.training.rows < registry.card("deny_from_csv", 1).manifest.training.rows
 
 
 def test_source_errors_name_the_model_and_column(trained, tmp_path):

@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--write", action="store_true", help="open the warehouse read-write (default: read-only)")
     p.set_defaults(run=cmd_sql)
+
+    p = sub.add_parser("functions", help="list the SQL functions scorehouse creates on DuckDB and Spark")
+    p.add_argument("--all", action="store_true", help="also the building blocks other functions call")
+    p.set_defaults(run=cmd_functions)
     return parser
 
 
@@ -251,13 +255,13 @@ def cmd_models(args) -> int:
     rows = []
     for name in registry.models():
         versions = registry.versions(name)
-        latest = registry.card(name, versions[-1]).manifest if versions else {}
+        latest = registry.card(name, versions[-1]).manifest if versions else None
         rows.append({
             "model": name,
-            "task": latest.get("task"),
+            "task": latest.task if latest else None,
             "versions": versions,
             "aliases": registry.aliases(name),
-            "latest_created": latest.get("created_at"),
+            "latest_created": latest.created_at if latest else None,
         })
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -279,37 +283,38 @@ def cmd_show(args) -> int:
     card = registry.card(name, version)
     manifest = card.manifest
     if args.json:
-        print(json.dumps(manifest, indent=2))
+        print(json.dumps(card.raw, indent=2))
         return 0
     aliases = [a for a, v in registry.aliases(name).items() if v == version]
-    parity = manifest["parity"]
     print(f"{name} version {version}" + (f" ({', '.join(sorted(aliases))})" if aliases else ""))
-    print(f"  {manifest.get('description') or ''}".rstrip())
-    print(f"  task        {manifest['task']}" + (f", positive class '{manifest['positive_class']}'"
-                                                 if manifest.get("positive_class") else ""))
-    print(f"  estimator   {manifest['estimator']['class']} {json.dumps(manifest['estimator']['params'])}")
-    print(f"  trained on  {manifest['training_data']['source']}: {manifest['training_data']['rows']} rows "
-          f"({manifest['training_data']['holdout_rows']} held out), created {manifest['created_at']}")
+    print(f"  {manifest.description}".rstrip())
+    print(f"  task        {manifest.task}" + (f", positive class '{manifest.positive_class}'"
+                                              if manifest.positive_class else ""))
+    print(f"  estimator   {manifest.estimator_class} {json.dumps(manifest.estimator_params)}")
+    print(f"  trained on  {manifest.training.source}: {manifest.training.rows} rows "
+          f"({manifest.training.holdout_rows} held out), created {manifest.created_at}")
     print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()))
-    print(f"  parity      max |onnxruntime - scikit-learn| {parity['max_abs_diff']:.2e} on "
-          f"{parity['rows']} {parity['compared']} (tolerance {parity['tolerance']:.2g})")
-    if "splits_checked" in parity:
-        print(f"              {parity['splits_checked']} tree splits route float32 values as the library does "
-              f"({parity['thresholds_adjusted']} thresholds moved off the converter's rounding)")
-    print(f"  compiled    {describe_compiled(manifest.get('compiled'))}")
-    explained = manifest.get("explanation") or {"skipped": "registered before explanations were recorded"}
+    parity = manifest.parity
+    if parity is not None:
+        print(f"  parity      max |onnxruntime - scikit-learn| {parity.max_abs_diff:.2e} on "
+              f"{parity.rows} {parity.compared} (tolerance {parity.tolerance:.2g})")
+        if parity.splits_checked is not None:
+            print(f"              {parity.splits_checked} tree splits route float32 values as the library does "
+                  f"({parity.thresholds_adjusted} thresholds moved off the converter's rounding)")
+    print(f"  compiled    {describe_compiled(manifest.compiled)}")
+    explained = manifest.explanation or {"skipped": "registered before explanations were recorded"}
     print("  explained   " + (f"no ({explained['skipped']})" if explained.get("skipped") else
                              f"{explained['kind']}, in the margin ({explained['link']}); baseline + contributions "
                              f"within {explained['additivity_max_abs_diff']:.1e} of it on the holdout"))
-    seconds = manifest.get("registration_seconds") or {}
+    seconds = manifest.registration_seconds
     if seconds:  # the steps in the order they ran
         print("  registered  in " + ", ".join(f"{step} {seconds[step]:.1f} s" for step in REGISTRATION_STEPS
                                              if step in seconds))
-    print(f"  sha256      model.onnx {manifest['artifacts']['model.onnx']['sha256']}")
+    print(f"  sha256      model.onnx {manifest.onnx_sha256}")
     print()
     print(format_table(
         ["feature", "kind", "sql type", "categories seen in training"],
-        [[f["name"], f["kind"], f["sql_type"], ", ".join(f.get("categories", [])) or "-"] for f in manifest["features"]],
+        [[f.name, f.kind, f.sql_type, ", ".join(f.categories) or "-"] for f in manifest.features],
     ))
     return 0
 
@@ -598,10 +603,9 @@ def _summary(registry: Registry, name: str, version: int) -> str:
     """What a signature vouches for, in one line: when, what it predicts, how well, which graph."""
     card = registry.card(name, version)
     manifest = card.manifest
-    what = f"positive class {manifest['positive_class']!r}" if manifest.get("positive_class") is not None else manifest["task"]
+    what = f"positive class {manifest.positive_class!r}" if manifest.positive_class is not None else manifest.task
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in list(card.metrics.items())[:3])
-    return (f"created {manifest['created_at']}, {what}, {metrics}, "
-            f"model.onnx {manifest['artifacts']['model.onnx']['sha256'][:12]}")
+    return f"created {manifest.created_at}, {what}, {metrics}, model.onnx {(manifest.onnx_sha256 or '')[:12]}"
 
 
 def cmd_revoke(args) -> int:
@@ -634,6 +638,13 @@ def cmd_report(args) -> int:
          + (f"thresholds crossed by {', '.join(flagged)}" if flagged else "no threshold crossed"))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def cmd_functions(args) -> int:
+    from .surface import ANALYSTS, DBT, INTERNAL, reference_table
+
+    print(reference_table((ANALYSTS, DBT, INTERNAL) if args.all else (ANALYSTS, DBT)))
     return 0
 
 

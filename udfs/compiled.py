@@ -435,7 +435,7 @@ def sample_problems(model, compiled: Mapping[str, Any], sample: Mapping[str, Any
     prepared_outputs(compiled, "spark", model.features, model.label)
     table = pa.table({f.name: pa.array([row.get(f.name) for row in sample["rows"]],
                                        pa.float64() if f.kind == NUMERIC else pa.string()) for f in model.features})
-    tolerance = model.manifest["parity"]["tolerance"]
+    tolerance = model.manifest.tolerance
     problems = []
     with duckdb.connect() as con:
         con.register("sample_rows", table)

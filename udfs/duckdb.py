@@ -46,8 +46,9 @@ from .names import one_line
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import SQL_TYPES, describe_features, is_boolean_type
-from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
+from .scoring import GENERIC_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
 from .sql import DUCKDB
+from .surface import WRITERS
 
 _TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a generic row's values are read as
 # A generic row, however it is typed, as the text of its values in field order (typeof names the fields)
@@ -153,8 +154,9 @@ def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registrati
                OUTPUT_SQL_TYPES[output], type="arrow")
     create("scorehouse_explain", _explain_udf(current), [varchar, row_values, varchar, duckdb.sqltype("INTEGER")],
            EXPLANATION_SQL_TYPE, type="arrow")
-    for name, (arguments, returns, function) in SQL_FUNCTIONS.items():
-        create(name, _bound(current, function), [duckdb.sqltype(a) for a in arguments], returns)
+    for writer in WRITERS:
+        create(writer.name, _bound(current, writer.implementation), [duckdb.sqltype(a) for a in writer.argument_types],
+               writer.returns)
     create("scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type), [varchar] * 2,
            "BOOLEAN")
     create("scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation), [varchar] * 2,

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ScorehouseError
+from .manifest import Version
 from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
 from .schema import category_codes, category_text, float32_values, text_values
 
@@ -115,9 +116,8 @@ def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]
                                       fields=list(EXPLANATION))
 
 
-def not_explained(model: str, manifest: Mapping[str, Any]) -> str:
-    """Why a version has no explanations, in one line."""
-    record = manifest.get("explanation")
+def not_explained(model: str, record: Mapping[str, Any] | None) -> str:
+    """Why a version has no explanations (its manifest's explanation record), in one line."""
     if record is None:
         return (f"Model {model} has no explanations: it was registered before they were recorded; "
                 "retrain it to get them")
@@ -135,14 +135,13 @@ def skipped_reason(kind: str, task: str, fitted_by_scorehouse: bool) -> str | No
     return None
 
 
-def explanations_outdated(manifest: Mapping[str, Any]) -> bool:
+def explanations_outdated(version: Version) -> bool:
     """A version registered before explanations were recorded, or one whose kind was not explained then and
     is now (XGBoost, LightGBM): training its spec again on the same data registers a new version, once."""
-    record = manifest.get("explanation")
+    record = version.explanation
     if record is None:
         return True
-    return (NOT_YET in (record.get("skipped") or "")
-            and skipped_reason(manifest["estimator"]["kind"], manifest["task"], True) is None)
+    return bool(record.get("unsupported")) and skipped_reason(version.estimator_kind, version.task, True) is None
 
 
 def _numbers(column: pa.Array) -> np.ndarray:

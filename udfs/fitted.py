@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from .errors import ParityError, SpecError
 from .events import event
+from .manifest import artifact_sha256, training_fingerprint
 from .names import check_model_name, listed
 from .registry import Registry
 from .spec import COMPILE_MODES, TASKS, Estimator, ModelSpec, Source, _class_label
@@ -68,11 +69,10 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
                           "fit it on the frame with its numeric columns cast to float32, as scorehouse train does") from None
     registry = registry if isinstance(registry, Registry) else Registry(registry)
     onnx_sha = hashlib.sha256(candidate.onnx_bytes).hexdigest()
-    fingerprint = candidate.manifest["training_data"]["fingerprint"]
+    fingerprint = training_fingerprint(candidate.manifest)
 
     def same(manifest: dict) -> bool:  # the same graph, registered from the same rows
-        return (manifest.get("artifacts", {}).get("model.onnx", {}).get("sha256") == onnx_sha
-                and manifest.get("training_data", {}).get("fingerprint") == fingerprint)
+        return artifact_sha256(manifest, "model.onnx") == onnx_sha and training_fingerprint(manifest) == fingerprint
 
     version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
     event("registered", f"{name}: {'registered' if created else 'already registered as'} version {version} "

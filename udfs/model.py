@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ScorehouseError
+from .manifest import Version
 from .schema import Feature, model_inputs
 
 # What a model can return to SQL. `score` is the positive-class probability of a binary
@@ -19,11 +20,6 @@ from .schema import Feature, model_inputs
 OUTPUTS = ("score", "label", "probabilities")
 DEFAULT_OUTPUT = {"binary": "score", "regression": "score", "multiclass": "label"}
 OUTPUT_SQL_TYPES = {"score": "DOUBLE", "label": "VARCHAR", "probabilities": "MAP(VARCHAR, DOUBLE)"}
-# The manifest's format. 1: a binary classifier's holdout precision and recall were those of the last class in
-# sorted order, whatever its positive class; 2: every holdout metric is the positive class's, with f1 and the
-# confusion counts at 0.5.
-MANIFEST_FORMAT = 2
-_OTHER_CLASS_METRICS = ("precision", "recall")  # what format 1 measured for classes[-1]
 # onnxruntime inside a SQL engine: the engine already runs one call per thread, so one thread each
 # (measured: 1M rows of the demo GBT in DuckDB, 0.93 s with 1 thread per call, 1.40 s with 2).
 THREADS_ENV = "SCOREHOUSE_ORT_THREADS"
@@ -33,43 +29,44 @@ class ModelCard:
     """What a manifest says about a model version, without the artifact."""
 
     def __init__(self, manifest: Mapping[str, Any]):
-        self.manifest = manifest
+        self.raw = manifest  # the JSON as stored
+        self.manifest = Version.read(manifest)
 
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def version(self) -> int:
-        return int(self.manifest["version"])
+        if self.manifest.version is None:
+            raise ScorehouseError(f"Model {self.name} is not registered yet: it has no version")
+        return self.manifest.version
 
     @property
     def task(self) -> str:
-        return self.manifest["task"]
+        return self.manifest.task
 
     @property
     def label(self) -> str:
         """How errors name the model: 'name v3' (just 'name' before it is registered)."""
-        return f"{self.name} v{self.manifest['version']}" if "version" in self.manifest else self.name
+        return self.manifest.label
 
-    @cached_property
+    @property
     def features(self) -> list[Feature]:
-        return [Feature.from_dict(f) for f in self.manifest["features"]]
+        return list(self.manifest.features)
 
     @property
     def classes(self) -> list[str]:
-        return list(self.manifest.get("classes") or [])
+        return list(self.manifest.classes)
 
-    @cached_property
+    @property
+    def positive_class(self) -> str | None:
+        return self.manifest.positive_class
+
+    @property
     def metrics(self) -> dict[str, float]:
-        """The holdout metrics, each of the positive class: a format-1 binary version whose positive class is not
-        the last in sorted order is read without its precision and recall (they were the other class's)."""
-        metrics = dict(self.manifest.get("metrics") or {})
-        if (self.manifest.get("format", 1) < 2 and self.task == "binary" and self.classes
-                and self.manifest.get("positive_class") != self.classes[-1]):
-            for name in _OTHER_CLASS_METRICS:
-                metrics.pop(name, None)
-        return metrics
+        """The holdout metrics, each of the positive class (manifest.migrate drops what format 1 got wrong)."""
+        return dict(self.manifest.metrics)
 
     @property
     def default_output(self) -> str:
@@ -108,16 +105,16 @@ class LoadedModel(ModelCard):
 
     def inputs(self, columns: Mapping[str, pa.Array | pa.ChunkedArray]) -> dict[str, np.ndarray]:
         """Named Arrow columns as this graph's inputs (categories as codes where the graph takes codes)."""
-        return model_inputs(self.label, self.features, columns, self.manifest.get("onnx_category_codes"))
+        return model_inputs(self.label, self.features, columns, self.manifest.onnx_category_codes)
 
     def run(self, feeds: Mapping[str, np.ndarray], roles: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run the ONNX graph on prepared inputs; return its outputs by role (default: all of them)."""
-        roles = roles or list(self.manifest["onnx_outputs"])
+        roles = roles or list(self.manifest.onnx_outputs)
         return dict(zip(roles, self.session.run(self.output_names(roles), dict(feeds))))
 
     def output_names(self, roles: list[str]) -> list[str]:
         """The graph's names for output roles ('label', 'probabilities', 'value')."""
-        return [self.manifest["onnx_outputs"][role] for role in roles]
+        return [self.manifest.onnx_outputs[role] for role in roles]
 
     def roles_for(self, output: str) -> list[str]:
         """The ONNX outputs an output is computed from (onnxruntime skips the graph's other branches)."""
@@ -135,7 +132,7 @@ class LoadedModel(ModelCard):
         if output == "score":
             if self.task == "regression":
                 return pa.array(raw["value"].reshape(-1).astype(np.float64))
-            positive = self.classes.index(self.manifest["positive_class"])
+            positive = self.classes.index(self.manifest.positive_class)
             return pa.array(raw["probabilities"][:, positive].astype(np.float64))
         if output == "label":
             return pa.array(raw["label"].reshape(-1).astype(str), pa.string())

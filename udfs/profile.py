@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ScorehouseError
 from .model import ModelCard
 
 BINS = 10
@@ -179,14 +180,14 @@ def training_profile(frame, features, outputs: Mapping[str, np.ndarray], task: s
     return {"features": result, "output": output}
 
 
-def stats_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+def stats_rows(card: ModelCard) -> list[dict[str, Any]]:
     """One row per feature (and the output): the relation `scorehouse_features(ref)` in SQL."""
-    profile = manifest["profile"]
-    sql_types = {f["name"]: f["sql_type"] for f in manifest["features"]}
+    profile = _profile(card)
+    sql_types = {f.name: f.sql_type for f in card.features}
     rows = []
     for name, p in [*profile["features"].items(), (OUTPUT, profile["output"])]:
         rows.append({
-            "model_name": manifest["name"], "model_version": manifest["version"], "feature": name,
+            "model_name": card.name, "model_version": card.version, "feature": name,
             "kind": p["kind"], "sql_type": sql_types.get(name, "DOUBLE" if p["kind"] == "numeric" else "VARCHAR"),
             "train_count": p["count"], "null_rate": p["null_rate"],
             "mean": p.get("mean"), "std": p.get("std"), "min": p.get("min"), "max": p.get("max"),
@@ -194,16 +195,16 @@ def stats_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def bin_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+def bin_rows(card: ModelCard) -> list[dict[str, Any]]:
     """One row per bin or category: the relation `scorehouse_bins(ref)` in SQL.
 
     Numeric bins hold lower < value <= upper (NULL bounds are open); categorical rows map each
     training category to its bucket (itself, or __other__) with the bucket's share.
     """
-    profile = manifest["profile"]
+    profile = _profile(card)
     rows = []
     for name, p in [*profile["features"].items(), (OUTPUT, profile["output"])]:
-        base = {"model_name": manifest["name"], "model_version": manifest["version"], "feature": name, "kind": p["kind"]}
+        base = {"model_name": card.name, "model_version": card.version, "feature": name, "kind": p["kind"]}
         if p["kind"] == "numeric":
             bounds = [None, *p["edges"], None]
             for i, share in enumerate(p["shares"]):
@@ -216,12 +217,18 @@ def bin_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def metric_rows(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+def metric_rows(card: ModelCard) -> list[dict[str, Any]]:
     """One row per holdout metric of the version: the relation `scorehouse_metrics(ref)` in SQL, which quality
     in production is compared with (with the task, the positive class and the loss's Tweedie power)."""
-    base = {"model_name": manifest["name"], "model_version": manifest["version"], "task": manifest["task"],
-            "positive_class": manifest.get("positive_class"), "tweedie_power": manifest.get("tweedie_power")}
-    return [{**base, "metric": metric, "value": value} for metric, value in sorted(ModelCard(manifest).metrics.items())]
+    base = {"model_name": card.name, "model_version": card.version, "task": card.task,
+            "positive_class": card.positive_class, "tweedie_power": card.manifest.tweedie_power}
+    return [{**base, "metric": metric, "value": value} for metric, value in sorted(card.metrics.items())]
+
+
+def _profile(card: ModelCard) -> Mapping[str, Any]:
+    if card.manifest.profile is None:
+        raise ScorehouseError(f"Model {card.label} has no training profile; retrain it to get one")
+    return card.manifest.profile
 
 
 _COMMON = {"model_name": "VARCHAR", "model_version": "INTEGER", "feature": "VARCHAR", "kind": "VARCHAR"}

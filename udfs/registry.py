@@ -59,6 +59,7 @@ from typing import Any
 from . import config
 from .events import event, log
 from .errors import IntegrityError, ModelNotFound, ScorehouseError
+from .manifest import Version, artifact_names, artifact_sha256, identity, scoring_differences
 from .model import LoadedModel, ModelCard
 from .names import (DEFAULT_ALIAS, VERSION, ModelRef, check_alias, check_model_name, check_version, is_alias,
                     is_model_name, one_line)
@@ -85,8 +86,6 @@ ALIAS_TMP_PREFIX = ".aliases-"
 WITHDRAWN, AUDIT_HEAD, SIGNATURE = "$withdrawn", "$audit", "$signature"
 WITHDRAWING_ACTIONS = ("gc", "revoke")
 # The manifest fields that decide what a graph's outputs mean: two versions with one graph must agree on them
-SCORING_FIELDS = ("name", "task", "target", "classes", "positive_class", "features", "onnx_outputs",
-                  "onnx_category_codes", "tweedie_power")
 
 _EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 _loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
@@ -281,14 +280,14 @@ class Registry:
     def compiled(self, name: str, version: int) -> dict[str, Any] | None:
         """The version's compiled SQL (compiled.json), verified; None where the graph was not compiled."""
         manifest = self._manifest(name, version)[0]
-        if COMPILED_FILE not in manifest["artifacts"]:
+        if COMPILED_FILE not in artifact_names(manifest):
             return None
         return _json(self._read_verified(name, version, COMPILED_FILE, manifest), f"Model {name} v{version}: {COMPILED_FILE}")
 
     def explanation(self, name: str, version: int) -> dict[str, Any] | None:
         """The version's explain.json, verified; None where no explanation was recorded."""
         manifest = self._manifest(name, version)[0]
-        if EXPLAIN_FILE not in manifest["artifacts"]:
+        if EXPLAIN_FILE not in artifact_names(manifest):
             return None
         return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest), f"Model {name} v{version}: {EXPLAIN_FILE}")
 
@@ -296,7 +295,7 @@ class Registry:
         """The hashes of the rows that trained a version (the first 16 hex digits of each row's input hash),
         verified; None where they were not recorded (versions registered before they were)."""
         manifest = self._manifest(name, version)[0]
-        if TRAINING_ROWS_FILE not in manifest["artifacts"]:
+        if TRAINING_ROWS_FILE not in artifact_names(manifest):
             return None
         recorded = _json(self._read_verified(name, version, TRAINING_ROWS_FILE, manifest),
                          f"Model {name} v{version}: {TRAINING_ROWS_FILE}")
@@ -320,7 +319,7 @@ class Registry:
 
         try:
             manifest = self._manifest(name, version, signature)[0]
-            verified = {f: self._read_verified(name, version, f, manifest) for f in manifest["artifacts"]}
+            verified = {f: self._read_verified(name, version, f, manifest) for f in artifact_names(manifest)}
             model = LoadedModel(manifest, verified[MODEL_FILE])
             sample = _json(verified[SAMPLE_FILE], f"Model {name} v{version}: {SAMPLE_FILE}")
             problems = sample_problems(model, sample)
@@ -340,7 +339,7 @@ class Registry:
         """Versions (of any model) with the very graph of this one whose manifests give its outputs another
         meaning: a copy with, say, positive_class inverted. Each is one line."""
         manifest = self._manifest(name, version, signature=False)[0]
-        graph = manifest["artifacts"][MODEL_FILE]["sha256"]
+        graph = artifact_sha256(manifest, MODEL_FILE)
         problems = []
         for other_name in self.models():
             for other in self.versions(other_name):
@@ -350,9 +349,9 @@ class Registry:
                     theirs = self._manifest(other_name, other, signature=False)[0]
                 except ScorehouseError:
                     continue
-                if theirs["artifacts"].get(MODEL_FILE, {}).get("sha256") != graph:
+                if artifact_sha256(theirs, MODEL_FILE) != graph:
                     continue
-                differ = [f for f in SCORING_FIELDS if f != "name" and manifest.get(f) != theirs.get(f)]
+                differ = scoring_differences(manifest, theirs)
                 if differ or other_name != name:
                     fields = ", ".join(differ or ["name"])
                     problems.append(f"Model {name} v{version}: model.onnx is the very graph of {other_name} v{other}, "
@@ -401,7 +400,8 @@ class Registry:
         The check and the write hold the model's lock together, so two identical trainings racing
         register one version between them.
         """
-        name = check_model_name(manifest["name"])
+        name = check_model_name(str(identity(manifest)[0]))
+        Version.read(manifest)  # what every reader reads: a manifest it cannot read is never stored
         versions = target = self._model_dir(name) / "versions"
         signing_key = load_signing_key(self._signing_key_path)
         if signing_key is not None:
@@ -757,8 +757,8 @@ class Registry:
             signed = folder / SIGNATURE_FILE
             self.public_key.check(label, body, signed.read_bytes() if signed.is_file() else None)
         manifest = _json(body, f"Model {label}: {MANIFEST_FILE}")
-        if not isinstance(manifest, dict) or manifest.get("name") != name or manifest.get("version") != version:
-            described = f"{manifest.get('name')} v{manifest.get('version')}" if isinstance(manifest, dict) else "nothing"
+        if identity(manifest) != (name, version):
+            described = "{} v{}".format(*identity(manifest)) if isinstance(manifest, dict) else "nothing"
             raise IntegrityError(f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; refusing to load it")
         return manifest, body, recorded
 
@@ -768,7 +768,9 @@ class Registry:
             data = path.read_bytes()
         except FileNotFoundError:
             raise IntegrityError(f"Model {name} v{version}: {filename} is missing in {path.parent}") from None
-        recorded = manifest["artifacts"][filename]["sha256"]
+        recorded = artifact_sha256(manifest, filename)
+        if recorded is None:
+            raise IntegrityError(f"Model {name} v{version}: {MANIFEST_FILE} records no sha256 for {filename}")
         if sha256_bytes(data) != recorded:
             raise IntegrityError(
                 f"Model {name} v{version}: {filename} failed its sha256 check "
@@ -1003,9 +1005,9 @@ def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:
                 problems.append(f"Model {model.label}: {wrong} of {len(expected)} sample labels differ from scikit-learn's")
             continue
         diff = float(np.max(np.abs(np.asarray(got) - np.asarray(expected)), initial=0.0))
-        if diff > model.manifest["parity"]["tolerance"]:
+        if diff > model.manifest.tolerance:
             problems.append(f"Model {model.label}: sample {output} differs from scikit-learn's by {diff:.3g} "
-                            f"(tolerance {model.manifest['parity']['tolerance']:.3g})")
+                            f"(tolerance {model.manifest.tolerance:.3g})")
     return problems
 
 

@@ -110,7 +110,7 @@ def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
 def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any]:
     """Measure `relation` (a table or view on `conn`) against the training profile of `ref`."""
     card = scorer.card(ref)
-    profile = card.manifest.get("profile")
+    profile = card.manifest.profile
     if profile is None:
         raise ScorehouseError(f"Model {scorer.describe(ref)} has no training profile; retrain it to get one")
     source = table_name(relation, what="--table")
@@ -136,7 +136,7 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
         drivers = str(exc)
     return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows, "drivers": drivers,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "training_rows": card.manifest["training_data"]["train_rows"], "features": features,
+            "training_rows": card.manifest.training.train_rows, "features": features,
             "output": feature_report(profile["output"], scores),
             "history": drift_history(conn, card.name, relation.split(".")[-1]),
             "quality": quality_history(conn, card.name)}

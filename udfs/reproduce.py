@@ -13,7 +13,7 @@ import pyarrow as pa
 from .errors import ScorehouseError
 from .fingerprint import row_hash
 from .registry import Registry
-from .scoring import Scorer, artifact_sha256
+from .scoring import Scorer
 from .sql import Dialect, table_name
 
 Query = Callable[[str, list[Any]], pa.Table]
@@ -41,7 +41,7 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
 
     scorer = Scorer(registry)
     card = scorer.card(f"{name}@{version}")  # read and checked once: sha256, features, tolerance
-    sha = artifact_sha256(card.manifest)
+    sha = card.manifest.onnx_sha256
     if sha != run["artifact_sha256"]:
         reproduced = False
         lines.append(f"artifact differs: {name} version {version}'s model.onnx is sha256 {sha[:12]}… in the registry, "
@@ -60,7 +60,7 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
     candidates = [score] if score else [c for c, v in row.items() if isinstance(v, float)]
     if score and score not in row:
         raise ScorehouseError(f"{relation} has no column '{score}'; its columns: {', '.join(row)}")
-    tolerance = card.manifest.get("parity", {}).get("tolerance", 1e-5)
+    tolerance = card.manifest.tolerance
     column = next((c for c in candidates if row[c] is not None and abs(row[c] - fresh) <= tolerance), None)
     if column is None:
         reproduced = False

@@ -148,7 +148,7 @@ class Scorer:
             if key not in self._cards:
                 self._cards[key] = self.registry.card(*key)
                 event("loaded", f"{key[0]} version {key[1]}: manifest checked", DEBUG, model=key[0], version=key[1],
-                      sha256=artifact_sha256(self._cards[key].manifest))
+                      sha256=self._cards[key].manifest.onnx_sha256)
             return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
@@ -185,10 +185,10 @@ class Scorer:
     def profile_rows(self, ref: str, relation: str) -> list[dict]:
         """Rows of a profile relation ('features' or 'bins') for the version `ref` points at."""
         card = self.card(ref)
-        if "profile" not in card.manifest:
+        if card.manifest.profile is None:
             raise ScorehouseError(f"Model {self.describe(ref)} has no training profile; retrain it to get one")
         rows_of, _ = PROFILE_RELATIONS[relation]
-        return rows_of(card.manifest)
+        return rows_of(card)
 
     def schema_problems(self, ref: str, found: Mapping[str, str]) -> list[dict]:
         """Missing or mistyped features among `found` columns (name -> SQL type), one dict each."""
@@ -222,7 +222,7 @@ class Scorer:
         """The version's explain.json (scorehouse.explain), or an error saying in one line why it has none."""
         found = self._explanation(ref)
         if found is None:
-            raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest))
+            raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest.explanation))
         return found
 
     def _explanation(self, ref: str) -> dict | None:
@@ -234,7 +234,7 @@ class Scorer:
 
     def records_training_rows(self, ref: str) -> bool:
         """Whether the version recorded which rows trained it (versions registered before that did not)."""
-        return "training_rows" in self.card(ref).manifest
+        return self.card(ref).manifest.training_rows is not None
 
     def training_rows(self, ref: str) -> list[str] | None:
         """The hashes of the rows that trained the version (Registry.training_rows), or None where not recorded."""
@@ -286,7 +286,7 @@ class Scorer:
             return None, "onnx asked for"
         card = self.card(ref)
         output = card.check_output(output)
-        record = card.manifest.get("compiled") or {"skipped": "registered before the compiled-SQL path existed"}
+        record = card.manifest.compiled or {"skipped": "registered before the compiled-SQL path existed"}
         if method == "compiled":
             if "skipped" in record or output not in record["outputs"]:
                 reason = record.get("skipped") or f"only {', '.join(record['outputs'])} compile"
@@ -319,7 +319,7 @@ class Scorer:
         for each in refs:
             name, version = self.resolve(each)
             compiled = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
-            notes.append({"ref": each, "model": name, "version": version, "sha256": artifact_sha256(self.card(each).manifest),
+            notes.append({"ref": each, "model": name, "version": version, "sha256": self.card(each).manifest.onnx_sha256,
                           "method": scored_by or ("onnx" if compiled is None else "compiled"),
                           **({"routed": {"ref": ref, "key": key}} if route else {})})
         return json.dumps(notes).replace("*/", "* /")
@@ -538,11 +538,7 @@ def per_reference(refs: pa.Array, rows: pa.Array, score) -> pa.Array:
     return pa.concat_arrays(parts).take(pc.sort_indices(pa.concat_arrays(order)))
 
 
-def artifact_sha256(manifest: Mapping) -> str | None:
-    return (manifest.get("artifacts", {}).get("model.onnx") or {}).get("sha256")
-
-
-def _noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output: str, method: str, key: str, column: str,
+def noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output: str, method: str, key: str, column: str,
                      kept: str) -> str:
     """What dbt's score() macro runs in steps, with predict()'s scoring note for the scoring_runs hook; or ''."""
     query = scorer.table_sql(ref, source, output, engine, method or None, key or None, column,
@@ -550,34 +546,3 @@ def _noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output:
     if query is None:
         return ""
     return f"{query} /* scorehouse:scoring {scorer.scoring_note(ref, output, engine, scored_by='steps')} */"
-
-
-# The SQL functions both engines register for the package's macros and hooks, in one place:
-# name -> (SQL types of the arguments, SQL type returned, function(scorer, engine, *arguments)).
-# Each reads the registry only; none touches a file.
-SQL_FUNCTIONS: dict[str, tuple[tuple[str, ...], str, Callable]] = {
-    "scorehouse_model_version": (("VARCHAR",), "INTEGER", lambda s, engine, ref: s.resolve(ref)[1]),
-    "scorehouse_resolves": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref: s.resolves(ref)),
-    "scorehouse_predict_sql": (("VARCHAR",) * 5, "VARCHAR", lambda s, engine, ref, relation, output, method, key:
-                               s.sql_call(ref, relation, output, engine, method or None, key or None)),
-    "scorehouse_score_sql": (("VARCHAR",) * 7, "VARCHAR", lambda s, engine, ref, source, output, method, key, column,
-                             kept: _noted_table_sql(s, engine, ref, source, output, method, key, column, kept)),
-    "scorehouse_table_input_error": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, columns, column:
-                                     s.table_input_error(ref, json.loads(columns), column)),
-    "scorehouse_version_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, key:
-                               s.version_sql(ref, relation, key or None, engine)),
-    "scorehouse_scoring_note": (("VARCHAR",) * 4, "VARCHAR", lambda s, engine, ref, output, method, key:
-                                s.scoring_note(ref, output, engine, method or None, key or None)),
-    "scorehouse_input_hash_sql": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, relation:
-                                  s.input_hash_sql(ref, relation, engine)),
-    "scorehouse_fingerprint_sql": (("VARCHAR",), "VARCHAR", lambda s, engine, ref: s.fingerprint_sql(ref, engine)),
-    "scorehouse_explain_sql": (("VARCHAR", "VARCHAR", "INTEGER", "VARCHAR"), "VARCHAR",
-                               lambda s, engine, ref, relation, top_k, key: s.explain_sql(ref, relation, top_k, engine,
-                                                                                         key or None)),
-    "scorehouse_schema_problems": (("VARCHAR",) * 2, "VARCHAR", lambda s, engine, ref, columns:
-                                   json.dumps(s.schema_problems(ref, json.loads(columns)))),
-    "scorehouse_outcome_sql": (("VARCHAR",) * 3, "VARCHAR", lambda s, engine, ref, relation, column:
-                               s.outcome_sql(ref, relation, column, engine)),
-    "scorehouse_training_rows_recorded": (("VARCHAR",), "BOOLEAN", lambda s, engine, ref:
-                                          s.records_training_rows(ref)),
-}

@@ -30,8 +30,9 @@ from .errors import ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .scoring import GENERIC_FUNCTIONS, SQL_FUNCTIONS, Scorer, first_value, per_reference
+from .scoring import GENERIC_FUNCTIONS, Scorer, first_value, per_reference
 from .sql import SPARK
+from .surface import WRITERS
 
 SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
                "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
@@ -69,8 +70,9 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
         spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
 
     spark.udf.register("explain", arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))
-    for name, (_, returns, function) in SQL_FUNCTIONS.items():
-        spark.udf.register(name, functools.partial(function, scorer, "spark"), SPARK_TYPES[returns])
+    for writer in WRITERS:
+        spark.udf.register(writer.name, functools.partial(writer.implementation, scorer, "spark"),
+                           SPARK_TYPES[writer.returns])
     _profile_views(spark, scorer, catalog.refs())
     _training_rows_view(spark, registry, scorer.versions())
     return scorer
@@ -148,8 +150,8 @@ def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
                 card = scorer.card(ref)
             except ScorehouseError:
                 continue  # a version that does not load has no profile rows; using it says why
-            if "profile" in card.manifest:
-                rows += [{"model_ref": ref, **row} for row in rows_of(card.manifest)]
+            if card.manifest.profile is not None:
+                rows += [{"model_ref": ref, **row} for row in rows_of(card)]
         schema = "model_ref string, " + ", ".join(f"{SPARK.identifier(c)} {SPARK_TYPES.get(t, t.lower())}"
                                                   for c, t in columns.items())
         spark.createDataFrame([tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema) \

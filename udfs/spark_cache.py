@@ -12,6 +12,7 @@ import json
 import threading
 
 from .errors import IntegrityError
+from .manifest import artifact_sha256
 from .model import LoadedModel
 
 _models: dict[tuple[str, int, str], LoadedModel] = {}
@@ -28,7 +29,7 @@ def load(shipped, name: str, version: int) -> LoadedModel:
             if hashlib.sha256(manifest_bytes).hexdigest() != manifest_sha:
                 raise IntegrityError(f"Model {name} v{version}: manifest.json failed its sha256 check on the executor")
             manifest = json.loads(manifest_bytes)
-            if hashlib.sha256(onnx_bytes).hexdigest() != manifest["artifacts"]["model.onnx"]["sha256"]:
+            if hashlib.sha256(onnx_bytes).hexdigest() != artifact_sha256(manifest, "model.onnx"):
                 raise IntegrityError(f"Model {name} v{version}: model.onnx failed its sha256 check on the executor")
             model = _models[key] = LoadedModel(manifest, onnx_bytes)
         return model

@@ -264,7 +264,7 @@ def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, 
         con.register("sample_rows", table)
         got = con.sql(query).fetchnumpy()["v"]
     diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)), initial=0.0))
-    tolerance = model.manifest["parity"]["tolerance"]
+    tolerance = model.manifest.tolerance
     if not diff <= tolerance:
         return [f"Model {model.label}: the table form's steps (from explain.json) give sample scores that differ "
                 f"from scikit-learn's by {diff:.3g} (tolerance {tolerance:.3g})"]

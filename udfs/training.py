@@ -35,7 +35,8 @@ from .explain import (
     skipped_reason,
     tree_explanation,
 )
-from .model import MANIFEST_FORMAT, LoadedModel
+from .manifest import MANIFEST_FORMAT, Version
+from .model import LoadedModel
 from .names import listed, shown
 from .estimators import (
     EXTRA_TARGET_OPSET,
@@ -371,7 +372,9 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
                                      "no engine (the ONNX UDF was faster)")), model=spec.name,
           skipped=manifest["compiled"].get("skipped"), preferred=manifest["compiled"].get("preferred"))
     explanation = None
-    manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained)}
+    # unsupported: the kind or task is not explained by this release (a later one may: explanations_outdated)
+    manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained),
+                               "unsupported": skipped_reason(spec.estimator.kind, spec.task, True) is not None}
     if manifest["explanation"]["skipped"] is None:
         with step("explain", f"{spec.name}: recording what explains each score"):
             try:
@@ -397,7 +400,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
                 problem = f"could not be recorded ({type(exc).__name__}: {exc})"
         if problem:
             event("explain_skipped", f"{spec.name}: no explanations: {problem}", logging.WARNING, model=spec.name)
-            explanation, manifest["explanation"] = None, {"skipped": problem}
+            explanation, manifest["explanation"] = None, {"skipped": problem, "unsupported": False}
         else:
             manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
                                        "additivity_max_abs_diff": diff}
@@ -440,9 +443,9 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
     data_fingerprint = fingerprint(table)
 
     def same(manifest: dict[str, Any]) -> bool:
-        return (manifest.get("spec_sha256") == spec.sha256()
-                and manifest.get("training_data", {}).get("fingerprint") == data_fingerprint
-                and not explanations_outdated(manifest))
+        version = Version.read(manifest)
+        return (version.spec_sha256 == spec.sha256() and version.training.fingerprint == data_fingerprint
+                and not explanations_outdated(version))
 
     existing = registry.find(spec.name, same)
     if existing is None:
