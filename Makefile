@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo demo-drift demo-spark test test-fast bench clean
+.PHONY: setup demo demo-drift demo-spark test test-fast docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,10 @@ test: setup
 # minutes on 2 cores.
 test-fast: setup
 	$(BIN)/python -m pytest -m "not dbt and not spark" -n auto $(PYTEST_ARGS)
+
+# The documentation site (docs/pages, the README as its home page) into build/site; strict: a broken link fails.
+docs: setup
+	cd docs && NO_MKDOCS_2_WARNING=1 $(abspath $(BIN))/mkdocs build --strict -q -f mkdocs.yml
 
 # Every comparison side by side (about 30 minutes on 2 cores); writes bench/RESULTS.md. BENCH_ARGS="--sizes 1000000" for a short run.
 bench: setup

@@ -258,7 +258,7 @@ def main(argv=None) -> int:
         print(f"building the workspace in {tmp} ...", file=sys.stderr, flush=True)
         env = build_workspace(folder, {**MODELS, COLD_START_MODEL[0]: COLD_START_MODEL[1]})
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
-        manifests = {m: {**registry.card(*registry.resolve(m)).manifest,
+        manifests = {m: {**registry.card(*registry.resolve(m)).raw,
                          "table_form": table_choice(registry.explanation(*registry.resolve(m)))} for m in MODELS}
         results = {}
         for size in args.sizes:

@@ -197,6 +197,7 @@ def _cold_start(args):
 
 
 def _pipeline(args):
+    from scorehouse.manifest import Version
     from scorehouse.registry import Registry
     from scorehouse.spec import load_spec
     from scorehouse.training import read_source, train
@@ -205,8 +206,8 @@ def _pipeline(args):
     manifest = registry.card(*registry.resolve(args.model)).manifest
     spec = load_spec(args.spec)
     candidate = train(spec, read_source(spec, args.warehouse))
-    assert candidate.manifest["training_data"]["fingerprint"] == manifest["training_data"]["fingerprint"]
-    return candidate.pipeline, spec, manifest["positive_class"]
+    assert Version.read(candidate.manifest).training.fingerprint == manifest.training.fingerprint
+    return candidate.pipeline, spec, manifest.positive_class
 
 
 SETUP = {"limit": _limit, "duckdb_onnx": _sql_arm("onnx"), "duckdb_generic": _generic,

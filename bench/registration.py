@@ -67,9 +67,9 @@ def main(argv=None) -> int:
             version, _ = train_and_register(spec, registry, env["SCOREHOUSE_WAREHOUSE"])
             total = time.perf_counter() - start
             manifest = registry.card(spec.name, version).manifest
-            steps = manifest["registration_seconds"]
-            compiled = manifest["compiled"].get("skipped") or "compiled"
-            explained = manifest["explanation"].get("skipped") or manifest["explanation"]["kind"]
+            steps = manifest.registration_seconds
+            compiled = (manifest.compiled or {}).get("skipped") or "compiled"
+            explained = (manifest.explanation or {}).get("skipped") or (manifest.explanation or {}).get("kind")
             rows.append((label, len(data.x_train), fit, total, steps, compiled, explained))
             print(f"{label}: fit {fit:.2f} s, registration {total:.2f} s ({total / fit:.2f}x)", file=sys.stderr)
     publish(args.out, report(rows))

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
             spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
                 spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))
             runs = {"predict() (ONNX Arrow UDF)": scorehouse.spark.predict_sql(scorer, model, "t", "score", "onnx")}
-            if "skipped" not in registry.card(*registry.resolve(model)).manifest["compiled"]:
+            if "skipped" not in (registry.card(*registry.resolve(model)).manifest.compiled or {}):
                 runs["compiled SQL"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "compiled")
             runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
             queries = {path: f"select {expression} as p from bench_rows as t" for path, expression in runs.items()}

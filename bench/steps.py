@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         env = build_workspace(Path(tmp), bench_models)
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
         explanations = {m: registry.explanation(*registry.resolve(m)) for m in bench_models}
-        shapes = {m: (registry.card(*registry.resolve(m)).manifest["estimator"]["class"], len(e["trees"]), nodes(e),
+        shapes = {m: (registry.card(*registry.resolve(m)).manifest.estimator_class, len(e["trees"]), nodes(e),
                       splits_per_row(e), table_choice(e)) for m, e in explanations.items()}
         sizes = {args.rows: ARMS, 1: ONE_ROW_ARMS}
         with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:

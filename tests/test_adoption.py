@@ -1,6 +1,6 @@
 """A stranger's project: a new dbt project (`dbt init`), its own CSV with yes/no and TRUE/FALSE columns,
-and the README's guide "Use scorehouse in your dbt project" followed literally — its commands run and
-its files written as the guide shows them. If the guide changes, this test follows the new text."""
+and the README's guide "Use scorehouse in your dbt project" (then docs/pages/after-deployment.md) followed
+literally — its commands run and its files written as the guide shows them. If the guide changes, this test follows the new text."""
 
 import json
 import os
@@ -19,14 +19,16 @@ from conftest import PACKAGE, PROJECT, ROOT, sklearn_answers
 
 pytestmark = pytest.mark.dbt  # real dbt runs in new projects
 BIN = Path(sys.executable).parent
-GUIDE_TITLE = "## Use scorehouse in your dbt project"
-AFTER_TITLE = "## After deployment"
+GUIDE = ROOT / "README.md", "## Use scorehouse in your dbt project"
+AFTER_DEPLOYMENT = ROOT / "docs" / "pages" / "after-deployment.md", "# After deployment"
 
 
-def guide_blocks(title: str = GUIDE_TITLE) -> list[tuple[str, str | None, str]]:
-    """The code blocks of the README section `title`, in order: (language, file name or None, text)."""
-    readme = (ROOT / "README.md").read_text()
-    guide = readme.split(title, 1)[1].split("\n## ", 1)[0]
+def guide_blocks(section: tuple[Path, str] = GUIDE) -> list[tuple[str, str | None, str]]:
+    """The code blocks of a section (a file and its title), in order: (language, file name or None, text)."""
+    path, title = section
+    guide = path.read_text().split(title + "\n", 1)[1]
+    if title.startswith("## "):  # a section of a page: up to the next one (a page's title: the whole page)
+        guide = guide.split("\n## ", 1)[0]
     return [(lang, name.strip() or None, text) for lang, name, text in
             re.findall(r"```(\w+)([^\n]*)\n(.*?)```", guide, re.S)]
 
@@ -57,10 +59,10 @@ def run(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
 
 
 def follow_guide(project: Path, packages: str | None = None,
-                 title: str = GUIDE_TITLE) -> dict[str, subprocess.CompletedProcess]:
-    """Every command and file of a README section, in order; `packages` replaces packages.yml before `dbt deps`."""
+                 section: tuple[Path, str] = GUIDE) -> dict[str, subprocess.CompletedProcess]:
+    """Every command and file of a section, in order; `packages` replaces packages.yml before `dbt deps`."""
     ran = {}
-    for lang, name, text in guide_blocks(title):
+    for lang, name, text in guide_blocks(section):
         if name:
             (project / name).parent.mkdir(parents=True, exist_ok=True)
             (project / name).write_text(text)
@@ -122,7 +124,7 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     from scorehouse.training import read_source, train
 
     registry = Registry(project / "registry")
-    manifest = registry.card("loan_denial", 1).manifest
+    manifest = registry.card("loan_denial", 1).raw
     candidate = train(load_spec(project / "training" / "loan_denial.yml"),
                       read_source(load_spec(project / "training" / "loan_denial.yml"), warehouse))
     expected = sklearn_answers(candidate, rows)["score"]
@@ -198,7 +200,7 @@ def test_dbt_from_another_folder_finds_the_projects_files(tmp_path):
     assert (project / "warehouse" / "here.duckdb").exists() and not list(elsewhere.iterdir())
 
 
-def test_after_deployment_follows_the_readme(tmp_path):
+def test_after_deployment_follows_the_docs(tmp_path):
     """The section "After deployment", typed in the guide's project: quality, a challenger at 10%, the
     comparison and its gate, monitor, history, promotion and gc."""
     run("dbt init loans --skip-profile-setup", tmp_path)
@@ -206,7 +208,7 @@ def test_after_deployment_follows_the_readme(tmp_path):
     shutil.rmtree(project / "models" / "example")
     write_applications(project / "seeds")
     follow_guide(project)
-    ran = follow_guide(project, title=AFTER_TITLE)
+    ran = follow_guide(project, section=AFTER_DEPLOYMENT)
 
     from scorehouse.sql import BUCKETS, bucket
 

@@ -1,4 +1,4 @@
-"""The bad-input table of the README, row for row, on DuckDB's predict() (generic and typed paths).
+"""The bad-input table of docs/pages/sql.md, row for row, on DuckDB's predict() (generic and typed paths).
 
 Each case changes one real mortgage row. A scored case must equal scikit-learn's answer for the row
 it stands for; an error case must name the model, the feature, what was expected and what was found.

@@ -61,7 +61,7 @@ def test_diamond_mart_equals_scikit_learn(built):
 
 
 def test_protected_attribute_is_never_a_feature(built):
-    manifest = built.registry.card("mortgage_deny", 1).manifest
+    manifest = built.registry.card("mortgage_deny", 1).raw
     assert "black" not in [f["name"] for f in manifest["features"]]
     columns = built.query("describe features_mortgage")["column_name"].tolist()
     assert "black" not in columns

@@ -113,9 +113,9 @@ def test_what_cannot_be_registered_says_why(frames, tmp_path):
     assert not list((tmp_path / "registry").glob("*/versions/*"))
 
 
-def test_the_readme_notebook_example_runs(tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    example = re.search(r"### Register a pipeline fitted in a notebook\n.*?```python\n(.*?)```", readme, re.S).group(1)
+def test_the_documented_notebook_example_runs(tmp_path):
+    page = (ROOT / "docs" / "pages" / "training.md").read_text()
+    example = re.search(r"## Register a pipeline fitted in a notebook\n.*?```python\n(.*?)```", page, re.S).group(1)
     result = subprocess.run([sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "SCOREHOUSE_REGISTRY": str(tmp_path / "registry")})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -77,7 +77,7 @@ def sql_metrics(ws):
 
 def test_sql_metrics_equal_numpy_on_clean_and_broken_data(workspace):
     workspace.dbt("build")
-    manifest = workspace.registry.card("mortgage_deny", 1).manifest
+    manifest = workspace.registry.card("mortgage_deny", 1).raw
     for label in ("clean", "broken"):
         if label == "broken":
             load_broken_batch()(workspace.root / "broken")

@@ -258,7 +258,7 @@ def by_metric(frame: pd.DataFrame) -> dict:
 def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
     rows = by_metric(quality.read("quality_mortgage"))
     joined = quality.read("scored_mortgage").merge(quality.read("outcomes_mortgage"), on="application_id", how="left")
-    manifest = quality.workspace.registry.card("mortgage_deny", 1).manifest
+    manifest = quality.workspace.registry.card("mortgage_deny", 1).raw
     for week, group in joined.groupby(joined.scored_at.dt.to_period("W-SUN").dt.start_time):
         labelled = group.dropna(subset=["denied"])
         y, p = labelled.denied.astype(bool).to_numpy(), labelled.deny_probability.to_numpy()

@@ -136,7 +136,7 @@ def test_a_failed_write_leaves_no_version_behind(trained, tmp_path):
 
 
 def test_manifest_records_what_the_issue_asks(trained):
-    manifest = trained.registry.card("mortgage_deny", 1).manifest
+    manifest = trained.registry.card("mortgage_deny", 1).raw
     for key in ("name", "version", "task", "features", "classes", "positive_class", "metrics", "parity",
                 "artifacts", "libraries", "training_data", "created_at", "spec", "estimator"):
         assert key in manifest, key

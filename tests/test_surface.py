@@ -1,4 +1,4 @@
-"""The declared SQL surface (udfs/surface.py) is what each engine has, what the README lists and what
+"""The declared SQL surface (udfs/surface.py) is what each engine has, what the docs list and what
 `scorehouse functions` prints."""
 
 import subprocess
@@ -39,10 +39,10 @@ def test_every_declaration_is_complete_and_every_name_is_ours():
     assert len(names) == len(set(names))  # one declaration per name and engine
 
 
-def test_the_readme_and_scorehouse_functions_print_the_declared_table():
-    readme = (ROOT / "README.md").read_text()
-    listed = readme.split("<!-- functions -->\n", 1)[1].split("\n<!-- /functions -->", 1)[0]
-    assert listed == reference_table((ANALYSTS,)), "README's table is written by reference_table((ANALYSTS,))"
+def test_the_docs_and_scorehouse_functions_print_the_declared_table():
+    page = (ROOT / "docs" / "pages" / "sql.md").read_text()
+    listed = page.split("<!-- functions -->\n", 1)[1].split("\n<!-- /functions -->", 1)[0]
+    assert listed == reference_table((ANALYSTS,)), "docs/pages/sql.md's table is written by reference_table((ANALYSTS,))"
     printed = subprocess.run([str(BIN / "scorehouse"), "functions"], capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == reference_table((ANALYSTS, DBT))
     assert "| `predict` |" in printed.stdout and "| `scorehouse_predict_sql` |" in printed.stdout

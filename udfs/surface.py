@@ -2,7 +2,7 @@
 
 The DuckDB and Spark adapters create what is declared for their engine (the writer helpers' implementations
 live here; the scoring functions' in the adapters), a test checks that each engine has exactly these names,
-the security test reads its list from here, and `scorehouse functions` and the README's reference table are
+the security test reads its list from here, and `scorehouse functions` and the docs' reference table (docs/pages/sql.md) are
 written from it. `{model}` in a name stands for each model of the registry (its prod version).
 
 Audience: `analysts` call it in SQL (documented); `dbt` is called by the package's macros and hooks, with
@@ -164,7 +164,7 @@ def declared(engine: str, models: Iterable[str] = ()) -> dict[str, SqlFunction]:
 
 
 def reference_table(audiences: tuple[str, ...] = (ANALYSTS, DBT)) -> str:
-    """The Markdown reference table of the functions for `audiences` (the README's, `scorehouse functions`)."""
+    """The Markdown reference table of the functions for `audiences` (docs/pages/sql.md's, `scorehouse functions`)."""
     lines = ["| name | arguments | returns | kind | engines | what |", "|---|---|---|---|---|---|"]
     seen: dict[str, list[str]] = {}
     rows: list[SqlFunction] = []
