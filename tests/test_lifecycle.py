@@ -51,6 +51,16 @@ def test_every_alias_move_is_appended_to_the_audit_log(small_copy):
     assert json.loads(small_copy.cli("history", "mortgage_deny", "--json", check=True).stdout) == events
 
 
+def test_history_shows_an_audit_line_written_by_hand_without_an_action(small_copy):
+    """A JSON object without "action" (an edit audit_problems warns about) is listed, not a crash."""
+    with (small_copy.registry_path / "mortgage_deny" / "audit.jsonl").open("a") as audit:
+        audit.write(json.dumps({"at": "2026-01-01T00:00:00+00:00", "user": "someone", "alias": "prod"}) + "\n")
+    shown = small_copy.cli("history", "mortgage_deny")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "warning: Model mortgage_deny: audit.jsonl line 2" in shown.stderr
+    assert shown.stdout.splitlines()[-1].split()[:3] == ["2026-01-01T00:00:00+00:00", "someone", "-"]
+
+
 def test_promoting_prod_ends_a_rollout_and_says_so(small_copy):
     registry = small_copy.registry
     register_versions(small_copy, 1)

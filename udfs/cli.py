@@ -384,7 +384,8 @@ def cmd_history(args) -> int:
         print(json.dumps(events, indent=2))
         return 0
     print(format_table(["at", "user", "action", "alias", "from", "to", "reason"],
-                       [[e.get("at"), e.get("user"), e.get("action") + (f" {e['share']:g}%" if e.get("share") else ""),
+                       [[e.get("at"), e.get("user"),
+                         f"{e.get('action') or '-'}" + (f" {e['share']:g}%" if e.get("share") else ""),
                          e.get("alias") or "", e.get("from") or "-", e.get("to") or "-", e.get("reason") or ""]
                         for e in events]) if events else f"{args.model}: no alias has moved")
     return 0
