@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -22,7 +22,7 @@ FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 def register_versions(workspace, count: int) -> list[int]:
@@ -203,7 +203,8 @@ def test_after_gc_rollback_goes_one_step_back_and_further_only_within_keep_days(
     refused = small_copy.cli("rollback", "mortgage_deny")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        f"error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists (removed by gc on {today()}); "
+        "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists "
+        f"(removed by gc on {today()}); "
         "versions: 2, 3; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
     assert alias_state(small_copy) == before and registry.resolve("mortgage_deny") == ("mortgage_deny", 2)
 

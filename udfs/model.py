@@ -75,7 +75,7 @@ class ModelCard:
     def default_output(self) -> str:
         return DEFAULT_OUTPUT[self.task]
 
-    def check_output(self, output: str) -> str:
+    def check_output(self, output: str | None) -> str:
         """Return the output to compute, failing if this model cannot give it."""
         output = self.default_output if output in (None, "", "default") else output
         if output not in OUTPUTS:
