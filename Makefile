@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo demo-drift demo-spark test test-fast docs bench clean
+.PHONY: setup demo demo-drift demo-spark lint test test-fast docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ demo-spark: demo
 	@echo "== the same dbt project on Spark local[2]: guards, then scored marts (Parquet under warehouse/spark)"
 	$(BIN)/python spark_jobs/dbt_build.py
 	@cd $(DEMO) && $(abspath $(BIN))/python -c "import duckdb; print(duckdb.sql(\"select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, round(avg(deny_probability), 4) as mean_score from read_parquet('warehouse/spark/scorehouse.db/mart_mortgage_risk/*.parquet') group by all union all select 'mart_diamond_prices', model_name, model_version, count(*), round(avg(predicted_price), 1) from read_parquet('warehouse/spark/scorehouse.db/mart_diamond_prices/*.parquet') group by all\"))"
+
+# ruff's rules and mypy's types (settings in pyproject.toml); ruff does not format here.
+lint: setup
+	$(BIN)/ruff check udfs tests bench spark_jobs
+	$(BIN)/mypy
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,8 +17,8 @@ and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compile
 MLflow's spark_udf.
 Each arm runs in a process of its own (its peak RSS is its own), arms alternate round by round (machine
 noise hits all alike), and each figure is the best of --repeat rounds (sizes above --repeat-up-to run one
-round; sizes above --all-models-up-to, the first model only). Cold start: a fresh process's first predict() of a 200-tree GBT,
-connect and model load included. Writes the tables to --out with the machine they ran on.
+round; sizes above --all-models-up-to, the first model only). Cold start: a fresh process's first
+predict() of a 200-tree GBT, connect and model load included. Writes the tables to --out with the machine they ran on.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -174,8 +174,9 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
     lines = ["# Benchmark results", "",
              f"`python -m bench --sizes {','.join(map(str, args.sizes))} --repeat {args.repeat} "
              f"--repeat-up-to {args.repeat_up_to} --all-models-up-to {args.all_models_up_to} "
-             f"--spark-rows {args.spark_rows}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB, Python {platform.python_version()}, "
+             f"--spark-rows {args.spark_rows}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+             f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB, "
+             f"Python {platform.python_version()}, "
              f"duckdb {duckdb.__version__}, onnxruntime {onnxruntime.__version__}. DuckDB threads = cores; "
              "onnxruntime one thread per UDF call. Each arm runs in its own process; peak RSS is that process's "
              "high-water mark (Python, libraries and setup included).", ""]
@@ -224,7 +225,8 @@ def _scaling(results: dict) -> list[str]:
     first, last = sizes[0], sizes[-1]
     model = next(iter(results[last]))
     lines = [f"## Scaling {first:,} -> {last:,} rows ({model})", "",
-             "| path | seconds per million rows, small | large | growth of time / growth of rows | peak RSS MB small -> large |",
+             "| path | seconds per million rows, small | large | growth of time / growth of rows "
+             "| peak RSS MB small -> large |",
              "|---|---:|---:|---:|---:|"]
     for arm in ARMS:
         a, b = results[first][model].get(arm, {}), results[last][model].get(arm, {})
@@ -242,7 +244,8 @@ def _memory_gb() -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000, 20_000_000])
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1_000_000, 5_000_000, 20_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--all-models-up-to", type=int, default=20_000_000,
                         help="larger sizes run for the first model only")

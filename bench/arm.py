@@ -28,7 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("--table", required=True)
     parser.add_argument("--spec", help="the model's spec file (the pandas and orbital arms fit the pipeline again)")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--threads", type=int, help="DuckDB's threads (and onnxruntime's for the limit); default: all cores")
+    parser.add_argument("--threads", type=int,
+                        help="DuckDB's threads (and onnxruntime's for the limit); default: all cores")
     args = parser.parse_args(argv)
     try:
         run = SETUP[args.arm](args)
@@ -76,9 +77,8 @@ def _features(args) -> list[str]:
 def _sql_arm(method: str | None):
     def setup(args):
         import scorehouse.duckdb
-        from scorehouse.scoring import Scorer
-
         from scorehouse.errors import ScorehouseError
+        from scorehouse.scoring import Scorer
 
         con = _connect(args)
         try:

@@ -90,7 +90,8 @@ def report(results, args) -> str:
             speedup = by_threads[low]["seconds"] / by_threads[high]["seconds"]
             fraction = serial_fraction(speedup, high // low)
             lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(f"{s:.3f}" for s in seconds)
-                         + f" | {speedup:.2f}x | {fraction:.2f} | {predicted_speedup(fraction, PREDICTED_CORES):.1f}x |")
+                         + f" | {speedup:.2f}x | {fraction:.2f} "
+                         f"| {predicted_speedup(fraction, PREDICTED_CORES):.1f}x |")
         lines.append("")
     return "\n".join([*lines[:-1], END])
 

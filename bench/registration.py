@@ -81,12 +81,13 @@ def report(rows) -> str:
              ran("python -m bench.registration") + ". Plain fit: the same scikit-learn pipeline "
              "fitted on the same rows, alone. Registration: `scorehouse train` as a whole (read, fit, ONNX export, "
              "parity, compiled SQL, explanations, metrics and profile, write).", "",
-             "| model | fit rows | plain fit s | registration s | ratio | export | parity | compile | explain | profile "
-             "| compiled SQL | explanations |",
+             "| model | fit rows | plain fit s | registration s | ratio | export | parity | compile | explain "
+             "| profile | compiled SQL | explanations |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for label, n, fit, total, steps, compiled, explained in rows:
         lines.append(f"| {label} | {n:,} | {fit:.2f} | {total:.2f} | {total / fit:.2f}x | {steps['export']:.2f} | "
-                     f"{steps['parity']:.2f} | {steps['compile']:.2f} | {steps['explain']:.2f} | {steps['profile']:.2f} "
+                     f"{steps['parity']:.2f} | {steps['compile']:.2f} | {steps['explain']:.2f} | "
+                     f"{steps['profile']:.2f} "
                      f"| {compiled[:70]} | {explained[:70]} |")
     return "\n".join([*lines, END])
 

@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     os.environ["PYSPARK_PYTHON"] = sys.executable
 
     import duckdb
-    import mlflow.sklearn
     import mlflow.pyfunc
+    import mlflow.sklearn
     from pyspark.sql import SparkSession
 
     import scorehouse.spark
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
         for model, spec in specs.items():
             candidate = train(spec, read_source(spec, env["SCOREHOUSE_WAREHOUSE"]))
             # MLflow's own format for a scikit-learn model (its loader, not scorehouse's, unpickles it)
-            mlflow.sklearn.save_model(candidate.pipeline, str(folder / f"mlflow-{model}"), pyfunc_predict_fn="predict_proba",
+            mlflow.sklearn.save_model(candidate.pipeline, str(folder / f"mlflow-{model}"),
+                                      pyfunc_predict_fn="predict_proba",
                                       serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
             spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
                 spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                       splits_per_row(e), table_choice(e)) for m, e in explanations.items()}
         sizes = {args.rows: ARMS, 1: ONE_ROW_ARMS}
         with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:
-            tables = {(table, rows): resample(con, table, rows) for _, _, table in bench_models.values() for rows in sizes}
+            tables = {(table, rows): resample(con, table, rows)
+                      for _, _, table in bench_models.values() for rows in sizes}
         for round_ in range(args.repeat):
             for model, (_, _, table) in bench_models.items():
                 for rows, arms in sizes.items():

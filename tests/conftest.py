@@ -61,7 +61,7 @@ class Workspace:
     def env(self) -> dict[str, str]:
         return {"SCOREHOUSE_WAREHOUSE": str(self.warehouse), "SCOREHOUSE_REGISTRY": str(self.registry_path)}
 
-    def copy(self, dest: Path) -> "Workspace":
+    def copy(self, dest: Path) -> Workspace:
         shutil.copytree(self.root, dest)
         return Workspace(dest, dict(self.candidates))
 
@@ -71,13 +71,15 @@ class Workspace:
         result = subprocess.run(self.dbt_command(*args, data_dir=data_dir, variables=variables), capture_output=True,
                                 text=True, cwd=ROOT, timeout=600, env={**os.environ, **self.env})
         if expect_ok:
-            assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-2000:]}"
+            assert result.returncode == 0, (f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n"
+                                            f"{result.stderr[-2000:]}")
         return result
 
     def dbt_command(self, *args: str, data_dir: Path = PROJECT / "data", variables: dict | None = None) -> list[str]:
         return [DBT, *args, "--project-dir", str(PROJECT),
                 "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
-                "--log-path", str(self.root / "logs"), "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
+                "--log-path", str(self.root / "logs"),
+                "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
 
     def query(self, sql: str, database: Path | None = None) -> pd.DataFrame:
         with duckdb.connect(str(database or self.warehouse), read_only=True) as con:
@@ -129,11 +131,13 @@ def failed_quality_gate(workspace: Workspace, invocation: str = "build-7") -> Pa
     return target
 
 
-def build_package(project: Path, package: str, workspace: Workspace, out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+def build_package(project: Path, package: str, workspace: Workspace,
+                  out: Path) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
     install_package(project)
     build = subprocess.run([DBT, "build", "--select", f"package:{package}",
-                            "--project-dir", str(project), "--profiles-dir", str(ROOT), "--target-path", str(out / "target"),
+                            "--project-dir", str(project), "--profiles-dir", str(ROOT),
+                            "--target-path", str(out / "target"),
                             "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT,
                            env={**os.environ, **workspace.env}, timeout=900)
     return build, run_results(out / "target", build.stdout)
@@ -155,8 +159,10 @@ def run_results(target: Path, log: str) -> dict:
 
 def run_dbt_on_spark(ws: Workspace, warehouse: Path, *extra: str) -> subprocess.CompletedProcess:
     """spark_jobs/dbt_build.py with the workspace's registry, its tables kept under `warehouse`."""
-    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"), "--warehouse-dir", str(warehouse),
-                           "--registry", str(ws.registry_path), *extra, "--", "--target-path", str(warehouse / "target"),
+    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"),
+                           "--warehouse-dir", str(warehouse),
+                           "--registry", str(ws.registry_path), *extra,
+                           "--", "--target-path", str(warehouse / "target"),
                            "--log-path", str(warehouse / "logs")],
                           capture_output=True, text=True, cwd=ROOT, timeout=900,
                           env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable})
@@ -165,7 +171,8 @@ def run_dbt_on_spark(ws: Workspace, warehouse: Path, *extra: str) -> subprocess.
 def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
     """A table a Spark build wrote under `warehouse`."""
     with duckdb.connect() as con:
-        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet', union_by_name = true)").to_arrow_table().to_pandas()
+        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet', "
+                       "union_by_name = true)").to_arrow_table().to_pandas()
 
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
@@ -283,7 +290,8 @@ ESTIMATOR_CASES = {
     "c_binary_logistic": ("binary", "logistic_regression", {"max_iter": 2000}, "mortgage"),
     "c_binary_forest": ("binary", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0}, "mortgage"),
     "c_binary_gbt": ("binary", "gradient_boosting", {"n_estimators": 30, "random_state": 0}, "mortgage"),
-    "c_binary_hgb": ("binary", "hist_gradient_boosting", {"max_iter": 20, "max_depth": 3, "random_state": 0}, "mortgage"),
+    "c_binary_hgb": ("binary", "hist_gradient_boosting", {"max_iter": 20, "max_depth": 3, "random_state": 0},
+                     "mortgage"),
     "c_binary_xgboost": ("binary", "xgboost", {"n_estimators": 20, "max_depth": 3}, "mortgage"),
     "c_binary_lightgbm": ("binary", "lightgbm", {"n_estimators": 20, "num_leaves": 8}, "mortgage"),
     "c_multiclass_logistic": ("multiclass", "logistic_regression", {"max_iter": 2000}, "diamonds_cut"),
@@ -322,11 +330,14 @@ COMPILED_CASES = ESTIMATOR_CASES  # the compiled-SQL path is tried on every case
 # BIGINT one above 2^24 (ccs_big), as users' tables do.
 ESTIMATOR_SOURCES = {
     "mortgage": ("select *, self = 'yes' as self_employed, cast(ccs * 10000000 as bigint) as ccs_big "
-                 "from features_mortgage", "is_denied", ["dir", "hir", "lvr", "ccs_big", "mcs", "uria", "self_employed"],
+                 "from features_mortgage", "is_denied",
+                 ["dir", "hir", "lvr", "ccs_big", "mcs", "uria", "self_employed"],
                  ["pbcr", "dmi", "single", "condominium"]),
     "diamonds": ("select * from features_diamonds", "price",
-                 ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"], ["cut", "color", "clarity"]),
-    "diamonds_cut": ("select * from features_diamonds", "cut", ["carat", "depth_pct", "table_pct"], ["color", "clarity"]),
+                 ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
+                 ["cut", "color", "clarity"]),
+    "diamonds_cut": ("select * from features_diamonds", "cut", ["carat", "depth_pct", "table_pct"],
+                     ["color", "clarity"]),
     "counts": ("select *, cast(round(price / 1000) as integer) as kilo_dollars from features_diamonds", "kilo_dollars",
                ["carat", "depth_pct", "table_pct"], ["cut", "color", "clarity"]),
 }

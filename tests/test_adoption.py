@@ -1,8 +1,8 @@
 """A stranger's project: a new dbt project (`dbt init`), its own CSV with yes/no and TRUE/FALSE columns,
 and the README's guide "Use scorehouse in your dbt project" (then docs/pages/after-deployment.md) followed
-literally — its commands run and its files written as the guide shows them. If the guide changes, this test follows the new text."""
+literally — its commands run and its files written as the guide shows them. If the guide changes, this test
+follows the new text."""
 
-import json
 import os
 import re
 import shutil
@@ -92,8 +92,9 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     # init wired it, each time saying what to run next: the plugin lines as the guide shows them, the package,
     # scorehouse.yml
     assert ran["scorehouse init"].stdout.strip().splitlines()[-1] == "next: dbt deps"
-    assert ran["scorehouse init --from applications --target denied --name loan_denial"].stdout.strip().splitlines()[-1] \
-        == "next: review training/loan_denial.yml, then `scorehouse train training/loan_denial.yml --alias prod`"
+    assert (ran["scorehouse init --from applications --target denied --name loan_denial"].stdout.strip()
+            .splitlines()[-1]
+            == "next: review training/loan_denial.yml, then `scorehouse train training/loan_denial.yml --alias prod`")
     shown = next(text for lang, name, text in guide_blocks() if lang == "yaml" and not name)
     profiles = yaml.safe_load((project / "profiles.yml").read_text())
     assert profiles["loans"]["outputs"]["dev"]["plugins"] == yaml.safe_load(shown)["plugins"]
@@ -116,7 +117,8 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
         scored = con.sql("select * from scored_applications order by application_id").to_df()
         rows = con.sql("select * from applications order by application_id").to_df()
         history = con.sql("select * from drift_history where model_ref = 'loan_denial'").to_df()
-    assert (types["pbcr"], types["condominium"], types["denied"]) == ("VARCHAR", "BOOLEAN", "BOOLEAN")  # as dbt seeds them
+    # as dbt seeds them
+    assert (types["pbcr"], types["condominium"], types["denied"]) == ("VARCHAR", "BOOLEAN", "BOOLEAN")
     assert len(scored) == len(rows) == len(applications)
     assert set(scored.model_version) == {1} and set(scored.model_name) == {"loan_denial"}
     from scorehouse.registry import Registry
@@ -165,8 +167,10 @@ def test_scorehouse_init_wires_a_fresh_project_and_a_second_run_changes_nothing(
     packages = yaml.safe_load((project / "packages.yml").read_text())["packages"]
     assert packages == [{"local": str(PACKAGE.resolve())}]
     profile = yaml.safe_load((project / "profiles.yml").read_text())["shop"]["outputs"]["dev"]
-    assert profile["plugins"] == [{"module": "scorehouse.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}]
-    assert yaml.safe_load((project / "scorehouse.yml").read_text()) == {"registry": "registry", "warehouse": "shop.duckdb"}
+    assert profile["plugins"] == [{"module": "scorehouse.dbt_plugin", "alias": "scorehouse",
+                                   "config": {"registry": "registry"}}]
+    assert yaml.safe_load((project / "scorehouse.yml").read_text()) == {"registry": "registry",
+                                                                         "warehouse": "shop.duckdb"}
     # a profile outside the project: the lines to paste are printed, nothing else is touched
     elsewhere = tmp_path / "elsewhere"
     run("dbt init elsewhere --skip-profile-setup", tmp_path)

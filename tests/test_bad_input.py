@@ -32,7 +32,8 @@ SCORED = {
     "-inf in a numeric feature": ({"dir": "CAST('-Infinity' AS DOUBLE)"}, {"dir": -1e30}),
     "a finite value beyond float32's range": ({"dir": "CAST(1e308 AS DOUBLE)", "hir": "CAST(-1e308 AS DOUBLE)"},
                                               {"dir": 1e30, "hir": -1e30}),
-    "integer column holding NULL": ({"ccs": "CAST(NULL AS INTEGER)", "mcs": "CAST(2 AS INTEGER)"}, {"ccs": None, "mcs": 2.0}),
+    "integer column holding NULL": ({"ccs": "CAST(NULL AS INTEGER)", "mcs": "CAST(2 AS INTEGER)"},
+                                    {"ccs": None, "mcs": 2.0}),
     "BIGINT above 2^24": ({"ccs": "CAST(16777217 AS BIGINT)"}, {"ccs": 16777216.0}),
     "NULL in a categorical feature": ({"pbcr": "CAST(NULL AS STRING)"}, {"pbcr": None}),
     "empty-string category": ({"pbcr": "''"}, {"pbcr": None}),
@@ -45,9 +46,11 @@ SCORED = {
 }
 ERRORS = {
     "string where a number is expected": ({"lvr": "'0.8'"},
-                                          "Model mortgage_deny (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE"),
+                                          "Model mortgage_deny (version 1): feature 'lvr' has type VARCHAR, "
+                                          "expected DOUBLE"),
     "number where a string is expected": ({"pbcr": "1"},
-                                          "Model mortgage_deny (version 1): feature 'pbcr' has type INTEGER, expected VARCHAR"),
+                                          "Model mortgage_deny (version 1): feature 'pbcr' has type INTEGER, "
+                                          "expected VARCHAR"),
     "missing feature": ({"lvr": None}, "Model mortgage_deny (version 1): feature 'lvr' is missing from the input"),
 }
 
@@ -58,7 +61,8 @@ def base(trained):
 
 
 def first_row(workspace) -> dict:
-    return workspace.query("select * from features_mortgage order by application_id limit 1").iloc[0][FEATURES].to_dict()
+    return workspace.query("select * from features_mortgage order by application_id limit 1").iloc[0][
+        FEATURES].to_dict()
 
 
 def row_sql(base: dict, changes: dict, engine: str = "duckdb") -> str:
@@ -127,7 +131,8 @@ def test_an_empty_table_gives_no_rows(con):
 def test_duplicate_column_names_are_renamed_by_duckdb_and_the_copy_is_ignored(con, trained):
     got = con.sql("select predict('mortgage_deny', t) from (select *, 99.0 as lvr from features_mortgage) t "
                   "order by application_id limit 3").fetchall()
-    want = con.sql("select predict('mortgage_deny', t) from features_mortgage t order by application_id limit 3").fetchall()
+    want = con.sql("select predict('mortgage_deny', t) from features_mortgage t "
+                   "order by application_id limit 3").fetchall()
     assert got == want  # the second lvr arrives as lvr_1: an extra column
     with pytest.raises(duckdb.BinderException, match='Duplicate named argument "lvr"'):
         con.sql("select predict('mortgage_deny', struct_pack(lvr := 1.0, lvr := 2.0))").fetchall()
@@ -206,7 +211,8 @@ def _slug(case: str) -> str:
 def _case_model(base: dict, changes: dict, key: int) -> str:
     """A dbt model holding `base` with `changes` as one row (field -> SQL, None drops it), keyed `key`."""
     fields = {"application_id": str(key), **row_fields(base, changes)}
-    return "select " + ", ".join(f"{sql} as {{{{ scorehouse.identifier({json.dumps(name)}) }}}}" for name, sql in fields.items())
+    return "select " + ", ".join(f"{sql} as {{{{ scorehouse.identifier({json.dumps(name)}) }}}}"
+                                 for name, sql in fields.items())
 
 
 def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
@@ -217,7 +223,8 @@ def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
     """
     (project / "models").mkdir(parents=True)
     (project / "dbt_project.yml").write_text("name: scorehouse_bad_input\nversion: '0.1.0'\nconfig-version: 2\n"
-                                             "profile: scorehouse\nmodels: {scorehouse_bad_input: {+materialized: table}}\n")
+                                             "profile: scorehouse\n"
+                                             "models: {scorehouse_bad_input: {+materialized: table}}\n")
     cases = {**{c: changes for c, (changes, _) in SCORED.items()}, **{c: changes for c, (changes, _) in ERRORS.items()}}
     scored = {_slug(case): ("mortgage_deny", f"case_{_slug(case)}", "") for case in cases}
     scored.update({"an_empty_table": ("mortgage_deny", "case_a_single_row", " where false"),
@@ -242,7 +249,8 @@ def write_bad_input_project(project: Path, base: dict, registry: Path) -> str:
             f"select * from {{{{ scorehouse.score(ref('unguarded_{name}'), 'mortgage_deny') }}}} as s")
     (project / "models" / "table_column_model_version.sql").write_text(
         "select * from {{ scorehouse.score(ref('case_a_single_row'), 'mortgage_deny', column='Model_Version') }} as s")
-    guard = "    data_tests:\n      - scorehouse.expect_model_inputs_match_schema: {arguments: {model_ref: mortgage_deny}}"
+    guard = ("    data_tests:\n"
+             "      - scorehouse.expect_model_inputs_match_schema: {arguments: {model_ref: mortgage_deny}}")
     (project / "models" / "_cases.yml").write_text(
         "version: 2\nmodels:\n" + "\n".join(f"  - name: case_{_slug(case)}\n{guard}" for case in cases) + "\n")
     aliases = registry / "mortgage_deny" / "aliases.json"
@@ -280,13 +288,15 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
     unknown = results["scored_an_unknown_reference"]
     assert unknown["status"] == "error" and "Model 'mortgage_dny' not found in registry" in unknown["message"]
     deleted = results["scored_an_alias_at_a_deleted_version"]
-    assert deleted["status"] == "error" and "alias 'retired' points at version 7, which no longer exists" in deleted["message"]
+    assert deleted["status"] == "error"
+    assert "alias 'retired' points at version 7, which no longer exists" in deleted["message"]
     missing = results["table_unguarded_without_lvr"]
     assert missing["status"] == "error" and "Binder" not in missing["message"]
     assert "Model mortgage_deny (version 1): feature 'lvr' is missing from the input" in missing["message"]
     clash = results["table_unguarded_with_prediction"]
-    assert clash["status"] == "error" and ("model mortgage_deny (version 1): the input already has a column 'prediction', "
-                                           "where the table form puts the score") in clash["message"].lower()  # Spark's catalog lowers it
+    assert clash["status"] == "error" and ("model mortgage_deny (version 1): the input already has a column "
+                                           "'prediction', where the table form puts the score"
+                                           ) in clash["message"].lower()  # Spark's catalog lowers it
     helper = results["table_unguarded_with_a_helper_name"]  # never read in place of the steps' own column
     assert helper["status"] == "error" and ("the input has a column '__scorehouse_x0'; names starting with "
                                             "'__scorehouse_' are the table form's own") in helper["message"]
@@ -302,7 +312,8 @@ def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
     package = write_bad_input_project(tmp_path / "bad_input", base, workspace.registry_path)
     build, results = build_package(tmp_path / "bad_input", package, workspace, tmp_path)
     assert build.returncode == 1, build.stdout[-3000:]  # the error cases fail it
-    check_bad_input_build(build.stdout, results, lambda table: workspace.query(f"select score from {table}").score.tolist(),
+    check_bad_input_build(build.stdout, results,
+                          lambda table: workspace.query(f"select score from {table}").score.tolist(),
                           workspace.sklearn_scores, base)
     # the table form's builds are in scoring_runs as predict()'s are, scored in steps
     runs = workspace.query("select scored_relation, method, model_version, rows_out from scoring_runs "

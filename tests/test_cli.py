@@ -29,7 +29,8 @@ def test_sql_returns_probabilities_from_a_features_table(built):
     values = [row["p"] for row in json.loads(out)]
     assert len(values) == 5 and all(0.0 <= v <= 1.0 for v in values)
     mart = built.query("select deny_probability from mart_mortgage_risk order by application_id limit 5")
-    ordered = built.cli("sql", "select predict('mortgage_deny', t) as p from features_mortgage t order by application_id limit 5",
+    ordered = built.cli("sql", "select predict('mortgage_deny', t) as p from features_mortgage t "
+                               "order by application_id limit 5",
                         "--format", "json", check=True).stdout
     assert [r["p"] for r in json.loads(ordered)] == pytest.approx(mart["deny_probability"].tolist(), abs=1e-12)
 
@@ -39,7 +40,8 @@ def test_sql_returns_probabilities_from_a_features_table(built):
      "feature 'lvr' is missing from the input; expected features: dir DOUBLE"),
     ("select predict('mortgage_dny', t) from features_mortgage t limit 5",
      "Model 'mortgage_dny' not found in registry"),
-    ("select predict_mortgage_deny(struct_pack(dir, hir, lvr := 'high', ccs, mcs, uria, pbcr, dmi, self, single, condominium)) "
+    ("select predict_mortgage_deny(struct_pack(dir, hir, lvr := 'high', ccs, mcs, uria, pbcr, dmi, self, single, "
+     "condominium)) "
      "from features_mortgage", "feature 'lvr' has type VARCHAR, expected DOUBLE"),
 ])
 def test_sql_errors_are_messages_not_tracebacks(built, query, expected):
@@ -50,7 +52,8 @@ def test_sql_errors_are_messages_not_tracebacks(built, query, expected):
 
 
 def test_interactive_shell(built):
-    result = built.cli("sql", stdin="select count(*) as n\nfrom mart_diamond_prices;\nselect predict('nope', 1);\n.quit\n")
+    result = built.cli("sql",
+                       stdin="select count(*) as n\nfrom mart_diamond_prices;\nselect predict('nope', 1);\n.quit\n")
     assert result.returncode == 0
     assert "53940" in result.stdout
     assert "Model 'nope' not found" in result.stderr

@@ -21,7 +21,8 @@ NOT_COMPILED = {"c_multiclass_logistic": "Multi-class classification is not impl
                 **dict.fromkeys(["c_multiclass_forest", "c_multiclass_hgb", "c_multiclass_xgboost",
                                  "c_multiclass_lightgbm"], "compile: never"),
                 **dict.fromkeys(["c_regression_hgb", "c_regression_hgb_poisson", "c_regression_hgb_gamma",
-                                 "c_regression_lightgbm", "c_regression_lightgbm_poisson", "c_regression_lightgbm_gamma",
+                                 "c_regression_lightgbm", "c_regression_lightgbm_poisson",
+                                 "c_regression_lightgbm_gamma",
                                  "c_regression_lightgbm_tweedie"], _MISSING_LEFT)}
 
 
@@ -100,11 +101,14 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
     with scorehouse.duckdb.connect(":memory:", registry) as con:
         con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
         kinds = dict(con.sql("select function_name, function_type from duckdb_functions() "
-                             "where function_name = 'predict_c_binary_logistic' and function_type = 'macro'").fetchall())
+                             "where function_name = 'predict_c_binary_logistic' and function_type = 'macro'"
+                             ).fetchall())
         assert kinds == {"predict_c_binary_logistic": "macro"}
-        columns = ", ".join(f"{c} := {c}" for c in candidate.manifest["spec"]["numeric"] + candidate.manifest["spec"]["categorical"])
+        columns = ", ".join(f"{c} := {c}"
+                            for c in candidate.manifest["spec"]["numeric"] + candidate.manifest["spec"]["categorical"])
         both = con.sql(f"select predict_c_binary_logistic(struct_pack({columns})) as sql_path, "
-                       f"scorehouse_onnx_c_binary_logistic(struct_pack({columns})) as onnx_path from features").fetchnumpy()
+                       f"scorehouse_onnx_c_binary_logistic(struct_pack({columns})) as onnx_path "
+                       "from features").fetchnumpy()
         assert np.abs(both["sql_path"] - both["onnx_path"]).max() <= 1e-6  # float32 graph vs double SQL
         _compare(candidate, both["sql_path"], rows)
         with pytest.raises(duckdb.BinderException) as error:
@@ -118,17 +122,21 @@ def test_predict_function_is_the_compiled_sql_where_registration_measured_it_fas
 def test_methods_can_be_forced_and_say_why_they_cannot(compiled_models, monkeypatch):
     registry, _ = compiled_models
     scorer = Scorer(registry)
-    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "onnx").startswith("scorehouse_onnx_c_binary_gbt(")
-    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "onnx").startswith("scorehouse_onnx_")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score",
+                                         "onnx").startswith("scorehouse_onnx_c_binary_gbt(")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score",
+                                         "onnx").startswith("scorehouse_onnx_")
     assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "compiled").startswith("(")
     with pytest.raises(ScorehouseError, match=r"Model c_regression_hgb \(version 1\) has no compiled SQL for 'score': "
                                               "orbital cannot translate this graph"):
         scorehouse.duckdb.predict_sql(scorer, "c_regression_hgb", "f", "score", "compiled")
-    assert scorehouse.duckdb.predict_sql(scorer, "c_regression_hgb", "f").startswith("predict_c_regression_hgb(")  # auto: ONNX
+    # auto: ONNX
+    assert scorehouse.duckdb.predict_sql(scorer, "c_regression_hgb", "f").startswith("predict_c_regression_hgb(")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "onnx")
     assert scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "fastest")
-    with pytest.raises(ScorehouseError, match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'compiled', 'onnx'\]"):
+    with pytest.raises(ScorehouseError,
+                       match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'compiled', 'onnx'\]"):
         scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f")
 
 

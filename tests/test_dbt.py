@@ -2,11 +2,11 @@
 
 import json
 
-from scorehouse.spec import Split
-
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+
+from scorehouse.spec import Split
 
 from conftest import FEATURE_TABLES
 
@@ -38,7 +38,8 @@ def test_each_application_predicted_denied_carries_its_reasons_in_words(built):
     descriptions = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]["mortgage_feature_descriptions"]
     mart = built.query("select application_id, predicted_deny, deny_reasons from mart_mortgage_risk order by 1")
     con = connect(built.warehouse, registry=built.registry_path, read_only=True)
-    explained = dict(con.sql("select application_id, explain('mortgage_deny', f, 3) from features_mortgage f").fetchall())
+    explained = dict(con.sql("select application_id, explain('mortgage_deny', f, 3) "
+                             "from features_mortgage f").fetchall())
     con.close()
     assert mart.predicted_deny.sum() > 100 and mart.deny_reasons.isna().tolist() == (~mart.predicted_deny).tolist()
     for row in mart[mart.predicted_deny].itertuples():
@@ -68,7 +69,8 @@ def test_protected_attribute_is_never_a_feature(built):
 
 
 def test_compiled_sql_uses_the_typed_function_with_features_by_name(built):
-    compiled = (built.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts" / "mart_mortgage_risk.sql").read_text()
+    compiled = (built.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts"
+                / "mart_mortgage_risk.sql").read_text()
     assert 'predict_mortgage_deny(struct_pack("dir" := "f"."dir"' in compiled
     assert '"condominium" := "f"."condominium"' in compiled
 
@@ -79,7 +81,8 @@ def test_forcing_compiled_sql_or_onnx_builds_the_same_marts(workspace):
     assert record["parity"]["ok"] and not record["preferred"]["duckdb"]
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "onnx"})
     onnx = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")
-    compiled_sql = workspace.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts" / "mart_mortgage_risk.sql"
+    compiled_sql = (workspace.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts"
+                    / "mart_mortgage_risk.sql")
     assert "scorehouse_onnx_mortgage_deny(struct_pack(" in compiled_sql.read_text()
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "compiled"})
     compiled = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")

@@ -23,17 +23,21 @@ def scores(con, sql):
 
 def test_fast_and_generic_paths_equal_scikit_learn(con, trained, features):
     expected = trained.sklearn_scores("mortgage_deny", features)["score"]
-    fast = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage order by application_id")
+    fast = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
+                       "order by application_id")
     whole_row = scores(con, "select predict('mortgage_deny', t) from features_mortgage t order by application_id")
     assert_allclose(fast, expected, atol=1e-5, rtol=0)
     assert_allclose(whole_row, expected, atol=1e-5, rtol=0)
 
 
 def test_features_bind_by_name_not_position(con):
-    forward = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage order by application_id")
+    forward = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
+                          "order by application_id")
     reordered = ", ".join(reversed(FEATURES.split(", ")))
-    backward = scores(con, f"select predict_mortgage_deny(struct_pack({reordered})) from features_mortgage order by application_id")
-    generic = scores(con, f"select predict('mortgage_deny', {{{', '.join(f'{c!r}: {c}' for c in reversed(FEATURES.split(', ')))}}}) "
+    backward = scores(con, f"select predict_mortgage_deny(struct_pack({reordered})) from features_mortgage "
+                           "order by application_id")
+    pairs = ", ".join(f"{c!r}: {c}" for c in reversed(FEATURES.split(", ")))
+    generic = scores(con, f"select predict('mortgage_deny', {{{pairs}}}) "
                           "from features_mortgage order by application_id")
     assert_allclose(backward, forward, rtol=0, atol=0)
     assert_allclose(generic, forward, rtol=0, atol=0)
@@ -110,12 +114,14 @@ def test_unseen_category_is_scored(con, trained):
 
 def test_empty_input_gives_no_rows(con):
     assert con.sql("select predict('mortgage_deny', t) from features_mortgage t where false").fetchall() == []
-    assert con.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage where false").fetchall() == []
+    assert con.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
+                   "where false").fetchall() == []
 
 
 def test_several_models_in_one_column(con, trained):
-    table = con.sql("select predict(case when application_id % 2 = 0 then 'mortgage_deny' else 'mortgage_deny@1' end, t) "
-                    "as p, predict('mortgage_deny', t) as q from features_mortgage t order by application_id").to_arrow_table()
+    table = con.sql("select predict(case when application_id % 2 = 0 then 'mortgage_deny' else 'mortgage_deny@1' "
+                    "end, t) as p, predict('mortgage_deny', t) as q from features_mortgage t "
+                    "order by application_id").to_arrow_table()
     assert table.column("p").to_pylist() == table.column("q").to_pylist()
 
 
@@ -141,14 +147,16 @@ def test_unknown_model_alias_and_version_list_what_exists(errors_of):
 
 
 def test_missing_feature_is_named_with_the_expected_list(errors_of):
-    message = errors_of("select predict('mortgage_deny', t) from (select * rename (lvr as lvrr) from features_mortgage) t")
+    message = errors_of("select predict('mortgage_deny', t) "
+                        "from (select * rename (lvr as lvrr) from features_mortgage) t")
     assert "feature 'lvr' is missing" in message
     assert "expected features: dir DOUBLE, hir DOUBLE, lvr DOUBLE" in message
     assert "did you mean 'lvrr'" in message
 
 
 def test_wrong_type_names_feature_and_both_types(errors_of):
-    generic = errors_of("select predict('mortgage_deny', t) from (select * replace (lvr::varchar as lvr) from features_mortgage) t")
+    generic = errors_of("select predict('mortgage_deny', t) "
+                        "from (select * replace (lvr::varchar as lvr) from features_mortgage) t")
     assert "feature 'lvr' has type VARCHAR, expected DOUBLE" in generic
     fast = errors_of("select predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, "
                           "dmi := dmi = 'yes', self, single, condominium)) from features_mortgage")
@@ -161,7 +169,8 @@ def test_predict_needs_a_row_or_struct(errors_of):
 
 
 def test_struct_type_parser_handles_quotes_and_nesting():
-    fields = engine.struct_fields('STRUCT(a INTEGER, "b, c" VARCHAR, "d""e" DECIMAL(10,2), f STRUCT(g INTEGER, h VARCHAR[]))')
+    fields = engine.struct_fields('STRUCT(a INTEGER, "b, c" VARCHAR, "d""e" DECIMAL(10,2), '
+                                  'f STRUCT(g INTEGER, h VARCHAR[]))')
     assert fields == {"a": "INTEGER", "b, c": "VARCHAR", 'd"e': "DECIMAL(10,2)", "f": "STRUCT(g INTEGER, h VARCHAR[])"}
     with pytest.raises(FeatureError, match="two fields named 'a'"):
         engine.struct_fields("STRUCT(a INTEGER, a VARCHAR)")
@@ -192,7 +201,8 @@ def test_macros_follow_cursors_through_the_dbt_plugin(trained):
         plugin.configure_connection(conn)
         cursor = conn.cursor()
         plugin.configure_cursor(cursor)
-        got = cursor.sql("select predict('mortgage_deny', t) from features_mortgage t order by application_id limit 3").fetchall()
+        got = cursor.sql("select predict('mortgage_deny', t) from features_mortgage t "
+                         "order by application_id limit 3").fetchall()
         fast = cursor.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
                           "order by application_id limit 3").fetchall()
         assert got == fast and len(got) == 3

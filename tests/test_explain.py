@@ -44,7 +44,8 @@ def test_baseline_plus_contributions_is_the_margin_on_every_row(explained):
     assert len(rows) == 2381 and workspace.registry.card("mortgage_logit", 1).manifest.explanation["kind"] == "linear"
     # the probability the model scores is the margin through its link
     con = engine.connect(workspace.warehouse, registry=workspace.registry_path, read_only=True)
-    scores = con.sql("select predict('mortgage_logit', f) as p from features_mortgage f order by application_id").fetchnumpy()["p"]
+    scores = con.sql("select predict('mortgage_logit', f) as p from features_mortgage f "
+                     "order by application_id").fetchnumpy()["p"]
     con.close()
     np.testing.assert_allclose(1 / (1 + np.exp(-margin)), scores, atol=1e-6)
 
@@ -69,10 +70,10 @@ def test_contributions_equal_shap_linear_explainer_per_original_feature(explaine
 
 def workspace_training_rows(workspace) -> pd.DataFrame:
     """The rows the fast tier's models were fitted on, as the model saw them."""
-    from conftest import SPECS
-
     from scorehouse.spec import Estimator, load_spec
     from scorehouse.training import prepare, read_source
+
+    from conftest import SPECS
 
     spec = load_spec(SPECS["mortgage_deny"])
     spec.name, spec.estimator = "mortgage_logit", Estimator("logistic_regression", {"max_iter": 1000})
@@ -98,7 +99,8 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
     for top_k, message in ((0, "top_k must be between 1 and 1000, found 0"), (1001, "found 1001")):
         with pytest.raises(duckdb.Error, match=message):
             con.sql(f"select explain('mortgage_logit', f, {top_k}) from features_mortgage f").fetchall()
-    nothing = con.sql("select explain('mortgage_logit', case when false then f end, 3) from features_mortgage f limit 1")
+    nothing = con.sql("select explain('mortgage_logit', case when false then f end, 3) "
+                      "from features_mortgage f limit 1")
     assert nothing.fetchall() == [(None,)]  # a NULL row explains as NULL, as it scores NULL
     con.close()
 
@@ -172,8 +174,8 @@ def test_the_dbt_macro_explains_a_model_and_refuses_one_without_explanations(sma
 
     project = tmp_path / "explained"
     (project / "models").mkdir(parents=True)
-    (project / "dbt_project.yml").write_text("name: explained\nversion: '0.1.0'\nconfig-version: 2\nprofile: scorehouse\n"
-                                             "models: {explained: {+materialized: table}}\n")
+    (project / "dbt_project.yml").write_text("name: explained\nversion: '0.1.0'\nconfig-version: 2\n"
+                                             "profile: scorehouse\nmodels: {explained: {+materialized: table}}\n")
     (project / "models" / "reasons.sql").write_text(
         "select f.application_id, {{ scorehouse.explain('mortgage_logit', relation='f', top_k=2) }} as why\n"
         "from main.features_mortgage as f")
@@ -228,11 +230,11 @@ def test_hist_gradient_boosting_equals_shap_on_the_demo_diamond_model(trained):
 
 def test_a_version_registered_before_explanations_is_trained_again_once(small_copy, tmp_path):
     """Training the same spec on the same data reuses a version, unless it predates explanations."""
-    from conftest import SPECS
-
     from scorehouse.registry import Registry
     from scorehouse.spec import load_spec
     from scorehouse.training import train_and_register
+
+    from conftest import SPECS
 
     registry = Registry(tmp_path / "registry")
     candidate = small_copy.candidates["mortgage_deny"]
@@ -251,12 +253,14 @@ def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorde
 
     def manifest(kind, task, explanation):  # as a release before the `unsupported` flag stored it
         return Version.read({"name": "m", "version": 1, "task": task, "features": [], "onnx_outputs": {},
+                             "classes": ["no", "yes"], "positive_class": "yes",
                              "estimator": {"kind": kind}, **({"explanation": explanation} if explanation else {})})
 
     old_xgboost = "xgboost models are not explained yet (linear models and scikit-learn's tree ensembles are)"
     assert explanations_outdated(manifest("gradient_boosting", "binary", None))  # before explanations
     assert explanations_outdated(manifest("xgboost", "binary", {"skipped": old_xgboost}))  # explained now
-    assert not explanations_outdated(manifest("xgboost", "multiclass", {"skipped": "multiclass models are not explained yet"}))
+    assert not explanations_outdated(manifest("xgboost", "multiclass",
+                                              {"skipped": "multiclass models are not explained yet"}))
     assert not explanations_outdated(manifest("lightgbm", "binary", {
         "skipped": "baseline + contributions differ from the margin by 0.01 on the holdout"}))  # would fail again
     assert not explanations_outdated(manifest("xgboost", "binary", {"kind": "trees", "link": "logit"}))
@@ -299,7 +303,8 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(com
         result = scorer.explain(name, {f: table.column(f) for f in features}, len(features)).to_pylist()
         ours = pd.DataFrame([{c["feature"]: c["contribution"] for c in r["contributions"]} for r in result])[features]
         margin = np.array([r["margin"] for r in result])
-        np.testing.assert_allclose(np.array([r["baseline"] for r in result]) + ours.sum(axis=1), margin, atol=1e-9, rtol=0)
+        np.testing.assert_allclose(np.array([r["baseline"] for r in result]) + ours.sum(axis=1), margin,
+                                   atol=1e-9, rtol=0)
         inputs = model_inputs(card.label, card.features, {f: table.column(f) for f in features})
         x = pd.DataFrame({f: v.reshape(-1) for f, v in inputs.items()})
         explanation = scorer.explanation(name)
@@ -317,7 +322,8 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(com
             values = values[..., positive] if np.ndim(values) == 3 else values[positive]
         columns = [column.split("__", 1)[1] for column in transformer.get_feature_names_out()]
         theirs = pd.DataFrame(values, columns=columns).T.groupby(
-            lambda column: next(f for f in features if column == f or column.startswith(f + "_"))).sum().T[features]
+            lambda column, features=features: next(f for f in features if column == f or column.startswith(f + "_"))
+        ).sum().T[features]
         sign = -1.0 if manifest["task"] == "binary" and explanation["link"] == "logit" and \
             manifest["positive_class"] == card.classes[0] else 1.0
         # shap returns XGBoost's values in float32: equal to that rounding of the largest contribution

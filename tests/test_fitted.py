@@ -27,7 +27,8 @@ CATEGORICAL = ["pbcr", "dmi", "single", "condominium"]
 
 @pytest.fixture(scope="module")
 def frames(small):
-    """Train and test frames as a notebook has them: pandas, float64 numbers, a bool column, '' for a missing category."""
+    """Train and test frames as a notebook has them: pandas, float64 numbers, a bool column, '' for a missing
+    category."""
     frame = small.query("select *, self = 'yes' as self_employed from features_mortgage order by application_id")
     frame = frame[[*NUMERIC, *CATEGORICAL, "is_denied"]].fillna({c: "" for c in CATEGORICAL})
     return frame.iloc[:1800].reset_index(drop=True), frame.iloc[1800:].reset_index(drop=True)

@@ -1,7 +1,6 @@
 """The distribution guards: profiles, SQL metrics against numpy, blocking builds, false alarms, report."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ import scorehouse.duckdb as engine
 from scorehouse import profile as prof
 from scorehouse.spec import Split
 
-from conftest import PACKAGE, PROJECT, ROOT, build_package
+from conftest import PACKAGE, PROJECT, build_package
 
 pytestmark = pytest.mark.dbt
 GUARD_CASES = Path(__file__).parent / "dbt_guards"
@@ -52,8 +51,10 @@ def test_profile_relations_follow_the_alias(workspace):
     con = engine.connect(workspace.warehouse, workspace.registry_path, read_only=True)
     try:
         rows = con.sql("select distinct model_version from scorehouse_bins('mortgage_deny')").fetchall()
-        pinned = con.sql("select train_count from scorehouse_features('mortgage_deny@1') where feature = 'lvr'").fetchall()
-        current = con.sql("select train_count from scorehouse_features('mortgage_deny') where feature = 'lvr'").fetchall()
+        pinned = con.sql("select train_count from scorehouse_features('mortgage_deny@1') "
+                         "where feature = 'lvr'").fetchall()
+        current = con.sql("select train_count from scorehouse_features('mortgage_deny') "
+                          "where feature = 'lvr'").fetchall()
     finally:
         con.close()
     assert rows == [(2,)] and pinned == [(1785,)] and current == [(1190,)]
@@ -108,15 +109,18 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     # a distance by itself (its training value is 0 by definition, never printed as "training 0")
     assert re.search(r"error: model mortgage_deny v1, feature lvr: NULL share 0\.[23]\d* against 0 in training "
                      r"\(an increase of 0\.[23]\d*; warn above 0\.02, error above 0\.05\)", log), log[-3000:]
-    assert re.search(r"error: model mortgage_deny v1, feature dir: psi [\d.]+ \(warn above 0\.1, error above 0\.25\)", log)
+    assert re.search(r"error: model mortgage_deny v1, feature dir: psi [\d.]+ "
+                     r"\(warn above 0\.1, error above 0\.25\)", log)
     assert "(training 0;" not in log
     assert "SKIP relation main.mart_mortgage_risk" in log
     after = workspace.query("select * from mart_mortgage_risk order by application_id")
     pd.testing.assert_frame_equal(before, after)  # same rows, scores, versions and scored_at
     # the diamond model's inputs were clean: its mart was rebuilt
-    assert workspace.query("select scored_at from mart_diamond_prices limit 1").scored_at[0] > diamonds_before.scored_at[0]
+    assert (workspace.query("select scored_at from mart_diamond_prices limit 1").scored_at[0]
+            > diamonds_before.scored_at[0])
     # BI tools read the serving file: the mortgage mart kept its publication, the diamond mart has the new one
-    published = workspace.query("select * from scorehouse_publication order by mart", workspace.serving).set_index("mart")
+    published = workspace.query("select * from scorehouse_publication order by mart",
+                                workspace.serving).set_index("mart")
     kept = published_before.set_index("mart")
     pd.testing.assert_series_equal(published.loc["mart_mortgage_risk"], kept.loc["mart_mortgage_risk"])
     assert published.loc["mart_diamond_prices", "invocation_id"] != kept.loc["mart_diamond_prices", "invocation_id"]
@@ -170,7 +174,8 @@ def test_each_guard_passes_clean_data_and_fails_on_its_own_drift(built, tmp_path
     write_case_seeds(built, project / "seeds")
     result, results = build_package(project, "scorehouse_guard_cases", built, tmp_path)
     statuses = {name: r["status"] for name, r in results.items() if r["unique_id"].startswith("test.")}
-    assert result.returncode == 0, "\n".join(f"{k}: {v}" for k, v in statuses.items() if v != "pass") + result.stdout[-3000:]
+    assert result.returncode == 0, ("\n".join(f"{k}: {v}" for k, v in statuses.items() if v != "pass")
+                                    + result.stdout[-3000:])
     declared = (GUARD_CASES / "seeds" / "_cases.yml").read_text().count("- scorehouse.expect_")
     assert len(statuses) == declared == 23 and set(statuses.values()) == {"pass"}
     kinds = {re.match(r"scorehouse_(expect_\w+?)_case", k).group(1) for k in statuses}
@@ -231,8 +236,9 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    from scorehouse.report import CURRENT, HISTORY, TRAINING, VERSION_COLOURS, WARN_LINE
+
     from test_report import assert_labels_apart, measure_labels
-    from scorehouse.report import HISTORY, TRAINING, CURRENT, VERSION_COLOURS, WARN_LINE
 
     workspace.dbt("build")
     load_broken_batch()(workspace.root / "broken")
@@ -288,7 +294,8 @@ def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(wor
 
     def build(**variables):
         result = workspace.dbt("build", data_dir=workspace.root / "broken", variables=variables, expect_ok=False)
-        invocation = json.loads((workspace.root / "target" / "run_results.json").read_text())["metadata"]["invocation_id"]
+        invocation = json.loads((workspace.root / "target" / "run_results.json").read_text()
+                                )["metadata"]["invocation_id"]
         recorded = workspace.query(f"select count(*) as n from drift_history where invocation_id = '{invocation}'").n[0]
         published = workspace.query("select distinct invocation_id from scorehouse_publication",
                                     workspace.serving).invocation_id.tolist()

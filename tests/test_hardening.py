@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SPECS
 from scorehouse.registry import MODEL_FILE, Registry
+
+from conftest import SPECS
 
 WRITERS = 20
 
@@ -66,7 +67,8 @@ def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
         assert aliases[alias]["version"] in range(1, WRITERS + 1)
         assert sorted(aliases[alias]["history"]) == list(range(1, WRITERS + 1))  # every move recorded once
         assert aliases[alias]["history"][-1] == aliases[alias]["version"]
-    leftovers = [p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json", "audit.jsonl")]
+    leftovers = [p.name for p in (root / "mortgage_deny").iterdir()
+                 if p.name not in ("versions", "aliases.json", "audit.jsonl")]
     assert all(name.startswith(".lock") for name in leftovers), leftovers
 
 
@@ -235,7 +237,8 @@ def test_an_alias_move_failing_leaves_the_alias_file_as_it_was(workspace, tmp_pa
 
 
 def test_a_failed_first_train_leaves_no_empty_model_behind(small_copy, tmp_path):
-    """A full disk during a new model's first version: the error names where, and `scorehouse models` lists nothing new."""
+    """A full disk during a new model's first version: the error names where, and `scorehouse models` lists nothing
+    new."""
     spec = yaml.safe_load(_new_mortgage_spec(tmp_path).read_text())
     spec["name"] = "mortgage_first"
     path = tmp_path / "mortgage_first.yml"

@@ -65,7 +65,8 @@ def test_compiled_sql_refuses_the_types_onnx_refuses_with_the_same_message(small
             with pytest.raises(Exception) as error:
                 con.sql(f"select {expression} from {relation} as f").fetchall()
             messages.append(engine.friendly_error(error.value, small.registry))
-        generic = pytest.raises(Exception, con.sql(f"select predict('mortgage_logit', f) from {relation} as f").fetchall)
+        generic = pytest.raises(duckdb.Error,
+                                con.sql(f"select predict('mortgage_logit', f) from {relation} as f").fetchall)
     kind = "numeric" if column in ("lvr", "dir") else "categorical"
     expected = (f"Model mortgage_logit (version 1): feature '{column}' has type {found}, "
                 f"expected {'DOUBLE' if kind == 'numeric' else 'VARCHAR'} ({kind})")
@@ -88,7 +89,8 @@ def test_values_beyond_float32_score_as_infinity_on_every_path(small):
         for model in ("mortgage_deny", "mortgage_logit"):
             paths = {method: engine.predict_sql(scorer, model, "f", "score", method) for method in ("compiled", "onnx")}
             paths["generic"] = f"predict('{model}', f)"
-            for huge, inf in (("1e308", "'Infinity'"), ("-1e308", "'-Infinity'"), ("3.4028235677973366e38", "'Infinity'")):
+            for huge, inf in (("1e308", "'Infinity'"), ("-1e308", "'-Infinity'"),
+                              ("3.4028235677973366e38", "'Infinity'")):
                 got = {name: con.sql(f"select {sql} as p from (select * replace (cast({value} as double) as dir) "
                                      "from features_mortgage order by application_id limit 50) as f").fetchnumpy()["p"]
                        for name, sql in paths.items() for value in [huge]}
@@ -100,7 +102,8 @@ def test_values_beyond_float32_score_as_infinity_on_every_path(small):
 
 # ---- 9. concurrent trainings of one spec register one version -----------------------------------------------
 def test_two_concurrent_trainings_of_one_spec_register_one_version(small_copy, tmp_path):
-    spec = new_spec(tmp_path, params={"n_estimators": 300})  # a few seconds of fitting: both check before either registers
+    # a few seconds of fitting: both check before either registers
+    spec = new_spec(tmp_path, params={"n_estimators": 300})
     command = [str(Path(sys.executable).parent / "scorehouse"), "train", str(spec)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                              env={**os.environ, **small_copy.env}) for _ in range(2)]
@@ -184,7 +187,8 @@ def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small
 def test_trees_too_large_to_translate_are_skipped_with_the_reason(small_copy, tmp_path):
     spec = new_spec(tmp_path, name="many_classes", task="multiclass", positive_class=None,
                     source={"query": "select *, cast(application_id % 30 as varchar) as band from features_mortgage"},
-                    target="band", estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}})
+                    target="band",
+                    estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}})
     small_copy.cli("train", str(spec), "--compile", "always", check=True)
     card = small_copy.registry.card("many_classes", 1)
     assert len(card.classes) == 30

@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 import numpy as np
@@ -22,7 +22,7 @@ FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 def register_versions(workspace, count: int) -> list[int]:
@@ -49,6 +49,16 @@ def test_every_alias_move_is_appended_to_the_audit_log(small_copy):
     # the rolled-back version stays in the record, and the audit log was only ever appended to
     assert any(e["to"] == 2 for e in events)
     assert json.loads(small_copy.cli("history", "mortgage_deny", "--json", check=True).stdout) == events
+
+
+def test_history_shows_an_audit_line_written_by_hand_without_an_action(small_copy):
+    """A JSON object without "action" (an edit audit_problems warns about) is listed, not a crash."""
+    with (small_copy.registry_path / "mortgage_deny" / "audit.jsonl").open("a") as audit:
+        audit.write(json.dumps({"at": "2026-01-01T00:00:00+00:00", "user": "someone", "alias": "prod"}) + "\n")
+    shown = small_copy.cli("history", "mortgage_deny")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+    assert "warning: Model mortgage_deny: audit.jsonl line 2" in shown.stderr
+    assert shown.stdout.splitlines()[-1].split()[:3] == ["2026-01-01T00:00:00+00:00", "someone", "-"]
 
 
 def test_promoting_prod_ends_a_rollout_and_says_so(small_copy):
@@ -193,7 +203,8 @@ def test_after_gc_rollback_goes_one_step_back_and_further_only_within_keep_days(
     refused = small_copy.cli("rollback", "mortgage_deny")
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.splitlines() == [
-        f"error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists (removed by gc on {today()}); "
+        "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists "
+        f"(removed by gc on {today()}); "
         "versions: 2, 3; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
     assert alias_state(small_copy) == before and registry.resolve("mortgage_deny") == ("mortgage_deny", 2)
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from conftest import ROOT
 from scorehouse.errors import IntegrityError
 from scorehouse.manifest import MANIFEST_FORMAT, Version, migrate
+
+from conftest import ROOT
 
 RELEASE_0_2_0 = ROOT / "tests" / "fixtures" / "release-0.2.0" / "loans" / "registry" / "loan_denial" / "versions"
 
@@ -50,6 +51,7 @@ def test_an_older_explanation_record_is_flagged_by_what_it_said():
     ({"task": "ranking"}, "task is 'ranking'"),
     ({"features": "dir"}, "is not of format"),
     ({"parity": {"rows": 3}}, "has no field 'compared'"),
+    ({"positive_class": "maybe"}, "positive class 'maybe' is not one of its classes ['false', 'true']"),
 ])
 def test_a_manifest_this_release_cannot_read_is_refused_in_one_line(change, message):
     with pytest.raises(IntegrityError, match="^Model loan_denial") as error:

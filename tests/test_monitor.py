@@ -24,7 +24,8 @@ def breach(metric, value, window="2026-11-09 00:00:00"):
 
 
 def test_the_replaced_version_must_do_better_where_it_was_measured_on_the_same_window():
-    query = quality_relation([("m", 1, "2026-11-09", "auc", 0.70, "higher"), ("m", 1, "2026-11-09", "rmse", 3.0, "lower"),
+    query = quality_relation([("m", 1, "2026-11-09", "auc", 0.70, "higher"),
+                              ("m", 1, "2026-11-09", "rmse", 3.0, "lower"),
                               ("m", 1, "2026-11-09", "mean_bias", -0.5, "nearer_zero"),
                               ("m", 1, "2026-11-02", "brier", 0.9, "lower")])
     assert _no_better(1, [breach("auc", 0.60)], query, DUCKDB) is None

@@ -153,9 +153,9 @@ def test_prometheus_scrapes_the_drift_of_a_broken_batch_and_fires_the_alert(work
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
     if not prometheus or not promtool:
         pytest.skip("Prometheus is not installed (.ci/run installs Debian's prometheus)")
-    from test_guards import load_broken_batch
-
     from scorehouse.metrics import RULES
+
+    from test_guards import load_broken_batch
 
     checked = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0 and "SUCCESS: 3 rules found" in checked.stdout, checked.stdout + checked.stderr
@@ -169,7 +169,8 @@ def test_prometheus_scrapes_the_drift_of_a_broken_batch_and_fires_the_alert(work
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     config = tmp_path / "prometheus.yml"
     config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{RULES}]\n"
-                      f"scrape_configs:\n  - job_name: scorehouse\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
+                      "scrape_configs:\n  - job_name: scorehouse\n"
+                      f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n")
     prom = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

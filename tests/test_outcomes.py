@@ -7,17 +7,13 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pytest
 from sklearn import metrics
 
 from scorehouse.errors import ScorehouseError
-from scorehouse.model import ModelCard
-from scorehouse.outcomes import outcome_sql
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
 from scorehouse.spec import parse_spec
-from scorehouse.sql import DUCKDB
 from scorehouse.training import prepare, read_source, sklearn_outputs, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,7 +31,8 @@ def spec_of(name: str):
     target, positive, task = TARGETS[name]
     return parse_spec({"name": name, "task": task, "target": "y", **({"positive_class": positive} if positive else {}),
                        "source": {"query": f"select *, {target} as y from features_mortgage"},
-                       "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}}, "features": FEATURES})
+                       "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
+                       "features": FEATURES})
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +82,8 @@ def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_ty
         ("grade", "cast(is_denied as integer)"):
             "Model grade v1: outcome 'outcome' holds '0' (INTEGER), which is not one of the model's classes; "
             "the outcome is one of the classes '1', '2' (positive class '2'), or a BOOLEAN",
-        ("mortgage_deny", "case when is_denied then 'yes' else 'no' end"): "(VARCHAR), which is not one of the model's classes",
+        ("mortgage_deny", "case when is_denied then 'yes' else 'no' end"):
+            "(VARCHAR), which is not one of the model's classes",
     }
     for (name, spelling), message in refused.items():
         each = scorer if name != "mortgage_deny" else Scorer(small.registry)

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 import scorehouse
+
 from conftest import PACKAGE, ROOT
 
 pytestmark = pytest.mark.dbt  # slow tier: builds a wheel

@@ -6,10 +6,10 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,11 @@ pytestmark = pytest.mark.dbt
 PROJECT = "scorehouse_quality_cases"
 # Two weeks of scores (rounded to two decimals: ties for the AUC), 70% of the outcomes arrived.
 SCORED = """select application_id, round(deny_probability, 2) as deny_probability, model_version,
-       case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end as scored_at
+       case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end
+           as scored_at
 from {{ input('mart_mortgage_risk') }}"""
-OUTCOMES = "select application_id, is_denied as denied from {{ input('features_mortgage') }} where application_id % 10 < 7"
+OUTCOMES = ("select application_id, is_denied as denied from {{ input('features_mortgage') }} "
+            "where application_id % 10 < 7")
 # the same scores with each row's input hash: the rows that trained version 1 are told apart and left out
 SCORED_WITH_HASHES = """select application_id, deny_probability, model_version, input_hash,
        timestamp '2026-11-10 10:00' as scored_at
@@ -38,7 +40,8 @@ PRICE_OUTCOMES = "select diamond_id, price from {{ input('features_diamonds') }}
 VISITS = """select application_id, {{ scorehouse.predict('visits', relation='f') }} as expected_visits,
        {{ scorehouse.model_version('visits') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
 from {{ input('features_mortgage') }} as f"""
-VISIT_OUTCOMES = "select application_id, cast(mcs as integer) as visits from {{ input('features_mortgage') }} where mcs is not null"
+VISIT_OUTCOMES = ("select application_id, cast(mcs as integer) as visits from {{ input('features_mortgage') }} "
+                  "where mcs is not null")
 QUALITY = """{{{{ config(materialized='table', tags=['scorehouse_quality']) }}}}
 {{{{ scorehouse.model_quality(ref('{scored}'), ref('{outcomes}'), '{model}', key='{key}', score='{score}',
                              outcome='{outcome}', window='week') }}}}"""
@@ -78,9 +81,12 @@ models:
 
 # A model whose positive class is a text label sorting first ('bad' of bad/good), its outcomes spelled three ways
 CREDIT_SPEC = {"name": "credit_risk", "task": "binary", "target": "risk", "positive_class": "bad",
-               "source": {"query": "select *, case when is_denied then 'bad' else 'good' end as risk from features_mortgage"},
-               "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 30, "max_depth": 2, "random_state": 0}},
-               "features": {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self"]}}
+               "source": {"query": "select *, case when is_denied then 'bad' else 'good' end as risk "
+                                   "from features_mortgage"},
+               "estimator": {"kind": "gradient_boosting",
+                             "params": {"n_estimators": 30, "max_depth": 2, "random_state": 0}},
+               "features": {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
+                            "categorical": ["pbcr", "dmi", "self"]}}
 CREDIT_SCORED = """select application_id, {{ scorehouse.predict('credit_risk', relation='f') }} as p_bad,
        {{ scorehouse.model_version('credit_risk') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
 from {{ input('features_mortgage') }} as f"""
@@ -115,7 +121,8 @@ CREDIT_GATES = """
 
 
 INPUT_MACRO = """{% macro input(name) -%}
-  {%- if target.type == 'spark' -%}parquet.`{{ var('data_dir') }}/{{ name }}.parquet`{%- else -%}main.{{ name }}{%- endif -%}
+  {%- if target.type == 'spark' -%}parquet.`{{ var('data_dir') }}/{{ name }}.parquet`{%- else -%}
+  main.{{ name }}{%- endif -%}
 {%- endmacro %}
 """
 INPUT_TABLES = ("features_mortgage", "mart_mortgage_risk", "features_diamonds", "mart_diamond_prices")
@@ -125,16 +132,17 @@ def write_project(folder: Path) -> None:
     """The test project: scored relations and outcomes from the demo's tables, quality and comparison models."""
     for sub in ("models", "macros"):
         (folder / sub).mkdir(parents=True)
-    (folder / "dbt_project.yml").write_text(f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\nprofile: scorehouse\n"
-                                            f"models: {{{PROJECT}: {{+materialized: table}}}}\n")
+    (folder / "dbt_project.yml").write_text(f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\n"
+                                            f"profile: scorehouse\nmodels: {{{PROJECT}: {{+materialized: table}}}}\n")
     (folder / "macros" / "input.sql").write_text(INPUT_MACRO)
     models = {"scored_mortgage": SCORED, "outcomes_mortgage": OUTCOMES, "scored_prices": PRICES,
               "outcomes_prices": PRICE_OUTCOMES, "scored_visits": VISITS, "outcomes_visits": VISIT_OUTCOMES,
               "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
                                                  model="mortgage_deny", key="application_id",
                                                  score="deny_probability", outcome="denied"),
-              "quality_prices": QUALITY.format(scored="scored_prices", outcomes="outcomes_prices", model="diamond_price",
-                                               key="diamond_id", score="predicted_price", outcome="price"),
+              "quality_prices": QUALITY.format(scored="scored_prices", outcomes="outcomes_prices",
+                                               model="diamond_price", key="diamond_id", score="predicted_price",
+                                               outcome="price"),
               "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
                                                key="application_id", score="expected_visits", outcome="visits"),
               "scoring_inputs": INPUTS, "comparison": COMPARISON,
@@ -282,7 +290,8 @@ def test_quality_of_a_text_class_sorting_first_is_the_positive_class_s_whatever_
     want = None
     for spelling in ("text", "boolean", "number"):
         joined = scored.merge(quality.read(f"outcomes_credit_{spelling}"), on="application_id")
-        truth = joined.risk.map({"bad": True, "good": False, True: True, False: False, 1: True, 0: False}).to_numpy(bool)
+        # 0 and 1 map as the keys False and True (equal in a dict)
+        truth = joined.risk.map({"bad": True, "good": False, True: True, False: False}).to_numpy(bool)
         p = joined.p_bad.to_numpy()
         predicted = p >= 0.5
         (tn, fp), (fn, tp) = metrics.confusion_matrix(truth, predicted)
@@ -349,7 +358,8 @@ def test_quality_leaves_out_the_rows_the_model_was_trained_on(quality):
     trained = set(quality.workspace.registry.training_rows("mortgage_deny", 1))
     card = quality.workspace.registry.card("mortgage_deny", 1)
     assert len(trained) == card.manifest.training_rows["distinct"] and card.manifest.training_rows["rows"] == 1785
-    scored = quality.read("scored_with_hashes").merge(quality.read("outcomes_mortgage"), on="application_id", how="left")
+    scored = quality.read("scored_with_hashes").merge(quality.read("outcomes_mortgage"), on="application_id",
+                                                      how="left")
     seen = scored.input_hash.str[:16].isin(trained)
     assert 1700 < seen.sum() < len(scored)
     rows = {r.metric: r for r in quality.read("quality_unseen").itertuples()}
@@ -461,7 +471,8 @@ def test_scoring_runs_count_each_version_of_a_gray_release(quality):
     assert sorted(rollout.index) == [1, 2] and set(rollout.input_relation) == {"scoring_inputs"}
     for version in (1, 2):
         mine = inputs[routed == version]
-        assert rollout.rows_out[version] == (scored.model_version == version).sum() == rollout.rows_in[version] == len(mine)
+        assert (rollout.rows_out[version] == (scored.model_version == version).sum() == rollout.rows_in[version]
+                == len(mine))
         card = quality.workspace.registry.card("mortgage_deny", version)
         assert rollout.input_fingerprint[version] == fingerprint(
             mine.astype(object).where(mine.notna(), None).to_dict("records"), card.features)[1]
@@ -531,9 +542,11 @@ def monitored_project(root: Path) -> Path:
     for sub in ("models", "macros"):
         (project / sub).mkdir(parents=True)
     (project / "dbt_project.yml").write_text(f"name: {MONITORED}\nversion: '0.1.0'\nconfig-version: 2\n"
-                                             f"profile: scorehouse\nmodels: {{{MONITORED}: {{+materialized: table}}}}\n")
+                                             "profile: scorehouse\n"
+                                             f"models: {{{MONITORED}: {{+materialized: table}}}}\n")
     (project / "macros" / "input.sql").write_text(INPUT_MACRO)
-    models = {"scored_mortgage": MONITORED_SCORES, "outcomes_mortgage": OUTCOMES.replace(" where application_id % 10 < 7", ""),
+    models = {"scored_mortgage": MONITORED_SCORES,
+              "outcomes_mortgage": OUTCOMES.replace(" where application_id % 10 < 7", ""),
               "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
                                                  model="mortgage_deny", key="application_id",
                                                  score="deny_probability", outcome="denied")}
@@ -572,7 +585,8 @@ def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_repla
         assert "mortgage_deny: prod would roll back from version 2 to 1 (run with --rollback-on-error" in report.stdout
         assert workspace.registry.aliases("mortgage_deny")["prod"] == 2  # a report changes nothing
         done = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")
-        assert done.returncode == 3 and "mortgage_deny: prod rolled back from version 2 to 1" in done.stdout, done.stdout
+        assert done.returncode == 3, done.stdout
+        assert "mortgage_deny: prod rolled back from version 2 to 1" in done.stdout, done.stdout
         assert ("mortgage_deny: the relations version 2 scored still hold its scores: re-score and re-publish them "
                 "with `dbt build`") in done.stdout  # its scores here come from SQL, not from predict()
     else:

@@ -106,7 +106,8 @@ def test_files_others_can_write_and_symlinked_artifacts_are_refused_at_load(work
     assert registry.verify("mortgage_deny", 1) == []
     folder.chmod(folder.stat().st_mode | 0o002)
     problems = registry.verify("mortgage_deny", 1)
-    assert len(problems) == 1 and problems[0].startswith(f"Model mortgage_deny v1: {folder} is writable by any user (mode d")
+    assert len(problems) == 1
+    assert problems[0].startswith(f"Model mortgage_deny v1: {folder} is writable by any user (mode d")
     assert problems[0].endswith("); chmod o-w it; refusing to load it")
     with pytest.raises(IntegrityError, match="is writable by any user"):
         Registry(workspace.registry_path).card("mortgage_deny", 1)  # refused at load, not only reported
@@ -131,7 +132,8 @@ def test_a_failed_write_leaves_no_version_behind(trained, tmp_path):
     with pytest.raises(TypeError):
         registry.register(candidate.manifest, files)
     assert registry.versions("mortgage_deny") == []
-    assert [p.name for p in (tmp_path / "reg" / "mortgage_deny").iterdir() if not p.name.startswith(".lock")] == ["versions"]
+    assert [p.name for p in (tmp_path / "reg" / "mortgage_deny").iterdir()
+            if not p.name.startswith(".lock")] == ["versions"]
     assert registry.register(candidate.manifest, candidate.files) == 1
 
 
@@ -152,7 +154,8 @@ def test_manifest_records_what_the_issue_asks(trained):
 
 
 def test_the_package_never_loads_pickle_or_joblib():
-    forbidden = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|joblib|dill|cloudpickle)\b|\b(pickle|joblib)\.load", re.M)
+    forbidden = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|joblib|dill|cloudpickle)\b"
+                           r"|\b(pickle|joblib)\.load", re.M)
     offenders = [str(p) for p in PACKAGE.rglob("*.py") if forbidden.search(p.read_text())]
     assert offenders == []
     loaded = [line for p in PACKAGE.rglob("*.py") for line in p.read_text().splitlines()

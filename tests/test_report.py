@@ -7,7 +7,7 @@ import json
 import re
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -39,7 +39,8 @@ for (const svg of document.querySelectorAll('svg.chart')) {
   const labels = [...svg.querySelectorAll('text.bin-label')].map(t => {
     const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.right, r.top, r.bottom]; });
   const out = document.createElement('pre'); out.className = 'measured';
-  out.textContent = JSON.stringify({svg: [box.left, box.right, box.top, box.bottom], labels}); document.body.append(out);
+  out.textContent = JSON.stringify({svg: [box.left, box.right, box.top, box.bottom], labels});
+  document.body.append(out);
 }
 </script>"""
 
@@ -68,7 +69,7 @@ def report(small, tmp_path):
                  "detail varchar)")
     scorer = Scorer(small.registry)
     manifest = scorer.card("mortgage_deny").raw
-    start = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     record_build(conn, manifest, "source.features_mortgage", start, "clean")
     conn.execute(BROKEN)
     record_build(conn, manifest, "batch", start + timedelta(days=1), "broken")
@@ -106,8 +107,8 @@ def test_each_feature_charts_the_metric_that_decided_its_level_first(report):
     """lvr fails on its NULL rate, not on PSI: its first chart is null_rate_increase over both builds (the increase
     the thresholds apply to, each dot with its build's level), then its other metrics."""
     bodies = {feature: body for _, feature, body in sections(render_html(report))}
-    figures = re.findall(r"<figure class='history' data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>", bodies["lvr"],
-                         re.S)
+    figures = re.findall(r"<figure class='history' data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>",
+                         bodies["lvr"], re.S)
     assert [(metric, status) for metric, status, _ in figures] == [
         ("null_rate_increase", "error"), ("psi", "ok"), ("out_of_range_share", "ok")]
     increase = report["features"]["lvr"]["metrics"][0]
@@ -115,7 +116,8 @@ def test_each_feature_charts_the_metric_that_decided_its_level_first(report):
     dots = re.findall(r"<circle [^>]*fill='(#\w+)'><title>null_rate_increase ([-\d.e]+) \((\w+)\) at ([\d-]+)",
                       figures[0][2])
     assert [(status, day) for _, _, status, day in dots] == [("ok", "2024-05-01"), ("error", "2024-05-02")]
-    assert float(dots[0][1]) == pytest.approx(0, abs=0.01) and float(dots[1][1]) == pytest.approx(increase["value"], rel=1e-3)
+    assert float(dots[0][1]) == pytest.approx(0, abs=0.01)
+    assert float(dots[1][1]) == pytest.approx(increase["value"], rel=1e-3)
     assert dots[1][0] == "#c0392b"  # the error build's dot in the error colour
     assert "warn above 0.02" in figures[0][2] and "error above 0.05" in figures[0][2]
     assert [m for m, _, _ in re.findall(r"data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>", bodies["dir"], re.S)][
@@ -131,7 +133,8 @@ def test_names_with_quotes_and_markup_are_escaped_and_anchored(report):
     shown = "lvr &#x27;x&#x27; &quot;&lt;script&gt;"
     assert "<script" not in page and f"data-feature='{shown}'" in page
     anchor = feature_anchor(name)
-    assert anchor == "feature-lvr.20..27.x.27..20..22..3c.script.3e." and feature_anchor("a.b") != feature_anchor("a.2e.b")
+    assert anchor == "feature-lvr.20..27.x.27..20..22..3c.script.3e."
+    assert feature_anchor("a.b") != feature_anchor("a.2e.b")
     assert f"id='{anchor}'" in page and page.count(f"<a href='#{anchor}'>{shown}</a>") == 2  # verdict, crossed table
 
 
@@ -206,7 +209,7 @@ def assert_labels_apart(measured: list[dict]) -> None:
     for chart in measured:
         left, right, top, bottom = chart["svg"]
         boxes = chart["labels"]
-        for text, l, r, t, b in boxes:
-            assert left <= l and r <= right and top <= t and b <= bottom, (text, (l, r, t, b), chart["svg"])
-        for (text, l, r, _, _), (following, l2, _, _, _) in zip(boxes, boxes[1:]):
+        for text, x0, x1, y0, y1 in boxes:
+            assert left <= x0 and x1 <= right and top <= y0 and y1 <= bottom, (text, (x0, x1, y0, y1), chart["svg"])
+        for (text, _, r, _, _), (following, l2, _, _, _) in zip(boxes, boxes[1:]):
             assert r < l2, (text, following, r, l2)

@@ -11,7 +11,6 @@ import sys
 import duckdb
 import numpy as np
 import pytest
-from conftest import ROOT
 from numpy.testing import assert_allclose
 
 import scorehouse.duckdb as engine
@@ -19,10 +18,12 @@ from scorehouse.errors import IntegrityError, ScorehouseError, SpecError
 from scorehouse.names import InvalidReference, ModelRef
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
-from scorehouse.surface import declared
 from scorehouse.signing import generate_keys, load_signing_key
 from scorehouse.spec import load_spec, parse_spec
+from scorehouse.surface import declared
 from scorehouse.training import read_source, train_and_register
+
+from conftest import ROOT
 
 BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
                   "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
@@ -76,7 +77,8 @@ def test_registry_methods_refuse_names_that_would_leave_the_registry(small_copy)
     shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
     before = (outside / "mortgage_deny" / "aliases.json").read_bytes()
     for call in (lambda: registry.card(str(outside / "mortgage_deny"), 1), lambda: registry.versions("../outside"),
-                 lambda: registry.promote("../outside/mortgage_deny", 1), lambda: registry.load("mortgage_deny", "1/../1"),
+                 lambda: registry.promote("../outside/mortgage_deny", 1),
+                 lambda: registry.load("mortgage_deny", "1/../1"),
                  lambda: registry.resolve(f"{outside}/mortgage_deny@1"), lambda: registry.rollback("/tmp/x")):
         with pytest.raises(InvalidReference):
             call()
@@ -123,7 +125,8 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
         assert expected in result.stderr and "Traceback" not in result.stderr, (query, result.stderr)
     assert not target.exists() and not (tmp_path / "x.duckdb").exists() and aliases.read_bytes() == before
     functions = small_copy.cli("sql", "select distinct function_name from duckdb_functions() "
-                                      "where function_name like '%scorehouse%' order by 1", "--format", "json", check=True)
+                                      "where function_name like '%scorehouse%' order by 1", "--format", "json",
+                               check=True)
     names = {row["function_name"] for row in json.loads(functions.stdout)}
     assert names == {n for n in declared("duckdb", ["mortgage_deny", "mortgage_logit"]) if "scorehouse" in n}
 
@@ -347,7 +350,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(k
 
 
 def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_path):
-    """Rewriting positive_class plus manifest.sha256 inverts every score of an unsigned registry; signed, it does not load."""
+    """Rewriting positive_class plus manifest.sha256 inverts every score of an unsigned registry; signed, it does not
+    load."""
     registry = Registry(tmp_path / "registry", signing_key=keys["private"])
     candidate = small.candidates["mortgage_deny"]
     version = registry.register(candidate.manifest, candidate.files)
@@ -383,7 +387,8 @@ def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatu
         "the key holder signs them: scorehouse sign mortgage_deny --aliases")
     pinned = run_cli("sql", "select predict('mortgage_deny@1', t) from features_mortgage t limit 1",
                      env={**small_copy.env, **env})
-    unsigned = f"is not signed, and this registry requires signatures (public key {keys['key_id']}); refusing to load it"
+    unsigned = (f"is not signed, and this registry requires signatures (public key {keys['key_id']}); "
+                "refusing to load it")
     assert pinned.stderr.splitlines()[-1] == f"error: Model mortgage_deny v1 {unsigned}"
     holder = {**small_copy.env, **env, "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
     signed = run_cli("sign", "--all-unsigned", env=holder, check=True)  # with the public key configured
@@ -430,7 +435,8 @@ def test_an_unsigned_connection_cannot_make_a_signed_one_on_the_same_file_score_
     sign_every_version(small_copy.registry, keys["private"])
     invert_scores(small_copy.registry_path / "mortgage_deny" / "versions" / "1")
     signed = engine.connect(small_copy.warehouse, Registry(small_copy.registry_path, public_key=keys["public"]))
-    not_signed = f"Model mortgage_deny v1: manifest.json changed after it was signed by the configured key {keys['key_id']}"
+    not_signed = ("Model mortgage_deny v1: manifest.json changed after it was signed by the configured key "
+                  f"{keys['key_id']}")
     with pytest.raises(duckdb.Error, match=not_signed):
         signed.sql(SCORES).fetchall()
     logit = signed.sql(SCORES.replace("mortgage_deny", "mortgage_logit")).fetchall()
@@ -497,6 +503,7 @@ def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
         con.execute(f"attach {DUCKDB.literal(str(small.warehouse))} as w (read_only)")
         for method in ("compiled", "onnx"):
             sql = engine.predict_sql(scorer, "mortgage_logit", evil, "score", method)
-            scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}").fetchnumpy()["p"]
+            scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}"
+                             ).fetchnumpy()["p"]
             assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()
     assert not target.exists()

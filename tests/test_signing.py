@@ -2,8 +2,8 @@
 (copy, rehash, edit, sign, promote, put back) and what the key's checks make of them."""
 
 import json
-import pwd
 import os
+import pwd
 import shutil
 
 import pytest
@@ -85,7 +85,8 @@ def test_sign_refuses_a_copied_version_with_its_positive_class_inverted(signed, 
 
 
 def test_sign_signs_only_what_it_is_named_and_lists_all_unsigned_first(small_copy, keys):
-    env = {**small_copy.env, "SCOREHOUSE_PUBLIC_KEY": str(keys["public"]), "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
+    env = {**small_copy.env, "SCOREHOUSE_PUBLIC_KEY": str(keys["public"]),
+           "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
     usage = run_cli("sign", env=env)
     assert usage.returncode == 1 and usage.stderr == (
         "error: name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]\n")
@@ -185,7 +186,8 @@ def test_the_audit_log_is_a_signed_chain_so_forged_edited_or_dropped_lines_show(
     label = f"warning: Model {MODEL}: audit.jsonl"
     forged = json.dumps({"action": "promote", "alias": "prod", "from": 2, "to": 1, "user": "ops", "reason": "x"})
     assert warnings(b"".join(lines) + forged.encode() + b"\n") == [
-        f"{label} line 4 names no line before it (written by hand?)", f"{label} line 4 is not signed (written without the key)"]
+        f"{label} line 4 names no line before it (written by hand?)",
+        f"{label} line 4 is not signed (written without the key)"]
     edited = lines[1].replace(b'"second"', b'"first"')
     assert warnings(lines[0] + edited + lines[2]) == [
         f"{label} line 2 changed after it was signed by the configured key {keys['key_id']}",

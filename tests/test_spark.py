@@ -74,7 +74,6 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
     from scorehouse.scoring import Scorer
 
     from conftest import sklearn_answers
-
     from test_compiled import NOT_COMPILED
 
     registry, models = compiled_models
@@ -92,7 +91,8 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
                                  "from compiled_rows as r").toPandas()["v"].to_numpy()
             with scorehouse.duckdb.connect(":memory:", registry) as con:
                 con.register("compiled_rows", rows)
-                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
+                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', output, 'compiled')} "
+                                    "as v "
                                     "from compiled_rows as r").fetchnumpy()["v"]
             want = sklearn_answers(candidate, rows)
             if output == "label":
@@ -110,6 +110,7 @@ def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark
     """Every case of conftest.ESTIMATOR_CASES (XGBoost, LightGBM, count and positive targets included) through
     Spark's predict(), on a session registered with their registry."""
     import scorehouse.spark
+
     from conftest import sklearn_answers
 
     registry, models = compiled_models
@@ -132,7 +133,8 @@ def test_labels_probabilities_and_pinned_versions(spark, built):
     rows = spark.sql("select application_id, predict_label('mortgage_deny@1', struct(*)) as label, "
                      "predict_proba('mortgage_deny@prod', struct(*)) as p from features_mortgage").toPandas()
     rows = rows.sort_values("application_id")
-    expected = built.sklearn_scores("mortgage_deny", built.query("select * from features_mortgage order by application_id"))
+    expected = built.sklearn_scores("mortgage_deny",
+                                    built.query("select * from features_mortgage order by application_id"))
     assert rows["label"].tolist() == expected["label"].tolist()
     assert_allclose([dict(p)["true"] for p in rows["p"]], expected["score"], atol=1e-5)
 
@@ -153,9 +155,12 @@ def test_errors_read_as_in_duckdb(spark, built):
         "unknown model": ("select predict('mortgage_dny', struct(*)) from features_mortgage",
                           "select predict('mortgage_dny', t) from features_mortgage t"),
         "missing feature": ("select predict('mortgage_deny', struct(* except (lvr))) from features_mortgage",
-                            "select predict('mortgage_deny', t) from (select * exclude (lvr) from features_mortgage) t"),
-        "wrong type": ("select predict('mortgage_deny', struct(* except (lvr), cast(lvr as string) as lvr)) from features_mortgage",
-                       "select predict('mortgage_deny', t) from (select * replace (cast(lvr as varchar) as lvr) from features_mortgage) t"),
+                            "select predict('mortgage_deny', t) "
+                            "from (select * exclude (lvr) from features_mortgage) t"),
+        "wrong type": ("select predict('mortgage_deny', struct(* except (lvr), cast(lvr as string) as lvr)) "
+                       "from features_mortgage",
+                       "select predict('mortgage_deny', t) "
+                       "from (select * replace (cast(lvr as varchar) as lvr) from features_mortgage) t"),
         "unknown alias": ("select predict('mortgage_deny@staging', struct(*)) from features_mortgage",
                           "select predict('mortgage_deny@staging', t) from features_mortgage t"),
     }
@@ -185,8 +190,8 @@ def test_compiled_sql_refuses_what_onnx_refuses_on_spark(spark, compiled_models)
     with pytest.raises(Exception) as info:
         spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
     message = scorehouse.spark.friendly_error(info.value)
-    assert message == "Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE (numeric)", \
-        str(info.value)[:2000]
+    assert message == ("Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, "
+                       "expected DOUBLE (numeric)"), str(info.value)[:2000]
     expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
     plan = spark.sql(f"explain select {expression} from compiled_rows as r").first()[0]
     assert "typeof" not in plan and "raise_error" not in plan  # folded away on well-typed input
@@ -216,7 +221,8 @@ def test_profile_views_match_duckdb(spark, built):
 
     con = engine.connect(built.warehouse, built.registry_path, read_only=True)
     try:
-        duck = con.sql("select * from scorehouse_bins('diamond_price') order by feature, bin").to_arrow_table().to_pandas()
+        duck = con.sql("select * from scorehouse_bins('diamond_price') order by feature, bin"
+                       ).to_arrow_table().to_pandas()
     finally:
         con.close()
     got = spark.sql("select * except (model_ref) from scorehouse_bins where model_ref = 'diamond_price' "
@@ -248,8 +254,10 @@ import sys
 from pyspark.sql import SparkSession
 warehouse = sys.argv[1]
 spark = (SparkSession.builder.master("local[1]").config("spark.sql.warehouse.dir", warehouse)
-         .config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true")
-         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}").config("spark.ui.enabled", "false")
+         .config("spark.hadoop.javax.jdo.option.ConnectionURL",
+                 f"jdbc:derby:;databaseName={warehouse}/metastore_db;create=true")
+         .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
+         .config("spark.ui.enabled", "false")
          .enableHiveSupport().getOrCreate())
 spark.sql("create schema if not exists scorehouse")
 spark.sql("create table if not exists scorehouse.scoring_runs as select 'old-invocation' as invocation_id, "
@@ -270,7 +278,8 @@ def write_older_scoring_runs(warehouse: Path) -> None:
 
 @pytest.fixture(scope="module")
 def demo_on_spark(built, tmp_path_factory):
-    """The demo project built on Spark by spark_jobs/dbt_build.py: (Spark warehouse folder, the run, results by name)."""
+    """The demo project built on Spark by spark_jobs/dbt_build.py: (Spark warehouse folder, the run, results by
+    name)."""
     root = tmp_path_factory.mktemp("demo_on_spark")
     workspace = built.copy(root / "ws")
     write_older_scoring_runs(root / "spark")
@@ -299,7 +308,7 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
     warehouse, build, results = demo_on_spark
     demo = {name: r["status"] for name, r in results.items() if r["unique_id"].split(".")[0] in ("model", "test")}
     assert len(demo) == 32 and set(demo.values()) <= {"success", "pass"}, (demo, build.stdout[-4000:])
-    for model, (_, mart, key, column) in MARTS.items():
+    for _, mart, key, column in MARTS.values():
         on_spark = read_parquet_table(warehouse, "scorehouse", mart).sort_values(key)
         on_duckdb = built.query(f"select * from {mart} order by {key}")
         assert len(on_spark) == len(on_duckdb)
@@ -309,7 +318,8 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
     spark_history = read_parquet_table(warehouse, "scorehouse", "drift_history")
     demo_inputs = "input_relation in ('features_mortgage', 'features_diamonds')"  # other projects' builds share it
     duck_history = built.query(f"select * from drift_history where {demo_inputs} and invocation_id = (select "
-                               f"invocation_id from drift_history where {demo_inputs} order by recorded_at desc limit 1)")
+                               f"invocation_id from drift_history where {demo_inputs} "
+                               "order by recorded_at desc limit 1)")
     merged = spark_history.merge(duck_history, on=["model_ref", "feature", "metric"], suffixes=("_spark", "_duckdb"))
     assert len(merged) == len(duck_history) == len(spark_history) > 0
     assert_allclose(merged.current_value_spark, merged.current_value_duckdb, rtol=1e-9, atol=1e-12)
@@ -555,13 +565,15 @@ def _bad_input_cases():
 @pytest.mark.parametrize("case", _bad_input_cases())
 def test_the_bad_input_table_holds_on_spark(spark, built, case):
     import scorehouse.spark
+
     from test_bad_input import ERRORS, SCORED, first_row, row_sql
 
     base = first_row(built)
     if case in SCORED:
         changes, stands_for = SCORED[case]
         row = row_sql(base, changes, "spark")
-        got = spark.sql(f"select predict('mortgage_deny', {row}) as generic, predict_mortgage_deny({row}) as typed").first()
+        got = spark.sql(f"select predict('mortgage_deny', {row}) as generic, "
+                        f"predict_mortgage_deny({row}) as typed").first()
         expected = built.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
         assert got["generic"] == pytest.approx(expected, abs=1e-5)
         assert got["typed"] == pytest.approx(got["generic"], abs=1e-12)
@@ -616,7 +628,8 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     session.createDataFrame(rows.to_pandas(), "application_id int, dir double, lvr double, pbcr boolean, "
                             "dmi boolean, self boolean, is_denied boolean").createOrReplaceTempView("applications")
     scorer = Scorer(registry)
-    paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, 'dmi', a.dmi))",
+    paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, "
+                      "'dmi', a.dmi))",
              "generic": "predict('bools', struct(a.*))",
              "compiled": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "compiled")}
     got = session.sql(f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
@@ -645,10 +658,10 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
     non-ASCII text, booleans, NULLs) hash alike; so does the fingerprint of the whole input."""
     import duckdb
 
-    from test_observability import EDGE_ROWS, FEATURES, edge_table
-
     from scorehouse.fingerprint import fingerprint_select, row_hash_sql
     from scorehouse.sql import DUCKDB, SPARK
+
+    from test_observability import EDGE_ROWS, FEATURES, edge_table
 
     with duckdb.connect() as con:
         edge_table(con)
@@ -666,8 +679,9 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     handed over fitted (not explained)."""
     import scorehouse.duckdb
     import scorehouse.spark
-    from test_explain import register_unexplained
     from scorehouse.scoring import Scorer
+
+    from test_explain import register_unexplained
 
     small = small.copy(tmp_path / "ws")
     register_unexplained(small)
@@ -696,7 +710,8 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     con.close()
     assert [r.e.margin for r in gbt] == pytest.approx([d["margin"] for d in duck_gbt], abs=1e-9)
     for row in gbt:  # additivity on Spark too
-        assert row.e.baseline + sum(c.contribution for c in row.e.contributions) == pytest.approx(row.e.margin, abs=1e-9)
+        assert (row.e.baseline + sum(c.contribution for c in row.e.contributions)
+                == pytest.approx(row.e.margin, abs=1e-9))
     # a NULL number and an unseen category, through the typed and the generic function, as DuckDB explains them
     odd = features[features.application_id == 17].copy()
     odd["lvr"], odd["self"] = None, "martian"
@@ -713,8 +728,9 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
         assert [c.contribution for c in explanation.contributions] == \
             pytest.approx([c["contribution"] for c in duck_odd["contributions"]], abs=1e-12)
     assert {c.feature: c.value for c in spark_odd.e.contributions}["lvr"] is None
-    for call in ("explain('mortgage_deny', struct(*), 0)", "explain_mortgage_deny(struct(dir, hir, lvr, ccs, mcs, uria, "
-                 "pbcr, dmi, self, single, condominium), 1001)"):
+    for call in ("explain('mortgage_deny', struct(*), 0)",
+                 "explain_mortgage_deny(struct(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium), "
+                 "1001)"):
         with pytest.raises(Exception) as failed:
             session.sql(f"select {call} from f").collect()
         assert "top_k must be between 1 and 1000" in scorehouse.spark.friendly_error(failed.value)
@@ -731,8 +747,9 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
 
     import scorehouse.duckdb
     import scorehouse.spark
-    from test_table_form import _edge_rows
     from scorehouse.scoring import Scorer
+
+    from test_table_form import _edge_rows
 
     session = spark.newSession()
     scorehouse.spark.register(session, small.registry_path)

@@ -8,8 +8,9 @@ from pathlib import Path
 import duckdb
 
 import scorehouse.duckdb as engine
-from conftest import ROOT
 from scorehouse.surface import ANALYSTS, DBT, FUNCTIONS, WRITERS, declared, reference_table
+
+from conftest import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +43,7 @@ def test_every_declaration_is_complete_and_every_name_is_ours():
 def test_the_docs_and_scorehouse_functions_print_the_declared_table():
     page = (ROOT / "docs" / "pages" / "sql.md").read_text()
     listed = page.split("<!-- functions -->\n", 1)[1].split("\n<!-- /functions -->", 1)[0]
-    assert listed == reference_table((ANALYSTS,)), "docs/pages/sql.md's table is written by reference_table((ANALYSTS,))"
+    assert listed == reference_table((ANALYSTS,)), "docs/pages/sql.md's table is reference_table((ANALYSTS,))"
     printed = subprocess.run([str(BIN / "scorehouse"), "functions"], capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == reference_table((ANALYSTS, DBT))
     assert "| `predict` |" in printed.stdout and "| `scorehouse_predict_sql` |" in printed.stdout

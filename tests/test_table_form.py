@@ -65,7 +65,8 @@ def _edge_rows(con, explanation: dict, base: str) -> None:
         values += [(feature, v) for v in ("NULL", "''", "'never seen'")]
     con.execute(f"create temp table edges as select * from {base} limit 0")
     for number, (feature, value) in enumerate(values):
-        con.execute(f"insert into edges select * replace (cast({value} as {'double' if feature in numeric else 'varchar'})"
+        con.execute("insert into edges select * replace "
+                    f"(cast({value} as {'double' if feature in numeric else 'varchar'})"
                     f" as {DUCKDB.identifier(feature)}) from {base} order by 1 limit 1 offset {number % 50}")
 
 
@@ -76,7 +77,8 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_cop
     import json
 
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
-    steps = con.execute(f"select scorehouse_score_sql('{model}', 't', 'default', '', '', 'prediction', '')").fetchone()[0]
+    steps = con.execute(f"select scorehouse_score_sql('{model}', 't', 'default', '', '', 'prediction', '')"
+                        ).fetchone()[0]
     assert "__scorehouse_step" in steps or model == "mortgage_logit" and "CASE" in steps
     explanation = json.loads((small_copy.registry_path / model / "versions" / "1" / "explain.json").read_text())
     _edge_rows(con, explanation, "features_mortgage")
@@ -92,8 +94,10 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_every_edge(small_cop
 def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_copy, caplog):
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
     with caplog.at_level("DEBUG", logger="scorehouse"):
-        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'default', 'onnx', '', 'p', '')").fetchone() == ("",)
-        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p', '')").fetchone() == ("",)
+        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'default', 'onnx', '', 'p', '')"
+                           ).fetchone() == ("",)
+        assert con.execute("select scorehouse_score_sql('mortgage_deny', 't', 'label', '', '', 'p', '')"
+                           ).fetchone() == ("",)
     said = [r.getMessage() for r in caplog.records if getattr(r, "scorehouse_event", None) == "table_form"]
     assert said[-2:] == ["mortgage_deny (mortgage_deny version 1) table form on duckdb: row by row: onnx asked for",
                          "mortgage_deny (mortgage_deny version 1) table form on duckdb: row by row: its label output"]
@@ -141,7 +145,8 @@ def test_the_table_form_names_a_missing_feature_and_refuses_a_column_of_its_own(
         with pytest.raises(duckdb.Error) as error:
             con.sql(f"select avg(prediction) from {form}").fetchall()
         message = engine.friendly_error(error.value)
-        assert message.startswith("Model mortgage_deny") and "feature 'lvr' is missing from the input" in message, message
+        assert message.startswith("Model mortgage_deny"), message
+        assert "feature 'lvr' is missing from the input" in message, message
     for form in ("score_mortgage_deny('scored_before')", "score('mortgage_logit', 'scored_before')"):
         with pytest.raises(duckdb.Error) as error:
             con.sql(f"select * from {form}").fetchall()
@@ -156,8 +161,8 @@ def test_the_table_form_checks_the_relation_it_scores(small_copy):
     import duckdb
 
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
-    expected = con.execute("select avg(predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, "
-                       "single, condominium))) from features_mortgage").fetchone()[0]
+    expected = con.execute("select avg(predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, "
+                           "self, single, condominium))) from features_mortgage").fetchone()[0]
 
     def refused(table: str) -> str:
         with pytest.raises(duckdb.Error) as error:
@@ -184,13 +189,16 @@ def test_the_table_form_checks_the_relation_it_scores(small_copy):
     con.execute("create or replace temp table features_mortgage as "
                 "select * from scorehouse.main.features_mortgage where application_id % 2 = 0")
     (rows,) = con.execute("select count(*) from score_mortgage_deny('features_mortgage')").fetchone()
-    assert rows == con.execute("select count(*) from scorehouse.main.features_mortgage where application_id % 2 = 0").fetchone()[0]
+    assert rows == con.execute("select count(*) from scorehouse.main.features_mortgage "
+                               "where application_id % 2 = 0").fetchone()[0]
     con.execute("drop table temp.features_mortgage")
     # names bind case-blind, as DuckDB binds them; the answer is the model's
     con.execute("create temp table shouting as select * rename (lvr as LVR, self as SELF) from features_mortgage")
-    assert con.execute("select avg(prediction) from score_mortgage_deny('shouting')").fetchone()[0] == pytest.approx(expected)
+    assert (con.execute("select avg(prediction) from score_mortgage_deny('shouting')").fetchone()[0]
+            == pytest.approx(expected))
     columns = [d[0] for d in con.execute("select * from score_mortgage_deny('shouting') limit 0").description]
-    assert columns == [d[0] for d in con.execute("select * from shouting limit 0").description] + ["prediction", "model_version"]
+    assert columns == ([d[0] for d in con.execute("select * from shouting limit 0").description]
+                       + ["prediction", "model_version"])
     con.close()
 
 
@@ -215,8 +223,10 @@ def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_cop
                   for t in ("enums", "texts")]
         assert tables[0] == tables[1], model
         # what dbt's predict() compiles to: the compiled SQL behind its type check
-        (compiled,) = con.execute(f"select scorehouse_predict_sql('{model}', 't', 'default', 'compiled', '')").fetchone()
+        (compiled,) = con.execute(f"select scorehouse_predict_sql('{model}', 't', 'default', 'compiled', '')"
+                                  ).fetchone()
         assert "scorehouse_check_input" in compiled
-        inlined = [con.execute(f"select {compiled} from {t} t order by application_id").fetchall() for t in ("enums", "texts")]
+        inlined = [con.execute(f"select {compiled} from {t} t order by application_id").fetchall()
+                   for t in ("enums", "texts")]
         assert inlined[0] == inlined[1], model
     con.close()

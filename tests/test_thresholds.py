@@ -28,7 +28,8 @@ DIAMONDS_FEATURES_SQL = """
 create table features_diamonds as
 select cast(column00 as integer) as diamond_id, cast(carat as double) as carat, cut, color, clarity,
        cast(depth as double) as depth_pct, cast("table" as double) as table_pct,
-       cast(nullif(cast(x as double), 0) as double) as length_mm, cast(nullif(cast(y as double), 0) as double) as width_mm,
+       cast(nullif(cast(x as double), 0) as double) as length_mm,
+       cast(nullif(cast(y as double), 0) as double) as width_mm,
        cast(nullif(cast(z as double), 0) as double) as height_mm, cast(price as integer) as price
 from read_csv(?, header = true)
 """
@@ -122,7 +123,8 @@ def library_answers(candidate, table: pa.Table) -> np.ndarray:
     inputs onnxruntime is fed."""
     pipeline, model = candidate.pipeline, LoadedModel(candidate.manifest, candidate.onnx_bytes)
     columns = {f.name: table.column(f.name) for f in model.features}
-    frame = pd.DataFrame({name: values.reshape(-1) for name, values in model_inputs("m", model.features, columns).items()})
+    frame = pd.DataFrame({name: values.reshape(-1)
+                          for name, values in model_inputs("m", model.features, columns).items()})
     if model.task == "regression":
         return pipeline.predict(frame)
     names = class_names(pipeline.classes_, model.classes)

@@ -55,7 +55,8 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     columns = {n: tables["mortgage"].column(n) for n in MORTGAGE["numeric"] + MORTGAGE["categorical"]}
     frame = _frame(model, columns)
     assert model.predict(columns, "label").to_pylist() == candidate.pipeline.predict(frame).astype(str).tolist()
-    np.testing.assert_allclose(model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1], atol=1e-5)
+    np.testing.assert_allclose(model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1],
+                               atol=1e-5)
     # categories reach the graph as int64 codes; NULL and categories never seen in training score as in scikit-learn
     graph = onnx.load_from_string(candidate.onnx_bytes).graph
     coded = {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.INT64}
@@ -63,14 +64,15 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     rows = len(frame)
     odd = {**columns, "pbcr": pa.array((["maybe", None, "yes", "no"] * rows)[:rows]),
            "dmi": pa.array(([None, "NO", "yes"] * rows)[:rows])}
-    np.testing.assert_allclose(model.predict(odd).to_numpy(), candidate.pipeline.predict_proba(_frame(model, odd))[:, 1],
-                               atol=1e-5)
+    np.testing.assert_allclose(model.predict(odd).to_numpy(),
+                               candidate.pipeline.predict_proba(_frame(model, odd))[:, 1], atol=1e-5)
     # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py);
     # orbital still translates the graph skl2onnx exported
     operators = {node.op_type for node in graph.node}
     trees = {"gradient_boosting": "TreeEnsembleRegressor", "hist_gradient_boosting": "TreeEnsembleRegressor",
              "random_forest": "TreeEnsembleClassifier"}
-    assert operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"} == ({trees[kind]} if kind in trees else set())
+    assert (operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"}
+            == ({trees[kind]} if kind in trees else set()))
     if kind == "gradient_boosting":
         assert candidate.manifest["compiled"]["outputs"] == ["label", "score"]
 
@@ -81,14 +83,14 @@ def test_regressors_match_onnxruntime(tables, kind):
     parity = candidate.manifest["parity"]
     assert parity["compared"] == "value" and parity["max_abs_diff"] <= parity["tolerance"]
     assert parity["tolerance"] == pytest.approx(1e-5 * np.abs(
-        training.sklearn_outputs(candidate.pipeline, _holdout(candidate, tables["diamonds"]), "regression", [], None)["score"]).mean())
+        training.sklearn_outputs(candidate.pipeline, _holdout(candidate, tables["diamonds"]), "regression", [],
+                                 None)["score"]).mean())
     assert candidate.manifest["metrics"]["r2"] > 0.8
 
 
 def _holdout(candidate, table):
-    from sklearn.model_selection import train_test_split
-
     import pandas as pd
+    from sklearn.model_selection import train_test_split
 
     from scorehouse.model import ModelCard
     from scorehouse.schema import model_inputs
@@ -146,7 +148,8 @@ def test_training_from_a_csv_file_and_idempotent_registration(tmp_path):
 
 
 def test_source_errors_name_the_model_and_column(trained, tmp_path):
-    bad = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "source": {"table": "main.features_mortgage"},
+    bad = parse_spec({"name": "m", "task": "binary", "target": "is_denied",
+                      "source": {"table": "main.features_mortgage"},
                       "estimator": "logistic_regression", "features": {"numeric": ["lvr", "income"]}})
     with pytest.raises(SpecError, match=r"lacks column\(s\) income; it has: "):
         read_source(bad, trained.warehouse)

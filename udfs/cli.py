@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import config, events
@@ -48,7 +48,8 @@ def _show_warnings() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorehouse", description=__doc__)
     parser.add_argument("--registry", help=f"registry directory (env {config.REGISTRY_ENV}; default ./registry)")
-    parser.add_argument("--warehouse", help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})")
+    parser.add_argument("--warehouse",
+                        help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})")
     parser.add_argument("--public-key", help=f"refuse versions this ed25519 public key did not sign "
                                              f"(env {config.PUBLIC_KEY_ENV})")
     parser.add_argument("--signing-key", help=f"sign new versions with this ed25519 private key "
@@ -131,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("metrics", help="OpenMetrics gauges from the warehouse for Prometheus: drift, quality, "
                                        "rows scored, publication times")
-    p.add_argument("--serve", metavar="HOST:PORT", help="serve them on http://HOST:PORT/metrics (re-read on each scrape)")
+    p.add_argument("--serve", metavar="HOST:PORT",
+                   help="serve them on http://HOST:PORT/metrics (re-read on each scrape)")
     p.add_argument("--out", help="write them to this file (for node_exporter's textfile collector)")
     p.add_argument("--serving", help="the serving file (default: the warehouse's, with _serving before .duckdb)")
     p.set_defaults(run=cmd_metrics)
@@ -146,7 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_keygen)
 
     p = sub.add_parser("sign", help="vouch for a version (after every check verify makes, on every path it scores "
-                                    "by), or for a model's alias state: MODEL VERSION | MODEL --aliases | --all-unsigned")
+                                    "by), or for a model's alias state: "
+                                    "MODEL VERSION | MODEL --aliases | --all-unsigned")
     p.add_argument("model", nargs="?")
     p.add_argument("version", nargs="?", help="the version to sign")
     p.add_argument("--aliases", action="store_true", help="sign the model's aliases as they are now (printed first)")
@@ -252,7 +255,7 @@ def cmd_train(args) -> int:
 
 def cmd_models(args) -> int:
     registry = _registry(args)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in registry.models():
         versions = registry.versions(name)
         latest = registry.card(name, versions[-1]).manifest if versions else None
@@ -319,7 +322,7 @@ def cmd_show(args) -> int:
     return 0
 
 
-def describe_compiled(record: dict | None) -> str:
+def describe_compiled(record: Mapping[str, Any] | None) -> str:
     """One line on the compiled-SQL path of a version: why there is none, or its parity, speed and use."""
     if not record:
         return "no (registered before the compiled-SQL path existed)"
@@ -389,7 +392,8 @@ def cmd_history(args) -> int:
         print(json.dumps(events, indent=2))
         return 0
     print(format_table(["at", "user", "action", "alias", "from", "to", "reason"],
-                       [[e.get("at"), e.get("user"), e.get("action") + (f" {e['share']:g}%" if e.get("share") else ""),
+                       [[e.get("at"), e.get("user"),
+                         f"{e.get('action') or '-'}" + (f" {e['share']:g}%" if e.get("share") else ""),
                          e.get("alias") or "", e.get("from") or "-", e.get("to") or "-", e.get("reason") or ""]
                         for e in events]) if events else f"{args.model}: no alias has moved")
     return 0
@@ -466,7 +470,8 @@ def cmd_metrics(args) -> int:
         host, _, port = args.serve.rpartition(":")
         if not port.isdigit():
             raise ScorehouseError(f"--serve takes HOST:PORT, e.g. 127.0.0.1:9464, found '{shown(args.serve)}'")
-        server = metrics.serve(host or "127.0.0.1", int(port), lambda: metrics.collect(warehouse, serving, _registry(args)))
+        server = metrics.serve(host or "127.0.0.1", int(port),
+                               lambda: metrics.collect(warehouse, serving, _registry(args)))
         _log(f"serving http://{host or '127.0.0.1'}:{server.server_address[1]}/metrics (Ctrl-C stops)")
         try:
             threading.Event().wait()
@@ -528,7 +533,8 @@ def cmd_verify(args) -> int:
     else:
         print(describe_integrity(registry), file=sys.stderr)
         print(format_table(["model", "version", "signed by", "status"],
-                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-", _status(r)] for r in results]))
+                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-", _status(r)]
+                            for r in results]))
     return 0 if all(r["ok"] for r in results) else 1
 
 
@@ -544,7 +550,7 @@ def _status(result: dict) -> str:
 
 def describe_integrity(registry: Registry) -> str:
     """One line on what a load of this registry checks."""
-    if registry.signed:
+    if registry.public_key is not None:  # signed
         return (f"registry {registry.root.resolve()}: signed; every load checks the signature of key "
                 f"{registry.public_key.key_id}")
     return (f"registry {registry.root.resolve()}: unsigned; sha256 files catch corruption, not edits "
@@ -566,7 +572,8 @@ def cmd_sign(args) -> int:
     from .signing import load_signing_key
 
     usage = "name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]"
-    if [bool(args.version), args.aliases, args.all_unsigned].count(True) != 1 or (not args.model and not args.all_unsigned):
+    if ([bool(args.version), args.aliases, args.all_unsigned].count(True) != 1
+            or (not args.model and not args.all_unsigned)):
         raise ScorehouseError(usage)
     registry = _registry(args)
     key = load_signing_key(config.signing_key_path(args.signing_key))
@@ -595,7 +602,8 @@ def cmd_sign(args) -> int:
             print(f"error: {one_line(exc)}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{name} v{version}: {'signed' if added else 'signed already by this key'} ({_summary(registry, name, version)})")
+        print(f"{name} v{version}: {'signed' if added else 'signed already by this key'} "
+              f"({_summary(registry, name, version)})")
     return 1 if failed else 0
 
 
@@ -622,7 +630,6 @@ def cmd_report(args) -> int:
     from . import duckdb as engine
     from .report import write_report
     from .scoring import Scorer
-
     from .sql import table_name
 
     table_name(args.table, what="--table")

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -142,8 +143,8 @@ def compile_bounded(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str,
         with tempfile.TemporaryDirectory(prefix="scorehouse-compile-") as folder:
             Path(folder, "manifest.json").write_text(json.dumps(manifest))
             Path(folder, "model.onnx").write_bytes(onnx_bytes)
-            child = subprocess.run([sys.executable, "-m", "scorehouse.compiled", folder], capture_output=True, text=True,
-                                   timeout=COMPILE_SECONDS, preexec_fn=_limit_memory, env=_child_env())
+            child = subprocess.run([sys.executable, "-m", "scorehouse.compiled", folder], capture_output=True,
+                                   text=True, timeout=COMPILE_SECONDS, preexec_fn=_limit_memory, env=_child_env())
             result = Path(folder, "compiled.json")
             if child.returncode == 0 and result.exists():
                 return json.loads(result.read_text())
@@ -200,7 +201,8 @@ def compile_model(manifest: Mapping[str, Any], onnx_bytes: bytes) -> dict[str, A
     expressions = {}
     for engine in ENGINES:
         folded = _fold(query, engine, {f.name: _feature_input(f, engine) for f in features})
-        expressions[engine] = {output: folded[_column(folded, column)] for output, column in _output_columns(manifest).items()}
+        expressions[engine] = {output: folded[_column(folded, column)]
+                               for output, column in _output_columns(manifest).items()}
     return {"format": 1, "row": ROW, "expressions": expressions}
 
 
@@ -301,6 +303,7 @@ def nesting(expression: str) -> int:
 
 def _frames() -> int:
     """How many Python frames deep this call runs."""
+    frame: FrameType | None
     frame, count = sys._getframe(), 0
     while frame is not None:
         frame, count = frame.f_back, count + 1
@@ -327,7 +330,8 @@ def _checked(expression: str, engine: str, features: tuple[str, ...]) -> str:
             raise UnsafeSQL("holds a comment")
         if kind is exp.Identifier and not isinstance(node.parent, exp.Column):
             raise UnsafeSQL(f"names {node.name!r} outside a column reference")
-        if kind is exp.Column and (node.table != ROW or node.name not in known or set(node.args) - {"this", "table"}):
+        if type(node) is exp.Column and (node.table != ROW or node.name not in known
+                                         or set(node.args) - {"this", "table"}):
             raise UnsafeSQL(f"reads column {node.sql(engine)[:60]}, which is not one of the model's features")
         if kind is exp.DataType and (node.this not in types or node.expressions):
             raise UnsafeSQL(f"casts to {node.sql(engine)}")
@@ -348,11 +352,13 @@ def prepared_output(compiled: Mapping[str, Any] | None, engine: str, output: str
                     label: str) -> str:
     """One stored expression, prepared; a refused one fails naming the model, the engine and why."""
     try:
-        text = compiled["expressions"][engine][output]
+        text = (compiled or {})["expressions"][engine][output]  # None: no compiled SQL (KeyError below)
     except (KeyError, TypeError):
-        raise IntegrityError(f"Model {label}: compiled.json has no {output} expression for {engine}; refusing it") from None
+        raise IntegrityError(f"Model {label}: compiled.json has no {output} expression for {engine}; "
+                             "refusing it") from None
     if not isinstance(text, str):
-        raise IntegrityError(f"Model {label}: compiled.json's {output} expression for {engine} is not text; refusing it")
+        raise IntegrityError(f"Model {label}: compiled.json's {output} expression for {engine} is not text; "
+                             "refusing it")
     try:
         return prepared(text, engine, tuple(sorted(f.name for f in features)))
     except UnsafeSQL as exc:
@@ -387,7 +393,8 @@ def check_compiled(compiled: Mapping[str, Any], manifest: Mapping[str, Any], fee
             if output == "label":
                 record["label_mismatches"] = int((np.asarray(got).astype(str) != expected["label"]).sum())
             else:
-                record["max_abs_diff"] = float(np.abs(np.asarray(got, dtype=np.float64) - expected["score"]).max(initial=0))
+                record["max_abs_diff"] = float(np.abs(np.asarray(got, dtype=np.float64)
+                                                      - expected["score"]).max(initial=0))
     record["ok"] = bool(record.get("max_abs_diff", 0.0) <= tolerance and not record.get("label_mismatches", 0))
     return record
 
@@ -411,7 +418,9 @@ def time_paths(compiled: Mapping[str, Any], manifest: Mapping[str, Any], onnx_by
         con.execute("create table timed_rows as select * from rows_view")
         struct = duckdb.struct_type({field.name: "FLOAT" if pa.types.is_floating(field.type) else "VARCHAR"
                                      for field in table.schema})
-        con.create_function("onnx_path", lambda rows: model.predict(dict(zip(names, rows.flatten())), output),
+        # type="arrow": duckdb's stub takes only a PythonUDFType there, not the documented string
+        con.create_function("onnx_path",  # type: ignore[call-overload]
+                            lambda rows: model.predict(dict(zip(names, rows.flatten())), output),
                             [struct], "DOUBLE" if output == "score" else "VARCHAR", type="arrow")
         arguments = sql.struct((n, sql.identifier(n)) for n in names)
         expression = prepared_outputs(compiled, "duckdb", model.features, model.label)[output]
@@ -484,6 +493,7 @@ def _feature_input(feature: Feature, engine: str) -> str:
     from sqlglot import exp
 
     column = exp.column(feature.name, table=ROW, quoted=True)
+    value: exp.Expr
     if feature.kind == NUMERIC:
         value = exp.Nullif(this=exp.cast(column, "FLOAT"), expression=exp.cast(exp.Literal.string("NaN"), "FLOAT"))
     else:

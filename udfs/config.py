@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from .errors import ScorehouseError
 from .names import shown
@@ -77,6 +77,16 @@ class ProjectFile:
                    source_roots=tuple(str(path.parent / r) for r in roots))
 
 
+@overload
+def _setting(explicit: Any, env: str, key: str, default: str, base: str | os.PathLike | None,
+             start: str | os.PathLike | None) -> str: ...
+
+
+@overload
+def _setting(explicit: Any, env: str, key: str, default: None, base: str | os.PathLike | None,
+             start: str | os.PathLike | None) -> str | None: ...
+
+
 def _setting(explicit: Any, env: str, key: str, default: str | None, base: str | os.PathLike | None,
              start: str | os.PathLike | None) -> str | None:
     if explicit not in (None, ""):
@@ -116,4 +126,4 @@ def spec_source_roots(spec_folder: str | os.PathLike) -> tuple[list[Path], Path]
     source_roots), symlinks resolved, and the scorehouse.yml that names or would name the roots."""
     settings, found = ProjectFile.find(spec_folder)
     project = found.parent if found else Path(spec_folder).absolute()
-    return [Path(p).resolve() for p in (project, *settings.source_roots)], found or project / SETTINGS_FILE
+    return [project.resolve(), *(Path(p).resolve() for p in settings.source_roots)], found or project / SETTINGS_FILE

@@ -8,7 +8,8 @@
                                            travels as its values' text (a function cannot take any struct)
     predict_label / predict_proba          the predicted class / a class -> probability map
     scorehouse_model_version('<ref>')      the version a reference scores with
-    scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')  what the dbt predict() macro compiles to
+    scorehouse_predict_sql('<ref>', '<relation>', '<output>', '<method>', '<key>')
+                                           what the dbt predict() macro compiles to
     scorehouse_version_sql('<ref>', '<relation>', '<key>')  and model_version(): the version scoring each row
     scorehouse_score_sql('<ref>', '<relation>', '<output>', '<method>', '<key>', '<column>', '<columns>')
                                            the dbt score() macro's query in steps, or '' where it scores
@@ -128,7 +129,7 @@ def _registration(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> _Registrat
 
 
 def _describe(registry: Registry) -> str:
-    key = f"public key {registry.public_key.key_id}" if registry.signed else "unsigned"
+    key = f"public key {registry.public_key.key_id}" if registry.public_key is not None else "unsigned"
     return f"registry {registry.identity[0]} ({key})"
 
 
@@ -149,8 +150,8 @@ def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registrati
         create(f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
                [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
     row_values = duckdb.sqltype("VARCHAR[]")
-    for output, function in GENERIC_FUNCTIONS.items():
-        create(f"scorehouse_{function}", _generic_udf(current, output), [varchar, row_values, varchar],
+    for output, function_name in GENERIC_FUNCTIONS.items():
+        create(f"scorehouse_{function_name}", _generic_udf(current, output), [varchar, row_values, varchar],
                OUTPUT_SQL_TYPES[output], type="arrow")
     create("scorehouse_explain", _explain_udf(current), [varchar, row_values, varchar, duckdb.sqltype("INTEGER")],
            EXPLANATION_SQL_TYPE, type="arrow")
@@ -382,6 +383,7 @@ def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
 
 def _split_top_level(body: str) -> list[str]:
     """Split on commas outside parentheses, double-quoted names and single-quoted text (an ENUM's labels)."""
+    current: list[str]
     parts, current, depth, quote = [], [], 0, None
     for ch in body:
         if quote:  # a doubled quote closes and reopens: the same text either way

@@ -110,15 +110,16 @@ def register_converters(module: str) -> None:
 
     try:
         if module == "xgboost":
-            import xgboost as lib
+            import xgboost
             from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost as convert
-            classifier, regressor, alias = lib.XGBClassifier, lib.XGBRegressor, "XGBoostXGB"
+            classifier, regressor, alias = xgboost.XGBClassifier, xgboost.XGBRegressor, "XGBoostXGB"
         else:
-            import lightgbm as lib
+            import lightgbm
             from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm as convert
-            classifier, regressor, alias = lib.LGBMClassifier, lib.LGBMRegressor, "LightGbmLGBM"
+            classifier, regressor, alias = lightgbm.LGBMClassifier, lightgbm.LGBMRegressor, "LightGbmLGBM"
     except ImportError:
-        raise SpecError(f"Exporting {module} models needs onnxmltools: pip install 'scorehouse[{EXTRAS[module]}]'") from None
+        raise SpecError(f"Exporting {module} models needs onnxmltools: "
+                        f"pip install 'scorehouse[{EXTRAS[module]}]'") from None
     options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
     update_registered_converter(classifier, f"{alias}Classifier", calculate_linear_classifier_output_shapes,
                                 convert, options=options)

@@ -3,8 +3,9 @@
     event("resolved", ref="mortgage_deny", model="mortgage_deny", version=3, sha256="…")
 
 Text by default (the message, on stderr); one JSON object per line when SCOREHOUSE_LOG_FORMAT=json,
-each with time, level, event, message, trace_id and the event's fields. The trace id is dbt's invocation_id inside a dbt build (set by the dbt plugin), a new id
-per `scorehouse` command, and whatever the caller sets elsewhere (set_trace_id).
+each with time, level, event, message, trace_id and the event's fields. The trace id is dbt's
+invocation_id inside a dbt build (set by the dbt plugin), a new id per `scorehouse` command, and
+whatever the caller sets elsewhere (set_trace_id).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .names import one_line
@@ -48,7 +49,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+        data = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(), "event": getattr(record, "scorehouse_event", "message"),
                 "message": record.getMessage(), "trace_id": trace_id(), "logger": record.name}
         data.update(getattr(record, "scorehouse_fields", {}))
@@ -68,6 +69,12 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {message}"
 
 
+class _Handler(logging.StreamHandler):
+    """The handler configure() adds, marked so that it adds one per process."""
+
+    scorehouse_handler = True
+
+
 def configure(stream=None) -> None:
     """Send the package's events to `stream` (stderr), once per process, in the format of
     $SCOREHOUSE_LOG_FORMAT ('json' or 'text'). JSON logs every event (debug and up: which version a
@@ -76,9 +83,8 @@ def configure(stream=None) -> None:
     if any(getattr(h, "scorehouse_handler", False) for h in log.handlers):
         return
     json_lines = os.environ.get(LOG_FORMAT_ENV, "text").strip().lower() == "json"
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    handler.scorehouse_handler = True
     log.addHandler(handler)
     level = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
     log.setLevel(getattr(logging, level) if level in ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from math import factorial
 from typing import Any
 
@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ScorehouseError
-from .manifest import Version
 from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
+from .manifest import Version
 from .schema import category_codes, category_text, float32_values, text_values
 
 MAX_TOP_K = 1000
@@ -175,7 +175,8 @@ def _codes(column: pa.Array, categories: Sequence[str]) -> np.ndarray:
 
 
 def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
-    """(the numeric imputer, the numeric scaler, the one-hot encoder) of a pipeline scorehouse built; None where absent."""
+    """(the numeric imputer, the numeric scaler, the one-hot encoder) of a pipeline scorehouse built; None where
+    absent."""
     steps = {name: step for name, step, _ in pipeline.named_steps["features"].transformers_}
     numeric = steps.get("numeric")
     return (numeric.named_steps["impute"] if numeric is not None else None,
@@ -196,6 +197,7 @@ def model_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, cla
         margin = np.asarray(raw, dtype=np.float64)
         return -margin if task == "binary" and positive == classes[0] else margin
     if task == "binary" and explanation["link"] == "probability":
+        assert positive is not None, "a binary model has a positive class"
         return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)[:, list(classes).index(positive)]
     if task == "binary":
         margin = np.asarray(pipeline.decision_function(frame), dtype=np.float64)
@@ -232,10 +234,12 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
         trees = [_sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
                  for stage in estimator.estimators_]
     elif task == "binary":  # random forest: the mean of its trees, in probability for a classifier
-        column = list(estimator.classes_).index(classes.index(positive) if isinstance(estimator.classes_[0], (int, np.integer))
+        column = list(estimator.classes_).index(classes.index(positive)
+                                                if isinstance(estimator.classes_[0], (int, np.integer))
                                                 else positive)
         count = len(estimator.estimators_)
-        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_]
+        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count)
+                 for tree in estimator.estimators_]
     else:
         count = len(estimator.estimators_)
         trees = [_sklearn_tree(tree.tree_, lambda t: t.value[:, 0, 0] / count) for tree in estimator.estimators_]
@@ -245,7 +249,7 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
                        "(fewer or shallower trees are)")
     link = ("probability" if kind == "random_forest" else "logit") if task == "binary" else (
         "log" if tweedie_power(estimator) is not None else "identity")
-    result = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
+    result: dict[str, Any] = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
     matrix = _tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
     reached = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
     margin = model_margin(pipeline, x_holdout, result, task, classes, positive)
@@ -321,14 +325,17 @@ class _Kernel:
         for tree in explanation["trees"]:
             left, column, threshold = (np.asarray(tree[k]) for k in ("left", "column", "threshold"))
             splits, paths = np.flatnonzero(left >= 0), _tree_paths(tree)
+            units: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Callable[..., np.ndarray], list[_Path]]]
             if len(splits) <= UNIT_CONDITIONS:  # (conditions, its table, the paths it stands for)
                 units = [((column[splits], np.full(len(splits), np.nan), threshold[splits].astype(np.float64)),
-                          lambda: _tabulate(paths, splits, column, width), paths)]
+                          lambda paths=paths, splits=splits, column=column: _tabulate(paths, splits, column, width),
+                          paths)]
             else:
                 units = [((path.columns, path.lower, path.upper), lambda path=path: _path_table(path, width), [path])
                          for path in paths]
             for (unit_columns, lower, upper), table, replaced in units:
-                if len(unit_columns) > UNIT_CONDITIONS or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used:
+                if (len(unit_columns) > UNIT_CONDITIONS
+                        or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used):
                     self.paths += replaced
                     continue
                 bounds = np.full((3, UNIT_CONDITIONS), np.nan)  # an upper bound of NaN holds for no value: no bit
@@ -512,7 +519,8 @@ def split_trees(estimator) -> list[dict[str, list]] | None:
 def _sklearn_tree(tree, values) -> dict[str, list]:
     return {"left": tree.children_left.tolist(), "right": tree.children_right.tolist(),
             "column": tree.feature.tolist(), "threshold": tree.threshold.tolist(),
-            "value": np.asarray(values(tree), dtype=np.float64).tolist(), "cover": tree.weighted_n_node_samples.tolist()}
+            "value": np.asarray(values(tree), dtype=np.float64).tolist(),
+            "cover": tree.weighted_n_node_samples.tolist()}
 
 
 def _hgb_tree(predictor, sign: float) -> dict[str, list]:
@@ -522,7 +530,8 @@ def _hgb_tree(predictor, sign: float) -> dict[str, list]:
             "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
             "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
             "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
-            "value": (nodes["value"].astype(np.float64) * sign).tolist(), "cover": nodes["count"].astype(np.float64).tolist()}
+            "value": (nodes["value"].astype(np.float64) * sign).tolist(),
+            "cover": nodes["count"].astype(np.float64).tolist()}
 
 
 def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:

@@ -66,7 +66,8 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
                             evaluated_on="holdout" if holdout is not None else "training frame", explained=False)
     except ParityError as exc:
         raise ParityError(f"{exc}. A pipeline fitted on float64 numbers can split between two float32 values: "
-                          "fit it on the frame with its numeric columns cast to float32, as scorehouse train does") from None
+                          "fit it on the frame with its numeric columns cast to float32, "
+                          "as scorehouse train does") from None
     registry = registry if isinstance(registry, Registry) else Registry(registry)
     onnx_sha = hashlib.sha256(candidate.onnx_bytes).hexdigest()
     fingerprint = training_fingerprint(candidate.manifest)
@@ -97,11 +98,13 @@ def _features(pipeline: Any, table: pa.Table, target: str, weight: str | None, n
         [c for c in table.column_names if c not in (target, weight)]
     missing = [c for c in [*columns, target] if c not in table.column_names]
     if missing:
-        raise SpecError(f"Model {name}: the frame lacks column(s) {listed(missing)}; it has: {listed(table.column_names)}")
+        raise SpecError(f"Model {name}: the frame lacks column(s) {listed(missing)}; "
+                        f"it has: {listed(table.column_names)}")
     numeric, categorical = [], []
     for column in columns:
         kind = table.schema.field(column).type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_boolean(kind):
+        if (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+                or pa.types.is_boolean(kind)):
             numeric.append(column)
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
             categorical.append(column)

@@ -123,12 +123,22 @@ class Version:
                                  "refusing to load it") from None
         if version.task not in TASKS:
             raise IntegrityError(f"Model {label}: its manifest's task is {version.task!r}, not one of {list(TASKS)}")
+        if version.task == "binary" and version.positive_class not in version.classes:
+            raise IntegrityError(f"Model {label}: its manifest's positive class {version.positive_class!r} is not one "
+                                 f"of its classes {list(version.classes)}; refusing to load it")
         return version
 
     @property
     def label(self) -> str:
         """How errors name the model: 'name v3' (just 'name' before it is registered)."""
         return f"{self.name} v{self.version}" if self.version is not None else self.name
+
+    @property
+    def positive(self) -> str:
+        """A binary classifier's positive class (read checks it is one of its classes)."""
+        if self.positive_class is None:
+            raise IntegrityError(f"Model {self.label} is a {self.task} model: it has no positive class")
+        return self.positive_class
 
     @property
     def tolerance(self) -> float:
@@ -148,8 +158,9 @@ def migrate(raw: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(found, int) or isinstance(found, bool) or found < 1:
         raise IntegrityError(f"Model {m.get('name')}: its manifest's format is {found!r}, not a format number")
     if found > MANIFEST_FORMAT:
-        raise IntegrityError(f"Model {m.get('name')} v{m.get('version')}: its manifest is of format {found}, newer than "
-                             f"this release of scorehouse reads (up to {MANIFEST_FORMAT}): upgrade scorehouse")
+        raise IntegrityError(f"Model {m.get('name')} v{m.get('version')}: its manifest is of format {found}, "
+                             f"newer than this release of scorehouse reads (up to {MANIFEST_FORMAT}): "
+                             "upgrade scorehouse")
     if found < 2 and m.get("task") == "binary" and m.get("classes") and m.get("positive_class") != m["classes"][-1]:
         m["metrics"] = {k: v for k, v in (m.get("metrics") or {}).items() if k not in _OTHER_CLASS_METRICS}
     explanation = m.get("explanation")

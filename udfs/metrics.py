@@ -105,12 +105,14 @@ def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = No
                                     _rows(conn, f"select max(value) as value from ({' union all '.join(latest)})")))
     if serving and Path(serving).exists():
         with duckdb.connect(str(serving), read_only=True, config={"enable_external_access": False}) as conn:
-            if conn.execute("select count(*) from duckdb_tables() where table_name = 'scorehouse_publication'").fetchone()[0]:
+            if conn.execute("select count(*) from duckdb_tables() "
+                            "where table_name = 'scorehouse_publication'").fetchall()[0][0]:
                 families.append(_family(*SERVING_GAUGE[:2], _rows(conn, SERVING_GAUGE[2])))
     return "".join(families) + "# EOF\n"
 
 
-ALIAS_GAUGE = ("scorehouse_model_alias", "1 for the version each alias of a model points at now (the registry)")
+ALIAS_GAUGE: tuple[str, str] = ("scorehouse_model_alias",
+                               "1 for the version each alias of a model points at now (the registry)")
 
 
 def alias_rows(registry) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ class ModelCard:
     def default_output(self) -> str:
         return DEFAULT_OUTPUT[self.task]
 
-    def check_output(self, output: str) -> str:
+    def check_output(self, output: str | None) -> str:
         """Return the output to compute, failing if this model cannot give it."""
         output = self.default_output if output in (None, "", "default") else output
         if output not in OUTPUTS:
@@ -132,7 +132,7 @@ class LoadedModel(ModelCard):
         if output == "score":
             if self.task == "regression":
                 return pa.array(raw["value"].reshape(-1).astype(np.float64))
-            positive = self.classes.index(self.manifest.positive_class)
+            positive = self.classes.index(self.manifest.positive)
             return pa.array(raw["probabilities"][:, positive].astype(np.float64))
         if output == "label":
             return pa.array(raw["label"].reshape(-1).astype(str), pa.string())

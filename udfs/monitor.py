@@ -21,7 +21,6 @@ from .names import DEFAULT_ALIAS
 from .registry import Registry
 from .sql import Dialect
 
-
 QUALITY_GATE = "expect_model_quality_above"
 Query = Callable[[str], list[dict[str, Any]]]
 
@@ -114,6 +113,7 @@ def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Di
         failing = sorted({b.version for b in mine})
         prod = registry.aliases(model).get(DEFAULT_ALIAS)
         previous = registry.previous(model, DEFAULT_ALIAS)
+        why: str | None
         if prod not in failing:
             why = f"version(s) {', '.join(map(str, failing))} failed, prod is version {prod}"
         elif previous is None:
@@ -181,6 +181,7 @@ def monitor(registry: Registry, target: str | Path, query: Query, dialect: Diale
     rescore = {}
     for d in decisions:
         if d.rollback and rollback:
+            assert d.version is not None, "a rollback is decided only for a prod version that failed"
             registry.rollback(d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback",
                               expect=d.version)
             rescore[d.model] = _scored_by(run, d.model, d.version, query, dialect)
@@ -206,6 +207,7 @@ def _no_better(previous: int, breaches: list[Breach], query: Query, dialect: Dia
     for b in breaches:
         if not b.worse:
             continue
+        assert b.value is not None, "a 'worse' verdict compares a measured value (expect_model_quality_above)"
         rows = query(f"select value, better from {b.quality} where model_name = {dialect.literal(b.model)} "
                      f"and model_version = {int(previous)} and metric = {dialect.literal(b.metric)} "
                      f"and cast(window_start as {dialect.text_type}) = {dialect.literal(b.window)}")

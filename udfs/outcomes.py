@@ -51,7 +51,7 @@ def outcome_sql(card: ModelCard, expression: str, column: str, sql: Dialect) -> 
     if card.task != "binary":
         raise ScorehouseError(f"Model {card.label} is a {card.task} classifier: quality and comparisons measure "
                               "binary classifiers and regressors")
-    classes, positive = card.classes, card.positive_class
+    classes, positive = card.classes, card.manifest.positive
     negative = next(c for c in classes if c != positive)
     rule = _rule(classes, positive)
 

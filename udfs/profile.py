@@ -70,13 +70,13 @@ def weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: np.ndarray) -
 def categorical_profile(values: Sequence[str | None], weights: np.ndarray | None = None) -> dict[str, Any]:
     """Profile category values (None or the empty string is NULL), shares weighted by `weights`."""
     weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
-    counts: Counter = Counter()
+    counts: dict[str, float] = {}  # weighted: not a Counter, whose counts are whole
     null_weight = 0.0
     for value, weight in zip(values, weights):
-        if value in (None, ""):
+        if value is None or value == "":
             null_weight += float(weight)
         else:
-            counts[value] += float(weight)
+            counts[value] = counts.get(value, 0.0) + float(weight)
     present = sum(counts.values())
     total = present or 1
     buckets: dict[str, str] = {c: (c if n / total >= RARE_SHARE else OTHER) for c, n in sorted(counts.items())}
@@ -89,7 +89,8 @@ def categorical_profile(values: Sequence[str | None], weights: np.ndarray | None
             "buckets": buckets, "shares": dict(sorted(shares.items()))}
 
 
-def bin_shares(values: np.ndarray, edges: Sequence[float], weights: np.ndarray | None = None) -> np.ndarray:
+def bin_shares(values: np.ndarray, edges: Sequence[float] | np.ndarray,
+               weights: np.ndarray | None = None) -> np.ndarray:
     """Share of non-NULL values per bin: bin i holds edges[i-1] < v <= edges[i], open at both ends."""
     values = np.asarray(values, dtype=np.float64)
     weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -100,7 +101,7 @@ def bin_shares(values: np.ndarray, edges: Sequence[float], weights: np.ndarray |
     return counts / max(weights.sum(), 1e-300) if len(values) else counts
 
 
-def psi(baseline: Sequence[float], current: Sequence[float]) -> float:
+def psi(baseline: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> float:
     """Population stability index; shares under EPSILON count as EPSILON."""
     b = np.maximum(np.asarray(baseline, dtype=np.float64), EPSILON)
     c = np.maximum(np.asarray(current, dtype=np.float64), EPSILON)
@@ -132,18 +133,20 @@ def feature_metrics(profile: Mapping[str, Any], values: Sequence) -> dict[str, t
     """Return {metric: (baseline, current)} for one feature's current values."""
     if profile["kind"] == "numeric":
         # through float32, as the model sees them and as the training profile was taken
-        values = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64).astype(np.float32).astype(np.float64)
-        present = values[~np.isnan(values)]
-        null_rate = 1 - len(present) / len(values) if len(values) else 0.0
+        numbers = np.asarray([np.nan if v is None else v for v in values],
+                             dtype=np.float64).astype(np.float32).astype(np.float64)
+        present = numbers[~np.isnan(numbers)]
+        null_rate = 1 - len(present) / len(numbers) if len(numbers) else 0.0
         result = {"null_rate_increase": (profile["null_rate"], null_rate)}
         if profile["edges"] or profile["min"] is not None:
             result["psi"] = (0.0, psi(profile["shares"], bin_shares(present, profile["edges"])))
-            outside = np.sum((present < profile["min"]) | (present > profile["max"])) if profile["min"] is not None else 0
+            outside = (np.sum((present < profile["min"]) | (present > profile["max"]))
+                       if profile["min"] is not None else 0)
             result["out_of_range_share"] = (0.0, float(outside / len(present)) if len(present) else 0.0)
         return result
-    present = [v for v in values if v not in (None, "")]
-    null_rate = 1 - len(present) / len(values) if len(values) else 0.0
-    shares = category_shares(present, profile)
+    texts = [v for v in values if v not in (None, "")]
+    null_rate = 1 - len(texts) / len(values) if len(values) else 0.0
+    shares = category_shares(texts, profile)
     return {
         "null_rate_increase": (profile["null_rate"], null_rate),
         "js_distance": (0.0, js_distance(profile["shares"], shares)),
@@ -156,7 +159,8 @@ def measured_value(metric: str, baseline: float, current: float) -> float:
     return current - baseline if metric == "null_rate_increase" else current
 
 
-def level(metric: str, baseline: float, current: float, thresholds: Mapping[str, tuple[float, float]] | None = None) -> str | None:
+def level(metric: str, baseline: float, current: float,
+          thresholds: Mapping[str, tuple[float, float]] | None = None) -> str | None:
     """Return 'error', 'warn' or None for a metric value (null-rate metrics compare the increase)."""
     warn, error = (thresholds or DEFAULT_THRESHOLDS)[metric]
     value = measured_value(metric, baseline, current)

@@ -118,7 +118,8 @@ def _is_scorehouse(entry: Any, base: Path) -> bool:
         return False
     if "local" in entry:
         local = (base / str(entry["local"])).resolve()
-        return (local / "dbt_project.yml").is_file() and _read_yaml(local / "dbt_project.yml").get("name") == "scorehouse"
+        return ((local / "dbt_project.yml").is_file()
+                and _read_yaml(local / "dbt_project.yml").get("name") == "scorehouse")
     return "scorehouse" in str(entry.get("git", "")) or str(entry.get("package", "")).endswith("/scorehouse")
 
 
@@ -218,7 +219,8 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
     spec = {"name": name, "description": f"Starter spec from {table}; review the features before training.",
             "task": task, "source": {"table": table}, "target": target,
             "features": {k: v for k, v in features.items() if v},
-            "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 100, "max_depth": 3, "random_state": 0}},
+            "estimator": {"kind": "gradient_boosting",
+                          "params": {"n_estimators": 100, "max_depth": 3, "random_state": 0}},
             "split": {"test_size": 0.25, "seed": 0}}
     comments = "".join(f"# left out: {line}\n" for line in left_out)
     spec_path.write_text(f"# Written by `scorehouse init --from {table} --target {target}`.\n{comments}"

@@ -34,6 +34,7 @@ model's audit head, to compare with the one the key holder last saw.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -48,23 +49,30 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from collections.abc import Callable, Iterator, Mapping
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from . import config
-from .events import event, log
 from .errors import IntegrityError, ModelNotFound, ScorehouseError
+from .events import event, log
 from .manifest import Version, artifact_names, artifact_sha256, identity, scoring_differences
 from .model import LoadedModel, ModelCard
-from .names import (DEFAULT_ALIAS, VERSION, ModelRef, check_alias, check_model_name, check_version, is_alias,
-                    is_model_name, one_line)
-from .signing import (SIGNATURE_FILE, PublicKey, SigningKey, load_public_key, load_signing_key, record_message,
-                      signer_of)
+from .names import (
+    DEFAULT_ALIAS,
+    VERSION,
+    ModelRef,
+    check_alias,
+    check_model_name,
+    check_version,
+    is_alias,
+    is_model_name,
+    one_line,
+)
+from .signing import SIGNATURE_FILE, PublicKey, SigningKey, load_public_key, load_signing_key, record_message, signer_of
 
 __all__ = ["DEFAULT_ALIAS", "Catalog", "ModelRef", "Registry", "Retention", "check_keep_days", "sample_problems"]
 
@@ -87,7 +95,7 @@ WITHDRAWN, AUDIT_HEAD, SIGNATURE = "$withdrawn", "$audit", "$signature"
 WITHDRAWING_ACTIONS = ("gc", "revoke")
 # The manifest fields that decide what a graph's outputs mean: two versions with one graph must agree on them
 
-_EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 _loaded: dict[tuple, LoadedModel] = {}  # per process: versions never change
 _loaded_lock = threading.Lock()
 
@@ -282,14 +290,16 @@ class Registry:
         manifest = self._manifest(name, version)[0]
         if COMPILED_FILE not in artifact_names(manifest):
             return None
-        return _json(self._read_verified(name, version, COMPILED_FILE, manifest), f"Model {name} v{version}: {COMPILED_FILE}")
+        return _json(self._read_verified(name, version, COMPILED_FILE, manifest),
+                     f"Model {name} v{version}: {COMPILED_FILE}")
 
     def explanation(self, name: str, version: int) -> dict[str, Any] | None:
         """The version's explain.json, verified; None where no explanation was recorded."""
         manifest = self._manifest(name, version)[0]
         if EXPLAIN_FILE not in artifact_names(manifest):
             return None
-        return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest), f"Model {name} v{version}: {EXPLAIN_FILE}")
+        return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest),
+                     f"Model {name} v{version}: {EXPLAIN_FILE}")
 
     def training_rows(self, name: str, version: int) -> list[str] | None:
         """The hashes of the rows that trained a version (the first 16 hex digits of each row's input hash),
@@ -303,7 +313,8 @@ class Registry:
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
         manifest = self._manifest(name, version)[0]
-        return _json(self._read_verified(name, version, SAMPLE_FILE, manifest), f"Model {name} v{version}: {SAMPLE_FILE}")
+        return _json(self._read_verified(name, version, SAMPLE_FILE, manifest),
+                     f"Model {name} v{version}: {SAMPLE_FILE}")
 
     def signature(self, name: str, version: int) -> str | None:
         """The id of the key that signed a version, or None where it is unsigned (not checked here)."""
@@ -355,7 +366,8 @@ class Registry:
                 if differ or other_name != name:
                     fields = ", ".join(differ or ["name"])
                     problems.append(f"Model {name} v{version}: model.onnx is the very graph of {other_name} v{other}, "
-                                    f"but its manifest differs in {fields}; a registered version has a graph of its own")
+                                    f"but its manifest differs in {fields}; "
+                                    "a registered version has a graph of its own")
         return problems
 
     def unsafe_paths(self, name: str, version: int) -> list[str]:
@@ -444,13 +456,14 @@ class Registry:
         with self._lock(name):
             problems = self.verify(name, version, signature=False) or self.same_graph_problems(name, version)
             if problems:
-                more = f" (and {len(problems) - 1} more problem(s): scorehouse verify {name})" if len(problems) > 1 else ""
+                more = (f" (and {len(problems) - 1} more problem(s): scorehouse verify {name})"
+                        if len(problems) > 1 else "")
                 raise IntegrityError(f"{problems[0]}; not signed{more}")
             body = self._manifest(name, version, signature=False)[1]
             path = self._version_dir(name, version) / SIGNATURE_FILE
             if path.exists():
-                problem = signing_key.public.problem(_json(path.read_bytes(), f"Model {name} v{version}: {SIGNATURE_FILE}"),
-                                                     body)
+                problem = signing_key.public.problem(
+                    _json(path.read_bytes(), f"Model {name} v{version}: {SIGNATURE_FILE}"), body)
                 if problem is None:
                     return False
                 raise IntegrityError(f"Model {name} v{version}: manifest.json {problem}; not signed again "
@@ -570,7 +583,8 @@ class Registry:
         (version, share). Rows are routed by `bucket(key)` where predict() is given a key."""
         version = check_version(version)
         if not 0 <= share <= 100 or round(share * 100) != share * 100:
-            raise ScorehouseError(f"Rollout share must be a percentage between 0 and 100 in steps of 0.01, found {share}")
+            raise ScorehouseError("Rollout share must be a percentage between 0 and 100 in steps of 0.01, "
+                                  f"found {share}")
         with self._lock(name):
             self.resolve(ModelRef(check_model_name(name), version=version))
             state = self._state(name)
@@ -672,7 +686,7 @@ class Registry:
     def _retention(self, name: str, state: AliasState, keep_days: float,
                    protected: Mapping[int, str]) -> tuple[list[int], list[int], dict[int, str]]:
         """(the versions gc removes, those aliases point at, why each other version stays)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cutoff = now - timedelta(days=min(keep_days, (now - _EARLIEST).days))  # beyond the calendar: keep all
         within = f"within {keep_days:g} days"
         aliased = sorted({entry["version"] for entry in state.entries.values()})
@@ -759,7 +773,8 @@ class Registry:
         manifest = _json(body, f"Model {label}: {MANIFEST_FILE}")
         if identity(manifest) != (name, version):
             described = "{} v{}".format(*identity(manifest)) if isinstance(manifest, dict) else "nothing"
-            raise IntegrityError(f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; refusing to load it")
+            raise IntegrityError(f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; "
+                                 "refusing to load it")
         return manifest, body, recorded
 
     def _read_verified(self, name: str, version: int, filename: str, manifest: Mapping[str, Any]) -> bytes:
@@ -784,7 +799,8 @@ class Registry:
         the key holder moved aliases (then it was removed)."""
         path = self._alias_path(name)
         if path.is_symlink():
-            raise IntegrityError(f"Model {name}: {path} is a symbolic link (to {os.readlink(path)}); refusing to read it")
+            raise IntegrityError(f"Model {name}: {path} is a symbolic link (to {os.readlink(path)}); "
+                                 "refusing to read it")
         try:
             raw = json.loads(path.read_bytes())
         except FileNotFoundError:
@@ -798,7 +814,8 @@ class Registry:
             raise IntegrityError(
                 f"Model {name}: {path} is not a valid alias file (expected "
                 '{"prod": {"version": 2, "history": [1, 2]}}); '
-                f"pinned references ({name}@<version>) still resolve, and `scorehouse promote {name} VERSION` replaces it"
+                f"pinned references ({name}@<version>) still resolve, "
+                f"and `scorehouse promote {name} VERSION` replaces it"
             )
         record = raw.pop(SIGNATURE, None)
         if self.public_key is not None and signature:
@@ -840,7 +857,7 @@ class Registry:
     def _record(self, action: str, alias: str | None, before: int | None, after: int | None, reason: str | None,
                 **extra: Any) -> dict[str, Any]:
         """One audit entry: when, who (the OS account), what, why, and the command that did it."""
-        return {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "user": _user(),
+        return {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": _user(),
                 "action": action, "alias": alias, "from": before, "to": after, **extra, "reason": reason,
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500]}
 
@@ -971,7 +988,7 @@ def _at(event: Mapping[str, Any]) -> datetime:
     try:
         return datetime.fromisoformat(event["at"])
     except (KeyError, TypeError, ValueError):
-        return datetime.now(timezone.utc)  # an unreadable entry: treated as recent, so nothing is removed for it
+        return datetime.now(UTC)  # an unreadable entry: treated as recent, so nothing is removed for it
 
 
 def _user() -> str:
@@ -1002,7 +1019,8 @@ def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:
         if output == "label":
             wrong = sum(g != e for g, e in zip(got, expected))
             if wrong:
-                problems.append(f"Model {model.label}: {wrong} of {len(expected)} sample labels differ from scikit-learn's")
+                problems.append(f"Model {model.label}: {wrong} of {len(expected)} sample labels differ "
+                                "from scikit-learn's")
             continue
         diff = float(np.max(np.abs(np.asarray(got) - np.asarray(expected)), initial=0.0))
         if diff > model.manifest.tolerance:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import html
 import math
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import ScorehouseError
 from .profile import (
     DEFAULT_THRESHOLDS,
     OTHER,
@@ -25,7 +26,6 @@ from .profile import (
     level,
     measured_value,
 )
-from .errors import ScorehouseError
 from .scoring import Scorer
 from .sql import DUCKDB, table_name
 
@@ -92,13 +92,16 @@ def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
                         "level": level(metric, baseline, current)})
     metrics = by_severity(metrics)
     if profile["kind"] == "numeric":
-        present = np.asarray([v for v in values if v is not None], dtype=np.float64).astype(np.float32).astype(np.float64)
-        bars = list(zip(bin_labels(profile["edges"]), profile["shares"], bin_shares(present, profile["edges"]).tolist()))
+        present = np.asarray([v for v in values if v is not None],
+                             dtype=np.float64).astype(np.float32).astype(np.float64)
+        bars = list(zip(bin_labels(profile["edges"]), profile["shares"],
+                        bin_shares(present, profile["edges"]).tolist()))
     else:
-        current = category_shares(values, profile)
-        buckets = sorted(set(profile["shares"]) | set(current), key=lambda b: (b in (OTHER, UNSEEN), b))
-        bars = [(b, profile["shares"].get(b, 0.0), current.get(b, 0.0)) for b in buckets]
-    worst = "error" if any(m["level"] == "error" for m in metrics) else ("warn" if any(m["level"] for m in metrics) else None)
+        current_shares = category_shares(values, profile)
+        buckets = sorted(set(profile["shares"]) | set(current_shares), key=lambda b: (b in (OTHER, UNSEEN), b))
+        bars = [(b, profile["shares"].get(b, 0.0), current_shares.get(b, 0.0)) for b in buckets]
+    worst = ("error" if any(m["level"] == "error" for m in metrics)
+             else ("warn" if any(m["level"] for m in metrics) else None))
     nulls = sum(v is None or v == "" or (isinstance(v, float) and np.isnan(v)) for v in values)
     unseen = Counter(v for v in values if profile["kind"] != "numeric" and v not in (None, "")
                      and v not in profile["buckets"])
@@ -125,7 +128,7 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
                 for f in card.features}
     output = "label" if card.task == "multiclass" else None
     scores = scorer.predict(ref, {f.name: table.column(f.name) for f in card.features}, output).to_pylist()
-    drivers = None
+    drivers: list[tuple[str, Any]] | str | None = None
     try:
         from .explain import contributions
 
@@ -135,7 +138,7 @@ def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any
     except ScorehouseError as exc:  # a version without explanations: the report says why
         drivers = str(exc)
     return {"model": scorer.describe(ref), "relation": relation, "rows": table.num_rows, "drivers": drivers,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "training_rows": card.manifest.training.train_rows, "features": features,
             "output": feature_report(profile["output"], scores),
             "history": drift_history(conn, card.name, relation.split(".")[-1]),
@@ -151,7 +154,8 @@ def drift_history(conn, model: str, relation: str) -> dict[str, dict[str, dict[s
     {feature: {metric: {points: [(recorded_at, value, level)], warn_above, error_above}}}, the latest thresholds."""
     if not _has_table(conn, "drift_history"):
         return {}
-    rows = conn.sql("select feature, metric, recorded_at, baseline_value, current_value, warn_above, error_above, level "
+    rows = conn.sql("select feature, metric, recorded_at, baseline_value, current_value, warn_above, error_above, "
+                    "level "
                     "from drift_history where model_name = ? and input_relation = ? and current_value is not null "
                     "order by recorded_at", params=[model, relation]).fetchall()
     history: dict[str, dict[str, dict[str, Any]]] = {}
@@ -173,7 +177,7 @@ def quality_history(conn, model: str) -> dict[str, Any]:
     if not rows:
         return {}
     series: dict[int, list] = {}
-    for metric, version, at, value, holdout in rows:
+    for _, version, at, value, _ in rows:
         series.setdefault(version, []).append((at, value))
     return {"metric": rows[0][0], "series": series, "holdout": {v: h for _, v, _, _, h in rows}}
 
@@ -215,7 +219,8 @@ def render_html(report: dict[str, Any]) -> str:
             for m in feature["metrics"])
         status = feature["level"] or "ok"
         sections.append(
-            f"<section class='feature' id='{esc(feature_anchor(name))}' data-level='{status}' data-feature='{esc(name)}'>"
+            f"<section class='feature' id='{esc(feature_anchor(name))}' data-level='{status}' "
+            f"data-feature='{esc(name)}'>"
             f"<h2>{esc(name)} <small>{esc(feature['kind'])}</small> "
             f"<span class='badge' style='background:{LEVEL_COLOURS[feature['level']]}'>{status}</span></h2>"
             f"{bar_chart(feature['bars'], shorten=feature['kind'] != 'numeric')}{null_chart(feature['null_share'])}"
@@ -239,9 +244,11 @@ def render_html(report: dict[str, Any]) -> str:
         sections.append(f"<section id='drivers'><h2>What drives the scores</h2><p>{esc(drivers)}</p></section>")
     if report["quality"]:
         sections.append(f"<section id='quality'><h2>Quality over builds <small>{esc(report['quality']['metric'])}, "
-                        f"latest window with outcomes, per version</small></h2>{quality_chart(report['quality'])}</section>")
+                        f"latest window with outcomes, per version</small></h2>{quality_chart(report['quality'])}"
+                        "</section>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Drift report: {esc(report['model'])} on {esc(report['relation'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Drift report: {esc(report['model'])} \
+on {esc(report['relation'])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; }}
@@ -257,9 +264,11 @@ table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #ddd; 
 <h2>Verdict</h2>
 <ul id="verdict">{''.join(verdict)}</ul>
 <h2>Thresholds crossed</h2>
-<table id="crossed"><tr><th>feature</th><th>level</th><th>metric</th><th>value</th><th>warn above</th><th>error above</th></tr>
+<table id="crossed"><tr><th>feature</th><th>level</th><th>metric</th><th>value</th><th>warn above</th>\
+<th>error above</th></tr>
 {summary_rows}</table>
-<p class="legend"><span style="background:{TRAINING}"></span>training<span style="background:{CURRENT}"></span>current</p>
+<p class="legend"><span style="background:{TRAINING}"></span>training\
+<span style="background:{CURRENT}"></span>current</p>
 {''.join(sections)}
 </body></html>
 """
@@ -285,7 +294,8 @@ def bar_chart(bars: list[tuple[str, float, float]], width: int = 900, height: in
         centre = 35 + (i + 0.5) * slot
         for j, (share, colour) in enumerate(((training, TRAINING), (current, CURRENT))):
             h = (height - 10) * share / top
-            parts.append(f"<rect x='{centre - bar + j * bar:.1f}' y='{height - h:.1f}' width='{bar:.1f}' height='{h:.1f}' "
+            parts.append(f"<rect x='{centre - bar + j * bar:.1f}' y='{height - h:.1f}' width='{bar:.1f}' "
+                         f"height='{h:.1f}' "
                          f"fill='{colour}'><title>{html.escape(label)}: {share:.3%}</title></rect>")
         if upright:
             parts.append(f"<text class='bin-label' x='{centre:.1f}' y='{height + 6}' font-size='{LABEL_FONT}' "
@@ -314,7 +324,8 @@ def unseen_list(feature: dict[str, Any]) -> str:
     """The unseen values, most frequent first, with their counts."""
     if not feature["unseen"]:
         return ""
-    items = "".join(f"<li><code>{html.escape(str(value))}</code>: {count:,} rows</li>" for value, count in feature["unseen"])
+    items = "".join(f"<li><code>{html.escape(str(value))}</code>: {count:,} rows</li>"
+                    for value, count in feature["unseen"])
     more = feature["unseen_values"] - len(feature["unseen"])
     return (f"<div class='unseen'><b>Values not seen in training</b> ({feature['unseen_values']} distinct)"
             f"<ul>{items}</ul>{f'<p>and {more} more</p>' if more > 0 else ''}</div>")
@@ -339,7 +350,8 @@ def line_chart(series: dict[str, tuple[str, list[tuple]]], lines: list[tuple[str
     for label, value, colour in lines:
         if value is not None:
             parts.append(f"<line x1='50' x2='{width - 20}' y1='{y(value):.1f}' y2='{y(value):.1f}' stroke='{colour}' "
-                         f"stroke-width='2' stroke-dasharray='6 4'><title>{html.escape(label)} {value:.4g}</title></line>")
+                         f"stroke-width='2' stroke-dasharray='6 4'><title>{html.escape(label)} {value:.4g}</title>"
+                         "</line>")
     for name, (colour, values) in series.items():
         shown = [p for p in values if p[1] is not None]
         if len(shown) > 1:
@@ -366,10 +378,12 @@ def history_charts(metrics: list[dict[str, Any]], history: dict[str, dict[str, A
             continue
         name = metric["metric"]
         chart = line_chart({name: (HISTORY, entry["points"])},
-                           [("warn above", entry["warn_above"], WARN_LINE), ("error above", entry["error_above"], ERROR_LINE)],
+                           [("warn above", entry["warn_above"], WARN_LINE),
+                            ("error above", entry["error_above"], ERROR_LINE)],
                            "history", width=300, height=110)
         what = " (NULL rate now − in training)" if name == "null_rate_increase" else ""
-        figures.append(f"<figure class='history' data-metric='{html.escape(name)}' data-level='{metric['level'] or 'ok'}'>"
+        figures.append(f"<figure class='history' data-metric='{html.escape(name)}' "
+                       f"data-level='{metric['level'] or 'ok'}'>"
                        f"<figcaption style='color:{LEVEL_COLOURS[metric['level']]}'>{html.escape(name)}{what} over "
                        f"{len(entry['points'])} builds{' — ' + metric['level'] if metric['level'] else ''}</figcaption>"
                        f"{chart}</figure>")
@@ -381,7 +395,8 @@ def quality_chart(quality: dict[str, Any]) -> str:
               for i, (v, points) in enumerate(sorted(quality["series"].items()))}
     lines = [(f"version {v} holdout", h, VERSION_COLOURS[i % len(VERSION_COLOURS)])
              for i, (v, h) in enumerate(sorted(quality["holdout"].items()))]
-    legend = "".join(f"<span style='background:{colour}'></span>{html.escape(name)}" for name, (colour, _) in series.items())
+    legend = "".join(f"<span style='background:{colour}'></span>{html.escape(name)}"
+                     for name, (colour, _) in series.items())
     return f"<p class='legend'>{legend} (dashed: holdout)</p>{line_chart(series, lines, 'quality')}"
 
 

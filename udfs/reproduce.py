@@ -5,12 +5,13 @@ one scoring_runs recorded), the input row (input_hash against the one the mart s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 
-from .errors import ScorehouseError
+from .errors import IntegrityError, ScorehouseError
 from .fingerprint import row_hash
 from .registry import Registry
 from .scoring import Scorer
@@ -42,12 +43,15 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
     scorer = Scorer(registry)
     card = scorer.card(f"{name}@{version}")  # read and checked once: sha256, features, tolerance
     sha = card.manifest.onnx_sha256
+    if sha is None:
+        raise IntegrityError(f"Model {name} v{version}: its manifest records no sha256 for model.onnx")
     if sha != run["artifact_sha256"]:
         reproduced = False
         lines.append(f"artifact differs: {name} version {version}'s model.onnx is sha256 {sha[:12]}… in the registry, "
                      f"the build recorded {str(run['artifact_sha256'])[:12]}…")
     if not run["input_relation"]:
-        raise ScorehouseError(f"{relation} has no single input relation in scoring_runs: cannot find the row's features")
+        raise ScorehouseError(f"{relation} has no single input relation in scoring_runs: "
+                              "cannot find the row's features")
     features_row = _row(query, sql, sql.identifier(run["input_relation"]), run["input_relation"], key, value)
     if "input_hash" in row:
         now = row_hash(features_row, card.features)

@@ -66,7 +66,7 @@ class Feature:
         return self.declared_type or SQL_TYPES[self.kind]
 
     def to_dict(self) -> dict:
-        data = {"name": self.name, "kind": self.kind, "sql_type": self.sql_type}
+        data: dict[str, object] = {"name": self.name, "kind": self.kind, "sql_type": self.sql_type}
         if self.kind == CATEGORICAL:
             data["categories"] = list(self.categories)
         return data

@@ -25,16 +25,14 @@ from . import fingerprint, staged
 from .compiled import bind, prepared_output
 from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .events import event, log
+from .explain import explain_rows, not_explained
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
 from .outcomes import outcome_sql
 from .profile import PROFILE_RELATIONS
 from .registry import ROLLOUT_ALIAS, Catalog, Registry
-from .explain import explain_rows, not_explained
 from .schema import check_columns, column_problems, sql_type_name, type_error_parts
 from .sql import BUCKETS, dialect
-
-
 
 # How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
 SCORING_ENV = "SCOREHOUSE_SCORING"
@@ -53,7 +51,7 @@ class Scorer:
         self.loader = loader  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
-        self._compiled: dict[tuple[str, int], dict] = {}
+        self._compiled: dict[tuple[str, int], dict | None] = {}
         self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
         self._warned: set[str] = set()
         self._shares: dict[str, float | None] = {}
@@ -94,7 +92,8 @@ class Scorer:
 
     def versions(self) -> list[tuple[str, int]]:
         """Every (name, version) this scorer can load."""
-        return [(n, v) for n, (numbers, _) in self.catalog.entries.items() for v in numbers if (n, v) not in self._broken]
+        return [(n, v) for n, (numbers, _) in self.catalog.entries.items() for v in numbers
+                if (n, v) not in self._broken]
 
     @property
     def catalog(self) -> Catalog:
@@ -200,7 +199,8 @@ class Scorer:
         """Fail unless the input columns (name -> SQL type) hold every feature with a usable type."""
         check_columns(self.describe(ref), self.card(ref).features, found)
 
-    def predict(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None) -> pa.Array:
+    def predict(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray],
+                output: str | None = None) -> pa.Array:
         """Score named columns with the referenced model; extra columns are ignored."""
         model = self.model(ref)
         start = time.perf_counter()
@@ -319,13 +319,15 @@ class Scorer:
         for each in refs:
             name, version = self.resolve(each)
             compiled = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
-            notes.append({"ref": each, "model": name, "version": version, "sha256": self.card(each).manifest.onnx_sha256,
+            notes.append({"ref": each, "model": name, "version": version,
+                          "sha256": self.card(each).manifest.onnx_sha256,
                           "method": scored_by or ("onnx" if compiled is None else "compiled"),
                           **({"routed": {"ref": ref, "key": key}} if route else {})})
         return json.dumps(notes).replace("*/", "* /")
 
     def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
-        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes (scorehouse.outcomes)."""
+        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes
+        (scorehouse.outcomes)."""
         sql = dialect(engine)
         expression = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(column)
         return outcome_sql(self.card(ref), expression, column, sql)
@@ -333,7 +335,8 @@ class Scorer:
     def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
         """SQL for the hash of the current row's features as `ref`'s model sees them (scorehouse.fingerprint)."""
         sql = dialect(engine)
-        return fingerprint.row_hash_sql(self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql)
+        return fingerprint.row_hash_sql(self.card(ref).features, f"{sql.identifier(relation)}." if relation else "",
+                                        sql)
 
     def fingerprint_sql(self, ref: str, engine: str) -> str:
         """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
@@ -457,8 +460,9 @@ class Scorer:
         compiled, why = self.scoring_choice(ref, output, engine, method)
         name, version = self.resolve(ref)
         event("scoring_method", f"{ref} ({name} version {version}) scores with "
-              f"{'onnxruntime' if compiled is None else 'its compiled SQL'} on {engine}: {why}", DEBUG, ref=ref, model=name,
-              version=version, method="onnx" if compiled is None else "compiled", reason=why, engine=engine)
+              f"{'onnxruntime' if compiled is None else 'its compiled SQL'} on {engine}: {why}", DEBUG, ref=ref,
+              model=name, version=version, method="onnx" if compiled is None else "compiled", reason=why,
+              engine=engine)
         if compiled is not None:
             return self.type_checked(ref, prefix, engine, f"({bind(compiled, engine, prefix)})")
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)

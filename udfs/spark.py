@@ -60,17 +60,25 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     scorer.loader = functools.partial(spark_cache.load, spark.sparkContext.broadcast(shipped))
     catalog = scorer.catalog
 
+    # The ignores on arrow_udf below: pyspark's stubs list it only with a functionType, which it takes from
+    # the function's type hints when none is given
     for card in scorer.default_cards():
-        fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output), SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
+        fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output),  # type: ignore[call-overload]  # as above
+                       SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
         spark.udf.register(f"predict_{card.name}", fn)
         spark.udf.register(f"scorehouse_onnx_{card.name}", fn)
-        spark.udf.register(f"explain_{card.name}", arrow_udf(_fixed_explain_udf(scorer, card.name), EXPLANATION_TYPE))
-    for output, function in GENERIC_FUNCTIONS.items():
+        spark.udf.register(f"explain_{card.name}",
+                           arrow_udf(_fixed_explain_udf(scorer, card.name),  # type: ignore[call-overload]  # as above
+                                     EXPLANATION_TYPE))
+    for output, function_name in GENERIC_FUNCTIONS.items():
         fn = _generic_udf(scorer, output)
-        spark.udf.register(function, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))
+        spark.udf.register(function_name,
+                           arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))  # type: ignore[call-overload]  # as above
 
-    spark.udf.register("explain", arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))
+    spark.udf.register("explain",
+                       arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))  # type: ignore[call-overload]  # as above
     for writer in WRITERS:
+        assert writer.implementation is not None  # WRITERS are the declarations with one
         spark.udf.register(writer.name, functools.partial(writer.implementation, scorer, "spark"),
                            SPARK_TYPES[writer.returns])
     _profile_views(spark, scorer, catalog.refs())
@@ -113,7 +121,8 @@ def _explain_udf(scorer: Scorer):
         with _logged(scorer, trace):
             for refs, structs, top_ks in batches:
                 top_k = first_value(top_ks)
-                yield per_reference(refs, structs, lambda ref, part: scorer.explain_struct(ref, part, top_k))
+                yield per_reference(refs, structs,
+                                    lambda ref, part, top_k=top_k: scorer.explain_struct(ref, part, top_k))
 
     return explain
 
@@ -166,7 +175,8 @@ def _training_rows_view(spark, registry: Registry, versions: list[tuple[str, int
     frames = [pd.DataFrame({"model_name": name, "model_version": version, "row_hash": rows})
               for name, version in versions if (rows := _recorded_rows(registry, name, version))]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"model_name": pd.Series(dtype=str), "model_version": pd.Series(dtype="int32"), "row_hash": pd.Series(dtype=str)})
+        {"model_name": pd.Series(dtype=str), "model_version": pd.Series(dtype="int32"),
+         "row_hash": pd.Series(dtype=str)})
     spark.createDataFrame(rows.astype({"model_version": "int32"}),
                           "model_name string, model_version int, row_hash string") \
         .createOrReplaceTempView("scorehouse_training_rows")

@@ -14,13 +14,16 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import ScorehouseError, SpecError
 from .names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
 from .sql import table_name
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 TASKS = ("binary", "multiclass", "regression")
 # Whether registration translates the model into SQL (udfs/compiled.py): 'auto' where it can win.
@@ -188,7 +191,7 @@ def _class_label(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _sub(raw: Any, cls: type, origin: str, key: str):
+def _sub(raw: Any, cls: type[DataclassInstance], origin: str, key: str):
     if not isinstance(raw, dict):
         raise SpecError(f"{origin}: '{key}' must be a mapping")
     allowed = set(cls.__dataclass_fields__)

@@ -112,6 +112,8 @@ def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, colu
         raise Unsupported(f"{sql.name} needs the relation's columns listed")
     steps, margin = (([], _linear_margin(explanation, sql, guard)) if explanation["kind"] == "linear"
                      else _tree_steps(explanation, sql, guard))
+    ctes: list[str]
+    helpers: list[str]
     ctes, relation, helpers = [], source, []
     for columns in filter(None, steps):
         name = f"{HELPER}step{len(ctes)}"
@@ -142,7 +144,8 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
             inputs.append((expression, helpers[feature]))
         return sql.identifier(helpers[feature])
 
-    tests = []  # per explain.json column: threshold -> the SQL test `column <= threshold` (in float32) is
+    # per explain.json column: threshold -> the SQL test `column <= threshold` (in float32) is
+    tests: list[Callable[..., str]] = []
     for entry in explanation["columns"]:
         feature = entry["feature"]
         if "median" in entry:
@@ -163,6 +166,7 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
     def summed(nodes: Sequence[tuple[Mapping[str, Any], int]]) -> list[str]:
         """The terms that add up these subtrees: the leaves' values in one constant, the rest grouped by their
         split, so that trees splitting alike (boosting's first splits repeat) share one CASE."""
+        groups: dict[str, list[tuple[Mapping[str, Any], int]]]
         constant, groups = 0.0, {}
         for tree, node in nodes:
             if tree["left"][node] < 0:
@@ -209,7 +213,8 @@ def _number(feature: str, median: float, sql: Dialect, guard: Callable[[str, str
 
 def _text(feature: str, sql: Dialect, guard: Callable[[str, str], str]) -> str:
     """A categorical feature's text, NULL read as the model reads it."""
-    return f"coalesce({guard(feature, f'CAST({sql.identifier(feature)} AS {sql.text_type})')}, {sql.literal(MISSING_CATEGORY)})"
+    return (f"coalesce({guard(feature, f'CAST({sql.identifier(feature)} AS {sql.text_type})')}, "
+            f"{sql.literal(MISSING_CATEGORY)})")
 
 
 def _at_most(value: str, threshold: float) -> str:
@@ -263,7 +268,8 @@ def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, 
     with duckdb.connect() as con:
         con.register("sample_rows", table)
         got = con.sql(query).fetchnumpy()["v"]
-    diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64)), initial=0.0))
+    deviation = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
+    diff = float(np.max(deviation, initial=0.0))
     tolerance = model.manifest.tolerance
     if not diff <= tolerance:
         return [f"Model {model.label}: the table form's steps (from explain.json) give sample scores that differ "

@@ -2,8 +2,8 @@
 
 The DuckDB and Spark adapters create what is declared for their engine (the writer helpers' implementations
 live here; the scoring functions' in the adapters), a test checks that each engine has exactly these names,
-the security test reads its list from here, and `scorehouse functions` and the docs' reference table (docs/pages/sql.md) are
-written from it. `{model}` in a name stands for each model of the registry (its prod version).
+the security test reads its list from here, and `scorehouse functions` and the docs' reference table
+(docs/pages/sql.md) are written from it. `{model}` in a name stands for each model of the registry (its prod version).
 
 Audience: `analysts` call it in SQL (documented); `dbt` is called by the package's macros and hooks, with
 the SQL it writes (not for hand-written SQL); `internal` is a building block of another function.
@@ -110,7 +110,8 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
             lambda s, engine, ref, relation, key: s.version_sql(ref, relation, key or None, engine),
             "the SQL expression of the version that scores each row (a gray release routes by key)"),
     _writer("scorehouse_scoring_note", "ref, output, method, key", "VARCHAR",
-            lambda s, engine, ref, output, method, key: s.scoring_note(ref, output, engine, method or None, key or None),
+            lambda s, engine, ref, output, method, key:
+            s.scoring_note(ref, output, engine, method or None, key or None),
             "the versions, artifacts and method a scored relation records for the scoring_runs hook"),
     _writer("scorehouse_input_hash_sql", "ref, relation", "VARCHAR",
             lambda s, engine, ref, relation: s.input_hash_sql(ref, relation, engine),
@@ -134,14 +135,14 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
                 "predict() on the row's values as text"),
     SqlFunction("scorehouse_predict_label", "ref, row values, row type", LABEL, "function", DUCKDB_ONLY, INTERNAL,
                 "predict_label() on the row's values as text"),
-    SqlFunction("scorehouse_predict_proba", "ref, row values, row type", PROBABILITIES, "function", DUCKDB_ONLY, INTERNAL,
-                "predict_proba() on the row's values as text"),
+    SqlFunction("scorehouse_predict_proba", "ref, row values, row type", PROBABILITIES, "function", DUCKDB_ONLY,
+                INTERNAL, "predict_proba() on the row's values as text"),
     SqlFunction("scorehouse_explain", "ref, row values, row type, top_k", "as explain()", "function", DUCKDB_ONLY,
                 INTERNAL, "explain() on the row's values as text"),
-    SqlFunction("scorehouse_onnx_{model}", "struct_pack(features...)", "as predict_{model}", "function", BOTH, INTERNAL,
-                "the prod version through onnxruntime (where predict_{model} is its compiled SQL)"),
-    SqlFunction("scorehouse_explain_{model}", "struct_pack(features...), top_k", "as explain()", "function", DUCKDB_ONLY,
-                INTERNAL, "explain_{model}()'s typed function"),
+    SqlFunction("scorehouse_onnx_{model}", "struct_pack(features...)", "as predict_{model}", "function", BOTH,
+                INTERNAL, "the prod version through onnxruntime (where predict_{model} is its compiled SQL)"),
+    SqlFunction("scorehouse_explain_{model}", "struct_pack(features...), top_k", "as explain()", "function",
+                DUCKDB_ONLY, INTERNAL, "explain_{model}()'s typed function"),
     SqlFunction("scorehouse_check_input", "ref, row type", "BOOLEAN", "function", DUCKDB_ONLY, INTERNAL,
                 "stops a query whose row lacks or mistypes a feature, in one line"),
     SqlFunction("scorehouse_table_query", "ref, table", "VARCHAR", "function", DUCKDB_ONLY, INTERNAL,

@@ -79,7 +79,7 @@ def exact_thresholds(model: onnx.ModelProto, estimator: Any, name: str) -> tuple
     how many node values changed. A model without a tree ensemble of a known library is returned as is."""
     trees = _library_trees(estimator, name)
     node = _ensemble(model, name) if trees is not None else None
-    if node is None:
+    if trees is None or node is None:
         return model, 0
     splits = match_splits(node, trees, name, estimator)
     values = np.asarray(node_attributes(node)["nodes_values"], dtype=np.float32)
@@ -105,7 +105,7 @@ def check_thresholds(model: onnx.ModelProto, estimator: Any, name: str,
     `columns` names the estimator's input columns, for the message."""
     trees = _library_trees(estimator, name)
     node = _ensemble(model, name) if trees is not None else None
-    if node is None:
+    if trees is None or node is None:
         return None
     splits = match_splits(node, trees, name, estimator)
     values = np.asarray(node_attributes(node)["nodes_values"], dtype=np.float32)[splits.position]
@@ -129,7 +129,8 @@ def check_thresholds(model: onnx.ModelProto, estimator: Any, name: str,
             f"Model {name}: {int(wrong.sum())} of {len(wrong)} tree splits send float32 values beside their "
             f"threshold the other way in the ONNX graph than {_owner(estimator)} does (worst: tree "
             f"{splits.tree[worst]} node {splits.node[worst]}, {described}: the library goes left for x <= "
-            f"{float(splits.threshold[worst])!r}, the graph for x {'<=' if leq[worst] else '<'} {float(values[worst])!r}); "
+            f"{float(splits.threshold[worst])!r}, the graph for x {'<=' if leq[worst] else '<'} "
+            f"{float(values[worst])!r}); "
             "not registered")
     return {"splits_checked": len(wrong)}
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,18 @@ import pyarrow as pa
 
 from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
+from .estimators import (
+    DEFAULT_PARAMS,
+    EXTRA_TARGET_OPSET,
+    EXTRAS,
+    SCALED_KINDS,
+    encodes_labels,
+    estimator_class,
+    library,
+    missing_log_link,
+    register_converters,
+    tweedie_power,
+)
 from .events import event
 from .explain import (
     TREE_KINDS,
@@ -35,24 +47,12 @@ from .explain import (
     skipped_reason,
     tree_explanation,
 )
+from .fingerprint import row_hash_prefixes
 from .manifest import MANIFEST_FORMAT, Version
 from .model import LoadedModel
 from .names import listed, shown
-from .estimators import (
-    EXTRA_TARGET_OPSET,
-    DEFAULT_PARAMS,
-    EXTRAS,
-    SCALED_KINDS,
-    encodes_labels,
-    estimator_class,
-    library,
-    missing_log_link,
-    register_converters,
-    tweedie_power,
-)
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
 from .profile import training_profile
-from .fingerprint import row_hash_prefixes
 from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
@@ -124,7 +124,8 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         con = duckdb.connect()
         literal = GLOB_CHARACTER.sub(r"[\1]", str(file))  # DuckDB expands * ? [ in a file name: read this one file
         try:
-            rows = con.read_parquet(literal) if file.suffix == ".parquet" else con.read_csv(literal, na_values=["", "NA"])
+            rows = (con.read_parquet(literal) if file.suffix == ".parquet"
+                    else con.read_csv(literal, na_values=["", "NA"]))
             rows.create("scorehouse_source")
         except duckdb.Error as exc:
             con.close()
@@ -139,7 +140,8 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
         relation = table_name(source.table) if source.table else f"({source.query}) as scorehouse_source"
         described = source.table or "query"
-    columns = ", ".join(DUCKDB.identifier(c) for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])])
+    columns = ", ".join(DUCKDB.identifier(c)
+                        for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])])
     where = f" where {source.where}" if source.where else ""
     try:
         shape = single_select(con, f"describe select * from {relation}", f"Model {spec.name}: source")
@@ -148,7 +150,8 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         if missing:
             raise SpecError(f"Model {spec.name}: source {described} lacks column(s) {listed(missing)}; "
                             f"it has: {listed(found)}")
-        query = single_select(con, f"select {columns} from {relation}{where} order by all", f"Model {spec.name}: source")
+        query = single_select(con, f"select {columns} from {relation}{where} order by all",
+                              f"Model {spec.name}: source")
         return con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise SpecError(f"Model {spec.name}: cannot read source {described}: {str(exc).splitlines()[0]}") from None
@@ -162,6 +165,8 @@ def source_file(spec: ModelSpec) -> Path:
     """The spec's source file, symlinks resolved, refused unless it lies in a folder the spec may read."""
     from . import config
 
+    if not spec.source.path:
+        raise SpecError(f"Model {spec.name}: its source names no file")
     file = (spec.base_dir / spec.source.path).resolve()
     roots, settings = config.spec_source_roots(spec.base_dir)
     if not any(file.is_relative_to(root) for root in roots):
@@ -198,7 +203,8 @@ def build_pipeline(spec: ModelSpec):
 
     kind = spec.estimator.kind
     try:
-        estimator = estimator_class(spec.task, kind, spec.name)(**{**DEFAULT_PARAMS.get(kind, {}), **spec.estimator.params})
+        estimator = estimator_class(spec.task, kind, spec.name)(**{**DEFAULT_PARAMS.get(kind, {}),
+                                                                    **spec.estimator.params})
     except TypeError as exc:
         raise SpecError(f"Model {spec.name}: bad parameters for {kind}: {exc}") from None
     steps = []
@@ -314,7 +320,8 @@ def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) ->
 
 def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             evaluated_on: str = "holdout", explained: bool = True) -> Candidate:
-    """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured, profiled."""
+    """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured,
+    profiled."""
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
     names = [f.name for f in features]
     with step("export", f"{spec.name}: exporting to ONNX"):
@@ -322,7 +329,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         stored, codes = coded_categories(faster_graph(exported))
         onnx_bytes = stored.SerializeToString()
 
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "name": spec.name,
         "task": spec.task,
@@ -347,7 +354,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             "fingerprint": fingerprint(data.table),
         },
         "libraries": {**{lib: package_version(lib) for lib in LIBRARIES}, "python": platform.python_version()},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     model = LoadedModel(manifest, onnx_bytes)
     holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in names}
@@ -402,6 +409,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             event("explain_skipped", f"{spec.name}: no explanations: {problem}", logging.WARNING, model=spec.name)
             explanation, manifest["explanation"] = None, {"skipped": problem, "unsupported": False}
         else:
+            assert explanation is not None, "recorded above, or problem says why not"
             manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
                                        "additivity_max_abs_diff": diff}
     with step("profile", f"{spec.name}: metrics and training profile"):
@@ -473,6 +481,7 @@ def sklearn_outputs(pipeline, frame, task: str, classes: list[str], positive: st
     outputs = {"probabilities": proba,
                "label": np.asarray(class_names(pipeline.predict(frame), classes), dtype=object).astype(str)}
     if task == "binary":
+        assert positive is not None, "a binary model has a positive class"
         outputs["score"] = proba[:, classes.index(positive)]
     return outputs
 
@@ -489,7 +498,7 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
         tolerance = PROBABILITY_TOLERANCE
         compared = "probabilities"
     diff = np.abs(got - want)
-    record = {
+    record: dict[str, Any] = {
         "compared": compared,
         "rows": int(len(want)),
         "max_abs_diff": float(diff.max(initial=0.0)),
@@ -499,7 +508,8 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
         worst = int(np.unravel_index(np.argmax(diff), diff.shape)[0])
         raise ParityError(
             f"Model {model.name}: onnxruntime and scikit-learn disagree on the holdout "
-            f"(max |difference| {record['max_abs_diff']:.3g} > tolerance {tolerance:.3g}, worst at holdout row {worst}); "
+            f"(max |difference| {record['max_abs_diff']:.3g} > tolerance {tolerance:.3g}, "
+            f"worst at holdout row {worst}); "
             "not registered. The graph computes in float32 and scikit-learn in float64: splits within float32 "
             "rounding of the inputs, or an estimator option the ONNX converter does not carry, make them differ"
         )
@@ -620,7 +630,8 @@ def _failing_step(pipeline, exc: Exception) -> str:
     text = str(exc)
     steps = [(name, step) for name, step in getattr(pipeline, "steps", [])]
     for name, step in list(steps):
-        steps += [(f"{name}/{inner}", t) for inner, t, _ in getattr(step, "transformers_", []) if not isinstance(t, str)]
+        steps += [(f"{name}/{inner}", t) for inner, t, _ in getattr(step, "transformers_", [])
+                  if not isinstance(t, str)]
         steps += [(f"{name}/{inner}", t) for inner, t in getattr(step, "steps", [])]
     named = [(name, step) for name, step in steps if type(step).__name__ in text]
     if named:
