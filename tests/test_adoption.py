@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import PACKAGE, PROJECT, ROOT, sklearn_answers
+from helpers import PACKAGE, PROJECT, ROOT, sklearn_answers
 
 pytestmark = pytest.mark.dbt  # real dbt runs in new projects
 BIN = Path(sys.executable).parent

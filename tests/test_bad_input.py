@@ -306,7 +306,7 @@ def check_bad_input_build(log: str, results: dict, scores, sklearn_scores, base:
 
 
 def test_the_bad_input_table_holds_in_dbt_build(workspace, base, tmp_path):
-    from conftest import build_package
+    from helpers import build_package
 
     INJECTED.unlink(missing_ok=True)
     package = write_bad_input_project(tmp_path / "bad_input", base, workspace.registry_path)

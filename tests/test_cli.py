@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SPECS, run_cli
+from helpers import SPECS, run_cli
 
 
 def test_models_table_and_json(built):

@@ -11,11 +11,11 @@ import scorehouse.duckdb
 from scorehouse.errors import IntegrityError, ScorehouseError
 from scorehouse.scoring import Scorer
 
-from conftest import COMPILED_CASES, sklearn_answers
+from helpers import COMPILED_CASES, sklearn_answers
 
 # What orbital 0.6 cannot translate: multiclass linear models, and trees that send missing values to the left
 # (HistGradientBoosting's and LightGBM's on the diamond data; the mortgage classifiers' trees do not); and the
-# multiclass trees left to onnxruntime by their case (see conftest.ESTIMATOR_CASES).
+# multiclass trees left to onnxruntime by their case (see helpers.ESTIMATOR_CASES).
 _MISSING_LEFT = "Missing value tracks true not supported"
 NOT_COMPILED = {"c_multiclass_logistic": "Multi-class classification is not implemented",
                 **dict.fromkeys(["c_multiclass_forest", "c_multiclass_hgb", "c_multiclass_xgboost",

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from scorehouse.spec import Split
 
-from conftest import FEATURE_TABLES
+from helpers import FEATURE_TABLES
 
 pytestmark = pytest.mark.dbt
 
@@ -33,7 +33,7 @@ def test_each_application_predicted_denied_carries_its_reasons_in_words(built):
 
     from scorehouse.duckdb import connect
 
-    from conftest import PROJECT
+    from helpers import PROJECT
 
     descriptions = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]["mortgage_feature_descriptions"]
     mart = built.query("select application_id, predicted_deny, deny_reasons from mart_mortgage_risk order by 1")
@@ -181,7 +181,7 @@ def test_a_model_trained_mid_build_is_not_seen_until_the_next_build(workspace, t
 
     import yaml
 
-    from conftest import ROOT, SPECS
+    from helpers import ROOT, SPECS
 
     # trained from a file: the build holds the warehouse's write lock meanwhile
     workspace.query("select * from features_mortgage").to_parquet(tmp_path / "features.parquet")

@@ -15,7 +15,7 @@ from scorehouse.scoring import Scorer
 from scorehouse.spec import parse_spec
 from scorehouse.training import build_pipeline
 
-from conftest import ESTIMATOR_CASES, sklearn_answers
+from helpers import ESTIMATOR_CASES, sklearn_answers
 
 # Every loss for count and positive targets a spec can name: (kind, params key, value).
 LOSSES = {("hist_gradient_boosting", "loss", "poisson"), ("hist_gradient_boosting", "loss", "gamma"),

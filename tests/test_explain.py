@@ -73,7 +73,7 @@ def workspace_training_rows(workspace) -> pd.DataFrame:
     from scorehouse.spec import Estimator, load_spec
     from scorehouse.training import prepare, read_source
 
-    from conftest import SPECS
+    from helpers import SPECS
 
     spec = load_spec(SPECS["mortgage_deny"])
     spec.name, spec.estimator = "mortgage_logit", Estimator("logistic_regression", {"max_iter": 1000})
@@ -170,7 +170,7 @@ def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kin
 
 @pytest.mark.dbt
 def test_the_dbt_macro_explains_a_model_and_refuses_one_without_explanations(small_copy, tmp_path):
-    from conftest import build_package
+    from helpers import build_package
 
     project = tmp_path / "explained"
     (project / "models").mkdir(parents=True)
@@ -234,7 +234,7 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
     from scorehouse.spec import load_spec
     from scorehouse.training import train_and_register
 
-    from conftest import SPECS
+    from helpers import SPECS
 
     registry = Registry(tmp_path / "registry")
     candidate = small_copy.candidates["mortgage_deny"]

@@ -19,7 +19,7 @@ from scorehouse.errors import ScorehouseError, SpecError
 from scorehouse.fitted import register_fitted
 from scorehouse.registry import Registry
 
-from conftest import ROOT
+from helpers import ROOT
 
 NUMERIC = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "self_employed"]
 CATEGORICAL = ["pbcr", "dmi", "single", "condominium"]

@@ -17,7 +17,7 @@ import scorehouse.duckdb as engine
 from scorehouse import profile as prof
 from scorehouse.spec import Split
 
-from conftest import PACKAGE, PROJECT, build_package
+from helpers import PACKAGE, PROJECT, build_package
 
 pytestmark = pytest.mark.dbt
 GUARD_CASES = Path(__file__).parent / "dbt_guards"

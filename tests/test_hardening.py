@@ -19,7 +19,7 @@ import yaml
 
 from scorehouse.registry import MODEL_FILE, Registry
 
-from conftest import SPECS
+from helpers import SPECS
 
 WRITERS = 20
 
@@ -91,7 +91,7 @@ def test_a_build_killed_while_scoring_leaves_the_previous_marts_and_the_next_bui
     import os
     import signal
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     workspace = built.copy(tmp_path / "ws")
     marts = {"mart_mortgage_risk": "application_id", "mart_diamond_prices": "diamond_id"}

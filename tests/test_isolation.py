@@ -19,7 +19,7 @@ from scorehouse.errors import ScorehouseError, SpecError
 from scorehouse.scoring import Scorer
 from scorehouse.spec import load_spec, parse_spec
 
-from conftest import PROJECT, ROOT, SPECS
+from helpers import PROJECT, ROOT, SPECS
 
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 

@@ -16,7 +16,7 @@ from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
 from scorehouse.sql import BUCKETS, DUCKDB, bucket
 
-from conftest import failed_quality_gate
+from helpers import failed_quality_gate
 
 FEATURES = "dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium"
 

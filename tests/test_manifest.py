@@ -7,7 +7,7 @@ import pytest
 from scorehouse.errors import IntegrityError
 from scorehouse.manifest import MANIFEST_FORMAT, Version, migrate
 
-from conftest import ROOT
+from helpers import ROOT
 
 RELEASE_0_2_0 = ROOT / "tests" / "fixtures" / "release-0.2.0" / "loans" / "registry" / "loan_denial" / "versions"
 

@@ -45,7 +45,7 @@ def test_an_automatic_rollback_names_the_relations_to_rescore_and_republish(smal
     names the marts version 2 scored in that build (from scoring_runs) and the build that re-scores them."""
     import json
 
-    from conftest import failed_quality_gate
+    from helpers import failed_quality_gate
 
     candidate = small_copy.candidates["mortgage_deny"]
     small_copy.registry.register(candidate.manifest, candidate.files)

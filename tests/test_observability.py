@@ -19,7 +19,7 @@ from scorehouse.fingerprint import fingerprint, fingerprint_select, row_hash, ro
 from scorehouse.schema import Feature
 from scorehouse.sql import DUCKDB
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 FEATURES = [Feature("x", "numeric"), Feature("c", "categorical"), Feature("b", "categorical")]
 # the values whose text differs between engines and libraries: ties in decimal rounding (2^-15), float32

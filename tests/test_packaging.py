@@ -10,7 +10,7 @@ import yaml
 
 import scorehouse
 
-from conftest import PACKAGE, ROOT
+from helpers import PACKAGE, ROOT
 
 pytestmark = pytest.mark.dbt  # slow tier: builds a wheel
 

@@ -18,7 +18,7 @@ from sklearn import metrics
 
 from scorehouse.sql import BUCKETS, bucket
 
-from conftest import Workspace, build_package, install_package, read_parquet_table, run_dbt_on_spark, run_results
+from helpers import Workspace, build_package, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
 pytestmark = pytest.mark.dbt
 
@@ -496,7 +496,7 @@ models:
 
 
 def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(quality_project):
-    from conftest import DBT, ROOT
+    from helpers import DBT, ROOT
 
     workspace, root = quality_project
     project = root / "misconfigured"

@@ -19,7 +19,7 @@ from scorehouse.report import bar_chart, build_report, feature_anchor, feature_r
 from scorehouse.scoring import Scorer
 from scorehouse.sql import DUCKDB
 
-from conftest import PROJECT
+from helpers import PROJECT
 
 # lvr NULL in 30% of the rows (null_rate_increase: error, psi unchanged), dir in percent (psi: error),
 # hir NULL in 3% (null_rate_increase: warn); rows picked by a hash of the key, the same every time

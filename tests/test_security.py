@@ -23,7 +23,7 @@ from scorehouse.spec import load_spec, parse_spec
 from scorehouse.surface import declared
 from scorehouse.training import read_source, train_and_register
 
-from conftest import ROOT
+from helpers import ROOT
 
 BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
                   "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
@@ -376,7 +376,7 @@ def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatu
     env = {"SCOREHOUSE_PUBLIC_KEY": str(keys["public"])}
     verify = small_copy.cli("verify")  # without a key, an unsigned registry verifies and says what that means
     assert verify.returncode == 0 and "unsigned; sha256 files catch corruption, not edits" in verify.stderr
-    from conftest import run_cli
+    from helpers import run_cli
 
     refused = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
                       env={**small_copy.env, **env})

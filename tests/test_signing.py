@@ -11,7 +11,7 @@ import pytest
 from scorehouse.errors import IntegrityError, ScorehouseError
 from scorehouse.registry import Registry
 
-from conftest import run_cli
+from helpers import run_cli
 from test_security import edit_manifest, rehash
 
 MODEL = "mortgage_deny"

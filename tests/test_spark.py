@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from conftest import ROOT, install_package, read_parquet_table, run_dbt_on_spark, run_results
+from helpers import ROOT, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
 if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
@@ -73,7 +73,7 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
     import scorehouse.spark
     from scorehouse.scoring import Scorer
 
-    from conftest import sklearn_answers
+    from helpers import sklearn_answers
     from test_compiled import NOT_COMPILED
 
     registry, models = compiled_models
@@ -107,11 +107,11 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
 
 
 def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark, compiled_models):
-    """Every case of conftest.ESTIMATOR_CASES (XGBoost, LightGBM, count and positive targets included) through
+    """Every case of helpers.ESTIMATOR_CASES (XGBoost, LightGBM, count and positive targets included) through
     Spark's predict(), on a session registered with their registry."""
     import scorehouse.spark
 
-    from conftest import sklearn_answers
+    from helpers import sklearn_answers
 
     registry, models = compiled_models
     session = spark.newSession()

@@ -6,7 +6,7 @@ from scorehouse.errors import SpecError
 from scorehouse.spec import load_spec, parse_spec
 from scorehouse.training import build_pipeline
 
-from conftest import SPECS
+from helpers import SPECS
 
 BASE = {"name": "m", "task": "binary", "target": "y", "source": {"table": "t"},
         "estimator": {"kind": "logistic_regression"}, "features": {"numeric": ["a"], "categorical": ["b"]}}

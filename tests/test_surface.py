@@ -10,7 +10,7 @@ import duckdb
 import scorehouse.duckdb as engine
 from scorehouse.surface import ANALYSTS, DBT, FUNCTIONS, WRITERS, declared, reference_table
 
-from conftest import ROOT
+from helpers import ROOT
 
 BIN = Path(sys.executable).parent
 

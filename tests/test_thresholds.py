@@ -20,7 +20,7 @@ from scorehouse.scoring import Scorer
 from scorehouse.spec import parse_spec
 from scorehouse.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
 
-from conftest import MORTGAGE_FEATURES_SQL, PROJECT
+from helpers import MORTGAGE_FEATURES_SQL, PROJECT
 
 ROWS = 1_000_000
 # The demo's diamonds without dbt (stg_diamonds, features_diamonds).

@@ -13,7 +13,7 @@ from scorehouse.registry import Registry
 from scorehouse.spec import parse_spec
 from scorehouse.training import read_source, train, train_and_register
 
-from conftest import PROJECT
+from helpers import PROJECT
 
 MORTGAGE = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
             "categorical": ["pbcr", "dmi", "self", "single", "condominium"]}

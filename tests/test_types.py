@@ -11,7 +11,7 @@ from scorehouse.scoring import Scorer
 from scorehouse.spec import parse_spec
 from scorehouse.training import read_source, train
 
-from conftest import sklearn_answers
+from helpers import sklearn_answers
 
 # The mortgage features with yes/no as BOOLEAN, as DuckDB's CSV reader and dbt seeds type them.
 BOOLEAN_FEATURES = """

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.dbt
 FIXTURE = ROOT / "tests" / "fixtures" / "release-0.2.0"
