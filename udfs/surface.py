@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import OUTPUT_SQL_TYPES
+from .scoring import noted_table_sql
 
 DUCKDB_ONLY, SPARK_ONLY = ("duckdb",), ("spark",)
 BOTH = ("duckdb", "spark")
@@ -48,12 +49,6 @@ def _writer(name: str, call: str, returns: str, implementation: Callable[..., An
     """A writer helper: text arguments (top_k an integer), an engine-neutral implementation."""
     types = tuple("INTEGER" if argument == "top_k" else "VARCHAR" for argument in call.split(", "))
     return SqlFunction(name, call, returns, "function", BOTH, DBT, summary, implementation, types)
-
-
-def _noted_table_sql(s, engine, ref, source, output, method, key, column, kept):
-    from .scoring import noted_table_sql
-
-    return noted_table_sql(s, engine, ref, source, output, method, key, column, kept)
 
 
 EXPLANATION = "STRUCT(baseline DOUBLE, margin DOUBLE, contributions STRUCT(feature, value, contribution)[])"
@@ -101,7 +96,7 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
             lambda s, engine, ref, relation, output, method, key:
             s.sql_call(ref, relation, output, engine, method or None, key or None),
             "the SQL expression of predict() on a relation's row"),
-    _writer("scorehouse_score_sql", "ref, source, output, method, key, column, kept", "VARCHAR", _noted_table_sql,
+    _writer("scorehouse_score_sql", "ref, source, output, method, key, column, kept", "VARCHAR", noted_table_sql,
             "the query of the table form over a relation"),
     _writer("scorehouse_table_input_error", "ref, columns, column", "VARCHAR",
             lambda s, engine, ref, columns, column: s.table_input_error(ref, json.loads(columns), column),
