@@ -41,12 +41,8 @@ def fingerprint_select(features: Sequence[Feature], sql: Dialect) -> str:
     """`select rows_in, input_fingerprint (16 hex digits), schema_hash` over the features: the caller adds
     `from <relation>`."""
     head = f"substr({row_hash_sql(features, '', sql)}, 1, 16)"
-    if sql.name == "spark":
-        total = f"sum(cast(conv({head}, 16, 10) as decimal(20, 0)))"
-        hexed = f"lower(lpad(conv(cast(coalesce({total}, 0) % {MODULUS} as string), 10, 16), 16, '0'))"
-    else:
-        total = f"sum(cast(('0x' || {head}) as ubigint))"
-        hexed = f"lower(lpad(hex(cast(coalesce({total}, 0) % {MODULUS} as ubigint)), 16, '0'))"
+    total = f"sum({sql.hex_number(head, 16)})"
+    hexed = sql.hex_digits(f"coalesce({total}, 0) % {MODULUS}", 16)
     return (f"select count(*) as rows_in, {hexed} as input_fingerprint, "
             f"{sql.literal(schema_hash(features))} as schema_hash")
 

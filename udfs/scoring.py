@@ -483,7 +483,7 @@ class Scorer:
         sql = dialect(engine)
         card = self.card(ref)
         columns = [(f.name, prefix + sql.identifier(f.name)) for f in card.features]
-        if engine == "duckdb":
+        if sql.folds_python_calls:
             row_type = sql.type_name(sql.struct(columns))
             return f"(CASE WHEN scorehouse_check_input({sql.literal(ref)}, {row_type}) THEN {expression} END)"
         checks = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import ClassVar
 
 from .errors import ScorehouseError
 
@@ -18,18 +18,29 @@ from .errors import ScorehouseError
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}(\.[A-Za-z_][A-Za-z0-9_$]{0,127}){0,2}")
 
 
-@dataclass(frozen=True, slots=True)
 class Dialect:
-    """How one engine quotes names and text, builds a struct, and fails a query with a message."""
+    """How one engine quotes names and text, builds a struct, and fails a query with a message.
 
-    name: str
-    quote: str  # the identifier quote character
-    backslash_escapes: bool  # string literals read a backslash as an escape (Spark)
+    One subclass per engine; the core writes SQL through these methods and never asks which engine it is."""
 
-    @property
-    def text_type(self) -> str:
-        """The engine's name of the text type, for casts."""
-        return "string" if self.name == "spark" else "varchar"
+    name: ClassVar[str]  # the engine's name, as profiles, logs and errors say it
+    quote: ClassVar[str]  # the identifier quote character
+    backslash_escapes: ClassVar[bool]  # string literals read a backslash as an escape (Spark)
+    text_type: ClassVar[str]  # the engine's name of the text type, for casts
+    # a SELECT that adds columns to a relation's must list the relation's (no SELECT * EXCLUDE)
+    lists_columns: ClassVar[bool]
+    # a Python function called with constant arguments runs once while the query is planned, and is folded
+    # away: a type check can be one call on the row's type rather than a test per column and row
+    folds_python_calls: ClassVar[bool]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
     def identifier(self, name: str) -> str:
         """A quoted identifier: any column name, quotes inside it doubled."""
@@ -44,27 +55,28 @@ class Dialect:
 
     def struct(self, fields: Iterable[tuple[str, str]]) -> str:
         """A struct of (field name, SQL expression) pairs, fields bound by name."""
-        if self.name == "spark":
-            return "named_struct(" + ", ".join(f"{self.literal(n)}, {e}" for n, e in fields) + ")"
-        return "struct_pack(" + ", ".join(f"{self.identifier(n)} := {e}" for n, e in fields) + ")"
+        raise NotImplementedError
 
     def type_name(self, expression: str) -> str:
         """The SQL type name of an expression, spelled as DuckDB and Arrow-fed errors spell it (Spark's
         `string` is VARCHAR); both engines fold it to a constant when planning."""
-        if self.name == "spark":
-            return (f"case typeof({expression}) when 'string' then 'VARCHAR' when 'int' then 'INTEGER' "
-                    f"else upper(typeof({expression})) end")
-        return f"typeof({expression})"
+        raise NotImplementedError
 
     def matches(self, expression: str, pattern: str) -> str:
         """Whether the whole text of `expression` matches a regular expression (RE2 and Java read it alike)."""
-        if self.name == "spark":
-            return f"({expression} rlike {self.literal('^(?:' + pattern + ')$')})"
-        return f"regexp_full_match({expression}, {self.literal(pattern)})"
+        raise NotImplementedError
 
     def fail(self, message: str) -> str:
         """An expression that stops the query with `message` (SQL text that evaluates to a string)."""
-        return f"raise_error({message})" if self.name == "spark" else f"error({message})"
+        raise NotImplementedError
+
+    def hex_number(self, hex_text: str, digits: int) -> str:
+        """Text of `digits` hex digits as the exact unsigned integer it spells."""
+        raise NotImplementedError
+
+    def hex_digits(self, number: str, digits: int) -> str:
+        """A non-negative integer below 16**digits as that many lower-case hex digits."""
+        raise NotImplementedError
 
     def bucket(self, expression: str) -> str:
         """The row's gray-release bucket, 0..9999: the first 8 hex digits of md5(the key as text), mod 10,000.
@@ -72,22 +84,68 @@ class Dialect:
         md5 is the same function on DuckDB and Spark (their hash() differ), so a key falls in the same
         bucket on both; `scorehouse.sql.bucket` computes it in Python. A NULL key has no bucket.
         """
-        text = f"cast({expression} as {self.text_type})"
-        if self.name == "spark":
-            return f"(cast(conv(substr(md5({text}), 1, 8), 16, 10) as bigint) % {BUCKETS})"
-        return f"(cast(('0x' || substr(md5({text}), 1, 8)) as ubigint) % {BUCKETS})"
+        return f"({self.hex_number(f'substr(md5(cast({expression} as {self.text_type})), 1, 8)', 8)} % {BUCKETS})"
 
     def float32(self, expression: str) -> str:
-        """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf.
+        """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf."""
+        raise NotImplementedError
 
-        DuckDB refuses such a cast ("out of range"); Spark and Arrow round it to infinity.
-        """
-        if self.name == "spark":
-            return f"cast({expression} as float)"
-        # try_cast binds whatever the column's type, so a type check in front of this can speak first
+
+class DuckDBDialect(Dialect):
+    name, quote, backslash_escapes, text_type = "duckdb", '"', False, "varchar"
+    lists_columns, folds_python_calls = False, True
+
+    def struct(self, fields: Iterable[tuple[str, str]]) -> str:
+        return "struct_pack(" + ", ".join(f"{self.identifier(n)} := {e}" for n, e in fields) + ")"
+
+    def type_name(self, expression: str) -> str:
+        return f"typeof({expression})"
+
+    def matches(self, expression: str, pattern: str) -> str:
+        return f"regexp_full_match({expression}, {self.literal(pattern)})"
+
+    def fail(self, message: str) -> str:
+        return f"error({message})"
+
+    def hex_number(self, hex_text: str, digits: int) -> str:
+        return f"cast(('0x' || {hex_text}) as ubigint)"
+
+    def hex_digits(self, number: str, digits: int) -> str:
+        return f"lower(lpad(hex(cast({number} as ubigint)), {int(digits)}, '0'))"
+
+    def float32(self, expression: str) -> str:
+        # DuckDB refuses a cast beyond float32's range ("out of range"), so such a value is made ±inf by
+        # hand; try_cast binds whatever the column's type, so a type check in front of this can speak first
         double = f"try_cast({expression} as double)"
         return (f"coalesce(try_cast({expression} as float), case when {double} > 0 then cast('inf' as float) "
                 f"when {double} < 0 then cast('-inf' as float) end)")
+
+
+class SparkDialect(Dialect):
+    name, quote, backslash_escapes, text_type = "spark", "`", True, "string"
+    lists_columns, folds_python_calls = True, False
+
+    def struct(self, fields: Iterable[tuple[str, str]]) -> str:
+        return "named_struct(" + ", ".join(f"{self.literal(n)}, {e}" for n, e in fields) + ")"
+
+    def type_name(self, expression: str) -> str:
+        return (f"case typeof({expression}) when 'string' then 'VARCHAR' when 'int' then 'INTEGER' "
+                f"else upper(typeof({expression})) end")
+
+    def matches(self, expression: str, pattern: str) -> str:
+        return f"({expression} rlike {self.literal('^(?:' + pattern + ')$')})"
+
+    def fail(self, message: str) -> str:
+        return f"raise_error({message})"
+
+    def hex_number(self, hex_text: str, digits: int) -> str:
+        return f"cast(conv({hex_text}, 16, 10) as {'bigint' if digits < 16 else 'decimal(20, 0)'})"
+
+    def hex_digits(self, number: str, digits: int) -> str:
+        return f"lower(lpad(conv(cast({number} as string), 10, 16), {int(digits)}, '0'))"
+
+    def float32(self, expression: str) -> str:
+        return f"cast({expression} as float)"  # Spark and Arrow round a value beyond float32's range to ±inf
 
 
 BUCKETS = 10_000  # gray-release buckets: a share is routed in steps of 0.01 percent
@@ -101,9 +159,8 @@ def bucket(key: object) -> int:
     return int(hashlib.md5(str(key).encode()).hexdigest()[:8], 16) % BUCKETS
 
 
-DUCKDB = Dialect("duckdb", '"', backslash_escapes=False)
-SPARK = Dialect("spark", "`", backslash_escapes=True)
-DIALECTS = {"duckdb": DUCKDB, "spark": SPARK}
+DUCKDB, SPARK = DuckDBDialect(), SparkDialect()
+DIALECTS = {sql.name: sql for sql in (DUCKDB, SPARK)}
 
 
 def dialect(engine: str) -> Dialect:

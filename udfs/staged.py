@@ -108,7 +108,7 @@ def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, colu
     give `star`, the SQL of the columns to return (the DuckDB table form's row struct, spread)."""
     if explanation.get("link") not in LINKS:
         raise Unsupported(f"its link {explanation.get('link')!r} is not one the table form's SQL writes")
-    if kept is None and star is None and sql.name != "duckdb":
+    if kept is None and star is None and sql.lists_columns:
         raise Unsupported(f"{sql.name} needs the relation's columns listed")
     steps, margin = (([], _linear_margin(explanation, sql, guard)) if explanation["kind"] == "linear"
                      else _tree_steps(explanation, sql, guard))
