@@ -9,6 +9,7 @@ name given on the command line) is checked here before it is executed.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -18,7 +19,7 @@ from .errors import ScorehouseError
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}(\.[A-Za-z_][A-Za-z0-9_$]{0,127}){0,2}")
 
 
-class Dialect:
+class Dialect(ABC):
     """How one engine quotes names and text, builds a struct, and fails a query with a message.
 
     One subclass per engine; the core writes SQL through these methods and never asks which engine it is."""
@@ -53,30 +54,30 @@ class Dialect:
             text = text.replace("\\", "\\\\")
         return "'" + text.replace("'", "''") + "'"
 
+    @abstractmethod
     def struct(self, fields: Iterable[tuple[str, str]]) -> str:
         """A struct of (field name, SQL expression) pairs, fields bound by name."""
-        raise NotImplementedError
 
+    @abstractmethod
     def type_name(self, expression: str) -> str:
         """The SQL type name of an expression, spelled as DuckDB and Arrow-fed errors spell it (Spark's
         `string` is VARCHAR); both engines fold it to a constant when planning."""
-        raise NotImplementedError
 
+    @abstractmethod
     def matches(self, expression: str, pattern: str) -> str:
         """Whether the whole text of `expression` matches a regular expression (RE2 and Java read it alike)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fail(self, message: str) -> str:
         """An expression that stops the query with `message` (SQL text that evaluates to a string)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hex_number(self, hex_text: str, digits: int) -> str:
         """Text of `digits` hex digits as the exact unsigned integer it spells."""
-        raise NotImplementedError
 
+    @abstractmethod
     def hex_digits(self, number: str, digits: int) -> str:
         """A non-negative integer below 16**digits as that many lower-case hex digits."""
-        raise NotImplementedError
 
     def bucket(self, expression: str) -> str:
         """The row's gray-release bucket, 0..9999: the first 8 hex digits of md5(the key as text), mod 10,000.
@@ -86,9 +87,9 @@ class Dialect:
         """
         return f"({self.hex_number(f'substr(md5(cast({expression} as {self.text_type})), 1, 8)', 8)} % {BUCKETS})"
 
+    @abstractmethod
     def float32(self, expression: str) -> str:
         """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf."""
-        raise NotImplementedError
 
 
 class DuckDBDialect(Dialect):
