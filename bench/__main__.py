@@ -8,13 +8,13 @@ real mortgage and diamond feature rows with a fixed seed to each size, then runs
   limit            onnxruntime on one in-memory batch (inputs prepared; onnxruntime's default threads)
   duckdb_onnx      SELECT predict over the typed ONNX function (scorehouse_onnx_<model>(struct))
   duckdb_generic   SELECT predict('<model>', t) (any reference; the row travels as its values' text)
-  duckdb_compiled  the model's compiled SQL, inlined (where registration could compile it)
-  duckdb_predict   what the dbt predict() macro compiles to by default (compiled where measured faster)
+  duckdb_compiled  predict()'s one SQL expression, written from the explanation (method 'sql', where written)
+  duckdb_predict   what the dbt predict() macro compiles to by default (SQL for linear models and small trees)
   duckdb_table     the table form, score_<model>('<table>'): in steps where the model allows (udfs/staged.py)
   orbital          orbital's own SQL for the same scikit-learn pipeline, run by DuckDB
   pandas           fetch the table into pandas, scikit-learn predict_proba, write the scores back
-and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), the compiled SQL, the table form in steps,
-MLflow's spark_udf.
+and, in Spark local[2] (bench/spark.py): predict() (ONNX Arrow UDF), predict()'s SQL expression, the table
+form in steps, MLflow's spark_udf.
 Each arm runs in a process of its own (its peak RSS is its own), arms alternate round by round (machine
 noise hits all alike), and each figure is the best of --repeat rounds (sizes above --repeat-up-to run one
 round; sizes above --all-models-up-to, the first model only). Cold start: a fresh process's first
@@ -58,7 +58,7 @@ ARM_NAMES = {
     "limit": "limit: onnxruntime, one in-memory batch",
     "duckdb_onnx": "DuckDB predict, ONNX UDF (typed)",
     "duckdb_generic": "DuckDB predict('<ref>', t), ONNX UDF (generic)",
-    "duckdb_compiled": "DuckDB predict, compiled SQL",
+    "duckdb_compiled": "DuckDB predict, SQL expression",
     "duckdb_predict": "DuckDB dbt predict() macro (default choice)",
     "duckdb_table": "DuckDB table form score_<model>(t) (default choice)",
     "orbital": "orbital's SQL in DuckDB",
@@ -183,11 +183,8 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
     for size, per_model in results.items():
         for model, arms in per_model.items():
             manifest = manifests[model]
-            compiled = manifest.get("compiled", {})
-            choice = "compiled SQL" if compiled.get("preferred", {}).get("duckdb") else "ONNX UDF"
             lines += [f"## {model} ({manifest['estimator']['class']}), {size:,} rows", "",
-                      f"dbt predict() default: {choice}"
-                      + (f" (compiled SQL not available: {compiled['skipped']})" if "skipped" in compiled else ""), "",
+                      f"dbt predict() default: {manifest['predict_default']}", "",
                       "| path | seconds | rows/s | ratio to the limit | peak RSS MB |", "|---|---:|---:|---:|---:|"]
             limit = arms["limit"]["seconds"]
             for arm in ARMS:
@@ -216,6 +213,15 @@ def table_choice(explanation: dict | None) -> str:
 
     reason = row_by_row_reason(explanation)
     return f"row by row: {reason}" if reason else "in steps"
+
+
+def predict_choice(registry, model: str) -> str:
+    """What dbt's predict() scores a model with by default on DuckDB: its SQL expression, or the ONNX UDF and why."""
+    from scorehouse.scoring import Scorer
+
+    scorer = Scorer(registry)
+    expression, why = scorer.scoring_choice(model, "score", "duckdb")
+    return "SQL expression" if expression is not None else f"ONNX UDF ({why})"
 
 
 def _scaling(results: dict) -> list[str]:
@@ -262,7 +268,8 @@ def main(argv=None) -> int:
         env = build_workspace(folder, {**MODELS, COLD_START_MODEL[0]: COLD_START_MODEL[1]})
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
         manifests = {m: {**registry.card(*registry.resolve(m)).raw,
-                         "table_form": table_choice(registry.explanation(*registry.resolve(m)))} for m in MODELS}
+                         "table_form": table_choice(registry.explanation(*registry.resolve(m))),
+                         "predict_default": predict_choice(registry, m)} for m in MODELS}
         results = {}
         for size in args.sizes:
             models = list(MODELS) if size <= args.all_models_up_to else list(MODELS)[:1]

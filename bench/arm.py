@@ -122,9 +122,9 @@ def _table(args):
 
 
 def _steps(args):
-    """The table form in steps whatever the model's size (method 'compiled'): what staged.MAX_NODES weighs."""
+    """The table form in steps whatever the model's size (method 'sql'): what staged.MAX_NODES weighs."""
     con = _connect(args)
-    query = con.execute("select scorehouse_score_sql(?, ?, 'score', 'compiled', '', 'prediction', '')",
+    query = con.execute("select scorehouse_score_sql(?, ?, 'score', 'sql', '', 'prediction', '')",
                         [args.model, args.table]).fetchone()[0]
     if not query:
         raise Unsupported("no steps for this model (no explanations, or a split the steps do not cover)")
@@ -211,7 +211,7 @@ def _pipeline(args):
 
 
 SETUP = {"limit": _limit, "duckdb_onnx": _sql_arm("onnx"), "duckdb_generic": _generic,
-         "duckdb_compiled": _sql_arm("compiled"), "duckdb_predict": _sql_arm(None), "duckdb_table": _table,
+         "duckdb_compiled": _sql_arm("sql"), "duckdb_predict": _sql_arm(None), "duckdb_table": _table,
          "duckdb_steps": _steps, "orbital": _orbital,
          "pandas": _pandas, "cold_start": _cold_start}
 

@@ -65,7 +65,7 @@ def report(results) -> str:
     lines = [BEGIN, "## explain() throughput", "",
              ran("python -m bench.explain") + "; DuckDB, the demo models as `make demo` "
              "trains them, the same rows for every arm, best of the rounds. The typed calls are what dbt's "
-             "`predict()` and `explain()` macros generate (`predict_<model>` may be the compiled SQL).", "",
+             "`predict()` and `explain()` macros generate (`predict_<model>` may be its SQL expression).", "",
              "| model | rows | predict() rows/s | explain(…, 3) rows/s | explain / predict "
              "| predict_&lt;model&gt;() rows/s | explain_&lt;model&gt;(…, 3) rows/s | explain / predict (typed) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]

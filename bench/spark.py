@@ -5,7 +5,7 @@
 For the demo GBT (100 trees) and a logistic regression on the same mortgage features, on the same
 resampled rows (Parquet, cached) in one Spark session:
   predict()      predict_<model>(named_struct(...)): onnxruntime in an iterator Arrow UDF
-  compiled SQL   the model's compiled SQL inlined (no Python at scoring time)
+  SQL expression predict()'s one SQL expression, written from the explanation (no Python at scoring time)
   table form     the table form's query in steps (udfs/staged.py), as dbt's scorehouse.score() writes it
   MLflow         mlflow.pyfunc.spark_udf of the same scikit-learn pipeline (predict_proba)
 All write to Spark's no-op sink; best of --repeat, interleaved. Run by `python -m bench` too.
@@ -82,8 +82,8 @@ def main(argv=None) -> int:
             spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
                 spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))
             runs = {"predict() (ONNX Arrow UDF)": scorehouse.spark.predict_sql(scorer, model, "t", "score", "onnx")}
-            if "skipped" not in (registry.card(*registry.resolve(model)).manifest.compiled or {}):
-                runs["compiled SQL"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "compiled")
+            if scorer.scoring_choice(model, "score", "spark")[0] is not None:
+                runs["SQL expression"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "sql")
             runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
             queries = {path: f"select {expression} as p from bench_rows as t" for path, expression in runs.items()}
             steps = scorer.table_sql(model, "bench_rows", "default", "spark", kept=rows.columns)

@@ -11,7 +11,7 @@ is, resamples each model's real feature rows to --rows and to one row, and times
 each, arms alternating round by round, best of --repeat):
   limit         onnxruntime on one in-memory batch (--rows only)
   duckdb_onnx   the typed ONNX UDF, what row by row scores with
-  duckdb_steps  the table form forced in steps (method 'compiled'); on one row, its planning
+  duckdb_steps  the table form forced in steps (method 'sql'); on one row, its planning
 Writes its section of bench/RESULTS.md (between markers, so `python -m bench` keeps it).
 """
 

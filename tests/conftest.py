@@ -22,7 +22,7 @@ from helpers import (
 )
 
 # Fixtures that run dbt or Spark: tests using them are left out of `make test-fast`.
-DBT_FIXTURES = {"trained", "built", "workspace", "con", "compiled_models", "base"}
+DBT_FIXTURES = {"trained", "built", "workspace", "con", "estimator_models", "base"}
 SPARK_FIXTURES = {"spark", "dbt_on_spark", "demo_on_spark", "standalone_cluster"}
 
 
@@ -38,14 +38,14 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def small(tmp_path_factory) -> Workspace:
     """Fast tier: the mortgage features in a DuckDB file built without dbt, the demo GBT as `mortgage_deny`
-    and a logistic regression as `mortgage_logit` (whose compiled SQL scores by default), both promoted."""
+    and a logistic regression as `mortgage_logit` (whose SQL expression scores by default), both promoted."""
     from scorehouse.spec import Estimator
 
     ws = Workspace(tmp_path_factory.mktemp("small"))
     ws.warehouse.parent.mkdir(parents=True)
     with duckdb.connect(str(ws.warehouse)) as con:
         con.execute(MORTGAGE_FEATURES_SQL, [str(PROJECT / "data" / "hmda_boston.csv")])
-    ws.train("mortgage_deny", compile="always")  # its compiled SQL exists (registration skips it by default)
+    ws.train("mortgage_deny")
     ws.train("mortgage_deny", name="mortgage_logit", estimator=Estimator("logistic_regression", {"max_iter": 1000}))
     return ws
 
@@ -77,7 +77,7 @@ def trained(tmp_path_factory) -> Workspace:
     ws = Workspace(tmp_path_factory.mktemp("trained"))
     ws.dbt("build", "--exclude", "tag:scoring", "tag:scorehouse_guard")
     for name in SPECS:
-        ws.train(name, compile="always")  # the compiled path is tested wherever it translates
+        ws.train(name)
     return ws
 
 
@@ -96,19 +96,19 @@ def workspace(trained, tmp_path) -> Workspace:
 
 
 @pytest.fixture(scope="session")
-def compiled_models(trained, tmp_path_factory):
+def estimator_models(trained, tmp_path_factory):
     """Every estimator case trained on real rows (4,000 of its source), registered and promoted:
     (registry, {name: (candidate, rows)})."""
     from scorehouse.spec import parse_spec
 
-    registry = Registry(tmp_path_factory.mktemp("compiled") / "registry")
+    registry = Registry(tmp_path_factory.mktemp("estimators") / "registry")
     models = {}
-    for name, (task, kind, params, source, *compile_mode) in ESTIMATOR_CASES.items():
+    for name, (task, kind, params, source) in ESTIMATOR_CASES.items():
         query, target, numeric, categorical = ESTIMATOR_SOURCES[source]
         with duckdb.connect(str(trained.warehouse), read_only=True) as con:
             table = con.sql(f"select * from ({query}) order by 1 limit 4000").to_arrow_table()
         spec = parse_spec({"name": name, "task": task, "target": target, "source": {"query": query},
-                           "estimator": {"kind": kind, "params": params}, "compile": (compile_mode or ["always"])[0],
+                           "estimator": {"kind": kind, "params": params},
                            "features": {"numeric": numeric, "categorical": categorical}})
         candidate = train(spec, table)
         registry.promote(name, registry.register(candidate.manifest, candidate.files))

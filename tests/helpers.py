@@ -212,8 +212,8 @@ from read_csv(?, all_varchar = true, header = true)
 """
 
 
-# Every estimator kind and loss, trained on real rows (what `compiled_models` holds): name -> (task, kind,
-# params, source[, compile: always unless given]). tests/test_estimators.py checks it covers every kind and loss.
+# Every estimator kind and loss, trained on real rows (what `estimator_models` holds): name -> (task, kind,
+# params, source). tests/test_estimators.py checks it covers every kind and loss.
 ESTIMATOR_CASES = {
     "c_binary_logistic": ("binary", "logistic_regression", {"max_iter": 2000}, "mortgage"),
     "c_binary_forest": ("binary", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0}, "mortgage"),
@@ -223,14 +223,12 @@ ESTIMATOR_CASES = {
     "c_binary_xgboost": ("binary", "xgboost", {"n_estimators": 20, "max_depth": 3}, "mortgage"),
     "c_binary_lightgbm": ("binary", "lightgbm", {"n_estimators": 20, "num_leaves": 8}, "mortgage"),
     "c_multiclass_logistic": ("multiclass", "logistic_regression", {"max_iter": 2000}, "diamonds_cut"),
-    # orbital writes multiclass trees out once per class and again in the label's comparisons: one small case
-    # compiles, the others score with onnxruntime only
     "c_multiclass_forest": ("multiclass", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
-                            "diamonds_cut", "never"),
+                            "diamonds_cut"),
     "c_multiclass_gbt": ("multiclass", "gradient_boosting", {"n_estimators": 2, "max_depth": 2}, "diamonds_cut"),
-    "c_multiclass_hgb": ("multiclass", "hist_gradient_boosting", {"max_iter": 10}, "diamonds_cut", "never"),
-    "c_multiclass_xgboost": ("multiclass", "xgboost", {"n_estimators": 10, "max_depth": 3}, "diamonds_cut", "never"),
-    "c_multiclass_lightgbm": ("multiclass", "lightgbm", {"n_estimators": 10}, "diamonds_cut", "never"),
+    "c_multiclass_hgb": ("multiclass", "hist_gradient_boosting", {"max_iter": 10}, "diamonds_cut"),
+    "c_multiclass_xgboost": ("multiclass", "xgboost", {"n_estimators": 10, "max_depth": 3}, "diamonds_cut"),
+    "c_multiclass_lightgbm": ("multiclass", "lightgbm", {"n_estimators": 10}, "diamonds_cut"),
     "c_regression_linear": ("regression", "linear_regression", {}, "diamonds"),
     "c_regression_ridge": ("regression", "ridge", {}, "diamonds"),
     "c_regression_forest": ("regression", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
@@ -253,7 +251,6 @@ ESTIMATOR_CASES = {
     "c_regression_lightgbm_gamma": ("regression", "lightgbm", {"n_estimators": 20, "objective": "gamma"}, "diamonds"),
     "c_regression_lightgbm_tweedie": ("regression", "lightgbm", {"n_estimators": 20, "objective": "tweedie"}, "counts"),
 }
-COMPILED_CASES = ESTIMATOR_CASES  # the compiled-SQL path is tried on every case
 # source -> (query, target, numeric, categorical). The mortgage rows carry a BOOLEAN feature (self_employed) and a
 # BIGINT one above 2^24 (ccs_big), as users' tables do.
 ESTIMATOR_SOURCES = {

@@ -228,7 +228,8 @@ def test_a_scoring_process_loads_neither_the_training_stack_nor_scipy(trained):
         f"con = engine.connect({str(trained.warehouse)!r}, {str(trained.registry_path)!r}, read_only=True)\n"
         "rows = con.sql(\"select predict('mortgage_deny', t) from features_mortgage t\").fetchall()\n"
         "rows += con.sql(\"select predict('diamond_price', t) from features_diamonds t\").fetchall()\n"
-        "print(len(rows), sorted(m for m in ('sklearn', 'skl2onnx', 'scipy', 'onnx', 'orbital') if m in sys.modules))\n"
+        "print(len(rows), sorted(m for m in ('sklearn', 'skl2onnx', 'scipy', 'onnx', 'orbital', 'sqlglot')\n"
+        "                        if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

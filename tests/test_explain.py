@@ -241,7 +241,6 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
     old = {k: v for k, v in candidate.manifest.items() if k != "explanation"}
     registry.register(old, {k: v for k, v in candidate.files.items() if k != "explain.json"})
     spec = load_spec(SPECS["mortgage_deny"])
-    spec.compile = "always"  # as the fast tier trained it
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, True)
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, False)
     assert registry.explanation("mortgage_deny", 2)["kind"] == "trees"
@@ -281,7 +280,7 @@ def test_values_beyond_float32_are_explained_as_the_model_scores_them(small_copy
     assert {c["value"] for r in rows for c in r["e"]["contributions"] if c["feature"] == "lvr"} == {"-inf", "inf"}
 
 
-def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(compiled_models):
+def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(estimator_models):
     """Each binary and regression case (scikit-learn, XGBoost, LightGBM; squared, Poisson, Gamma, Tweedie
     losses) on its 4,000 real rows: baseline + contributions = the library's own margin, and the trees'
     contributions are shap's TreeExplainer's, summed per original feature."""
@@ -289,7 +288,7 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(com
     from scorehouse.model import ModelCard
     from scorehouse.schema import model_inputs
 
-    registry, models = compiled_models
+    registry, models = estimator_models
     scorer = Scorer(registry)
     explained = set()
     for name, (candidate, rows) in models.items():

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-import scorehouse.compiled
 import scorehouse.duckdb as engine
-from scorehouse.errors import ScorehouseError, SpecError
+from scorehouse.errors import SpecError
 from scorehouse.scoring import Scorer
 from scorehouse.spec import load_spec, parse_spec
 
@@ -46,7 +45,7 @@ def new_spec(tmp_path, **changes):
     return path
 
 
-# ---- 7. compiled SQL refuses exactly what the ONNX path refuses --------------------------------------------
+# ---- 7. predict()'s SQL refuses exactly what the ONNX path refuses -----------------------------------------
 @pytest.mark.parametrize("column, sql, found", [
     ("lvr", "cast(lvr as varchar)", "VARCHAR"),
     ("pbcr", "cast(1 as integer)", "INTEGER"),
@@ -55,12 +54,12 @@ def new_spec(tmp_path, **changes):
     ("pbcr", "[pbcr]", "VARCHAR[]"),
     ("self", "{'v': self}", "STRUCT(v VARCHAR)"),
 ])
-def test_compiled_sql_refuses_the_types_onnx_refuses_with_the_same_message(small, column, sql, found):
+def test_predict_sql_refuses_the_types_onnx_refuses_with_the_same_message(small, column, sql, found):
     scorer = Scorer(small.registry_path)
     relation = f"(select * replace ({sql} as {column}) from features_mortgage)"
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         messages = []
-        for method in ("compiled", "onnx"):
+        for method in ("sql", "onnx"):
             expression = engine.predict_sql(scorer, "mortgage_logit", "f", "score", method)
             with pytest.raises(Exception) as error:
                 con.sql(f"select {expression} from {relation} as f").fetchall()
@@ -76,7 +75,7 @@ def test_compiled_sql_refuses_the_types_onnx_refuses_with_the_same_message(small
 
 def test_the_type_check_costs_nothing_per_row(small):
     """DuckDB folds the check into a constant while planning: the plan holds the model's SQL, no check."""
-    expression = engine.predict_sql(Scorer(small.registry_path), "mortgage_logit", "f", "score", "compiled")
+    expression = engine.predict_sql(Scorer(small.registry_path), "mortgage_logit", "f", "score", "sql")
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         plan = con.sql(f"explain select {expression} from features_mortgage as f").fetchall()[0][1]
     assert "scorehouse_check_input" in expression and "scorehouse_check_input" not in plan
@@ -87,7 +86,7 @@ def test_values_beyond_float32_score_as_infinity_on_every_path(small):
     scorer = Scorer(small.registry_path)
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         for model in ("mortgage_deny", "mortgage_logit"):
-            paths = {method: engine.predict_sql(scorer, model, "f", "score", method) for method in ("compiled", "onnx")}
+            paths = {method: engine.predict_sql(scorer, model, "f", "score", method) for method in ("sql", "onnx")}
             paths["generic"] = f"predict('{model}', f)"
             for huge, inf in (("1e308", "'Infinity'"), ("-1e308", "'-Infinity'"),
                               ("3.4028235677973366e38", "'Infinity'")):
@@ -184,32 +183,30 @@ def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small
 
 
 # ---- 11. bounded work --------------------------------------------------------------------------------------
-def test_trees_too_large_to_translate_are_skipped_with_the_reason(small_copy, tmp_path):
+def test_a_model_without_sql_scores_through_onnxruntime_and_show_says_why(small_copy, tmp_path):
+    """A 30-class forest: multiclass models are not explained, so no SQL is written for them at all."""
     spec = new_spec(tmp_path, name="many_classes", task="multiclass", positive_class=None,
                     source={"query": "select *, cast(application_id % 30 as varchar) as band from features_mortgage"},
                     target="band",
                     estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}})
-    small_copy.cli("train", str(spec), "--compile", "always", check=True)
+    small_copy.cli("train", str(spec), check=True)
     card = small_copy.registry.card("many_classes", 1)
-    assert len(card.classes) == 30
-    assert "x 30 classes; SQL is generated up to 4,000" in card.manifest.compiled["skipped"]
-    assert "compiled.json" not in card.manifest.artifacts
+    assert len(card.classes) == 30 and card.manifest.sql is None
+    assert "compiled.json" not in card.manifest.artifacts and "explain.json" not in card.manifest.artifacts
     shown = small_copy.cli("show", "many_classes@1", check=True).stdout
-    assert "compiled    no: the trees have" in shown
-    small_copy.cli("train", str(spec), check=True)  # compile: auto, the default, a new version
-    assert small_copy.registry.card("many_classes", 2).manifest.compiled["skipped"].startswith(
-        "compile: auto translates trees up to 300 nodes, these have")
+    assert ("predict() scores with: duckdb onnxruntime (SQL is written for the score, not the label), "
+            "spark onnxruntime (SQL is written for the score, not the label)") in shown
 
 
-def test_the_translation_runs_under_a_time_and_a_memory_budget(small, monkeypatch):
-    model = small.registry.load("mortgage_deny", 1)
-    monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 0.5)
-    with pytest.raises(ScorehouseError, match="the translation took longer than 0.5 s"):
-        scorehouse.compiled.compile_bounded(model.raw, model.onnx_bytes)
-    monkeypatch.setattr(scorehouse.compiled, "COMPILE_SECONDS", 120)
-    monkeypatch.setattr(scorehouse.compiled, "COMPILE_MEMORY", 64 << 20)
-    with pytest.raises(ScorehouseError, match=r"the translation stopped within its budget \(120 s, 0.0625 GiB"):
-        scorehouse.compiled.compile_bounded(model.raw, model.onnx_bytes)
+def test_a_spec_holding_the_retired_compile_key_trains_with_a_warning_as_the_same_version(small_copy, tmp_path):
+    """`compile:` (read by releases before 0.3.0) is ignored with a warning; the spec's hash is the one those
+    releases computed for its default, so training it again on the same data reuses the version."""
+    spec = new_spec(tmp_path, compile="auto")
+    result = small_copy.cli("train", str(spec), "--json", check=True)
+    assert json.loads(result.stdout) == [{"model": "mortgage_deny", "version": 1, "created": False}]
+    assert "'compile' is no longer read" in result.stderr
+    refused = small_copy.cli("train", str(spec), "--compile", "always")
+    assert refused.returncode == 2 and "unrecognized arguments: --compile" in refused.stderr
 
 
 def test_yaml_aliases_and_oversized_specs_are_refused_up_front(tmp_path):

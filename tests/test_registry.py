@@ -31,7 +31,7 @@ def test_versions_are_numbered_immutable_folders(trained, tmp_path):
     assert registry.register(candidate.manifest, candidate.files) == 2
     assert registry.versions("mortgage_deny") == [1, 2]
     folder = tmp_path / "reg" / "mortgage_deny" / "versions" / "2"
-    assert sorted(p.name for p in folder.iterdir()) == ["compiled.json", "explain.json", "manifest.json",
+    assert sorted(p.name for p in folder.iterdir()) == ["explain.json", "manifest.json",
                                                        "manifest.sha256", "model.onnx", "sample.json",
                                                        "training_rows.json"]
     assert registry.card("mortgage_deny", 2).version == 2
@@ -78,7 +78,7 @@ def test_alias_pointing_at_a_deleted_version(workspace):
         registry.resolve(ModelRef.parse("mortgage_deny"))
 
 
-@pytest.mark.parametrize("filename", ["model.onnx", "manifest.json", "sample.json", "compiled.json"])
+@pytest.mark.parametrize("filename", ["model.onnx", "manifest.json", "sample.json", "explain.json"])
 def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
     from scorehouse import registry as registry_module
 
@@ -91,8 +91,8 @@ def test_a_changed_byte_is_refused_naming_the_file(workspace, filename):
     with pytest.raises(IntegrityError, match=f"{re.escape(filename)} failed its sha256 check"):
         if filename == "sample.json":
             registry.sample("mortgage_deny", 1)
-        elif filename == "compiled.json":
-            registry.compiled("mortgage_deny", 1)
+        elif filename == "explain.json":
+            registry.explanation("mortgage_deny", 1)
         else:
             registry.load("mortgage_deny", 1)
     problems = registry.verify("mortgage_deny", 1)

@@ -50,9 +50,8 @@ def edit_manifest(folder, change):
 
 def invert_scores(folder):
     """What a writer without the signing key can do to a binary version: every score becomes 1 - score, hashes fixed."""
-    def invert(manifest):  # and drop the compiled SQL and the explanation, whose checks would catch the flipped sample
-        manifest.update(positive_class="false", compiled={"skipped": "none"})
-        manifest["artifacts"].pop("compiled.json", None)
+    def invert(manifest):  # and drop the explanation, whose SQL's check would catch the flipped sample
+        manifest.update(positive_class="false")
         manifest["artifacts"].pop("explain.json", None)
 
     edit_manifest(folder, invert)
@@ -131,80 +130,56 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
     assert names == {n for n in declared("duckdb", ["mortgage_deny", "mortgage_logit"]) if "scorehouse" in n}
 
 
-def test_compiled_sql_holding_statements_is_refused_and_runs_nowhere(small_copy, tmp_path, caplog):
-    """A registry writer puts a COPY into compiled.json and fixes every hash: it is refused, it never runs."""
-    assert small_copy.candidates["mortgage_logit"].manifest["compiled"]["preferred"]["duckdb"]  # a macro, untouched
-    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
-    target = tmp_path / "pwned.csv"
-    compiled = json.loads((folder / "compiled.json").read_text())
-    payload = f"0) END; COPY (SELECT 42) TO '{target}'; SELECT (1"
-    compiled["expressions"]["duckdb"]["score"] = payload
-    (folder / "compiled.json").write_text(json.dumps(compiled))
-    rehash(folder, ["compiled.json"])
-    with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
-        scores = con.sql("select predict_mortgage_logit(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, "
-                         "single, condominium)) as p from features_mortgage").fetchnumpy()["p"]
-        assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()  # onnxruntime answered
-        kinds = con.sql("select function_type from duckdb_functions() where function_name = 'predict_mortgage_logit'")
-        assert {k for (k,) in kinds.fetchall()} == {"scalar"}  # no macro over the refused SQL
-    assert "compiled.json is not one plain expression over the model's features on duckdb" in caplog.text
-    with pytest.raises(IntegrityError, match="on duckdb: it does not parse"):
-        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "compiled")
-    verify = small_copy.cli("verify", "mortgage_logit")
-    assert verify.returncode == 1 and "compiled.json is not one plain expression" in verify.stdout
-    assert not target.exists()
-
-
-@pytest.mark.parametrize("expression, found", [
-    ("length(read_text('/etc/passwd'))", "holds Length"),
-    ("`__scorehouse_row`.`black` + 1", "reads column"),
-    ("(select 1)", "holds Subquery"),
-    ("`__scorehouse_row`.`dir` /* x */ + 1", "holds a comment"),
-    ("`__scorehouse_row`.`dir` + x.`lvr`", "reads column"),
-    ("getenv('HOME')", "holds"),
-])
-def test_compiled_sql_is_one_expression_over_the_models_features(small_copy, expression, found):
-    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
-    compiled = json.loads((folder / "compiled.json").read_text())
-    compiled["expressions"]["spark"]["score"] = expression
-    (folder / "compiled.json").write_text(json.dumps(compiled))
-    rehash(folder, ["compiled.json"])
-    with pytest.raises(IntegrityError, match=f"on spark: it {found}"):
-        Scorer(small_copy.registry_path).compiled_sql("mortgage_logit", "score", "spark", "compiled")
-
-
-ROW_COLUMN = '"__scorehouse_row"."lvr"'
 LOGIT_SCORES = ("select predict_mortgage_logit(s) as sql, scorehouse_onnx_mortgage_logit(s) as onnx, lvr from "
                 "(select struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium) as s, lvr "
                 "from features_mortgage) order by all")
 
 
-@pytest.mark.parametrize("expression, refused", [
-    ("(" * 65 + ROW_COLUMN + ")" * 65, "it nests 65 levels deep (at most 64 are read)"),
-    (("CASE WHEN " + ROW_COLUMN + " > 1 THEN ") * 1500 + "1" + " ELSE 0 END" * 1500,
-     "it nests 1,500 levels deep (at most 64 are read)"),
-    (ROW_COLUMN + " + 1" * 125_000, "it is 500,024 characters long (at most 500,000 are read)"),
-    (ROW_COLUMN + " + TRUE", "its compiled SQL does not run on DuckDB (Binder Error: "),
-    ("(" * 45 + ROW_COLUMN + ")" * 45, None),  # once a RecursionError in every process
-    ("__scorehouse_row.lvr", None),  # unquoted: once a Binder error in every connection
-])
-def test_one_stored_expression_never_stops_the_other_models_or_a_session(small_copy, expression, refused):
-    """Each of these, in mortgage_logit's compiled.json with every hash fixed, once made every `scorehouse sql`
-    (even `select 1`) and every build fail. Now a refused one is a warning naming the model, whose ONNX
-    function answers; an accepted one scores as the plain expression it is."""
+def test_stored_sql_never_runs(small_copy, tmp_path):
+    """A registry writer puts a COPY into a compiled.json (what releases before 0.3.0 stored) and fixes every
+    hash: nothing reads it. predict()'s SQL is written from explain.json's numbers and the model's names."""
     folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
-    compiled = json.loads((folder / "compiled.json").read_text())
-    compiled["expressions"]["duckdb"]["score"] = expression
-    (folder / "compiled.json").write_text(json.dumps(compiled))
+    target = tmp_path / "pwned.csv"
+    payload = f"0) END; COPY (SELECT 42) TO '{target}'; SELECT (1"
+    (folder / "compiled.json").write_text(json.dumps({"expressions": {"duckdb": {"score": payload},
+                                                                      "spark": {"score": payload}}}))
     rehash(folder, ["compiled.json"])
-    session = small_copy.cli("sql", "select 1 + 1 as two")
-    assert session.returncode == 0 and "2" in session.stdout and "Traceback" not in session.stderr
-    assert (refused or "") in session.stderr and ("Model mortgage_logit v1: " in session.stderr) == bool(refused)
+    edit_manifest(folder, lambda manifest: manifest.update(compiled={"outputs": ["score"], "preferred": {
+        "duckdb": True, "spark": True}}))
     with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
-        rows = con.sql(LOGIT_SCORES).fetchnumpy()
+        both = con.sql(LOGIT_SCORES).fetchnumpy()
+        kinds = con.sql("select function_type from duckdb_functions() where function_name = 'predict_mortgage_logit'")
+        assert {k for (k,) in kinds.fetchall()} == {"macro", "scalar"}  # the macro over the SQL written here
+    assert len(both["sql"]) == 2381 and np.abs(both["sql"] - both["onnx"]).max() <= 1e-6
+    expression = engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
+    assert "COPY" not in expression and "pwned" not in expression
+    assert small_copy.cli("verify", "mortgage_logit").returncode == 0
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("change, read", [
+    (lambda e: e["numeric"][0].update(feature="black"), "'black' (numeric)"),
+    (lambda e: e["categorical"][0].update(feature="lvr"), "'lvr' (categorical)"),
+    (lambda e: e["numeric"][0].update(feature='lvr" + 1 + "x'), "'lvr\" + 1 + \"x' (numeric)"),
+])
+def test_an_explanation_reading_another_column_is_refused(small_copy, change, read):
+    """explain.json, rewritten with every hash fixed to read a column that is not the feature it stood for
+    (another column of the table, a feature of the other kind, a name made to break out of its quotes): the
+    version is refused in one line; the other models keep scoring."""
+    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
+    explanation = json.loads((folder / "explain.json").read_text())
+    change(explanation)
+    (folder / "explain.json").write_text(json.dumps(explanation))
+    rehash(folder, ["explain.json"])
+    message = (f"Model mortgage_logit v1: explain.json reads {read}, not one of the version's features as its "
+               "manifest types them; refusing to load it")
+    with pytest.raises(IntegrityError) as error:
+        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
+    assert str(error.value) == message
+    verify = small_copy.cli("verify", "mortgage_logit")
+    assert verify.returncode == 1 and message in verify.stdout
+    with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
         assert len(con.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()) == 2381
-    expected = rows["onnx"] if refused else rows["lvr"].astype(np.float32)
-    assert_allclose(rows["sql"], expected, rtol=1e-6) and len(rows["sql"]) == 2381
 
 
 @pytest.mark.parametrize("source, message", [
@@ -501,9 +476,24 @@ def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
     scorer = Scorer(small.registry_path)
     with engine.connect(":memory:", small.registry_path) as con:
         con.execute(f"attach {DUCKDB.literal(str(small.warehouse))} as w (read_only)")
-        for method in ("compiled", "onnx"):
+        for method in ("sql", "onnx"):
             sql = engine.predict_sql(scorer, "mortgage_logit", evil, "score", method)
             scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}"
                              ).fetchnumpy()["p"]
             assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()
     assert not target.exists()
+
+
+def test_an_explanation_of_another_shape_fails_its_model_in_one_line(small_copy):
+    """explain.json rewritten without a field the SQL writer reads (every hash fixed): the model's references
+    fail with one line naming it; the session and the other models are unaffected."""
+    folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
+    explanation = json.loads((folder / "explain.json").read_text())
+    del explanation["intercept"]
+    (folder / "explain.json").write_text(json.dumps(explanation))
+    rehash(folder, ["explain.json"])
+    with pytest.raises(IntegrityError, match=r"^Model mortgage_logit \(version 1\): its explain.json does not have "
+                                             r"the shape scorehouse writes \(KeyError: 'intercept'\)"):
+        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score")
+    session = small_copy.cli("sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t")
+    assert session.returncode == 0 and "2381" in session.stdout and "Traceback" not in session.stderr

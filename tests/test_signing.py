@@ -38,7 +38,7 @@ def versions_folder(registry):
     return registry.root / MODEL / "versions"
 
 
-def forge_copy(registry, source: int, target: int, drop=("compiled.json",)):
+def forge_copy(registry, source: int, target: int, drop=()):
     """Copy a version under a new number, invert its positive class and its sample's scores, rehash."""
     folder = versions_folder(registry) / str(target)
     shutil.copytree(versions_folder(registry) / str(source), folder)
@@ -60,18 +60,18 @@ def forge_copy(registry, source: int, target: int, drop=("compiled.json",)):
 
 
 def test_sign_refuses_a_copied_version_with_its_positive_class_inverted(signed, keys):
-    """The copy reproduces its own (rewritten) sample with onnxruntime; the table form's steps, from the same
+    """The copy reproduces its own (rewritten) sample with onnxruntime; the SQL written from the same
     explain.json, do not, and without explain.json the graph is still version 1's under another meaning."""
     folder = forge_copy(signed, 1, 4)
     assert Registry(signed.root).verify(MODEL, 4, signature=False)[0].startswith(
-        f"Model {MODEL} v4: the table form's steps (from explain.json) give sample scores that differ")
+        f"Model {MODEL} v4: the SQL written from explain.json gives sample scores that differ")
     refused = run_cli("sign", MODEL, "4", env=env_of(signed, keys, signing=True))  # with the public key configured
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.splitlines() == [
         f"error: {Registry(signed.root).verify(MODEL, 4)[0]}; not signed"]
     assert not (folder / "manifest.sig").exists()
 
-    bare = forge_copy(signed, 1, 5, drop=("compiled.json", "explain.json"))
+    bare = forge_copy(signed, 1, 5, drop=("explain.json",))
     assert Registry(signed.root).verify(MODEL, 5) == []  # every check of its own files passes
     refused = run_cli("sign", MODEL, "5", env=env_of(signed, keys, signing=True))
     assert refused.returncode == 1

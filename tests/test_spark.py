@@ -68,36 +68,31 @@ def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
     assert set(got["version"]) == {1}
 
 
-def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_models):
+def test_predict_sql_equals_the_library_and_duckdb_on_spark(spark, estimator_models):
+    """predict()'s one SQL expression, written per engine from explain.json, for every explained case."""
     import scorehouse.duckdb
     import scorehouse.spark
     from scorehouse.scoring import Scorer
 
     from helpers import sklearn_answers
-    from test_compiled import NOT_COMPILED
+    from test_sql_writer import EXPLAINED
 
-    registry, models = compiled_models
+    registry, models = estimator_models
     scorer = Scorer(registry)
-    compiled = {n: m for n, m in models.items() if "skipped" not in m[0].manifest["compiled"]}
-    assert set(compiled) == set(models) - set(NOT_COMPILED)  # every case orbital translates
     # tree ensembles outgrow Java's 64 KB method limit; skip the code generation Spark would try and drop
     spark.conf.set("spark.sql.codegen.factoryMode", "NO_CODEGEN")
     spark.conf.set("spark.sql.codegen.wholeStage", "false")
     try:
-        for name, (candidate, rows) in compiled.items():
-            output = "label" if candidate.manifest["task"] == "multiclass" else "score"
-            spark.createDataFrame(rows).createOrReplaceTempView("compiled_rows")
-            on_spark = spark.sql(f"select {scorehouse.spark.predict_sql(scorer, name, 'r', output, 'compiled')} as v "
-                                 "from compiled_rows as r").toPandas()["v"].to_numpy()
+        for name in EXPLAINED:
+            candidate, rows = models[name]
+            spark.createDataFrame(rows).createOrReplaceTempView("sql_rows")
+            on_spark = spark.sql(f"select {scorehouse.spark.predict_sql(scorer, name, 'r', 'score', 'sql')} as v "
+                                 "from sql_rows as r").toPandas()["v"].to_numpy()
             with scorehouse.duckdb.connect(":memory:", registry) as con:
-                con.register("compiled_rows", rows)
-                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', output, 'compiled')} "
-                                    "as v "
-                                    "from compiled_rows as r").fetchnumpy()["v"]
+                con.register("sql_rows", rows)
+                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', 'score', 'sql')} "
+                                    "as v from sql_rows as r").fetchnumpy()["v"]
             want = sklearn_answers(candidate, rows)
-            if output == "label":
-                assert on_spark.tolist() == list(on_duckdb) == want["label"].tolist(), name
-                continue
             assert_allclose(on_spark, on_duckdb, atol=1e-9, rtol=0, err_msg=name)
             assert_allclose(on_spark, want["score"], atol=candidate.manifest["parity"]["tolerance"], rtol=0,
                             err_msg=name)
@@ -106,14 +101,14 @@ def test_compiled_sql_equals_scikit_learn_and_duckdb_on_spark(spark, compiled_mo
         spark.conf.unset("spark.sql.codegen.wholeStage")
 
 
-def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark, compiled_models):
+def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark, estimator_models):
     """Every case of helpers.ESTIMATOR_CASES (XGBoost, LightGBM, count and positive targets included) through
     Spark's predict(), on a session registered with their registry."""
     import scorehouse.spark
 
     from helpers import sklearn_answers
 
-    registry, models = compiled_models
+    registry, models = estimator_models
     session = spark.newSession()
     scorehouse.spark.register(session, registry)
     for name, (candidate, rows) in models.items():
@@ -177,23 +172,24 @@ def test_errors_read_as_in_duckdb(spark, built):
         con.close()
 
 
-def test_compiled_sql_refuses_what_onnx_refuses_on_spark(spark, compiled_models):
-    """Inlined compiled SQL checks each column's type as the ONNX path does, with the same message."""
+def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models):
+    """predict()'s SQL checks each column's type as the ONNX path does, with the same message."""
     import scorehouse.spark
     from scorehouse.scoring import Scorer
 
-    registry, models = compiled_models
+    registry, models = estimator_models
     _, rows = models["c_binary_logistic"]
     spark.createDataFrame(rows.assign(lvr=rows.lvr.astype(str))).createOrReplaceTempView("mistyped_rows")
     scorer = Scorer(registry)
-    sql = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
+    sql = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "sql")
     with pytest.raises(Exception) as info:
         spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
     message = scorehouse.spark.friendly_error(info.value)
     assert message == ("Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, "
                        "expected DOUBLE (numeric)"), str(info.value)[:2000]
-    expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "compiled")
-    plan = spark.sql(f"explain select {expression} from compiled_rows as r").first()[0]
+    expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "sql")
+    spark.createDataFrame(rows).createOrReplaceTempView("typed_rows")
+    plan = spark.sql(f"explain select {expression} from typed_rows as r").first()[0]
     assert "typeof" not in plan and "raise_error" not in plan  # folded away on well-typed input
 
 
@@ -631,7 +627,7 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, "
                       "'dmi', a.dmi))",
              "generic": "predict('bools', struct(a.*))",
-             "compiled": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "compiled")}
+             "sql": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "sql")}
     got = session.sql(f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
                       "from applications as a").toPandas().sort_values("application_id")
     for name in paths:

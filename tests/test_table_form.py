@@ -8,7 +8,7 @@ import pytest
 import scorehouse.duckdb as engine
 
 
-@pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # the ONNX function, the compiled SQL
+@pytest.mark.parametrize("model", ["mortgage_deny", "mortgage_logit"])  # the ONNX function, the SQL expression
 def test_the_table_form_equals_predict_row_for_row(small_copy, model):
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
     expected = con.sql(f"select f.*, predict('{model}', f) as prediction, 1 as model_version "
@@ -204,7 +204,7 @@ def test_the_table_form_checks_the_relation_it_scores(small_copy):
 
 def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_copy):
     """ENUM labels holding '(' , a quote or a comma: the typed and generic predict(), explain(), the table form and
-    the compiled SQL's check read the features by name (the type's text once split them wrongly)."""
+    the SQL expression's check read the features by name (the type's text once split them wrongly)."""
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path)
     con.execute("create type odd as enum ('yes', 'no', 'a(b', 'it''s', 'x, y', 'q\"r')")
     con.execute("create temp table enums as select * replace (cast(case when application_id % 7 = 0 then 'a(b' "
@@ -213,7 +213,7 @@ def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_cop
                 "from features_mortgage")
     con.execute("create temp table texts as select * replace (cast(self as varchar) as self) from enums")
     struct = "struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium)"
-    for model in ("mortgage_deny", "mortgage_logit"):  # the ONNX function; the compiled SQL behind its check
+    for model in ("mortgage_deny", "mortgage_logit"):  # the ONNX function; the SQL expression behind its check
         for form in (f"predict('{model}', t)", f"predict_{model}({struct})", f"predict('{model}@1', {struct})",
                      f"explain('{model}', t, 3).margin"):
             on_enums = con.sql(f"select {form} from enums t order by application_id").fetchall()
@@ -222,11 +222,10 @@ def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_cop
         tables = [con.execute(f"select prediction from score_{model}('{t}') order by application_id").fetchall()
                   for t in ("enums", "texts")]
         assert tables[0] == tables[1], model
-        # what dbt's predict() compiles to: the compiled SQL behind its type check
-        (compiled,) = con.execute(f"select scorehouse_predict_sql('{model}', 't', 'default', 'compiled', '')"
-                                  ).fetchone()
-        assert "scorehouse_check_input" in compiled
-        inlined = [con.execute(f"select {compiled} from {t} t order by application_id").fetchall()
+        # what dbt's predict() compiles to: the SQL expression behind its type check
+        (written,) = con.execute(f"select scorehouse_predict_sql('{model}', 't', 'default', 'sql', '')").fetchone()
+        assert "scorehouse_check_input" in written
+        inlined = [con.execute(f"select {written} from {t} t order by application_id").fetchall()
                    for t in ("enums", "texts")]
         assert inlined[0] == inlined[1], model
     con.close()

@@ -69,7 +69,7 @@ def trained(warehouse):
         if name not in models:
             task, kind, params, (table, target, numeric, categorical) = CASES[name]
             spec = parse_spec({"name": name, "task": task, "target": target, "source": {"table": table},
-                               "estimator": {"kind": kind, "params": params}, "compile": "never",
+                               "estimator": {"kind": kind, "params": params},
                                "features": {"numeric": numeric, "categorical": categorical}})
             with duckdb.connect(str(warehouse), read_only=True) as con:
                 rows = con.sql(f"select * from {table} order by 1 limit 20000").to_arrow_table()
@@ -161,17 +161,17 @@ def test_a_million_rows_at_the_thresholds_score_as_the_library_does(trained, nam
         assert parity["thresholds_adjusted"] == 0
 
 
-def test_the_compiled_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp_path):
-    """The compiled SQL is translated from the graph with exact thresholds; the table form's steps from
-    explain.json, which keeps the library's own: both score the million rows as LightGBM does."""
+def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp_path):
+    """predict()'s expression and the table form's steps are written from explain.json, which keeps the
+    library's own thresholds: both score the million rows beside them as LightGBM does."""
     task, kind, _, (source, target, numeric, categorical) = CASES["lightgbm_binary"]
     spec = parse_spec({"name": "small_lightgbm", "task": task, "target": target, "source": {"table": source},
                        "estimator": {"kind": kind, "params": {"n_estimators": 20, "num_leaves": 8}},
-                       "compile": "always", "features": {"numeric": numeric, "categorical": categorical}})
+                       "features": {"numeric": numeric, "categorical": categorical}})
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(f"select * from {source} order by 1").to_arrow_table()
     candidate = train(spec, rows)
-    assert "skipped" not in candidate.manifest["compiled"] and candidate.manifest["parity"]["thresholds_adjusted"] > 0
+    assert candidate.manifest["sql"]["ok"] and candidate.manifest["parity"]["thresholds_adjusted"] > 0
     registry = Registry(tmp_path / "registry")
     registry.promote("small_lightgbm", registry.register(candidate.manifest, candidate.files))
     table = beside_thresholds(rows, numeric, candidate.pipeline[-1])
@@ -182,8 +182,8 @@ def test_the_compiled_sql_and_the_table_form_split_as_the_library_does(warehouse
         con.register("rows_beside", table)
         con.execute("create table beside as select * from rows_beside")
     with scorehouse.duckdb.connect(database, registry.root, read_only=True) as con:
-        compiled = scorehouse.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "compiled")
-        paths = {"compiled": f"select {compiled} as v from beside as r order by row_id",
+        expression = scorehouse.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "sql")
+        paths = {"sql": f"select {expression} as v from beside as r order by row_id",
                  "table form": "select prediction as v from score('small_lightgbm', 'beside') order by row_id"}
         steps = con.sql("select scorehouse_table_query('small_lightgbm', 'beside')").fetchall()[0][0]
         assert "__scorehouse_step" in steps and not re.search(r"\bpredict(_\w+)?\(", steps)  # not row by row
@@ -238,7 +238,7 @@ def test_lightgbm_sending_zeros_to_the_missing_side_is_refused(warehouse):
     task, kind, _, (source, target, numeric, categorical) = CASES["lightgbm_binary"]
     spec = parse_spec({"name": "zeros", "task": task, "target": target, "source": {"table": source},
                        "estimator": {"kind": kind, "params": {"n_estimators": 20, "zero_as_missing": True}},
-                       "compile": "never", "features": {"numeric": numeric, "categorical": categorical}})
+                       "features": {"numeric": numeric, "categorical": categorical}})
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(f"select * from {source} order by 1").to_arrow_table()
     with pytest.raises(ParityError, match=r"^Model zeros: \d+ of \d+ LightGBM splits send zeros to their missing-value "

@@ -68,11 +68,11 @@ def test_boolean_columns_score_on_every_duckdb_path_as_scikit_learn_does(boolean
         paths = {"typed": f"predict_{model}(struct_pack({', '.join(names)}))",
                  "generic": f"predict('{model}', f)",
                  "onnx": engine.predict_sql(scorer, model, "f", "score", "onnx")}
-        if "skipped" not in candidate.manifest["compiled"]:
-            paths["compiled"] = engine.predict_sql(scorer, model, "f", "score", "compiled")
+        if candidate.explanation is not None:
+            paths["sql"] = engine.predict_sql(scorer, model, "f", "score", "sql")
         scores = {name: con.sql(f"select {sql} as p from applications as f order by application_id").fetchnumpy()["p"]
                   for name, sql in paths.items()}
-    assert model != "bool_categories" or "compiled" in scores  # a logistic regression compiles
+    assert "sql" in scores  # both are explained: the SQL is written from their explanations
     want = sklearn_answers(candidate, frame)["score"]  # scikit-learn fed as training fed it
     for name, got in scores.items():
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=name)

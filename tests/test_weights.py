@@ -14,7 +14,7 @@ WEIGHTED = "select *, case when pbcr = 'yes' then 3.0 else 1.0 end as weight fro
 def spec(query=WEIGHTED, weight="weight"):
     raw = {"name": "weighted", "task": "binary", "target": "is_denied", "source": {"query": query},
            "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
-           "features": {"numeric": ["dir", "lvr", "ccs"], "categorical": ["pbcr", "dmi"]}, "compile": "never"}
+           "features": {"numeric": ["dir", "lvr", "ccs"], "categorical": ["pbcr", "dmi"]}}
     return parse_spec({**raw, "weight": weight} if weight else raw)
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from . import config, events
@@ -67,8 +67,6 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train, check and register models from spec files")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--alias", help="also point this alias at the trained version (e.g. prod)")
-    p.add_argument("--compile", choices=["auto", "always", "never"],
-                   help="translate the model into SQL: auto (where it can win; the spec's default), always, never")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_train)
 
@@ -242,7 +240,6 @@ def cmd_train(args) -> int:
     results = []
     for path in args.specs:
         spec = load_spec(path)
-        spec.compile = args.compile or spec.compile
         version, created = train_and_register(spec, registry, args.warehouse, progress=_progress)
         if args.alias:
             registry.promote(spec.name, version, args.alias)
@@ -304,7 +301,7 @@ def cmd_show(args) -> int:
         if parity.splits_checked is not None:
             print(f"              {parity.splits_checked} tree splits route float32 values as the library does "
                   f"({parity.thresholds_adjusted} thresholds moved off the converter's rounding)")
-    print(f"  compiled    {describe_compiled(manifest.compiled)}")
+    print(f"  sql         {describe_sql(registry, name, version)}")
     explained = manifest.explanation or {"skipped": "registered before explanations were recorded"}
     print("  explained   " + (f"no ({explained['skipped']})" if explained.get("skipped") else
                              f"{explained['kind']}, in the margin ({explained['link']}); baseline + contributions "
@@ -322,17 +319,24 @@ def cmd_show(args) -> int:
     return 0
 
 
-def describe_compiled(record: Mapping[str, Any] | None) -> str:
-    """One line on the compiled-SQL path of a version: why there is none, or its parity, speed and use."""
-    if not record:
-        return "no (registered before the compiled-SQL path existed)"
-    if "skipped" in record:
-        return f"no: {record['skipped']}"
-    timing, parity = record["duckdb_timing"], record["parity"]
-    used = [engine for engine, on in record["preferred"].items() if on]
-    return (f"{', '.join(record['outputs'])}; max |SQL - scikit-learn| {parity.get('max_abs_diff', 0):.2e}; "
-            f"DuckDB {timing['onnx_seconds'] / timing['sql_seconds']:.2f}x the ONNX UDF on {timing['rows']:,} rows; "
-            f"scores by default on {', '.join(used) or 'no engine'}")
+def describe_sql(registry: Registry, name: str, version: int) -> str:
+    """One line on the SQL written from a version's explanation: its check at registration, and what predict()
+    scores with by default on each engine."""
+    from .scoring import Scorer
+    from .sql import DIALECTS
+
+    scorer, ref = Scorer(registry), str(ModelRef(name, version=version))
+    record = scorer.card(ref).manifest.sql
+    checked = ("checked on its stored sample where first scored in SQL (registered before the holdout check)"
+               if not record
+               else f"not written: {record['skipped']}" if "skipped" in record
+               else f"max |SQL - library| {record['max_abs_diff']:.2e} on {record['rows']:,} holdout rows"
+               + ("" if record["ok"] else ", beyond the tolerance: refused"))
+    defaults = []
+    for engine in DIALECTS:
+        expression, why = scorer.scoring_choice(ref, scorer.card(ref).default_output, engine, "auto")
+        defaults.append(f"{engine} {'SQL' if expression is not None else f'onnxruntime ({why})'}")
+    return f"{checked}; predict() scores with: {', '.join(defaults)}"
 
 
 def _version(registry: Registry, model: str, text: str) -> int:

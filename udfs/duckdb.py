@@ -2,8 +2,8 @@
 
     predict_<model>(STRUCT(<features>))    typed fast path for the model's `prod` version;
                                            DuckDB binds the struct's fields by name. The model's
-                                           compiled SQL where registration measured it faster
-                                           (SCOREHOUSE_SCORING=onnx|compiled|auto), else onnxruntime
+                                           SQL written from its explanation for a linear model or
+                                           small trees (SCOREHOUSE_SCORING=onnx|sql|auto), else onnxruntime
     predict('<ref>', <row or struct>)      generic: any model reference, extra fields ignored; the row
                                            travels as its values' text (a function cannot take any struct)
     predict_label / predict_proba          the predicted class / a class -> probability map
@@ -14,7 +14,7 @@
     scorehouse_score_sql('<ref>', '<relation>', '<output>', '<method>', '<key>', '<column>', '<columns>')
                                            the dbt score() macro's query in steps, or '' where it scores
                                            row by row (columns: a JSON list of the relation's, or '')
-    scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of inlined compiled SQL
+    scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of predict()'s SQL
     scorehouse_table_query('<ref>', '<table>')  the query score('<ref>', '<table>') and score_<model> run
     scorehouse_table_input_error('<ref>', '<columns>', '<column>')  why the table form cannot score a relation
                                            whose columns (JSON name -> type) these are, or ''
@@ -39,9 +39,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .compiled import bind
 from .config import warehouse_path
-from .errors import FeatureError, IntegrityError, ScorehouseError
+from .errors import FeatureError, ScorehouseError
 from .model import OUTPUT_SQL_TYPES
 from .names import one_line
 from .profile import PROFILE_RELATIONS
@@ -193,28 +192,25 @@ def _create_function(conn, name, function, parameters, return_type: str, type: s
 
 
 def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
-    """Create the macros (temporary: a cursor needs its own): generic predict, compiled models, profiles.
+    """Create the macros (temporary: a cursor needs its own): generic predict, models scored in SQL, profiles.
 
-    predict_<model> becomes the model's compiled SQL where that is how the model scores (it shadows the
+    predict_<model> becomes the model's SQL expression where that is how the model scores (it shadows the
     ONNX function of the same name, which stays callable as scorehouse_onnx_<model>).
     scorehouse_features('<ref>') and scorehouse_bins('<ref>') are the training profile of the
     version the reference points at now, as tables for the guard tests.
     """
     for card in scorer.default_cards():
         try:
-            compiled = scorer.compiled_sql(card.name, card.default_output, "duckdb")
-        except IntegrityError as exc:  # refused SQL: the ONNX function answers
-            scorer.warn(str(exc))
-            continue
+            expression = scorer.score_expression(card.name, card.default_output, "duckdb", prefix="features.")
         except ScorehouseError:
-            continue  # 'compiled' forced, none here: the ONNX function answers; dbt's predict() says why
-        if compiled is not None:  # the model name is checked by scorehouse.names; the SQL by compiled.prepared
+            continue  # 'sql' forced, none here: the ONNX function answers; dbt's predict() says why
+        if expression is not None:  # the name is checked by scorehouse.names; the SQL written from numbers
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
             try:
                 conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
-                             f"CASE WHEN features IS NULL THEN NULL ELSE ({bind(compiled, 'duckdb', 'features.')}) END")
+                             f"CASE WHEN features IS NULL THEN NULL ELSE {expression} END")
             except duckdb.Error as exc:  # one model's SQL never stops the others: its ONNX function answers
-                scorer.warn(f"Model {card.label}: its compiled SQL does not run on DuckDB "
+                scorer.warn(f"Model {card.label}: its SQL does not run on DuckDB "
                             f"({one_line(str(exc).splitlines()[0])}); predict_{card.name} scores with onnxruntime")
     for function in GENERIC_FUNCTIONS.values():
         conn.execute(
@@ -417,7 +413,7 @@ def explain_bind_error(message: str, scorer: Scorer) -> str:
     """Rewrite DuckDB's 'no function matches predict_<model>(STRUCT(...))' into a feature-level message."""
     macro = re.search(r"Macro predict_(\w+)\(\) does not support the supplied arguments", message)
     if macro and macro.group(1) in scorer.registry.models():
-        name = macro.group(1)  # a compiled model's typed macro: DuckDB does not say what it was given
+        name = macro.group(1)  # a model scored in SQL: its typed macro: DuckDB does not say what it was given
         return (f"Model {scorer.describe(name)}: predict_{name}() takes a struct of its features "
                 f"({describe_features(scorer.card(name).features)}); the struct given lacks one or has another type. "
                 f"predict('{name}', <row>) names the feature")

@@ -10,7 +10,7 @@ XGBoost and LightGBM models inside one work too. `frame` holds the rows it was f
 target; its other columns are the features, numbers (and BOOLEAN, as 0/1) numeric, text categorical
 (or the pipeline's `feature_names_in_`, where it has them). The pipeline is exported to ONNX (a step
 that cannot be is named), checked against itself on `holdout` (rows it was not fitted on; else on
-`frame`), compiled where it wins, measured, profiled and registered. Nothing is pickled: the fitted
+`frame`), measured, profiled and registered. Nothing is pickled: the fitted
 object stays in memory and only ONNX and JSON reach the registry.
 """
 
@@ -26,13 +26,13 @@ from .events import event
 from .manifest import artifact_sha256, training_fingerprint
 from .names import check_model_name, listed
 from .registry import Registry
-from .spec import COMPILE_MODES, TASKS, Estimator, ModelSpec, Source, _class_label
+from .spec import TASKS, Estimator, ModelSpec, Source, _class_label
 from .training import Progress, no_progress, package, prepare, timed_steps
 
 
 def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: str,
                     registry: Registry | str | None = None, holdout: Any = None, positive_class: Any = None,
-                    description: str = "", weight: str | None = None, compile: str = "auto",
+                    description: str = "", weight: str | None = None,
                     alias: str | None = None,
                     progress: Progress = no_progress) -> int:
     """Register a fitted pipeline; return its version (an identical earlier registration is reused)."""
@@ -42,8 +42,6 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
     check_model_name(name)
     if task not in TASKS:
         raise SpecError(f"Model {name}: task '{task}' is not one of {list(TASKS)}")
-    if compile not in COMPILE_MODES:
-        raise SpecError(f"Model {name}: compile '{compile}' is not one of {list(COMPILE_MODES)}")
     try:
         check_is_fitted(pipeline)
     except NotFittedError:
@@ -56,7 +54,7 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
     numeric, categorical = _features(pipeline, table, target, weight, name)
     spec = ModelSpec(name=name, task=task, target=target, source=Source(),
                      estimator=Estimator(kind="fitted", params={"class": _describe(pipeline)}),
-                     numeric=numeric, categorical=categorical, description=description, compile=compile,
+                     numeric=numeric, categorical=categorical, description=description,
                      positive_class=None if positive_class is None else _class_label(positive_class), weight=weight)
     data = prepare(spec, table, holdout_table, split=False)
     seconds: dict[str, float] = {}

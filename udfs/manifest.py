@@ -74,7 +74,7 @@ class Version:
     artifacts: Mapping[str, Mapping[str, Any]]
     # where absent: a version registered before the release that records it
     explanation: Mapping[str, Any] | None
-    compiled: Mapping[str, Any] | None
+    sql: Mapping[str, Any] | None  # the SQL written from explain.json, checked on the holdout at registration
     profile: Mapping[str, Any] | None
     training_rows: Mapping[str, int] | None
     description: str = ""
@@ -111,7 +111,7 @@ class Version:
                               parity.get("thresholds_adjusted")) if parity else None,
                 metrics={k: float(v) for k, v in (m.get("metrics") or {}).items() if v is not None},
                 tweedie_power=m.get("tweedie_power"), artifacts=dict(m.get("artifacts") or {}),
-                explanation=m.get("explanation"), compiled=m.get("compiled"), profile=m.get("profile"),
+                explanation=m.get("explanation"), sql=m.get("sql"), profile=m.get("profile"),
                 training_rows=m.get("training_rows"), description=m.get("description") or "",
                 target=m.get("target"), created_at=m.get("created_at"), spec=m.get("spec") or {},
                 spec_sha256=m.get("spec_sha256"),
@@ -144,6 +144,15 @@ class Version:
     def tolerance(self) -> float:
         """How far a re-scored output may be from the registered one: the parity check's tolerance."""
         return self.parity.tolerance if self.parity else DEFAULT_TOLERANCE
+
+    @property
+    def sql_refused(self) -> str | None:
+        """Why the SQL written from the version's explanation must not score it (it disagreed with the library
+        on the holdout at registration), or None."""
+        if self.sql and self.sql.get("ok") is False:
+            return (f"max |difference| {float(self.sql['max_abs_diff']):.3g} on {int(self.sql['rows']):,} "
+                    f"holdout rows, tolerance {self.tolerance:.3g}")
+        return None
 
     @property
     def onnx_sha256(self) -> str | None:

@@ -5,7 +5,7 @@
                                 manifest.sha256  the manifest's own hash (catches corruption)
                                 manifest.sig     an ed25519 signature of the manifest (signed registries)
                                 sample.json      a few holdout rows with their expected outputs
-                                compiled.json    the graph as SQL expressions, where it translates
+                                compiled.json    (releases before 0.3.0) SQL text: hashed, never read
                                 explain.json     what explains each score, where recorded (scorehouse.explain)
                                 training_rows.json  the rows that trained it (their input hashes' first 16 hex digits)
     <root>/<model>/aliases.json                  {"prod": {"version": 2, "history": [1, 2]},
@@ -80,7 +80,6 @@ MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 SAMPLE_FILE = "sample.json"
-COMPILED_FILE = "compiled.json"
 EXPLAIN_FILE = "explain.json"  # scorehouse.explain
 TRAINING_ROWS_FILE = "training_rows.json"  # which rows trained the version (scorehouse.fingerprint.row_hash_prefixes)
 ALIASES_FILE = "aliases.json"
@@ -285,21 +284,13 @@ class Registry:
         manifest, body, recorded = self._manifest(name, version)
         return body, recorded, self._read_verified(name, version, MODEL_FILE, manifest)
 
-    def compiled(self, name: str, version: int) -> dict[str, Any] | None:
-        """The version's compiled SQL (compiled.json), verified; None where the graph was not compiled."""
-        manifest = self._manifest(name, version)[0]
-        if COMPILED_FILE not in artifact_names(manifest):
-            return None
-        return _json(self._read_verified(name, version, COMPILED_FILE, manifest),
-                     f"Model {name} v{version}: {COMPILED_FILE}")
-
     def explanation(self, name: str, version: int) -> dict[str, Any] | None:
-        """The version's explain.json, verified; None where no explanation was recorded."""
+        """The version's explain.json, verified, naming only the version's own features (SQL is written from it);
+        None where no explanation was recorded."""
         manifest = self._manifest(name, version)[0]
         if EXPLAIN_FILE not in artifact_names(manifest):
             return None
-        return _json(self._read_verified(name, version, EXPLAIN_FILE, manifest),
-                     f"Model {name} v{version}: {EXPLAIN_FILE}")
+        return _explanation(name, version, manifest, self._read_verified(name, version, EXPLAIN_FILE, manifest))
 
     def training_rows(self, name: str, version: int) -> list[str] | None:
         """The hashes of the rows that trained a version (the first 16 hex digits of each row's input hash),
@@ -323,10 +314,9 @@ class Registry:
 
     def verify(self, name: str, version: int, signature: bool = True) -> list[str]:
         """Return the problems of one version: unsafe files, failed hashes or signature (unless `signature` is
-        False), or a stored sample it no longer reproduces on every path it scores by: onnxruntime, its
-        compiled SQL and the table form's steps."""
+        False), or a stored sample it no longer reproduces on every path it scores by: onnxruntime and the
+        SQL written from its explanation (predict()'s expression and the table form's steps)."""
         from . import staged
-        from .compiled import sample_problems as compiled_sample_problems
 
         try:
             manifest = self._manifest(name, version, signature)[0]
@@ -334,11 +324,8 @@ class Registry:
             model = LoadedModel(manifest, verified[MODEL_FILE])
             sample = _json(verified[SAMPLE_FILE], f"Model {name} v{version}: {SAMPLE_FILE}")
             problems = sample_problems(model, sample)
-            if COMPILED_FILE in verified:
-                compiled = _json(verified[COMPILED_FILE], f"Model {name} v{version}: {COMPILED_FILE}")
-                problems += compiled_sample_problems(model, compiled, sample)
             if EXPLAIN_FILE in verified:
-                explanation = _json(verified[EXPLAIN_FILE], f"Model {name} v{version}: {EXPLAIN_FILE}")
+                explanation = _explanation(name, version, manifest, verified[EXPLAIN_FILE])
                 problems += staged.sample_problems(model, explanation, sample)
             return problems
         except ScorehouseError as exc:
@@ -997,6 +984,19 @@ def _user() -> str:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return f"uid {os.getuid()}"
+
+
+def _explanation(name: str, version: int, manifest: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """A version's verified explain.json bytes, read, naming only the version's own features (SQL is written
+    from it, reading the columns it names)."""
+    from .staged import foreign_features
+
+    explanation = _json(data, f"Model {name} v{version}: {EXPLAIN_FILE}")
+    foreign = foreign_features(explanation, ModelCard(manifest).features)
+    if foreign:
+        raise IntegrityError(f"Model {name} v{version}: {EXPLAIN_FILE} reads {foreign[0]}, not one of the "
+                             "version's features as its manifest types them; refusing to load it")
+    return explanation
 
 
 def _json(data: bytes, what: str) -> Any:

@@ -6,7 +6,7 @@ pipeline imputes them), categorical features as strings with NULL as the empty s
 of its own when seen in training, ignored by the one-hot encoder otherwise). A stored graph takes
 those strings as int64 codes, their positions among the encoder's categories (onnx_graph).
 
-Types, the same on every path (training, the ONNX and compiled-SQL paths, the guards, DuckDB and Spark):
+Types, the same on every path (training, the ONNX and SQL paths, the guards, DuckDB and Spark):
   numeric      any integer, DECIMAL, FLOAT or DOUBLE (as float32: a BIGINT above 2^24 rounds)
   categorical  VARCHAR (or ENUM)
   and a feature trained on a BOOLEAN column takes BOOLEAN: as 1/0 if numeric, as the categories
@@ -36,7 +36,7 @@ SQL_TYPES = {NUMERIC: "DOUBLE", CATEGORICAL: "VARCHAR"}
 MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer needs a string sentinel
 
 # SQL types (DuckDB and Spark spellings) each kind of feature accepts without a cast, as regular
-# expressions that Python, DuckDB (RE2) and Spark (Java) read alike: the compiled-SQL path checks
+# expressions that Python, DuckDB (RE2) and Spark (Java) read alike: predict()'s SQL checks
 # `typeof(column)` against the same patterns as the ONNX path checks Arrow types.
 TYPE_PATTERNS = {
     NUMERIC: r"(?i)(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import fingerprint, staged
-from .compiled import bind, prepared_output
 from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .events import event, log
 from .explain import explain_rows, not_explained
@@ -34,9 +33,10 @@ from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .schema import check_columns, column_problems, sql_type_name, type_error_parts
 from .sql import BUCKETS, dialect
 
-# How a reference scores where its compiled SQL exists: see Scorer.compiled_sql.
+# How a reference scores: in SQL written from its explanation, or through onnxruntime (Scorer.scoring_choice).
 SCORING_ENV = "SCOREHOUSE_SCORING"
-SCORING_METHODS = ("auto", "compiled", "onnx")
+SCORING_METHODS = ("auto", "sql", "onnx")
+OLDER_METHOD_NAMES = {"compiled": "sql"}  # the names releases before 0.3.0 gave the methods
 # The generic SQL function of each output, on every engine.
 GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 
@@ -51,17 +51,17 @@ class Scorer:
         self.loader = loader  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
         self._resolved: dict[str, tuple[str, int]] = {}
         self._cards: dict[tuple[str, int], ModelCard] = {}
-        self._compiled: dict[tuple[str, int], dict | None] = {}
         self._broken: dict[tuple[str, int], str] = {}  # versions that failed their checks, and why
         self._warned: set[str] = set()
         self._shares: dict[str, float | None] = {}
         self._scored: dict[tuple[str, int], list[float]] = {}  # (name, version) -> [calls, rows, seconds]
         self._explanations: dict[tuple[str, int], dict | None] = {}
+        self._refusals: dict[tuple[str, int], str | None] = {}  # why no SQL is written for a version, or None
         self._lock = threading.Lock()
 
     @classmethod
     def snapshot(cls, registry: Registry, loader: Callable[[str, int], LoadedModel] | None = None) -> Scorer:
-        """A scorer that holds every manifest, compiled SQL and alias now, to travel where the registry is not.
+        """A scorer that holds every manifest, explanation and alias now, to travel where the registry is not.
 
         A version that fails its checks is kept as its error: references to it fail with it, others score.
         """
@@ -71,7 +71,6 @@ class Scorer:
             for version in versions:
                 try:
                     scorer._cards[(name, version)] = registry.card(name, version)
-                    scorer._compiled[(name, version)] = registry.compiled(name, version)
                     scorer._explanations[(name, version)] = registry.explanation(name, version)
                 except ScorehouseError as exc:
                     scorer.mark_broken(name, version, str(exc))
@@ -271,40 +270,67 @@ class Scorer:
             return f"explain_{card.name}({struct}, {int(top_k)})"
         return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
 
-    def compiled_sql(self, ref: str, output: str, engine: str, method: str | None = None) -> str | None:
-        """The stored SQL expression for `ref` on `engine` if `method` says to use it, else None (the ONNX UDF).
+    def score_expression(self, ref: str, output: str, engine: str, method: str | None = None,
+                         prefix: str = "") -> str | None:
+        """The SQL expression scoring `ref` over the columns `prefix`<feature> if `method` says to use it, else
+        None (the ONNX UDF). No type check: see sql_call.
 
-        method: 'auto' (the compiled SQL where registration measured it faster), 'compiled' (it, or an
-        error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
+        method: 'auto' (the expression for a linear model or small trees, staged.expression_reason), 'sql'
+        (it, or an error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
         """
-        return self.scoring_choice(ref, output, engine, method)[0]
+        return self.scoring_choice(ref, output, engine, method, prefix)[0]
 
-    def scoring_choice(self, ref: str, output: str, engine: str, method: str | None = None) -> tuple[str | None, str]:
-        """(the compiled SQL expression, or None for onnxruntime; why), as compiled_sql decides."""
+    def scoring_choice(self, ref: str, output: str, engine: str, method: str | None = None,
+                       prefix: str = "") -> tuple[str | None, str]:
+        """(the SQL expression, or None for onnxruntime; why), as score_expression decides."""
         method = scoring_method(method)
         if method == "onnx":
             return None, "onnx asked for"
-        card = self.card(ref)
-        output = card.check_output(output)
-        record = card.manifest.compiled or {"skipped": "registered before the compiled-SQL path existed"}
-        if method == "compiled":
-            if "skipped" in record or output not in record["outputs"]:
-                reason = record.get("skipped") or f"only {', '.join(record['outputs'])} compile"
-                raise ScorehouseError(f"Model {self.describe(ref)} has no compiled SQL for '{output}': {reason}")
-            why = "compiled asked for"
-        elif "skipped" in record:
-            return None, f"no compiled SQL: {record['skipped']}"
-        elif output not in record["outputs"]:
-            return None, f"no compiled SQL for {output}"
-        elif not record["preferred"].get(engine):
-            return None, f"onnxruntime measured faster than the compiled SQL on {engine}"
-        else:
-            why = f"the compiled SQL measured faster than onnxruntime on {engine}"
+        output = self.card(ref).check_output(output)
+        reason = f"SQL is written for the score, not the {output}" if output != "score" else self.sql_refusal(ref)
+        if reason is None:
+            explanation = self.explanation(ref)
+            try:
+                reason = None if method == "sql" else staged.expression_reason(explanation, dialect(engine))
+                if reason is None:
+                    return (staged.score_expression(explanation, dialect(engine), prefix),
+                            "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression")
+            except staged.Unsupported as exc:
+                reason = str(exc)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise self._misshapen(ref, exc) from None
+        if method == "sql":
+            raise ScorehouseError(f"Model {self.describe(ref)} has no SQL expression for '{output}': {reason}")
+        return None, reason
+
+    def sql_refusal(self, ref: str) -> str | None:
+        """Why no SQL is written for the version at all, or None: it has no explanations, its SQL disagreed with
+        the library at registration, or (registered before that check) it does not reproduce its stored sample,
+        checked once per scorer."""
         key = self._loadable(ref)
         with self._lock:
-            if key not in self._compiled:
-                self._compiled[key] = self.registry.compiled(*key)
-        return prepared_output(self._compiled[key], engine, output, card.features, card.label), why
+            if key in self._refusals:
+                return self._refusals[key]
+        card, explanation = self.card(ref), self._explanation(ref)
+        reason = None
+        if explanation is None:
+            reason = "no explanations to write its SQL from"
+        elif card.manifest.sql_refused:
+            reason = f"its SQL disagreed with the library at registration ({card.manifest.sql_refused})"
+        elif card.manifest.sql is None:  # registered before 0.3.0, which checks it on the holdout
+            try:
+                problems = staged.sample_problems(card, explanation, self.registry.sample(*key))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise self._misshapen(ref, exc) from None
+            reason = problems[0] if problems else None
+        with self._lock:
+            self._refusals[key] = reason
+        return reason
+
+    def _misshapen(self, ref: str, exc: Exception) -> IntegrityError:
+        """The error for an explain.json (hashed, so written so) whose shape is not the one scorehouse writes."""
+        return IntegrityError(f"Model {self.describe(ref)}: its explain.json does not have the shape scorehouse "
+                              f"writes ({type(exc).__name__}: {exc}); refusing to write SQL from it")
 
     def scoring_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None,
                      scored_by: str | None = None) -> str:
@@ -318,10 +344,10 @@ class Scorer:
         notes = []
         for each in refs:
             name, version = self.resolve(each)
-            compiled = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
+            expression = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
             notes.append({"ref": each, "model": name, "version": version,
                           "sha256": self.card(each).manifest.onnx_sha256,
-                          "method": scored_by or ("onnx" if compiled is None else "compiled"),
+                          "method": scored_by or ("onnx" if expression is None else "sql"),
                           **({"routed": {"ref": ref, "key": key}} if route else {})})
         return json.dumps(notes).replace("*/", "* /")
 
@@ -346,7 +372,7 @@ class Scorer:
                  key: str | None = None) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
-        Where the compiled SQL is chosen (see compiled_sql) it is inlined over the relation's columns,
+        Where SQL is chosen (see score_expression) it is written over the relation's columns,
         behind the same type check the ONNX path makes (both engines fold it away when planning).
         Otherwise a bare model name (its prod version) calls the typed predict_<model>; other references
         and outputs call the generic predict functions. With `key` (a column) and a gray release of the
@@ -370,7 +396,8 @@ class Scorer:
         is in effect on `key`, or (method 'auto') staged.row_by_row_reason finds its trees too many or too deep.
         """
         method = scoring_method(method)
-        output = self.card(ref).check_output(output)
+        card = self.card(ref)
+        output = card.check_output(output)
         query, reason = None, None
         if method == "onnx":
             reason = "onnx asked for"
@@ -378,15 +405,17 @@ class Scorer:
             reason = f"its {output} output"
         elif self.route(ref, engine, source, key) is not None:
             reason = "a gray release routes rows by the key"
-        elif (explanation := self._explanation(ref)) is None:
-            reason = "no explanations"
-        elif method == "compiled" or not (reason := staged.row_by_row_reason(explanation)):
+        elif refusal := self.sql_refusal(ref):
+            reason = refusal
+        elif method == "sql" or not (reason := staged.row_by_row_reason(self.explanation(ref))):
             try:
-                query = staged.scored_query(explanation, dialect(engine), source, column,
+                query = staged.scored_query(self.explanation(ref), dialect(engine), source, column,
                                             lambda feature, value: self.type_checked(ref, "", engine, value, feature),
                                             [(str(self.resolve(ref)[1]), "model_version")], kept, star)
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise self._misshapen(ref, exc) from None
         name, version = self.resolve(ref)
         event("table_form", f"{ref} ({name} version {version}) table form on {engine}: "
               + (f"row by row: {reason}" if query is None else "in steps"), DEBUG, ref=ref, model=name, version=version,
@@ -457,14 +486,14 @@ class Scorer:
         output = card.check_output(output)
         method = scoring_method(method)
         prefix = f"{sql.identifier(relation)}." if relation else ""
-        compiled, why = self.scoring_choice(ref, output, engine, method)
+        expression, why = self.scoring_choice(ref, output, engine, method, prefix)
         name, version = self.resolve(ref)
         event("scoring_method", f"{ref} ({name} version {version}) scores with "
-              f"{'onnxruntime' if compiled is None else 'its compiled SQL'} on {engine}: {why}", DEBUG, ref=ref,
-              model=name, version=version, method="onnx" if compiled is None else "compiled", reason=why,
+              f"{'onnxruntime' if expression is None else 'SQL'} on {engine}: {why}", DEBUG, ref=ref,
+              model=name, version=version, method="onnx" if expression is None else "sql", reason=why,
               engine=engine)
-        if compiled is not None:
-            return self.type_checked(ref, prefix, engine, f"({bind(compiled, engine, prefix)})")
+        if expression is not None:
+            return self.type_checked(ref, prefix, engine, expression)
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
         if ref == card.name and output == card.default_output:
             return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
@@ -498,8 +527,10 @@ class Scorer:
 
 
 def scoring_method(method: str | None = None) -> str:
-    """'auto', 'compiled' or 'onnx': the one asked for, else $SCOREHOUSE_SCORING, else 'auto'."""
+    """'auto', 'sql' or 'onnx': the one asked for, else $SCOREHOUSE_SCORING, else 'auto' (the name an older
+    release gave a method is read as it)."""
     method = (method or os.environ.get(SCORING_ENV) or "auto").strip().lower()
+    method = OLDER_METHOD_NAMES.get(method, method)
     if method not in SCORING_METHODS:
         raise ScorehouseError(f"Unknown scoring method '{method}'; choose one of {list(SCORING_METHODS)}")
     return method

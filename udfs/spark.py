@@ -194,5 +194,5 @@ def friendly_error(exc: Exception) -> str | None:
     import re
 
     found = re.findall(r"scorehouse\.(?:errors|names)\.\w+: (.*)", str(exc))
-    found = found or re.findall(r"\[USER_RAISED_EXCEPTION\] (.*?) SQLSTATE", str(exc))  # the compiled path's check
+    found = found or re.findall(r"\[USER_RAISED_EXCEPTION\] (.*?) SQLSTATE", str(exc))  # the SQL path's type check
     return found[-1].strip() if found else None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import ScorehouseError, SpecError
+from .events import log
 from .names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
 from .sql import table_name
 
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 TASKS = ("binary", "multiclass", "regression")
-# Whether registration translates the model into SQL (udfs/compiled.py): 'auto' where it can win.
-COMPILE_MODES = ("auto", "always", "never")
+# Keys earlier releases read, with their defaults: a spec holding one still loads (the key is ignored, with a
+# warning), and the spec's hash counts each at its default, so that a retrain after the upgrade is recognised.
+RETIRED_KEYS = {"compile": "auto"}  # 0.3.0 writes every model's SQL from its explanation, at load time
 MAX_SPEC_BYTES = 256 * 1024
 # A feature is also an ONNX input name, which skl2onnx rewrites unless it is a plain identifier.
 FEATURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -73,7 +75,6 @@ class ModelSpec:
     split: Split = field(default_factory=Split)
     positive_class: str | None = None  # binary only; default: the last class in sorted order
     description: str = ""
-    compile: str = "auto"  # one of COMPILE_MODES
     weight: str | None = None  # a column of sample weights (>= 0, not NULL): in fitting, metrics and profile
     base_dir: Path = Path(".")  # the spec file's folder: relative source paths start here
 
@@ -88,7 +89,8 @@ class ModelSpec:
 
     def sha256(self) -> str:
         """Return a hash of the spec's content (not of its location), to recognise a retrain."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        content = {**self.to_dict(), **RETIRED_KEYS}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def load_spec(path: str | Path) -> ModelSpec:
@@ -113,8 +115,8 @@ def load_spec(path: str | Path) -> ModelSpec:
 def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "spec") -> ModelSpec:
     """Build a ModelSpec from a mapping, failing with a message that names the bad key."""
     known = {"name", "task", "target", "source", "estimator", "features", "split",
-             "positive_class", "description", "compile", "weight"}
-    unknown = sorted(set(raw) - known)
+             "positive_class", "description", "weight"}
+    unknown = sorted(set(raw) - known - set(RETIRED_KEYS))
     if unknown:
         raise SpecError(f"{origin}: unknown keys {unknown}; allowed: {sorted(known)}")
     for key in ("name", "task", "target", "source", "estimator", "features"):
@@ -166,9 +168,9 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
     positive = raw.get("positive_class")
     if positive is not None and task != "binary":
         raise SpecError(f"{origin}: positive_class applies to binary models only")
-    compile_mode = str(raw.get("compile", "auto"))
-    if compile_mode not in COMPILE_MODES:
-        raise SpecError(f"{origin}: compile '{compile_mode}' is not one of {list(COMPILE_MODES)}")
+    for key in sorted(set(raw) & set(RETIRED_KEYS)):
+        log.warning("%s: '%s' is no longer read (scorehouse 0.3.0 writes every model's SQL from its explanation "
+                    "when it scores); remove it", origin, key)
     return ModelSpec(
         name=name,
         task=task,
@@ -180,7 +182,6 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
         split=_sub(raw.get("split") or {}, Split, origin, "split"),
         positive_class=None if positive is None else _class_label(positive),
         description=str(raw.get("description") or ""),
-        compile=compile_mode,
         weight=None if weight is None else str(weight),
         base_dir=Path(base_dir),
     )

@@ -1,4 +1,4 @@
-"""The table form's SQL: a model scored as a chain of SELECTs over a whole relation, generated from its explain.json.
+"""The one SQL writer of a model: predict()'s expression and the table form's steps, written from explain.json.
 
 explain.json holds the model as it computes (scorehouse.explain): the numbers imputed with their median, one
 indicator per category, every tree's splits and leaves (or a linear model's coefficients), the constant
@@ -14,6 +14,10 @@ version registers. From it, a query in three steps:
 
 A linear model needs no steps: one product per number (its scaling folded in), one CASE per category.
 
+predict() (on the current row) is the same margin as one expression, each feature read and each split tested
+where it is used (score_expression): for linear models and small ensembles (up to EXPRESSION_NODES nodes),
+where one expression is faster than onnxruntime; larger ones score through onnxruntime (expression_reason).
+
 A tree compares the float32 the model is fed, `float32(x) <= t`; the query tests the same thing on the
 DOUBLE, `x <= b` or `x < b`, with b the midpoint between the float32 at or below t and the next one
 (the boundary float32 rounding goes by, ties to even), so that no row is rounded to float32 at all. A
@@ -21,8 +25,9 @@ linear model's numbers are read as DOUBLE too, each folded into one product with
 from the float32 the model is fed by at most 6e-8 of their value, far inside the parity tolerance (a value
 beyond float32's range, infinite for the model, is as large a number here).
 
-The SQL is written from numbers (checked finite) and names (quoted by the engine's Dialect); none of it is
-stored, so nothing stored is run.
+The SQL is written from numbers (checked finite) and names (quoted by the engine's Dialect) when a process
+first scores the version; none of it is stored, so nothing stored is run. At registration, sql_parity checks
+both forms against the library's scores on the holdout.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ScorehouseError
-from .schema import MISSING_CATEGORY
+from .names import shown
+from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC
 from .sql import Dialect
 
 HELPER = "__scorehouse_"  # the prefix of the helper columns the steps add (and the final SELECT drops)
@@ -47,6 +53,10 @@ HELPER = "__scorehouse_"  # the prefix of the helper columns the steps add (and 
 # on the plan, so larger ensembles score row by row even where a million rows would go faster in steps.
 MAX_NODES = 3_000
 NODES_FREE, NODES_PER_SPLIT = 1_000, 5
+# predict()'s default (method 'auto'): one expression for a linear model and for trees up to this many nodes.
+# The expression repeats each split's test in every tree (the steps share them), so it grows with the nodes:
+# `python -m bench` measures it against onnxruntime and against orbital's SQL (bench/RESULTS.md).
+EXPRESSION_NODES = 300
 LINKS = {"logit": "(1 / (1 + exp(-({}))))", "identity": "({})", "log": "exp({})", "probability": "({})"}
 
 
@@ -83,6 +93,17 @@ def _depth(left: Sequence[int], right: Sequence[int]) -> int:
         else:
             stack += [(left[node], depth + 1), (right[node], depth + 1)]
     return deepest
+
+
+def foreign_features(explanation: Mapping[str, Any], features: Sequence[Any]) -> list[str]:
+    """The columns an explanation reads that are not among the model's `features` with its kind ('name (kind)'):
+    the SQL written from it reads only the model's features."""
+    kinds = {f.name: f.kind for f in features}
+    read = [(entry.get("feature"), NUMERIC if "median" in entry else CATEGORICAL)
+            for entry in explanation.get("columns", ())]
+    read += [(entry.get("feature"), NUMERIC) for entry in explanation.get("numeric", ())]
+    read += [(entry.get("feature"), CATEGORICAL) for entry in explanation.get("categorical", ())]
+    return [f"'{shown(name)}' ({kind})" for name, kind in read if kinds.get(name) != kind]
 
 
 def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
@@ -132,13 +153,16 @@ def _select(star: str, columns: Sequence[tuple[str, str]], source: str, sql: Dia
     return f"SELECT {star}{listed} FROM {source}"
 
 
-def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str]
-                ) -> tuple[list[list[tuple[str, str]]], str]:
-    """([the inputs step's columns, the conditions step's columns], the margin over them)."""
+def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str],
+                inline: bool = False, prefix: str = "") -> tuple[list[list[tuple[str, str]]], str]:
+    """([the inputs step's columns, the conditions step's columns], the margin over them); `inline`: no steps,
+    the margin reading each feature and testing each split where it is used (columns read as `prefix`<name>)."""
     helpers: dict[str, str] = {}  # feature -> its helper column
     inputs: list[tuple[str, str]] = []  # the inputs step's (expression, helper column)
 
     def read(feature: str, expression: str) -> str:
+        if inline:
+            return f"({expression})"
         if feature not in helpers:
             helpers[feature] = f"{HELPER}x{len(helpers)}"
             inputs.append((expression, helpers[feature]))
@@ -149,16 +173,18 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
     for entry in explanation["columns"]:
         feature = entry["feature"]
         if "median" in entry:
-            value = read(feature, _number(feature, entry["median"], sql, guard))
+            value = read(feature, _number(feature, entry["median"], sql, guard, prefix))
             tests.append(lambda t, value=value: _at_most(value, t))
         else:
-            text = read(feature, _text(feature, sql, guard))
+            text = read(feature, _text(feature, sql, guard, prefix))
             tests.append(lambda t, text=text, category=entry["category"]: _indicator_at_most(text, category, t, sql))
     conditions: dict[str, str] = {}  # SQL test -> its helper column
 
     def condition(test: str) -> str:
         if test in ("TRUE", "FALSE"):
             return test
+        if inline:
+            return f"({test})"
         if test not in conditions:
             conditions[test] = f"{HELPER}c{len(conditions)}"
         return sql.identifier(conditions[test])
@@ -186,15 +212,16 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
     return [inputs, [(test, name) for test, name in conditions.items()]], margin
 
 
-def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str]) -> str:
+def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str],
+                   prefix: str = "") -> str:
     """intercept + Σ coef/scale × x (the centring folded into the constant) + one CASE per categorical feature."""
     constant, terms = float(explanation["intercept"]), []
     for entry in explanation["numeric"]:
         weight = entry["coef"] / entry["scale"]
         constant -= weight * entry["center"]
-        terms.append(f"{_number(entry['feature'], entry['median'], sql, guard)} * {_literal(weight)}")
+        terms.append(f"{_number(entry['feature'], entry['median'], sql, guard, prefix)} * {_literal(weight)}")
     for entry in explanation["categorical"]:  # NULL tested apart: a coalesce would be evaluated in every WHEN
-        text = guard(entry["feature"], f"CAST({sql.identifier(entry['feature'])} AS {sql.text_type})")
+        text = guard(entry["feature"], f"CAST({prefix}{sql.identifier(entry['feature'])} AS {sql.text_type})")
         cases = [f"WHEN {text} = {sql.literal(category)} THEN {_literal(coef)}"
                  for category, coef in zip(entry["categories"], entry["coef"]) if coef and category != MISSING_CATEGORY]
         missing = dict(zip(entry["categories"], entry["coef"])).get(MISSING_CATEGORY)
@@ -204,16 +231,16 @@ def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable
     return " + ".join([_literal(constant), *terms])
 
 
-def _number(feature: str, median: float, sql: Dialect, guard: Callable[[str, str], str]) -> str:
+def _number(feature: str, median: float, sql: Dialect, guard: Callable[[str, str], str], prefix: str = "") -> str:
     """A numeric feature as DOUBLE, NaN and NULL read as the median (both engines order NaN above +inf, and a
     NULL test is not true: one comparison, measured 12% faster than coalesce(nullif(x, NaN), median))."""
-    value = guard(feature, f"CAST({sql.identifier(feature)} AS DOUBLE)")
+    value = guard(feature, f"CAST({prefix}{sql.identifier(feature)} AS DOUBLE)")
     return f"CASE WHEN {value} <= CAST('inf' AS DOUBLE) THEN {value} ELSE {_literal(median)} END"
 
 
-def _text(feature: str, sql: Dialect, guard: Callable[[str, str], str]) -> str:
+def _text(feature: str, sql: Dialect, guard: Callable[[str, str], str], prefix: str = "") -> str:
     """A categorical feature's text, NULL read as the model reads it."""
-    return (f"coalesce({guard(feature, f'CAST({sql.identifier(feature)} AS {sql.text_type})')}, "
+    return (f"coalesce({guard(feature, f'CAST({prefix}{sql.identifier(feature)} AS {sql.text_type})')}, "
             f"{sql.literal(MISSING_CATEGORY)})")
 
 
@@ -248,30 +275,73 @@ def _literal(number: float) -> str:
     return text if "e" in text else text + "e0"
 
 
-def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, Any]) -> list[str]:
-    """Score the stored holdout sample in steps (the table form's SQL, in DuckDB); list where it differs from
-    scikit-learn's recorded scores. Empty where the steps do not cover the version (it then scores row by row)."""
+def _unguarded(feature: str, value: str) -> str:
+    """A read of a feature as it is (the caller checks the input's types in front of the whole expression)."""
+    return value
+
+
+def score_expression(explanation: Mapping[str, Any], sql: Dialect, prefix: str = "") -> str:
+    """predict()'s score as one SQL expression over the columns `prefix`<feature> of the current row (no steps)."""
+    if explanation.get("link") not in LINKS:
+        raise Unsupported(f"its link {explanation.get('link')!r} is not one scorehouse writes in SQL")
+    margin = (_linear_margin(explanation, sql, _unguarded, prefix) if explanation["kind"] == "linear"
+              else _tree_steps(explanation, sql, _unguarded, inline=True, prefix=prefix)[1])
+    return LINKS[explanation["link"]].format(margin)
+
+
+def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect) -> str | None:
+    """Why predict() scores a version through onnxruntime by default (method 'auto'), or None: one expression."""
+    if explanation is None:
+        return "no explanations"
+    count = nodes(explanation)
+    if count > EXPRESSION_NODES:
+        return (f"{count:,} tree nodes, more than {EXPRESSION_NODES:,}: one expression repeats every split "
+                "and scores slower than onnxruntime")
+    try:
+        length = len(score_expression(explanation, sql))
+    except Unsupported as exc:
+        return str(exc)
+    if sql.max_expression_chars is not None and length > sql.max_expression_chars:
+        return (f"its expression has {length:,} characters, more than {sql.name} runs as compiled code "
+                f"({sql.max_expression_chars:,})")
+    return None
+
+
+def sql_parity(explanation: Mapping[str, Any], features: Sequence[Any], rows: Mapping[str, Any],
+               expected: Any, tolerance: float) -> dict[str, Any]:
+    """Score `rows` (feature -> values) with both SQL forms in DuckDB against the library's `expected` scores:
+    {"rows", "max_abs_diff", "ok"}, or {"skipped": why} where the SQL does not cover the version."""
     import duckdb
     import pyarrow as pa
 
     from .sql import DUCKDB
 
+    table = pa.table({f.name: pa.array(rows[f.name], pa.float64() if f.kind == "numeric" else pa.string(),
+                                       from_pandas=True) for f in features})
+    try:
+        steps = scored_query(explanation, DUCKDB, "scorehouse_rows", "v", _unguarded)
+        expression = score_expression(explanation, DUCKDB)
+    except Unsupported as exc:
+        return {"skipped": str(exc)}
+    with duckdb.connect() as con:
+        con.register("scorehouse_rows", table)
+        got = [con.sql(steps).fetchnumpy()["v"],
+               con.sql(f"SELECT {expression} AS v FROM scorehouse_rows").fetchnumpy()["v"]]
+    want = np.asarray(expected, dtype=np.float64).reshape(-1)
+    diff = max(float(np.max(np.abs(np.asarray(g, dtype=np.float64) - want), initial=0.0)) for g in got)
+    return {"rows": len(want), "max_abs_diff": diff, "ok": bool(diff <= tolerance)}
+
+
+def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, Any]) -> list[str]:
+    """Score the stored holdout sample with the SQL written from explain.json (the table form's steps and
+    predict()'s expression, in DuckDB); list where it differs from the library's recorded scores. Empty where
+    the SQL does not cover the version (it then scores through onnxruntime)."""
     expected = sample["expected"].get("score")
     if expected is None:
         return []
-    table = pa.table({f.name: pa.array([row.get(f.name) for row in sample["rows"]],
-                                       pa.float64() if f.kind == "numeric" else pa.string()) for f in model.features})
-    try:
-        query = scored_query(explanation, DUCKDB, "sample_rows", "v", lambda feature, value: value)
-    except Unsupported:
-        return []
-    with duckdb.connect() as con:
-        con.register("sample_rows", table)
-        got = con.sql(query).fetchnumpy()["v"]
-    deviation = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
-    diff = float(np.max(deviation, initial=0.0))
-    tolerance = model.manifest.tolerance
-    if not diff <= tolerance:
-        return [f"Model {model.label}: the table form's steps (from explain.json) give sample scores that differ "
-                f"from scikit-learn's by {diff:.3g} (tolerance {tolerance:.3g})"]
+    rows = {f.name: [row.get(f.name) for row in sample["rows"]] for f in model.features}
+    parity = sql_parity(explanation, model.features, rows, expected, model.manifest.tolerance)
+    if not parity.get("ok", True):
+        return [f"Model {model.label}: the SQL written from explain.json gives sample scores that differ from the "
+                f"library's by {parity['max_abs_diff']:.3g} (tolerance {model.manifest.tolerance:.3g})"]
     return []

@@ -135,7 +135,7 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
     SqlFunction("scorehouse_explain", "ref, row values, row type, top_k", "as explain()", "function", DUCKDB_ONLY,
                 INTERNAL, "explain() on the row's values as text"),
     SqlFunction("scorehouse_onnx_{model}", "struct_pack(features...)", "as predict_{model}", "function", BOTH,
-                INTERNAL, "the prod version through onnxruntime (where predict_{model} is its compiled SQL)"),
+                INTERNAL, "the prod version through onnxruntime (where predict_{model} is its SQL expression)"),
     SqlFunction("scorehouse_explain_{model}", "struct_pack(features...), top_k", "as explain()", "function",
                 DUCKDB_ONLY, INTERNAL, "explain_{model}()'s typed function"),
     SqlFunction("scorehouse_check_input", "ref, row type", "BOOLEAN", "function", DUCKDB_ONLY, INTERNAL,

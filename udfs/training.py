@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .compiled import compile_for_registry
 from .errors import ParityError, ScorehouseError, SpecError
 from .estimators import (
     DEFAULT_PARAMS,
@@ -53,10 +52,11 @@ from .model import LoadedModel
 from .names import listed, shown
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
 from .profile import training_profile
-from .registry import COMPILED_FILE, EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
+from .registry import EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
 from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
 from .sql import DUCKDB, single_select, table_name
+from .staged import sql_parity
 from .thresholds import check_thresholds, exact_thresholds
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
 GLOB_CHARACTER = re.compile(r"([*?[])")
-REGISTRATION_STEPS = ("fit", "export", "parity", "compile", "explain", "profile")  # as timed in `registration_seconds`
+REGISTRATION_STEPS = ("fit", "export", "parity", "explain", "sql", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
 ADDITIVITY_TOLERANCE = 1e-6  # |baseline + contributions - margin| on the holdout, for explanations to be recorded
 ADDITIVITY_ROWS = 1000  # holdout rows the additivity check runs on
@@ -77,7 +77,7 @@ FLOAT32_SUM_RTOL = 4e-6  # relative rounding allowed where the margin is a float
 
 def no_progress(label: str) -> AbstractContextManager:
     return contextlib.nullcontext()
-LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "orbital", "numpy", "duckdb", "pyarrow")
+LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "duckdb", "pyarrow")
 
 
 @dataclass(slots=True)
@@ -88,7 +88,6 @@ class Candidate:
     onnx_bytes: bytes
     sample: dict[str, Any]
     pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
-    compiled: dict[str, Any] | None = None  # SQL expressions per engine, where the graph translates
     explanation: dict[str, Any] | None = None  # explain.json: what explains each row's score, where recorded
     training_rows: list[str] = dataclasses.field(default_factory=list)  # row hashes of the fit rows (16 hex digits)
 
@@ -96,8 +95,6 @@ class Candidate:
     def files(self) -> dict[str, bytes]:
         """The artifacts to register: ONNX and JSON only."""
         files = {MODEL_FILE: self.onnx_bytes, SAMPLE_FILE: json.dumps(self.sample, indent=1).encode()}
-        if self.compiled:
-            files[COMPILED_FILE] = json.dumps(self.compiled, indent=1).encode()
         if self.explanation:
             files[EXPLAIN_FILE] = json.dumps(self.explanation, indent=1).encode()
         files[TRAINING_ROWS_FILE] = json.dumps({"hashes": self.training_rows}).encode()
@@ -320,7 +317,7 @@ def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) ->
 
 def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             evaluated_on: str = "holdout", explained: bool = True) -> Candidate:
-    """A fitted pipeline as a candidate version: exported, parity-checked, compiled where it wins, measured,
+    """A fitted pipeline as a candidate version: exported, parity-checked, explained, its SQL checked, measured,
     profiled."""
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
     names = [f.name for f in features]
@@ -357,7 +354,6 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     model = LoadedModel(manifest, onnx_bytes)
-    holdout = {name: x_test[name].to_numpy().reshape(-1, 1) for name in names}
     expected = sklearn_outputs(pipeline, x_test, spec.task, classes, positive)
     feeds = model.inputs({name: pa.array(x_test[name].to_numpy()) for name in names})
     with step("parity", f"{spec.name}: checking onnxruntime against scikit-learn on {len(x_test)} {evaluated_on} rows"):
@@ -370,14 +366,6 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
           + (f"; {splits['splits_checked']} tree splits checked on the float32 values beside their thresholds, "
              f"{adjusted} thresholds set to the float32 that splits as the library does" if splits else ""),
           model=spec.name, parity=manifest["parity"])
-    with step("compile", f"{spec.name}: compiling to SQL (compile: {spec.compile})"):
-        compiled, manifest["compiled"] = compile_for_registry(
-            manifest, onnx_bytes, holdout, expected, None if stored is exported else exported.SerializeToString(),
-            spec.compile)
-    event("compiled", f"{spec.name}: compiled SQL: " + (manifest["compiled"].get("skipped") or
-          "scores by default on " + (", ".join(e for e, on in manifest["compiled"]["preferred"].items() if on) or
-                                     "no engine (the ONNX UDF was faster)")), model=spec.name,
-          skipped=manifest["compiled"].get("skipped"), preferred=manifest["compiled"].get("preferred"))
     explanation = None
     # unsupported: the kind or task is not explained by this release (a later one may: explanations_outdated)
     manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained),
@@ -412,6 +400,15 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             assert explanation is not None, "recorded above, or problem says why not"
             manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
                                        "additivity_max_abs_diff": diff}
+    if explanation is not None and "score" in expected:
+        with step("sql", f"{spec.name}: checking its SQL against the library on {len(x_test)} {evaluated_on} rows"):
+            manifest["sql"] = sql_parity(explanation, features, {name: x_test[name] for name in names},
+                                         expected["score"], manifest["parity"]["tolerance"])
+        record = manifest["sql"]
+        event("sql", f"{spec.name}: SQL written from its explanation: " + (
+            record.get("skipped") or f"max |difference| {record['max_abs_diff']:.2e} on {record['rows']} "
+            f"{evaluated_on} rows" + ("" if record["ok"] else ", beyond the tolerance: it scores through onnxruntime")),
+            logging.INFO if record.get("ok", True) else logging.WARNING, model=spec.name, sql=record)
     with step("profile", f"{spec.name}: metrics and training profile"):
         manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
                                               data.w_test, positive)
@@ -427,7 +424,7 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         "rows": [{k: _json_value(v) for k, v in row.items()} for row in sample_rows.to_dict("records")],
         "expected": {k: v[:SAMPLE_ROWS].tolist() for k, v in expected.items() if k != "probabilities"},
     }
-    return Candidate(manifest, onnx_bytes, sample, pipeline, compiled, explanation, trained_on)
+    return Candidate(manifest, onnx_bytes, sample, pipeline, explanation, trained_on)
 
 
 def timed_steps(progress: Progress, seconds: dict[str, float]):

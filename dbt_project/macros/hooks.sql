@@ -141,9 +141,9 @@
 
 {#-
   record_scoring_runs(results): for every model the run built that calls predict(), one row per model
-  version it scored with: the version and sha256 of its model.onnx, the method, the relation and its
-  input (the model's one parent, when it has one), rows in and out, the input's fingerprint and schema
-  hash (udfs/fingerprint.py: equal on DuckDB and Spark for the same rows, whatever their order), and
+  version it scored with: the version and sha256 of its model.onnx, the method (sql, onnx or steps), the
+  relation and its input (the model's one parent, when it has one), rows in and out, the input's
+  fingerprint and schema hash (udfs/fingerprint.py: equal on DuckDB and Spark for the same rows, whatever their order), and
   when the model started and finished building. Under a gray release the rows, out and in, and the
   fingerprint are each version's own (rows_of_version): the versions of one relation add up to its rows.
 -#}

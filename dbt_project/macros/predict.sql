@@ -7,9 +7,10 @@
     relation    the alias of the relation holding the features, e.g. 'f' for `from ... as f`
     output      'default' (probability of the positive class, or the value of a regressor),
                 'score', 'label' or 'probabilities'
-    method      'auto' (the model's compiled SQL where registration measured it faster than
-                onnxruntime, inlined into the query), 'compiled' or 'onnx'; default: var
-                scorehouse_scoring, else $SCOREHOUSE_SCORING, else 'auto'
+    method      'auto' (the model's SQL, written from its explanation into the query, for a linear
+                model or small trees; else onnxruntime), 'sql' or 'onnx' ('compiled', the name before
+                0.3.0, is read as 'sql'); default: var scorehouse_scoring, else $SCOREHOUSE_SCORING,
+                else 'auto'
     key         a column of the relation: during a gray release (`scorehouse rollout`), rows whose key
                 falls in the rollout's share score with its version; pair with model_version(..., key=)
 -#}

@@ -8,12 +8,12 @@
 
   A ref() or source() is checked against the catalog when the model compiles: a feature missing or of the
   wrong type, or a column already named `column` or model_version, stops the model with predict()'s message.
-  A version with explanations whose trees are few and shallow enough (or any, with method='compiled') scores its
-  `score` in steps over the whole relation: each input once, each split once, the trees summed
-  (udfs/staged.py); the same numbers as predict(), faster than onnxruntime and orbital. Otherwise each
-  row is scored by predict() (the same expression, guards, lineage and bad-input behaviour; see predict
-  for output, method and key) and versioned by model_version(); with `key`, a gray release's rows carry
-  the rollout's version.
+  A version with explanations whose trees are few and shallow enough (or any, with method='sql'), and whose
+  SQL agreed with the library at registration, scores its `score` in steps over the whole relation: each
+  input once, each split once, the trees summed (udfs/staged.py); the same numbers as predict(), faster
+  than onnxruntime. Otherwise each row is scored by predict() (the same expression, guards, lineage and
+  bad-input behaviour; see predict for output, method and key) and versioned by model_version(); with
+  `key`, a gray release's rows carry the rollout's version.
 -#}
 {% macro score(relation, model_ref, output='default', method=none, key=none, column='prediction') -%}
   {%- set row = '__scorehouse_input' -%}
