@@ -306,3 +306,20 @@ def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(wor
     assert build(scorehouse_guard_summary=False) == {"summary": False, "history": True, "published": True}
     assert build(scorehouse_drift_history=False) == {"summary": True, "history": False, "published": True}
     assert build(scorehouse_publish=False) == {"summary": True, "history": True, "published": False}
+
+
+def test_bins_hold_a_few_distinct_scores_whichever_path_computed_them():
+    """A model with few trees has few distinct scores, so a decile of its holdout scores is one of them. Its bin
+    edges lie between the distinct values: the scores computed in double (SQL) or float32 (onnxruntime), within
+    1e-7 of the library's, fall in the library's bins (an edge at a value gave PSI 4 for such scores)."""
+    from scorehouse.profile import BINS, bin_shares, numeric_profile, psi, weighted_quantiles
+
+    values = np.repeat([0.0527, 0.0843, 0.1139, 0.2271, 0.8429], [700, 500, 300, 150, 50]) * (1 + 1 / 3)
+    profile = numeric_profile(values)
+    quantiles = np.unique(weighted_quantiles(values, np.ones(len(values)), np.arange(1, BINS) / BINS))
+    assert set(quantiles) <= set(values)  # the deciles are scores themselves
+    assert profile["shares"] == bin_shares(values, quantiles).tolist()  # the same bins for the training rows
+    for other_path in (np.nextafter(values, np.inf), np.nextafter(values, -np.inf),
+                       values.astype(np.float32).astype(np.float64)):
+        assert psi(profile["shares"], bin_shares(other_path, profile["edges"])) == pytest.approx(0, abs=1e-12)
+    assert psi(bin_shares(values, quantiles), bin_shares(np.nextafter(values, np.inf), quantiles)) > 1

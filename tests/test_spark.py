@@ -72,18 +72,31 @@ def test_predict_sql_equals_the_library_and_duckdb_on_spark(spark, estimator_mod
     """predict()'s one SQL expression, written per engine from explain.json, for every explained case."""
     import scorehouse.duckdb
     import scorehouse.spark
+    from scorehouse import staged
+    from scorehouse.errors import ScorehouseError
     from scorehouse.scoring import Scorer
+    from scorehouse.sql import SPARK
 
     from helpers import sklearn_answers
     from test_sql_writer import EXPLAINED
 
     registry, models = estimator_models
     scorer = Scorer(registry)
+    written = []
+    for name in EXPLAINED:  # method 'sql' writes any size Spark runs compiled, and says why not beyond
+        reason = staged.expression_reason(models[name][0].explanation, SPARK, forced=True)
+        if reason is None:
+            written.append(name)
+        else:
+            assert reason.startswith("its expression has ") and "more than spark runs as compiled code" in reason
+            with pytest.raises(ScorehouseError, match="has no SQL expression for 'score': its expression has"):
+                scorehouse.spark.predict_sql(scorer, name, "r", "score", "sql")
+    assert "c_binary_logistic" in written, written
     # tree ensembles outgrow Java's 64 KB method limit; skip the code generation Spark would try and drop
     spark.conf.set("spark.sql.codegen.factoryMode", "NO_CODEGEN")
     spark.conf.set("spark.sql.codegen.wholeStage", "false")
     try:
-        for name in EXPLAINED:
+        for name in written:
             candidate, rows = models[name]
             spark.createDataFrame(rows).createOrReplaceTempView("sql_rows")
             on_spark = spark.sql(f"select {scorehouse.spark.predict_sql(scorer, name, 'r', 'score', 'sql')} as v "
@@ -172,7 +185,7 @@ def test_errors_read_as_in_duckdb(spark, built):
         con.close()
 
 
-def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models):
+def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models, tmp_path):
     """predict()'s SQL checks each column's type as the ONNX path does, with the same message."""
     import scorehouse.spark
     from scorehouse.scoring import Scorer
@@ -188,8 +201,11 @@ def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models)
     assert message == ("Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, "
                        "expected DOUBLE (numeric)"), str(info.value)[:2000]
     expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "sql")
-    spark.createDataFrame(rows).createOrReplaceTempView("typed_rows")
-    plan = spark.sql(f"explain select {expression} from typed_rows as r").first()[0]
+    # read from files: over rows held in the plan (a LocalRelation) Spark computes the whole projection while planning
+    spark.createDataFrame(rows).write.parquet(str(tmp_path / "typed_rows"))
+    spark.read.parquet(str(tmp_path / "typed_rows")).createOrReplaceTempView("typed_rows")
+    plan = spark.sql(f"explain select {expression} as v from typed_rows as r").first()[0]
+    assert "EXP(" in plan and "FileScan" in plan  # the expression is in the plan, computed per row
     assert "typeof" not in plan and "raise_error" not in plan  # folded away on well-typed input
 
 

@@ -291,7 +291,7 @@ class Scorer:
         if reason is None:
             explanation = self.explanation(ref)
             try:
-                reason = None if method == "sql" else staged.expression_reason(explanation, dialect(engine))
+                reason = staged.expression_reason(explanation, dialect(engine), forced=method == "sql")
                 if reason is None:
                     return (staged.score_expression(explanation, dialect(engine), prefix),
                             "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression")

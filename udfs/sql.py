@@ -33,8 +33,8 @@ class Dialect(ABC):
     # a Python function called with constant arguments runs once while the query is planned, and is folded
     # away: a type check can be one call on the row's type rather than a test per column and row
     folds_python_calls: ClassVar[bool]
-    # predict()'s one SQL expression is written up to this many characters (None: no bound); a longer one
-    # scores through onnxruntime
+    # predict()'s one SQL expression is written up to this many characters (None: no bound), even with method
+    # 'sql'; a longer one scores through onnxruntime
     max_expression_chars: ClassVar[int | None]
 
     def __repr__(self) -> str:
@@ -130,7 +130,8 @@ class SparkDialect(Dialect):
     name, quote, backslash_escapes, text_type = "spark", "`", True, "string"
     lists_columns, folds_python_calls = True, False
     # Spark compiles a projection into one Java method, and one over 64 KB falls back to interpreted evaluation
-    # (a 100-tree GBT's 115 KB expression ran 4x slower than the ONNX UDF)
+    # (a 100-tree GBT's 115 KB expression ran 4x slower than the ONNX UDF); far longer ones exhaust the driver's
+    # heap while Spark parses them
     max_expression_chars = 32_000
 
     def struct(self, fields: Iterable[tuple[str, str]]) -> str:

@@ -289,12 +289,13 @@ def score_expression(explanation: Mapping[str, Any], sql: Dialect, prefix: str =
     return LINKS[explanation["link"]].format(margin)
 
 
-def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect) -> str | None:
-    """Why predict() scores a version through onnxruntime by default (method 'auto'), or None: one expression."""
+def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect, forced: bool = False) -> str | None:
+    """Why predict() scores a version through onnxruntime by default (method 'auto'), or None: one expression.
+    `forced` (method 'sql'): only what the engine cannot run, whatever the speed."""
     if explanation is None:
         return "no explanations"
     count = nodes(explanation)
-    if count > EXPRESSION_NODES:
+    if count > EXPRESSION_NODES and not forced:
         return (f"{count:,} tree nodes, more than {EXPRESSION_NODES:,}: one expression repeats every split "
                 "and scores slower than onnxruntime")
     try:
