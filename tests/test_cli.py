@@ -36,7 +36,8 @@ def test_sql_returns_probabilities_from_a_features_table(built):
     ordered = built.cli("sql", "select predict('mortgage_deny', t) as p from features_mortgage t "
                                "order by application_id limit 5",
                         "--format", "json", check=True).stdout
-    assert [r["p"] for r in json.loads(ordered)] == pytest.approx(mart["deny_probability"].tolist(), abs=1e-12)
+    # the mart scores in steps (SQL in double), predict() through onnxruntime (float32): within float32's rounding
+    assert [r["p"] for r in json.loads(ordered)] == pytest.approx(mart["deny_probability"].tolist(), abs=1e-6)
 
 
 @pytest.mark.parametrize("query, expected", [

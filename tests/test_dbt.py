@@ -68,16 +68,32 @@ def test_protected_attribute_is_never_a_feature(built):
     assert "black" not in columns
 
 
-def test_compiled_sql_uses_the_typed_function_with_features_by_name(built):
-    compiled = (built.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts"
-                / "mart_mortgage_risk.sql").read_text()
-    assert 'predict_mortgage_deny(struct_pack("dir" := "f"."dir"' in compiled
-    assert '"condominium" := "f"."condominium"' in compiled
+def test_the_marts_score_in_one_call_and_their_lineage_is_data_in_the_manifest(built):
+    """score() writes the mart's query (the GBT in steps; the HGB through its typed ONNX function, features
+    bound by name); each call is recorded in the model's meta while dbt parses it, and the hook reads it there:
+    no lineage comment in the SQL."""
+    marts = built.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts"
+    risk, prices = ((marts / f"{name}.sql").read_text() for name in ("mart_mortgage_risk", "mart_diamond_prices"))
+    assert "__scorehouse_step" in risk and "scorehouse:scoring" not in risk + prices
+    assert 'predict_diamond_price(struct_pack("carat" := "__scorehouse_input"."carat"' in prices
+    nodes = json.loads((built.root / "target" / "manifest.json").read_text())["nodes"]
+    calls = {name: {k: v for k, v in nodes[f"model.scorehouse_demo.{name}"]["config"]["meta"].items()
+                    if k.startswith("scorehouse:")} for name in ("mart_mortgage_risk", "mart_diamond_prices")}
+    assert calls == {
+        "mart_mortgage_risk": {"scorehouse:scoring mortgage_deny|default||application_id|table": {
+            "ref": "mortgage_deny", "output": "default", "method": "", "key": "application_id", "form": "table"}},
+        "mart_diamond_prices": {"scorehouse:scoring diamond_price|default|||table": {
+            "ref": "diamond_price", "output": "default", "method": "", "key": "", "form": "table"}}}
+    runs = built.query("select scored_relation, model_name, model_version, method from scoring_runs "
+                       "where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs) "
+                       "order by scored_relation")
+    assert runs.values.tolist() == [["mart_diamond_prices", "diamond_price", 1, "onnx"],
+                                    ["mart_mortgage_risk", "mortgage_deny", 1, "steps"]]
 
 
 def test_forcing_sql_or_onnx_builds_the_same_marts(workspace):
-    # mortgage_deny's 100 trees score through onnxruntime by default (one expression would repeat 1,442 nodes);
-    # its SQL, written from explain.json, was checked against the library at registration
+    # the mart's score() takes the steps for mortgage_deny's 100 trees by default; 'onnx' scores each row
+    # through onnxruntime, 'sql' in steps; its SQL was checked against the library at registration
     record = workspace.registry.card("mortgage_deny", 1).manifest.sql
     assert record["ok"] and record["max_abs_diff"] <= 1e-5
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "onnx"})
@@ -87,7 +103,9 @@ def test_forcing_sql_or_onnx_builds_the_same_marts(workspace):
     assert "scorehouse_onnx_mortgage_deny(struct_pack(" in compiled_sql.read_text()
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "sql"})
     in_sql = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")
-    assert "predict" not in compiled_sql.read_text().split("as deny_probability")[0].split("select", 1)[1]
+    written = compiled_sql.read_text()
+    assert "__scorehouse_step" in written and "predict_mortgage_deny(" not in written
+    assert "scorehouse_onnx_mortgage_deny(" not in written
     assert len(in_sql) == len(onnx) == 2381
     assert_allclose(in_sql["deny_probability"], onnx["deny_probability"], atol=1e-6, rtol=0)
     result = workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "fastest"},

@@ -229,3 +229,26 @@ def test_enum_features_of_any_labels_score_as_their_text_on_every_path(small_cop
                    for t in ("enums", "texts")]
         assert inlined[0] == inlined[1], model
     con.close()
+
+
+def test_score_refuses_an_input_holding_a_column_it_would_add(small):
+    """dbt's score() asks scorehouse_table_input_error before it writes the query: with input_hash=true or
+    explain_top_k, an input_hash or explanation column of the input (names are case-blind) is refused too."""
+    import json
+
+    con = engine.connect(small.warehouse, registry=small.registry_path, read_only=True)
+    columns = dict(con.sql("select column_name, column_type from (describe features_mortgage)").fetchall())
+
+    def problem(extra, added):
+        found = {**columns, **extra}
+        return con.execute("select scorehouse_table_input_error('mortgage_deny', ?, 'prediction', ?)",
+                           [json.dumps(found), json.dumps(added)]).fetchone()[0]
+
+    assert problem({}, ["input_hash", "explanation"]) == ""
+    assert problem({"Input_Hash": "VARCHAR"}, []) == ""  # not added: the input keeps its column
+    assert problem({"Input_Hash": "VARCHAR"}, ["input_hash"]) == (
+        "Model mortgage_deny (version 1): the input already has a column 'Input_Hash', where the table form puts "
+        "the input hash; exclude or rename it first")
+    assert "'explanation', where the table form puts the explanation" in problem({"explanation": "VARCHAR"},
+                                                                                   ["input_hash", "explanation"])
+    con.close()

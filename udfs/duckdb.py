@@ -16,8 +16,8 @@
                                            row by row (columns: a JSON list of the relation's, or '')
     scorehouse_check_input('<ref>', typeof(<struct>))  the type check in front of predict()'s SQL
     scorehouse_table_query('<ref>', '<table>')  the query score('<ref>', '<table>') and score_<model> run
-    scorehouse_table_input_error('<ref>', '<columns>', '<column>')  why the table form cannot score a relation
-                                           whose columns (JSON name -> type) these are, or ''
+    scorehouse_table_input_error('<ref>', '<columns>', '<column>', '<added>')  why the table form cannot score a
+                                           relation whose columns (JSON name -> type) these are, or ''
     scorehouse_check_table('<ref>', typeof(<row>))  the table form's check of the relation it scores
     scorehouse_training_rows('<ref>')      the rows that trained the version (input hashes, 16 hex digits)
 

@@ -37,6 +37,8 @@ from .sql import BUCKETS, dialect
 SCORING_ENV = "SCOREHOUSE_SCORING"
 SCORING_METHODS = ("auto", "sql", "onnx")
 OLDER_METHOD_NAMES = {"compiled": "sql"}  # the names releases before 0.3.0 gave the methods
+# The columns dbt's score() adds where asked, beside the score and model_version: name -> what it holds.
+TABLE_COLUMNS = {"input_hash": "the input hash", "explanation": "the explanation"}
 # The generic SQL function of each output, on every engine.
 GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 
@@ -349,7 +351,17 @@ class Scorer:
                           "sha256": self.card(each).manifest.onnx_sha256,
                           "method": scored_by or ("onnx" if expression is None else "sql"),
                           **({"routed": {"ref": ref, "key": key}} if route else {})})
-        return json.dumps(notes).replace("*/", "* /")
+        return json.dumps(notes)
+
+    def call_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None,
+                  form: str = "predict") -> str:
+        """scoring_note for one call dbt's macros recorded in a model's meta: `form` 'table' for score(),
+        which scores in steps where table_sql writes them (the method 'steps'), else as predict() does."""
+        sql = dialect(engine)
+        if form == "table" and self.table_sql(ref, "t", output, engine, method, key,
+                                              kept=[] if sql.lists_columns else None) is not None:
+            return self.scoring_note(ref, output, engine, scored_by="steps")
+        return self.scoring_note(ref, output, engine, method, key)
 
     def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
         """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes
@@ -422,24 +434,27 @@ class Scorer:
               method="row by row" if query is None else "steps", reason=reason, engine=engine)
         return query
 
-    def table_input_error(self, ref: str, found: Mapping[str, str], column: str = "prediction") -> str:
+    def table_input_error(self, ref: str, found: Mapping[str, str], column: str = "prediction",
+                          added: Iterable[str] = ()) -> str:
         """Why the table form cannot score a relation whose columns are `found` (name -> SQL type) into
-        `column` and model_version, in one line; or '' where it can."""
+        `column`, model_version and the `added` columns of TABLE_COLUMNS, in one line; or '' where it can."""
         try:
             self.check_input(ref, found)
         except FeatureError as exc:
             return str(exc)
-        return self.column_clash(ref, found, column)
+        return self.column_clash(ref, found, column, added)
 
-    def column_clash(self, ref: str, found: Iterable[str], column: str = "prediction") -> str:
-        """The table form's error for an input that already has `column` or model_version, or a column named
-        with the prefix of the table form's own helper columns (names are case-blind in SQL), or ''."""
+    def column_clash(self, ref: str, found: Iterable[str], column: str = "prediction",
+                     added: Iterable[str] = ()) -> str:
+        """The table form's error for an input that already has `column`, model_version or one of the `added`
+        columns, or a column named with the prefix of the table form's own helper columns (names are
+        case-blind in SQL), or ''."""
         taken = {name.lower(): name for name in found}
-        for added in (column, "model_version"):
-            if added.lower() in taken:
-                return (f"Model {self.describe(ref)}: the input already has a column '{taken[added.lower()]}', "
-                        f"where the table form puts {'the version' if added == 'model_version' else 'the score'}; "
-                        "exclude or rename it first")
+        puts = {column: "the score", "model_version": "the version", **{a: TABLE_COLUMNS[a] for a in added}}
+        for name, what in puts.items():
+            if name.lower() in taken:
+                return (f"Model {self.describe(ref)}: the input already has a column '{taken[name.lower()]}', "
+                        f"where the table form puts {what}; exclude or rename it first")
         reserved = [name for lowered, name in taken.items() if lowered.startswith(staged.HELPER)]
         if reserved:
             return (f"Model {self.describe(ref)}: the input has a column '{reserved[0]}'; names starting with "
@@ -571,13 +586,3 @@ def per_reference(refs: pa.Array, rows: pa.Array, score) -> pa.Array:
         order.append(pc.indices_nonzero(where))
         parts.append(score(ref, rows.filter(where)))
     return pa.concat_arrays(parts).take(pc.sort_indices(pa.concat_arrays(order)))
-
-
-def noted_table_sql(scorer: Scorer, engine: str, ref: str, source: str, output: str, method: str, key: str, column: str,
-                     kept: str) -> str:
-    """What dbt's score() macro runs in steps, with predict()'s scoring note for the scoring_runs hook; or ''."""
-    query = scorer.table_sql(ref, source, output, engine, method or None, key or None, column,
-                             json.loads(kept) if kept else None)
-    if query is None:
-        return ""
-    return f"{query} /* scorehouse:scoring {scorer.scoring_note(ref, output, engine, scored_by='steps')} */"

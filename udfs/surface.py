@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model import OUTPUT_SQL_TYPES
-from .scoring import noted_table_sql
 
 DUCKDB_ONLY, SPARK_ONLY = ("duckdb",), ("spark",)
 BOTH = ("duckdb", "spark")
@@ -96,18 +95,22 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
             lambda s, engine, ref, relation, output, method, key:
             s.sql_call(ref, relation, output, engine, method or None, key or None),
             "the SQL expression of predict() on a relation's row"),
-    _writer("scorehouse_score_sql", "ref, source, output, method, key, column, kept", "VARCHAR", noted_table_sql,
-            "the query of the table form over a relation"),
-    _writer("scorehouse_table_input_error", "ref, columns, column", "VARCHAR",
-            lambda s, engine, ref, columns, column: s.table_input_error(ref, json.loads(columns), column),
-            "why a relation cannot be scored in steps, or NULL"),
+    _writer("scorehouse_score_sql", "ref, source, output, method, key, column, kept", "VARCHAR",
+            lambda s, engine, ref, source, output, method, key, column, kept:
+            s.table_sql(ref, source, output, engine, method or None, key or None, column,
+                        json.loads(kept) if kept else None) or "",
+            "the query of the table form over a relation in steps, or '' where it scores row by row"),
+    _writer("scorehouse_table_input_error", "ref, columns, column, added", "VARCHAR",
+            lambda s, engine, ref, columns, column, added:
+            s.table_input_error(ref, json.loads(columns), column, json.loads(added) if added else ()),
+            "why a relation cannot be scored by score(), or ''"),
     _writer("scorehouse_version_sql", "ref, relation, key", "VARCHAR",
             lambda s, engine, ref, relation, key: s.version_sql(ref, relation, key or None, engine),
             "the SQL expression of the version that scores each row (a gray release routes by key)"),
-    _writer("scorehouse_scoring_note", "ref, output, method, key", "VARCHAR",
-            lambda s, engine, ref, output, method, key:
-            s.scoring_note(ref, output, engine, method or None, key or None),
-            "the versions, artifacts and method a scored relation records for the scoring_runs hook"),
+    _writer("scorehouse_scoring_note", "ref, output, method, key, form", "VARCHAR",
+            lambda s, engine, ref, output, method, key, form:
+            s.call_note(ref, output, engine, method or None, key or None, form or "predict"),
+            "the versions, artifacts and method of a predict() or score() call, for the scoring_runs hook"),
     _writer("scorehouse_input_hash_sql", "ref, relation", "VARCHAR",
             lambda s, engine, ref, relation: s.input_hash_sql(ref, relation, engine),
             "the SQL expression of a row's input hash"),

@@ -140,22 +140,25 @@
 
 
 {#-
-  record_scoring_runs(results): for every model the run built that calls predict(), one row per model
-  version it scored with: the version and sha256 of its model.onnx, the method (sql, onnx or steps), the
-  relation and its input (the model's one parent, when it has one), rows in and out, the input's
-  fingerprint and schema hash (udfs/fingerprint.py: equal on DuckDB and Spark for the same rows, whatever their order), and
-  when the model started and finished building. Under a gray release the rows, out and in, and the
+  record_scoring_runs(results): for every model the run built that calls predict() or score() (as dbt's
+  parse recorded in its meta: see record_scoring), one row per model version it scored with: the version and
+  sha256 of its model.onnx, the method (sql, onnx or steps), the relation and its input (the model's one
+  parent, when it has one), rows in and out, the input's fingerprint and schema hash (udfs/fingerprint.py:
+  equal on DuckDB and Spark for the same rows, whatever their order), and when the model started and
+  finished building. Under a gray release the rows, out and in, and the
   fingerprint are each version's own (rows_of_version): the versions of one relation add up to its rows.
 -#}
 {% macro record_scoring_runs(results) -%}
   {%- if not scorehouse.records_enabled('scorehouse_scoring_runs') -%}{{ return('') }}{%- endif -%}
   {%- set selects = [] -%}
-  {%- for result in results if result.node.resource_type == 'model' and result.status == 'success'
-                              and 'scorehouse:scoring ' in (result.node.compiled_code or '') -%}
+  {%- for result in results if result.node.resource_type == 'model' and result.status == 'success' -%}
     {%- set node = result.node -%}
     {%- set notes = {} -%}
-    {%- for text in modules.re.findall('/[*] scorehouse:scoring (.*?) [*]/', node.compiled_code) -%}
-      {%- for note in fromjson(text) -%}{%- do notes.update({note.model ~ '@' ~ note.version: note}) -%}{%- endfor -%}
+    {%- for name, call in (node.config.meta or {}).items() | sort if name.startswith('scorehouse:scoring ') -%}
+      {%- set query -%}
+        select scorehouse_scoring_note({{ scorehouse.literal(call.ref) }}, {{ scorehouse.literal(call.output) }}, {{ scorehouse.literal(call.method) }}, {{ scorehouse.literal(call.key) }}, {{ scorehouse.literal(call.form) }})
+      {%- endset -%}
+      {%- for note in fromjson(run_query(query).columns[0].values()[0]) -%}{%- do notes.update({note.model ~ '@' ~ note.version: note}) -%}{%- endfor -%}
     {%- endfor -%}
     {%- set parents = [] -%}
     {%- for parent in node.depends_on.nodes -%}

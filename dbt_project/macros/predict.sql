@@ -15,7 +15,9 @@
                 falls in the rollout's share score with its version; pair with model_version(..., key=)
 -#}
 {% macro predict(model_ref, relation=none, output='default', method=none, key=none) -%}
-  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output, method or var('scorehouse_scoring', ''), key)) }}
+  {%- set method = method or var('scorehouse_scoring', '') -%}
+  {%- do scorehouse.record_scoring(model_ref, output, method, key, 'predict') -%}
+  {{ return(adapter.dispatch('predict', 'scorehouse')(model_ref, relation, output, method, key)) }}
 {%- endmacro %}
 
 {% macro default__predict(model_ref, relation, output, method, key=none) -%}
@@ -23,12 +25,23 @@
     {{ return("null") }}
   {%- endif -%}
   {%- set query -%}
-    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }}),
-           scorehouse_scoring_note({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }})
+    select scorehouse_predict_sql({{ scorehouse.literal(model_ref) }}, {{ scorehouse.literal(relation or '') }}, {{ scorehouse.literal(output) }}, {{ scorehouse.literal(method or '') }}, {{ scorehouse.literal(key or '') }})
   {%- endset -%}
-  {%- set row = run_query(query).rows[0] -%}
-  {#- the note (versions, sha256 of their model.onnx, method) is read back by the record_scoring_runs hook -#}
-  {{ return(row[0] ~ " /* scorehouse:scoring " ~ row[1] ~ " */") }}
+  {{ return(run_query(query).columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#-
+  record_scoring(model_ref, output, method, key, form): while dbt parses the model calling predict() or score(),
+  record the call in the model's meta (one key per distinct call, `scorehouse:scoring <ref>|<output>|<method>|
+  <key>|<form>`), where the record_scoring_runs hook reads it after the build: lineage travels as data in the
+  project's manifest, never in the SQL text.
+-#}
+{% macro record_scoring(model_ref, output, method, key, form) -%}
+  {%- if not execute and config is defined -%}
+    {%- set call = {'ref': model_ref, 'output': output, 'method': method or '', 'key': key or '', 'form': form} -%}
+    {%- do config(meta={'scorehouse:scoring ' ~ ([model_ref, output, method or '', key or '', form] | join('|')): call}) -%}
+  {%- endif -%}
 {%- endmacro %}
 
 

@@ -1,11 +1,11 @@
--- Every diamond priced by the diamond_price model's prod version.
+-- Every diamond priced by the diamond_price model's prod version, with the version and each row's input hash.
 select
-    f.diamond_id,
-    {{ scorehouse.predict('diamond_price', relation='f') }} as predicted_price,
-    f.price as listed_price,
-    f.price - predicted_price as residual,
+    s.diamond_id,
+    s.prediction as predicted_price,
+    s.price as listed_price,
+    s.price - s.prediction as residual,
     'diamond_price' as model_name,
-    {{ scorehouse.model_version('diamond_price') }} as model_version,
+    s.model_version,
     current_timestamp as scored_at,
-    {{ scorehouse.input_hash('diamond_price', relation='f') }} as input_hash
-from {{ ref('features_diamonds') }} as f
+    s.input_hash
+from {{ scorehouse.score(ref('features_diamonds'), 'diamond_price', input_hash=true) }} as s
