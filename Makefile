@@ -86,9 +86,10 @@ demo-spark: demo
 	$(BIN)/python spark_jobs/dbt_build.py
 	@cd $(DEMO) && $(abspath $(BIN))/python -c "import duckdb; print(duckdb.sql(\"select 'mart_mortgage_risk' as mart, model_name, model_version, count(*) as rows_scored, round(avg(deny_probability), 4) as mean_score from read_parquet('warehouse/spark/scorehouse.db/mart_mortgage_risk/*.parquet') group by all union all select 'mart_diamond_prices', model_name, model_version, count(*), round(avg(predicted_price), 1) from read_parquet('warehouse/spark/scorehouse.db/mart_diamond_prices/*.parquet') group by all\"))"
 
-# ruff's rules and mypy's types (settings in pyproject.toml); ruff does not format here.
+# ruff's rules and layout (run `ruff format` to apply it) and mypy's types (settings in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check udfs tests bench spark_jobs
+	$(BIN)/ruff format --check udfs tests bench spark_jobs
 	$(BIN)/mypy
 
 test: setup

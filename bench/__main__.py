@@ -46,14 +46,34 @@ FEATURE_TABLES = {"mortgage_deny": "features_mortgage", "diamond_price": "featur
 # name -> (spec it starts from, estimator override, features table)
 MODELS = {
     "mortgage_deny": ("mortgage_deny", None, "features_mortgage"),
-    "mortgage_logistic": ("mortgage_deny", {"kind": "logistic_regression", "params": {"max_iter": 2000}},
-                          "features_mortgage"),
+    "mortgage_logistic": (
+        "mortgage_deny",
+        {"kind": "logistic_regression", "params": {"max_iter": 2000}},
+        "features_mortgage",
+    ),
     "diamond_price": ("diamond_price", None, "features_diamonds"),
 }
-COLD_START_MODEL = ("mortgage_gbt200", ("mortgage_deny", {"kind": "gradient_boosting", "params": {
-    "n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "random_state": 0}}, "features_mortgage"))
-ARMS = ["limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "duckdb_table", "orbital",
-        "pandas"]
+COLD_START_MODEL = (
+    "mortgage_gbt200",
+    (
+        "mortgage_deny",
+        {
+            "kind": "gradient_boosting",
+            "params": {"n_estimators": 200, "max_depth": 3, "learning_rate": 0.1, "random_state": 0},
+        },
+        "features_mortgage",
+    ),
+)
+ARMS = [
+    "limit",
+    "duckdb_onnx",
+    "duckdb_generic",
+    "duckdb_compiled",
+    "duckdb_predict",
+    "duckdb_table",
+    "orbital",
+    "pandas",
+]
 ARM_NAMES = {
     "limit": "limit: onnxruntime, one in-memory batch",
     "duckdb_onnx": "DuckDB predict, ONNX UDF (typed)",
@@ -76,8 +96,10 @@ def write_section(out: Path, section: str) -> None:
 
 def ran(command: str) -> str:
     """How a section opens: the command that wrote it, when, and on what machine."""
-    return (f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def publish(out: Path, section: str) -> None:
@@ -92,15 +114,40 @@ def build_workspace(folder: Path, models: dict) -> dict[str, str]:
     from scorehouse.spec import load_spec
     from scorehouse.training import train_and_register
 
-    env = {"SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"), "SCOREHOUSE_REGISTRY": str(folder / "registry"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "False", "DO_NOT_TRACK": "1"}
+    env = {
+        "SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"),
+        "SCOREHOUSE_REGISTRY": str(folder / "registry"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        "DO_NOT_TRACK": "1",
+    }
     dbt = Path(sys.executable).parent / "dbt"
-    subprocess.run([str(dbt), "deps", "--quiet", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
-                   check=True, cwd=ROOT, env={**os.environ, **env})
-    subprocess.run([str(dbt), "build", "--exclude", "tag:scoring", "tag:scorehouse_guard", "--quiet",
-                    "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT), "--target-path", str(folder / "target"),
-                    "--log-path", str(folder / "logs")],
-                   check=True, cwd=ROOT, env={**os.environ, **env})
+    subprocess.run(
+        [str(dbt), "deps", "--quiet", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    subprocess.run(
+        [
+            str(dbt),
+            "build",
+            "--exclude",
+            "tag:scoring",
+            "tag:scorehouse_guard",
+            "--quiet",
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(ROOT),
+            "--target-path",
+            str(folder / "target"),
+            "--log-path",
+            str(folder / "logs"),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
     registry = Registry(env["SCOREHOUSE_REGISTRY"])
     for name, (base, estimator, _) in models.items():
         raw = yaml.safe_load((PROJECT / "training" / f"{base}.yml").read_text())
@@ -144,9 +191,23 @@ def markdown_table(results: dict[str, float], rows: int, baseline: str, ratio_he
 
 def run_arm(arm: str, env: dict[str, str], model: str, table: str, *options: str) -> dict:
     """Run one arm in its own process; return its JSON line (seconds and peak RSS, or why it cannot run)."""
-    command = [sys.executable, "-m", "bench.arm", arm, "--warehouse", env["SCOREHOUSE_WAREHOUSE"],
-               "--registry", env["SCOREHOUSE_REGISTRY"], "--model", model, "--table", table,
-               "--spec", str(Path(env["SCOREHOUSE_REGISTRY"]).parent / f"{model}.yml"), *options]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.arm",
+        arm,
+        "--warehouse",
+        env["SCOREHOUSE_WAREHOUSE"],
+        "--registry",
+        env["SCOREHOUSE_REGISTRY"],
+        "--model",
+        model,
+        "--table",
+        table,
+        "--spec",
+        str(Path(env["SCOREHOUSE_REGISTRY"]).parent / f"{model}.yml"),
+        *options,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
     if result.returncode != 0:
         raise RuntimeError(f"bench arm {arm} on {model} failed:\n{result.stderr[-3000:]}")
@@ -171,37 +232,55 @@ def report(results: dict, cold: dict, spark: dict | None, manifests: dict, args)
     """The Markdown page: per size and model, every arm's rows/s, ratio to the limit and peak RSS."""
     import onnxruntime
 
-    lines = ["# Benchmark results", "",
-             f"`python -m bench --sizes {','.join(map(str, args.sizes))} --repeat {args.repeat} "
-             f"--repeat-up-to {args.repeat_up_to} --all-models-up-to {args.all_models_up_to} "
-             f"--spark-rows {args.spark_rows}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-             f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB, "
-             f"Python {platform.python_version()}, "
-             f"duckdb {duckdb.__version__}, onnxruntime {onnxruntime.__version__}. DuckDB threads = cores; "
-             "onnxruntime one thread per UDF call. Each arm runs in its own process; peak RSS is that process's "
-             "high-water mark (Python, libraries and setup included).", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"`python -m bench --sizes {','.join(map(str, args.sizes))} --repeat {args.repeat} "
+        f"--repeat-up-to {args.repeat_up_to} --all-models-up-to {args.all_models_up_to} "
+        f"--spark-rows {args.spark_rows}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
+        f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB, "
+        f"Python {platform.python_version()}, "
+        f"duckdb {duckdb.__version__}, onnxruntime {onnxruntime.__version__}. DuckDB threads = cores; "
+        "onnxruntime one thread per UDF call. Each arm runs in its own process; peak RSS is that process's "
+        "high-water mark (Python, libraries and setup included).",
+        "",
+    ]
     for size, per_model in results.items():
         for model, arms in per_model.items():
             manifest = manifests[model]
-            lines += [f"## {model} ({manifest['estimator']['class']}), {size:,} rows", "",
-                      f"dbt predict() default: {manifest['predict_default']}", "",
-                      "| path | seconds | rows/s | ratio to the limit | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+            lines += [
+                f"## {model} ({manifest['estimator']['class']}), {size:,} rows",
+                "",
+                f"dbt predict() default: {manifest['predict_default']}",
+                "",
+                "| path | seconds | rows/s | ratio to the limit | peak RSS MB |",
+                "|---|---:|---:|---:|---:|",
+            ]
             limit = arms["limit"]["seconds"]
             for arm in ARMS:
                 r = arms[arm]
                 if "unsupported" in r:
                     lines.append(f"| {ARM_NAMES[arm]} | n/a | n/a | n/a | {r['unsupported'][:120]} |")
                 else:
-                    lines.append(f"| {ARM_NAMES[arm]} | {r['seconds']:.3f} | {size / r['seconds']:,.0f} | "
-                                 f"{limit / r['seconds']:.2f}x | {r['peak_rss_mb']:,.0f} |")
+                    lines.append(
+                        f"| {ARM_NAMES[arm]} | {r['seconds']:.3f} | {size / r['seconds']:,.0f} | "
+                        f"{limit / r['seconds']:.2f}x | {r['peak_rss_mb']:,.0f} |"
+                    )
             if "seconds" in arms["duckdb_table"] and "seconds" in arms["orbital"]:
-                lines.append(f"\nThe table form ({manifest['table_form']}) against orbital's SQL: "
-                             f"**{arms['orbital']['seconds'] / arms['duckdb_table']['seconds']:.2f}x**.")
+                lines.append(
+                    f"\nThe table form ({manifest['table_form']}) against orbital's SQL: "
+                    f"**{arms['orbital']['seconds'] / arms['duckdb_table']['seconds']:.2f}x**."
+                )
             lines.append("")
     lines += _scaling(results)
-    lines += ["## Cold start", "", f"A fresh process: connect, register, verify and load {cold['model']} "
-              f"(GradientBoostingClassifier, 200 trees), score one row: best of {args.repeat} = "
-              f"**{cold['seconds']:.3f} s** (peak RSS {cold['peak_rss_mb']:,.0f} MB).", ""]
+    lines += [
+        "## Cold start",
+        "",
+        f"A fresh process: connect, register, verify and load {cold['model']} "
+        f"(GradientBoostingClassifier, 200 trees), score one row: best of {args.repeat} = "
+        f"**{cold['seconds']:.3f} s** (peak RSS {cold['peak_rss_mb']:,.0f} MB).",
+        "",
+    ]
     if spark:
         lines += ["## Spark local[2]", "", spark["markdown"], ""]
     return "\n".join(lines)
@@ -230,16 +309,21 @@ def _scaling(results: dict) -> list[str]:
         return []
     first, last = sizes[0], sizes[-1]
     model = next(iter(results[last]))
-    lines = [f"## Scaling {first:,} -> {last:,} rows ({model})", "",
-             "| path | seconds per million rows, small | large | growth of time / growth of rows "
-             "| peak RSS MB small -> large |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"## Scaling {first:,} -> {last:,} rows ({model})",
+        "",
+        "| path | seconds per million rows, small | large | growth of time / growth of rows "
+        "| peak RSS MB small -> large |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for arm in ARMS:
         a, b = results[first][model].get(arm, {}), results[last][model].get(arm, {})
         if "seconds" in a and "seconds" in b:
-            lines.append(f"| {ARM_NAMES[arm]} | {a['seconds'] / first * 1e6:.3f} | {b['seconds'] / last * 1e6:.3f} | "
-                         f"{(b['seconds'] / a['seconds']) / (last / first):.2f} | "
-                         f"{a['peak_rss_mb']:,.0f} -> {b['peak_rss_mb']:,.0f} |")
+            lines.append(
+                f"| {ARM_NAMES[arm]} | {a['seconds'] / first * 1e6:.3f} | {b['seconds'] / last * 1e6:.3f} | "
+                f"{(b['seconds'] / a['seconds']) / (last / first):.2f} | "
+                f"{a['peak_rss_mb']:,.0f} -> {b['peak_rss_mb']:,.0f} |"
+            )
     return [*lines, ""]
 
 
@@ -248,13 +332,16 @@ def _memory_gb() -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1_000_000, 5_000_000, 20_000_000])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1_000_000, 5_000_000, 20_000_000]
+    )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--all-models-up-to", type=int, default=20_000_000,
-                        help="larger sizes run for the first model only")
+    parser.add_argument(
+        "--all-models-up-to", type=int, default=20_000_000, help="larger sizes run for the first model only"
+    )
     parser.add_argument("--repeat-up-to", type=int, default=1_000_000, help="larger sizes run one round")
     parser.add_argument("--spark-rows", type=int, default=2_000_000, help="0 skips Spark")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
@@ -267,9 +354,14 @@ def main(argv=None) -> int:
         print(f"building the workspace in {tmp} ...", file=sys.stderr, flush=True)
         env = build_workspace(folder, {**MODELS, COLD_START_MODEL[0]: COLD_START_MODEL[1]})
         registry = Registry(env["SCOREHOUSE_REGISTRY"])
-        manifests = {m: {**registry.card(*registry.resolve(m)).raw,
-                         "table_form": table_choice(registry.explanation(*registry.resolve(m))),
-                         "predict_default": predict_choice(registry, m)} for m in MODELS}
+        manifests = {
+            m: {
+                **registry.card(*registry.resolve(m)).raw,
+                "table_form": table_choice(registry.explanation(*registry.resolve(m))),
+                "predict_default": predict_choice(registry, m),
+            }
+            for m in MODELS
+        }
         results = {}
         for size in args.sizes:
             models = list(MODELS) if size <= args.all_models_up_to else list(MODELS)[:1]
@@ -280,14 +372,29 @@ def main(argv=None) -> int:
             with duckdb.connect(env["SCOREHOUSE_WAREHOUSE"]) as con:
                 for table in set(tables.values()):
                     con.execute(f"drop table {table}")
-        cold = min((run_arm("cold_start", env, COLD_START_MODEL[0], COLD_START_MODEL[1][2])
-                    for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        cold = min(
+            (run_arm("cold_start", env, COLD_START_MODEL[0], COLD_START_MODEL[1][2]) for _ in range(args.repeat)),
+            key=lambda r: r["seconds"],
+        )
         cold["model"] = COLD_START_MODEL[0]
         spark = None
         if args.spark_rows:
             print(f"Spark local[2], {args.spark_rows:,} rows ...", file=sys.stderr, flush=True)
-            out = subprocess.run([sys.executable, "-m", "bench.spark", "--rows", str(args.spark_rows),
-                                  "--repeat", str(args.repeat), "--json"], capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.spark",
+                    "--rows",
+                    str(args.spark_rows),
+                    "--repeat",
+                    str(args.repeat),
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if out.returncode != 0:
                 raise RuntimeError(f"the Spark benchmark failed:\n{out.stderr[-3000:]}")
             spark = json.loads(out.stdout.strip().splitlines()[-1])

@@ -15,8 +15,18 @@ import resource
 import sys
 import time
 
-ARMS = ("limit", "duckdb_onnx", "duckdb_generic", "duckdb_compiled", "duckdb_predict", "duckdb_table", "duckdb_steps",
-        "orbital", "pandas", "cold_start")
+ARMS = (
+    "limit",
+    "duckdb_onnx",
+    "duckdb_generic",
+    "duckdb_compiled",
+    "duckdb_predict",
+    "duckdb_table",
+    "duckdb_steps",
+    "orbital",
+    "pandas",
+    "cold_start",
+)
 
 
 def main(argv=None) -> int:
@@ -28,8 +38,9 @@ def main(argv=None) -> int:
     parser.add_argument("--table", required=True)
     parser.add_argument("--spec", help="the model's spec file (the pandas and orbital arms fit the pipeline again)")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--threads", type=int,
-                        help="DuckDB's threads (and onnxruntime's for the limit); default: all cores")
+    parser.add_argument(
+        "--threads", type=int, help="DuckDB's threads (and onnxruntime's for the limit); default: all cores"
+    )
     args = parser.parse_args(argv)
     try:
         run = SETUP[args.arm](args)
@@ -124,8 +135,9 @@ def _table(args):
 def _steps(args):
     """The table form in steps whatever the model's size (method 'sql'): what staged.MAX_NODES weighs."""
     con = _connect(args)
-    query = con.execute("select scorehouse_score_sql(?, ?, 'score', 'sql', '', 'prediction', '')",
-                        [args.model, args.table]).fetchone()[0]
+    query = con.execute(
+        "select scorehouse_score_sql(?, ?, 'score', 'sql', '', 'prediction', '')", [args.model, args.table]
+    ).fetchone()[0]
     if not query:
         raise Unsupported("no steps for this model (no explanations, or a split the steps do not cover)")
     return lambda: con.execute(f"select sum(prediction) from ({query})").fetchall()
@@ -210,10 +222,18 @@ def _pipeline(args):
     return candidate.pipeline, spec, manifest.positive_class
 
 
-SETUP = {"limit": _limit, "duckdb_onnx": _sql_arm("onnx"), "duckdb_generic": _generic,
-         "duckdb_compiled": _sql_arm("sql"), "duckdb_predict": _sql_arm(None), "duckdb_table": _table,
-         "duckdb_steps": _steps, "orbital": _orbital,
-         "pandas": _pandas, "cold_start": _cold_start}
+SETUP = {
+    "limit": _limit,
+    "duckdb_onnx": _sql_arm("onnx"),
+    "duckdb_generic": _generic,
+    "duckdb_compiled": _sql_arm("sql"),
+    "duckdb_predict": _sql_arm(None),
+    "duckdb_table": _table,
+    "duckdb_steps": _steps,
+    "orbital": _orbital,
+    "pandas": _pandas,
+    "cold_start": _cold_start,
+}
 
 
 if __name__ == "__main__":

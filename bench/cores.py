@@ -28,11 +28,15 @@ PREDICTED_CORES = 16
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.cores", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cores", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[n for n in (1, 2, 4, 8, 16) if n <= (os.cpu_count() or 1)])
+    parser.add_argument(
+        "--threads",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[n for n in (1, 2, 4, 8, 16) if n <= (os.cpu_count() or 1)],
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -49,8 +53,11 @@ def main(argv=None) -> int:
             for model in MODELS:
                 for arm in ARMS:
                     for threads in args.threads:
-                        print(f"  round {round_ + 1}/{args.repeat}: {model} {arm} threads={threads} ...",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  round {round_ + 1}/{args.repeat}: {model} {arm} threads={threads} ...",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         result = run_arm(arm, env, model, tables[model], "--threads", str(threads))
                         kept = results.setdefault(model, {}).setdefault(arm, {}).get(threads)
                         if kept is None or result.get("seconds", 0) < kept.get("seconds", float("inf")):
@@ -70,17 +77,29 @@ def predicted_speedup(fraction: float, cores: int) -> float:
 
 def report(results, args) -> str:
     low, high = min(args.threads), max(args.threads)
-    lines = [BEGIN, "## Scaling with threads", "",
-             ran(f"python -m bench.cores --rows {args.rows} --threads {','.join(map(str, args.threads))} "
-                 f"--repeat {args.repeat}") + f", {os.cpu_count()} cores, duckdb {duckdb.__version__}. DuckDB's "
-             "threads (onnxruntime's for the limit) set per arm; each arm in its own process, best of the rounds. "
-             f"Serial fraction: Amdahl's f from the speed-up {low} -> {high} threads; the last column is the "
-             f"speed-up over one thread that f predicts on {PREDICTED_CORES} cores.", ""]
+    lines = [
+        BEGIN,
+        "## Scaling with threads",
+        "",
+        ran(
+            f"python -m bench.cores --rows {args.rows} --threads {','.join(map(str, args.threads))} "
+            f"--repeat {args.repeat}"
+        )
+        + f", {os.cpu_count()} cores, duckdb {duckdb.__version__}. DuckDB's "
+        "threads (onnxruntime's for the limit) set per arm; each arm in its own process, best of the rounds. "
+        f"Serial fraction: Amdahl's f from the speed-up {low} -> {high} threads; the last column is the "
+        f"speed-up over one thread that f predicts on {PREDICTED_CORES} cores.",
+        "",
+    ]
     for model, arms in results.items():
-        lines += [f"### {model}, {args.rows:,} rows", "",
-                  "| path | " + " | ".join(f"{n} thread{'s' if n > 1 else ''} s" for n in args.threads)
-                  + f" | speed-up {low} -> {high} | serial fraction | predicted on {PREDICTED_CORES} cores |",
-                  "|---|" + "---:|" * (len(args.threads) + 3)]
+        lines += [
+            f"### {model}, {args.rows:,} rows",
+            "",
+            "| path | "
+            + " | ".join(f"{n} thread{'s' if n > 1 else ''} s" for n in args.threads)
+            + f" | speed-up {low} -> {high} | serial fraction | predicted on {PREDICTED_CORES} cores |",
+            "|---|" + "---:|" * (len(args.threads) + 3),
+        ]
         for arm, by_threads in arms.items():
             if any("seconds" not in r for r in by_threads.values()):
                 reason = next(r["unsupported"] for r in by_threads.values() if "unsupported" in r)
@@ -89,9 +108,12 @@ def report(results, args) -> str:
             seconds = [by_threads[n]["seconds"] for n in args.threads]
             speedup = by_threads[low]["seconds"] / by_threads[high]["seconds"]
             fraction = serial_fraction(speedup, high // low)
-            lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(f"{s:.3f}" for s in seconds)
-                         + f" | {speedup:.2f}x | {fraction:.2f} "
-                         f"| {predicted_speedup(fraction, PREDICTED_CORES):.1f}x |")
+            lines.append(
+                f"| {ARM_NAMES[arm]} | "
+                + " | ".join(f"{s:.3f}" for s in seconds)
+                + f" | {speedup:.2f}x | {fraction:.2f} "
+                f"| {predicted_speedup(fraction, PREDICTED_CORES):.1f}x |"
+            )
         lines.append("")
     return "\n".join([*lines[:-1], END])
 

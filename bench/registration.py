@@ -29,18 +29,34 @@ BIG = {"source": {"query": "select * from features_diamonds order by diamond_id 
 CASES = {
     "mortgage_deny (demo, GBT 100 trees)": ("mortgage_deny", {}),
     "diamond_price (demo, HGB 200 iterations)": ("diamond_price", {}),
-    "GBT 300 trees, 22,000 rows": ("diamond_price", {**BIG, "estimator": {"kind": "gradient_boosting", "params": {
-        "n_estimators": 300, "max_depth": 3, "random_state": 0}}}),
-    "random forest 100 trees, 22,000 rows": ("diamond_price", {**BIG, "estimator": {"kind": "random_forest", "params": {
-        "n_estimators": 100, "random_state": 0, "n_jobs": 1}}}),
-    "mortgage logistic regression": ("mortgage_deny", {"estimator": {
-        "kind": "logistic_regression", "params": {"max_iter": 2000}}}),
+    "GBT 300 trees, 22,000 rows": (
+        "diamond_price",
+        {
+            **BIG,
+            "estimator": {
+                "kind": "gradient_boosting",
+                "params": {"n_estimators": 300, "max_depth": 3, "random_state": 0},
+            },
+        },
+    ),
+    "random forest 100 trees, 22,000 rows": (
+        "diamond_price",
+        {
+            **BIG,
+            "estimator": {"kind": "random_forest", "params": {"n_estimators": 100, "random_state": 0, "n_jobs": 1}},
+        },
+    ),
+    "mortgage logistic regression": (
+        "mortgage_deny",
+        {"estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}}},
+    ),
 }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.registration", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.registration", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
@@ -76,18 +92,25 @@ def main(argv=None) -> int:
 
 
 def report(rows) -> str:
-    lines = [BEGIN, "## Registration time", "",
-             ran("python -m bench.registration") + ". Plain fit: the same scikit-learn pipeline "
-             "fitted on the same rows, alone. Registration: `scorehouse train` as a whole (read, fit, ONNX export, "
-             "parity, explanations, SQL check, metrics and profile, write).", "",
-             "| model | fit rows | plain fit s | registration s | ratio | export | parity | explain | sql "
-             "| profile | SQL check | explanations |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = [
+        BEGIN,
+        "## Registration time",
+        "",
+        ran("python -m bench.registration") + ". Plain fit: the same scikit-learn pipeline "
+        "fitted on the same rows, alone. Registration: `scorehouse train` as a whole (read, fit, ONNX export, "
+        "parity, explanations, SQL check, metrics and profile, write).",
+        "",
+        "| model | fit rows | plain fit s | registration s | ratio | export | parity | explain | sql "
+        "| profile | SQL check | explanations |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for label, n, fit, total, steps, checked, explained in rows:
-        lines.append(f"| {label} | {n:,} | {fit:.2f} | {total:.2f} | {total / fit:.2f}x | {steps['export']:.2f} | "
-                     f"{steps['parity']:.2f} | {steps.get('explain', 0):.2f} | {steps.get('sql', 0):.2f} | "
-                     f"{steps['profile']:.2f} "
-                     f"| {checked[:70]} | {explained[:70]} |")
+        lines.append(
+            f"| {label} | {n:,} | {fit:.2f} | {total:.2f} | {total / fit:.2f}x | {steps['export']:.2f} | "
+            f"{steps['parity']:.2f} | {steps.get('explain', 0):.2f} | {steps.get('sql', 0):.2f} | "
+            f"{steps['profile']:.2f} "
+            f"| {checked[:70]} | {explained[:70]} |"
+        )
     return "\n".join([*lines, END])
 
 

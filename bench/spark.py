@@ -28,12 +28,17 @@ SPARK_MODELS = ["mortgage_deny", "mortgage_logistic"]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.spark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.spark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="spark.sql.execution.arrow.maxRecordsPerBatch for all (default: what register() sets)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="spark.sql.execution.arrow.maxRecordsPerBatch for all (default: what register() sets)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line for python -m bench")
     args = parser.parse_args(argv)
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -62,8 +67,12 @@ def main(argv=None) -> int:
             frame[name] = frame[name].fillna("")
         frame.to_parquet(folder / "rows.parquet")
 
-        builder = (SparkSession.builder.master("local[2]").appName("scorehouse bench")
-                   .config("spark.ui.enabled", "false").config("spark.driver.memory", "4g"))
+        builder = (
+            SparkSession.builder.master("local[2]")
+            .appName("scorehouse bench")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", "4g")
+        )
         if args.batch_size:
             builder = builder.config(scorehouse.spark.ARROW_BATCH_CONF, str(args.batch_size))
         spark = builder.getOrCreate()
@@ -76,11 +85,18 @@ def main(argv=None) -> int:
         for model, spec in specs.items():
             candidate = train(spec, read_source(spec, env["SCOREHOUSE_WAREHOUSE"]))
             # MLflow's own format for a scikit-learn model (its loader, not scorehouse's, unpickles it)
-            mlflow.sklearn.save_model(candidate.pipeline, str(folder / f"mlflow-{model}"),
-                                      pyfunc_predict_fn="predict_proba",
-                                      serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
-            spark.udf.register(f"mlflow_{model}", mlflow.pyfunc.spark_udf(
-                spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"))
+            mlflow.sklearn.save_model(
+                candidate.pipeline,
+                str(folder / f"mlflow-{model}"),
+                pyfunc_predict_fn="predict_proba",
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            )
+            spark.udf.register(
+                f"mlflow_{model}",
+                mlflow.pyfunc.spark_udf(
+                    spark, str(folder / f"mlflow-{model}"), result_type="array<double>", env_manager="local"
+                ),
+            )
             runs = {"predict() (ONNX Arrow UDF)": scorehouse.spark.predict_sql(scorer, model, "t", "score", "onnx")}
             if scorer.scoring_choice(model, "score", "spark")[0] is not None:
                 runs["SQL expression"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "sql")
@@ -90,14 +106,19 @@ def main(argv=None) -> int:
             if steps:
                 queries["table form in steps"] = f"select prediction as p from ({steps}) as s"
             print(f"timing {model}, {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)
-            results = interleaved_best(args.repeat, {
-                path: (lambda q=query: spark.sql(q).write.format("noop").mode("overwrite").save())
-                for path, query in queries.items()})
+            results = interleaved_best(
+                args.repeat,
+                {
+                    path: (lambda q=query: spark.sql(q).write.format("noop").mode("overwrite").save())
+                    for path, query in queries.items()
+                },
+            )
             baseline = "MLflow spark_udf (scikit-learn)"
             ratios[model] = {path: results[baseline] / seconds for path, seconds in results.items()}
-            sections.append(f"{model} ({type(candidate.pipeline[-1]).__name__}), {args.rows:,} resampled rows, "
-                            f"maxRecordsPerBatch={batch_size}\n\n" + markdown_table(results, args.rows, baseline,
-                                                                                    "speed vs MLflow"))
+            sections.append(
+                f"{model} ({type(candidate.pipeline[-1]).__name__}), {args.rows:,} resampled rows, "
+                f"maxRecordsPerBatch={batch_size}\n\n" + markdown_table(results, args.rows, baseline, "speed vs MLflow")
+            )
         spark.stop()
 
     page = "\n\n".join(sections)

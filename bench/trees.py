@@ -22,8 +22,9 @@ from bench.__main__ import PROJECT, build_workspace, interleaved_best, markdown_
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.trees", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.trees", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=100_000, help="rows per onnxruntime call")
     parser.add_argument("--repeat", type=int, default=5)
@@ -55,20 +56,28 @@ def main(argv=None) -> int:
     options.intra_op_num_threads = options.inter_op_num_threads = 1
 
     exported = export_onnx(spec, candidate.pipeline)[0].SerializeToString()
-    before, after = (ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-                     for graph in (exported, candidate.onnx_bytes))
+    before, after = (
+        ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        for graph in (exported, candidate.onnx_bytes)
+    )
 
     def scores(session, inputs):
-        return lambda: [session.run([probabilities], {k: v[i:i + args.batch] for k, v in inputs.items()})
-                        for i in range(0, args.rows, args.batch)]
+        return lambda: [
+            session.run([probabilities], {k: v[i : i + args.batch] for k, v in inputs.items()})
+            for i in range(0, args.rows, args.batch)
+        ]
 
-    runs = {"skl2onnx's graph (TreeEnsembleClassifier)": scores(before, feeds),
-            "stored graph (TreeEnsembleRegressor + Sigmoid, category codes)": scores(after, coded),
-            "scikit-learn predict_proba": lambda: candidate.pipeline.predict_proba(frame)}
+    runs = {
+        "skl2onnx's graph (TreeEnsembleClassifier)": scores(before, feeds),
+        "stored graph (TreeEnsembleRegressor + Sigmoid, category codes)": scores(after, coded),
+        "scikit-learn predict_proba": lambda: candidate.pipeline.predict_proba(frame),
+    }
     same = np.abs(before.run([probabilities], feeds)[0] - after.run([probabilities], coded)[0]).max()
     results = interleaved_best(args.repeat, runs)
-    print(f"mortgage_deny (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, "
-          f"{args.batch:,} rows per call, one thread; max |difference| of the two graphs: {same:.1e}\n")
+    print(
+        f"mortgage_deny (GradientBoostingClassifier, 100 trees), {args.rows:,} resampled rows, "
+        f"{args.batch:,} rows per call, one thread; max |difference| of the two graphs: {same:.1e}\n"
+    )
     print(markdown_table(results, args.rows, "skl2onnx's graph (TreeEnsembleClassifier)", "speed vs skl2onnx's graph"))
     return 0
 

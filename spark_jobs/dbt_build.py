@@ -28,11 +28,17 @@ def main(argv=None) -> int:
     parser.add_argument("--master", default=os.environ.get("SPARK_MASTER", "local[2]"))
     parser.add_argument("--project-dir", default=str(DEMO), help="the dbt project (default: the demo)")
     parser.add_argument("--warehouse-dir", help="where Spark keeps its tables (default <project>/warehouse/spark)")
-    parser.add_argument("--data-dir", help="folder of the demo's raw CSV files (the dbt var data_dir; default "
-                                           "<project>/data), made absolute for Spark")
+    parser.add_argument(
+        "--data-dir",
+        help="folder of the demo's raw CSV files (the dbt var data_dir; default "
+        "<project>/data), made absolute for Spark",
+    )
     parser.add_argument("--command", default="build", help="the dbt command (default: build)")
-    parser.add_argument("--rollback-on-error", action="store_true",
-                        help="roll prod back where its version fails a quality gate and the one it replaced does not")
+    parser.add_argument(
+        "--rollback-on-error",
+        action="store_true",
+        help="roll prod back where its version fails a quality gate and the one it replaced does not",
+    )
     parser.add_argument("dbt_args", nargs="*", help="more arguments for dbt, after --")
     args = parser.parse_args(argv)
 
@@ -49,29 +55,49 @@ def main(argv=None) -> int:
     warehouse = Path(args.warehouse_dir or project / "warehouse" / "spark").resolve()
     warehouse.mkdir(parents=True, exist_ok=True)
     # A Derby metastore beside the tables keeps the catalog from one build to the next.
-    spark = (SparkSession.builder.appName("scorehouse dbt").master(args.master)
-             .config("spark.sql.warehouse.dir", str(warehouse))
-             .config("spark.hadoop.javax.jdo.option.ConnectionURL",
-                     f"jdbc:derby:;databaseName={warehouse / 'metastore_db'};create=true")
-             .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
-             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .enableHiveSupport()
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.appName("scorehouse dbt")
+        .master(args.master)
+        .config("spark.sql.warehouse.dir", str(warehouse))
+        .config(
+            "spark.hadoop.javax.jdo.option.ConnectionURL",
+            f"jdbc:derby:;databaseName={warehouse / 'metastore_db'};create=true",
+        )
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse}")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .enableHiveSupport()
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     events.configure()
     events.set_trace_id()  # until dbt's invocation_id is known: the trace of registering the functions
     registry = scorehouse.spark.register(spark, registry_path(args.registry, base=project, start=project)).registry
     data_dir = Path(args.data_dir or project / "data").resolve()
-    result = dbtRunner().invoke([args.command, "--project-dir", str(project),
-                                 "--profiles-dir", str(ROOT), "--target", "spark",
-                                 "--vars", json.dumps({"data_dir": str(data_dir)}), *args.dbt_args])
+    result = dbtRunner().invoke(
+        [
+            args.command,
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(ROOT),
+            "--target",
+            "spark",
+            "--vars",
+            json.dumps({"data_dir": str(data_dir)}),
+            *args.dbt_args,
+        ]
+    )
     target = target_path(project, args.dbt_args)
     try:  # the UDFs were registered before dbt chose its invocation_id: tie this job's trace id to it
         invocation = json.loads((target / "run_results.json").read_text())["metadata"]["invocation_id"]
-        events.event("dbt_invocation", f"dbt {args.command}: invocation {invocation}", invocation_id=invocation,
-                      success=result.success)
+        events.event(
+            "dbt_invocation",
+            f"dbt {args.command}: invocation {invocation}",
+            invocation_id=invocation,
+            success=result.success,
+        )
     except (OSError, ValueError, KeyError):
         pass
     if args.command in ("build", "test"):

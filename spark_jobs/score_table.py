@@ -50,18 +50,34 @@ def main(argv=None) -> int:
         name, version = scorer.resolve(args.model)
         source = spark.read.parquet(args.input) if is_path(args.input) else spark.table(args.input)
         rows_in = source.count()
-        events.event("scoring_job", f"scoring {rows_in} rows of {args.input} with {name} version {version}",
-                     model=name, version=version, input=args.input, rows_in=rows_in)
+        events.event(
+            "scoring_job",
+            f"scoring {rows_in} rows of {args.input} with {name} version {version}",
+            model=name,
+            version=version,
+            input=args.input,
+            rows_in=rows_in,
+        )
         source.createOrReplaceTempView("scorehouse_input")
         expression = scorehouse.spark.predict_sql(scorer, args.model, "scorehouse_input", args.output_kind)
         column = SPARK.identifier(args.score_column)
-        scored = spark.sql(f"select scorehouse_input.*, {expression} as {column} from scorehouse_input") \
-            .withColumn("model_name", F.lit(name)).withColumn("model_version", F.lit(version))
+        scored = (
+            spark.sql(f"select scorehouse_input.*, {expression} as {column} from scorehouse_input")
+            .withColumn("model_name", F.lit(name))
+            .withColumn("model_version", F.lit(version))
+        )
         rows_out = write(spark, scored, args.output, args.partition_by)
         if rows_out != rows_in:
             raise ScorehouseError(f"{rows_in} rows in but {rows_out} rows written to {args.output}")
-        events.event("scored_job", f"wrote {rows_out} rows to {args.output} (model {name} version {version})",
-                     model=name, version=version, output=args.output, rows_in=rows_in, rows_out=rows_out)
+        events.event(
+            "scored_job",
+            f"wrote {rows_out} rows to {args.output} (model {name} version {version})",
+            model=name,
+            version=version,
+            output=args.output,
+            rows_in=rows_in,
+            rows_out=rows_out,
+        )
         return 0
     except ScorehouseError as exc:
         events.event("failed", str(exc), logging.ERROR, model=args.model)
@@ -81,8 +97,9 @@ def write(spark, frame, output: str, partition_by: list[str]) -> int:
     if not is_path(output):
         if partition_by:
             spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-            frame.write.mode("overwrite").insertInto(output) if spark.catalog.tableExists(output) \
-                else frame.write.partitionBy(*partition_by).saveAsTable(output)
+            frame.write.mode("overwrite").insertInto(output) if spark.catalog.tableExists(
+                output
+            ) else frame.write.partitionBy(*partition_by).saveAsTable(output)
         else:
             frame.write.mode("overwrite").saveAsTable(output)
         return spark.table(output).count()

@@ -64,15 +64,25 @@ def keys(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keys")
     private, public, key_id = generate_keys(folder)
     other_private, other_public, other_key_id = generate_keys(folder / "other")
-    return {"private": private, "public": public, "key_id": key_id, "other_private": other_private,
-            "other_public": other_public, "other_key_id": other_key_id}
+    return {
+        "private": private,
+        "public": public,
+        "key_id": key_id,
+        "other_private": other_private,
+        "other_public": other_public,
+        "other_key_id": other_key_id,
+    }
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Workspace:
     """Training tables built by dbt, both demo models trained and promoted to prod (not yet scored)."""
-    deps = subprocess.run([DBT, "deps", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
-                          capture_output=True, text=True, cwd=ROOT)  # the demo installs the package, as a user's does
+    deps = subprocess.run(
+        [DBT, "deps", "--project-dir", str(PROJECT), "--profiles-dir", str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )  # the demo installs the package, as a user's does
     assert deps.returncode == 0, deps.stdout
     ws = Workspace(tmp_path_factory.mktemp("trained"))
     ws.dbt("build", "--exclude", "tag:scoring", "tag:scorehouse_guard")
@@ -107,9 +117,16 @@ def estimator_models(trained, tmp_path_factory):
         query, target, numeric, categorical = ESTIMATOR_SOURCES[source]
         with duckdb.connect(str(trained.warehouse), read_only=True) as con:
             table = con.sql(f"select * from ({query}) order by 1 limit 4000").to_arrow_table()
-        spec = parse_spec({"name": name, "task": task, "target": target, "source": {"query": query},
-                           "estimator": {"kind": kind, "params": params},
-                           "features": {"numeric": numeric, "categorical": categorical}})
+        spec = parse_spec(
+            {
+                "name": name,
+                "task": task,
+                "target": target,
+                "source": {"query": query},
+                "estimator": {"kind": kind, "params": params},
+                "features": {"numeric": numeric, "categorical": categorical},
+            }
+        )
         candidate = train(spec, table)
         registry.promote(name, registry.register(candidate.manifest, candidate.files))
         models[name] = (candidate, table.to_pandas())

@@ -23,11 +23,15 @@ from scorehouse.training import Candidate, read_source, sklearn_outputs, train
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dbt_project"  # the dbt package users install
 PROJECT = PACKAGE / "demo"  # the demo dbt project, which installs it
-SPECS = {"mortgage_deny": PROJECT / "training" / "mortgage_deny.yml",
-         "diamond_price": PROJECT / "training" / "diamond_price.yml"}
+SPECS = {
+    "mortgage_deny": PROJECT / "training" / "mortgage_deny.yml",
+    "diamond_price": PROJECT / "training" / "diamond_price.yml",
+}
 DBT = str(Path(sys.executable).parent / "dbt")  # the dbt of this interpreter's environment
-FEATURE_TABLES = {"mortgage_deny": ("features_mortgage", "application_id"),
-                  "diamond_price": ("features_diamonds", "diamond_id")}
+FEATURE_TABLES = {
+    "mortgage_deny": ("features_mortgage", "application_id"),
+    "diamond_price": ("features_diamonds", "diamond_id"),
+}
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -65,21 +69,39 @@ class Workspace:
         shutil.copytree(self.root, dest)
         return Workspace(dest, dict(self.candidates))
 
-    def dbt(self, *args: str, expect_ok: bool = True, data_dir: Path = PROJECT / "data",
-            variables: dict | None = None) -> subprocess.CompletedProcess:
+    def dbt(
+        self, *args: str, expect_ok: bool = True, data_dir: Path = PROJECT / "data", variables: dict | None = None
+    ) -> subprocess.CompletedProcess:
         """Run dbt in its own process, as a user does (dbt-duckdb keeps the warehouse open in-process)."""
-        result = subprocess.run(self.dbt_command(*args, data_dir=data_dir, variables=variables), capture_output=True,
-                                text=True, cwd=ROOT, timeout=600, env={**os.environ, **self.env})
+        result = subprocess.run(
+            self.dbt_command(*args, data_dir=data_dir, variables=variables),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+            env={**os.environ, **self.env},
+        )
         if expect_ok:
-            assert result.returncode == 0, (f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n"
-                                            f"{result.stderr[-2000:]}")
+            assert result.returncode == 0, (
+                f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-2000:]}"
+            )
         return result
 
     def dbt_command(self, *args: str, data_dir: Path = PROJECT / "data", variables: dict | None = None) -> list[str]:
-        return [DBT, *args, "--project-dir", str(PROJECT),
-                "--profiles-dir", str(ROOT), "--target-path", str(self.root / "target"),
-                "--log-path", str(self.root / "logs"),
-                "--vars", json.dumps({"data_dir": str(data_dir), **(variables or {})})]
+        return [
+            DBT,
+            *args,
+            "--project-dir",
+            str(PROJECT),
+            "--profiles-dir",
+            str(ROOT),
+            "--target-path",
+            str(self.root / "target"),
+            "--log-path",
+            str(self.root / "logs"),
+            "--vars",
+            json.dumps({"data_dir": str(data_dir), **(variables or {})}),
+        ]
 
     def query(self, sql: str, database: Path | None = None) -> pd.DataFrame:
         with duckdb.connect(str(database or self.warehouse), read_only=True) as con:
@@ -102,8 +124,9 @@ class Workspace:
         """scikit-learn's own answers for rows of a features table."""
         return sklearn_answers(self.candidates[ref], frame)
 
-    def cli(self, *args: str, check: bool = False, stdin: str | None = None,
-            preexec_fn=None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, check: bool = False, stdin: str | None = None, preexec_fn=None
+    ) -> subprocess.CompletedProcess:
         """Run the installed `scorehouse` command against this workspace."""
         return run_cli(*args, env=self.env, check=check, stdin=stdin, preexec_fn=preexec_fn)
 
@@ -114,40 +137,80 @@ def failed_quality_gate(workspace: Workspace, invocation: str = "build-7") -> Pa
     target = workspace.root / "target"
     target.mkdir()
     gate, quality = "test.demo.expect_model_quality_above_quality", "model.demo.quality"
-    (target / "manifest.json").write_text(json.dumps({"nodes": {
-        gate: {"name": "expect_model_quality_above_quality", "schema": "main", "alias": "gate_failures",
-               "test_metadata": {"name": "expect_model_quality_above"}, "config": {"store_failures": True},
-               "attached_node": quality},
-        quality: {"name": "quality", "schema": "main"}}}))
-    (target / "run_results.json").write_text(json.dumps({
-        "metadata": {"invocation_id": invocation, "generated_at": "2026-12-02T10:00:00Z"},
-        "args": {"which": "build", "invocation_command": "dbt build"},
-        "results": [{"unique_id": gate, "status": "fail"}]}))
+    (target / "manifest.json").write_text(
+        json.dumps(
+            {
+                "nodes": {
+                    gate: {
+                        "name": "expect_model_quality_above_quality",
+                        "schema": "main",
+                        "alias": "gate_failures",
+                        "test_metadata": {"name": "expect_model_quality_above"},
+                        "config": {"store_failures": True},
+                        "attached_node": quality,
+                    },
+                    quality: {"name": "quality", "schema": "main"},
+                }
+            }
+        )
+    )
+    (target / "run_results.json").write_text(
+        json.dumps(
+            {
+                "metadata": {"invocation_id": invocation, "generated_at": "2026-12-02T10:00:00Z"},
+                "args": {"which": "build", "invocation_command": "dbt build"},
+                "results": [{"unique_id": gate, "status": "fail"}],
+            }
+        )
+    )
     with duckdb.connect(str(workspace.warehouse)) as con:
-        con.execute("create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
-                    "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
-                    "'window 2026-11-09: auc 0.61 against 0.8 on the holdout (allowed: 0.75)' as detail, "
-                    "'error' as level, 'worse' as verdict")
+        con.execute(
+            "create table gate_failures as select 'mortgage_deny' as model_name, 2 as model_version, "
+            "'2026-11-09 00:00:00' as window_start, 'auc' as metric, 0.61 as current_value, "
+            "'window 2026-11-09: auc 0.61 against 0.8 on the holdout (allowed: 0.75)' as detail, "
+            "'error' as level, 'worse' as verdict"
+        )
     return target
 
 
-def build_package(project: Path, package: str, workspace: Workspace,
-                  out: Path) -> tuple[subprocess.CompletedProcess, dict]:
+def build_package(
+    project: Path, package: str, workspace: Workspace, out: Path
+) -> tuple[subprocess.CompletedProcess, dict]:
     """`dbt build` a test project that uses this project as a package; return the run and its results by node name."""
     install_package(project)
-    build = subprocess.run([DBT, "build", "--select", f"package:{package}",
-                            "--project-dir", str(project), "--profiles-dir", str(ROOT),
-                            "--target-path", str(out / "target"),
-                            "--log-path", str(out / "logs")], capture_output=True, text=True, cwd=ROOT,
-                           env={**os.environ, **workspace.env}, timeout=900)
+    build = subprocess.run(
+        [
+            DBT,
+            "build",
+            "--select",
+            f"package:{package}",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(ROOT),
+            "--target-path",
+            str(out / "target"),
+            "--log-path",
+            str(out / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **workspace.env},
+        timeout=900,
+    )
     return build, run_results(out / "target", build.stdout)
 
 
 def install_package(project: Path) -> None:
     """Make this dbt project a package of the test project at `project` (`dbt deps`)."""
     (project / "packages.yml").write_text(f"packages:\n  - local: {PACKAGE}\n")
-    deps = subprocess.run([DBT, "deps", "--project-dir", str(project),
-                           "--profiles-dir", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
+    deps = subprocess.run(
+        [DBT, "deps", "--project-dir", str(project), "--profiles-dir", str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert deps.returncode == 0, deps.stdout
 
 
@@ -159,20 +222,37 @@ def run_results(target: Path, log: str) -> dict:
 
 def run_dbt_on_spark(ws: Workspace, warehouse: Path, *extra: str) -> subprocess.CompletedProcess:
     """spark_jobs/dbt_build.py with the workspace's registry, its tables kept under `warehouse`."""
-    return subprocess.run([sys.executable, str(ROOT / "spark_jobs" / "dbt_build.py"),
-                           "--warehouse-dir", str(warehouse),
-                           "--registry", str(ws.registry_path), *extra,
-                           "--", "--target-path", str(warehouse / "target"),
-                           "--log-path", str(warehouse / "logs")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900,
-                          env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable})
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "spark_jobs" / "dbt_build.py"),
+            "--warehouse-dir",
+            str(warehouse),
+            "--registry",
+            str(ws.registry_path),
+            *extra,
+            "--",
+            "--target-path",
+            str(warehouse / "target"),
+            "--log-path",
+            str(warehouse / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+        env={**os.environ, **ws.env, "PYSPARK_PYTHON": sys.executable},
+    )
 
 
 def read_parquet_table(warehouse: Path, schema: str, table: str) -> pd.DataFrame:
     """A table a Spark build wrote under `warehouse`."""
     with duckdb.connect() as con:
-        return con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet', "
-                       "union_by_name = true)").to_arrow_table().to_pandas()
+        return (
+            con.sql(f"select * from read_parquet('{warehouse}/{schema}.db/{table}/*.parquet', union_by_name = true)")
+            .to_arrow_table()
+            .to_pandas()
+        )
 
 
 def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
@@ -186,11 +266,20 @@ def sklearn_answers(candidate: Candidate, frame: pd.DataFrame) -> dict:
     return sklearn_outputs(candidate.pipeline, x, card.task, card.classes, candidate.manifest["positive_class"])
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None,
-            preexec_fn=None):
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = False, stdin: str | None = None, preexec_fn=None
+):
     command = [str(Path(sys.executable).parent / "scorehouse"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, input=stdin,
-                            env={**os.environ, **(env or {})}, timeout=300, preexec_fn=preexec_fn)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        input=stdin,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        preexec_fn=preexec_fn,
+    )
     if check:
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
@@ -218,21 +307,33 @@ ESTIMATOR_CASES = {
     "c_binary_logistic": ("binary", "logistic_regression", {"max_iter": 2000}, "mortgage"),
     "c_binary_forest": ("binary", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0}, "mortgage"),
     "c_binary_gbt": ("binary", "gradient_boosting", {"n_estimators": 30, "random_state": 0}, "mortgage"),
-    "c_binary_hgb": ("binary", "hist_gradient_boosting", {"max_iter": 20, "max_depth": 3, "random_state": 0},
-                     "mortgage"),
+    "c_binary_hgb": (
+        "binary",
+        "hist_gradient_boosting",
+        {"max_iter": 20, "max_depth": 3, "random_state": 0},
+        "mortgage",
+    ),
     "c_binary_xgboost": ("binary", "xgboost", {"n_estimators": 20, "max_depth": 3}, "mortgage"),
     "c_binary_lightgbm": ("binary", "lightgbm", {"n_estimators": 20, "num_leaves": 8}, "mortgage"),
     "c_multiclass_logistic": ("multiclass", "logistic_regression", {"max_iter": 2000}, "diamonds_cut"),
-    "c_multiclass_forest": ("multiclass", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
-                            "diamonds_cut"),
+    "c_multiclass_forest": (
+        "multiclass",
+        "random_forest",
+        {"n_estimators": 10, "max_depth": 5, "random_state": 0},
+        "diamonds_cut",
+    ),
     "c_multiclass_gbt": ("multiclass", "gradient_boosting", {"n_estimators": 2, "max_depth": 2}, "diamonds_cut"),
     "c_multiclass_hgb": ("multiclass", "hist_gradient_boosting", {"max_iter": 10}, "diamonds_cut"),
     "c_multiclass_xgboost": ("multiclass", "xgboost", {"n_estimators": 10, "max_depth": 3}, "diamonds_cut"),
     "c_multiclass_lightgbm": ("multiclass", "lightgbm", {"n_estimators": 10}, "diamonds_cut"),
     "c_regression_linear": ("regression", "linear_regression", {}, "diamonds"),
     "c_regression_ridge": ("regression", "ridge", {}, "diamonds"),
-    "c_regression_forest": ("regression", "random_forest", {"n_estimators": 10, "max_depth": 5, "random_state": 0},
-                            "diamonds"),
+    "c_regression_forest": (
+        "regression",
+        "random_forest",
+        {"n_estimators": 10, "max_depth": 5, "random_state": 0},
+        "diamonds",
+    ),
     "c_regression_gbt": ("regression", "gradient_boosting", {"n_estimators": 30, "random_state": 0}, "diamonds"),
     "c_regression_hgb": ("regression", "hist_gradient_boosting", {"max_iter": 30, "random_state": 0}, "diamonds"),
     "c_regression_hgb_poisson": ("regression", "hist_gradient_boosting", {"loss": "poisson", "max_iter": 30}, "counts"),
@@ -241,11 +342,19 @@ ESTIMATOR_CASES = {
     "c_regression_gamma": ("regression", "gamma_regression", {"max_iter": 1000}, "diamonds"),
     "c_regression_tweedie": ("regression", "tweedie_regression", {"power": 1.5, "max_iter": 1000}, "counts"),
     "c_regression_xgboost": ("regression", "xgboost", {"n_estimators": 20, "max_depth": 3}, "diamonds"),
-    "c_regression_xgboost_poisson": ("regression", "xgboost", {"n_estimators": 20, "objective": "count:poisson"},
-                                     "counts"),
+    "c_regression_xgboost_poisson": (
+        "regression",
+        "xgboost",
+        {"n_estimators": 20, "objective": "count:poisson"},
+        "counts",
+    ),
     "c_regression_xgboost_gamma": ("regression", "xgboost", {"n_estimators": 20, "objective": "reg:gamma"}, "diamonds"),
-    "c_regression_xgboost_tweedie": ("regression", "xgboost", {"n_estimators": 20, "objective": "reg:tweedie",
-                                                               "tweedie_variance_power": 1.3}, "counts"),
+    "c_regression_xgboost_tweedie": (
+        "regression",
+        "xgboost",
+        {"n_estimators": 20, "objective": "reg:tweedie", "tweedie_variance_power": 1.3},
+        "counts",
+    ),
     "c_regression_lightgbm": ("regression", "lightgbm", {"n_estimators": 20}, "diamonds"),
     "c_regression_lightgbm_poisson": ("regression", "lightgbm", {"n_estimators": 20, "objective": "poisson"}, "counts"),
     "c_regression_lightgbm_gamma": ("regression", "lightgbm", {"n_estimators": 20, "objective": "gamma"}, "diamonds"),
@@ -254,15 +363,28 @@ ESTIMATOR_CASES = {
 # source -> (query, target, numeric, categorical). The mortgage rows carry a BOOLEAN feature (self_employed) and a
 # BIGINT one above 2^24 (ccs_big), as users' tables do.
 ESTIMATOR_SOURCES = {
-    "mortgage": ("select *, self = 'yes' as self_employed, cast(ccs * 10000000 as bigint) as ccs_big "
-                 "from features_mortgage", "is_denied",
-                 ["dir", "hir", "lvr", "ccs_big", "mcs", "uria", "self_employed"],
-                 ["pbcr", "dmi", "single", "condominium"]),
-    "diamonds": ("select * from features_diamonds", "price",
-                 ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
-                 ["cut", "color", "clarity"]),
-    "diamonds_cut": ("select * from features_diamonds", "cut", ["carat", "depth_pct", "table_pct"],
-                     ["color", "clarity"]),
-    "counts": ("select *, cast(round(price / 1000) as integer) as kilo_dollars from features_diamonds", "kilo_dollars",
-               ["carat", "depth_pct", "table_pct"], ["cut", "color", "clarity"]),
+    "mortgage": (
+        "select *, self = 'yes' as self_employed, cast(ccs * 10000000 as bigint) as ccs_big from features_mortgage",
+        "is_denied",
+        ["dir", "hir", "lvr", "ccs_big", "mcs", "uria", "self_employed"],
+        ["pbcr", "dmi", "single", "condominium"],
+    ),
+    "diamonds": (
+        "select * from features_diamonds",
+        "price",
+        ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
+        ["cut", "color", "clarity"],
+    ),
+    "diamonds_cut": (
+        "select * from features_diamonds",
+        "cut",
+        ["carat", "depth_pct", "table_pct"],
+        ["color", "clarity"],
+    ),
+    "counts": (
+        "select *, cast(round(price / 1000) as integer) as kilo_dollars from features_diamonds",
+        "kilo_dollars",
+        ["carat", "depth_pct", "table_pct"],
+        ["cut", "color", "clarity"],
+    ),
 }

@@ -29,8 +29,10 @@ def guide_blocks(section: tuple[Path, str] = GUIDE) -> list[tuple[str, str | Non
     guide = path.read_text().split(title + "\n", 1)[1]
     if title.startswith("## "):  # a section of a page: up to the next one (a page's title: the whole page)
         guide = guide.split("\n## ", 1)[0]
-    return [(lang, name.strip() or None, text) for lang, name, text in
-            re.findall(r"```(\w+)([^\n]*)\n(.*?)```", guide, re.S)]
+    return [
+        (lang, name.strip() or None, text)
+        for lang, name, text in re.findall(r"```(\w+)([^\n]*)\n(.*?)```", guide, re.S)
+    ]
 
 
 def write_applications(seeds: Path) -> pd.DataFrame:
@@ -58,8 +60,9 @@ def run(command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
-def follow_guide(project: Path, packages: str | None = None,
-                 section: tuple[Path, str] = GUIDE) -> dict[str, subprocess.CompletedProcess]:
+def follow_guide(
+    project: Path, packages: str | None = None, section: tuple[Path, str] = GUIDE
+) -> dict[str, subprocess.CompletedProcess]:
     """Every command and file of a section, in order; `packages` replaces packages.yml before `dbt deps`."""
     ran = {}
     for lang, name, text in guide_blocks(section):
@@ -86,15 +89,16 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     if installed_by == "git":
         clone = tmp_path / "scorehouse_clone"
         subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-        packages = f"packages:\n  - git: \"file://{clone}\"\n    subdirectory: dbt_project\n"
+        packages = f'packages:\n  - git: "file://{clone}"\n    subdirectory: dbt_project\n'
     ran = follow_guide(project, packages)
 
     # init wired it, each time saying what to run next: the plugin lines as the guide shows them, the package,
     # scorehouse.yml
     assert ran["scorehouse init"].stdout.strip().splitlines()[-1] == "next: dbt deps"
-    assert (ran["scorehouse init --from applications --target denied --name loan_denial"].stdout.strip()
-            .splitlines()[-1]
-            == "next: review training/loan_denial.yml, then `scorehouse train training/loan_denial.yml --alias prod`")
+    assert (
+        ran["scorehouse init --from applications --target denied --name loan_denial"].stdout.strip().splitlines()[-1]
+        == "next: review training/loan_denial.yml, then `scorehouse train training/loan_denial.yml --alias prod`"
+    )
     shown = next(text for lang, name, text in guide_blocks() if lang == "yaml" and not name)
     profiles = yaml.safe_load((project / "profiles.yml").read_text())
     assert profiles["loans"]["outputs"]["dev"]["plugins"] == yaml.safe_load(shown)["plugins"]
@@ -112,8 +116,11 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     # rows in == rows out, scores equal scikit-learn's
     warehouse = project / "warehouse" / "loans.duckdb"
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        types = dict(con.sql("select column_name, data_type from information_schema.columns "
-                             "where table_name = 'applications'").fetchall())
+        types = dict(
+            con.sql(
+                "select column_name, data_type from information_schema.columns where table_name = 'applications'"
+            ).fetchall()
+        )
         scored = con.sql("select * from scored_applications order by application_id").to_df()
         rows = con.sql("select * from applications order by application_id").to_df()
         history = con.sql("select * from drift_history where model_ref = 'loan_denial'").to_df()
@@ -127,8 +134,10 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
 
     registry = Registry(project / "registry")
     manifest = registry.card("loan_denial", 1).raw
-    candidate = train(load_spec(project / "training" / "loan_denial.yml"),
-                      read_source(load_spec(project / "training" / "loan_denial.yml"), warehouse))
+    candidate = train(
+        load_spec(project / "training" / "loan_denial.yml"),
+        read_source(load_spec(project / "training" / "loan_denial.yml"), warehouse),
+    )
     expected = sklearn_answers(candidate, rows)["score"]
     assert abs(scored.denial_probability.to_numpy() - expected).max() <= manifest["parity"]["tolerance"]
     assert len(history) > 0 and set(history.input_relation) == {"applications"}
@@ -139,8 +148,9 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
         assert con.sql("select mart from scorehouse_publication").fetchall() == [("scored_applications",)]
 
     # a broken batch: the guard stops the scored table, names the features, and the table keeps its rows
-    broken = applications.assign(dir=applications.dir.astype(float) * 100,
-                                 lvr=applications.lvr.where(applications.application_id % 10 >= 3))
+    broken = applications.assign(
+        dir=applications.dir.astype(float) * 100, lvr=applications.lvr.where(applications.application_id % 10 >= 3)
+    )
     broken.to_csv(project / "seeds" / "applications.csv", index=False)
     result = run("dbt build", project, check=False)
     assert result.returncode == 1
@@ -155,8 +165,9 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
 def test_scorehouse_init_wires_a_fresh_project_and_a_second_run_changes_nothing(tmp_path):
     run("dbt init shop --skip-profile-setup", tmp_path)
     project = tmp_path / "shop"
-    (project / "profiles.yml").write_text("shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-                                          "      path: shop.duckdb\n")
+    (project / "profiles.yml").write_text(
+        "shop:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: shop.duckdb\n"
+    )
     first = run("scorehouse init", project)
     assert "packages.yml: added the scorehouse dbt package" in first.stdout
     assert "added the scorehouse plugin to output(s) dev" in first.stdout
@@ -167,10 +178,13 @@ def test_scorehouse_init_wires_a_fresh_project_and_a_second_run_changes_nothing(
     packages = yaml.safe_load((project / "packages.yml").read_text())["packages"]
     assert packages == [{"local": str(PACKAGE.resolve())}]
     profile = yaml.safe_load((project / "profiles.yml").read_text())["shop"]["outputs"]["dev"]
-    assert profile["plugins"] == [{"module": "scorehouse.dbt_plugin", "alias": "scorehouse",
-                                   "config": {"registry": "registry"}}]
-    assert yaml.safe_load((project / "scorehouse.yml").read_text()) == {"registry": "registry",
-                                                                         "warehouse": "shop.duckdb"}
+    assert profile["plugins"] == [
+        {"module": "scorehouse.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}
+    ]
+    assert yaml.safe_load((project / "scorehouse.yml").read_text()) == {
+        "registry": "registry",
+        "warehouse": "shop.duckdb",
+    }
     # a profile outside the project: the lines to paste are printed, nothing else is touched
     elsewhere = tmp_path / "elsewhere"
     run("dbt init elsewhere --skip-profile-setup", tmp_path)
@@ -182,19 +196,23 @@ def test_scorehouse_init_wires_a_fresh_project_and_a_second_run_changes_nothing(
 def test_init_outside_a_dbt_project_says_where_it_looked(tmp_path):
     result = run("scorehouse init", tmp_path, check=False)
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"error: No dbt_project.yml in {tmp_path} or above; run `scorehouse init` "
-                                     "in a dbt project or pass --project-dir")
+    assert result.stderr.strip() == (
+        f"error: No dbt_project.yml in {tmp_path} or above; run `scorehouse init` "
+        "in a dbt project or pass --project-dir"
+    )
 
 
 def test_dbt_from_another_folder_finds_the_projects_files(tmp_path):
     """Paths follow the project, not the current folder; a registry without the model names its absolute path."""
     run("dbt init here --skip-profile-setup", tmp_path)
     project = tmp_path / "here"
-    (project / "profiles.yml").write_text("here:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-                                          "      path: warehouse/here.duckdb\n")
+    (project / "profiles.yml").write_text(
+        "here:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n      path: warehouse/here.duckdb\n"
+    )
     run("scorehouse init", project)
-    (project / "models" / "scored.sql").write_text("{{ config(materialized='table') }}\n"
-                                               "select {{ scorehouse.model_version('nothing_yet') }} as v")
+    (project / "models" / "scored.sql").write_text(
+        "{{ config(materialized='table') }}\nselect {{ scorehouse.model_version('nothing_yet') }} as v"
+    )
     run("dbt deps", project)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -241,4 +259,5 @@ def test_after_deployment_follows_the_docs(tmp_path):
     assert ran["scorehouse gc loan_denial --keep-days 7 --dry-run"].stdout.splitlines() == [
         "loan_denial: nothing to remove",
         "loan_denial: kept version 1 (prod rolls back to it; prod pointed at it within 7 days; "
-        "recorded by the latest build in scoring_runs; served by scored_applications)"]
+        "recorded by the latest build in scoring_runs; served by scored_applications)",
+    ]

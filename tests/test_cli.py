@@ -21,34 +21,55 @@ def test_show_prints_features_metrics_and_parity(built):
     assert "mortgage_deny version 1 (prod)" in out
     assert "lvr" in out and "DOUBLE" in out and "no, yes" in out and "parity" in out and "auc" in out
     # the demo GBT's 100 trees are too many for one expression: its SQL is checked, predict() uses onnxruntime
-    assert re.search(r"\n  sql +max \|SQL - library\| \S+ on [\d,]+ holdout rows; predict\(\) scores with: "
-                     r"duckdb onnxruntime \([\d,]+ tree nodes, more than 300: .*\), spark onnxruntime", out), out
+    assert re.search(
+        r"\n  sql +max \|SQL - library\| \S+ on [\d,]+ holdout rows; predict\(\) scores with: "
+        r"duckdb onnxruntime \([\d,]+ tree nodes, more than 300: .*\), spark onnxruntime",
+        out,
+    ), out
     manifest = json.loads(built.cli("show", "mortgage_deny@1", "--json", check=True).stdout)
     assert manifest["version"] == 1 and manifest["task"] == "binary"
 
 
 def test_sql_returns_probabilities_from_a_features_table(built):
-    out = built.cli("sql", "select predict('mortgage_deny', t) as p from features_mortgage t limit 5",
-                    "--format", "json", check=True).stdout
+    out = built.cli(
+        "sql",
+        "select predict('mortgage_deny', t) as p from features_mortgage t limit 5",
+        "--format",
+        "json",
+        check=True,
+    ).stdout
     values = [row["p"] for row in json.loads(out)]
     assert len(values) == 5 and all(0.0 <= v <= 1.0 for v in values)
     mart = built.query("select deny_probability from mart_mortgage_risk order by application_id limit 5")
-    ordered = built.cli("sql", "select predict('mortgage_deny', t) as p from features_mortgage t "
-                               "order by application_id limit 5",
-                        "--format", "json", check=True).stdout
+    ordered = built.cli(
+        "sql",
+        "select predict('mortgage_deny', t) as p from features_mortgage t order by application_id limit 5",
+        "--format",
+        "json",
+        check=True,
+    ).stdout
     # the mart scores in steps (SQL in double), predict() through onnxruntime (float32): within float32's rounding
     assert [r["p"] for r in json.loads(ordered)] == pytest.approx(mart["deny_probability"].tolist(), abs=1e-6)
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("select predict('mortgage_deny', t) from (select * rename (lvr as lvrr) from features_mortgage) t limit 5",
-     "feature 'lvr' is missing from the input; expected features: dir DOUBLE"),
-    ("select predict('mortgage_dny', t) from features_mortgage t limit 5",
-     "Model 'mortgage_dny' not found in registry"),
-    ("select predict_mortgage_deny(struct_pack(dir, hir, lvr := 'high', ccs, mcs, uria, pbcr, dmi, self, single, "
-     "condominium)) "
-     "from features_mortgage", "feature 'lvr' has type VARCHAR, expected DOUBLE"),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        (
+            "select predict('mortgage_deny', t) from (select * rename (lvr as lvrr) from features_mortgage) t limit 5",
+            "feature 'lvr' is missing from the input; expected features: dir DOUBLE",
+        ),
+        (
+            "select predict('mortgage_dny', t) from features_mortgage t limit 5",
+            "Model 'mortgage_dny' not found in registry",
+        ),
+        (
+            "select predict_mortgage_deny(struct_pack(dir, hir, lvr := 'high', ccs, mcs, uria, pbcr, dmi, self, "
+            "single, condominium)) from features_mortgage",
+            "feature 'lvr' has type VARCHAR, expected DOUBLE",
+        ),
+    ],
+)
 def test_sql_errors_are_messages_not_tracebacks(built, query, expected):
     result = built.cli("sql", query)
     assert result.returncode == 1
@@ -57,8 +78,9 @@ def test_sql_errors_are_messages_not_tracebacks(built, query, expected):
 
 
 def test_interactive_shell(built):
-    result = built.cli("sql",
-                       stdin="select count(*) as n\nfrom mart_diamond_prices;\nselect predict('nope', 1);\n.quit\n")
+    result = built.cli(
+        "sql", stdin="select count(*) as n\nfrom mart_diamond_prices;\nselect predict('nope', 1);\n.quit\n"
+    )
     assert result.returncode == 0
     assert "53940" in result.stdout
     assert "Model 'nope' not found" in result.stderr
@@ -73,8 +95,12 @@ def test_promote_rollback_and_verify(workspace):
     assert failed.returncode == 1 and "no earlier version" in failed.stderr
     report = json.loads(workspace.cli("verify", "--json", check=True).stdout)
     assert [(r["model"], r["version"], r["ok"]) for r in report] == [
-        ("diamond_price", 1, True), ("diamond_price", None, True),
-        ("mortgage_deny", 1, True), ("mortgage_deny", 2, True), ("mortgage_deny", None, True)]
+        ("diamond_price", 1, True),
+        ("diamond_price", None, True),
+        ("mortgage_deny", 1, True),
+        ("mortgage_deny", 2, True),
+        ("mortgage_deny", None, True),
+    ]
     assert all("audit_head" in r for r in report if r["version"] is None)
 
     onnx = workspace.registry_path / "mortgage_deny" / "versions" / "2" / "model.onnx"
@@ -121,8 +147,12 @@ def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_cop
     path = tmp_path / "spec.yml"
     path.write_text(yaml.safe_dump(spec))
     terminal, stderr = pty.openpty()
-    train = subprocess.Popen([str(Path(sys.executable).parent / "scorehouse"), "train", str(path)],
-                             stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **small_copy.env})
+    train = subprocess.Popen(
+        [str(Path(sys.executable).parent / "scorehouse"), "train", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env={**os.environ, **small_copy.env},
+    )
     os.close(stderr)
     shown = b""
     while True:
@@ -135,9 +165,14 @@ def test_train_shows_each_long_step_in_a_terminal_and_records_its_time(small_cop
         shown += chunk
     assert train.wait(timeout=300) == 0
     text = shown.decode()
-    for label in ("fitting gradient_boosting on 1785 rows", "exporting to ONNX", "checking onnxruntime",
-                  "recording what explains each score", "checking its SQL against the library",
-                  "metrics and training profile"):
+    for label in (
+        "fitting gradient_boosting on 1785 rows",
+        "exporting to ONNX",
+        "checking onnxruntime",
+        "recording what explains each score",
+        "checking its SQL against the library",
+        "metrics and training profile",
+    ):
         assert re.search(re.escape(label) + r".*: \d+\.\d s", text), (label, text)
     seconds = small_copy.registry.card("mortgage_deny", 2).manifest.registration_seconds
     assert set(seconds) == {"fit", "export", "parity", "explain", "sql", "profile"} and min(seconds.values()) >= 0
@@ -151,9 +186,18 @@ def test_sql_output_cut_short_by_its_reader_ends_quietly(small_copy):
     from pathlib import Path
 
     for output_format in ("csv", "json", "table"):
-        process = subprocess.Popen([str(Path(sys.executable).parent / "scorehouse"), "sql",
-                                    "select * from features_mortgage, range(20)", "--format", output_format],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **small_copy.env})
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "scorehouse"),
+                "sql",
+                "select * from features_mortgage, range(20)",
+                "--format",
+                output_format,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **small_copy.env},
+        )
         first = process.stdout.readline()
         process.stdout.close()  # as `head -1` does
         stderr = process.stderr.read().decode()

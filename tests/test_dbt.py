@@ -38,8 +38,9 @@ def test_each_application_predicted_denied_carries_its_reasons_in_words(built):
     descriptions = yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"]["mortgage_feature_descriptions"]
     mart = built.query("select application_id, predicted_deny, deny_reasons from mart_mortgage_risk order by 1")
     con = connect(built.warehouse, registry=built.registry_path, read_only=True)
-    explained = dict(con.sql("select application_id, explain('mortgage_deny', f, 3) "
-                             "from features_mortgage f").fetchall())
+    explained = dict(
+        con.sql("select application_id, explain('mortgage_deny', f, 3) from features_mortgage f").fetchall()
+    )
     con.close()
     assert mart.predicted_deny.sum() > 100 and mart.deny_reasons.isna().tolist() == (~mart.predicted_deny).tolist()
     for row in mart[mart.predicted_deny].itertuples():
@@ -77,18 +78,43 @@ def test_the_marts_score_in_one_call_and_their_lineage_is_data_in_the_manifest(b
     assert "__scorehouse_step" in risk and "scorehouse:scoring" not in risk + prices
     assert 'predict_diamond_price(struct_pack("carat" := "__scorehouse_input"."carat"' in prices
     nodes = json.loads((built.root / "target" / "manifest.json").read_text())["nodes"]
-    calls = {name: {k: v for k, v in nodes[f"model.scorehouse_demo.{name}"]["config"]["meta"].items()
-                    if k.startswith("scorehouse:")} for name in ("mart_mortgage_risk", "mart_diamond_prices")}
+    calls = {
+        name: {
+            k: v
+            for k, v in nodes[f"model.scorehouse_demo.{name}"]["config"]["meta"].items()
+            if k.startswith("scorehouse:")
+        }
+        for name in ("mart_mortgage_risk", "mart_diamond_prices")
+    }
     assert calls == {
-        "mart_mortgage_risk": {"scorehouse:scoring mortgage_deny|default||application_id|table": {
-            "ref": "mortgage_deny", "output": "default", "method": "", "key": "application_id", "form": "table"}},
-        "mart_diamond_prices": {"scorehouse:scoring diamond_price|default|||table": {
-            "ref": "diamond_price", "output": "default", "method": "", "key": "", "form": "table"}}}
-    runs = built.query("select scored_relation, model_name, model_version, method from scoring_runs "
-                       "where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs) "
-                       "order by scored_relation")
-    assert runs.values.tolist() == [["mart_diamond_prices", "diamond_price", 1, "onnx"],
-                                    ["mart_mortgage_risk", "mortgage_deny", 1, "steps"]]
+        "mart_mortgage_risk": {
+            "scorehouse:scoring mortgage_deny|default||application_id|table": {
+                "ref": "mortgage_deny",
+                "output": "default",
+                "method": "",
+                "key": "application_id",
+                "form": "table",
+            }
+        },
+        "mart_diamond_prices": {
+            "scorehouse:scoring diamond_price|default|||table": {
+                "ref": "diamond_price",
+                "output": "default",
+                "method": "",
+                "key": "",
+                "form": "table",
+            }
+        },
+    }
+    runs = built.query(
+        "select scored_relation, model_name, model_version, method from scoring_runs "
+        "where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs) "
+        "order by scored_relation"
+    )
+    assert runs.values.tolist() == [
+        ["mart_diamond_prices", "diamond_price", 1, "onnx"],
+        ["mart_mortgage_risk", "mortgage_deny", 1, "steps"],
+    ]
 
 
 def test_forcing_sql_or_onnx_builds_the_same_marts(workspace):
@@ -98,8 +124,9 @@ def test_forcing_sql_or_onnx_builds_the_same_marts(workspace):
     assert record["ok"] and record["max_abs_diff"] <= 1e-5
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "onnx"})
     onnx = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")
-    compiled_sql = (workspace.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts"
-                    / "mart_mortgage_risk.sql")
+    compiled_sql = (
+        workspace.root / "target" / "compiled" / "scorehouse_demo" / "models" / "marts" / "mart_mortgage_risk.sql"
+    )
     assert "scorehouse_onnx_mortgage_deny(struct_pack(" in compiled_sql.read_text()
     workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "sql"})
     in_sql = workspace.query("select application_id, deny_probability from mart_mortgage_risk order by 1")
@@ -108,8 +135,9 @@ def test_forcing_sql_or_onnx_builds_the_same_marts(workspace):
     assert "scorehouse_onnx_mortgage_deny(" not in written
     assert len(in_sql) == len(onnx) == 2381
     assert_allclose(in_sql["deny_probability"], onnx["deny_probability"], atol=1e-6, rtol=0)
-    result = workspace.dbt("build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "fastest"},
-                           expect_ok=False)
+    result = workspace.dbt(
+        "build", "--select", "mart_mortgage_risk", variables={"scorehouse_scoring": "fastest"}, expect_ok=False
+    )
     assert result.returncode != 0
     assert "Unknown scoring method 'fastest'; choose one of ['auto', 'sql', 'onnx']" in result.stdout
 
@@ -159,8 +187,9 @@ def test_docs_generate(built):
 def test_every_input_row_is_scored(built, name):
     table, key = FEATURE_TABLES[name]
     mart = {"mortgage_deny": "mart_mortgage_risk", "diamond_price": "mart_diamond_prices"}[name]
-    counts = built.query(f"select (select count(*) from {table}) as n_in, count(*) as n_out, "
-                         f"count(distinct {key}) as keys from {mart}")
+    counts = built.query(
+        f"select (select count(*) from {table}) as n_in, count(*) as n_out, count(distinct {key}) as keys from {mart}"
+    )
     assert counts.n_in[0] == counts.n_out[0] == counts["keys"][0]
     assert np.isfinite(built.query(f"select * from {mart}").iloc[:, 1]).all()
 
@@ -204,10 +233,18 @@ def test_a_model_trained_mid_build_is_not_seen_until_the_next_build(workspace, t
     # trained from a file: the build holds the warehouse's write lock meanwhile
     workspace.query("select * from features_mortgage").to_parquet(tmp_path / "features.parquet")
     new_model = tmp_path / "late_model.yml"
-    new_model.write_text(yaml.safe_dump({
-        "name": "late_model", "task": "binary", "target": "is_denied", "source": {"path": "features.parquet"},
-        "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
-        "features": {"numeric": ["dir", "lvr"], "categorical": ["self"]}}))
+    new_model.write_text(
+        yaml.safe_dump(
+            {
+                "name": "late_model",
+                "task": "binary",
+                "target": "is_denied",
+                "source": {"path": "features.parquet"},
+                "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
+                "features": {"numeric": ["dir", "lvr"], "categorical": ["self"]},
+            }
+        )
+    )
     retrained = tmp_path / "mortgage_deny.yml"  # another prod version of the scored model
     spec = yaml.safe_load(SPECS["mortgage_deny"].read_text())
     spec["estimator"]["params"]["n_estimators"] = 20
@@ -216,17 +253,26 @@ def test_a_model_trained_mid_build_is_not_seen_until_the_next_build(workspace, t
     script = tmp_path / "mid_build.py"
     script.write_text(f"SCOREHOUSE = {str(Path(sys.executable).parent / 'scorehouse')!r}\n" + MID_BUILD)
     command = workspace.dbt_command("build")[1:]
-    run = subprocess.run([sys.executable, str(script), json.dumps([command, [str(new_model), str(retrained)],
-                                                                   str(workspace.registry_path)])],
-                         capture_output=True, text=True, cwd=ROOT, env={**__import__("os").environ, **workspace.env},
-                         timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            json.dumps([command, [str(new_model), str(retrained)], str(workspace.registry_path)]),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, **workspace.env},
+        timeout=900,
+    )
     outcome = json.loads(run.stdout.strip().splitlines()[-1])
     assert outcome == {"trained": [0, 0], "success": True}, run.stdout[-4000:] + run.stderr[-2000:]
     assert "does not exist" not in run.stdout and "Traceback" not in run.stdout + run.stderr
     assert workspace.registry.aliases("mortgage_deny")["prod"] == 2 and workspace.registry.aliases("late_model")
     assert set(workspace.query("select model_version from mart_mortgage_risk").model_version) == {1}
-    runs = workspace.query("select model_name, model_version from scoring_runs where scored_relation = "
-                           "'mart_mortgage_risk'")
+    runs = workspace.query(
+        "select model_name, model_version from scoring_runs where scored_relation = 'mart_mortgage_risk'"
+    )
     assert set(runs.model_version) == {1}  # the hooks saw the build's set too
     workspace.dbt("build")
     assert set(workspace.query("select model_version from mart_mortgage_risk").model_version) == {2}

@@ -23,22 +23,26 @@ def scores(con, sql):
 
 def test_fast_and_generic_paths_equal_scikit_learn(con, trained, features):
     expected = trained.sklearn_scores("mortgage_deny", features)["score"]
-    fast = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
-                       "order by application_id")
+    fast = scores(
+        con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage order by application_id"
+    )
     whole_row = scores(con, "select predict('mortgage_deny', t) from features_mortgage t order by application_id")
     assert_allclose(fast, expected, atol=1e-5, rtol=0)
     assert_allclose(whole_row, expected, atol=1e-5, rtol=0)
 
 
 def test_features_bind_by_name_not_position(con):
-    forward = scores(con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
-                          "order by application_id")
+    forward = scores(
+        con, f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage order by application_id"
+    )
     reordered = ", ".join(reversed(FEATURES.split(", ")))
-    backward = scores(con, f"select predict_mortgage_deny(struct_pack({reordered})) from features_mortgage "
-                           "order by application_id")
+    backward = scores(
+        con, f"select predict_mortgage_deny(struct_pack({reordered})) from features_mortgage order by application_id"
+    )
     pairs = ", ".join(f"{c!r}: {c}" for c in reversed(FEATURES.split(", ")))
-    generic = scores(con, f"select predict('mortgage_deny', {{{pairs}}}) "
-                          "from features_mortgage order by application_id")
+    generic = scores(
+        con, f"select predict('mortgage_deny', {{{pairs}}}) from features_mortgage order by application_id"
+    )
     assert_allclose(backward, forward, rtol=0, atol=0)
     assert_allclose(generic, forward, rtol=0, atol=0)
 
@@ -50,10 +54,12 @@ def test_model_references(con, workspace, features):
     workspace.registry.promote("mortgage_deny", 2, alias="candidate")
     conn = engine.connect(workspace.warehouse, workspace.registry_path, read_only=True)
     try:
-        sql = ("select predict('mortgage_deny', t), predict('mortgage_deny@prod', t), predict('mortgage_deny@1', t), "
-               "predict('mortgage_deny@candidate', t), predict('mortgage_deny@2', t), "
-               "scorehouse_model_version('mortgage_deny'), scorehouse_model_version('mortgage_deny@candidate') "
-               "from features_mortgage t order by application_id")
+        sql = (
+            "select predict('mortgage_deny', t), predict('mortgage_deny@prod', t), predict('mortgage_deny@1', t), "
+            "predict('mortgage_deny@candidate', t), predict('mortgage_deny@2', t), "
+            "scorehouse_model_version('mortgage_deny'), scorehouse_model_version('mortgage_deny@candidate') "
+            "from features_mortgage t order by application_id"
+        )
         table = conn.sql(sql).to_arrow_table()
     finally:
         conn.close()
@@ -68,8 +74,10 @@ def test_model_references(con, workspace, features):
 
 
 def test_label_and_probabilities(con, trained, features):
-    table = con.sql("select predict_label('mortgage_deny', t) as label, predict_proba('mortgage_deny', t) as p "
-                    "from features_mortgage t order by application_id").to_arrow_table()
+    table = con.sql(
+        "select predict_label('mortgage_deny', t) as label, predict_proba('mortgage_deny', t) as p "
+        "from features_mortgage t order by application_id"
+    ).to_arrow_table()
     expected = trained.sklearn_scores("mortgage_deny", features)
     assert table.column("label").to_pylist() == expected["label"].tolist()
     probabilities = table.column("p").to_pylist()
@@ -79,8 +87,11 @@ def test_label_and_probabilities(con, trained, features):
 
 def test_regressor_through_the_fast_path(con, trained):
     frame = trained.query("select * from features_diamonds order by diamond_id limit 3000")
-    got = scores(con, "select predict_diamond_price(struct_pack(carat, depth_pct, table_pct, length_mm, width_mm, "
-                      "height_mm, cut, color, clarity)) from features_diamonds order by diamond_id limit 3000")
+    got = scores(
+        con,
+        "select predict_diamond_price(struct_pack(carat, depth_pct, table_pct, length_mm, width_mm, "
+        "height_mm, cut, color, clarity)) from features_diamonds order by diamond_id limit 3000",
+    )
     tolerance = trained.candidates["diamond_price"].manifest["parity"]["tolerance"]
     assert_allclose(got, trained.sklearn_scores("diamond_price", frame)["score"], atol=tolerance, rtol=0)
 
@@ -90,13 +101,30 @@ def test_nulls_are_imputed_and_a_null_row_scores_null(con, trained):
         "select predict('mortgage_deny', {'dir': null, 'hir': 0.3, 'lvr': null, 'ccs': 2, 'mcs': 2, 'uria': 3.1, "
         "'pbcr': null, 'dmi': 'no', 'self': 'no', 'single': 'yes', 'condominium': null}) as imputed"
     ).fetchall()[0]
-    null_rows = con.sql("select predict('mortgage_deny', case when application_id % 2 = 0 then t end), "
-                        f"predict_mortgage_deny(case when application_id % 2 = 0 then struct_pack({FEATURES}) end) "
-                        "from features_mortgage t order by application_id limit 4").fetchall()
+    null_rows = con.sql(
+        "select predict('mortgage_deny', case when application_id % 2 = 0 then t end), "
+        f"predict_mortgage_deny(case when application_id % 2 = 0 then struct_pack({FEATURES}) end) "
+        "from features_mortgage t order by application_id limit 4"
+    ).fetchall()
     import pandas as pd
 
-    frame = pd.DataFrame([{"dir": None, "hir": 0.3, "lvr": None, "ccs": 2.0, "mcs": 2.0, "uria": 3.1,
-                           "pbcr": None, "dmi": "no", "self": "no", "single": "yes", "condominium": None}])
+    frame = pd.DataFrame(
+        [
+            {
+                "dir": None,
+                "hir": 0.3,
+                "lvr": None,
+                "ccs": 2.0,
+                "mcs": 2.0,
+                "uria": 3.1,
+                "pbcr": None,
+                "dmi": "no",
+                "self": "no",
+                "single": "yes",
+                "condominium": None,
+            }
+        ]
+    )
     assert result[0] == pytest.approx(trained.sklearn_scores("mortgage_deny", frame)["score"][0], abs=1e-5)
     assert [r[0] is None for r in null_rows] == [r[1] is None for r in null_rows] == [True, False, True, False]
 
@@ -104,8 +132,19 @@ def test_nulls_are_imputed_and_a_null_row_scores_null(con, trained):
 def test_unseen_category_is_scored(con, trained):
     import pandas as pd
 
-    row = {"dir": 0.3, "hir": 0.25, "lvr": 0.8, "ccs": 2.0, "mcs": 2.0, "uria": 3.1,
-           "pbcr": "maybe", "dmi": "no", "self": "no", "single": "yes", "condominium": "no"}
+    row = {
+        "dir": 0.3,
+        "hir": 0.25,
+        "lvr": 0.8,
+        "ccs": 2.0,
+        "mcs": 2.0,
+        "uria": 3.1,
+        "pbcr": "maybe",
+        "dmi": "no",
+        "self": "no",
+        "single": "yes",
+        "condominium": "no",
+    }
     literal = "{" + ", ".join(f"'{k}': {v!r}" for k, v in row.items()) + "}"
     got = con.sql(f"select predict('mortgage_deny', {literal})").fetchall()[0][0]
     expected = trained.sklearn_scores("mortgage_deny", pd.DataFrame([row]))["score"][0]
@@ -114,14 +153,18 @@ def test_unseen_category_is_scored(con, trained):
 
 def test_empty_input_gives_no_rows(con):
     assert con.sql("select predict('mortgage_deny', t) from features_mortgage t where false").fetchall() == []
-    assert con.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
-                   "where false").fetchall() == []
+    assert (
+        con.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage where false").fetchall()
+        == []
+    )
 
 
 def test_several_models_in_one_column(con, trained):
-    table = con.sql("select predict(case when application_id % 2 = 0 then 'mortgage_deny' else 'mortgage_deny@1' "
-                    "end, t) as p, predict('mortgage_deny', t) as q from features_mortgage t "
-                    "order by application_id").to_arrow_table()
+    table = con.sql(
+        "select predict(case when application_id % 2 = 0 then 'mortgage_deny' else 'mortgage_deny@1' "
+        "end, t) as p, predict('mortgage_deny', t) as q from features_mortgage t "
+        "order by application_id"
+    ).to_arrow_table()
     assert table.column("p").to_pylist() == table.column("q").to_pylist()
 
 
@@ -147,19 +190,23 @@ def test_unknown_model_alias_and_version_list_what_exists(errors_of):
 
 
 def test_missing_feature_is_named_with_the_expected_list(errors_of):
-    message = errors_of("select predict('mortgage_deny', t) "
-                        "from (select * rename (lvr as lvrr) from features_mortgage) t")
+    message = errors_of(
+        "select predict('mortgage_deny', t) from (select * rename (lvr as lvrr) from features_mortgage) t"
+    )
     assert "feature 'lvr' is missing" in message
     assert "expected features: dir DOUBLE, hir DOUBLE, lvr DOUBLE" in message
     assert "did you mean 'lvrr'" in message
 
 
 def test_wrong_type_names_feature_and_both_types(errors_of):
-    generic = errors_of("select predict('mortgage_deny', t) "
-                        "from (select * replace (lvr::varchar as lvr) from features_mortgage) t")
+    generic = errors_of(
+        "select predict('mortgage_deny', t) from (select * replace (lvr::varchar as lvr) from features_mortgage) t"
+    )
     assert "feature 'lvr' has type VARCHAR, expected DOUBLE" in generic
-    fast = errors_of("select predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, "
-                          "dmi := dmi = 'yes', self, single, condominium)) from features_mortgage")
+    fast = errors_of(
+        "select predict_mortgage_deny(struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, "
+        "dmi := dmi = 'yes', self, single, condominium)) from features_mortgage"
+    )
     assert "feature 'dmi' has type BOOLEAN, expected VARCHAR" in fast
 
 
@@ -169,8 +216,9 @@ def test_predict_needs_a_row_or_struct(errors_of):
 
 
 def test_struct_type_parser_handles_quotes_and_nesting():
-    fields = engine.struct_fields('STRUCT(a INTEGER, "b, c" VARCHAR, "d""e" DECIMAL(10,2), '
-                                  'f STRUCT(g INTEGER, h VARCHAR[]))')
+    fields = engine.struct_fields(
+        'STRUCT(a INTEGER, "b, c" VARCHAR, "d""e" DECIMAL(10,2), f STRUCT(g INTEGER, h VARCHAR[]))'
+    )
     assert fields == {"a": "INTEGER", "b, c": "VARCHAR", 'd"e': "DECIMAL(10,2)", "f": "STRUCT(g INTEGER, h VARCHAR[])"}
     with pytest.raises(FeatureError, match="two fields named 'a'"):
         engine.struct_fields("STRUCT(a INTEGER, a VARCHAR)")
@@ -201,10 +249,13 @@ def test_macros_follow_cursors_through_the_dbt_plugin(trained):
         plugin.configure_connection(conn)
         cursor = conn.cursor()
         plugin.configure_cursor(cursor)
-        got = cursor.sql("select predict('mortgage_deny', t) from features_mortgage t "
-                         "order by application_id limit 3").fetchall()
-        fast = cursor.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
-                          "order by application_id limit 3").fetchall()
+        got = cursor.sql(
+            "select predict('mortgage_deny', t) from features_mortgage t order by application_id limit 3"
+        ).fetchall()
+        fast = cursor.sql(
+            f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage "
+            "order by application_id limit 3"
+        ).fetchall()
         assert got == fast and len(got) == 3
         cursor.close()
     finally:
@@ -212,8 +263,9 @@ def test_macros_follow_cursors_through_the_dbt_plugin(trained):
 
 
 def test_arrow_batches_larger_than_one_vector(con, trained):
-    table = con.sql("select predict('mortgage_deny', t) as p, application_id from "
-                    "(select * from features_mortgage, range(5)) t").to_arrow_table()
+    table = con.sql(
+        "select predict('mortgage_deny', t) as p, application_id from (select * from features_mortgage, range(5)) t"
+    ).to_arrow_table()
     assert table.num_rows == 5 * 2381
     assert pa.compute.count(table.column("p"), mode="only_null").as_py() == 0
 

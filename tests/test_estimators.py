@@ -18,18 +18,29 @@ from scorehouse.training import build_pipeline
 from helpers import ESTIMATOR_CASES, sklearn_answers
 
 # Every loss for count and positive targets a spec can name: (kind, params key, value).
-LOSSES = {("hist_gradient_boosting", "loss", "poisson"), ("hist_gradient_boosting", "loss", "gamma"),
-          ("poisson_regression", None, None), ("gamma_regression", None, None), ("tweedie_regression", None, None),
-          ("xgboost", "objective", "count:poisson"), ("xgboost", "objective", "reg:gamma"),
-          ("xgboost", "objective", "reg:tweedie"), ("lightgbm", "objective", "poisson"),
-          ("lightgbm", "objective", "gamma"), ("lightgbm", "objective", "tweedie")}
+LOSSES = {
+    ("hist_gradient_boosting", "loss", "poisson"),
+    ("hist_gradient_boosting", "loss", "gamma"),
+    ("poisson_regression", None, None),
+    ("gamma_regression", None, None),
+    ("tweedie_regression", None, None),
+    ("xgboost", "objective", "count:poisson"),
+    ("xgboost", "objective", "reg:gamma"),
+    ("xgboost", "objective", "reg:tweedie"),
+    ("lightgbm", "objective", "poisson"),
+    ("lightgbm", "objective", "gamma"),
+    ("lightgbm", "objective", "tweedie"),
+}
 
 
 def test_every_kind_and_loss_has_a_case():
     cases = {(task, kind) for task, kind, *_ in ESTIMATOR_CASES.values()}
     assert {(task, kind) for task, kinds in KINDS.items() for kind in kinds} <= cases
-    covered = {(kind, key, params.get(key) if key else None)
-               for _, kind, params, *_ in ESTIMATOR_CASES.values() for key in ("loss", "objective", None)}
+    covered = {
+        (kind, key, params.get(key) if key else None)
+        for _, kind, params, *_ in ESTIMATOR_CASES.values()
+        for key in ("loss", "objective", None)
+    }
     assert LOSSES <= covered, LOSSES - covered
 
 
@@ -87,8 +98,19 @@ def test_count_and_positive_targets_stay_in_their_domain(estimator_models):
 
 def test_a_kind_whose_library_is_missing_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "xgboost", None)  # import xgboost raises ImportError
-    spec = parse_spec({"name": "m", "task": "binary", "target": "y", "source": {"table": "t"},
-                       "estimator": "xgboost", "features": {"numeric": ["a"]}})
-    with pytest.raises(SpecError, match=r"Model m: estimator 'xgboost' needs the xgboost extra: "
-                                        r"pip install 'scorehouse\[xgboost\]'"):
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "y",
+            "source": {"table": "t"},
+            "estimator": "xgboost",
+            "features": {"numeric": ["a"]},
+        }
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"Model m: estimator 'xgboost' needs the xgboost extra: "
+        r"pip install 'scorehouse\[xgboost\]'",
+    ):
         build_pipeline(spec)

@@ -51,10 +51,12 @@ def test_profile_relations_follow_the_alias(workspace):
     con = engine.connect(workspace.warehouse, workspace.registry_path, read_only=True)
     try:
         rows = con.sql("select distinct model_version from scorehouse_bins('mortgage_deny')").fetchall()
-        pinned = con.sql("select train_count from scorehouse_features('mortgage_deny@1') "
-                         "where feature = 'lvr'").fetchall()
-        current = con.sql("select train_count from scorehouse_features('mortgage_deny') "
-                          "where feature = 'lvr'").fetchall()
+        pinned = con.sql(
+            "select train_count from scorehouse_features('mortgage_deny@1') where feature = 'lvr'"
+        ).fetchall()
+        current = con.sql(
+            "select train_count from scorehouse_features('mortgage_deny') where feature = 'lvr'"
+        ).fetchall()
     finally:
         con.close()
     assert rows == [(2,)] and pinned == [(1785,)] and current == [(1190,)]
@@ -71,8 +73,10 @@ def python_metrics(manifest, frame):
 
 
 def sql_metrics(ws):
-    history = ws.query("select * from drift_history where model_ref = 'mortgage_deny' and "
-                       "invocation_id = (select invocation_id from drift_history order by recorded_at desc limit 1)")
+    history = ws.query(
+        "select * from drift_history where model_ref = 'mortgage_deny' and "
+        "invocation_id = (select invocation_id from drift_history order by recorded_at desc limit 1)"
+    )
     return {(r.feature, r.metric): (r.baseline_value, r.current_value) for r in history.itertuples()}, history
 
 
@@ -107,25 +111,34 @@ def test_broken_batch_stops_the_build_and_keeps_the_previous_mart(workspace):
     assert named == BROKEN_FEATURES
     # each line says what it measured: the NULL share beside training's and the increase the thresholds apply to;
     # a distance by itself (its training value is 0 by definition, never printed as "training 0")
-    assert re.search(r"error: model mortgage_deny v1, feature lvr: NULL share 0\.[23]\d* against 0 in training "
-                     r"\(an increase of 0\.[23]\d*; warn above 0\.02, error above 0\.05\)", log), log[-3000:]
-    assert re.search(r"error: model mortgage_deny v1, feature dir: psi [\d.]+ "
-                     r"\(warn above 0\.1, error above 0\.25\)", log)
+    assert re.search(
+        r"error: model mortgage_deny v1, feature lvr: NULL share 0\.[23]\d* against 0 in training "
+        r"\(an increase of 0\.[23]\d*; warn above 0\.02, error above 0\.05\)",
+        log,
+    ), log[-3000:]
+    assert re.search(
+        r"error: model mortgage_deny v1, feature dir: psi [\d.]+ "
+        r"\(warn above 0\.1, error above 0\.25\)",
+        log,
+    )
     assert "(training 0;" not in log
     assert "SKIP relation main.mart_mortgage_risk" in log
     after = workspace.query("select * from mart_mortgage_risk order by application_id")
     pd.testing.assert_frame_equal(before, after)  # same rows, scores, versions and scored_at
     # the diamond model's inputs were clean: its mart was rebuilt
-    assert (workspace.query("select scored_at from mart_diamond_prices limit 1").scored_at[0]
-            > diamonds_before.scored_at[0])
+    assert (
+        workspace.query("select scored_at from mart_diamond_prices limit 1").scored_at[0] > diamonds_before.scored_at[0]
+    )
     # BI tools read the serving file: the mortgage mart kept its publication, the diamond mart has the new one
-    published = workspace.query("select * from scorehouse_publication order by mart",
-                                workspace.serving).set_index("mart")
+    published = workspace.query("select * from scorehouse_publication order by mart", workspace.serving).set_index(
+        "mart"
+    )
     kept = published_before.set_index("mart")
     pd.testing.assert_series_equal(published.loc["mart_mortgage_risk"], kept.loc["mart_mortgage_risk"])
     assert published.loc["mart_diamond_prices", "invocation_id"] != kept.loc["mart_diamond_prices", "invocation_id"]
     pd.testing.assert_frame_equal(
-        workspace.query("select * from mart_mortgage_risk order by application_id", workspace.serving), before)
+        workspace.query("select * from mart_mortgage_risk order by application_id", workspace.serving), before
+    )
     workspace.dbt("build")  # the clean batch passes again
     assert workspace.query("select count(distinct invocation_id) as n from drift_history").n[0] == 3
 
@@ -152,14 +165,19 @@ def write_case_seeds(ws, folder: Path) -> None:
     broken = ws.root / "broken_csv"
     load_broken_batch()(broken)
     with duckdb.connect() as con:
-        cases["case_broken_batch"] = con.sql(
-            f"select cast(column00 as integer) as application_id, cast(nullif(dir, 'NA') as double) as dir, "
-            f"cast(nullif(hir, 'NA') as double) as hir, cast(nullif(lvr, 'NA') as double) as lvr, "
-            f"cast(nullif(ccs, 'NA') as double) as ccs, cast(nullif(mcs, 'NA') as double) as mcs, "
-            f"cast(nullif(uria, 'NA') as double) as uria, nullif(pbcr, 'NA') as pbcr, nullif(dmi, 'NA') as dmi, "
-            f"nullif(self, 'NA') as self, nullif(single, 'NA') as single, "
-            f"case comdominiom when '1' then 'yes' when '0' then 'no' end as condominium "
-            f"from read_csv('{broken / 'hmda_boston.csv'}', all_varchar = true)").to_arrow_table().to_pandas()
+        cases["case_broken_batch"] = (
+            con.sql(
+                f"select cast(column00 as integer) as application_id, cast(nullif(dir, 'NA') as double) as dir, "
+                f"cast(nullif(hir, 'NA') as double) as hir, cast(nullif(lvr, 'NA') as double) as lvr, "
+                f"cast(nullif(ccs, 'NA') as double) as ccs, cast(nullif(mcs, 'NA') as double) as mcs, "
+                f"cast(nullif(uria, 'NA') as double) as uria, nullif(pbcr, 'NA') as pbcr, nullif(dmi, 'NA') as dmi, "
+                f"nullif(self, 'NA') as self, nullif(single, 'NA') as single, "
+                f"case comdominiom when '1' then 'yes' when '0' then 'no' end as condominium "
+                f"from read_csv('{broken / 'hmda_boston.csv'}', all_varchar = true)"
+            )
+            .to_arrow_table()
+            .to_pandas()
+        )
     scores = ws.query("select application_id, deny_probability from mart_mortgage_risk order by application_id")
     cases["case_scores_clean"] = scores
     cases["case_scores_drifted"] = scores.assign(deny_probability=1 - scores.deny_probability)
@@ -174,14 +192,22 @@ def test_each_guard_passes_clean_data_and_fails_on_its_own_drift(built, tmp_path
     write_case_seeds(built, project / "seeds")
     result, results = build_package(project, "scorehouse_guard_cases", built, tmp_path)
     statuses = {name: r["status"] for name, r in results.items() if r["unique_id"].startswith("test.")}
-    assert result.returncode == 0, ("\n".join(f"{k}: {v}" for k, v in statuses.items() if v != "pass")
-                                    + result.stdout[-3000:])
+    assert result.returncode == 0, (
+        "\n".join(f"{k}: {v}" for k, v in statuses.items() if v != "pass") + result.stdout[-3000:]
+    )
     declared = (GUARD_CASES / "seeds" / "_cases.yml").read_text().count("- scorehouse.expect_")
     assert len(statuses) == declared == 23 and set(statuses.values()) == {"pass"}
     kinds = {re.match(r"scorehouse_(expect_\w+?)_case", k).group(1) for k in statuses}
-    assert kinds == {"expect_model_inputs_match_schema", "expect_feature_psi_below", "expect_category_distance_below",
-                     "expect_unseen_category_share_below", "expect_null_rate_increase_below",
-                     "expect_out_of_range_share_below", "expect_model_inputs_stable", "expect_output_drift_below"}
+    assert kinds == {
+        "expect_model_inputs_match_schema",
+        "expect_feature_psi_below",
+        "expect_category_distance_below",
+        "expect_unseen_category_share_below",
+        "expect_null_rate_increase_below",
+        "expect_out_of_range_share_below",
+        "expect_model_inputs_stable",
+        "expect_output_drift_below",
+    }
 
 
 def test_false_alarm_rate_on_bootstrap_resamples_of_clean_data(built):
@@ -198,17 +224,26 @@ def test_false_alarm_rate_on_bootstrap_resamples_of_clean_data(built):
         con.close()
     union = " union all ".join(
         f"select {i} as sample, l.* from ({{{{ scorehouse.stability_levels(api.Relation.create(schema='main', "
-        f"identifier='boot_{i:02d}'), 'mortgage_deny') }}}}) as l" for i in range(resamples))
+        f"identifier='boot_{i:02d}'), 'mortgage_deny') }}}}) as l"
+        for i in range(resamples)
+    )
     result = ws.dbt("show", "--inline", union, "--limit", "-1", "--output", "json")
-    rows = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])["show"]
+    rows = json.loads(result.stdout[result.stdout.index("{") : result.stdout.rindex("}") + 1])["show"]
     frame = pd.DataFrame(rows)
     assert frame["sample"].nunique() == resamples and len(frame) == resamples * 33
     alarms = frame[frame.level == "error"].groupby("sample").size()
     rate = len(alarms) / resamples
     assert rate <= 0.05, f"error-level false alarms in {len(alarms)} of {resamples} clean resamples: {alarms.to_dict()}"
-    (ws.root / "false_alarms.json").write_text(json.dumps({"resamples": resamples, "error_rate": rate,
-        "warn_rate": frame[frame.level.notna()]["sample"].nunique() / resamples,
-        "max_by_metric": frame.groupby("metric").current_value.max().to_dict()}))
+    (ws.root / "false_alarms.json").write_text(
+        json.dumps(
+            {
+                "resamples": resamples,
+                "error_rate": rate,
+                "warn_rate": frame[frame.level.notna()]["sample"].nunique() / resamples,
+                "max_by_metric": frame.groupby("metric").current_value.max().to_dict(),
+            }
+        )
+    )
 
 
 def test_python_and_dbt_default_thresholds_agree():
@@ -246,14 +281,34 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     out = tmp_path / "report.html"
     result = workspace.cli("report", "mortgage_deny", "--table", "features_mortgage", "--out", str(out), check=True)
     assert "thresholds crossed by dir (error), lvr (error), self (error)" in result.stderr
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     order = re.findall(r"<section class=\"feature\" id=\"feature-(\w+)\" data-level=\"(\w+)\"", dom)
-    assert order == [("dir", "error"), ("lvr", "error"), ("self", "error"), ("hir", "ok"), ("ccs", "ok"), ("mcs", "ok"),
-                     ("uria", "ok"), ("pbcr", "ok"), ("dmi", "ok"), ("single", "ok"), ("condominium", "ok")]
+    assert order == [
+        ("dir", "error"),
+        ("lvr", "error"),
+        ("self", "error"),
+        ("hir", "ok"),
+        ("ccs", "ok"),
+        ("mcs", "ok"),
+        ("uria", "ok"),
+        ("pbcr", "ok"),
+        ("dmi", "ok"),
+        ("single", "ok"),
+        ("condominium", "ok"),
+    ]
     verdict = re.search(r'<ul id="verdict">(.*?)</ul>', dom, re.S).group(1)
     assert re.findall(r'<a href="#feature-(\w+)">', verdict) == ["dir", "lvr", "self"]
     sections = dict(re.findall(r'<section class="feature" id="feature-(\w+)".*?>(.*?)</section>', dom, re.S))
@@ -261,8 +316,10 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     assert float(nulls.group(1)) < 0.01 and 0.25 < float(nulls.group(2)) < 0.35  # the NULL-rate jump, as its own bar
     unseen = re.search(r"<code>unknown</code>: ([\d,]+) rows", sections["self"])
     assert unseen and 0.2 < int(unseen.group(1).replace(",", "")) / 2381 < 0.3
-    charted = {name: re.findall(r'<figure class="history" data-metric="(\w+)" data-level="(\w+)"', section)
-               for name, section in sections.items()}
+    charted = {
+        name: re.findall(r'<figure class="history" data-metric="(\w+)" data-level="(\w+)"', section)
+        for name, section in sections.items()
+    }
     assert charted["lvr"][0] == ("null_rate_increase", "error") and charted["self"][0] == ("unseen_share", "error")
     assert charted["dir"][0][1] == "error" and all(len(metrics) == 3 for metrics in charted.values())
     assert all(section.count("<circle") == 6 for section in sections.values())  # 3 metrics, two builds in drift_history
@@ -279,13 +336,16 @@ def test_report_renders_in_a_headless_browser(workspace, tmp_path):
     assert len(prices) == 10 and all(re.fullmatch(r"(≤ |> )?[\d.]+k?(–[\d.]+k?)?", text) for text in prices), prices
     assert sum(text.endswith("k") for text in prices) >= 5, prices
     png = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, f"--screenshot={png}", "--window-size=1000,9000", out.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={png}", "--window-size=1000,9000", out.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     from PIL import Image
 
     pixels = {colour for _, colour in Image.open(png).convert("RGB").getcolors(maxcolors=1 << 24)}
     for colour in (TRAINING, CURRENT, HISTORY, WARN_LINE, VERSION_COLOURS[0]):  # bars, history, thresholds, quality
-        assert tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5)) in pixels, colour
+        assert tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5)) in pixels, colour
 
 
 def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(workspace):
@@ -294,13 +354,18 @@ def test_each_hook_runs_without_configuration_and_stops_only_for_its_own_var(wor
 
     def build(**variables):
         result = workspace.dbt("build", data_dir=workspace.root / "broken", variables=variables, expect_ok=False)
-        invocation = json.loads((workspace.root / "target" / "run_results.json").read_text()
-                                )["metadata"]["invocation_id"]
+        invocation = json.loads((workspace.root / "target" / "run_results.json").read_text())["metadata"][
+            "invocation_id"
+        ]
         recorded = workspace.query(f"select count(*) as n from drift_history where invocation_id = '{invocation}'").n[0]
-        published = workspace.query("select distinct invocation_id from scorehouse_publication",
-                                    workspace.serving).invocation_id.tolist()
-        return {"summary": "scorehouse guard FAIL" in result.stdout, "history": recorded > 0,
-                "published": invocation in published}
+        published = workspace.query(
+            "select distinct invocation_id from scorehouse_publication", workspace.serving
+        ).invocation_id.tolist()
+        return {
+            "summary": "scorehouse guard FAIL" in result.stdout,
+            "history": recorded > 0,
+            "published": invocation in published,
+        }
 
     assert build() == {"summary": True, "history": True, "published": True}
     assert build(scorehouse_guard_summary=False) == {"summary": False, "history": True, "published": True}
@@ -319,7 +384,10 @@ def test_bins_hold_a_few_distinct_scores_whichever_path_computed_them():
     quantiles = np.unique(weighted_quantiles(values, np.ones(len(values)), np.arange(1, BINS) / BINS))
     assert set(quantiles) <= set(values)  # the deciles are scores themselves
     assert profile["shares"] == bin_shares(values, quantiles).tolist()  # the same bins for the training rows
-    for other_path in (np.nextafter(values, np.inf), np.nextafter(values, -np.inf),
-                       values.astype(np.float32).astype(np.float64)):
+    for other_path in (
+        np.nextafter(values, np.inf),
+        np.nextafter(values, -np.inf),
+        values.astype(np.float32).astype(np.float64),
+    ):
         assert psi(profile["shares"], bin_shares(other_path, profile["edges"])) == pytest.approx(0, abs=1e-12)
     assert psi(bin_shares(values, quantiles), bin_shares(np.nextafter(values, np.inf), quantiles)) > 1

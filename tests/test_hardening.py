@@ -50,8 +50,15 @@ def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
     for name, data in candidate.files.items():
         (payload / "files" / name).write_bytes(data)
     root, start = tmp_path / "registry", tmp_path / "start"
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(payload), str(start)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(WRITERS)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(root), str(payload), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(WRITERS)
+    ]
     time.sleep(2)  # every writer imported and waiting
     start.touch()
     outputs = [w.communicate(timeout=300) for w in writers]
@@ -67,8 +74,9 @@ def test_twenty_processes_register_and_promote_at_once(trained, tmp_path):
         assert aliases[alias]["version"] in range(1, WRITERS + 1)
         assert sorted(aliases[alias]["history"]) == list(range(1, WRITERS + 1))  # every move recorded once
         assert aliases[alias]["history"][-1] == aliases[alias]["version"]
-    leftovers = [p.name for p in (root / "mortgage_deny").iterdir()
-                 if p.name not in ("versions", "aliases.json", "audit.jsonl")]
+    leftovers = [
+        p.name for p in (root / "mortgage_deny").iterdir() if p.name not in ("versions", "aliases.json", "audit.jsonl")
+    ]
     assert all(name.startswith(".lock") for name in leftovers), leftovers
 
 
@@ -100,9 +108,14 @@ def test_a_build_killed_while_scoring_leaves_the_previous_marts_and_the_next_bui
         return {m: workspace.query(f"select * from {m} order by {key}") for m, key in marts.items()}
 
     before = read()
-    build = subprocess.Popen(workspace.dbt_command("build", "--select", "tag:scoring", "--threads", "1"),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                             env={**os.environ, **workspace.env})
+    build = subprocess.Popen(
+        workspace.dbt_command("build", "--select", "tag:scoring", "--threads", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **workspace.env},
+    )
     started = None
     for line in build.stdout:  # kill half a second after the first mart starts scoring
         if "START sql table model main.mart_" in line:
@@ -192,8 +205,11 @@ def _new_mortgage_spec(tmp_path):
 def _model_state(registry, name):
     """Everything a failed write must leave as it was: versions, alias file and every path under the model."""
     model_dir = registry.root / name
-    return (registry.versions(name), (model_dir / "aliases.json").read_text(),
-            sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")))
+    return (
+        registry.versions(name),
+        (model_dir / "aliases.json").read_text(),
+        sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*")),
+    )
 
 
 @pytest.mark.parametrize("fault", list(REGISTRY_FAULTS))
@@ -230,7 +246,8 @@ def test_an_alias_move_failing_leaves_the_alias_file_as_it_was(workspace, tmp_pa
         failed = workspace.cli("promote", name, "1", "--alias", "candidate", preexec_fn=preexec_fn)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     assert failed.stderr.strip().splitlines()[-1] == (
-        f"error: Model {name}: could not write {model_dir / 'aliases.json'}: [Errno 13] Permission denied")
+        f"error: Model {name}: could not write {model_dir / 'aliases.json'}: [Errno 13] Permission denied"
+    )
     assert _model_state(workspace.registry, name) == before
     workspace.cli("promote", name, "1", "--alias", "candidate", check=True)
     assert workspace.registry.aliases(name)["candidate"] == 1
@@ -248,6 +265,7 @@ def test_a_failed_first_train_leaves_no_empty_model_behind(small_copy, tmp_path)
     folder = small_copy.registry_path / "mortgage_first"
     assert failed.stderr.strip().splitlines()[-1] == (
         f"error: Model mortgage_first: could not write version to {folder / 'versions' / '1'}: "
-        f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}")
+        f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}"
+    )
     assert not folder.exists()
     assert small_copy.registry.models() == ["mortgage_deny", "mortgage_logit"]

@@ -46,14 +46,17 @@ def new_spec(tmp_path, **changes):
 
 
 # ---- 7. predict()'s SQL refuses exactly what the ONNX path refuses -----------------------------------------
-@pytest.mark.parametrize("column, sql, found", [
-    ("lvr", "cast(lvr as varchar)", "VARCHAR"),
-    ("pbcr", "cast(1 as integer)", "INTEGER"),
-    ("dir", "current_date", "DATE"),
-    ("dir", "dir > 0.3", "BOOLEAN"),  # a feature trained on numbers is not fed BOOLEAN
-    ("pbcr", "[pbcr]", "VARCHAR[]"),
-    ("self", "{'v': self}", "STRUCT(v VARCHAR)"),
-])
+@pytest.mark.parametrize(
+    "column, sql, found",
+    [
+        ("lvr", "cast(lvr as varchar)", "VARCHAR"),
+        ("pbcr", "cast(1 as integer)", "INTEGER"),
+        ("dir", "current_date", "DATE"),
+        ("dir", "dir > 0.3", "BOOLEAN"),  # a feature trained on numbers is not fed BOOLEAN
+        ("pbcr", "[pbcr]", "VARCHAR[]"),
+        ("self", "{'v': self}", "STRUCT(v VARCHAR)"),
+    ],
+)
 def test_predict_sql_refuses_the_types_onnx_refuses_with_the_same_message(small, column, sql, found):
     scorer = Scorer(small.registry_path)
     relation = f"(select * replace ({sql} as {column}) from features_mortgage)"
@@ -64,11 +67,14 @@ def test_predict_sql_refuses_the_types_onnx_refuses_with_the_same_message(small,
             with pytest.raises(Exception) as error:
                 con.sql(f"select {expression} from {relation} as f").fetchall()
             messages.append(engine.friendly_error(error.value, small.registry))
-        generic = pytest.raises(duckdb.Error,
-                                con.sql(f"select predict('mortgage_logit', f) from {relation} as f").fetchall)
+        generic = pytest.raises(
+            duckdb.Error, con.sql(f"select predict('mortgage_logit', f) from {relation} as f").fetchall
+        )
     kind = "numeric" if column in ("lvr", "dir") else "categorical"
-    expected = (f"Model mortgage_logit (version 1): feature '{column}' has type {found}, "
-                f"expected {'DOUBLE' if kind == 'numeric' else 'VARCHAR'} ({kind})")
+    expected = (
+        f"Model mortgage_logit (version 1): feature '{column}' has type {found}, "
+        f"expected {'DOUBLE' if kind == 'numeric' else 'VARCHAR'} ({kind})"
+    )
     assert messages == [expected, expected]
     assert engine.friendly_error(generic.value, small.registry) == expected
 
@@ -88,13 +94,23 @@ def test_values_beyond_float32_score_as_infinity_on_every_path(small):
         for model in ("mortgage_deny", "mortgage_logit"):
             paths = {method: engine.predict_sql(scorer, model, "f", "score", method) for method in ("sql", "onnx")}
             paths["generic"] = f"predict('{model}', f)"
-            for huge, inf in (("1e308", "'Infinity'"), ("-1e308", "'-Infinity'"),
-                              ("3.4028235677973366e38", "'Infinity'")):
-                got = {name: con.sql(f"select {sql} as p from (select * replace (cast({value} as double) as dir) "
-                                     "from features_mortgage order by application_id limit 50) as f").fetchnumpy()["p"]
-                       for name, sql in paths.items() for value in [huge]}
-                want = con.sql(f"select {paths['onnx']} as p from (select * replace (cast({inf} as double) as dir) "
-                               "from features_mortgage order by application_id limit 50) as f").fetchnumpy()["p"]
+            for huge, inf in (
+                ("1e308", "'Infinity'"),
+                ("-1e308", "'-Infinity'"),
+                ("3.4028235677973366e38", "'Infinity'"),
+            ):
+                got = {
+                    name: con.sql(
+                        f"select {sql} as p from (select * replace (cast({value} as double) as dir) "
+                        "from features_mortgage order by application_id limit 50) as f"
+                    ).fetchnumpy()["p"]
+                    for name, sql in paths.items()
+                    for value in [huge]
+                }
+                want = con.sql(
+                    f"select {paths['onnx']} as p from (select * replace (cast({inf} as double) as dir) "
+                    "from features_mortgage order by application_id limit 50) as f"
+                ).fetchnumpy()["p"]
                 for name, values in got.items():
                     np.testing.assert_allclose(values, want, atol=1e-6, rtol=0, err_msg=f"{model} {name} {huge}")
 
@@ -104,8 +120,17 @@ def test_two_concurrent_trainings_of_one_spec_register_one_version(small_copy, t
     # a few seconds of fitting: both check before either registers
     spec = new_spec(tmp_path, params={"n_estimators": 300})
     command = [str(Path(sys.executable).parent / "scorehouse"), "train", str(spec)]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                             env={**os.environ, **small_copy.env}) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, **small_copy.env},
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=600) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert small_copy.registry.versions("mortgage_deny") == [1, 2]
@@ -115,34 +140,55 @@ def test_two_concurrent_trainings_of_one_spec_register_one_version(small_copy, t
 
 # ---- 10. mistakes that used to print a traceback -----------------------------------------------------------
 def test_a_bigint_feature_above_two_to_the_24_trains_and_scores(small_copy, tmp_path):
-    spec = new_spec(tmp_path, name="big_ids", source={"query": "select *, cast(application_id as bigint) * 16777217 "
-                                                               "as big from features_mortgage"},
-                    features={"numeric": ["dir", "big"], "categorical": ["pbcr"]}, params={"n_estimators": 5})
+    spec = new_spec(
+        tmp_path,
+        name="big_ids",
+        source={"query": "select *, cast(application_id as bigint) * 16777217 as big from features_mortgage"},
+        features={"numeric": ["dir", "big"], "categorical": ["pbcr"]},
+        params={"n_estimators": 5},
+    )
     result = small_copy.cli("train", str(spec), "--alias", "prod")
     assert result.returncode == 0, result.stderr
-    scored = small_copy.cli("sql", "select predict('big_ids', {'dir': 0.3, 'big': 9007199254740993::bigint, "
-                                   "'pbcr': 'no'}) as p", "--format", "json", check=True)
+    scored = small_copy.cli(
+        "sql",
+        "select predict('big_ids', {'dir': 0.3, 'big': 9007199254740993::bigint, 'pbcr': 'no'}) as p",
+        "--format",
+        "json",
+        check=True,
+    )
     assert 0 <= json.loads(scored.stdout)[0]["p"] <= 1
 
 
-@pytest.mark.parametrize("changes, expected", [
-    ({"features": {"numeric": ["it's", "sp ace"], "categorical": ["pbcr"]}}, "are not plain identifiers"),
-    ({"params": {"n_estimators": -1}}, "scikit-learn cannot fit gradient_boosting: The 'n_estimators' parameter"),
-    ({"task": "regression", "target": "pbcr", "positive_class": None,
-      "features": {"numeric": ["dir"], "categorical": []}, "estimator": {"kind": "ridge", "params": {}}},
-     "a regression's target must be numeric; 'pbcr' has type VARCHAR (values like"),
-    ({"source": {"table": "features_mortgage; select 1"}}, "is not a table name"),
-])
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ({"features": {"numeric": ["it's", "sp ace"], "categorical": ["pbcr"]}}, "are not plain identifiers"),
+        ({"params": {"n_estimators": -1}}, "scikit-learn cannot fit gradient_boosting: The 'n_estimators' parameter"),
+        (
+            {
+                "task": "regression",
+                "target": "pbcr",
+                "positive_class": None,
+                "features": {"numeric": ["dir"], "categorical": []},
+                "estimator": {"kind": "ridge", "params": {}},
+            },
+            "a regression's target must be numeric; 'pbcr' has type VARCHAR (values like",
+        ),
+        ({"source": {"table": "features_mortgage; select 1"}}, "is not a table name"),
+    ],
+)
 def test_spec_mistakes_are_one_line(small_copy, tmp_path, changes, expected):
     spec = new_spec(tmp_path, **changes)
     one_line_error(small_copy.cli("train", str(spec)), expected)
 
 
-@pytest.mark.parametrize("reference", ["mortgage_deny' || chr(0) || '", "mortgage_deny@' || chr(178) || '",
-                                       "' || repeat('m', 5000) || '"])
+@pytest.mark.parametrize(
+    "reference", ["mortgage_deny' || chr(0) || '", "mortgage_deny@' || chr(178) || '", "' || repeat('m', 5000) || '"]
+)
 def test_odd_references_in_sql_are_one_line(small, reference):
-    one_line_error(small.cli("sql", f"select predict('{reference}', t) from features_mortgage t limit 1"),
-                   "is not valid")
+    one_line_error(
+        small.cli("sql", f"select predict('{reference}', t) from features_mortgage t limit 1"), "is not valid"
+    )
 
 
 def test_a_stray_folder_in_versions_is_ignored(small_copy):
@@ -185,17 +231,24 @@ def test_a_broken_alias_file_fails_only_its_aliases_and_promote_repairs_it(small
 # ---- 11. bounded work --------------------------------------------------------------------------------------
 def test_a_model_without_sql_scores_through_onnxruntime_and_show_says_why(small_copy, tmp_path):
     """A 30-class forest: multiclass models are not explained, so no SQL is written for them at all."""
-    spec = new_spec(tmp_path, name="many_classes", task="multiclass", positive_class=None,
-                    source={"query": "select *, cast(application_id % 30 as varchar) as band from features_mortgage"},
-                    target="band",
-                    estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}})
+    spec = new_spec(
+        tmp_path,
+        name="many_classes",
+        task="multiclass",
+        positive_class=None,
+        source={"query": "select *, cast(application_id % 30 as varchar) as band from features_mortgage"},
+        target="band",
+        estimator={"kind": "random_forest", "params": {"n_estimators": 30, "random_state": 0}},
+    )
     small_copy.cli("train", str(spec), check=True)
     card = small_copy.registry.card("many_classes", 1)
     assert len(card.classes) == 30 and card.manifest.sql is None
     assert "compiled.json" not in card.manifest.artifacts and "explain.json" not in card.manifest.artifacts
     shown = small_copy.cli("show", "many_classes@1", check=True).stdout
-    assert ("predict() scores with: duckdb onnxruntime (SQL is written for the score, not the label), "
-            "spark onnxruntime (SQL is written for the score, not the label)") in shown
+    assert (
+        "predict() scores with: duckdb onnxruntime (SQL is written for the score, not the label), "
+        "spark onnxruntime (SQL is written for the score, not the label)"
+    ) in shown
 
 
 def test_a_spec_holding_the_retired_compile_key_trains_with_a_warning_as_the_same_version(small_copy, tmp_path):
@@ -225,12 +278,28 @@ def test_yaml_aliases_and_oversized_specs_are_refused_up_front(tmp_path):
 
 def test_many_features_are_checked_in_linear_time():
     features = [f"f{i}" for i in range(200_000)]
-    spec = parse_spec({"name": "wide", "task": "binary", "target": "y", "source": {"table": "t"},
-                       "estimator": "logistic_regression", "features": {"numeric": features}})
+    spec = parse_spec(
+        {
+            "name": "wide",
+            "task": "binary",
+            "target": "y",
+            "source": {"table": "t"},
+            "estimator": "logistic_regression",
+            "features": {"numeric": features},
+        }
+    )
     assert len(spec.features) == 200_000
     with pytest.raises(SpecError, match=r"features listed twice: \['f7'\]"):
-        parse_spec({"name": "wide", "task": "binary", "target": "y", "source": {"table": "t"},
-                    "estimator": "logistic_regression", "features": {"numeric": [*features, "f7"]}})
+        parse_spec(
+            {
+                "name": "wide",
+                "task": "binary",
+                "target": "y",
+                "source": {"table": "t"},
+                "estimator": "logistic_regression",
+                "features": {"numeric": [*features, "f7"]},
+            }
+        )
 
 
 # ---- 12. one broken version breaks only itself --------------------------------------------------------------
@@ -240,12 +309,18 @@ def test_a_version_that_fails_its_checks_breaks_only_its_references(small_copy):
     with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
         scores = con.sql(f"select predict_mortgage_deny(struct_pack({FEATURES})) from features_mortgage").fetchall()
         assert len(scores) == 2381
-    one_line_error(small_copy.cli("sql", "select predict('mortgage_logit', t) from features_mortgage t"),
-                   "Model mortgage_logit v1: model.onnx failed its sha256 check")
+    one_line_error(
+        small_copy.cli("sql", "select predict('mortgage_logit', t) from features_mortgage t"),
+        "Model mortgage_logit v1: model.onnx failed its sha256 check",
+    )
     manifest = small_copy.registry_path / "mortgage_logit" / "versions" / "1" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"binary"', '"regression"'))
-    result = small_copy.cli("sql", "select count(*) as n, avg(predict('mortgage_deny', t)) > 0 as ok "
-                                   "from features_mortgage t", "--format", "json")
+    result = small_copy.cli(
+        "sql",
+        "select count(*) as n, avg(predict('mortgage_deny', t)) > 0 as ok from features_mortgage t",
+        "--format",
+        "json",
+    )
     assert result.returncode == 0 and json.loads(result.stdout) == [{"n": 2381, "ok": True}]
     assert "warning: Model mortgage_logit v1: manifest.json failed its sha256 check" in result.stderr
 
@@ -253,8 +328,9 @@ def test_a_version_that_fails_its_checks_breaks_only_its_references(small_copy):
 def test_the_serving_file_answers_while_a_version_is_broken(built, tmp_path):
     ws = built.copy(tmp_path / "ws")
     (ws.registry_path / "mortgage_deny" / "versions" / "1" / "manifest.sha256").write_text("0" * 64)
-    result = ws.cli("--warehouse", str(ws.serving), "sql", "select count(*) as n from mart_diamond_prices",
-                    "--format", "json")
+    result = ws.cli(
+        "--warehouse", str(ws.serving), "sql", "select count(*) as n from mart_diamond_prices", "--format", "json"
+    )
     assert result.returncode == 0 and json.loads(result.stdout) == [{"n": 53940}], result.stderr
 
 
@@ -278,8 +354,9 @@ def test_leftovers_of_killed_writers_are_removed_by_the_next_write(small_copy):
     small_copy.registry.promote("mortgage_deny", 1, "candidate")
     assert sorted(p.name for p in model.iterdir()) == [".lock", "aliases.json", "audit.jsonl", "versions"]
     (model / ".staging-fedcba98").mkdir()
-    version = small_copy.registry.register(small_copy.candidates["mortgage_deny"].manifest,
-                                           small_copy.candidates["mortgage_deny"].files)
+    version = small_copy.registry.register(
+        small_copy.candidates["mortgage_deny"].manifest, small_copy.candidates["mortgage_deny"].files
+    )
     assert version == 2 and not list(model.glob(".staging-*"))
 
 
@@ -292,9 +369,11 @@ def test_a_value_beyond_float32_is_guarded_scored_recorded_and_published(built, 
     batch.mkdir()
     data = PROJECT / "data"
     with duckdb.connect() as con:
-        con.execute(f"copy (select * replace (case when column00 = '1' then '1e308' else dir end as dir) "
-                    f"from read_csv('{data / 'hmda_boston.csv'}', all_varchar = true, header = true) "
-                    f"order by cast(column00 as integer)) to '{batch / 'hmda_boston.csv'}' (header, delimiter ',')")
+        con.execute(
+            f"copy (select * replace (case when column00 = '1' then '1e308' else dir end as dir) "
+            f"from read_csv('{data / 'hmda_boston.csv'}', all_varchar = true, header = true) "
+            f"order by cast(column00 as integer)) to '{batch / 'hmda_boston.csv'}' (header, delimiter ',')"
+        )
     shutil.copy(data / "diamonds.csv", batch / "diamonds.csv")
     ws.dbt("build", data_dir=batch)
     invocation = json.loads((ws.root / "target" / "run_results.json").read_text())["metadata"]["invocation_id"]

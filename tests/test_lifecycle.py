@@ -38,10 +38,12 @@ def test_every_alias_move_is_appended_to_the_audit_log(small_copy):
     small_copy.cli("rollback", "mortgage_deny", "--reason", "complaints", check=True)
     events = registry.history("mortgage_deny")
     moves = [(e["action"], e["alias"], e["from"], e["to"], e.get("share"), e["reason"]) for e in events]
-    assert moves == [("promote", "prod", None, 1, None, None),
-                     ("promote", "prod", 1, 2, None, "better AUC on March"),
-                     ("rollout", "rollout", None, 3, 5.0, "gray release"),
-                     ("rollback", "prod", 2, 1, None, "complaints")]
+    assert moves == [
+        ("promote", "prod", None, 1, None, None),
+        ("promote", "prod", 1, 2, None, "better AUC on March"),
+        ("rollout", "rollout", None, 3, 5.0, "gray release"),
+        ("rollback", "prod", 2, 1, None, "complaints"),
+    ]
     assert all(e["user"] and e["at"] and e["command"] for e in events)
     assert "scorehouse rollback mortgage_deny --reason complaints" in events[-1]["command"]
     shown = small_copy.cli("history", "mortgage_deny", check=True).stdout
@@ -94,10 +96,12 @@ def test_a_gray_release_routes_rows_by_key_and_each_row_carries_its_version(smal
     score = engine.predict_sql(scorer, "mortgage_deny", "f", key="application_id")
     version_sql = scorer.version_sql("mortgage_deny", "f", "application_id")
     with engine.connect(small_copy.warehouse, registry, read_only=True) as con:
-        rows = con.sql(f"select application_id, {score} as routed, {version_sql} as version, "
-                       f"predict_mortgage_deny(struct_pack({FEATURES})) as prod, "
-                       f"predict('mortgage_deny@{version}', f) as rollout "
-                       "from features_mortgage f order by application_id").to_df()
+        rows = con.sql(
+            f"select application_id, {score} as routed, {version_sql} as version, "
+            f"predict_mortgage_deny(struct_pack({FEATURES})) as prod, "
+            f"predict('mortgage_deny@{version}', f) as rollout "
+            "from features_mortgage f order by application_id"
+        ).to_df()
     in_rollout = rows.application_id.map(bucket) < 20 * BUCKETS // 100
     assert 0.15 < in_rollout.mean() < 0.25
     assert (rows["version"] == np.where(in_rollout, version, 1)).all()
@@ -154,8 +158,12 @@ for round in range(40):
 def test_a_concurrent_promote_and_gc_lose_nothing(small_copy):
     register_versions(small_copy, 4)
     env = {**os.environ, **small_copy.env}
-    runs = [subprocess.Popen([sys.executable, "-c", code, str(small_copy.registry_path)], env=env,
-                             stderr=subprocess.PIPE, text=True) for code in (PROMOTER, COLLECTOR)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(small_copy.registry_path)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for code in (PROMOTER, COLLECTOR)
+    ]
     assert [run.wait(timeout=300) for run in runs] == [0, 0], [run.stderr.read() for run in runs]
     registry = Registry(small_copy.registry_path)
     aliases = registry.aliases("mortgage_deny")
@@ -176,8 +184,10 @@ def test_gc_keeps_the_version_rollback_returns_to_whatever_its_age(small_copy):
     register_versions(small_copy, 1)  # 2
     small_copy.cli("promote", "mortgage_deny", "2", check=True)
     gc = small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
-    assert gc.splitlines() == ["mortgage_deny: nothing to remove",
-                               "mortgage_deny: kept version 1 (prod rolls back to it)"]
+    assert gc.splitlines() == [
+        "mortgage_deny: nothing to remove",
+        "mortgage_deny: kept version 1 (prod rolls back to it)",
+    ]
     assert small_copy.registry.versions("mortgage_deny") == [1, 2]
     assert "prod -> version 1 (was 2)" in small_copy.cli("rollback", "mortgage_deny", check=True).stdout
     assert small_copy.registry.resolve("mortgage_deny") == ("mortgage_deny", 1)
@@ -192,11 +202,15 @@ def test_after_gc_rollback_goes_one_step_back_and_further_only_within_keep_days(
     small_copy.cli("promote", "mortgage_deny", "2", check=True)
     small_copy.cli("promote", "mortgage_deny", "3", check=True)
     week = small_copy.cli("gc", "mortgage_deny", "--dry-run", check=True).stdout.splitlines()
-    assert week == ["mortgage_deny: nothing to remove",
-                    "mortgage_deny: kept version 1 (prod pointed at it within 7 days)",
-                    "mortgage_deny: kept version 2 (prod rolls back to it; prod pointed at it within 7 days)"]
-    assert "mortgage_deny: removed version(s) 1" in small_copy.cli("gc", "mortgage_deny", "--keep-days", "0",
-                                                                    check=True).stdout
+    assert week == [
+        "mortgage_deny: nothing to remove",
+        "mortgage_deny: kept version 1 (prod pointed at it within 7 days)",
+        "mortgage_deny: kept version 2 (prod rolls back to it; prod pointed at it within 7 days)",
+    ]
+    assert (
+        "mortgage_deny: removed version(s) 1"
+        in small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
+    )
     assert registry.versions("mortgage_deny") == [2, 3]
     assert "prod -> version 2 (was 3)" in small_copy.cli("rollback", "mortgage_deny", check=True).stdout
     before = alias_state(small_copy)
@@ -205,7 +219,8 @@ def test_after_gc_rollback_goes_one_step_back_and_further_only_within_keep_days(
     assert refused.stderr.splitlines() == [
         "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists "
         f"(removed by gc on {today()}); "
-        "versions: 2, 3; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
+        "versions: 2, 3; promote an existing version instead: scorehouse promote mortgage_deny VERSION"
+    ]
     assert alias_state(small_copy) == before and registry.resolve("mortgage_deny") == ("mortgage_deny", 2)
 
 
@@ -220,7 +235,8 @@ def test_rollback_to_a_version_deleted_by_hand_is_refused_and_so_is_the_automati
     refused = small_copy.cli("rollback", "mortgage_deny")
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
         "error: Model 'mortgage_deny': alias 'prod' would go back to version 1, which no longer exists; "
-        "versions: 2; promote an existing version instead: scorehouse promote mortgage_deny VERSION"]
+        "versions: 2; promote an existing version instead: scorehouse promote mortgage_deny VERSION"
+    ]
     assert alias_state(small_copy) == before
     # the build's quality gate failed for prod's version 2: the monitor keeps prod and says why
     target = failed_quality_gate(small_copy)
@@ -229,7 +245,8 @@ def test_rollback_to_a_version_deleted_by_hand_is_refused_and_so_is_the_automati
     assert monitored.stdout.splitlines()[-1] == (
         "mortgage_deny: prod kept at version 2: Model 'mortgage_deny': alias 'prod' would go back to version 1, "
         "which no longer exists; versions: 2; promote an existing version instead: "
-        "scorehouse promote mortgage_deny VERSION")
+        "scorehouse promote mortgage_deny VERSION"
+    )
     assert alias_state(small_copy) == before
     with pytest.raises(ScorehouseError, match="would go back to version 1, which no longer exists"):
         registry.rollback("mortgage_deny", action="automatic_rollback", expect=2)
@@ -244,8 +261,10 @@ def test_gc_keeps_and_rolls_back_the_rollout_alias_keeping_its_share(small_copy)
     gc = small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
     assert "mortgage_deny: kept version 2 (rollout rolls back to it)" in gc
     assert registry.versions("mortgage_deny") == [1, 2, 3]
-    assert "rollout -> version 2 (was 3)" in small_copy.cli("rollback", "mortgage_deny", "--alias", "rollout",
-                                                            check=True).stdout
+    assert (
+        "rollout -> version 2 (was 3)"
+        in small_copy.cli("rollback", "mortgage_deny", "--alias", "rollout", check=True).stdout
+    )
     assert registry.aliases("mortgage_deny") == {"prod": 1, "rollout": 2}
     assert registry.catalog(["mortgage_deny"]).shares == {"mortgage_deny": 10}
 
@@ -256,30 +275,48 @@ def test_gc_keeps_what_the_latest_build_scored_with_and_what_the_serving_file_se
     registry = small_copy.registry
     register_versions(small_copy, 4)  # 2, 3, 4, 5
     with duckdb.connect(str(small_copy.warehouse)) as con:  # the columns record_scoring_runs writes
-        con.execute("create table scoring_runs (invocation_id varchar, scored_relation varchar, "
-                    "input_relation varchar, model_name varchar, model_version int, model_ref varchar, "
-                    "artifact_sha256 varchar, method varchar, rows_in bigint, rows_out bigint, "
-                    "input_fingerprint varchar, schema_hash varchar, started_at timestamp, finished_at timestamp)")
+        con.execute(
+            "create table scoring_runs (invocation_id varchar, scored_relation varchar, "
+            "input_relation varchar, model_name varchar, model_version int, model_ref varchar, "
+            "artifact_sha256 varchar, method varchar, rows_in bigint, rows_out bigint, "
+            "input_fingerprint varchar, schema_hash varchar, started_at timestamp, finished_at timestamp)"
+        )
         for invocation, version, finished in (("b1c0", 2, "2026-11-01 06:00:03"), ("b2c0", 3, "2026-11-02 06:00:03")):
-            con.execute("insert into scoring_runs values (?, 'mart_mortgage_risk', 'features_mortgage', "
-                        "'mortgage_deny', ?, 'mortgage_deny', ?, 'onnx', 2380, 2380, ?, ?, "
-                        "cast(? as timestamp) - interval 3 second, ?)",
-                        [invocation, version, "ab" * 32, "cd" * 32, "ef" * 16, finished, finished])
+            con.execute(
+                "insert into scoring_runs values (?, 'mart_mortgage_risk', 'features_mortgage', "
+                "'mortgage_deny', ?, 'mortgage_deny', ?, 'onnx', 2380, 2380, ?, ?, "
+                "cast(? as timestamp) - interval 3 second, ?)",
+                [invocation, version, "ab" * 32, "cd" * 32, "ef" * 16, finished, finished],
+            )
     with engine.connect(small_copy.serving, registry) as con:
         con.execute(f"attach '{small_copy.warehouse}' as warehouse (read_only)")
-        con.execute("create table mart_mortgage_risk as select application_id, "
-                    "predict('mortgage_deny@4', f) as deny_probability, 'mortgage_deny' as model_name, "
-                    "4 as model_version, current_timestamp as scored_at from warehouse.features_mortgage f")
-        con.execute("create table scorehouse_publication as select 'mart_mortgage_risk' as mart, count(*) as rows, "
-                    "'b2c0' as invocation_id, current_timestamp as published_at from mart_mortgage_risk")
+        con.execute(
+            "create table mart_mortgage_risk as select application_id, "
+            "predict('mortgage_deny@4', f) as deny_probability, 'mortgage_deny' as model_name, "
+            "4 as model_version, current_timestamp as scored_at from warehouse.features_mortgage f"
+        )
+        con.execute(
+            "create table scorehouse_publication as select 'mart_mortgage_risk' as mart, count(*) as rows, "
+            "'b2c0' as invocation_id, current_timestamp as published_at from mart_mortgage_risk"
+        )
     dry = small_copy.cli("gc", "--keep-days", "0", "--dry-run", check=True).stdout.splitlines()
-    assert dry == ["mortgage_deny: would remove version(s) 2, 5",
-                   "mortgage_deny: kept version 3 (recorded by the latest build in scoring_runs)",
-                   "mortgage_deny: kept version 4 (served by mart_mortgage_risk)",
-                   "mortgage_logit: nothing to remove"]
+    assert dry == [
+        "mortgage_deny: would remove version(s) 2, 5",
+        "mortgage_deny: kept version 3 (recorded by the latest build in scoring_runs)",
+        "mortgage_deny: kept version 4 (served by mart_mortgage_risk)",
+        "mortgage_logit: nothing to remove",
+    ]
     # no warehouse there: nothing is known to be in use, and gc says so
-    elsewhere = small_copy.cli("--warehouse", str(small_copy.root / "nowhere.duckdb"), "gc", "mortgage_deny",
-                               "--keep-days", "0", "--dry-run", check=True)
+    elsewhere = small_copy.cli(
+        "--warehouse",
+        str(small_copy.root / "nowhere.duckdb"),
+        "gc",
+        "mortgage_deny",
+        "--keep-days",
+        "0",
+        "--dry-run",
+        check=True,
+    )
     assert elsewhere.stdout.splitlines() == ["mortgage_deny: would remove version(s) 2, 3, 4, 5"]
     assert "nowhere.duckdb does not exist" in elsewhere.stderr
     assert "removed version(s) 2, 5" in small_copy.cli("gc", "mortgage_deny", "--keep-days", "0", check=True).stdout
@@ -291,14 +328,16 @@ def test_gc_keep_days_must_be_a_finite_number_not_below_zero(small_copy, days):
     register_versions(small_copy, 1)  # 2, never aliased
     refused = small_copy.cli("gc", "mortgage_deny", "--keep-days", days)
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
-        f"error: --keep-days must be a finite number of days >= 0, found {days}"]
+        f"error: --keep-days must be a finite number of days >= 0, found {days}"
+    ]
     assert small_copy.registry.versions("mortgage_deny") == [1, 2]
 
 
 def test_gc_with_keep_days_beyond_the_calendar_keeps_everything(small_copy):
     register_versions(small_copy, 1)  # 2, never aliased
     assert small_copy.cli("gc", "mortgage_deny", "--keep-days", "1e12", check=True).stdout.splitlines()[0] == (
-        "mortgage_deny: nothing to remove")
+        "mortgage_deny: nothing to remove"
+    )
     assert small_copy.registry.versions("mortgage_deny") == [1, 2]
 
 
@@ -306,7 +345,8 @@ def test_gc_of_an_unknown_model_lists_the_known_ones_and_creates_nothing(small_c
     refused = small_copy.cli("gc", "mortgage_dney", "--dry-run")
     assert refused.returncode == 1 and refused.stderr.splitlines() == [
         f"error: Model 'mortgage_dney' not found in registry {small_copy.registry_path}; "
-        "known models: mortgage_deny, mortgage_logit"]
+        "known models: mortgage_deny, mortgage_logit"
+    ]
     assert not (small_copy.registry_path / "mortgage_dney").exists()
 
 

@@ -45,14 +45,17 @@ def test_an_older_explanation_record_is_flagged_by_what_it_said():
     assert Version.read(raw).explanation["unsupported"] is False
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"format": MANIFEST_FORMAT + 1}, f"format {MANIFEST_FORMAT + 1}, newer than this release of scorehouse reads"),
-    ({"format": "2"}, "not a format number"),
-    ({"task": "ranking"}, "task is 'ranking'"),
-    ({"features": "dir"}, "is not of format"),
-    ({"parity": {"rows": 3}}, "has no field 'compared'"),
-    ({"positive_class": "maybe"}, "positive class 'maybe' is not one of its classes ['false', 'true']"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": MANIFEST_FORMAT + 1}, f"format {MANIFEST_FORMAT + 1}, newer than this release of scorehouse reads"),
+        ({"format": "2"}, "not a format number"),
+        ({"task": "ranking"}, "task is 'ranking'"),
+        ({"features": "dir"}, "is not of format"),
+        ({"parity": {"rows": 3}}, "has no field 'compared'"),
+        ({"positive_class": "maybe"}, "positive class 'maybe' is not one of its classes ['false', 'true']"),
+    ],
+)
 def test_a_manifest_this_release_cannot_read_is_refused_in_one_line(change, message):
     with pytest.raises(IntegrityError, match="^Model loan_denial") as error:
         Version.read({**stored(2), **change})
@@ -79,6 +82,7 @@ def test_a_version_of_a_newer_format_fails_alone_with_what_to_do(small_copy):
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert f"its manifest is of format {MANIFEST_FORMAT + 1}, newer than this release" in refused.stderr
     assert "upgrade scorehouse" in refused.stderr
-    scored = small_copy.cli("sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t",
-                            "--format", "json")
+    scored = small_copy.cli(
+        "sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t", "--format", "json"
+    )
     assert scored.returncode == 0 and json.loads(scored.stdout)[0]["n"] > 2000, scored.stderr

@@ -29,10 +29,17 @@ TARGETS = {
 
 def spec_of(name: str):
     target, positive, task = TARGETS[name]
-    return parse_spec({"name": name, "task": task, "target": "y", **({"positive_class": positive} if positive else {}),
-                       "source": {"query": f"select *, {target} as y from features_mortgage"},
-                       "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
-                       "features": FEATURES})
+    return parse_spec(
+        {
+            "name": name,
+            "task": task,
+            "target": "y",
+            **({"positive_class": positive} if positive else {}),
+            "source": {"query": f"select *, {target} as y from features_mortgage"},
+            "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
+            "features": FEATURES,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +56,12 @@ def models(small, tmp_path_factory):
 
 # Each outcome spelling of "denied", as a user writes it for a model trained on text, numbers or a BOOLEAN
 SPELLINGS = {
-    "credit_risk": ["case when is_denied then 'bad' else 'good' end", "is_denied", "cast(is_denied as integer)",
-                    "cast(is_denied as integer) * 1.0"],
+    "credit_risk": [
+        "case when is_denied then 'bad' else 'good' end",
+        "is_denied",
+        "cast(is_denied as integer)",
+        "cast(is_denied as integer) * 1.0",
+    ],
     "churn": ["case when is_denied then 'Yes' else 'No' end", "is_denied", "cast(is_denied as tinyint)"],
     "grade": ["case when is_denied then 2 else 1 end", "is_denied", "case when is_denied then '2' else '1' end"],
     "mortgage_deny": ["is_denied", "cast(is_denied as integer)", "cast(is_denied as varchar)"],
@@ -63,8 +74,10 @@ def test_every_outcome_spelling_reads_as_the_positive_class(models, name):
     scorer = scorer if name != "mortgage_deny" else Scorer(small.registry)
     for spelling in SPELLINGS[name]:
         with duckdb.connect(str(small.warehouse), read_only=True) as con:
-            query = (f"select is_denied, {scorer.outcome_sql(name, 'o', 'outcome', 'duckdb')} as y "
-                     f"from (select is_denied, {spelling} as outcome from features_mortgage) as o")
+            query = (
+                f"select is_denied, {scorer.outcome_sql(name, 'o', 'outcome', 'duckdb')} as y "
+                f"from (select is_denied, {spelling} as outcome from features_mortgage) as o"
+            )
             rows = con.sql(query).fetchall()
         assert [y for _, y in rows] == [None if d is None else float(d) for d, _ in rows], (name, spelling)
 
@@ -72,27 +85,40 @@ def test_every_outcome_spelling_reads_as_the_positive_class(models, name):
 def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_type_and_classes(models):
     small, scorer, _ = models
     refused = {
-        ("credit_risk", "case when is_denied then 'bad' else 'maybe' end"):
-            "Model credit_risk v1: outcome 'outcome' holds 'maybe' (VARCHAR), which is not one of the model's "
-            "classes; the outcome is one of the classes 'bad', 'good' (positive class 'bad'), a BOOLEAN "
-            "(true: 'bad') or 0/1 (1: 'bad')",
-        ("credit_risk", "case when is_denied then 2 else 0 end"):
-            "Model credit_risk v1: outcome 'outcome' holds '2' (INTEGER), which is neither 0 nor 1",
+        (
+            "credit_risk",
+            "case when is_denied then 'bad' else 'maybe' end",
+        ): "Model credit_risk v1: outcome 'outcome' holds 'maybe' (VARCHAR), which is not one of the model's "
+        "classes; the outcome is one of the classes 'bad', 'good' (positive class 'bad'), a BOOLEAN "
+        "(true: 'bad') or 0/1 (1: 'bad')",
+        (
+            "credit_risk",
+            "case when is_denied then 2 else 0 end",
+        ): "Model credit_risk v1: outcome 'outcome' holds '2' (INTEGER), which is neither 0 nor 1",
         ("credit_risk", "date '2026-01-01'"): "Model credit_risk v1: outcome 'outcome' has type DATE; the outcome is",
-        ("grade", "cast(is_denied as integer)"):
-            "Model grade v1: outcome 'outcome' holds '0' (INTEGER), which is not one of the model's classes; "
-            "the outcome is one of the classes '1', '2' (positive class '2'), or a BOOLEAN",
-        ("mortgage_deny", "case when is_denied then 'yes' else 'no' end"):
-            "(VARCHAR), which is not one of the model's classes",
+        (
+            "grade",
+            "cast(is_denied as integer)",
+        ): "Model grade v1: outcome 'outcome' holds '0' (INTEGER), which is not one of the model's classes; "
+        "the outcome is one of the classes '1', '2' (positive class '2'), or a BOOLEAN",
+        (
+            "mortgage_deny",
+            "case when is_denied then 'yes' else 'no' end",
+        ): "(VARCHAR), which is not one of the model's classes",
     }
     for (name, spelling), message in refused.items():
         each = scorer if name != "mortgage_deny" else Scorer(small.registry)
         with duckdb.connect(str(small.warehouse), read_only=True) as con, pytest.raises(duckdb.Error) as error:
-            con.sql(f"select {each.outcome_sql(name, 'o', 'outcome', 'duckdb')} "
-                    f"from (select {spelling} as outcome from features_mortgage) as o").fetchall()
+            con.sql(
+                f"select {each.outcome_sql(name, 'o', 'outcome', 'duckdb')} "
+                f"from (select {spelling} as outcome from features_mortgage) as o"
+            ).fetchall()
         assert message in str(error.value) and len(str(error.value).splitlines()) == 1, (name, spelling, error.value)
-    with pytest.raises(ScorehouseError, match="Model band v1 is a multiclass classifier: quality and comparisons "
-                                              "measure binary classifiers and regressors"):
+    with pytest.raises(
+        ScorehouseError,
+        match="Model band v1 is a multiclass classifier: quality and comparisons "
+        "measure binary classifiers and regressors",
+    ):
         scorer.outcome_sql("band", "o", "outcome", "duckdb")
 
 
@@ -106,9 +132,13 @@ def test_holdout_metrics_are_the_positive_class_s(models, name):
     score = sklearn_outputs(candidate.pipeline, data.x_test, "binary", data.classes, positive)["score"]
     truth, predicted = data.y_test == positive, score >= 0.5
     stored = scorer.card(name).metrics
-    want = {"precision": metrics.precision_score(truth, predicted), "recall": metrics.recall_score(truth, predicted),
-            "f1": metrics.f1_score(truth, predicted), "auc": metrics.roc_auc_score(truth, score),
-            "brier": metrics.brier_score_loss(truth, score)}
+    want = {
+        "precision": metrics.precision_score(truth, predicted),
+        "recall": metrics.recall_score(truth, predicted),
+        "f1": metrics.f1_score(truth, predicted),
+        "auc": metrics.roc_auc_score(truth, score),
+        "brier": metrics.brier_score_loss(truth, score),
+    }
     (tn, fp), (fn, tp) = metrics.confusion_matrix(truth, predicted)
     want.update(true_positives=tp, false_positives=fp, false_negatives=fn, true_negatives=tn)
     for metric, value in want.items():
@@ -140,23 +170,39 @@ def test_a_fresh_version_writes_the_current_format(models):
 
 
 def test_training_on_a_value_beyond_float32_names_the_column(small):
-    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied",
-                       "source": {"query": "select *, case when application_id = 7 then 1e39 else lvr end as lvr_big "
-                                           "from features_mortgage"},
-                       "estimator": {"kind": "logistic_regression"},
-                       "features": {"numeric": ["dir", "lvr_big"], "categorical": ["pbcr"]}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "source": {
+                "query": "select *, case when application_id = 7 then 1e39 else lvr end as lvr_big "
+                "from features_mortgage"
+            },
+            "estimator": {"kind": "logistic_regression"},
+            "features": {"numeric": ["dir", "lvr_big"], "categorical": ["pbcr"]},
+        }
+    )
     with pytest.raises(ScorehouseError) as error:
         train(spec, read_source(spec, small.warehouse))
     assert str(error.value) == (
         "Model m: numeric feature 'lvr_big' holds 1 value(s) that are infinite or beyond float32's range (±3.4e38), "
         "e.g. 1e+39, which the model reads as ±inf; scikit-learn cannot train on them: clip or drop them in the "
-        "model that builds the features")
+        "model that builds the features"
+    )
 
 
 def test_xgboost_training_says_nothing_a_user_cannot_act_on(small, recwarn):
-    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "source": {"table": "features_mortgage"},
-                       "estimator": {"kind": "xgboost", "params": {"n_estimators": 20, "max_depth": 3}},
-                       "features": FEATURES})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "source": {"table": "features_mortgage"},
+            "estimator": {"kind": "xgboost", "params": {"n_estimators": 20, "max_depth": 3}},
+            "features": FEATURES,
+        }
+    )
     train(spec, read_source(spec, small.warehouse))
     assert not [w for w in recwarn if "y_prob values do not sum to one" in str(w.message)]
 

@@ -16,22 +16,31 @@ pytestmark = pytest.mark.dbt  # slow tier: builds a wheel
 
 
 def test_the_wheel_builds_with_the_dbt_package_and_no_demo(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     assert "Package would be ignored" not in build.stderr
     (wheel,) = tmp_path.glob("scorehouse-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {n.removeprefix("scorehouse/dbt_package/") for n in names if n.startswith("scorehouse/dbt_package/")}
-    expected = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*")
-                if p.is_file() and "demo" not in p.relative_to(PACKAGE).parts}
+    expected = {
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*")
+        if p.is_file() and "demo" not in p.relative_to(PACKAGE).parts
+    }
     assert shipped == expected
     assert "scorehouse/py.typed" in names and "scorehouse/__init__.py" in names
     assert not [n for n in names if n.startswith("udfs/")]  # `udfs` is a common name for a user's own module
     metadata = zipfile.ZipFile(wheel).read(f"scorehouse-{scorehouse.__version__}.dist-info/METADATA").decode()
     assert f"Version: {scorehouse.__version__}" in metadata and "License-Expression: Apache-2.0" in metadata
-    untracked = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
-                               text=True, cwd=ROOT).stdout
+    untracked = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
     assert not [line for line in untracked.splitlines() if line.startswith("??") and "build/" in line]
 
 

@@ -28,8 +28,9 @@ SCORED = """select application_id, round(deny_probability, 2) as deny_probabilit
        case when application_id % 2 = 0 then timestamp '2026-11-02 10:00' else timestamp '2026-11-10 10:00' end
            as scored_at
 from {{ input('mart_mortgage_risk') }}"""
-OUTCOMES = ("select application_id, is_denied as denied from {{ input('features_mortgage') }} "
-            "where application_id % 10 < 7")
+OUTCOMES = (
+    "select application_id, is_denied as denied from {{ input('features_mortgage') }} where application_id % 10 < 7"
+)
 # the same scores with each row's input hash: the rows that trained version 1 are told apart and left out
 SCORED_WITH_HASHES = """select application_id, deny_probability, model_version, input_hash,
        timestamp '2026-11-10 10:00' as scored_at
@@ -40,8 +41,9 @@ PRICE_OUTCOMES = "select diamond_id, price from {{ input('features_diamonds') }}
 VISITS = """select application_id, {{ scorehouse.predict('visits', relation='f') }} as expected_visits,
        {{ scorehouse.model_version('visits') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
 from {{ input('features_mortgage') }} as f"""
-VISIT_OUTCOMES = ("select application_id, cast(mcs as integer) as visits from {{ input('features_mortgage') }} "
-                  "where mcs is not null")
+VISIT_OUTCOMES = (
+    "select application_id, cast(mcs as integer) as visits from {{ input('features_mortgage') }} where mcs is not null"
+)
 QUALITY = """{{{{ config(materialized='table', tags=['scorehouse_quality']) }}}}
 {{{{ scorehouse.model_quality(ref('{scored}'), ref('{outcomes}'), '{model}', key='{key}', score='{score}',
                              outcome='{outcome}', window='week') }}}}"""
@@ -80,22 +82,27 @@ models:
 
 
 # A model whose positive class is a text label sorting first ('bad' of bad/good), its outcomes spelled three ways
-CREDIT_SPEC = {"name": "credit_risk", "task": "binary", "target": "risk", "positive_class": "bad",
-               "source": {"query": "select *, case when is_denied then 'bad' else 'good' end as risk "
-                                   "from features_mortgage"},
-               "estimator": {"kind": "gradient_boosting",
-                             "params": {"n_estimators": 30, "max_depth": 2, "random_state": 0}},
-               "features": {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
-                            "categorical": ["pbcr", "dmi", "self"]}}
+CREDIT_SPEC = {
+    "name": "credit_risk",
+    "task": "binary",
+    "target": "risk",
+    "positive_class": "bad",
+    "source": {"query": "select *, case when is_denied then 'bad' else 'good' end as risk from features_mortgage"},
+    "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 30, "max_depth": 2, "random_state": 0}},
+    "features": {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self"]},
+}
 CREDIT_SCORED = """select application_id, {{ scorehouse.predict('credit_risk', relation='f') }} as p_bad,
        {{ scorehouse.model_version('credit_risk') }} as model_version, timestamp '2026-11-04 09:00' as scored_at
 from {{ input('features_mortgage') }} as f"""
-CREDIT_OUTCOMES = {"text": "case when is_denied then 'bad' else 'good' end", "boolean": "is_denied",
-                   "number": "case when is_denied then 1 else 0 end",
-                   # refused: a text that is no class; a number that is neither a class nor 0/1
-                   "maybe": "case when is_denied then 'bad' when application_id % 3 = 0 then 'maybe' else 'good' end",
-                   "two": "case when is_denied then 2 else 0 end",
-                   "one_class": "is_denied"}  # only the denied rows: the AUC cannot be computed
+CREDIT_OUTCOMES = {
+    "text": "case when is_denied then 'bad' else 'good' end",
+    "boolean": "is_denied",
+    "number": "case when is_denied then 1 else 0 end",
+    # refused: a text that is no class; a number that is neither a class nor 0/1
+    "maybe": "case when is_denied then 'bad' when application_id % 3 = 0 then 'maybe' else 'good' end",
+    "two": "case when is_denied then 2 else 0 end",
+    "one_class": "is_denied",
+}  # only the denied rows: the AUC cannot be computed
 CREDIT_OUTCOME = """select application_id, {outcome} as risk from {{{{ input('features_mortgage') }}}}
 where application_id % 10 < 7 and is_denied is not null{only}"""
 CREDIT_COMPARISON = """{{{{ config(materialized='table') }}}}
@@ -132,31 +139,69 @@ def write_project(folder: Path) -> None:
     """The test project: scored relations and outcomes from the demo's tables, quality and comparison models."""
     for sub in ("models", "macros"):
         (folder / sub).mkdir(parents=True)
-    (folder / "dbt_project.yml").write_text(f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\n"
-                                            f"profile: scorehouse\nmodels: {{{PROJECT}: {{+materialized: table}}}}\n")
+    (folder / "dbt_project.yml").write_text(
+        f"name: {PROJECT}\nversion: '0.1.0'\nconfig-version: 2\n"
+        f"profile: scorehouse\nmodels: {{{PROJECT}: {{+materialized: table}}}}\n"
+    )
     (folder / "macros" / "input.sql").write_text(INPUT_MACRO)
-    models = {"scored_mortgage": SCORED, "outcomes_mortgage": OUTCOMES, "scored_prices": PRICES,
-              "outcomes_prices": PRICE_OUTCOMES, "scored_visits": VISITS, "outcomes_visits": VISIT_OUTCOMES,
-              "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
-                                                 model="mortgage_deny", key="application_id",
-                                                 score="deny_probability", outcome="denied"),
-              "quality_prices": QUALITY.format(scored="scored_prices", outcomes="outcomes_prices",
-                                               model="diamond_price", key="diamond_id", score="predicted_price",
-                                               outcome="price"),
-              "quality_visits": QUALITY.format(scored="scored_visits", outcomes="outcomes_visits", model="visits",
-                                               key="application_id", score="expected_visits", outcome="visits"),
-              "scoring_inputs": INPUTS, "comparison": COMPARISON,
-              "scored_in_rollout": ROLLOUT, "scores_only_in_rollout": ROLLOUT_SCORES_ONLY,
-              "scored_credit": CREDIT_SCORED, "scored_with_hashes": SCORED_WITH_HASHES,
-              "quality_unseen": QUALITY.format(scored="scored_with_hashes", outcomes="outcomes_mortgage",
-                                               model="mortgage_deny", key="application_id",
-                                               score="deny_probability", outcome="denied")}
+    models = {
+        "scored_mortgage": SCORED,
+        "outcomes_mortgage": OUTCOMES,
+        "scored_prices": PRICES,
+        "outcomes_prices": PRICE_OUTCOMES,
+        "scored_visits": VISITS,
+        "outcomes_visits": VISIT_OUTCOMES,
+        "quality_mortgage": QUALITY.format(
+            scored="scored_mortgage",
+            outcomes="outcomes_mortgage",
+            model="mortgage_deny",
+            key="application_id",
+            score="deny_probability",
+            outcome="denied",
+        ),
+        "quality_prices": QUALITY.format(
+            scored="scored_prices",
+            outcomes="outcomes_prices",
+            model="diamond_price",
+            key="diamond_id",
+            score="predicted_price",
+            outcome="price",
+        ),
+        "quality_visits": QUALITY.format(
+            scored="scored_visits",
+            outcomes="outcomes_visits",
+            model="visits",
+            key="application_id",
+            score="expected_visits",
+            outcome="visits",
+        ),
+        "scoring_inputs": INPUTS,
+        "comparison": COMPARISON,
+        "scored_in_rollout": ROLLOUT,
+        "scores_only_in_rollout": ROLLOUT_SCORES_ONLY,
+        "scored_credit": CREDIT_SCORED,
+        "scored_with_hashes": SCORED_WITH_HASHES,
+        "quality_unseen": QUALITY.format(
+            scored="scored_with_hashes",
+            outcomes="outcomes_mortgage",
+            model="mortgage_deny",
+            key="application_id",
+            score="deny_probability",
+            outcome="denied",
+        ),
+    }
     for spelling, outcome in CREDIT_OUTCOMES.items():
         models[f"outcomes_credit_{spelling}"] = CREDIT_OUTCOME.format(
-            outcome=outcome, only=" and is_denied" if spelling == "one_class" else "")
+            outcome=outcome, only=" and is_denied" if spelling == "one_class" else ""
+        )
         models[f"quality_credit_{spelling}"] = QUALITY.format(
-            scored="scored_credit", outcomes=f"outcomes_credit_{spelling}", model="credit_risk", key="application_id",
-            score="p_bad", outcome="risk")
+            scored="scored_credit",
+            outcomes=f"outcomes_credit_{spelling}",
+            model="credit_risk",
+            key="application_id",
+            score="p_bad",
+            outcome="risk",
+        )
     for spelling in ("boolean", "one_class"):
         models[f"comparison_credit_{spelling}"] = CREDIT_COMPARISON.format(spelling=spelling)
     for name, sql in models.items():
@@ -168,8 +213,11 @@ def train_candidate(workspace) -> None:
     """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate and a 10% rollout."""
     from scorehouse.spec import Estimator
 
-    workspace.train("mortgage_deny", promote=False,
-                    estimator=Estimator("gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}))
+    workspace.train(
+        "mortgage_deny",
+        promote=False,
+        estimator=Estimator("gradient_boosting", {"n_estimators": 30, "max_depth": 2, "random_state": 0}),
+    )
     workspace.registry.promote("mortgage_deny", 2, "candidate")
     workspace.registry.rollout("mortgage_deny", 2, 10)
 
@@ -179,10 +227,16 @@ def train_visits(workspace) -> None:
     from scorehouse.spec import parse_spec
     from scorehouse.training import read_source, train
 
-    spec = parse_spec({"name": "visits", "task": "regression", "target": "visits",
-                       "source": {"query": "select *, cast(mcs as integer) as visits from features_mortgage"},
-                       "estimator": {"kind": "hist_gradient_boosting", "params": {"loss": "poisson", "max_iter": 30}},
-                       "features": {"numeric": ["dir", "hir", "lvr", "ccs"], "categorical": ["pbcr", "self"]}})
+    spec = parse_spec(
+        {
+            "name": "visits",
+            "task": "regression",
+            "target": "visits",
+            "source": {"query": "select *, cast(mcs as integer) as visits from features_mortgage"},
+            "estimator": {"kind": "hist_gradient_boosting", "params": {"loss": "poisson", "max_iter": 30}},
+            "features": {"numeric": ["dir", "hir", "lvr", "ccs"], "categorical": ["pbcr", "self"]},
+        }
+    )
     candidate = train(spec, read_source(spec, workspace.warehouse))
     workspace.registry.promote("visits", workspace.registry.register(candidate.manifest, candidate.files))
 
@@ -193,8 +247,12 @@ def train_credit(workspace) -> None:
     from scorehouse.training import read_source, train
 
     for alias, depth in (("prod", 2), ("candidate", 3)):
-        spec = parse_spec({**CREDIT_SPEC, "estimator": {"kind": "gradient_boosting",
-                                                        "params": {"n_estimators": 30, "max_depth": depth}}})
+        spec = parse_spec(
+            {
+                **CREDIT_SPEC,
+                "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 30, "max_depth": depth}},
+            }
+        )
         candidate = train(spec, read_source(spec, workspace.warehouse))
         version = workspace.registry.register(candidate.manifest, candidate.files)
         workspace.registry.promote("credit_risk", version, alias)
@@ -228,8 +286,9 @@ def quality_project(built, tmp_path_factory):
 
 def build_on_duckdb(workspace: Workspace, root: Path) -> Build:
     run, results = build_package(root / PROJECT, PROJECT, workspace, root / "duckdb")
-    return Build(workspace, run, results, root / "duckdb" / "target",
-                 lambda table: workspace.query(f"select * from {table}"))
+    return Build(
+        workspace, run, results, root / "duckdb" / "target", lambda table: workspace.query(f"select * from {table}")
+    )
 
 
 def build_on_spark(workspace: Workspace, root: Path) -> Build:
@@ -270,10 +329,14 @@ def test_binary_quality_equals_scikit_learn_per_version_and_window(quality):
     for week, group in joined.groupby(joined.scored_at.dt.to_period("W-SUN").dt.start_time):
         labelled = group.dropna(subset=["denied"])
         y, p = labelled.denied.astype(bool).to_numpy(), labelled.deny_probability.to_numpy()
-        want = {"auc": metrics.roc_auc_score(y, p), "brier": metrics.brier_score_loss(y, p),
-                "log_loss": metrics.log_loss(y, np.column_stack([1 - p, p])),
-                "accuracy": metrics.accuracy_score(y, p >= 0.5), "precision": metrics.precision_score(y, p >= 0.5),
-                "recall": metrics.recall_score(y, p >= 0.5)}
+        want = {
+            "auc": metrics.roc_auc_score(y, p),
+            "brier": metrics.brier_score_loss(y, p),
+            "log_loss": metrics.log_loss(y, np.column_stack([1 - p, p])),
+            "accuracy": metrics.accuracy_score(y, p >= 0.5),
+            "precision": metrics.precision_score(y, p >= 0.5),
+            "recall": metrics.recall_score(y, p >= 0.5),
+        }
         for metric, value in want.items():
             row = rows[(1, week, metric)]
             assert row.value == pytest.approx(value, rel=1e-9, abs=1e-12), (week, metric)
@@ -295,12 +358,19 @@ def test_quality_of_a_text_class_sorting_first_is_the_positive_class_s_whatever_
         p = joined.p_bad.to_numpy()
         predicted = p >= 0.5
         (tn, fp), (fn, tp) = metrics.confusion_matrix(truth, predicted)
-        want = {"auc": metrics.roc_auc_score(truth, p), "brier": metrics.brier_score_loss(truth, p),
-                "log_loss": metrics.log_loss(truth, np.column_stack([1 - p, p])),
-                "accuracy": metrics.accuracy_score(truth, predicted),
-                "precision": metrics.precision_score(truth, predicted, pos_label=True),
-                "recall": metrics.recall_score(truth, predicted), "f1": metrics.f1_score(truth, predicted),
-                "true_positives": tp, "false_positives": fp, "false_negatives": fn, "true_negatives": tn}
+        want = {
+            "auc": metrics.roc_auc_score(truth, p),
+            "brier": metrics.brier_score_loss(truth, p),
+            "log_loss": metrics.log_loss(truth, np.column_stack([1 - p, p])),
+            "accuracy": metrics.accuracy_score(truth, predicted),
+            "precision": metrics.precision_score(truth, predicted, pos_label=True),
+            "recall": metrics.recall_score(truth, predicted),
+            "f1": metrics.f1_score(truth, predicted),
+            "true_positives": tp,
+            "false_positives": fp,
+            "false_negatives": fn,
+            "true_negatives": tn,
+        }
         rows = {r.metric: r for r in quality.read(f"quality_credit_{spelling}").itertuples()}
         for metric, value in want.items():
             assert rows[metric].value == pytest.approx(value, rel=1e-9, abs=1e-12), (spelling, metric)
@@ -331,7 +401,8 @@ def test_no_gate_passes_on_a_metric_it_could_not_compute(quality):
     one_class = failures("quality_credit_one_class")
     assert list(one_class.level) == ["error"] and one_class.detail[0] == (
         f"window 2026-11-02: auc could not be computed on {quality.read('outcomes_credit_one_class').shape[0]} "
-        "labelled rows (every label is of one class)")
+        "labelled rows (every label is of one class)"
+    )
     assert set(failures("quality_credit_boolean").metric) == {"auc", "precision"}  # judged, and worse than allowed
     comparison = failures("comparison_credit_one_class")
     assert list(comparison.level) == ["error"] and "auc could not be computed on " in comparison.detail[0]
@@ -347,7 +418,8 @@ def test_a_text_class_challenger_compares_on_boolean_outcomes(quality):
         p = quality.workspace.sklearn_scores(ref, features)["score"][in_labelled]
         assert getattr(comparison["auc"], f"{side}_value") == pytest.approx(metrics.roc_auc_score(truth, p), abs=1e-6)
         assert getattr(comparison["brier"], f"{side}_value") == pytest.approx(
-            metrics.brier_score_loss(truth, p), abs=1e-6)
+            metrics.brier_score_loss(truth, p), abs=1e-6
+        )
     assert comparison["auc"].labelled_rows == len(labelled)
 
 
@@ -358,8 +430,9 @@ def test_quality_leaves_out_the_rows_the_model_was_trained_on(quality):
     trained = set(quality.workspace.registry.training_rows("mortgage_deny", 1))
     card = quality.workspace.registry.card("mortgage_deny", 1)
     assert len(trained) == card.manifest.training_rows["distinct"] and card.manifest.training_rows["rows"] == 1785
-    scored = quality.read("scored_with_hashes").merge(quality.read("outcomes_mortgage"), on="application_id",
-                                                      how="left")
+    scored = quality.read("scored_with_hashes").merge(
+        quality.read("outcomes_mortgage"), on="application_id", how="left"
+    )
     seen = scored.input_hash.str[:16].isin(trained)
     assert 1700 < seen.sum() < len(scored)
     rows = {r.metric: r for r in quality.read("quality_unseen").itertuples()}
@@ -379,15 +452,20 @@ def test_regression_and_count_quality_equal_scikit_learn(quality):
     prices = quality.read("scored_prices").merge(quality.read("outcomes_prices"), on="diamond_id")
     rows = {r.metric: r for r in quality.read("quality_prices").itertuples()}
     y, p = prices.price.to_numpy(float), prices.predicted_price.to_numpy()
-    want = {"rmse": np.sqrt(metrics.mean_squared_error(y, p)), "mae": metrics.mean_absolute_error(y, p),
-            "mape": metrics.mean_absolute_percentage_error(y, p), "mean_bias": float(np.mean(p - y))}
+    want = {
+        "rmse": np.sqrt(metrics.mean_squared_error(y, p)),
+        "mae": metrics.mean_absolute_error(y, p),
+        "mape": metrics.mean_absolute_percentage_error(y, p),
+        "mean_bias": float(np.mean(p - y)),
+    }
     for metric, value in want.items():
         assert rows[metric].value == pytest.approx(value, rel=1e-9), metric
     assert "mean_deviance" not in rows  # a squared-error model has no deviance of its own
     visits = quality.read("scored_visits").merge(quality.read("outcomes_visits"), on="application_id")
     deviance = quality.read("quality_visits").set_index("metric").loc["mean_deviance"]
     assert deviance.value == pytest.approx(
-        metrics.mean_poisson_deviance(visits.visits.to_numpy(float), visits.expected_visits.to_numpy()), rel=1e-9)
+        metrics.mean_poisson_deviance(visits.visits.to_numpy(float), visits.expected_visits.to_numpy()), rel=1e-9
+    )
     holdout = quality.workspace.registry.card("visits", 1).manifest.metrics["mean_deviance"]
     assert deviance.holdout_value == pytest.approx(holdout)
 
@@ -405,8 +483,9 @@ def test_the_quality_gate_passes_fails_and_waits_for_labels(quality):
     assert waiting.detail.str.startswith("window 2026-11-09: not enough labels: ").all()
     failing = next(frame for frame in quality_gates if set(frame.level) == {"error"})
     assert failing.detail.str.contains("on the holdout").all() and set(failing.metric) == {"auc"}
-    challenger_gates = [frame for name, frame in stored.items() if "challenger_not_worse_comparison_" in name
-                        and "credit" not in name]
+    challenger_gates = [
+        frame for name, frame in stored.items() if "challenger_not_worse_comparison_" in name and "credit" not in name
+    ]
     assert sorted(len(frame) for frame in challenger_gates) == [0, 1]
     (refused,) = [frame for frame in challenger_gates if len(frame)]
     assert refused.metric[0] == "brier"
@@ -427,7 +506,8 @@ def test_champion_and_challenger_compare_on_the_same_rows(quality):
     expected_share = np.maximum(np.histogram(champion, edges)[0] / len(champion), 1e-4)
     actual_share = np.maximum(np.histogram(challenger, edges)[0] / len(challenger), 1e-4)
     assert comparison["score_psi"].value == pytest.approx(
-        np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)), abs=1e-3)
+        np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)), abs=1e-3
+    )
     labelled = features.merge(quality.read("outcomes_mortgage"), on="application_id")
     y = labelled.denied.astype(bool).to_numpy()
     for side, scores in (("champion", champion), ("challenger", challenger)):
@@ -441,8 +521,16 @@ def test_quality_history_keeps_every_build(quality):
     invocation = json.loads((quality.target / "run_results.json").read_text())["metadata"]["invocation_id"]
     history = quality.read("quality_history")
     history = history[history.invocation_id == invocation]
-    built = ["mortgage", "prices", "visits", "credit_text", "credit_boolean", "credit_number", "credit_one_class",
-             "unseen"]
+    built = [
+        "mortgage",
+        "prices",
+        "visits",
+        "credit_text",
+        "credit_boolean",
+        "credit_number",
+        "credit_one_class",
+        "unseen",
+    ]
     assert set(history.quality_relation) == {f"quality_{name}" for name in built}
     assert len(history) == sum(len(quality.read(f"quality_{name}")) for name in built)
 
@@ -471,11 +559,17 @@ def test_scoring_runs_count_each_version_of_a_gray_release(quality):
     assert sorted(rollout.index) == [1, 2] and set(rollout.input_relation) == {"scoring_inputs"}
     for version in (1, 2):
         mine = inputs[routed == version]
-        assert (rollout.rows_out[version] == (scored.model_version == version).sum() == rollout.rows_in[version]
-                == len(mine))
+        assert (
+            rollout.rows_out[version]
+            == (scored.model_version == version).sum()
+            == rollout.rows_in[version]
+            == len(mine)
+        )
         card = quality.workspace.registry.card("mortgage_deny", version)
-        assert rollout.input_fingerprint[version] == fingerprint(
-            mine.astype(object).where(mine.notna(), None).to_dict("records"), card.features)[1]
+        assert (
+            rollout.input_fingerprint[version]
+            == fingerprint(mine.astype(object).where(mine.notna(), None).to_dict("records"), card.features)[1]
+        )
     assert rollout.rows_out.sum() == len(scored) == len(inputs)
     unknown = runs[runs.scored_relation == "scores_only_in_rollout"].set_index("model_version")
     assert list(unknown.rows_in.sort_index()) == list(rollout.rows_in.sort_index())
@@ -503,13 +597,31 @@ def test_a_misconfigured_gate_fails_alone_with_one_line_saying_what_is_wrong(qua
     shutil.copytree(root / PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     (project / "models" / "quality.yml").write_text(MISCONFIGURED)
     install_package(project)
-    run = subprocess.run([DBT, "build", "--select", "+quality_mortgage", "+comparison",
-                          "--project-dir", str(project), "--profiles-dir", str(ROOT)],
-                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, **workspace.env}, timeout=900)
+    run = subprocess.run(
+        [
+            DBT,
+            "build",
+            "--select",
+            "+quality_mortgage",
+            "+comparison",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **workspace.env},
+        timeout=900,
+    )
     results = run_results(project / "target", run.stdout)
     assert run.returncode == 1
     assert {name: r["status"] for name, r in results.items() if not name.startswith("scorehouse_")}.items() >= {
-        "quality_mortgage": "success", "comparison": "success", "outcomes_mortgage": "success"}.items()
+        "quality_mortgage": "success",
+        "comparison": "success",
+        "outcomes_mortgage": "success",
+    }.items()
     errors = sorted(r["message"].splitlines()[1].strip() for r in results.values() if r["status"] == "error")
     assert errors == [
         "expect_challenger_not_worse: margin must be a number, found '0.1); drop table x; --'",
@@ -541,15 +653,24 @@ def monitored_project(root: Path) -> Path:
     project = root / MONITORED
     for sub in ("models", "macros"):
         (project / sub).mkdir(parents=True)
-    (project / "dbt_project.yml").write_text(f"name: {MONITORED}\nversion: '0.1.0'\nconfig-version: 2\n"
-                                             "profile: scorehouse\n"
-                                             f"models: {{{MONITORED}: {{+materialized: table}}}}\n")
+    (project / "dbt_project.yml").write_text(
+        f"name: {MONITORED}\nversion: '0.1.0'\nconfig-version: 2\n"
+        "profile: scorehouse\n"
+        f"models: {{{MONITORED}: {{+materialized: table}}}}\n"
+    )
     (project / "macros" / "input.sql").write_text(INPUT_MACRO)
-    models = {"scored_mortgage": MONITORED_SCORES,
-              "outcomes_mortgage": OUTCOMES.replace(" where application_id % 10 < 7", ""),
-              "quality_mortgage": QUALITY.format(scored="scored_mortgage", outcomes="outcomes_mortgage",
-                                                 model="mortgage_deny", key="application_id",
-                                                 score="deny_probability", outcome="denied")}
+    models = {
+        "scored_mortgage": MONITORED_SCORES,
+        "outcomes_mortgage": OUTCOMES.replace(" where application_id % 10 < 7", ""),
+        "quality_mortgage": QUALITY.format(
+            scored="scored_mortgage",
+            outcomes="outcomes_mortgage",
+            model="mortgage_deny",
+            key="application_id",
+            score="deny_probability",
+            outcome="denied",
+        ),
+    }
     for name, sql in models.items():
         (project / "models" / f"{name}.sql").write_text(sql)
     (project / "models" / "quality.yml").write_text(MONITORED_GATE)
@@ -587,8 +708,10 @@ def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_repla
         done = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")
         assert done.returncode == 3, done.stdout
         assert "mortgage_deny: prod rolled back from version 2 to 1" in done.stdout, done.stdout
-        assert ("mortgage_deny: the relations version 2 scored still hold its scores: re-score and re-publish them "
-                "with `dbt build`") in done.stdout  # its scores here come from SQL, not from predict()
+        assert (
+            "mortgage_deny: the relations version 2 scored still hold its scores: re-score and re-publish them "
+            "with `dbt build`"
+        ) in done.stdout  # its scores here come from SQL, not from predict()
     else:
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             pytest.skip("Spark needs Java 17")
@@ -596,16 +719,29 @@ def test_monitor_rolls_prod_back_when_it_fails_its_gate_and_the_version_it_repla
         inputs.mkdir()
         for table in ("features_mortgage", "mart_mortgage_risk"):
             workspace.query(f"select * from {table}").to_parquet(inputs / f"{table}.parquet")
-        run = run_dbt_on_spark(workspace, tmp_path / "spark", "--project-dir", str(project), "--data-dir", str(inputs),
-                               "--rollback-on-error")
+        run = run_dbt_on_spark(
+            workspace,
+            tmp_path / "spark",
+            "--project-dir",
+            str(project),
+            "--data-dir",
+            str(inputs),
+            "--rollback-on-error",
+        )
         assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
         assert f"scorehouse monitor: mortgage_deny v2: window {window[:10]}: auc " in run.stderr, run.stderr[-3000:]
         assert "scorehouse monitor: mortgage_deny: prod rolled back from version 2 to 1" in run.stderr
     assert workspace.registry.aliases("mortgage_deny")["prod"] == 1
     events = workspace.registry.history("mortgage_deny")
     assert [(e["action"], e["from"], e["to"]) for e in events] == [
-        ("promote", None, 1), ("promote", 1, 2), ("rollout", None, 3), ("rollback", 2, 1), ("promote", 1, 2),
-        ("rollout_end", 3, None), ("automatic_rollback", 2, 1)]
+        ("promote", None, 1),
+        ("promote", 1, 2),
+        ("rollout", None, 3),
+        ("rollback", 2, 1),
+        ("promote", 1, 2),
+        ("rollout_end", 3, None),
+        ("automatic_rollback", 2, 1),
+    ]
     assert events[-1]["reason"].startswith("automatic: scorehouse_expect_model_quality_above_quality_mortgage")
     if engine == "duckdb":  # prod is version 1 now, which passes: the gate's failure no longer concerns prod
         again = workspace.cli("monitor", "--target-path", str(target), "--rollback-on-error")

@@ -31,9 +31,14 @@ def test_versions_are_numbered_immutable_folders(trained, tmp_path):
     assert registry.register(candidate.manifest, candidate.files) == 2
     assert registry.versions("mortgage_deny") == [1, 2]
     folder = tmp_path / "reg" / "mortgage_deny" / "versions" / "2"
-    assert sorted(p.name for p in folder.iterdir()) == ["explain.json", "manifest.json",
-                                                       "manifest.sha256", "model.onnx", "sample.json",
-                                                       "training_rows.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "explain.json",
+        "manifest.json",
+        "manifest.sha256",
+        "model.onnx",
+        "sample.json",
+        "training_rows.json",
+    ]
     assert registry.card("mortgage_deny", 2).version == 2
     assert not list((tmp_path / "reg" / "mortgage_deny").glob(".staging-*"))
 
@@ -117,8 +122,9 @@ def test_files_others_can_write_and_symlinked_artifacts_are_refused_at_load(work
     (folder / "model.onnx").unlink()
     (folder / "model.onnx").symlink_to(elsewhere)
     problems = registry.verify("mortgage_deny", 1)
-    assert problems == [f"Model mortgage_deny v1: {folder / 'model.onnx'} is a symbolic link (to {elsewhere}); "
-                        "refusing to load it"]
+    assert problems == [
+        f"Model mortgage_deny v1: {folder / 'model.onnx'} is a symbolic link (to {elsewhere}); refusing to load it"
+    ]
     with pytest.raises(IntegrityError, match="is a symbolic link"):
         Registry(workspace.registry_path).load("mortgage_deny", 1)
     result = workspace.cli("verify", "mortgage_deny")
@@ -132,19 +138,45 @@ def test_a_failed_write_leaves_no_version_behind(trained, tmp_path):
     with pytest.raises(TypeError):
         registry.register(candidate.manifest, files)
     assert registry.versions("mortgage_deny") == []
-    assert [p.name for p in (tmp_path / "reg" / "mortgage_deny").iterdir()
-            if not p.name.startswith(".lock")] == ["versions"]
+    assert [p.name for p in (tmp_path / "reg" / "mortgage_deny").iterdir() if not p.name.startswith(".lock")] == [
+        "versions"
+    ]
     assert registry.register(candidate.manifest, candidate.files) == 1
 
 
 def test_manifest_records_what_the_issue_asks(trained):
     manifest = trained.registry.card("mortgage_deny", 1).raw
-    for key in ("name", "version", "task", "features", "classes", "positive_class", "metrics", "parity",
-                "artifacts", "libraries", "training_data", "created_at", "spec", "estimator"):
+    for key in (
+        "name",
+        "version",
+        "task",
+        "features",
+        "classes",
+        "positive_class",
+        "metrics",
+        "parity",
+        "artifacts",
+        "libraries",
+        "training_data",
+        "created_at",
+        "spec",
+        "estimator",
+    ):
         assert key in manifest, key
     assert manifest["parity"]["max_abs_diff"] <= 1e-5 == manifest["parity"]["tolerance"]
-    assert set(manifest["metrics"]) == {"auc", "log_loss", "accuracy", "brier", "precision", "recall", "f1",
-                                        "true_positives", "false_positives", "false_negatives", "true_negatives"}
+    assert set(manifest["metrics"]) == {
+        "auc",
+        "log_loss",
+        "accuracy",
+        "brier",
+        "precision",
+        "recall",
+        "f1",
+        "true_positives",
+        "false_positives",
+        "false_negatives",
+        "true_negatives",
+    }
     assert len(manifest["artifacts"]["model.onnx"]["sha256"]) == 64
     assert len(manifest["training_data"]["fingerprint"]) == 64
     features = {f["name"]: f for f in manifest["features"]}
@@ -154,10 +186,17 @@ def test_manifest_records_what_the_issue_asks(trained):
 
 
 def test_the_package_never_loads_pickle_or_joblib():
-    forbidden = re.compile(r"^\s*(import|from)\s+(pickle|cPickle|joblib|dill|cloudpickle)\b"
-                           r"|\b(pickle|joblib)\.load", re.M)
+    forbidden = re.compile(
+        r"^\s*(import|from)\s+(pickle|cPickle|joblib|dill|cloudpickle)\b"
+        r"|\b(pickle|joblib)\.load",
+        re.M,
+    )
     offenders = [str(p) for p in PACKAGE.rglob("*.py") if forbidden.search(p.read_text())]
     assert offenders == []
-    loaded = [line for p in PACKAGE.rglob("*.py") for line in p.read_text().splitlines()
-              if re.search(r"\.(read_bytes|read_text)\(|json\.loads|InferenceSession\(", line)]
+    loaded = [
+        line
+        for p in PACKAGE.rglob("*.py")
+        for line in p.read_text().splitlines()
+        if re.search(r"\.(read_bytes|read_text)\(|json\.loads|InferenceSession\(", line)
+    ]
     assert loaded, "the scan must see the loading code it guards"

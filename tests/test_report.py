@@ -30,9 +30,22 @@ create table batch as select * replace (
     case when hash(application_id::varchar || 'hir') % 100 < 3 then null else hir end as hir)
 from source.features_mortgage
 """
-DRIFT_HISTORY_COLUMNS = ("invocation_id", "recorded_at", "model_ref", "input_relation", "model_name", "model_version",
-                         "feature", "metric", "baseline_value", "current_value", "warn_above", "error_above", "level",
-                         "detail")
+DRIFT_HISTORY_COLUMNS = (
+    "invocation_id",
+    "recorded_at",
+    "model_ref",
+    "input_relation",
+    "model_name",
+    "model_version",
+    "feature",
+    "metric",
+    "baseline_value",
+    "current_value",
+    "warn_above",
+    "error_above",
+    "level",
+    "detail",
+)
 MEASURE_LABELS = """<script>
 for (const svg of document.querySelectorAll('svg.chart')) {
   const box = svg.getBoundingClientRect();
@@ -53,8 +66,24 @@ def record_build(conn, profile: dict, relation: str, at: datetime, invocation: s
         values = [v for (v,) in conn.sql(f"select {column} from {relation}").fetchall()]
         for metric, (baseline, current) in prof.feature_metrics(feature_profile, values).items():
             warn, error = prof.DEFAULT_THRESHOLDS[metric]
-            rows.append((invocation, at, "mortgage_deny", "batch", "mortgage_deny", 1, feature, metric, baseline,
-                         current, warn, error, prof.level(metric, baseline, current), None))
+            rows.append(
+                (
+                    invocation,
+                    at,
+                    "mortgage_deny",
+                    "batch",
+                    "mortgage_deny",
+                    1,
+                    feature,
+                    metric,
+                    baseline,
+                    current,
+                    warn,
+                    error,
+                    prof.level(metric, baseline, current),
+                    None,
+                )
+            )
     conn.executemany(f"insert into drift_history values ({', '.join('?' * len(DRIFT_HISTORY_COLUMNS))})", rows)
 
 
@@ -63,10 +92,12 @@ def report(small, tmp_path):
     """The report of mortgage_deny on a broken copy of its features, after a clean build and a broken one."""
     conn = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
     conn.execute("attach ? as source (read_only)", [str(small.warehouse)])
-    conn.execute("create table drift_history (invocation_id varchar, recorded_at timestamptz, model_ref varchar, "
-                 "input_relation varchar, model_name varchar, model_version integer, feature varchar, metric varchar, "
-                 "baseline_value double, current_value double, warn_above double, error_above double, level varchar, "
-                 "detail varchar)")
+    conn.execute(
+        "create table drift_history (invocation_id varchar, recorded_at timestamptz, model_ref varchar, "
+        "input_relation varchar, model_name varchar, model_version integer, feature varchar, metric varchar, "
+        "baseline_value double, current_value double, warn_above double, error_above double, level varchar, "
+        "detail varchar)"
+    )
     scorer = Scorer(small.registry)
     manifest = scorer.card("mortgage_deny").raw
     start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -81,8 +112,9 @@ def report(small, tmp_path):
 
 def sections(page: str) -> list[tuple[str, str, str]]:
     """(level, feature, body) of each feature section, in page order."""
-    return re.findall(r"<section class='feature' id='[^']*' data-level='(\w+)' data-feature='([^']*)'>(.*?)</section>",
-                      page, re.S)
+    return re.findall(
+        r"<section class='feature' id='[^']*' data-level='(\w+)' data-feature='([^']*)'>(.*?)</section>", page, re.S
+    )
 
 
 def test_failing_features_come_first_under_a_verdict_linking_them(report):
@@ -93,35 +125,47 @@ def test_failing_features_come_first_under_a_verdict_linking_them(report):
     verdict = re.search(r'<ul id="verdict">(.*?)</ul>', page, re.S).group(1)
     assert re.findall(r"<li class='(\w+)'.*?</li>", verdict) == ["error", "warn"]
     assert re.findall(r"<a href='#(feature-\w+)'>(\w+)</a>", verdict) == [
-        ("feature-dir", "dir"), ("feature-lvr", "lvr"), ("feature-hir", "hir")]
+        ("feature-dir", "dir"),
+        ("feature-lvr", "lvr"),
+        ("feature-hir", "hir"),
+    ]
     assert "8 of 11 features within every threshold" in verdict
     for anchor in ("feature-dir", "feature-lvr", "feature-hir"):
         assert page.count(f"id='{anchor}'") == 1
     crossed = re.search(r'<table id="crossed">(.*?)</table>', page, re.S).group(1)
     assert re.findall(r"<td><a href='#feature-(\w+)'>\w+</a></td><td[^>]*>(\w+)</td><td>(\w+)</td>", crossed) == [
-        ("dir", "error", "psi"), ("dir", "error", "out_of_range_share"), ("lvr", "error", "null_rate_increase"),
-        ("hir", "warn", "null_rate_increase")]
+        ("dir", "error", "psi"),
+        ("dir", "error", "out_of_range_share"),
+        ("lvr", "error", "null_rate_increase"),
+        ("hir", "warn", "null_rate_increase"),
+    ]
 
 
 def test_each_feature_charts_the_metric_that_decided_its_level_first(report):
     """lvr fails on its NULL rate, not on PSI: its first chart is null_rate_increase over both builds (the increase
     the thresholds apply to, each dot with its build's level), then its other metrics."""
     bodies = {feature: body for _, feature, body in sections(render_html(report))}
-    figures = re.findall(r"<figure class='history' data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>",
-                         bodies["lvr"], re.S)
+    figures = re.findall(
+        r"<figure class='history' data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>", bodies["lvr"], re.S
+    )
     assert [(metric, status) for metric, status, _ in figures] == [
-        ("null_rate_increase", "error"), ("psi", "ok"), ("out_of_range_share", "ok")]
+        ("null_rate_increase", "error"),
+        ("psi", "ok"),
+        ("out_of_range_share", "ok"),
+    ]
     increase = report["features"]["lvr"]["metrics"][0]
     assert increase["metric"] == "null_rate_increase" and 0.25 < increase["value"] < 0.35
-    dots = re.findall(r"<circle [^>]*fill='(#\w+)'><title>null_rate_increase ([-\d.e]+) \((\w+)\) at ([\d-]+)",
-                      figures[0][2])
+    dots = re.findall(
+        r"<circle [^>]*fill='(#\w+)'><title>null_rate_increase ([-\d.e]+) \((\w+)\) at ([\d-]+)", figures[0][2]
+    )
     assert [(status, day) for _, _, status, day in dots] == [("ok", "2024-05-01"), ("error", "2024-05-02")]
     assert float(dots[0][1]) == pytest.approx(0, abs=0.01)
     assert float(dots[1][1]) == pytest.approx(increase["value"], rel=1e-3)
     assert dots[1][0] == "#c0392b"  # the error build's dot in the error colour
     assert "warn above 0.02" in figures[0][2] and "error above 0.05" in figures[0][2]
     assert [m for m, _, _ in re.findall(r"data-metric='(\w+)' data-level='(\w+)'>(.*?)</figure>", bodies["dir"], re.S)][
-        :2] == ["psi", "out_of_range_share"]
+        :2
+    ] == ["psi", "out_of_range_share"]
     assert all(body.count("<figure class='history'") == 3 and body.count("<circle") == 6 for body in bodies.values())
 
 
@@ -140,8 +184,11 @@ def test_names_with_quotes_and_markup_are_escaped_and_anchored(report):
 
 def diamond_prices() -> np.ndarray:
     with duckdb.connect() as con:
-        return con.sql("select price from read_csv(?)", params=[str(PROJECT / "data" / "diamonds.csv")]).fetchnumpy()[
-            "price"].astype(np.float64)
+        return (
+            con.sql("select price from read_csv(?)", params=[str(PROJECT / "data" / "diamonds.csv")])
+            .fetchnumpy()["price"]
+            .astype(np.float64)
+        )
 
 
 def number(text: str) -> float:
@@ -180,7 +227,8 @@ def test_labels_do_not_overlap_in_a_headless_browser(report, tmp_path):
     charts, diamond prices and 80 long category names."""
     prices = diamond_prices()
     extra = bar_chart(feature_report(prof.numeric_profile(prices), prices[::7].tolist())["bars"]) + bar_chart(
-        [(f"category number {i} with a long name", 1 / 80, 1 / 80) for i in range(80)], shorten=True)
+        [(f"category number {i} with a long name", 1 / 80, 1 / 80) for i in range(80)], shorten=True
+    )
     page = render_html(report).replace("</body>", f"{extra}</body>")
     assert "<script" not in page
     measured = measure_labels(page, tmp_path)
@@ -196,13 +244,24 @@ def measure_labels(page: str, tmp_path: Path) -> list[dict]:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
     probe = tmp_path / "measure.html"
     probe.write_text(page.replace("</body>", MEASURE_LABELS + "</body>"), encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chromium-profile'}"]
-    dom = subprocess.run([chromium, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
-    return [json.loads(text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
-            for text in re.findall(r'<pre class="measured">(.*?)</pre>', dom, re.S)]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    return [
+        json.loads(text.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+        for text in re.findall(r'<pre class="measured">(.*?)</pre>', dom, re.S)
+    ]
 
 
 def assert_labels_apart(measured: list[dict]) -> None:

@@ -25,9 +25,21 @@ from scorehouse.training import read_source, train_and_register
 
 from helpers import ROOT
 
-BAD_REFERENCES = ["/abs/path/mortgage_deny@1", "../../x/mortgage_deny@1", "mortgage_deny@../1", "mortgage_deny/..",
-                  "mortgage_deny\x00@1", "mortgage_deny@\u00b2", "mortgage_deny@\u0661", "m" * 5000,
-                  "Mortgage_deny", "mortgage_deny@prod\n", "mortgage_deny@0", "mortgage_deny@1@2", ""]
+BAD_REFERENCES = [
+    "/abs/path/mortgage_deny@1",
+    "../../x/mortgage_deny@1",
+    "mortgage_deny@../1",
+    "mortgage_deny/..",
+    "mortgage_deny\x00@1",
+    "mortgage_deny@\u00b2",
+    "mortgage_deny@\u0661",
+    "m" * 5000,
+    "Mortgage_deny",
+    "mortgage_deny@prod\n",
+    "mortgage_deny@0",
+    "mortgage_deny@1@2",
+    "",
+]
 
 
 def rehash(folder, artifacts=()):
@@ -50,6 +62,7 @@ def edit_manifest(folder, change):
 
 def invert_scores(folder):
     """What a writer without the signing key can do to a binary version: every score becomes 1 - score, hashes fixed."""
+
     def invert(manifest):  # and drop the explanation, whose SQL's check would catch the flipped sample
         manifest.update(positive_class="false")
         manifest["artifacts"].pop("explain.json", None)
@@ -75,10 +88,14 @@ def test_registry_methods_refuse_names_that_would_leave_the_registry(small_copy)
     outside = small_copy.root / "outside"
     shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
     before = (outside / "mortgage_deny" / "aliases.json").read_bytes()
-    for call in (lambda: registry.card(str(outside / "mortgage_deny"), 1), lambda: registry.versions("../outside"),
-                 lambda: registry.promote("../outside/mortgage_deny", 1),
-                 lambda: registry.load("mortgage_deny", "1/../1"),
-                 lambda: registry.resolve(f"{outside}/mortgage_deny@1"), lambda: registry.rollback("/tmp/x")):
+    for call in (
+        lambda: registry.card(str(outside / "mortgage_deny"), 1),
+        lambda: registry.versions("../outside"),
+        lambda: registry.promote("../outside/mortgage_deny", 1),
+        lambda: registry.load("mortgage_deny", "1/../1"),
+        lambda: registry.resolve(f"{outside}/mortgage_deny@1"),
+        lambda: registry.rollback("/tmp/x"),
+    ):
         with pytest.raises(InvalidReference):
             call()
     assert (outside / "mortgage_deny" / "aliases.json").read_bytes() == before
@@ -88,8 +105,13 @@ def test_cli_refuses_paths_as_references_in_one_line(small_copy):
     outside = small_copy.root / "outside"
     shutil.copytree(small_copy.registry_path / "mortgage_deny", outside / "mortgage_deny")
     before = (outside / "mortgage_deny" / "aliases.json").read_bytes()
-    for args in (["show", f"../{outside.name}/mortgage_deny@1"], ["promote", str(outside / "mortgage_deny"), "1"],
-                 ["show", "m" * 5000], ["verify", "../outside"], ["rollback", "/tmp/m"]):
+    for args in (
+        ["show", f"../{outside.name}/mortgage_deny@1"],
+        ["promote", str(outside / "mortgage_deny"), "1"],
+        ["show", "m" * 5000],
+        ["verify", "../outside"],
+        ["rollback", "/tmp/m"],
+    ):
         result = small_copy.cli(*args)
         assert result.returncode == 1, args
         assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
@@ -123,16 +145,22 @@ def test_an_analyst_session_cannot_read_write_or_rename_a_file_through_scorehous
         assert result.returncode == 1, (query, result.stdout)
         assert expected in result.stderr and "Traceback" not in result.stderr, (query, result.stderr)
     assert not target.exists() and not (tmp_path / "x.duckdb").exists() and aliases.read_bytes() == before
-    functions = small_copy.cli("sql", "select distinct function_name from duckdb_functions() "
-                                      "where function_name like '%scorehouse%' order by 1", "--format", "json",
-                               check=True)
+    functions = small_copy.cli(
+        "sql",
+        "select distinct function_name from duckdb_functions() where function_name like '%scorehouse%' order by 1",
+        "--format",
+        "json",
+        check=True,
+    )
     names = {row["function_name"] for row in json.loads(functions.stdout)}
     assert names == {n for n in declared("duckdb", ["mortgage_deny", "mortgage_logit"]) if "scorehouse" in n}
 
 
-LOGIT_SCORES = ("select predict_mortgage_logit(s) as sql, scorehouse_onnx_mortgage_logit(s) as onnx, lvr from "
-                "(select struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium) as s, lvr "
-                "from features_mortgage) order by all")
+LOGIT_SCORES = (
+    "select predict_mortgage_logit(s) as sql, scorehouse_onnx_mortgage_logit(s) as onnx, lvr from "
+    "(select struct_pack(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium) as s, lvr "
+    "from features_mortgage) order by all"
+)
 
 
 def test_stored_sql_never_runs(small_copy, tmp_path):
@@ -141,11 +169,14 @@ def test_stored_sql_never_runs(small_copy, tmp_path):
     folder = small_copy.registry_path / "mortgage_logit" / "versions" / "1"
     target = tmp_path / "pwned.csv"
     payload = f"0) END; COPY (SELECT 42) TO '{target}'; SELECT (1"
-    (folder / "compiled.json").write_text(json.dumps({"expressions": {"duckdb": {"score": payload},
-                                                                      "spark": {"score": payload}}}))
+    (folder / "compiled.json").write_text(
+        json.dumps({"expressions": {"duckdb": {"score": payload}, "spark": {"score": payload}}})
+    )
     rehash(folder, ["compiled.json"])
-    edit_manifest(folder, lambda manifest: manifest.update(compiled={"outputs": ["score"], "preferred": {
-        "duckdb": True, "spark": True}}))
+    edit_manifest(
+        folder,
+        lambda manifest: manifest.update(compiled={"outputs": ["score"], "preferred": {"duckdb": True, "spark": True}}),
+    )
     with engine.connect(small_copy.warehouse, small_copy.registry_path, read_only=True) as con:
         both = con.sql(LOGIT_SCORES).fetchnumpy()
         kinds = con.sql("select function_type from duckdb_functions() where function_name = 'predict_mortgage_logit'")
@@ -157,11 +188,14 @@ def test_stored_sql_never_runs(small_copy, tmp_path):
     assert not target.exists()
 
 
-@pytest.mark.parametrize("change, read", [
-    (lambda e: e["numeric"][0].update(feature="black"), "'black' (numeric)"),
-    (lambda e: e["categorical"][0].update(feature="lvr"), "'lvr' (categorical)"),
-    (lambda e: e["numeric"][0].update(feature='lvr" + 1 + "x'), "'lvr\" + 1 + \"x' (numeric)"),
-])
+@pytest.mark.parametrize(
+    "change, read",
+    [
+        (lambda e: e["numeric"][0].update(feature="black"), "'black' (numeric)"),
+        (lambda e: e["categorical"][0].update(feature="lvr"), "'lvr' (categorical)"),
+        (lambda e: e["numeric"][0].update(feature='lvr" + 1 + "x'), "'lvr\" + 1 + \"x' (numeric)"),
+    ],
+)
 def test_an_explanation_reading_another_column_is_refused(small_copy, change, read):
     """explain.json, rewritten with every hash fixed to read a column that is not the feature it stood for
     (another column of the table, a feature of the other kind, a name made to break out of its quotes): the
@@ -171,8 +205,10 @@ def test_an_explanation_reading_another_column_is_refused(small_copy, change, re
     change(explanation)
     (folder / "explain.json").write_text(json.dumps(explanation))
     rehash(folder, ["explain.json"])
-    message = (f"Model mortgage_logit v1: explain.json reads {read}, not one of the version's features as its "
-               "manifest types them; refusing to load it")
+    message = (
+        f"Model mortgage_logit v1: explain.json reads {read}, not one of the version's features as its "
+        "manifest types them; refusing to load it"
+    )
     with pytest.raises(IntegrityError) as error:
         engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
     assert str(error.value) == message
@@ -182,30 +218,50 @@ def test_an_explanation_reading_another_column_is_refused(small_copy, change, re
         assert len(con.sql("select predict('mortgage_deny', t) from features_mortgage t").fetchall()) == 2381
 
 
-@pytest.mark.parametrize("source, message", [
-    ({"query": "select * from features_mortgage; copy (select 1) to '{target}'"}, "one SELECT statement, found 2"),
-    ({"query": "copy (select 1) to '{target}'"}, "one SELECT statement, found 1 statement(s): copy"),
-    ({"table": "features_mortgage", "where": "true; copy (select 1) to '{target}'"}, "one SELECT statement"),
-    ({"table": "features_mortgage; drop table x"}, "is not a table name"),
-    ({"query": "select * from read_csv('{secret}')"}, "file system operations are disabled"),
-    ({"table": "features_mortgage", "where": "dir in (select length(content) from read_text('{secret}'))"},
-     "file system operations are disabled"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"query": "select * from features_mortgage; copy (select 1) to '{target}'"}, "one SELECT statement, found 2"),
+        ({"query": "copy (select 1) to '{target}'"}, "one SELECT statement, found 1 statement(s): copy"),
+        ({"table": "features_mortgage", "where": "true; copy (select 1) to '{target}'"}, "one SELECT statement"),
+        ({"table": "features_mortgage; drop table x"}, "is not a table name"),
+        ({"query": "select * from read_csv('{secret}')"}, "file system operations are disabled"),
+        (
+            {"table": "features_mortgage", "where": "dir in (select length(content) from read_text('{secret}'))"},
+            "file system operations are disabled",
+        ),
+    ],
+)
 def test_spec_sources_are_one_select_without_file_access(small, tmp_path, source, message):
     target, secret = tmp_path / "written.csv", tmp_path / "secret.txt"
     secret.write_text("s3cret\n")
     source = {k: v.format(target=target, secret=secret) for k, v in source.items()}
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "source": source,
-                           "estimator": "logistic_regression", "features": {"numeric": ["dir"]}})
+        spec = parse_spec(
+            {
+                "name": "m",
+                "task": "binary",
+                "target": "is_denied",
+                "source": source,
+                "estimator": "logistic_regression",
+                "features": {"numeric": ["dir"]},
+            }
+        )
         read_source(spec, small.warehouse)
     assert not target.exists()
 
 
 def test_a_query_source_trains(small):
-    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "estimator": "logistic_regression",
-                       "source": {"query": "select * from features_mortgage where dir < 1", "where": "lvr > 0.5"},
-                       "features": {"numeric": ["dir", "lvr"]}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "estimator": "logistic_regression",
+            "source": {"query": "select * from features_mortgage where dir < 1", "where": "lvr > 0.5"},
+            "features": {"numeric": ["dir", "lvr"]},
+        }
+    )
     table = read_source(spec, small.warehouse)
     expected = small.query("select count(*) as n from features_mortgage where dir < 1 and lvr > 0.5")["n"][0]
     assert table.num_rows == expected and table.column_names == ["dir", "lvr", "is_denied"]
@@ -214,8 +270,10 @@ def test_a_query_source_trains(small):
 def write_rows(path, kind):
     """A CSV a binary spec trains on: 60 rows of dir, lvr, the category `kind` and the target deny."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("dir,lvr,kind,deny\n" + "".join(
-        f"{i % 7 / 10},{i % 5 / 4},{kind},{'yes' if i % 3 == 0 else 'no'}\n" for i in range(60)))
+    path.write_text(
+        "dir,lvr,kind,deny\n"
+        + "".join(f"{i % 7 / 10},{i % 5 / 4},{kind},{'yes' if i % 3 == 0 else 'no'}\n" for i in range(60))
+    )
 
 
 def project_spec(root, path, settings="registry: registry\n"):
@@ -226,9 +284,18 @@ def project_spec(root, path, settings="registry: registry\n"):
     (root / "project" / "scorehouse.yml").write_text(settings)
     spec = root / "project" / "training" / "m.yml"
     spec.parent.mkdir()
-    spec.write_text(json.dumps({"name": "m", "task": "binary", "target": "deny", "source": {"path": path},
-                                "estimator": "logistic_regression", "features": {"numeric": ["dir", "lvr"],
-                                                                                 "categorical": ["kind"]}}))
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "m",
+                "task": "binary",
+                "target": "deny",
+                "source": {"path": path},
+                "estimator": "logistic_regression",
+                "features": {"numeric": ["dir", "lvr"], "categorical": ["kind"]},
+            }
+        )
+    )
     return load_spec(spec)
 
 
@@ -236,10 +303,16 @@ def registry_text(registry):
     return "".join(p.read_text(errors="replace") for p in registry.root.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("given, target", [
-    ("../../secret/creds.csv", "secret/creds.csv"), ("{root}/secret/creds.csv", "secret/creds.csv"),
-    ("/etc/passwd", "/etc/passwd"), ("../data/creds.csv", "secret/creds.csv"),
-    ("../data/exports/creds.csv", "secret/creds.csv")])
+@pytest.mark.parametrize(
+    "given, target",
+    [
+        ("../../secret/creds.csv", "secret/creds.csv"),
+        ("{root}/secret/creds.csv", "secret/creds.csv"),
+        ("/etc/passwd", "/etc/passwd"),
+        ("../data/creds.csv", "secret/creds.csv"),
+        ("../data/exports/creds.csv", "secret/creds.csv"),
+    ],
+)
 def test_a_spec_cannot_train_on_a_file_outside_its_project(tmp_path, given, target):
     """`..`, an absolute path, a symlinked file or folder inside the project pointing out: refused in one line
     naming the model, the path, where it led and the folder allowed, before anything is read or registered."""
@@ -252,19 +325,33 @@ def test_a_spec_cannot_train_on_a_file_outside_its_project(tmp_path, given, targ
     with pytest.raises(SpecError) as error:
         train_and_register(spec, registry)
     message = str(error.value)
-    assert message == (f"Model m: source file {given.format(root=root)} resolves to {(root / target).resolve()}, "
-                       f"outside the folders a spec may read files from ({root / 'project'}); move the file into "
-                       f"the project, or add its folder to source_roots in {root / 'project' / 'scorehouse.yml'}")
+    assert message == (
+        f"Model m: source file {given.format(root=root)} resolves to {(root / target).resolve()}, "
+        f"outside the folders a spec may read files from ({root / 'project'}); move the file into "
+        f"the project, or add its folder to source_roots in {root / 'project' / 'scorehouse.yml'}"
+    )
     assert registry.models() == [] and "s3cret" not in message and "root:" not in message
 
 
 def test_a_spec_outside_any_project_reads_only_its_own_folder(tmp_path):
     root = tmp_path.resolve()
     write_rows(root / "secret" / "creds.csv", "s3cret-token")
-    spec = parse_spec({"name": "m", "task": "binary", "target": "deny", "source": {"path": "../secret/creds.csv"},
-                       "estimator": "logistic_regression", "features": {"numeric": ["dir"]}}, base_dir=root / "specs")
-    with pytest.raises(SpecError, match=rf"outside the folders a spec may read files from \({root / 'specs'}\); .* "
-                                        rf"source_roots in {root / 'specs' / 'scorehouse.yml'}$"):
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "deny",
+            "source": {"path": "../secret/creds.csv"},
+            "estimator": "logistic_regression",
+            "features": {"numeric": ["dir"]},
+        },
+        base_dir=root / "specs",
+    )
+    with pytest.raises(
+        SpecError,
+        match=rf"outside the folders a spec may read files from \({root / 'specs'}\); .* "
+        rf"source_roots in {root / 'specs' / 'scorehouse.yml'}$",
+    ):
         read_source(spec)
 
 
@@ -280,28 +367,50 @@ def test_source_roots_in_scorehouse_yml_let_a_spec_read_there_and_nowhere_else(t
     registry = Registry(tmp_path / "registry")
     assert train_and_register(spec, registry) == (1, True)  # ../secret is taken from scorehouse.yml's folder
     spec.source.path = "/etc/passwd"
-    with pytest.raises(SpecError, match=rf"\({tmp_path.resolve() / 'project'}, {tmp_path.resolve() / 'secret'}, "
-                                        r"/data/exports\)"):
+    with pytest.raises(
+        SpecError,
+        match=rf"\({tmp_path.resolve() / 'project'}, {tmp_path.resolve() / 'secret'}, "
+        r"/data/exports\)",
+    ):
         read_source(spec)
 
 
-@pytest.mark.parametrize("setting, found", [("/data/exports", "/data/exports"), ("[/data, 3]", "['/data', 3]"),
-                                            ("{a: 1}", "{'a': 1}"), ("['']", "['']")])
+@pytest.mark.parametrize(
+    "setting, found",
+    [("/data/exports", "/data/exports"), ("[/data, 3]", "['/data', 3]"), ("{a: 1}", "{'a': 1}"), ("['']", "['']")],
+)
 def test_source_roots_of_the_wrong_type_are_refused_in_one_line(tmp_path, setting, found):
     spec = project_spec(tmp_path, "../data/rows.csv", settings=f"source_roots: {setting}\n")
     with pytest.raises(ScorehouseError) as error:
         read_source(spec)
-    assert str(error.value) == (f"{tmp_path / 'project' / 'scorehouse.yml'}: source_roots must be a list of folders, "
-                                f"e.g. [/data/exports], found {found}")
+    assert str(error.value) == (
+        f"{tmp_path / 'project' / 'scorehouse.yml'}: source_roots must be a list of folders, "
+        f"e.g. [/data/exports], found {found}"
+    )
 
 
-@pytest.mark.parametrize("key, value, found", [("path", "data/a\x00.csv", "data/a\\x00.csv"), ("path", 3, "3"),
-                                                ("table", ["a"], "['a']"), ("where", {"a": 1}, "{'a': 1}")])
+@pytest.mark.parametrize(
+    "key, value, found",
+    [
+        ("path", "data/a\x00.csv", "data/a\\x00.csv"),
+        ("path", 3, "3"),
+        ("table", ["a"], "['a']"),
+        ("where", {"a": 1}, "{'a': 1}"),
+    ],
+)
 def test_a_source_that_is_not_text_is_refused_in_one_line(key, value, found):
     source = {"path": "rows.csv", key: value} if key == "where" else {key: value}
     with pytest.raises(SpecError) as error:
-        parse_spec({"name": "m", "task": "binary", "target": "deny", "source": source,
-                    "estimator": "logistic_regression", "features": {"numeric": ["dir"]}})
+        parse_spec(
+            {
+                "name": "m",
+                "task": "binary",
+                "target": "deny",
+                "source": source,
+                "estimator": "logistic_regression",
+                "features": {"numeric": ["dir"]},
+            }
+        )
     assert str(error.value) == f"spec: source.{key} must be text, found {found}"
 
 
@@ -340,8 +449,10 @@ def test_a_signed_registry_refuses_edits_that_fix_every_hash(small, keys, tmp_pa
     unsigned = Registry(registry.root)
     assert unsigned.verify("mortgage_deny", version) == []  # hashes alone see nothing wrong, and the scores flip:
     assert unsigned.load("mortgage_deny", version).positive_class == "false"
-    with pytest.raises(IntegrityError, match=f"manifest.json changed after it was signed by the configured key "
-                                             f"{keys['key_id']}; refusing to load it"):
+    with pytest.raises(
+        IntegrityError,
+        match=f"manifest.json changed after it was signed by the configured key {keys['key_id']}; refusing to load it",
+    ):
         Registry(registry.root, public_key=keys["public"]).card("mortgage_deny", version)
     with pytest.raises(IntegrityError, match="not signed by the configured key"):
         Registry(registry.root, public_key=keys["other_public"]).load("mortgage_deny", version)
@@ -353,17 +464,21 @@ def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatu
     assert verify.returncode == 0 and "unsigned; sha256 files catch corruption, not edits" in verify.stderr
     from helpers import run_cli
 
-    refused = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
-                      env={**small_copy.env, **env})
+    refused = run_cli(
+        "sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1", env={**small_copy.env, **env}
+    )
     assert refused.returncode == 1
     assert refused.stderr.splitlines()[-1] == (
         "error: Model mortgage_deny: aliases.json is not signed; its aliases are refused (pinned references "
         "mortgage_deny@<version> still resolve); once the aliases are checked (scorehouse history mortgage_deny), "
-        "the key holder signs them: scorehouse sign mortgage_deny --aliases")
-    pinned = run_cli("sql", "select predict('mortgage_deny@1', t) from features_mortgage t limit 1",
-                     env={**small_copy.env, **env})
-    unsigned = (f"is not signed, and this registry requires signatures (public key {keys['key_id']}); "
-                "refusing to load it")
+        "the key holder signs them: scorehouse sign mortgage_deny --aliases"
+    )
+    pinned = run_cli(
+        "sql", "select predict('mortgage_deny@1', t) from features_mortgage t limit 1", env={**small_copy.env, **env}
+    )
+    unsigned = (
+        f"is not signed, and this registry requires signatures (public key {keys['key_id']}); refusing to load it"
+    )
     assert pinned.stderr.splitlines()[-1] == f"error: Model mortgage_deny v1 {unsigned}"
     holder = {**small_copy.env, **env, "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
     signed = run_cli("sign", "--all-unsigned", env=holder, check=True)  # with the public key configured
@@ -371,9 +486,14 @@ def test_a_configured_public_key_refuses_unsigned_versions_and_sign_adds_signatu
     assert "mortgage_deny v1: signed (" in signed.stdout and "mortgage_logit v1: signed (" in signed.stdout
     for model in ("mortgage_deny", "mortgage_logit"):
         assert run_cli("sign", model, "--aliases", env=holder, check=True).stdout == (
-            f"{model}: aliases signed (prod -> 1; withdrawn: none)\n")
-    scored = run_cli("sql", "select predict('mortgage_deny', t) from features_mortgage t limit 1",
-                     env={**small_copy.env, **env}, check=True)
+            f"{model}: aliases signed (prod -> 1; withdrawn: none)\n"
+        )
+    scored = run_cli(
+        "sql",
+        "select predict('mortgage_deny', t) from features_mortgage t limit 1",
+        env={**small_copy.env, **env},
+        check=True,
+    )
     assert "predict" in scored.stdout
     verify = run_cli("verify", env={**small_copy.env, **env}, check=True)
     assert f"signed; every load checks the signature of key {keys['key_id']}" in verify.stderr
@@ -401,25 +521,29 @@ def sign_every_version(registry, private_key):
 
 
 def refusal(warehouse, serving, asked):
-    return (f"DuckDB database {warehouse}: its scorehouse functions serve {serving} to another connection of this "
-            f"process, and this one asks for {asked}; DuckDB shares them among the connections to one file: close "
-            "the other connections to it first, or use another database file or ':memory:'")
+    return (
+        f"DuckDB database {warehouse}: its scorehouse functions serve {serving} to another connection of this "
+        f"process, and this one asks for {asked}; DuckDB shares them among the connections to one file: close "
+        "the other connections to it first, or use another database file or ':memory:'"
+    )
 
 
 def test_an_unsigned_connection_cannot_make_a_signed_one_on_the_same_file_score_an_edited_version(small_copy, keys):
     sign_every_version(small_copy.registry, keys["private"])
     invert_scores(small_copy.registry_path / "mortgage_deny" / "versions" / "1")
     signed = engine.connect(small_copy.warehouse, Registry(small_copy.registry_path, public_key=keys["public"]))
-    not_signed = ("Model mortgage_deny v1: manifest.json changed after it was signed by the configured key "
-                  f"{keys['key_id']}")
+    not_signed = (
+        f"Model mortgage_deny v1: manifest.json changed after it was signed by the configured key {keys['key_id']}"
+    )
     with pytest.raises(duckdb.Error, match=not_signed):
         signed.sql(SCORES).fetchall()
     logit = signed.sql(SCORES.replace("mortgage_deny", "mortgage_logit")).fetchall()
     with pytest.raises(ScorehouseError) as refused:  # the attacker's step: the same file, without the key
         engine.connect(small_copy.warehouse, Registry(small_copy.registry_path))
     root = small_copy.registry_path.resolve()
-    assert str(refused.value) == refusal(small_copy.warehouse, f"registry {root} (public key {keys['key_id']})",
-                                         f"registry {root} (unsigned)")
+    assert str(refused.value) == refusal(
+        small_copy.warehouse, f"registry {root} (public key {keys['key_id']})", f"registry {root} (unsigned)"
+    )
     with pytest.raises(duckdb.Error, match=not_signed):  # the first connection still refuses the edited version
         signed.sql(SCORES).fetchall()
     assert signed.sql(SCORES.replace("mortgage_deny", "mortgage_logit")).fetchall() == logit
@@ -436,8 +560,11 @@ def test_a_connection_with_another_registry_cannot_change_what_the_first_scores(
     assert np.array(same.sql(SCORES).fetchall())[:, 0].tolist() == scores.tolist()
     with pytest.raises(ScorehouseError) as refused:
         engine.connect(small_copy.warehouse, other)
-    assert str(refused.value) == refusal(small_copy.warehouse, f"registry {small_copy.registry_path.resolve()} "
-                                         "(unsigned)", f"registry {other.resolve()} (unsigned)")
+    assert str(refused.value) == refusal(
+        small_copy.warehouse,
+        f"registry {small_copy.registry_path.resolve()} (unsigned)",
+        f"registry {other.resolve()} (unsigned)",
+    )
     assert np.array(first.sql(SCORES).fetchall())[:, 0].tolist() == scores.tolist()
     first.close()
     same.close()
@@ -460,8 +587,13 @@ print(second.sql(query).fetchall())
 def test_closing_the_connection_that_registered_the_functions_leaves_another_scoring(small_copy):
     """The functions' Python code outlives the connection that registered them (here DuckDB crashed)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", CLOSE_THE_FIRST, str(small_copy.warehouse),
-                          str(small_copy.registry_path), SCORES], capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", CLOSE_THE_FIRST, str(small_copy.warehouse), str(small_copy.registry_path), SCORES],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     with engine.connect(small_copy.warehouse, small_copy.registry_path) as con:
         assert run.stdout.strip() == str(con.sql(SCORES).fetchall())
@@ -478,8 +610,9 @@ def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
         con.execute(f"attach {DUCKDB.literal(str(small.warehouse))} as w (read_only)")
         for method in ("sql", "onnx"):
             sql = engine.predict_sql(scorer, "mortgage_logit", evil, "score", method)
-            scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}"
-                             ).fetchnumpy()["p"]
+            scores = con.sql(f"select {sql} as p from w.features_mortgage as {DUCKDB.identifier(evil)}").fetchnumpy()[
+                "p"
+            ]
             assert len(scores) == 2381 and ((scores >= 0) & (scores <= 1)).all()
     assert not target.exists()
 
@@ -492,8 +625,11 @@ def test_an_explanation_of_another_shape_fails_its_model_in_one_line(small_copy)
     del explanation["intercept"]
     (folder / "explain.json").write_text(json.dumps(explanation))
     rehash(folder, ["explain.json"])
-    with pytest.raises(IntegrityError, match=r"^Model mortgage_logit \(version 1\): its explain.json does not have "
-                                             r"the shape scorehouse writes \(KeyError: 'intercept'\)"):
+    with pytest.raises(
+        IntegrityError,
+        match=r"^Model mortgage_logit \(version 1\): its explain.json does not have "
+        r"the shape scorehouse writes \(KeyError: 'intercept'\)",
+    ):
         engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score")
     session = small_copy.cli("sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t")
     assert session.returncode == 0 and "2381" in session.stdout and "Traceback" not in session.stderr

@@ -44,14 +44,21 @@ def test_a_reader_polls_the_serving_file_through_three_builds(built, tmp_path):
     workspace = built.copy(tmp_path / "ws")
     stop = tmp_path / "stop"
     publications = [workspace.query("select distinct invocation_id from scorehouse_publication", workspace.serving)]
-    readers = {mode: subprocess.Popen([sys.executable, "-c", READER, str(workspace.serving), str(stop), mode],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for mode in ("hold", "poll")}
+    readers = {
+        mode: subprocess.Popen(
+            [sys.executable, "-c", READER, str(workspace.serving), str(stop), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mode in ("hold", "poll")
+    }
     try:
         for _ in range(3):  # the held connection and the polls never stop a build
             workspace.dbt("build", "--select", "tag:scoring")
             publications.append(
-                workspace.query("select distinct invocation_id from scorehouse_publication", workspace.serving))
+                workspace.query("select distinct invocation_id from scorehouse_publication", workspace.serving)
+            )
     finally:
         stop.touch()
         outputs = {mode: reader.communicate(timeout=120) for mode, reader in readers.items()}
@@ -70,9 +77,12 @@ def test_a_reader_polls_the_serving_file_through_three_builds(built, tmp_path):
         pd.testing.assert_frame_equal(served, workspace.query(f"select * from {mart} order by {key}"))
     record = workspace.query("select mart, rows from scorehouse_publication", workspace.serving)
     assert dict(zip(record.mart, record.rows)) == {
-        mart: workspace.query(f"select count(*) as n from {mart}").n[0] for mart in marts}
+        mart: workspace.query(f"select count(*) as n from {mart}").n[0] for mart in marts
+    }
     assert sorted(p.name for p in workspace.serving.parent.iterdir()) == [  # no staged file left behind
-        "scorehouse.duckdb", "scorehouse_serving.duckdb"]
+        "scorehouse.duckdb",
+        "scorehouse_serving.duckdb",
+    ]
 
 
 def test_a_build_without_published_models_publishes_nothing(trained):

@@ -23,8 +23,14 @@ def signed(small, keys, tmp_path):
     registry = Registry(tmp_path / "registry", public_key=keys["public"], signing_key=keys["private"])
     candidate = small.candidates[MODEL]
     for day in (1, 2, 3):
-        registry.register({**candidate.manifest, "created_at": f"2026-01-0{day}T00:00:00+00:00",
-                           "description": f"version of day {day}"}, candidate.files)
+        registry.register(
+            {
+                **candidate.manifest,
+                "created_at": f"2026-01-0{day}T00:00:00+00:00",
+                "description": f"version of day {day}",
+            },
+            candidate.files,
+        )
     registry.promote(MODEL, 3)
     return registry
 
@@ -63,12 +69,14 @@ def test_sign_refuses_a_copied_version_with_its_positive_class_inverted(signed, 
     """The copy reproduces its own (rewritten) sample with onnxruntime; the SQL written from the same
     explain.json, do not, and without explain.json the graph is still version 1's under another meaning."""
     folder = forge_copy(signed, 1, 4)
-    assert Registry(signed.root).verify(MODEL, 4, signature=False)[0].startswith(
-        f"Model {MODEL} v4: the SQL written from explain.json gives sample scores that differ")
+    assert (
+        Registry(signed.root)
+        .verify(MODEL, 4, signature=False)[0]
+        .startswith(f"Model {MODEL} v4: the SQL written from explain.json gives sample scores that differ")
+    )
     refused = run_cli("sign", MODEL, "4", env=env_of(signed, keys, signing=True))  # with the public key configured
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.splitlines() == [
-        f"error: {Registry(signed.root).verify(MODEL, 4)[0]}; not signed"]
+    assert refused.stderr.splitlines() == [f"error: {Registry(signed.root).verify(MODEL, 4)[0]}; not signed"]
     assert not (folder / "manifest.sig").exists()
 
     bare = forge_copy(signed, 1, 5, drop=("explain.json",))
@@ -78,18 +86,23 @@ def test_sign_refuses_a_copied_version_with_its_positive_class_inverted(signed, 
     assert refused.stderr.splitlines() == [
         f"error: Model {MODEL} v5: model.onnx is the very graph of {MODEL} v1, but its manifest differs in "
         "positive_class; a registered version has a graph of its own; not signed (and 2 more problem(s): "
-        f"scorehouse verify {MODEL})"]
+        f"scorehouse verify {MODEL})"
+    ]
     assert not (bare / "manifest.sig").exists()
     with pytest.raises(IntegrityError, match="v5 is not signed"):
         signed.load(MODEL, 5)
 
 
 def test_sign_signs_only_what_it_is_named_and_lists_all_unsigned_first(small_copy, keys):
-    env = {**small_copy.env, "SCOREHOUSE_PUBLIC_KEY": str(keys["public"]),
-           "SCOREHOUSE_SIGNING_KEY": str(keys["private"])}
+    env = {
+        **small_copy.env,
+        "SCOREHOUSE_PUBLIC_KEY": str(keys["public"]),
+        "SCOREHOUSE_SIGNING_KEY": str(keys["private"]),
+    }
     usage = run_cli("sign", env=env)
     assert usage.returncode == 1 and usage.stderr == (
-        "error: name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]\n")
+        "error: name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]\n"
+    )
     one = run_cli("sign", "mortgage_logit", "1", env=env, check=True)
     assert one.stdout.startswith("mortgage_logit v1: signed (created ")
     assert "positive class 'true'" in one.stdout and "model.onnx " in one.stdout
@@ -102,7 +115,8 @@ def test_sign_signs_only_what_it_is_named_and_lists_all_unsigned_first(small_cop
     other = run_cli("sign", MODEL, "1", env={**env, "SCOREHOUSE_SIGNING_KEY": str(keys["other_private"])})
     assert other.returncode == 1 and other.stderr == (
         f"error: The signing key ({keys['other_key_id']}) is not the pair of the configured public key "
-        f"({keys['key_id']}); nothing was signed or moved\n")
+        f"({keys['key_id']}); nothing was signed or moved\n"
+    )
 
 
 def test_a_writer_without_the_key_cannot_move_an_alias_of_a_signed_registry(signed, keys):
@@ -111,8 +125,11 @@ def test_a_writer_without_the_key_cannot_move_an_alias_of_a_signed_registry(sign
     assert state["prod"]["version"] == 3 and state["$signature"]["key_id"] == keys["key_id"]
     state["prod"] = {"version": 1, "history": [1]}  # an older signed version, signature kept
     aliases.write_text(json.dumps(state))
-    with pytest.raises(IntegrityError, match=f"aliases.json changed after it was signed by the configured key "
-                                             f"{keys['key_id']}; its aliases are refused"):
+    with pytest.raises(
+        IntegrityError,
+        match=f"aliases.json changed after it was signed by the configured key "
+        f"{keys['key_id']}; its aliases are refused",
+    ):
         signed.resolve(MODEL)
     assert signed.resolve(f"{MODEL}@2") == (MODEL, 2)  # pinned references still resolve
     unsigned_view = Registry(signed.root)  # the writer's own view, with no key configured, still sees it unsigned
@@ -133,7 +150,8 @@ def test_a_writer_without_the_key_cannot_move_an_alias_of_a_signed_registry(sign
     moved = run_cli("promote", MODEL, "3", env={"SCOREHOUSE_REGISTRY": str(signed.root)})  # no key at all
     assert moved.returncode == 1 and moved.stderr == (
         f"error: Model {MODEL}: its aliases are signed (key {keys['key_id']}); moving them needs the signing key: "
-        "pass --signing-key or set SCOREHOUSE_SIGNING_KEY\n")
+        "pass --signing-key or set SCOREHOUSE_SIGNING_KEY\n"
+    )
 
 
 def test_a_version_gc_removed_or_revoke_withdrew_never_loads_again(signed, keys, tmp_path):
@@ -187,15 +205,19 @@ def test_the_audit_log_is_a_signed_chain_so_forged_edited_or_dropped_lines_show(
     forged = json.dumps({"action": "promote", "alias": "prod", "from": 2, "to": 1, "user": "ops", "reason": "x"})
     assert warnings(b"".join(lines) + forged.encode() + b"\n") == [
         f"{label} line 4 names no line before it (written by hand?)",
-        f"{label} line 4 is not signed (written without the key)"]
+        f"{label} line 4 is not signed (written without the key)",
+    ]
     edited = lines[1].replace(b'"second"', b'"first"')
     assert warnings(lines[0] + edited + lines[2]) == [
         f"{label} line 2 changed after it was signed by the configured key {keys['key_id']}",
-        f"{label} line 3 does not follow the line before it (a line was edited, removed or inserted)"]
+        f"{label} line 3 does not follow the line before it (a line was edited, removed or inserted)",
+    ]
     assert warnings(lines[0] + lines[2]) == [
-        f"{label} line 2 does not follow the line before it (a line was edited, removed or inserted)"]
+        f"{label} line 2 does not follow the line before it (a line was edited, removed or inserted)"
+    ]
     assert warnings(lines[0] + lines[1]) == [
-        f"{label} lacks the line of the last signed alias move (lines were removed or edited)"]
+        f"{label} lacks the line of the last signed alias move (lines were removed or edited)"
+    ]
 
 
 def test_a_reason_with_a_newline_stays_on_its_line_and_the_user_is_the_os_account(small_copy):
@@ -205,9 +227,17 @@ def test_a_reason_with_a_newline_stays_on_its_line_and_the_user_is_the_os_accoun
     lines = shown.stdout.splitlines()
     assert not any(line.startswith("error") for line in lines + moved.stderr.splitlines())
     assert "ok\\nerror: Model mortgage_deny: gate failed (forged line)" in lines[-1]
-    logged = run_cli("promote", MODEL, "1", "--alias", "other", "--reason", forged,
-                     env={**small_copy.env, "SCOREHOUSE_LOG_LEVEL": "debug", "USER": "mallory", "LOGNAME": "mallory"},
-                     check=True)
+    logged = run_cli(
+        "promote",
+        MODEL,
+        "1",
+        "--alias",
+        "other",
+        "--reason",
+        forged,
+        env={**small_copy.env, "SCOREHOUSE_LOG_LEVEL": "debug", "USER": "mallory", "LOGNAME": "mallory"},
+        check=True,
+    )
     assert not any(line.startswith("error") for line in logged.stderr.splitlines()), logged.stderr
     assert "(ok\\nerror: Model mortgage_deny" in logged.stderr
     entry = small_copy.registry.history(MODEL)[-1]

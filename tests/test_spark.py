@@ -25,8 +25,10 @@ if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
 
 pytestmark = pytest.mark.spark
 SPARK_HOME = Path(__import__("pyspark").__file__).parent
-MARTS = {"mortgage_deny": ("features_mortgage", "mart_mortgage_risk", "application_id", "deny_probability"),
-         "diamond_price": ("features_diamonds", "mart_diamond_prices", "diamond_id", "predicted_price")}
+MARTS = {
+    "mortgage_deny": ("features_mortgage", "mart_mortgage_risk", "application_id", "deny_probability"),
+    "diamond_price": ("features_diamonds", "mart_diamond_prices", "diamond_id", "predicted_price"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,14 @@ def spark(built, tmp_path_factory):
 
     import scorehouse.spark
 
-    session = (SparkSession.builder.master("local[2]").appName("scorehouse tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-               .config("spark.sql.shuffle.partitions", "4")
-               .getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("scorehouse tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     scorehouse.spark.register(session, built.registry_path)
     for table, _, _, _ in MARTS.values():
@@ -56,8 +61,14 @@ def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
 
     table, mart, key, column = MARTS[model]
     typed = scorehouse.spark.predict_sql(Scorer(built.registry), model, "t")
-    got = spark.sql(f"select {key}, {typed} as typed, predict('{model}', struct(*)) as generic, "
-                    f"scorehouse_model_version('{model}') as version from {table} as t").toPandas().sort_values(key)
+    got = (
+        spark.sql(
+            f"select {key}, {typed} as typed, predict('{model}', struct(*)) as generic, "
+            f"scorehouse_model_version('{model}') as version from {table} as t"
+        )
+        .toPandas()
+        .sort_values(key)
+    )
     duck = built.query(f"select {key}, {column} from {mart} order by {key}")
     assert len(got) == len(duck) and got[key].tolist() == duck[key].tolist()
     assert_allclose(got["typed"], duck[column], atol=1e-6, rtol=0)
@@ -99,16 +110,23 @@ def test_predict_sql_equals_the_library_and_duckdb_on_spark(spark, estimator_mod
         for name in written:
             candidate, rows = models[name]
             spark.createDataFrame(rows).createOrReplaceTempView("sql_rows")
-            on_spark = spark.sql(f"select {scorehouse.spark.predict_sql(scorer, name, 'r', 'score', 'sql')} as v "
-                                 "from sql_rows as r").toPandas()["v"].to_numpy()
+            on_spark = (
+                spark.sql(
+                    f"select {scorehouse.spark.predict_sql(scorer, name, 'r', 'score', 'sql')} as v from sql_rows as r"
+                )
+                .toPandas()["v"]
+                .to_numpy()
+            )
             with scorehouse.duckdb.connect(":memory:", registry) as con:
                 con.register("sql_rows", rows)
-                on_duckdb = con.sql(f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', 'score', 'sql')} "
-                                    "as v from sql_rows as r").fetchnumpy()["v"]
+                on_duckdb = con.sql(
+                    f"select {scorehouse.duckdb.predict_sql(scorer, name, 'r', 'score', 'sql')} as v from sql_rows as r"
+                ).fetchnumpy()["v"]
             want = sklearn_answers(candidate, rows)
             assert_allclose(on_spark, on_duckdb, atol=1e-9, rtol=0, err_msg=name)
-            assert_allclose(on_spark, want["score"], atol=candidate.manifest["parity"]["tolerance"], rtol=0,
-                            err_msg=name)
+            assert_allclose(
+                on_spark, want["score"], atol=candidate.manifest["parity"]["tolerance"], rtol=0, err_msg=name
+            )
     finally:
         spark.conf.unset("spark.sql.codegen.factoryMode")
         spark.conf.unset("spark.sql.codegen.wholeStage")
@@ -133,16 +151,20 @@ def test_every_estimator_kind_and_loss_scores_on_spark_as_its_library_does(spark
         if output == "label":
             assert got.tolist() == want["label"].tolist(), name
         else:
-            assert_allclose(got.to_numpy(), want["score"], atol=candidate.manifest["parity"]["tolerance"], rtol=0,
-                            err_msg=name)
+            assert_allclose(
+                got.to_numpy(), want["score"], atol=candidate.manifest["parity"]["tolerance"], rtol=0, err_msg=name
+            )
 
 
 def test_labels_probabilities_and_pinned_versions(spark, built):
-    rows = spark.sql("select application_id, predict_label('mortgage_deny@1', struct(*)) as label, "
-                     "predict_proba('mortgage_deny@prod', struct(*)) as p from features_mortgage").toPandas()
+    rows = spark.sql(
+        "select application_id, predict_label('mortgage_deny@1', struct(*)) as label, "
+        "predict_proba('mortgage_deny@prod', struct(*)) as p from features_mortgage"
+    ).toPandas()
     rows = rows.sort_values("application_id")
-    expected = built.sklearn_scores("mortgage_deny",
-                                    built.query("select * from features_mortgage order by application_id"))
+    expected = built.sklearn_scores(
+        "mortgage_deny", built.query("select * from features_mortgage order by application_id")
+    )
     assert rows["label"].tolist() == expected["label"].tolist()
     assert_allclose([dict(p)["true"] for p in rows["p"]], expected["score"], atol=1e-5)
 
@@ -160,17 +182,24 @@ def test_errors_read_as_in_duckdb(spark, built):
 
     con = engine.connect(built.warehouse, built.registry_path, read_only=True)
     cases = {
-        "unknown model": ("select predict('mortgage_dny', struct(*)) from features_mortgage",
-                          "select predict('mortgage_dny', t) from features_mortgage t"),
-        "missing feature": ("select predict('mortgage_deny', struct(* except (lvr))) from features_mortgage",
-                            "select predict('mortgage_deny', t) "
-                            "from (select * exclude (lvr) from features_mortgage) t"),
-        "wrong type": ("select predict('mortgage_deny', struct(* except (lvr), cast(lvr as string) as lvr)) "
-                       "from features_mortgage",
-                       "select predict('mortgage_deny', t) "
-                       "from (select * replace (cast(lvr as varchar) as lvr) from features_mortgage) t"),
-        "unknown alias": ("select predict('mortgage_deny@staging', struct(*)) from features_mortgage",
-                          "select predict('mortgage_deny@staging', t) from features_mortgage t"),
+        "unknown model": (
+            "select predict('mortgage_dny', struct(*)) from features_mortgage",
+            "select predict('mortgage_dny', t) from features_mortgage t",
+        ),
+        "missing feature": (
+            "select predict('mortgage_deny', struct(* except (lvr))) from features_mortgage",
+            "select predict('mortgage_deny', t) from (select * exclude (lvr) from features_mortgage) t",
+        ),
+        "wrong type": (
+            "select predict('mortgage_deny', struct(* except (lvr), cast(lvr as string) as lvr)) "
+            "from features_mortgage",
+            "select predict('mortgage_deny', t) "
+            "from (select * replace (cast(lvr as varchar) as lvr) from features_mortgage) t",
+        ),
+        "unknown alias": (
+            "select predict('mortgage_deny@staging', struct(*)) from features_mortgage",
+            "select predict('mortgage_deny@staging', t) from features_mortgage t",
+        ),
     }
     try:
         for label, (spark_sql, duck_sql) in cases.items():
@@ -198,8 +227,9 @@ def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models,
     with pytest.raises(Exception) as info:
         spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
     message = scorehouse.spark.friendly_error(info.value)
-    assert message == ("Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, "
-                       "expected DOUBLE (numeric)"), str(info.value)[:2000]
+    assert message == (
+        "Model c_binary_logistic (version 1): feature 'lvr' has type VARCHAR, expected DOUBLE (numeric)"
+    ), str(info.value)[:2000]
     expression = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "sql")
     # read from files: over rows held in the plan (a LocalRelation) Spark computes the whole projection while planning
     spark.createDataFrame(rows).write.parquet(str(tmp_path / "typed_rows"))
@@ -224,8 +254,9 @@ def test_a_broken_version_or_a_path_reference_fails_alone_on_spark(spark, built,
     assert scored == 2381
     message = spark_error(session, "select predict('diamond_price', struct(*)) from features_diamonds")
     assert message.startswith("Model diamond_price v1: model.onnx failed its sha256 check (recorded ")
-    assert "is not valid" in spark_error(session, f"select predict('{registry}/mortgage_deny@1', struct(*)) "
-                                                  "from features_mortgage")
+    assert "is not valid" in spark_error(
+        session, f"select predict('{registry}/mortgage_deny@1', struct(*)) from features_mortgage"
+    )
 
 
 def test_profile_views_match_duckdb(spark, built):
@@ -233,12 +264,14 @@ def test_profile_views_match_duckdb(spark, built):
 
     con = engine.connect(built.warehouse, built.registry_path, read_only=True)
     try:
-        duck = con.sql("select * from scorehouse_bins('diamond_price') order by feature, bin"
-                       ).to_arrow_table().to_pandas()
+        duck = (
+            con.sql("select * from scorehouse_bins('diamond_price') order by feature, bin").to_arrow_table().to_pandas()
+        )
     finally:
         con.close()
-    got = spark.sql("select * except (model_ref) from scorehouse_bins where model_ref = 'diamond_price' "
-                    "order by feature, bin").toPandas()
+    got = spark.sql(
+        "select * except (model_ref) from scorehouse_bins where model_ref = 'diamond_price' order by feature, bin"
+    ).toPandas()
     pd.testing.assert_frame_equal(got.reset_index(drop=True), duck, check_dtype=False)
 
 
@@ -284,8 +317,14 @@ def write_older_scoring_runs(warehouse: Path) -> None:
     """scoring_runs in the Spark warehouse as a release before the history tables were declared could leave it:
     one row, the columns in another order, schema_hash missing."""
     warehouse.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", OLDER_SCORING_RUNS, str(warehouse)], check=True, cwd=warehouse,
-                   capture_output=True, timeout=600, env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+    subprocess.run(
+        [sys.executable, "-c", OLDER_SCORING_RUNS, str(warehouse)],
+        check=True,
+        cwd=warehouse,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -329,34 +368,48 @@ def test_dbt_project_on_spark_matches_duckdb(built, demo_on_spark):
     # the guards measured the same inputs the same way on both engines
     spark_history = read_parquet_table(warehouse, "scorehouse", "drift_history")
     demo_inputs = "input_relation in ('features_mortgage', 'features_diamonds')"  # other projects' builds share it
-    duck_history = built.query(f"select * from drift_history where {demo_inputs} and invocation_id = (select "
-                               f"invocation_id from drift_history where {demo_inputs} "
-                               "order by recorded_at desc limit 1)")
+    duck_history = built.query(
+        f"select * from drift_history where {demo_inputs} and invocation_id = (select "
+        f"invocation_id from drift_history where {demo_inputs} "
+        "order by recorded_at desc limit 1)"
+    )
     merged = spark_history.merge(duck_history, on=["model_ref", "feature", "metric"], suffixes=("_spark", "_duckdb"))
     assert len(merged) == len(duck_history) == len(spark_history) > 0
     assert_allclose(merged.current_value_spark, merged.current_value_duckdb, rtol=1e-9, atol=1e-12)
     assert merged.level_spark.isna().all() and merged.level_duckdb.isna().all()
     # and the quality of the scores once the decisions arrived
     quality = read_parquet_table(warehouse, "scorehouse", "quality_mortgage").merge(
-        built.query("select * from quality_mortgage"), on=["model_version", "metric"], suffixes=("_spark", "_duckdb"))
+        built.query("select * from quality_mortgage"), on=["model_version", "metric"], suffixes=("_spark", "_duckdb")
+    )
     assert len(quality) == 12 and set(quality.better_spark.dropna()) == {"higher", "lower"}  # counts: none
     assert quality.set_index("metric").value_spark["training_rows"] > 0  # the mart holds the training rows too
     assert_allclose(quality.value_spark, quality.value_duckdb, rtol=1e-9)
     # each row's input hash, and each scored input's fingerprint, are the same on both engines
     for _, mart, key, _ in MARTS.values():
         hashes = read_parquet_table(warehouse, "scorehouse", mart)[[key, "input_hash"]].merge(
-            built.query(f"select {key}, input_hash from {mart}"), on=key)
+            built.query(f"select {key}, input_hash from {mart}"), on=key
+        )
         assert len(hashes) > 0 and (hashes.input_hash_x == hashes.input_hash_y).all()
     spark_runs = read_parquet_table(warehouse, "scorehouse", "scoring_runs").set_index("scored_relation")
     # the older layout's row is kept, schema_hash (added by the build) NULL in it; this build's values land by name
     older = spark_runs.loc["mart_of_an_older_release"]
     assert (older.model_version, older.rows_in, older.method) == (7, 5, "onnx") and pd.isna(older.schema_hash)
-    duck_runs = built.query("select * from scoring_runs where invocation_id = (select max_by(invocation_id, "
-                            "finished_at) from scoring_runs)").set_index("scored_relation")
-    for column in ("model_version", "artifact_sha256", "method", "rows_in", "rows_out", "input_fingerprint",
-                   "schema_hash"):
-        assert spark_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist() == \
-            duck_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist(), column
+    duck_runs = built.query(
+        "select * from scoring_runs where invocation_id = (select max_by(invocation_id, finished_at) from scoring_runs)"
+    ).set_index("scored_relation")
+    for column in (
+        "model_version",
+        "artifact_sha256",
+        "method",
+        "rows_in",
+        "rows_out",
+        "input_fingerprint",
+        "schema_hash",
+    ):
+        assert (
+            spark_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist()
+            == duck_runs.loc[["mart_mortgage_risk", "mart_diamond_prices"], column].tolist()
+        ), column
 
 
 def write_input(ws, path: Path) -> pd.DataFrame:
@@ -367,17 +420,30 @@ def write_input(ws, path: Path) -> pd.DataFrame:
 
 
 SHORT_JOB_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # on 2 cores, JIT and GC threads cost a short job dear
-SHORT_JOB_CONF = {"spark.driver.extraJavaOptions": SHORT_JOB_JVM, "spark.executor.extraJavaOptions": SHORT_JOB_JVM,
-                  "spark.ui.enabled": "false"}
+SHORT_JOB_CONF = {
+    "spark.driver.extraJavaOptions": SHORT_JOB_JVM,
+    "spark.executor.extraJavaOptions": SHORT_JOB_JVM,
+    "spark.ui.enabled": "false",
+}
 
 
 def start_job(*args, master="local[2]", env=None, conf=None, **popen) -> subprocess.Popen:
     """spark-submit spark_jobs/score_table.py without waiting; `conf` entries become --conf options."""
     options = [f"--conf={key}={value}" for key, value in {**SHORT_JOB_CONF, **(conf or {})}.items()]
-    return subprocess.Popen([str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, *options,
-                             str(ROOT / "spark_jobs" / "score_table.py"), *args], text=True, cwd=ROOT,
-                            env={**os.environ, "PYSPARK_PYTHON": sys.executable,
-                                 "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})}, **popen)
+    return subprocess.Popen(
+        [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            master,
+            *options,
+            str(ROOT / "spark_jobs" / "score_table.py"),
+            *args,
+        ],
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})},
+        **popen,
+    )
 
 
 def submit(*args, timeout=600, **options) -> subprocess.CompletedProcess:
@@ -395,8 +461,16 @@ def test_score_table_job_overwrites_atomically(built, tmp_path):
     features = write_input(built, tmp_path / "features.parquet")
     out = tmp_path / "scored"
     for _ in range(2):  # a second run replaces the first output whole
-        result = submit("--model", "mortgage_deny", "--input", str(tmp_path / "features.parquet"),
-                        "--output", str(out), "--registry", str(built.registry_path))
+        result = submit(
+            "--model",
+            "mortgage_deny",
+            "--input",
+            str(tmp_path / "features.parquet"),
+            "--output",
+            str(out),
+            "--registry",
+            str(built.registry_path),
+        )
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     output = result.stdout + result.stderr  # spark-submit passes the Python driver's stderr to its stdout
     assert f"scoring {len(features)} rows" in output and f"wrote {len(features)} rows" in output
@@ -406,13 +480,31 @@ def test_score_table_job_overwrites_atomically(built, tmp_path):
     assert set(scored["model_version"]) == {1} and not list(tmp_path.glob("scored.*"))
     partitioned = tmp_path / "by_batch"
     for _ in range(2):
-        result = submit("--model", "mortgage_deny@1", "--input", str(tmp_path / "features.parquet"),
-                        "--output", str(partitioned), "--partition-by", "batch", "--registry", str(built.registry_path))
+        result = submit(
+            "--model",
+            "mortgage_deny@1",
+            "--input",
+            str(tmp_path / "features.parquet"),
+            "--output",
+            str(partitioned),
+            "--partition-by",
+            "batch",
+            "--registry",
+            str(built.registry_path),
+        )
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert sorted(p.name for p in partitioned.iterdir() if p.is_dir()) == ["batch=even", "batch=odd"]
     assert len(pd.read_parquet(partitioned)) == len(features)
-    failed = submit("--model", "mortgage_dny", "--input", str(tmp_path / "features.parquet"),
-                    "--output", str(tmp_path / "nope"), "--registry", str(built.registry_path))
+    failed = submit(
+        "--model",
+        "mortgage_dny",
+        "--input",
+        str(tmp_path / "features.parquet"),
+        "--output",
+        str(tmp_path / "nope"),
+        "--registry",
+        str(built.registry_path),
+    )
     assert failed.returncode == 1 and "Model 'mortgage_dny' not found" in failed.stdout + failed.stderr
     assert not (tmp_path / "nope").exists()
 
@@ -429,18 +521,52 @@ def standalone_cluster(tmp_path):
     logs = tmp_path / "cluster-logs"
     logs.mkdir()
     port, ui = free_port(), free_port()
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_WORKER_DIR": str(tmp_path / "work")}
+    env = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_WORKER_DIR": str(tmp_path / "work"),
+    }
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    processes = [subprocess.Popen([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                                   "--port", str(port), "--webui-port", str(ui)],
-                                  stdout=open(logs / "master.log", "w"), stderr=subprocess.STDOUT, env=env)]
+    processes = [
+        subprocess.Popen(
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+            stdout=open(logs / "master.log", "w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    ]
     master = f"spark://127.0.0.1:{port}"
     for i in range(2):
-        processes.append(subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1", "--cores", "1",
-             "--memory", "1g", "--webui-port", str(free_port())],
-            stdout=open(logs / f"worker-{i}.log", "w"), stderr=subprocess.STDOUT, env=env))
+        processes.append(
+            subprocess.Popen(
+                [
+                    spark_class,
+                    "org.apache.spark.deploy.worker.Worker",
+                    master,
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "1g",
+                    "--webui-port",
+                    str(free_port()),
+                ],
+                stdout=open(logs / f"worker-{i}.log", "w"),
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
     deadline = time.time() + 90
     while time.time() < deadline:
         text = (logs / "master.log").read_text()
@@ -464,11 +590,23 @@ def test_score_table_on_a_standalone_cluster(built, tmp_path, standalone_cluster
     features = write_input(built, tmp_path / "features.parquet")
     out = tmp_path / "scored"
     # the job waits for both workers' executors before its first task (else a fast job may use only one)
-    result = submit("--model", "mortgage_deny", "--input", str(tmp_path / "features.parquet"), "--output", str(out),
-                    "--registry", str(built.registry_path), master=master,
-                    env={"SPARK_LOCAL_IP": "127.0.0.1"}, timeout=600,
-                    conf={"spark.scheduler.minRegisteredResourcesRatio": "1.0",
-                          "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s"})
+    result = submit(
+        "--model",
+        "mortgage_deny",
+        "--input",
+        str(tmp_path / "features.parquet"),
+        "--output",
+        str(out),
+        "--registry",
+        str(built.registry_path),
+        master=master,
+        env={"SPARK_LOCAL_IP": "127.0.0.1"},
+        timeout=600,
+        conf={
+            "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+            "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s",
+        },
+    )
     assert result.returncode == 0, f"logs in {logs}\n" + result.stderr[-4000:]
     scored = pd.read_parquet(out).sort_values("application_id")
     mart = built.query("select deny_probability from mart_mortgage_risk order by application_id")
@@ -492,16 +630,21 @@ def write_repeated_input(ws, folder: Path, copies: int, files: int) -> pd.DataFr
 
 SCORING_TASK = re.compile(r"Starting Python task execution - task \S+ in stage \S+ \(TID (\d+)\)")
 FINISHED_TASK = re.compile(r"Finished task \S+ in stage \S+ \(TID (\d+)\)")
-LOST_TASK = re.compile(r"Lost task (?P<partition>\d+)\.(?P<attempt>\d+) in stage (?P<stage>\d+)\.\d+ "
-                       r"\(TID (?P<tid>\d+)\).*ExecutorLostFailure")
+LOST_TASK = re.compile(
+    r"Lost task (?P<partition>\d+)\.(?P<attempt>\d+) in stage (?P<stage>\d+)\.\d+ "
+    r"\(TID (?P<tid>\d+)\).*ExecutorLostFailure"
+)
 
 
 def executor_pid(executor_dir: Path) -> int | None:
     """The executor JVM a worker started in `executor_dir` (its working directory), if it is alive."""
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")) == executor_dir.resolve() \
-                    and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes():
+            if (
+                proc.name.isdigit()
+                and Path(os.readlink(proc / "cwd")) == executor_dir.resolve()
+                and b"CoarseGrainedExecutorBackend" in (proc / "cmdline").read_bytes()
+            ):
                 return int(proc.name)
         except OSError:  # gone, or not ours to read
             continue
@@ -518,8 +661,13 @@ def kill_an_executor_while_it_scores(work: Path, job: subprocess.Popen, timeout:
             pid = executor_pid(stderr.parent) if running else None
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
-                return {"pid": pid, "app": stderr.parent.parent.name, "executor": stderr.parent.name,
-                        "tasks": running, "job_running": job.poll() is None}
+                return {
+                    "pid": pid,
+                    "app": stderr.parent.parent.name,
+                    "executor": stderr.parent.name,
+                    "tasks": running,
+                    "job_running": job.poll() is None,
+                }
         time.sleep(0.2)
     return {}
 
@@ -530,10 +678,21 @@ def test_a_killed_executor_is_replaced_and_the_output_stays_whole(built, tmp_pat
     features = write_repeated_input(built, tmp_path / "features", copies=96, files=8)
     out, driver_log = tmp_path / "scored", logs / "driver.log"
     with open(driver_log, "w") as log:
-        job = start_job("--model", "mortgage_deny", "--input", str(tmp_path / "features"), "--output", str(out),
-                        "--registry", str(built.registry_path), master=master, env={"SPARK_LOCAL_IP": "127.0.0.1"},
-                        conf={"spark.sql.files.maxPartitionBytes": "1m"},  # one task per input file
-                        stdout=log, stderr=subprocess.STDOUT)
+        job = start_job(
+            "--model",
+            "mortgage_deny",
+            "--input",
+            str(tmp_path / "features"),
+            "--output",
+            str(out),
+            "--registry",
+            str(built.registry_path),
+            master=master,
+            env={"SPARK_LOCAL_IP": "127.0.0.1"},
+            conf={"spark.sql.files.maxPartitionBytes": "1m"},  # one task per input file
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         killed = kill_an_executor_while_it_scores(tmp_path / "work", job, timeout=180)
         assert killed, f"no executor was seen scoring before the job ended (exit {job.poll()}); logs in {logs}"
@@ -555,8 +714,9 @@ def test_a_killed_executor_is_replaced_and_the_output_stays_whole(built, tmp_pat
     # it with a new executor, and the driver ran the task the dead executor held again
     executor = f"{killed['app']}/{killed['executor']}"
     worker_logs = "".join(log.read_text() for log in logs.glob("worker-*.log"))
-    assert f"Executor {executor} finished with state EXITED message Command exited with code 137" in worker_logs, \
+    assert f"Executor {executor} finished with state EXITED message Command exited with code 137" in worker_logs, (
         f"killed {killed}; logs in {logs}"
+    )
     assert f"Removing executor {executor} because it is EXITED" in (logs / "master.log").read_text(), f"logs in {logs}"
     executors = sorted(p.name for p in (tmp_path / "work" / killed["app"]).iterdir())
     assert len(executors) >= 3, f"no replacement executor was launched: {executors}; logs in {logs}"
@@ -584,8 +744,9 @@ def test_the_bad_input_table_holds_on_spark(spark, built, case):
     if case in SCORED:
         changes, stands_for = SCORED[case]
         row = row_sql(base, changes, "spark")
-        got = spark.sql(f"select predict('mortgage_deny', {row}) as generic, "
-                        f"predict_mortgage_deny({row}) as typed").first()
+        got = spark.sql(
+            f"select predict('mortgage_deny', {row}) as generic, predict_mortgage_deny({row}) as typed"
+        ).first()
         expected = built.sklearn_scores("mortgage_deny", pd.DataFrame([{**base, **stands_for}]))["score"][0]
         assert got["generic"] == pytest.approx(expected, abs=1e-5)
         assert got["typed"] == pytest.approx(got["generic"], abs=1e-12)
@@ -608,8 +769,14 @@ def test_the_bad_input_table_holds_in_dbt_build_on_spark(dbt_on_spark):
     def scores(table):
         return read_parquet_table(warehouse, "scorehouse", table)["score"].tolist()
 
-    check_bad_input_build(build.stdout, results, scores, workspace.sklearn_scores, base,
-                          type_names={"VARCHAR": "string", "INTEGER": "int"})
+    check_bad_input_build(
+        build.stdout,
+        results,
+        scores,
+        workspace.sklearn_scores,
+        base,
+        type_names={"VARCHAR": "string", "INTEGER": "int"},
+    )
 
 
 def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
@@ -624,28 +791,49 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     warehouse, registry = tmp_path / "booleans.duckdb", Registry(tmp_path / "registry")
     with duckdb.connect(str(warehouse)) as con:
         con.execute(f"attach '{built.warehouse}' as built (read_only)")
-        con.execute("create table applications as select application_id, dir, lvr, pbcr = 'yes' as pbcr, "
-                    "dmi = 'yes' as dmi, self = 'yes' as self, is_denied from built.features_mortgage")
-    spec = parse_spec({"name": "bools", "task": "binary", "target": "is_denied", "source": {"table": "applications"},
-                       "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
-                       "features": {"numeric": ["dir", "lvr", "self"], "categorical": ["pbcr", "dmi"]}})
+        con.execute(
+            "create table applications as select application_id, dir, lvr, pbcr = 'yes' as pbcr, "
+            "dmi = 'yes' as dmi, self = 'yes' as self, is_denied from built.features_mortgage"
+        )
+    spec = parse_spec(
+        {
+            "name": "bools",
+            "task": "binary",
+            "target": "is_denied",
+            "source": {"table": "applications"},
+            "estimator": {"kind": "logistic_regression", "params": {"max_iter": 1000}},
+            "features": {"numeric": ["dir", "lvr", "self"], "categorical": ["pbcr", "dmi"]},
+        }
+    )
     candidate = train(spec, read_source(spec, warehouse))
     registry.promote("bools", registry.register(candidate.manifest, candidate.files))
     with scorehouse.duckdb.connect(warehouse, registry, read_only=True) as con:
         rows = con.sql("select * from applications order by application_id").to_arrow_table()
-        on_duckdb = con.sql("select predict_bools(struct_pack(dir, lvr, self, pbcr, dmi)) as p from applications "
-                            "order by application_id").fetchnumpy()["p"]
+        on_duckdb = con.sql(
+            "select predict_bools(struct_pack(dir, lvr, self, pbcr, dmi)) as p from applications "
+            "order by application_id"
+        ).fetchnumpy()["p"]
     session = spark.newSession()
     scorehouse.spark.register(session, registry)
-    session.createDataFrame(rows.to_pandas(), "application_id int, dir double, lvr double, pbcr boolean, "
-                            "dmi boolean, self boolean, is_denied boolean").createOrReplaceTempView("applications")
+    session.createDataFrame(
+        rows.to_pandas(),
+        "application_id int, dir double, lvr double, pbcr boolean, dmi boolean, self boolean, is_denied boolean",
+    ).createOrReplaceTempView("applications")
     scorer = Scorer(registry)
-    paths = {"typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, "
-                      "'dmi', a.dmi))",
-             "generic": "predict('bools', struct(a.*))",
-             "sql": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "sql")}
-    got = session.sql(f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
-                      "from applications as a").toPandas().sort_values("application_id")
+    paths = {
+        "typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, "
+        "'dmi', a.dmi))",
+        "generic": "predict('bools', struct(a.*))",
+        "sql": scorehouse.spark.predict_sql(scorer, "bools", "a", "score", "sql"),
+    }
+    got = (
+        session.sql(
+            f"select a.application_id, {', '.join(f'{sql} as {name}' for name, sql in paths.items())} "
+            "from applications as a"
+        )
+        .toPandas()
+        .sort_values("application_id")
+    )
     for name in paths:
         assert_allclose(got[name].to_numpy(), on_duckdb, atol=1e-6, rtol=0, err_msg=name)
 
@@ -655,11 +843,14 @@ def test_buckets_are_the_same_on_spark_duckdb_and_python(spark):
     from scorehouse.sql import BUCKETS, DUCKDB, SPARK, bucket
 
     text_key = "concat('loan-', k)"
-    keys = spark.sql(f"select {SPARK.bucket('k')} as b, {SPARK.bucket(text_key)} as t "
-                     "from (select id as k from range(100000)) order by k").toPandas()
+    keys = spark.sql(
+        f"select {SPARK.bucket('k')} as b, {SPARK.bucket(text_key)} as t "
+        "from (select id as k from range(100000)) order by k"
+    ).toPandas()
     with duckdb.connect() as con:
-        duck = con.sql(f"select {DUCKDB.bucket('k')} as b, {DUCKDB.bucket(text_key)} as t "
-                       "from range(100000) r(k) order by k").to_df()
+        duck = con.sql(
+            f"select {DUCKDB.bucket('k')} as b, {DUCKDB.bucket(text_key)} as t from range(100000) r(k) order by k"
+        ).to_df()
     assert keys.b.tolist() == duck.b.tolist() == [bucket(k) for k in range(100_000)]
     assert keys.t.tolist() == duck.t.tolist() == [bucket(f"loan-{k}") for k in range(100_000)]
     assert abs((keys.b < 5 * BUCKETS // 100).mean() - 0.05) < 0.01
@@ -702,28 +893,40 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     features = small.query("select * from features_mortgage order by application_id")
     session.createDataFrame(features).createOrReplaceTempView("f")
     typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, "spark")
-    got = session.sql(f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
-                      "from f order by application_id").collect()
+    got = session.sql(
+        f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
+        "from f order by application_id"
+    ).collect()
     con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
-    duck = [r[0] for r in con.sql("select explain('mortgage_logit', f, 11) from features_mortgage f "
-                                  "order by application_id").fetchall()]
+    duck = [
+        r[0]
+        for r in con.sql(
+            "select explain('mortgage_logit', f, 11) from features_mortgage f order by application_id"
+        ).fetchall()
+    ]
     con.close()
     assert len(got) == len(duck) == 2381
     for row, expected in zip(got, duck):
         for explanation in (row.e, row.t):
             assert explanation.baseline == pytest.approx(expected["baseline"], abs=1e-12)
             assert explanation.margin == pytest.approx(expected["margin"], abs=1e-9)
-            assert [(c.feature, c.value) for c in explanation.contributions] == \
-                [(c["feature"], c["value"]) for c in expected["contributions"]]
+            assert [(c.feature, c.value) for c in explanation.contributions] == [
+                (c["feature"], c["value"]) for c in expected["contributions"]
+            ]
     gbt = session.sql("select explain('mortgage_deny', struct(*), 11) as e from f order by application_id").collect()
     con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
-    duck_gbt = [r[0] for r in con.sql("select explain('mortgage_deny', f, 11) from features_mortgage f "
-                                      "order by application_id").fetchall()]
+    duck_gbt = [
+        r[0]
+        for r in con.sql(
+            "select explain('mortgage_deny', f, 11) from features_mortgage f order by application_id"
+        ).fetchall()
+    ]
     con.close()
     assert [r.e.margin for r in gbt] == pytest.approx([d["margin"] for d in duck_gbt], abs=1e-9)
     for row in gbt:  # additivity on Spark too
-        assert (row.e.baseline + sum(c.contribution for c in row.e.contributions)
-                == pytest.approx(row.e.margin, abs=1e-9))
+        assert row.e.baseline + sum(c.contribution for c in row.e.contributions) == pytest.approx(
+            row.e.margin, abs=1e-9
+        )
     # a NULL number and an unseen category, through the typed and the generic function, as DuckDB explains them
     odd = features[features.application_id == 17].copy()
     odd["lvr"], odd["self"] = None, "martian"
@@ -731,18 +934,23 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, "spark")
     spark_odd = session.sql(f"select explain('mortgage_deny', struct(*), 11) as e, {typed_gbt} as t from odd").first()
     con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
-    duck_odd = con.sql("select explain('mortgage_deny', f, 11) from (select * replace (null as lvr, 'martian' as self) "
-                       "from features_mortgage where application_id = 17) f").fetchall()[0][0]
+    duck_odd = con.sql(
+        "select explain('mortgage_deny', f, 11) from (select * replace (null as lvr, 'martian' as self) "
+        "from features_mortgage where application_id = 17) f"
+    ).fetchall()[0][0]
     con.close()
     for explanation in (spark_odd.e, spark_odd.t):
-        assert [(c.feature, c.value) for c in explanation.contributions] == \
-            [(c["feature"], c["value"]) for c in duck_odd["contributions"]]
-        assert [c.contribution for c in explanation.contributions] == \
-            pytest.approx([c["contribution"] for c in duck_odd["contributions"]], abs=1e-12)
+        assert [(c.feature, c.value) for c in explanation.contributions] == [
+            (c["feature"], c["value"]) for c in duck_odd["contributions"]
+        ]
+        assert [c.contribution for c in explanation.contributions] == pytest.approx(
+            [c["contribution"] for c in duck_odd["contributions"]], abs=1e-12
+        )
     assert {c.feature: c.value for c in spark_odd.e.contributions}["lvr"] is None
-    for call in ("explain('mortgage_deny', struct(*), 0)",
-                 "explain_mortgage_deny(struct(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium), "
-                 "1001)"):
+    for call in (
+        "explain('mortgage_deny', struct(*), 0)",
+        "explain_mortgage_deny(struct(dir, hir, lvr, ccs, mcs, uria, pbcr, dmi, self, single, condominium), 1001)",
+    ):
         with pytest.raises(Exception) as failed:
             session.sql(f"select {call} from f").collect()
         assert "top_k must be between 1 and 1000" in scorehouse.spark.friendly_error(failed.value)
@@ -814,8 +1022,11 @@ def test_spark_creates_exactly_the_declared_names(spark, built):
 
     expected = declared("spark", MARTS)
     ours = ("predict", "explain", "score", "scorehouse_")  # the prefixes of every declared name (test_surface)
-    functions = {f.name for f in spark.catalog.listFunctions() if "UDFRegistration" in (f.className or "")
-                 and f.name.startswith(ours)}  # other tests of the module register functions and views of their own
+    functions = {
+        f.name
+        for f in spark.catalog.listFunctions()
+        if "UDFRegistration" in (f.className or "") and f.name.startswith(ours)
+    }  # other tests of the module register functions and views of their own
     views = {t.name for t in spark.catalog.listTables() if t.isTemporary and t.name.startswith(ours)}
     assert functions == {n for n, f in expected.items() if f.kind != "view"}
     assert views == {n for n, f in expected.items() if f.kind == "view"}

@@ -8,8 +8,14 @@ from scorehouse.training import build_pipeline
 
 from helpers import SPECS
 
-BASE = {"name": "m", "task": "binary", "target": "y", "source": {"table": "t"},
-        "estimator": {"kind": "logistic_regression"}, "features": {"numeric": ["a"], "categorical": ["b"]}}
+BASE = {
+    "name": "m",
+    "task": "binary",
+    "target": "y",
+    "source": {"table": "t"},
+    "estimator": {"kind": "logistic_regression"},
+    "features": {"numeric": ["a"], "categorical": ["b"]},
+}
 
 
 def test_demo_specs_load():
@@ -26,19 +32,22 @@ def test_spec_hash_ignores_location_but_not_content(tmp_path):
     assert a.sha256() == b.sha256() != c.sha256()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "Bad-Name"}, "model name .Bad-Name. is not valid"),
-    ({"name": "label"}, "not one of \\[.json., .label., .proba.\\]"),
-    ({"task": "ranking"}, "task 'ranking' is not one of"),
-    ({"source": {"table": "t", "path": "x.csv"}}, "exactly one of 'table', 'path' or 'query'"),
-    ({"features": {"numeric": ["a", "a"]}}, "features listed twice: \\['a'\\]"),
-    ({"features": {"numeric": []}}, "no features listed"),
-    ({"features": {"numerical": ["a"]}}, "accepts 'numeric' and 'categorical'"),
-    ({"target": "a"}, "target 'a' is also listed as a feature"),
-    ({"colour": "red"}, "unknown keys \\['colour'\\]"),
-    ({"split": {"sed": 1}}, "unknown keys in 'split'"),
-    ({"task": "regression", "positive_class": "yes"}, "binary models only"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "Bad-Name"}, "model name .Bad-Name. is not valid"),
+        ({"name": "label"}, "not one of \\[.json., .label., .proba.\\]"),
+        ({"task": "ranking"}, "task 'ranking' is not one of"),
+        ({"source": {"table": "t", "path": "x.csv"}}, "exactly one of 'table', 'path' or 'query'"),
+        ({"features": {"numeric": ["a", "a"]}}, "features listed twice: \\['a'\\]"),
+        ({"features": {"numeric": []}}, "no features listed"),
+        ({"features": {"numerical": ["a"]}}, "accepts 'numeric' and 'categorical'"),
+        ({"target": "a"}, "target 'a' is also listed as a feature"),
+        ({"colour": "red"}, "unknown keys \\['colour'\\]"),
+        ({"split": {"sed": 1}}, "unknown keys in 'split'"),
+        ({"task": "regression", "positive_class": "yes"}, "binary models only"),
+    ],
+)
 def test_bad_specs_name_the_problem(change, message):
     with pytest.raises(SpecError, match=message):
         parse_spec({**BASE, **change})

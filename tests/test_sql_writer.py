@@ -68,8 +68,14 @@ def test_the_table_form_in_steps_equals_the_library_for_every_explained_case(est
             assert len(got) == len(rows)
         _compare(candidate, got, rows)
         stepped.add(candidate.manifest["estimator"]["kind"])
-    assert {"gradient_boosting", "hist_gradient_boosting", "random_forest", "logistic_regression", "xgboost",
-            "lightgbm"} <= stepped, stepped
+    assert {
+        "gradient_boosting",
+        "hist_gradient_boosting",
+        "random_forest",
+        "logistic_regression",
+        "xgboost",
+        "lightgbm",
+    } <= stepped, stepped
 
 
 def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estimator_models):
@@ -78,7 +84,9 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
     for name, (candidate, _) in models.items():
         if name not in EXPLAINED:  # multiclass: its default output is the label
             assert scorer.scoring_choice(name, "default", "duckdb") == (
-                None, "SQL is written for the score, not the label"), name
+                None,
+                "SQL is written for the score, not the label",
+            ), name
             continue
         expression, why = scorer.scoring_choice(name, "score", "duckdb")
         if candidate.explanation["kind"] == "linear":
@@ -90,7 +98,9 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
                 assert why.startswith(f"{nodes:,} tree nodes, more than 300"), why
     # the label and the probabilities are never written in SQL
     assert scorer.scoring_choice("c_binary_logistic", "label", "duckdb") == (
-        None, "SQL is written for the score, not the label")
+        None,
+        "SQL is written for the score, not the label",
+    )
 
 
 def test_spark_keeps_expressions_within_what_it_compiles(estimator_models):
@@ -99,8 +109,9 @@ def test_spark_keeps_expressions_within_what_it_compiles(estimator_models):
         explanation = models[name][0].explanation
         reason = staged.expression_reason(explanation, SPARK)
         length = len(staged.score_expression(explanation, SPARK))
-        assert (reason is None) == (length <= SPARK.max_expression_chars and
-                                    staged.nodes(explanation) <= staged.EXPRESSION_NODES), name
+        assert (reason is None) == (
+            length <= SPARK.max_expression_chars and staged.nodes(explanation) <= staged.EXPRESSION_NODES
+        ), name
         assert staged.expression_reason(explanation, DUCKDB) is None or staged.nodes(explanation) > 300
 
 
@@ -109,15 +120,21 @@ def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_mod
     candidate, rows = models["c_binary_logistic"]
     with scorehouse.duckdb.connect(":memory:", registry) as con:
         con.register("features", pa.Table.from_pandas(rows, preserve_index=False))
-        kinds = dict(con.sql("select function_name, function_type from duckdb_functions() "
-                             "where function_name = 'predict_c_binary_logistic' and function_type = 'macro'"
-                             ).fetchall())
+        kinds = dict(
+            con.sql(
+                "select function_name, function_type from duckdb_functions() "
+                "where function_name = 'predict_c_binary_logistic' and function_type = 'macro'"
+            ).fetchall()
+        )
         assert kinds == {"predict_c_binary_logistic": "macro"}
-        columns = ", ".join(f"{c} := {c}"
-                            for c in candidate.manifest["spec"]["numeric"] + candidate.manifest["spec"]["categorical"])
-        both = con.sql(f"select predict_c_binary_logistic(struct_pack({columns})) as sql_path, "
-                       f"scorehouse_onnx_c_binary_logistic(struct_pack({columns})) as onnx_path "
-                       "from features").fetchnumpy()
+        columns = ", ".join(
+            f"{c} := {c}" for c in candidate.manifest["spec"]["numeric"] + candidate.manifest["spec"]["categorical"]
+        )
+        both = con.sql(
+            f"select predict_c_binary_logistic(struct_pack({columns})) as sql_path, "
+            f"scorehouse_onnx_c_binary_logistic(struct_pack({columns})) as onnx_path "
+            "from features"
+        ).fetchnumpy()
         assert np.abs(both["sql_path"] - both["onnx_path"]).max() <= 1e-6  # float32 graph vs double SQL
         _compare(candidate, both["sql_path"], rows)
         import duckdb
@@ -125,7 +142,8 @@ def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_mod
         with pytest.raises(duckdb.BinderException) as error:
             con.sql("select predict_c_binary_logistic({'dir': 'high'})").fetchall()
         assert scorehouse.duckdb.explain_bind_error(str(error.value), Scorer(registry)).startswith(
-            "Model c_binary_logistic (version 1): predict_c_binary_logistic() takes a struct of its features (dir ")
+            "Model c_binary_logistic (version 1): predict_c_binary_logistic() takes a struct of its features (dir "
+        )
         struct = ", ".join(f"{f['name']} {f['sql_type']}" for f in candidate.manifest["features"])
         assert con.sql(f"select predict_c_binary_logistic(NULL::STRUCT({struct}))").fetchall() == [(None,)]
 
@@ -133,22 +151,29 @@ def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_mod
 def test_methods_can_be_forced_and_say_why_they_cannot(estimator_models, monkeypatch):
     registry, _ = estimator_models
     scorer = Scorer(registry)
-    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score",
-                                         "onnx").startswith("scorehouse_onnx_c_binary_gbt(")
-    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score",
-                                         "onnx").startswith("scorehouse_onnx_")
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "onnx").startswith(
+        "scorehouse_onnx_c_binary_gbt("
+    )
+    assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "onnx").startswith(
+        "scorehouse_onnx_"
+    )
     assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "sql").startswith("(CASE WHEN ")
     # the name releases before 0.3.0 gave the method still works
-    assert (scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "compiled")
-            == scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "sql"))
-    with pytest.raises(ScorehouseError, match=r"Model c_multiclass_hgb \(version 1\) has no SQL expression for "
-                                              "'label': SQL is written for the score, not the label"):
+    assert scorehouse.duckdb.predict_sql(
+        scorer, "c_binary_gbt", "f", "score", "compiled"
+    ) == scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "sql")
+    with pytest.raises(
+        ScorehouseError,
+        match=r"Model c_multiclass_hgb \(version 1\) has no SQL expression for "
+        "'label': SQL is written for the score, not the label",
+    ):
         scorehouse.duckdb.predict_sql(scorer, "c_multiclass_hgb", "f", "label", "sql")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "onnx")
     assert scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "fastest")
-    with pytest.raises(ScorehouseError,
-                       match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'sql', 'onnx'\]"):
+    with pytest.raises(
+        ScorehouseError, match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'sql', 'onnx'\]"
+    ):
         scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f")
 
 
@@ -172,7 +197,8 @@ def test_a_version_whose_sql_disagreed_at_registration_scores_through_onnxruntim
     (folder / "manifest.sha256").write_text(hashlib.sha256(body).hexdigest() + "\n")
     scorer = Scorer(Registry(copy))
     assert scorer.card("c_binary_logistic").manifest.sql_refused == (
-        "max |difference| 0.25 on 800 holdout rows, tolerance 1e-05")
+        "max |difference| 0.25 on 800 holdout rows, tolerance 1e-05"
+    )
     why = "its SQL disagreed with the library at registration (max |difference| 0.25 on 800 holdout rows"
     expression, reason = scorer.scoring_choice("c_binary_logistic", "score", "duckdb")
     assert expression is None and reason.startswith(why)
@@ -211,8 +237,9 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
     (folder / "manifest.sha256").write_text(hashlib.sha256(body).hexdigest() + "\n")
     scorer = Scorer(Registry(copy))
     reason = scorer.sql_refusal("loan_denial@2")
-    assert reason.startswith("Model loan_denial v2: the SQL written from explain.json gives sample scores that "
-                             "differ from the library's by"), reason
+    assert reason.startswith(
+        "Model loan_denial v2: the SQL written from explain.json gives sample scores that differ from the library's by"
+    ), reason
     with pytest.raises(ScorehouseError, match="has no SQL expression for 'score': Model loan_denial v2: the SQL"):
         scorer.scoring_choice("loan_denial@2", "score", "duckdb", "sql")
     assert scorer.table_sql("loan_denial@2", "t", "score", "duckdb", "sql") is None

@@ -47,6 +47,7 @@ def test_the_docs_and_scorehouse_functions_print_the_declared_table():
     printed = subprocess.run([str(BIN / "scorehouse"), "functions"], capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == reference_table((ANALYSTS, DBT))
     assert "| `predict` |" in printed.stdout and "| `scorehouse_predict_sql` |" in printed.stdout
-    everything = subprocess.run([str(BIN / "scorehouse"), "functions", "--all"], capture_output=True, text=True,
-                                check=True).stdout
+    everything = subprocess.run(
+        [str(BIN / "scorehouse"), "functions", "--all"], capture_output=True, text=True, check=True
+    ).stdout
     assert "| `scorehouse_check_input` |" in everything and "scorehouse_check_input" not in printed.stdout

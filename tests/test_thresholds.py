@@ -34,17 +34,29 @@ select cast(column00 as integer) as diamond_id, cast(carat as double) as carat, 
 from read_csv(?, header = true)
 """
 # (table, target, numeric, categorical); 20,000 diamonds are trained on, to keep the fits short
-MORTGAGE = ("features_mortgage", "is_denied", ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
-            ["pbcr", "dmi", "self", "single", "condominium"])
-DIAMONDS = ("features_diamonds", "price", ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
-            ["cut", "color", "clarity"])
+MORTGAGE = (
+    "features_mortgage",
+    "is_denied",
+    ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
+    ["pbcr", "dmi", "self", "single", "condominium"],
+)
+DIAMONDS = (
+    "features_diamonds",
+    "price",
+    ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
+    ["cut", "color", "clarity"],
+)
 # name -> (task, kind, params, source)
 CASES = {
     "lightgbm_binary": ("binary", "lightgbm", {"n_estimators": 100}, MORTGAGE),
     "lightgbm_regression": ("regression", "lightgbm", {"n_estimators": 100}, DIAMONDS),
     "gbt_binary": ("binary", "gradient_boosting", {"n_estimators": 100, "max_depth": 3, "random_state": 0}, MORTGAGE),
-    "forest_regression": ("regression", "random_forest", {"n_estimators": 20, "max_depth": 10, "random_state": 0},
-                          DIAMONDS),
+    "forest_regression": (
+        "regression",
+        "random_forest",
+        {"n_estimators": 20, "max_depth": 10, "random_state": 0},
+        DIAMONDS,
+    ),
     "hgb_binary": ("binary", "hist_gradient_boosting", {"max_iter": 100, "random_state": 0}, MORTGAGE),
     "hgb_regression": ("regression", "hist_gradient_boosting", {"max_iter": 100, "random_state": 0}, DIAMONDS),
     "xgboost_binary": ("binary", "xgboost", {"n_estimators": 100}, MORTGAGE),
@@ -68,13 +80,21 @@ def trained(warehouse):
     def model(name):
         if name not in models:
             task, kind, params, (table, target, numeric, categorical) = CASES[name]
-            spec = parse_spec({"name": name, "task": task, "target": target, "source": {"table": table},
-                               "estimator": {"kind": kind, "params": params},
-                               "features": {"numeric": numeric, "categorical": categorical}})
+            spec = parse_spec(
+                {
+                    "name": name,
+                    "task": task,
+                    "target": target,
+                    "source": {"table": table},
+                    "estimator": {"kind": kind, "params": params},
+                    "features": {"numeric": numeric, "categorical": categorical},
+                }
+            )
             with duckdb.connect(str(warehouse), read_only=True) as con:
                 rows = con.sql(f"select * from {table} order by 1 limit 20000").to_arrow_table()
             models[name] = (train(spec, rows), rows, numeric)
         return models[name]
+
     return model
 
 
@@ -92,8 +112,10 @@ def library_thresholds(estimator) -> tuple[np.ndarray, np.ndarray]:
         nodes = nodes[nodes["is_leaf"] == 0]
         return nodes["feature_idx"].astype(int), nodes["num_threshold"]
     trees = [tree.tree_ for tree in np.ravel(estimator.estimators_)]
-    return (np.concatenate([t.feature[t.feature >= 0] for t in trees]),
-            np.concatenate([t.threshold[t.feature >= 0] for t in trees]))
+    return (
+        np.concatenate([t.feature[t.feature >= 0] for t in trees]),
+        np.concatenate([t.threshold[t.feature >= 0] for t in trees]),
+    )
 
 
 def beside_thresholds(rows: pa.Table, numeric: list[str], estimator, seed: int = 0) -> pa.Table:
@@ -109,8 +131,11 @@ def beside_thresholds(rows: pa.Table, numeric: list[str], estimator, seed: int =
         nearest = np.unique(threshold[column == position].astype(np.float32))
         if not len(nearest):
             continue
-        beside = np.unique(np.concatenate([np.nextafter(nearest, np.float32(-np.inf)), nearest,
-                                           np.nextafter(nearest, np.float32(np.inf))]))
+        beside = np.unique(
+            np.concatenate(
+                [np.nextafter(nearest, np.float32(-np.inf)), nearest, np.nextafter(nearest, np.float32(np.inf))]
+            )
+        )
         values = columns[name].to_numpy(zero_copy_only=False).astype(np.float64)
         moved = half[rng.random(len(half)) < 0.5]
         values[moved] = beside[rng.integers(0, len(beside), len(moved))]
@@ -123,8 +148,9 @@ def library_answers(candidate, table: pa.Table) -> np.ndarray:
     inputs onnxruntime is fed."""
     pipeline, model = candidate.pipeline, LoadedModel(candidate.manifest, candidate.onnx_bytes)
     columns = {f.name: table.column(f.name) for f in model.features}
-    frame = pd.DataFrame({name: values.reshape(-1)
-                          for name, values in model_inputs("m", model.features, columns).items()})
+    frame = pd.DataFrame(
+        {name: values.reshape(-1) for name, values in model_inputs("m", model.features, columns).items()}
+    )
     if model.task == "regression":
         return pipeline.predict(frame)
     names = class_names(pipeline.classes_, model.classes)
@@ -165,9 +191,16 @@ def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp
     """predict()'s expression and the table form's steps are written from explain.json, which keeps the
     library's own thresholds: both score the million rows beside them as LightGBM does."""
     task, kind, _, (source, target, numeric, categorical) = CASES["lightgbm_binary"]
-    spec = parse_spec({"name": "small_lightgbm", "task": task, "target": target, "source": {"table": source},
-                       "estimator": {"kind": kind, "params": {"n_estimators": 20, "num_leaves": 8}},
-                       "features": {"numeric": numeric, "categorical": categorical}})
+    spec = parse_spec(
+        {
+            "name": "small_lightgbm",
+            "task": task,
+            "target": target,
+            "source": {"table": source},
+            "estimator": {"kind": kind, "params": {"n_estimators": 20, "num_leaves": 8}},
+            "features": {"numeric": numeric, "categorical": categorical},
+        }
+    )
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(f"select * from {source} order by 1").to_arrow_table()
     candidate = train(spec, rows)
@@ -183,8 +216,10 @@ def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp
         con.execute("create table beside as select * from rows_beside")
     with scorehouse.duckdb.connect(database, registry.root, read_only=True) as con:
         expression = scorehouse.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "sql")
-        paths = {"sql": f"select {expression} as v from beside as r order by row_id",
-                 "table form": "select prediction as v from score('small_lightgbm', 'beside') order by row_id"}
+        paths = {
+            "sql": f"select {expression} as v from beside as r order by row_id",
+            "table form": "select prediction as v from score('small_lightgbm', 'beside') order by row_id",
+        }
         steps = con.sql("select scorehouse_table_query('small_lightgbm', 'beside')").fetchall()[0][0]
         assert "__scorehouse_step" in steps and not re.search(r"\bpredict(_\w+)?\(", steps)  # not row by row
         for path, query in paths.items():
@@ -195,8 +230,9 @@ def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp
 
 def test_explanations_keep_the_library_thresholds(trained):
     candidate, _, _ = trained("lightgbm_binary")
-    recorded = np.concatenate([np.asarray(tree["threshold"])[np.asarray(tree["left"]) >= 0]
-                               for tree in candidate.explanation["trees"]])
+    recorded = np.concatenate(
+        [np.asarray(tree["threshold"])[np.asarray(tree["left"]) >= 0] for tree in candidate.explanation["trees"]]
+    )
     _, threshold = library_thresholds(candidate.pipeline[-1])
     assert sorted(recorded.tolist()) == sorted(threshold.tolist())
     assert (recorded.astype(np.float32).astype(np.float64) != recorded).sum() > 0.5 * len(recorded)
@@ -213,13 +249,17 @@ def test_the_graph_onnxmltools_writes_for_lightgbm_is_refused(trained):
     names = list(candidate.pipeline[:-1].get_feature_names_out())
     parity = candidate.manifest["parity"]
     assert check_thresholds(onnx.load_from_string(candidate.onnx_bytes), estimator, "m", names) == {
-        "splits_checked": parity["splits_checked"]}
+        "splits_checked": parity["splits_checked"]
+    }
     # the converter's own graph: every threshold rounded to the nearest float32
     converted = convert_lightgbm(estimator, initial_types=[("x", FloatTensorType([None, len(names)]))], zipmap=False)
-    with pytest.raises(ParityError, match=rf"^Model m: {parity['thresholds_adjusted']} of {parity['splits_checked']} "
-                                          r"tree splits send float32 values beside their threshold the other way in "
-                                          r"the ONNX graph than LightGBM does \(worst: tree \d+ node \d+, '\w+': the "
-                                          r"library goes left for x <= .*, the graph for x <= .*\); not registered$"):
+    with pytest.raises(
+        ParityError,
+        match=rf"^Model m: {parity['thresholds_adjusted']} of {parity['splits_checked']} "
+        r"tree splits send float32 values beside their threshold the other way in "
+        r"the ONNX graph than LightGBM does \(worst: tree \d+ node \d+, '\w+': the "
+        r"library goes left for x <= .*, the graph for x <= .*\); not registered$",
+    ):
         check_thresholds(converted, estimator, "m", names)
 
 
@@ -228,20 +268,33 @@ def test_a_graph_whose_trees_are_not_the_models_is_refused(trained):
 
     lightgbm, _, _ = trained("lightgbm_binary")
     xgboost, _, _ = trained("xgboost_binary")
-    with pytest.raises(ParityError, match=r"^Model m: the ONNX graph's tree 0 node 0 does not match LightGBM's trees "
-                                          r"\(.*\); its thresholds cannot be checked, not registered$"):
+    with pytest.raises(
+        ParityError,
+        match=r"^Model m: the ONNX graph's tree 0 node 0 does not match LightGBM's trees "
+        r"\(.*\); its thresholds cannot be checked, not registered$",
+    ):
         check_thresholds(onnx.load_from_string(xgboost.onnx_bytes), lightgbm.pipeline[-1], "m")
 
 
 def test_lightgbm_sending_zeros_to_the_missing_side_is_refused(warehouse):
     """zero_as_missing: LightGBM sends |x| <= 1e-35 to a split's missing side, which no ONNX split can do."""
     task, kind, _, (source, target, numeric, categorical) = CASES["lightgbm_binary"]
-    spec = parse_spec({"name": "zeros", "task": task, "target": target, "source": {"table": source},
-                       "estimator": {"kind": kind, "params": {"n_estimators": 20, "zero_as_missing": True}},
-                       "features": {"numeric": numeric, "categorical": categorical}})
+    spec = parse_spec(
+        {
+            "name": "zeros",
+            "task": task,
+            "target": target,
+            "source": {"table": source},
+            "estimator": {"kind": kind, "params": {"n_estimators": 20, "zero_as_missing": True}},
+            "features": {"numeric": numeric, "categorical": categorical},
+        }
+    )
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(f"select * from {source} order by 1").to_arrow_table()
-    with pytest.raises(ParityError, match=r"^Model zeros: \d+ of \d+ LightGBM splits send zeros to their missing-value "
-                                          r"side \(zero_as_missing\), where the ONNX graph's threshold sends them the "
-                                          r"other way; not registered. Fit it with zero_as_missing: false$"):
+    with pytest.raises(
+        ParityError,
+        match=r"^Model zeros: \d+ of \d+ LightGBM splits send zeros to their missing-value "
+        r"side \(zero_as_missing\), where the ONNX graph's threshold sends them the "
+        r"other way; not registered. Fit it with zero_as_missing: false$",
+    ):
         train(spec, rows)

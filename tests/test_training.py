@@ -15,14 +15,20 @@ from scorehouse.training import read_source, train, train_and_register
 
 from helpers import PROJECT
 
-MORTGAGE = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
-            "categorical": ["pbcr", "dmi", "self", "single", "condominium"]}
-DIAMONDS = {"numeric": ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
-            "categorical": ["cut", "color", "clarity"]}
-SMALL = {"random_forest": {"n_estimators": 20, "max_depth": 6, "random_state": 0},
-         "gradient_boosting": {"n_estimators": 30, "random_state": 0},
-         "hist_gradient_boosting": {"max_iter": 30, "random_state": 0},
-         "logistic_regression": {"max_iter": 2000}}
+MORTGAGE = {
+    "numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"],
+    "categorical": ["pbcr", "dmi", "self", "single", "condominium"],
+}
+DIAMONDS = {
+    "numeric": ["carat", "depth_pct", "table_pct", "length_mm", "width_mm", "height_mm"],
+    "categorical": ["cut", "color", "clarity"],
+}
+SMALL = {
+    "random_forest": {"n_estimators": 20, "max_depth": 6, "random_state": 0},
+    "gradient_boosting": {"n_estimators": 30, "random_state": 0},
+    "hist_gradient_boosting": {"max_iter": 30, "random_state": 0},
+    "logistic_regression": {"max_iter": 2000},
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +40,17 @@ def tables(trained):
 
 
 def spec(task, kind, features, target, **extra):
-    return parse_spec({"name": "m", "task": task, "target": target, "source": {"table": "t"},
-                       "estimator": {"kind": kind, "params": SMALL.get(kind, {})}, "features": features, **extra})
+    return parse_spec(
+        {
+            "name": "m",
+            "task": task,
+            "target": target,
+            "source": {"table": "t"},
+            "estimator": {"kind": kind, "params": SMALL.get(kind, {})},
+            "features": features,
+            **extra,
+        }
+    )
 
 
 CLASSIFIERS = ["logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting"]
@@ -55,23 +70,32 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     columns = {n: tables["mortgage"].column(n) for n in MORTGAGE["numeric"] + MORTGAGE["categorical"]}
     frame = _frame(model, columns)
     assert model.predict(columns, "label").to_pylist() == candidate.pipeline.predict(frame).astype(str).tolist()
-    np.testing.assert_allclose(model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        model.predict(columns).to_numpy(), candidate.pipeline.predict_proba(frame)[:, 1], atol=1e-5
+    )
     # categories reach the graph as int64 codes; NULL and categories never seen in training score as in scikit-learn
     graph = onnx.load_from_string(candidate.onnx_bytes).graph
     coded = {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.INT64}
     assert coded == set(MORTGAGE["categorical"]) == set(candidate.manifest["onnx_category_codes"])
     rows = len(frame)
-    odd = {**columns, "pbcr": pa.array((["maybe", None, "yes", "no"] * rows)[:rows]),
-           "dmi": pa.array(([None, "NO", "yes"] * rows)[:rows])}
-    np.testing.assert_allclose(model.predict(odd).to_numpy(),
-                               candidate.pipeline.predict_proba(_frame(model, odd))[:, 1], atol=1e-5)
+    odd = {
+        **columns,
+        "pbcr": pa.array((["maybe", None, "yes", "no"] * rows)[:rows]),
+        "dmi": pa.array(([None, "NO", "yes"] * rows)[:rows]),
+    }
+    np.testing.assert_allclose(
+        model.predict(odd).to_numpy(), candidate.pipeline.predict_proba(_frame(model, odd))[:, 1], atol=1e-5
+    )
     # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py)
     operators = {node.op_type for node in graph.node}
-    trees = {"gradient_boosting": "TreeEnsembleRegressor", "hist_gradient_boosting": "TreeEnsembleRegressor",
-             "random_forest": "TreeEnsembleClassifier"}
-    assert (operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"}
-            == ({trees[kind]} if kind in trees else set()))
+    trees = {
+        "gradient_boosting": "TreeEnsembleRegressor",
+        "hist_gradient_boosting": "TreeEnsembleRegressor",
+        "random_forest": "TreeEnsembleClassifier",
+    }
+    assert operators & {"TreeEnsembleRegressor", "TreeEnsembleClassifier"} == (
+        {trees[kind]} if kind in trees else set()
+    )
     # the SQL written from the explanation agrees with the library on the holdout
     assert candidate.manifest["sql"]["ok"] and candidate.manifest["sql"]["rows"] == 596
     assert "compiled" not in candidate.manifest and "compiled.json" not in candidate.files
@@ -82,9 +106,14 @@ def test_regressors_match_onnxruntime(tables, kind):
     candidate = train(spec("regression", kind, DIAMONDS, "price"), tables["diamonds"])
     parity = candidate.manifest["parity"]
     assert parity["compared"] == "value" and parity["max_abs_diff"] <= parity["tolerance"]
-    assert parity["tolerance"] == pytest.approx(1e-5 * np.abs(
-        training.sklearn_outputs(candidate.pipeline, _holdout(candidate, tables["diamonds"]), "regression", [],
-                                 None)["score"]).mean())
+    assert parity["tolerance"] == pytest.approx(
+        1e-5
+        * np.abs(
+            training.sklearn_outputs(
+                candidate.pipeline, _holdout(candidate, tables["diamonds"]), "regression", [], None
+            )["score"]
+        ).mean()
+    )
     assert candidate.manifest["metrics"]["r2"] > 0.8
 
 
@@ -126,17 +155,24 @@ def test_a_scaler_in_front_of_trees_breaks_parity_and_is_refused(tables, monkeyp
     # float32 scaler outputs flip tree split thresholds: the check must catch it.
     monkeypatch.setattr(training, "SCALED_KINDS", training.SCALED_KINDS | {"hist_gradient_boosting"})
     with pytest.raises(ParityError, match="disagree on the holdout .*not registered"):
-        train(spec("binary", "hist_gradient_boosting", MORTGAGE, "is_denied",
-                   split={"test_size": 0.25, "seed": 42}), tables["mortgage"])
+        train(
+            spec("binary", "hist_gradient_boosting", MORTGAGE, "is_denied", split={"test_size": 0.25, "seed": 42}),
+            tables["mortgage"],
+        )
 
 
 def test_training_from_a_csv_file_and_idempotent_registration(tmp_path):
     import shutil
 
     shutil.copy(PROJECT / "data" / "hmda_boston.csv", tmp_path / "hmda.csv")
-    raw = {"name": "deny_from_csv", "task": "binary", "target": "deny", "source": {"path": "hmda.csv"},
-           "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
-           "features": {"numeric": ["dir", "hir", "lvr"], "categorical": ["single"]}}
+    raw = {
+        "name": "deny_from_csv",
+        "task": "binary",
+        "target": "deny",
+        "source": {"path": "hmda.csv"},
+        "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
+        "features": {"numeric": ["dir", "hir", "lvr"], "categorical": ["single"]},
+    }
     csv_spec = parse_spec(raw, base_dir=tmp_path)
     registry = Registry(tmp_path / "reg")
     assert train_and_register(csv_spec, registry) == (1, True)
@@ -148,9 +184,16 @@ def test_training_from_a_csv_file_and_idempotent_registration(tmp_path):
 
 
 def test_source_errors_name_the_model_and_column(trained, tmp_path):
-    bad = parse_spec({"name": "m", "task": "binary", "target": "is_denied",
-                      "source": {"table": "main.features_mortgage"},
-                      "estimator": "logistic_regression", "features": {"numeric": ["lvr", "income"]}})
+    bad = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "source": {"table": "main.features_mortgage"},
+            "estimator": "logistic_regression",
+            "features": {"numeric": ["lvr", "income"]},
+        }
+    )
     with pytest.raises(SpecError, match=r"lacks column\(s\) income; it has: "):
         read_source(bad, trained.warehouse)
     with pytest.raises(SpecError, match="warehouse .* does not exist"):
@@ -162,11 +205,21 @@ def test_a_source_lacking_thousands_of_columns_says_so_in_a_short_line(tmp_path)
 
     # 3,000 columns in the file (DuckDB takes seconds to load 30,000), 30,000 features in the spec
     pq.write_table(pa.table({**{f"c{i}": [1.0] for i in range(3_000)}, "deny": ["no"]}), tmp_path / "wide.parquet")
-    wide = parse_spec({"name": "m", "task": "binary", "target": "deny", "source": {"path": "wide.parquet"},
-                       "estimator": "logistic_regression", "features": {"numeric": [f"x{i}" for i in range(30_000)]}},
-                      base_dir=tmp_path)
+    wide = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "deny",
+            "source": {"path": "wide.parquet"},
+            "estimator": "logistic_regression",
+            "features": {"numeric": [f"x{i}" for i in range(30_000)]},
+        },
+        base_dir=tmp_path,
+    )
     with pytest.raises(SpecError) as error:
         read_source(wide)
-    assert str(error.value) == (f"Model m: source {tmp_path.resolve() / 'wide.parquet'} lacks column(s) "
-                                f"{', '.join(f'x{i}' for i in range(10))} and 29,990 more; "
-                                f"it has: {', '.join(f'c{i}' for i in range(10))} and 2,991 more")
+    assert str(error.value) == (
+        f"Model m: source {tmp_path.resolve() / 'wide.parquet'} lacks column(s) "
+        f"{', '.join(f'x{i}' for i in range(10))} and 29,990 more; "
+        f"it has: {', '.join(f'c{i}' for i in range(10))} and 2,991 more"
+    )

@@ -33,12 +33,24 @@ def booleans(small, tmp_path_factory):
     registry = Registry(folder / "registry")
     candidates = {}
     for name, kind, numeric, categorical in (
-            ("bool_categories", "logistic_regression", ["dir", "lvr", "ccs"], ["pbcr", "dmi", "self", "single"]),
-            ("bool_numbers", "gradient_boosting", ["dir", "lvr", "ccs", "pbcr", "dmi", "self"], ["single"])):
-        spec = parse_spec({"name": name, "task": "binary", "target": "is_denied", "source": {"table": "applications"},
-                           "estimator": {"kind": kind, "params": {"max_iter": 1000} if kind == "logistic_regression"
-                                         else {"n_estimators": 20, "random_state": 0}},
-                           "features": {"numeric": numeric, "categorical": categorical}})
+        ("bool_categories", "logistic_regression", ["dir", "lvr", "ccs"], ["pbcr", "dmi", "self", "single"]),
+        ("bool_numbers", "gradient_boosting", ["dir", "lvr", "ccs", "pbcr", "dmi", "self"], ["single"]),
+    ):
+        spec = parse_spec(
+            {
+                "name": name,
+                "task": "binary",
+                "target": "is_denied",
+                "source": {"table": "applications"},
+                "estimator": {
+                    "kind": kind,
+                    "params": {"max_iter": 1000}
+                    if kind == "logistic_regression"
+                    else {"n_estimators": 20, "random_state": 0},
+                },
+                "features": {"numeric": numeric, "categorical": categorical},
+            }
+        )
         candidate = train(spec, read_source(spec, warehouse))
         registry.promote(name, registry.register(candidate.manifest, candidate.files))
         candidates[name] = candidate
@@ -65,13 +77,17 @@ def test_boolean_columns_score_on_every_duckdb_path_as_scikit_learn_does(boolean
     scorer = Scorer(registry)
     with engine.connect(warehouse, registry, read_only=True) as con:
         frame = con.sql("select * from applications order by application_id").to_arrow_table().to_pandas()
-        paths = {"typed": f"predict_{model}(struct_pack({', '.join(names)}))",
-                 "generic": f"predict('{model}', f)",
-                 "onnx": engine.predict_sql(scorer, model, "f", "score", "onnx")}
+        paths = {
+            "typed": f"predict_{model}(struct_pack({', '.join(names)}))",
+            "generic": f"predict('{model}', f)",
+            "onnx": engine.predict_sql(scorer, model, "f", "score", "onnx"),
+        }
         if candidate.explanation is not None:
             paths["sql"] = engine.predict_sql(scorer, model, "f", "score", "sql")
-        scores = {name: con.sql(f"select {sql} as p from applications as f order by application_id").fetchnumpy()["p"]
-                  for name, sql in paths.items()}
+        scores = {
+            name: con.sql(f"select {sql} as p from applications as f order by application_id").fetchnumpy()["p"]
+            for name, sql in paths.items()
+        }
     assert "sql" in scores  # both are explained: the SQL is written from their explanations
     want = sklearn_answers(candidate, frame)["score"]  # scikit-learn fed as training fed it
     for name, got in scores.items():
@@ -81,26 +97,41 @@ def test_boolean_columns_score_on_every_duckdb_path_as_scikit_learn_does(boolean
 def test_boolean_guards_and_profiles_read_true_and_false(booleans):
     registry, warehouse, _ = booleans
     with engine.connect(warehouse, registry, read_only=True) as con:
-        categories = con.sql("select category from scorehouse_bins('bool_categories') where feature = 'pbcr' "
-                             "order by 1").fetchall()
+        categories = con.sql(
+            "select category from scorehouse_bins('bool_categories') where feature = 'pbcr' order by 1"
+        ).fetchall()
         assert categories == [("false",), ("true",)]
-        problems = con.sql("select scorehouse_schema_problems('bool_categories', "
-                           "'{\"dir\": \"DOUBLE\", \"lvr\": \"DOUBLE\", \"ccs\": \"DOUBLE\", \"pbcr\": \"BOOLEAN\", "
-                           "\"dmi\": \"BOOLEAN\", \"self\": \"VARCHAR\", \"single\": \"VARCHAR\"}')").fetchall()
+        problems = con.sql(
+            "select scorehouse_schema_problems('bool_categories', "
+            '\'{"dir": "DOUBLE", "lvr": "DOUBLE", "ccs": "DOUBLE", "pbcr": "BOOLEAN", '
+            '"dmi": "BOOLEAN", "self": "VARCHAR", "single": "VARCHAR"}\')'
+        ).fetchall()
         assert problems == [("[]",)]
 
 
-@pytest.mark.parametrize("column, sql, kind, message", [
-    ("dir", "current_date - cast(dir * 100 as integer)", "numeric", "numeric feature 'dir' has type DATE"),
-    ("dir", "current_timestamp", "numeric", "numeric feature 'dir' has type TIMESTAMP WITH TIME ZONE"),
-    ("pbcr", "cast(ccs as integer)", "categorical", "categorical feature 'pbcr' has type INTEGER"),
-    ("pbcr", "[pbcr]", "categorical", r"categorical feature 'pbcr' has type VARCHAR\[\]"),
-])
+@pytest.mark.parametrize(
+    "column, sql, kind, message",
+    [
+        ("dir", "current_date - cast(dir * 100 as integer)", "numeric", "numeric feature 'dir' has type DATE"),
+        ("dir", "current_timestamp", "numeric", "numeric feature 'dir' has type TIMESTAMP WITH TIME ZONE"),
+        ("pbcr", "cast(ccs as integer)", "categorical", "categorical feature 'pbcr' has type INTEGER"),
+        ("pbcr", "[pbcr]", "categorical", r"categorical feature 'pbcr' has type VARCHAR\[\]"),
+    ],
+)
 def test_types_predict_would_refuse_are_refused_at_training_with_a_fix(small, column, sql, kind, message):
-    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "estimator": "logistic_regression",
-                       "source": {"query": f"select * replace ({sql} as {column}) from features_mortgage"},
-                       "features": {"numeric": ["lvr", column] if kind == "numeric" else ["lvr"],
-                                    "categorical": [column] if kind == "categorical" else []}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "estimator": "logistic_regression",
+            "source": {"query": f"select * replace ({sql} as {column}) from features_mortgage"},
+            "features": {
+                "numeric": ["lvr", column] if kind == "numeric" else ["lvr"],
+                "categorical": [column] if kind == "categorical" else [],
+            },
+        }
+    )
     with pytest.raises(SpecError, match=message) as error:
         train(spec, read_source(spec, small.warehouse))
     fix = "cast it to text in the model that builds the features" if kind == "categorical" else "turn it into a number"
@@ -108,9 +139,18 @@ def test_types_predict_would_refuse_are_refused_at_training_with_a_fix(small, co
 
 
 def test_decimal_and_bigint_numbers_are_accepted_everywhere(small):
-    spec = parse_spec({"name": "m", "task": "binary", "target": "is_denied", "estimator": "logistic_regression",
-                       "source": {"query": "select cast(dir as decimal(10, 4)) as dir, cast(ccs as bigint) as ccs, "
-                                           "is_denied from features_mortgage"},
-                       "features": {"numeric": ["dir", "ccs"]}})
+    spec = parse_spec(
+        {
+            "name": "m",
+            "task": "binary",
+            "target": "is_denied",
+            "estimator": "logistic_regression",
+            "source": {
+                "query": "select cast(dir as decimal(10, 4)) as dir, cast(ccs as bigint) as ccs, "
+                "is_denied from features_mortgage"
+            },
+            "features": {"numeric": ["dir", "ccs"]},
+        }
+    )
     candidate = train(spec, read_source(spec, small.warehouse))
     assert [f["sql_type"] for f in candidate.manifest["features"]] == ["DOUBLE", "DOUBLE"]

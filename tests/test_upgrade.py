@@ -19,10 +19,12 @@ BIN = Path(sys.executable).parent
 HISTORY = ("drift_history", "quality_history", "scoring_runs")
 # drift_history as a release before the history tables were declared could leave it: columns in another order,
 # one missing (scoring_runs and quality_history stay exactly as 0.2.0 left them)
-OLDER_DRIFT_LAYOUT = ("create table drift_layout as select model_name, model_version, invocation_id, recorded_at, "
-                      "model_ref, input_relation, feature, metric, current_value, baseline_value, warn_above, "
-                      "error_above, level from drift_history; drop table drift_history; "
-                      "alter table drift_layout rename to drift_history")
+OLDER_DRIFT_LAYOUT = (
+    "create table drift_layout as select model_name, model_version, invocation_id, recorded_at, "
+    "model_ref, input_relation, feature, metric, current_value, baseline_value, warn_above, "
+    "error_above, level from drift_history; drop table drift_history; "
+    "alter table drift_layout rename to drift_history"
+)
 
 
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -66,8 +68,9 @@ def test_a_project_of_release_0_2_0_keeps_scoring_building_and_appending_history
     run("dbt build", project)
     with duckdb.connect(str(project / "warehouse" / "loans.duckdb"), read_only=True) as con:
         after = {table: con.sql(f"select * from {table}").to_df() for table in (*HISTORY, "scored_applications")}
-        builds = {table: con.sql(f"select count(distinct invocation_id) from {table}").fetchall()[0][0]
-                  for table in HISTORY}
+        builds = {
+            table: con.sql(f"select count(distinct invocation_id) from {table}").fetchall()[0][0] for table in HISTORY
+        }
     for table in HISTORY:  # every old row kept, as it was, and this build's rows appended
         old = before[table]
         assert len(after[table]) > len(old), table
@@ -78,7 +81,7 @@ def test_a_project_of_release_0_2_0_keeps_scoring_building_and_appending_history
     # and every value landed in its own column although the table's columns were in another order
     drift, old_drift = after["drift_history"], before["drift_history"]
     assert "detail" in drift.columns and drift.detail.head(len(old_drift)).isna().all()
-    new_drift = drift.iloc[len(old_drift):]
+    new_drift = drift.iloc[len(old_drift) :]
     assert set(new_drift.model_name) == {"loan_denial"} and set(new_drift.model_version) <= {1, 2}
     assert new_drift.invocation_id.str.len().eq(36).all() and new_drift.recorded_at.notna().all()
     assert set(new_drift.metric) == set(old_drift.metric) and new_drift.current_value.notna().all()
@@ -93,6 +96,8 @@ def test_a_project_of_release_0_2_0_keeps_scoring_building_and_appending_history
     with duckdb.connect(str(project / "warehouse" / "loans_serving.duckdb"), read_only=True) as serving:
         published = serving.sql("select count(*) from scored_applications").fetchall()[0][0]
     assert published == 2381
-    shown = run("scorehouse sql \"select predict('loan_denial', a) as p from applications a order by application_id "
-                "limit 3\"", project).stdout
+    shown = run(
+        "scorehouse sql \"select predict('loan_denial', a) as p from applications a order by application_id limit 3\"",
+        project,
+    ).stdout
     assert f"{scored.denial_probability.iloc[0]:.6f}"[:6] in shown

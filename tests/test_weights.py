@@ -12,9 +12,14 @@ WEIGHTED = "select *, case when pbcr = 'yes' then 3.0 else 1.0 end as weight fro
 
 
 def spec(query=WEIGHTED, weight="weight"):
-    raw = {"name": "weighted", "task": "binary", "target": "is_denied", "source": {"query": query},
-           "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
-           "features": {"numeric": ["dir", "lvr", "ccs"], "categorical": ["pbcr", "dmi"]}}
+    raw = {
+        "name": "weighted",
+        "task": "binary",
+        "target": "is_denied",
+        "source": {"query": query},
+        "estimator": {"kind": "logistic_regression", "params": {"max_iter": 2000}},
+        "features": {"numeric": ["dir", "lvr", "ccs"], "categorical": ["pbcr", "dmi"]},
+    }
     return parse_spec({**raw, "weight": weight} if weight else raw)
 
 
@@ -34,16 +39,20 @@ def test_weights_reach_the_fit_the_metrics_and_the_profile(small):
     # the metrics are weighted by the holdout's weights
     scores = candidate.pipeline.predict_proba(data.x_test)[:, 1]
     assert candidate.manifest["metrics"]["auc"] == pytest.approx(
-        roc_auc_score(data.y_test == "true", scores, sample_weight=data.w_test))
+        roc_auc_score(data.y_test == "true", scores, sample_weight=data.w_test)
+    )
     # and the fit: the coefficients move
     assert not np.allclose(candidate.pipeline[-1].coef_, unweighted.pipeline[-1].coef_)
 
 
-@pytest.mark.parametrize("expression, message", [
-    ("case when pbcr = 'yes' then null else 1.0 end", "found 175 NULL and 0 negative of 2381 rows"),
-    ("case when pbcr = 'yes' then -1.0 else 1.0 end", "found 0 NULL and 175 negative of 2381 rows"),
-    ("pbcr", "weight column 'weight' has type VARCHAR; weights are numbers"),
-])
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("case when pbcr = 'yes' then null else 1.0 end", "found 175 NULL and 0 negative of 2381 rows"),
+        ("case when pbcr = 'yes' then -1.0 else 1.0 end", "found 0 NULL and 175 negative of 2381 rows"),
+        ("pbcr", "weight column 'weight' has type VARCHAR; weights are numbers"),
+    ],
+)
 def test_bad_weights_are_one_line(small, expression, message):
     bad = spec(f"select *, {expression} as weight from features_mortgage")
     with pytest.raises(SpecError, match=message):

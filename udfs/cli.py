@@ -48,16 +48,21 @@ def _show_warnings() -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorehouse", description=__doc__)
     parser.add_argument("--registry", help=f"registry directory (env {config.REGISTRY_ENV}; default ./registry)")
-    parser.add_argument("--warehouse",
-                        help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})")
-    parser.add_argument("--public-key", help=f"refuse versions this ed25519 public key did not sign "
-                                             f"(env {config.PUBLIC_KEY_ENV})")
-    parser.add_argument("--signing-key", help=f"sign new versions with this ed25519 private key "
-                                              f"(env {config.SIGNING_KEY_ENV})")
+    parser.add_argument(
+        "--warehouse", help=f"DuckDB file (env {config.WAREHOUSE_ENV}; default {config.DEFAULT_WAREHOUSE})"
+    )
+    parser.add_argument(
+        "--public-key", help=f"refuse versions this ed25519 public key did not sign (env {config.PUBLIC_KEY_ENV})"
+    )
+    parser.add_argument(
+        "--signing-key", help=f"sign new versions with this ed25519 private key (env {config.SIGNING_KEY_ENV})"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("init", help="wire a dbt project: the dbt package, the profile's plugin, scorehouse.yml, "
-                                    "training/ (safe to run again)")
+    p = sub.add_parser(
+        "init",
+        help="wire a dbt project: the dbt package, the profile's plugin, scorehouse.yml, training/ (safe to run again)",
+    )
     p.add_argument("--project-dir", help="the dbt project (default: the one holding the current folder)")
     p.add_argument("--from", dest="from_table", metavar="TABLE", help="write a starter spec from this table's columns")
     p.add_argument("--target", help="with --from: the column the model predicts")
@@ -104,34 +109,53 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_history)
 
-    p = sub.add_parser("gc", help="remove versions no alias points at, rolls back to or pointed at recently, "
-                                  "and that the latest build and the serving file do not use")
+    p = sub.add_parser(
+        "gc",
+        help="remove versions no alias points at, rolls back to or pointed at recently, "
+        "and that the latest build and the serving file do not use",
+    )
     p.add_argument("model", nargs="?")
-    p.add_argument("--keep-days", type=float, default=7,
-                   help="keep versions an alias pointed at, or created, within this many days (a number >= 0)")
+    p.add_argument(
+        "--keep-days",
+        type=float,
+        default=7,
+        help="keep versions an alias pointed at, or created, within this many days (a number >= 0)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what would be removed, and why the rest stays")
     p.add_argument("--serving", help="the serving file (default: the warehouse's, with _serving before .duckdb)")
     p.set_defaults(run=cmd_gc)
 
-    p = sub.add_parser("monitor", help="after `dbt build`: report the quality gates that errored and, with "
-                                       "--rollback-on-error, move prod back to the version it replaced "
-                                       "(exit 1: a gate errored; 3: prod was rolled back, build the marts again)")
+    p = sub.add_parser(
+        "monitor",
+        help="after `dbt build`: report the quality gates that errored and, with "
+        "--rollback-on-error, move prod back to the version it replaced "
+        "(exit 1: a gate errored; 3: prod was rolled back, build the marts again)",
+    )
     p.add_argument("--target-path", help="the build's target folder (env DBT_TARGET_PATH; default ./target)")
-    p.add_argument("--rollback-on-error", action="store_true",
-                   help="roll prod back where its version fails a gate and the one it replaced does not")
+    p.add_argument(
+        "--rollback-on-error",
+        action="store_true",
+        help="roll prod back where its version fails a gate and the one it replaced does not",
+    )
     p.set_defaults(run=cmd_monitor)
 
-    p = sub.add_parser("reproduce", help="re-score one row of a scored table with the version recorded for it "
-                                         "and say whether the score comes out again (or what differs)")
+    p = sub.add_parser(
+        "reproduce",
+        help="re-score one row of a scored table with the version recorded for it "
+        "and say whether the score comes out again (or what differs)",
+    )
     p.add_argument("relation", help="the scored table, e.g. mart_mortgage_risk")
     p.add_argument("row", metavar="KEY=VALUE", help="the row's key column and value, e.g. application_id=17")
     p.add_argument("--score", help="the column holding the score (default: the numeric column that matches)")
     p.set_defaults(run=cmd_reproduce)
 
-    p = sub.add_parser("metrics", help="OpenMetrics gauges from the warehouse for Prometheus: drift, quality, "
-                                       "rows scored, publication times")
-    p.add_argument("--serve", metavar="HOST:PORT",
-                   help="serve them on http://HOST:PORT/metrics (re-read on each scrape)")
+    p = sub.add_parser(
+        "metrics",
+        help="OpenMetrics gauges from the warehouse for Prometheus: drift, quality, rows scored, publication times",
+    )
+    p.add_argument(
+        "--serve", metavar="HOST:PORT", help="serve them on http://HOST:PORT/metrics (re-read on each scrape)"
+    )
     p.add_argument("--out", help="write them to this file (for node_exporter's textfile collector)")
     p.add_argument("--serving", help="the serving file (default: the warehouse's, with _serving before .duckdb)")
     p.set_defaults(run=cmd_metrics)
@@ -145,14 +169,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the folder for the two key files (kept away from the registry)")
     p.set_defaults(run=cmd_keygen)
 
-    p = sub.add_parser("sign", help="vouch for a version (after every check verify makes, on every path it scores "
-                                    "by), or for a model's alias state: "
-                                    "MODEL VERSION | MODEL --aliases | --all-unsigned")
+    p = sub.add_parser(
+        "sign",
+        help="vouch for a version (after every check verify makes, on every path it scores "
+        "by), or for a model's alias state: "
+        "MODEL VERSION | MODEL --aliases | --all-unsigned",
+    )
     p.add_argument("model", nargs="?")
     p.add_argument("version", nargs="?", help="the version to sign")
     p.add_argument("--aliases", action="store_true", help="sign the model's aliases as they are now (printed first)")
-    p.add_argument("--all-unsigned", action="store_true",
-                   help="sign every unsigned version (of MODEL, or of every model), listed first")
+    p.add_argument(
+        "--all-unsigned",
+        action="store_true",
+        help="sign every unsigned version (of MODEL, or of every model), listed first",
+    )
     p.set_defaults(run=cmd_sign)
 
     p = sub.add_parser("revoke", help="withdraw a version for good: no reference loads it again (its files stay)")
@@ -168,8 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
     p.set_defaults(run=cmd_report)
 
-    p = sub.add_parser("sql", help="run SQL on the warehouse with predict() (no query: interactive shell); "
-                                   "files other than the warehouse cannot be read or written")
+    p = sub.add_parser(
+        "sql",
+        help="run SQL on the warehouse with predict() (no query: interactive shell); "
+        "files other than the warehouse cannot be read or written",
+    )
     p.add_argument("query", nargs="?")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--write", action="store_true", help="open the warehouse read-write (default: read-only)")
@@ -217,8 +250,13 @@ def cmd_init(args) -> int:
     from .project_init import find_project, init_project
 
     project = find_project(args.project_dir)
-    report = init_project(project, args.from_table, args.target, args.name,
-                          config.warehouse_path(args.warehouse, start=project) if args.warehouse else None)
+    report = init_project(
+        project,
+        args.from_table,
+        args.target,
+        args.name,
+        config.warehouse_path(args.warehouse, start=project) if args.warehouse else None,
+    )
     for line in report.changed:
         print(f"  {line}")
     for line in report.kept:
@@ -256,24 +294,35 @@ def cmd_models(args) -> int:
     for name in registry.models():
         versions = registry.versions(name)
         latest = registry.card(name, versions[-1]).manifest if versions else None
-        rows.append({
-            "model": name,
-            "task": latest.task if latest else None,
-            "versions": versions,
-            "aliases": registry.aliases(name),
-            "latest_created": latest.created_at if latest else None,
-        })
+        rows.append(
+            {
+                "model": name,
+                "task": latest.task if latest else None,
+                "versions": versions,
+                "aliases": registry.aliases(name),
+                "latest_created": latest.created_at if latest else None,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print(f"No models in registry {registry.root}")
     else:
-        print(format_table(
-            ["model", "task", "versions", "aliases", "latest created"],
-            [[r["model"], r["task"], ",".join(map(str, r["versions"])),
-              " ".join(f"{a}->{v}" for a, v in sorted(r["aliases"].items())) or "-", r["latest_created"]]
-             for r in rows],
-        ))
+        print(
+            format_table(
+                ["model", "task", "versions", "aliases", "latest created"],
+                [
+                    [
+                        r["model"],
+                        r["task"],
+                        ",".join(map(str, r["versions"])),
+                        " ".join(f"{a}->{v}" for a, v in sorted(r["aliases"].items())) or "-",
+                        r["latest_created"],
+                    ]
+                    for r in rows
+                ],
+            )
+        )
     return 0
 
 
@@ -288,34 +337,52 @@ def cmd_show(args) -> int:
     aliases = [a for a, v in registry.aliases(name).items() if v == version]
     print(f"{name} version {version}" + (f" ({', '.join(sorted(aliases))})" if aliases else ""))
     print(f"  {manifest.description}".rstrip())
-    print(f"  task        {manifest.task}" + (f", positive class '{manifest.positive_class}'"
-                                              if manifest.positive_class else ""))
+    print(
+        f"  task        {manifest.task}"
+        + (f", positive class '{manifest.positive_class}'" if manifest.positive_class else "")
+    )
     print(f"  estimator   {manifest.estimator_class} {json.dumps(manifest.estimator_params)}")
-    print(f"  trained on  {manifest.training.source}: {manifest.training.rows} rows "
-          f"({manifest.training.holdout_rows} held out), created {manifest.created_at}")
+    print(
+        f"  trained on  {manifest.training.source}: {manifest.training.rows} rows "
+        f"({manifest.training.holdout_rows} held out), created {manifest.created_at}"
+    )
     print("  metrics     " + ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()))
     parity = manifest.parity
     if parity is not None:
-        print(f"  parity      max |onnxruntime - scikit-learn| {parity.max_abs_diff:.2e} on "
-              f"{parity.rows} {parity.compared} (tolerance {parity.tolerance:.2g})")
+        print(
+            f"  parity      max |onnxruntime - scikit-learn| {parity.max_abs_diff:.2e} on "
+            f"{parity.rows} {parity.compared} (tolerance {parity.tolerance:.2g})"
+        )
         if parity.splits_checked is not None:
-            print(f"              {parity.splits_checked} tree splits route float32 values as the library does "
-                  f"({parity.thresholds_adjusted} thresholds moved off the converter's rounding)")
+            print(
+                f"              {parity.splits_checked} tree splits route float32 values as the library does "
+                f"({parity.thresholds_adjusted} thresholds moved off the converter's rounding)"
+            )
     print(f"  sql         {describe_sql(registry, name, version)}")
     explained = manifest.explanation or {"skipped": "registered before explanations were recorded"}
-    print("  explained   " + (f"no ({explained['skipped']})" if explained.get("skipped") else
-                             f"{explained['kind']}, in the margin ({explained['link']}); baseline + contributions "
-                             f"within {explained['additivity_max_abs_diff']:.1e} of it on the holdout"))
+    print(
+        "  explained   "
+        + (
+            f"no ({explained['skipped']})"
+            if explained.get("skipped")
+            else f"{explained['kind']}, in the margin ({explained['link']}); baseline + contributions "
+            f"within {explained['additivity_max_abs_diff']:.1e} of it on the holdout"
+        )
+    )
     seconds = manifest.registration_seconds
     if seconds:  # the steps in the order they ran
-        print("  registered  in " + ", ".join(f"{step} {seconds[step]:.1f} s" for step in REGISTRATION_STEPS
-                                             if step in seconds))
+        print(
+            "  registered  in "
+            + ", ".join(f"{step} {seconds[step]:.1f} s" for step in REGISTRATION_STEPS if step in seconds)
+        )
     print(f"  sha256      model.onnx {manifest.onnx_sha256}")
     print()
-    print(format_table(
-        ["feature", "kind", "sql type", "categories seen in training"],
-        [[f.name, f.kind, f.sql_type, ", ".join(f.categories) or "-"] for f in manifest.features],
-    ))
+    print(
+        format_table(
+            ["feature", "kind", "sql type", "categories seen in training"],
+            [[f.name, f.kind, f.sql_type, ", ".join(f.categories) or "-"] for f in manifest.features],
+        )
+    )
     return 0
 
 
@@ -327,11 +394,14 @@ def describe_sql(registry: Registry, name: str, version: int) -> str:
 
     scorer, ref = Scorer(registry), str(ModelRef(name, version=version))
     record = scorer.card(ref).manifest.sql
-    checked = ("checked on its stored sample where first scored in SQL (registered before the holdout check)"
-               if not record
-               else f"not written: {record['skipped']}" if "skipped" in record
-               else f"max |SQL - library| {record['max_abs_diff']:.2e} on {record['rows']:,} holdout rows"
-               + ("" if record["ok"] else ", beyond the tolerance: refused"))
+    checked = (
+        "checked on its stored sample where first scored in SQL (registered before the holdout check)"
+        if not record
+        else f"not written: {record['skipped']}"
+        if "skipped" in record
+        else f"max |SQL - library| {record['max_abs_diff']:.2e} on {record['rows']:,} holdout rows"
+        + ("" if record["ok"] else ", beyond the tolerance: refused")
+    )
     defaults = []
     for engine in DIALECTS:
         expression, why = scorer.scoring_choice(ref, scorer.card(ref).default_output, engine, "auto")
@@ -352,8 +422,10 @@ def _version(registry: Registry, model: str, text: str) -> int:
     aliases = registry.aliases(model)
     if text in aliases:
         return aliases[text]
-    raise ScorehouseError(f"VERSION must be a number, 'latest' or an alias of {model} "
-                          f"({', '.join(sorted(aliases)) or 'it has none'}), found '{shown(text)}'")
+    raise ScorehouseError(
+        f"VERSION must be a number, 'latest' or an alias of {model} "
+        f"({', '.join(sorted(aliases)) or 'it has none'}), found '{shown(text)}'"
+    )
 
 
 def cmd_promote(args) -> int:
@@ -378,8 +450,10 @@ def cmd_rollout(args) -> int:
     version = _version(registry, args.model, args.version)
     before, share = registry.rollout(args.model, version, args.share, args.reason)
     if args.share:
-        print(f"{args.model}: version {version} scores {args.share:g}% of keys"
-              + (f" (was version {before} at {share:g}%)" if before else ""))
+        print(
+            f"{args.model}: version {version} scores {args.share:g}% of keys"
+            + (f" (was version {before} at {share:g}%)" if before else "")
+        )
     else:
         print(f"{args.model}: rollout ended" + (f" (was version {before} at {share:g}%)" if before else ""))
     return 0
@@ -395,11 +469,25 @@ def cmd_history(args) -> int:
     if args.json:
         print(json.dumps(events, indent=2))
         return 0
-    print(format_table(["at", "user", "action", "alias", "from", "to", "reason"],
-                       [[e.get("at"), e.get("user"),
-                         f"{e.get('action') or '-'}" + (f" {e['share']:g}%" if e.get("share") else ""),
-                         e.get("alias") or "", e.get("from") or "-", e.get("to") or "-", e.get("reason") or ""]
-                        for e in events]) if events else f"{args.model}: no alias has moved")
+    print(
+        format_table(
+            ["at", "user", "action", "alias", "from", "to", "reason"],
+            [
+                [
+                    e.get("at"),
+                    e.get("user"),
+                    f"{e.get('action') or '-'}" + (f" {e['share']:g}%" if e.get("share") else ""),
+                    e.get("alias") or "",
+                    e.get("from") or "-",
+                    e.get("to") or "-",
+                    e.get("reason") or "",
+                ]
+                for e in events
+            ],
+        )
+        if events
+        else f"{args.model}: no alias has moved"
+    )
     return 0
 
 
@@ -415,15 +503,20 @@ def cmd_gc(args) -> int:
         registry.resolve(ModelRef.parse(args.model))  # raises, listing the known models
     warehouse = config.warehouse_path(args.warehouse)
     if not warehouse.exists():
-        _log(f"note: warehouse {warehouse} does not exist, so no version is kept for being scored or served "
-             "(pass --warehouse)")
+        _log(
+            f"note: warehouse {warehouse} does not exist, so no version is kept for being scored or served "
+            "(pass --warehouse)"
+        )
     in_use = versions_in_use(warehouse, _serving_path(args, warehouse))
     for name in names:
         protected = {version: "; ".join(why) for (model, version), why in in_use.items() if model == name}
         result = registry.gc(name, keep_days, args.dry_run, protected)
         verb = "would remove" if args.dry_run else "removed"
-        print(f"{name}: {verb} version(s) {', '.join(map(str, result.removed))}" if result.removed
-              else f"{name}: nothing to remove")
+        print(
+            f"{name}: {verb} version(s) {', '.join(map(str, result.removed))}"
+            if result.removed
+            else f"{name}: nothing to remove"
+        )
         for version, why in result.kept.items():
             print(f"{name}: kept version {version} ({why})")
     return 0
@@ -439,8 +532,13 @@ def cmd_monitor(args) -> int:
 
     with _warehouse(args) as conn:
         target = args.target_path or os.environ.get("DBT_TARGET_PATH") or "target"
-        verdict = monitor(_registry(args), target, lambda sql: conn.sql(sql).to_arrow_table().to_pylist(),
-                          DUCKDB, args.rollback_on_error)
+        verdict = monitor(
+            _registry(args),
+            target,
+            lambda sql: conn.sql(sql).to_arrow_table().to_pylist(),
+            DUCKDB,
+            args.rollback_on_error,
+        )
     for line in verdict.lines():
         print(line)
     return 3 if verdict.moved else 1 if verdict.breaches else 0
@@ -455,8 +553,15 @@ def cmd_reproduce(args) -> int:
     if not sep or not key:
         raise ScorehouseError(f"the row is KEY=VALUE, e.g. application_id=17, found '{shown(args.row)}'")
     with _warehouse(args) as conn:
-        result = reproduce(_registry(args), lambda sql, params: conn.sql(sql, params=params).to_arrow_table(),
-                           DUCKDB, args.relation, key, value, args.score)
+        result = reproduce(
+            _registry(args),
+            lambda sql, params: conn.sql(sql, params=params).to_arrow_table(),
+            DUCKDB,
+            args.relation,
+            key,
+            value,
+            args.score,
+        )
     for line in result.lines:
         print(line)
     return 0 if result.reproduced else 1
@@ -474,8 +579,9 @@ def cmd_metrics(args) -> int:
         host, _, port = args.serve.rpartition(":")
         if not port.isdigit():
             raise ScorehouseError(f"--serve takes HOST:PORT, e.g. 127.0.0.1:9464, found '{shown(args.serve)}'")
-        server = metrics.serve(host or "127.0.0.1", int(port),
-                               lambda: metrics.collect(warehouse, serving, _registry(args)))
+        server = metrics.serve(
+            host or "127.0.0.1", int(port), lambda: metrics.collect(warehouse, serving, _registry(args))
+        )
         _log(f"serving http://{host or '127.0.0.1'}:{server.server_address[1]}/metrics (Ctrl-C stops)")
         try:
             threading.Event().wait()
@@ -524,21 +630,39 @@ def cmd_verify(args) -> int:
         withdrawn = catalog.withdrawn.get(name, {})
         for version in registry.versions(name):
             problems = [] if version in withdrawn else registry.verify(name, version)
-            results.append({"model": name, "version": version, "ok": not problems, "problems": problems,
-                            "signed_by": registry.signature(name, version), "withdrawn": withdrawn.get(version)})
+            results.append(
+                {
+                    "model": name,
+                    "version": version,
+                    "ok": not problems,
+                    "problems": problems,
+                    "signed_by": registry.signature(name, version),
+                    "withdrawn": withdrawn.get(version),
+                }
+            )
         problems = [catalog.problems[name]] if name in catalog.problems else []
         problems += registry.audit_problems(name)
         state = registry.alias_state(name) if not catalog.problems.get(name) else None
-        results.append({"model": name, "version": None, "ok": not problems, "problems": problems,
-                        "signed_by": state.signed_by if state else None,
-                        "audit_head": state.audit_head if state else None})
+        results.append(
+            {
+                "model": name,
+                "version": None,
+                "ok": not problems,
+                "problems": problems,
+                "signed_by": state.signed_by if state else None,
+                "audit_head": state.audit_head if state else None,
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print(describe_integrity(registry), file=sys.stderr)
-        print(format_table(["model", "version", "signed by", "status"],
-                           [[r["model"], r["version"] or "aliases", r["signed_by"] or "-", _status(r)]
-                            for r in results]))
+        print(
+            format_table(
+                ["model", "version", "signed by", "status"],
+                [[r["model"], r["version"] or "aliases", r["signed_by"] or "-", _status(r)] for r in results],
+            )
+        )
     return 0 if all(r["ok"] for r in results) else 1
 
 
@@ -555,19 +679,25 @@ def _status(result: dict) -> str:
 def describe_integrity(registry: Registry) -> str:
     """One line on what a load of this registry checks."""
     if registry.public_key is not None:  # signed
-        return (f"registry {registry.root.resolve()}: signed; every load checks the signature of key "
-                f"{registry.public_key.key_id}")
-    return (f"registry {registry.root.resolve()}: unsigned; sha256 files catch corruption, not edits "
-            f"(sign it: scorehouse keygen, then {config.SIGNING_KEY_ENV} and {config.PUBLIC_KEY_ENV})")
+        return (
+            f"registry {registry.root.resolve()}: signed; every load checks the signature of key "
+            f"{registry.public_key.key_id}"
+        )
+    return (
+        f"registry {registry.root.resolve()}: unsigned; sha256 files catch corruption, not edits "
+        f"(sign it: scorehouse keygen, then {config.SIGNING_KEY_ENV} and {config.PUBLIC_KEY_ENV})"
+    )
 
 
 def cmd_keygen(args) -> int:
     from .signing import generate_keys
 
     private, public, key_id = generate_keys(args.out)
-    print(f"key {key_id}\n  private (signs new versions; keep it away from the registry): {private}\n"
-          f"  public (checks every load): {public}\n"
-          f"export {config.SIGNING_KEY_ENV}={private} {config.PUBLIC_KEY_ENV}={public}")
+    print(
+        f"key {key_id}\n  private (signs new versions; keep it away from the registry): {private}\n"
+        f"  public (checks every load): {public}\n"
+        f"export {config.SIGNING_KEY_ENV}={private} {config.PUBLIC_KEY_ENV}={public}"
+    )
     return 0
 
 
@@ -576,8 +706,9 @@ def cmd_sign(args) -> int:
     from .signing import load_signing_key
 
     usage = "name what to sign: scorehouse sign MODEL VERSION, MODEL --aliases, or --all-unsigned [MODEL]"
-    if ([bool(args.version), args.aliases, args.all_unsigned].count(True) != 1
-            or (not args.model and not args.all_unsigned)):
+    if [bool(args.version), args.aliases, args.all_unsigned].count(True) != 1 or (
+        not args.model and not args.all_unsigned
+    ):
         raise ScorehouseError(usage)
     registry = _registry(args)
     key = load_signing_key(config.signing_key_path(args.signing_key))
@@ -588,16 +719,24 @@ def cmd_sign(args) -> int:
     if args.aliases:
         state = registry.sign_aliases(check_model_name(args.model), key)
         described = ", ".join(f"{alias} -> {entry['version']}" for alias, entry in sorted(state.entries.items()))
-        print(f"{args.model}: aliases signed ({described or 'none'}; withdrawn: "
-              f"{', '.join(map(str, sorted(state.withdrawn))) or 'none'})")
+        print(
+            f"{args.model}: aliases signed ({described or 'none'}; withdrawn: "
+            f"{', '.join(map(str, sorted(state.withdrawn))) or 'none'})"
+        )
         return 0
     if args.version:
         targets = [(check_model_name(args.model), _version(registry, args.model, args.version))]
     else:
-        targets = [(name, version) for name in ([check_model_name(args.model)] if args.model else registry.models())
-                   for version in registry.versions(name) if registry.signature(name, version) is None]
-        print("to sign: " + (", ".join(f"{name} v{version}" for name, version in targets) or "nothing (every "
-                             "version is signed)"))
+        targets = [
+            (name, version)
+            for name in ([check_model_name(args.model)] if args.model else registry.models())
+            for version in registry.versions(name)
+            if registry.signature(name, version) is None
+        ]
+        print(
+            "to sign: "
+            + (", ".join(f"{name} v{version}" for name, version in targets) or "nothing (every version is signed)")
+        )
     failed = 0
     for name, version in targets:
         try:
@@ -606,8 +745,10 @@ def cmd_sign(args) -> int:
             print(f"error: {one_line(exc)}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{name} v{version}: {'signed' if added else 'signed already by this key'} "
-              f"({_summary(registry, name, version)})")
+        print(
+            f"{name} v{version}: {'signed' if added else 'signed already by this key'} "
+            f"({_summary(registry, name, version)})"
+        )
     return 1 if failed else 0
 
 
@@ -645,8 +786,10 @@ def cmd_report(args) -> int:
         except duckdb.Error as exc:
             raise ScorehouseError(engine.friendly_error(exc, scorer.registry)) from None
     flagged = [f"{name} ({f['level']})" for name, f in report["features"].items() if f["level"]]
-    _log(f"wrote {out}: {report['rows']} rows of {args.table} against {report['model']}; "
-         + (f"thresholds crossed by {', '.join(flagged)}" if flagged else "no threshold crossed"))
+    _log(
+        f"wrote {out}: {report['rows']} rows of {args.table} against {report['model']}; "
+        + (f"thresholds crossed by {', '.join(flagged)}" if flagged else "no threshold crossed")
+    )
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     return 0
@@ -664,8 +807,9 @@ def cmd_sql(args) -> int:
 
     path = config.warehouse_path(args.warehouse) if args.write else _existing_warehouse(args)
     # An analyst's session: predict() and the warehouse, no other file (no read_csv, COPY, ATTACH).
-    conn = engine.connect(path, registry=_registry(args), read_only=not args.write,
-                          config={"enable_external_access": False})
+    conn = engine.connect(
+        path, registry=_registry(args), read_only=not args.write, config={"enable_external_access": False}
+    )
     try:
         if args.query:
             return _run_sql(conn, args.query, args.format, _registry(args))
@@ -704,8 +848,11 @@ def _shell(conn, output_format: str, registry: Registry) -> int:
         import readline  # noqa: F401  (line editing and history)
     except ImportError:
         pass
-    print("scorehouse SQL shell: statements end with ';', .quit or Ctrl-D leaves. "
-          "predict('model', t) scores a whole row t.", file=sys.stderr)
+    print(
+        "scorehouse SQL shell: statements end with ';', .quit or Ctrl-D leaves. "
+        "predict('model', t) scores a whole row t.",
+        file=sys.stderr,
+    )
     buffer: list[str] = []
     while True:
         try:

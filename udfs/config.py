@@ -71,24 +71,35 @@ class ProjectFile:
             raise ScorehouseError(f"{path}: unknown settings {extra}; known: {sorted(known)}")
         roots = data.pop("source_roots", None) or []
         if not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
-            raise ScorehouseError(f"{path}: source_roots must be a list of folders, e.g. [/data/exports], "
-                                  f"found {shown(roots)}")
-        return cls(**{k: str(path.parent / str(v)) for k, v in data.items() if v not in (None, "")},
-                   source_roots=tuple(str(path.parent / r) for r in roots))
+            raise ScorehouseError(
+                f"{path}: source_roots must be a list of folders, e.g. [/data/exports], found {shown(roots)}"
+            )
+        return cls(
+            **{k: str(path.parent / str(v)) for k, v in data.items() if v not in (None, "")},
+            source_roots=tuple(str(path.parent / r) for r in roots),
+        )
 
 
 @overload
-def _setting(explicit: Any, env: str, key: str, default: str, base: str | os.PathLike | None,
-             start: str | os.PathLike | None) -> str: ...
+def _setting(
+    explicit: Any, env: str, key: str, default: str, base: str | os.PathLike | None, start: str | os.PathLike | None
+) -> str: ...
 
 
 @overload
-def _setting(explicit: Any, env: str, key: str, default: None, base: str | os.PathLike | None,
-             start: str | os.PathLike | None) -> str | None: ...
+def _setting(
+    explicit: Any, env: str, key: str, default: None, base: str | os.PathLike | None, start: str | os.PathLike | None
+) -> str | None: ...
 
 
-def _setting(explicit: Any, env: str, key: str, default: str | None, base: str | os.PathLike | None,
-             start: str | os.PathLike | None) -> str | None:
+def _setting(
+    explicit: Any,
+    env: str,
+    key: str,
+    default: str | None,
+    base: str | os.PathLike | None,
+    start: str | os.PathLike | None,
+) -> str | None:
     if explicit not in (None, ""):
         return str(Path(base or Path.cwd()).absolute() / str(explicit))
     if os.environ.get(env):
@@ -99,14 +110,20 @@ def _setting(explicit: Any, env: str, key: str, default: str | None, base: str |
     return None if default is None else str(Path(base or Path.cwd()).absolute() / default)
 
 
-def registry_path(explicit: str | os.PathLike | None = None, base: str | os.PathLike | None = None,
-                  start: str | os.PathLike | None = None) -> Path:
+def registry_path(
+    explicit: str | os.PathLike | None = None,
+    base: str | os.PathLike | None = None,
+    start: str | os.PathLike | None = None,
+) -> Path:
     """The registry folder to use, as an absolute path."""
     return Path(_setting(explicit, REGISTRY_ENV, "registry", DEFAULT_REGISTRY, base, start))
 
 
-def warehouse_path(explicit: str | os.PathLike | None = None, base: str | os.PathLike | None = None,
-                   start: str | os.PathLike | None = None) -> Path:
+def warehouse_path(
+    explicit: str | os.PathLike | None = None,
+    base: str | os.PathLike | None = None,
+    start: str | os.PathLike | None = None,
+) -> Path:
     """The DuckDB warehouse file to use, as an absolute path."""
     return Path(_setting(explicit, WAREHOUSE_ENV, "warehouse", DEFAULT_WAREHOUSE, base, start))
 

@@ -57,8 +57,10 @@ class Plugin(BasePlugin):
         project = project_dir()
         events.configure()
         events.set_trace_id(invocation_id())
-        registry = Registry(config_paths.registry_path(config.registry, base=project),
-                            public_key=config_paths.public_key_path(config.public_key, base=project))
+        registry = Registry(
+            config_paths.registry_path(config.registry, base=project),
+            public_key=config_paths.public_key_path(config.public_key, base=project),
+        )
         self.scorer = Scorer(registry)
         atexit.register(self.scorer.log_scored)  # rows and seconds per version, once the build is over
 

@@ -56,8 +56,10 @@ ROW_VALUES = "json_extract_string(to_json({}), '$.*')"
 SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
 ROW, FEATURES = "__scorehouse_row", "__scorehouse_features"  # the table form's row struct, and the relation holding it
 # explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (scorehouse.explain.EXPLANATION)
-EXPLANATION_SQL_TYPE = ("STRUCT(baseline DOUBLE, margin DOUBLE, "
-                        "contributions STRUCT(feature VARCHAR, \"value\" VARCHAR, contribution DOUBLE)[])")
+EXPLANATION_SQL_TYPE = (
+    "STRUCT(baseline DOUBLE, margin DOUBLE, "
+    'contributions STRUCT(feature VARCHAR, "value" VARCHAR, contribution DOUBLE)[])'
+)
 GENERIC_PREDICT = f"scorehouse_{GENERIC_FUNCTIONS['score']}"  # registered on every database: says ours are there
 
 
@@ -79,8 +81,9 @@ _registrations: dict[str, _Registration] = {}  # by database file, or ':memory:<
 _registering = threading.Lock()
 
 
-def connect(path: str | os.PathLike | None = None, registry=None, read_only: bool = False,
-            config: dict | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | os.PathLike | None = None, registry=None, read_only: bool = False, config: dict | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB database (default: the project warehouse) with every predict function registered."""
     target = str(warehouse_path(path)) if path != ":memory:" else ":memory:"
     if target != ":memory:":
@@ -112,17 +115,22 @@ def _registration(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> _Registrat
     """The registration `conn`'s database serves with `scorer` from now: its own where the database has no
     functions yet (a database whose connections all closed starts afresh), else the one it shares."""
     path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
-    key = (path[0][0] if path and path[0][0] else f":memory:{id(conn)}")
+    key = path[0][0] if path and path[0][0] else f":memory:{id(conn)}"
     registration = _registrations.get(key)
-    if registration is None or not conn.execute("select count(*) from duckdb_functions() where function_name = ?",
-                                                [GENERIC_PREDICT]).fetchall()[0][0]:
+    if (
+        registration is None
+        or not conn.execute(
+            "select count(*) from duckdb_functions() where function_name = ?", [GENERIC_PREDICT]
+        ).fetchall()[0][0]
+    ):
         registration = _registrations[key] = _Registration(scorer)
     elif registration.scorer.registry.identity != scorer.registry.identity:
         raise ScorehouseError(
             f"DuckDB database {key}: its scorehouse functions serve {_describe(registration.scorer.registry)} to "
             f"another connection of this process, and this one asks for {_describe(scorer.registry)}; DuckDB shares "
             "them among the connections to one file: close the other connections to it first, or use another "
-            "database file or ':memory:'")
+            "database file or ':memory:'"
+        )
     registration.scorer = scorer  # the same registry and key: the newest registration's references answer
     return registration
 
@@ -146,31 +154,57 @@ def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registrati
         struct = duckdb.struct_type({f.name: duckdb.sqltype(f.sql_type) for f in card.features})
         for name in (f"predict_{card.name}", f"scorehouse_onnx_{card.name}"):  # the macro may shadow the first
             create(name, _typed_udf(current, card.name), [struct], OUTPUT_SQL_TYPES[card.default_output], type="arrow")
-        create(f"scorehouse_explain_{card.name}", _typed_explain_udf(current, card.name),
-               [struct, duckdb.sqltype("INTEGER")], EXPLANATION_SQL_TYPE, type="arrow")
+        create(
+            f"scorehouse_explain_{card.name}",
+            _typed_explain_udf(current, card.name),
+            [struct, duckdb.sqltype("INTEGER")],
+            EXPLANATION_SQL_TYPE,
+            type="arrow",
+        )
     row_values = duckdb.sqltype("VARCHAR[]")
     for output, function_name in GENERIC_FUNCTIONS.items():
-        create(f"scorehouse_{function_name}", _generic_udf(current, output), [varchar, row_values, varchar],
-               OUTPUT_SQL_TYPES[output], type="arrow")
-    create("scorehouse_explain", _explain_udf(current), [varchar, row_values, varchar, duckdb.sqltype("INTEGER")],
-           EXPLANATION_SQL_TYPE, type="arrow")
+        create(
+            f"scorehouse_{function_name}",
+            _generic_udf(current, output),
+            [varchar, row_values, varchar],
+            OUTPUT_SQL_TYPES[output],
+            type="arrow",
+        )
+    create(
+        "scorehouse_explain",
+        _explain_udf(current),
+        [varchar, row_values, varchar, duckdb.sqltype("INTEGER")],
+        EXPLANATION_SQL_TYPE,
+        type="arrow",
+    )
     for writer in WRITERS:
-        create(writer.name, _bound(current, writer.implementation), [duckdb.sqltype(a) for a in writer.argument_types],
-               writer.returns)
-    create("scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type), [varchar] * 2,
-           "BOOLEAN")
-    create("scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation), [varchar] * 2,
-           "VARCHAR")
-    create("scorehouse_check_table", lambda ref, row_type: check_table(current(), ref, row_type), [varchar] * 2,
-           "BOOLEAN")
-    create("scorehouse_profile_json", lambda ref, relation: json.dumps(current().profile_rows(ref, relation)),
-           [varchar] * 2, "VARCHAR")
-    create("scorehouse_training_rows_json", lambda ref: json.dumps(current().training_rows(ref)), [varchar],
-           "VARCHAR")
+        create(
+            writer.name,
+            _bound(current, writer.implementation),
+            [duckdb.sqltype(a) for a in writer.argument_types],
+            writer.returns,
+        )
+    create(
+        "scorehouse_check_input", lambda ref, row_type: check_input(current(), ref, row_type), [varchar] * 2, "BOOLEAN"
+    )
+    create(
+        "scorehouse_table_query", lambda ref, relation: table_query(current(), ref, relation), [varchar] * 2, "VARCHAR"
+    )
+    create(
+        "scorehouse_check_table", lambda ref, row_type: check_table(current(), ref, row_type), [varchar] * 2, "BOOLEAN"
+    )
+    create(
+        "scorehouse_profile_json",
+        lambda ref, relation: json.dumps(current().profile_rows(ref, relation)),
+        [varchar] * 2,
+        "VARCHAR",
+    )
+    create("scorehouse_training_rows_json", lambda ref: json.dumps(current().training_rows(ref)), [varchar], "VARCHAR")
 
 
 def _bound(current, function):
     """`function(scorer, engine, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
+
     def call(*arguments):
         return function(current(), "duckdb", *arguments)
 
@@ -182,8 +216,14 @@ def _bound(current, function):
 def _create_function(conn, name, function, parameters, return_type: str, type: str = "native") -> bool:
     """Create a function unless the database has it already; return whether it was created."""
     try:
-        conn.create_function(name, function, parameters, duckdb.sqltype(return_type), type=type,
-                             null_handling="special" if type == "arrow" else "default")
+        conn.create_function(
+            name,
+            function,
+            parameters,
+            duckdb.sqltype(return_type),
+            type=type,
+            null_handling="special" if type == "arrow" else "default",
+        )
     except duckdb.CatalogException as exc:
         if "already exists" not in str(exc):
             raise
@@ -207,30 +247,44 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
         if expression is not None:  # the name is checked by scorehouse.names; the SQL written from numbers
             struct = ", ".join(f"{DUCKDB.identifier(f.name)} {f.sql_type}" for f in card.features)
             try:
-                conn.execute(f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
-                             f"CASE WHEN features IS NULL THEN NULL ELSE {expression} END")
+                conn.execute(
+                    f"create or replace temp macro predict_{card.name}(features STRUCT({struct})) as "
+                    f"CASE WHEN features IS NULL THEN NULL ELSE {expression} END"
+                )
             except duckdb.Error as exc:  # one model's SQL never stops the others: its ONNX function answers
-                scorer.warn(f"Model {card.label}: its SQL does not run on DuckDB "
-                            f"({one_line(str(exc).splitlines()[0])}); predict_{card.name} scores with onnxruntime")
+                scorer.warn(
+                    f"Model {card.label}: its SQL does not run on DuckDB "
+                    f"({one_line(str(exc).splitlines()[0])}); predict_{card.name} scores with onnxruntime"
+                )
     for function in GENERIC_FUNCTIONS.values():
         conn.execute(
             f"create or replace temp macro {function}(model, features) as "
             f"scorehouse_{function}(model, {ROW_VALUES.format('features')}, typeof(features))"
         )
-    conn.execute("create or replace temp macro explain(model, features, top_k := 3) as "
-                 f"scorehouse_explain(model, {ROW_VALUES.format('features')}, typeof(features), top_k)")
+    conn.execute(
+        "create or replace temp macro explain(model, features, top_k := 3) as "
+        f"scorehouse_explain(model, {ROW_VALUES.format('features')}, typeof(features), top_k)"
+    )
     # the table form: score('<ref>', '<table>') and score_<model>('<table>'), the table's rows with the
     # prediction and its version, by the query table_query writes when a query names the table
-    conn.execute("create or replace temp macro score(model, relation) as table "
-                 "from query(scorehouse_table_query(model, relation))")
+    conn.execute(
+        "create or replace temp macro score(model, relation) as table "
+        "from query(scorehouse_table_query(model, relation))"
+    )
     for card in scorer.default_cards():  # explain_<model> and score_<model>: typed structs, no JSON on the way
-        conn.execute(f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
-                     f"scorehouse_explain_{card.name}(features, top_k)")
-        conn.execute(f"create or replace temp macro score_{card.name}(relation) as table "
-                     f"from query(scorehouse_table_query({DUCKDB.literal(card.name)}, relation))")
+        conn.execute(
+            f"create or replace temp macro explain_{card.name}(features, top_k := 3) as "
+            f"scorehouse_explain_{card.name}(features, top_k)"
+        )
+        conn.execute(
+            f"create or replace temp macro score_{card.name}(relation) as table "
+            f"from query(scorehouse_table_query({DUCKDB.literal(card.name)}, relation))"
+        )
     # the rows that trained the version a reference points at: their input hashes' first 16 hex digits
-    conn.execute("create or replace temp macro scorehouse_training_rows(model_ref) as table select unnest(from_json("
-                 "scorehouse_training_rows_json(model_ref), '[\"VARCHAR\"]')) as row_hash")
+    conn.execute(
+        "create or replace temp macro scorehouse_training_rows(model_ref) as table select unnest(from_json("
+        "scorehouse_training_rows_json(model_ref), '[\"VARCHAR\"]')) as row_hash"
+    )
     for relation, (_, columns) in PROFILE_RELATIONS.items():
         shape = DUCKDB.literal(json.dumps([columns]))
         conn.execute(
@@ -239,8 +293,9 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
         )
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "",
-                key: str = "") -> str:
+def predict_sql(
+    scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
+) -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
     return scorer.sql_call(ref, relation, output, "duckdb", method or None, key or None)
 
@@ -260,9 +315,11 @@ def table_query(scorer: Scorer, ref: str, relation: str) -> str:
     """
     card = scorer.card(ref)
     features = ", ".join(f"{DUCKDB.identifier(f.name)} {SQL_TYPES[f.kind]}" for f in card.features)
-    rows = (f"(SELECT {SCORED} AS {ROW}, UNNEST(CAST({SCORED} AS STRUCT({features}))) "
-            f"FROM query_table({DUCKDB.literal(relation)}) AS {SCORED} "
-            f"WHERE scorehouse_check_table({DUCKDB.literal(ref)}, typeof({SCORED}))) AS {FEATURES}")
+    rows = (
+        f"(SELECT {SCORED} AS {ROW}, UNNEST(CAST({SCORED} AS STRUCT({features}))) "
+        f"FROM query_table({DUCKDB.literal(relation)}) AS {SCORED} "
+        f"WHERE scorehouse_check_table({DUCKDB.literal(ref)}, typeof({SCORED}))) AS {FEATURES}"
+    )
     star = f"{ROW}.*"
     query = scorer.table_sql(ref, rows, "default", "duckdb", star=star)
     if query is None:
@@ -271,8 +328,7 @@ def table_query(scorer: Scorer, ref: str, relation: str) -> str:
         else:  # a feature trained on a BOOLEAN: the generic function reads the number as the model does
             columns = DUCKDB.struct((f.name, f"{FEATURES}.{DUCKDB.identifier(f.name)}") for f in card.features)
             prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {columns})"
-        query = (f"SELECT {star}, {prediction} AS prediction, {scorer.resolve(ref)[1]} AS model_version "
-                 f"FROM {rows}")
+        query = f"SELECT {star}, {prediction} AS prediction, {scorer.resolve(ref)[1]} AS model_version FROM {rows}"
     return query
 
 
@@ -312,8 +368,9 @@ def _typed_explain_udf(current, name: str):
 
 
 def _explain_udf(current):
-    def explain(refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray,
-                top_ks: pa.ChunkedArray) -> pa.Array:
+    def explain(
+        refs: pa.ChunkedArray, rows: pa.ChunkedArray, row_types: pa.ChunkedArray, top_ks: pa.ChunkedArray
+    ) -> pa.Array:
         scorer = current()
         row_type, top_k = first_value(row_types) or "", first_value(top_ks)
         return per_reference(refs, rows, lambda ref, part: _explain_rows(scorer, ref, part, row_type, top_k))
@@ -362,13 +419,13 @@ def struct_fields(type_name: str, model: str = "predict()") -> dict[str, str]:
             "e.g. predict('model', t) for a whole row of table t, or predict('model', {'lvr': lvr, ...})"
         )
     fields: dict[str, str] = {}
-    for part in _split_top_level(text[len("STRUCT("):-1]):
+    for part in _split_top_level(text[len("STRUCT(") : -1]):
         part = part.strip()
         if part.startswith('"'):
             end = 1
             while (end := part.index('"', end)) + 1 < len(part) and part[end + 1] == '"':
                 end += 2
-            name, kind = part[1:end].replace('""', '"'), part[end + 1:]
+            name, kind = part[1:end].replace('""', '"'), part[end + 1 :]
         else:
             name, _, kind = part.partition(" ")
         if name in fields:
@@ -414,9 +471,11 @@ def explain_bind_error(message: str, scorer: Scorer) -> str:
     macro = re.search(r"Macro predict_(\w+)\(\) does not support the supplied arguments", message)
     if macro and macro.group(1) in scorer.registry.models():
         name = macro.group(1)  # a model scored in SQL: its typed macro: DuckDB does not say what it was given
-        return (f"Model {scorer.describe(name)}: predict_{name}() takes a struct of its features "
-                f"({describe_features(scorer.card(name).features)}); the struct given lacks one or has another type. "
-                f"predict('{name}', <row>) names the feature")
+        return (
+            f"Model {scorer.describe(name)}: predict_{name}() takes a struct of its features "
+            f"({describe_features(scorer.card(name).features)}); the struct given lacks one or has another type. "
+            f"predict('{name}', <row>) names the feature"
+        )
     call = re.search(r"argument types '(?:predict|scorehouse_onnx)_(\w+)\((.*)", message)
     if not call:
         return message

@@ -43,8 +43,16 @@ KINDS: dict[str, dict[str, str]] = {
 DEFAULT_PARAMS = {"lightgbm": {"verbose": -1}}
 # Linear models get a scaler; tree models must not: the float32 scaler output in ONNX flips split
 # thresholds (measured max |dp| 0.31 for HistGradientBoosting).
-SCALED_KINDS = frozenset({"logistic_regression", "linear_regression", "ridge", "poisson_regression",
-                          "gamma_regression", "tweedie_regression"})
+SCALED_KINDS = frozenset(
+    {
+        "logistic_regression",
+        "linear_regression",
+        "ridge",
+        "poisson_regression",
+        "gamma_regression",
+        "tweedie_regression",
+    }
+)
 # Libraries outside scikit-learn: module -> the extra that installs it and onnxmltools' converter.
 EXTRAS = {"xgboost": "xgboost", "lightgbm": "lightgbm"}
 # Their converters emit the TreeEnsemble operators of this ai.onnx.ml version.
@@ -62,8 +70,10 @@ def estimator_class(task: str, kind: str, model: str) -> type:
     try:
         cls = getattr(importlib.import_module(module), name)
     except ImportError:
-        raise SpecError(f"Model {model}: estimator '{kind}' needs the {EXTRAS[module]} extra: "
-                        f"pip install 'scorehouse[{EXTRAS[module]}]'") from None
+        raise SpecError(
+            f"Model {model}: estimator '{kind}' needs the {EXTRAS[module]} extra: "
+            f"pip install 'scorehouse[{EXTRAS[module]}]'"
+        ) from None
     if module in EXTRAS:
         register_converters(module)
     return cls
@@ -85,7 +95,7 @@ def tweedie_power(estimator: Any) -> float | None:
     if name == "TweedieRegressor":
         return float(estimator.power)
     if name in ("PoissonRegressor", "GammaRegressor"):
-        return _POWERS[name[:-len("Regressor")].lower()]
+        return _POWERS[name[: -len("Regressor")].lower()]
     loss = getattr(estimator, "loss", None) if name == "HistGradientBoostingRegressor" else None
     loss = loss or (getattr(estimator, "objective", None) if library(estimator) in EXTRAS else None)
     if loss in ("tweedie", "reg:tweedie"):
@@ -112,15 +122,19 @@ def register_converters(module: str) -> None:
         if module == "xgboost":
             import xgboost
             from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost as convert
+
             classifier, regressor, alias = xgboost.XGBClassifier, xgboost.XGBRegressor, "XGBoostXGB"
         else:
             import lightgbm
             from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm as convert
+
             classifier, regressor, alias = lightgbm.LGBMClassifier, lightgbm.LGBMRegressor, "LightGbmLGBM"
     except ImportError:
-        raise SpecError(f"Exporting {module} models needs onnxmltools: "
-                        f"pip install 'scorehouse[{EXTRAS[module]}]'") from None
+        raise SpecError(
+            f"Exporting {module} models needs onnxmltools: pip install 'scorehouse[{EXTRAS[module]}]'"
+        ) from None
     options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
-    update_registered_converter(classifier, f"{alias}Classifier", calculate_linear_classifier_output_shapes,
-                                convert, options=options)
+    update_registered_converter(
+        classifier, f"{alias}Classifier", calculate_linear_classifier_output_shapes, convert, options=options
+    )
     update_registered_converter(regressor, f"{alias}Regressor", calculate_linear_regressor_output_shapes, convert)

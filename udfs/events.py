@@ -49,9 +49,14 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                "level": record.levelname.lower(), "event": getattr(record, "scorehouse_event", "message"),
-                "message": record.getMessage(), "trace_id": trace_id(), "logger": record.name}
+        data = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "scorehouse_event", "message"),
+            "message": record.getMessage(),
+            "trace_id": trace_id(),
+            "logger": record.name,
+        }
         data.update(getattr(record, "scorehouse_fields", {}))
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
@@ -87,6 +92,11 @@ def configure(stream=None) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     log.addHandler(handler)
     level = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
-    log.setLevel(getattr(logging, level) if level in ("DEBUG", "INFO", "WARNING", "ERROR")
-                 else logging.DEBUG if json_lines else logging.INFO)
+    log.setLevel(
+        getattr(logging, level)
+        if level in ("DEBUG", "INFO", "WARNING", "ERROR")
+        else logging.DEBUG
+        if json_lines
+        else logging.INFO
+    )
     log.propagate = False

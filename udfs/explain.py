@@ -43,12 +43,22 @@ TABLE_BUDGET = 4_000_000  # numbers kept in the units' tables per explanation (3
 KERNEL_BLOCK = 1 << 22  # conditions tested at once (rows × units × 8): bounds the kernel's memory
 MAX_LEAVES = 20_000  # ensembles with more leaves in all are not explained (explain.json and TreeSHAP grow with them)
 CONTRIBUTION = pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
-EXPLANATION = pa.struct([("baseline", pa.float64()), ("margin", pa.float64()),
-                         ("contributions", pa.list_(CONTRIBUTION))])
+EXPLANATION = pa.struct(
+    [("baseline", pa.float64()), ("margin", pa.float64()), ("contributions", pa.list_(CONTRIBUTION))]
+)
 
 
-def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], categorical: Sequence[str],
-                       x_train, classes: Sequence[str], positive: str | None, weights=None) -> dict[str, Any]:
+def linear_explanation(
+    pipeline,
+    kind: str,
+    task: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    x_train,
+    classes: Sequence[str],
+    positive: str | None,
+    weights=None,
+) -> dict[str, Any]:
     """explain.json for a linear pipeline built by scorehouse train (impute → scale numbers, one-hot text)."""
     transformer, estimator = pipeline.named_steps["features"], pipeline[-1]
     coef = np.asarray(estimator.coef_, dtype=np.float64).reshape(-1)
@@ -57,23 +67,38 @@ def linear_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], c
         coef, intercept = -coef, -intercept
     means = np.average(np.asarray(transformer.transform(x_train), dtype=np.float64), axis=0, weights=weights)
     imputer, scaler, encoder = _fitted_steps(pipeline)
-    result: dict[str, Any] = {"kind": "linear", "link": "log" if kind in LOG_LINK_KINDS else LINKS[task],
-                              "intercept": intercept, "numeric": [], "categorical": []}
+    result: dict[str, Any] = {
+        "kind": "linear",
+        "link": "log" if kind in LOG_LINK_KINDS else LINKS[task],
+        "intercept": intercept,
+        "numeric": [],
+        "categorical": [],
+    }
     position = 0
     if numeric:
         for i, name in enumerate(numeric):
-            result["numeric"].append({
-                "feature": name, "median": float(imputer.statistics_[i]),
-                "center": float(scaler.mean_[i]) if scaler is not None else 0.0,
-                "scale": float(scaler.scale_[i]) if scaler is not None else 1.0,
-                "coef": float(coef[position]), "mean": float(means[position])})
+            result["numeric"].append(
+                {
+                    "feature": name,
+                    "median": float(imputer.statistics_[i]),
+                    "center": float(scaler.mean_[i]) if scaler is not None else 0.0,
+                    "scale": float(scaler.scale_[i]) if scaler is not None else 1.0,
+                    "coef": float(coef[position]),
+                    "mean": float(means[position]),
+                }
+            )
             position += 1
     if categorical:
         for name, categories in zip(categorical, encoder.categories_):
             width = len(categories)
-            result["categorical"].append({
-                "feature": name, "categories": [str(c) for c in categories],
-                "coef": coef[position:position + width].tolist(), "mean": means[position:position + width].tolist()})
+            result["categorical"].append(
+                {
+                    "feature": name,
+                    "categories": [str(c) for c in categories],
+                    "coef": coef[position : position + width].tolist(),
+                    "mean": means[position : position + width].tolist(),
+                }
+            )
             position += width
     result["baseline"] = intercept + float(coef @ means)
     return result
@@ -108,19 +133,20 @@ def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]
     picked = np.take_along_axis(matrix, order, axis=1)
     feature = pa.array(np.asarray(names, dtype=object)[order.reshape(-1)] if rows else [], pa.string())
     text = _listed_values(explanation, names, columns, order)
-    items = pa.StructArray.from_arrays([feature, text, pa.array(picked.reshape(-1), pa.float64())],
-                                       fields=list(CONTRIBUTION))
+    items = pa.StructArray.from_arrays(
+        [feature, text, pa.array(picked.reshape(-1), pa.float64())], fields=list(CONTRIBUTION)
+    )
     listed = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1) * k, pa.int32()), items)
     baseline = np.full(rows, explanation["baseline"])
-    return pa.StructArray.from_arrays([pa.array(baseline), pa.array(baseline + matrix.sum(axis=1)), listed],
-                                      fields=list(EXPLANATION))
+    return pa.StructArray.from_arrays(
+        [pa.array(baseline), pa.array(baseline + matrix.sum(axis=1)), listed], fields=list(EXPLANATION)
+    )
 
 
 def not_explained(model: str, record: Mapping[str, Any] | None) -> str:
     """Why a version has no explanations (its manifest's explanation record), in one line."""
     if record is None:
-        return (f"Model {model} has no explanations: it was registered before they were recorded; "
-                "retrain it to get them")
+        return f"Model {model} has no explanations: it was registered before they were recorded; retrain it to get them"
     return f"Model {model} has no explanations: {record['skipped']}"
 
 
@@ -149,11 +175,15 @@ def _numbers(column: pa.Array) -> np.ndarray:
     return float32_values(column).astype(np.float64)
 
 
-def _listed_values(explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array],
-                   order: np.ndarray) -> pa.Array:
+def _listed_values(
+    explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array], order: np.ndarray
+) -> pa.Array:
     """The values explain() lists (row i, feature order[i, j]) as text: numbers to 7 digits, categories as read."""
-    numeric = ({e["feature"] for e in explanation["numeric"]} if explanation["kind"] == "linear"
-               else {c["feature"] for c in explanation["columns"] if "median" in c})
+    numeric = (
+        {e["feature"] for e in explanation["numeric"]}
+        if explanation["kind"] == "linear"
+        else {c["feature"] for c in explanation["columns"] if "median" in c}
+    )
     listed = order.reshape(-1)
     rows = np.repeat(np.arange(order.shape[0]), order.shape[1])
     text = np.full(len(listed), None, dtype=object)
@@ -179,12 +209,16 @@ def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
     absent."""
     steps = {name: step for name, step, _ in pipeline.named_steps["features"].transformers_}
     numeric = steps.get("numeric")
-    return (numeric.named_steps["impute"] if numeric is not None else None,
-            numeric.named_steps.get("scale") if numeric is not None else None, steps.get("categorical"))
+    return (
+        numeric.named_steps["impute"] if numeric is not None else None,
+        numeric.named_steps.get("scale") if numeric is not None else None,
+        steps.get("categorical"),
+    )
 
 
-def model_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str],
-                 positive: str | None) -> np.ndarray:
+def model_margin(
+    pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str], positive: str | None
+) -> np.ndarray:
     """The fitted model's own margin for the rows of `frame` (what baseline + contributions must equal):
     scikit-learn's decision function or prediction, XGBoost's and LightGBM's raw score. The float32 values the
     model is fed are handed over as float64 (the same numbers), so that scikit-learn's arithmetic is exact too."""
@@ -192,8 +226,11 @@ def model_margin(pipeline, frame, explanation: Mapping[str, Any], task: str, cla
     frame = frame.astype({name: np.float64 for name, kind in frame.dtypes.items() if kind == np.float32})
     if library(estimator) in EXTRAS:
         x = pipeline[:-1].transform(frame)
-        raw = (estimator.predict(x, output_margin=True) if library(estimator) == "xgboost"
-               else estimator.predict(x, raw_score=True))
+        raw = (
+            estimator.predict(x, output_margin=True)
+            if library(estimator) == "xgboost"
+            else estimator.predict(x, raw_score=True)
+        )
         margin = np.asarray(raw, dtype=np.float64)
         return -margin if task == "binary" and positive == classes[0] else margin
     if task == "binary" and explanation["link"] == "probability":
@@ -210,8 +247,16 @@ class TooLarge(ScorehouseError):
     """An ensemble too large to explain: the version registers without explanations, saying so."""
 
 
-def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], categorical: Sequence[str],
-                     x_holdout, classes: Sequence[str], positive: str | None) -> dict[str, Any]:
+def tree_explanation(
+    pipeline,
+    kind: str,
+    task: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    x_holdout,
+    classes: Sequence[str],
+    positive: str | None,
+) -> dict[str, Any]:
     """explain.json for a tree ensemble built by scorehouse train: the columns the trees split on (numbers
     imputed with their median, one indicator per category), every tree's nodes with their covers, and the
     constant the trees add to (read off the holdout's margins)."""
@@ -231,24 +276,32 @@ def tree_explanation(pipeline, kind: str, task: str, numeric: Sequence[str], cat
     elif kind == "hist_gradient_boosting":
         trees = [_hgb_tree(predictors[0], sign) for predictors in estimator._predictors]
     elif kind == "gradient_boosting":
-        trees = [_sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
-                 for stage in estimator.estimators_]
+        trees = [
+            _sklearn_tree(stage[0].tree_, lambda t: t.value[:, 0, 0] * estimator.learning_rate * sign)
+            for stage in estimator.estimators_
+        ]
     elif task == "binary":  # random forest: the mean of its trees, in probability for a classifier
-        column = list(estimator.classes_).index(classes.index(positive)
-                                                if isinstance(estimator.classes_[0], (int, np.integer))
-                                                else positive)
+        column = list(estimator.classes_).index(
+            classes.index(positive) if isinstance(estimator.classes_[0], (int, np.integer)) else positive
+        )
         count = len(estimator.estimators_)
-        trees = [_sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count)
-                 for tree in estimator.estimators_]
+        trees = [
+            _sklearn_tree(tree.tree_, lambda t: _fractions(t)[:, column] / count) for tree in estimator.estimators_
+        ]
     else:
         count = len(estimator.estimators_)
         trees = [_sklearn_tree(tree.tree_, lambda t: t.value[:, 0, 0] / count) for tree in estimator.estimators_]
     leaves = sum(sum(1 for child in tree["left"] if child < 0) for tree in trees)
     if leaves > MAX_LEAVES:
-        raise TooLarge(f"its trees have {leaves:,} leaves in all, more than the {MAX_LEAVES:,} explained "
-                       "(fewer or shallower trees are)")
-    link = ("probability" if kind == "random_forest" else "logit") if task == "binary" else (
-        "log" if tweedie_power(estimator) is not None else "identity")
+        raise TooLarge(
+            f"its trees have {leaves:,} leaves in all, more than the {MAX_LEAVES:,} explained "
+            "(fewer or shallower trees are)"
+        )
+    link = (
+        ("probability" if kind == "random_forest" else "logit")
+        if task == "binary"
+        else ("log" if tweedie_power(estimator) is not None else "identity")
+    )
     result: dict[str, Any] = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
     matrix = _tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
     reached = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
@@ -327,20 +380,28 @@ class _Kernel:
             splits, paths = np.flatnonzero(left >= 0), _tree_paths(tree)
             units: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Callable[..., np.ndarray], list[_Path]]]
             if len(splits) <= UNIT_CONDITIONS:  # (conditions, its table, the paths it stands for)
-                units = [((column[splits], np.full(len(splits), np.nan), threshold[splits].astype(np.float64)),
-                          lambda paths=paths, splits=splits, column=column: _tabulate(paths, splits, column, width),
-                          paths)]
+                units = [
+                    (
+                        (column[splits], np.full(len(splits), np.nan), threshold[splits].astype(np.float64)),
+                        lambda paths=paths, splits=splits, column=column: _tabulate(paths, splits, column, width),
+                        paths,
+                    )
+                ]
             else:
-                units = [((path.columns, path.lower, path.upper), lambda path=path: _path_table(path, width), [path])
-                         for path in paths]
+                units = [
+                    ((path.columns, path.lower, path.upper), lambda path=path: _path_table(path, width), [path])
+                    for path in paths
+                ]
             for (unit_columns, lower, upper), table, replaced in units:
-                if (len(unit_columns) > UNIT_CONDITIONS
-                        or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used):
+                if (
+                    len(unit_columns) > UNIT_CONDITIONS
+                    or (1 << len(unit_columns)) * len(self.names) > TABLE_BUDGET - used
+                ):
                     self.paths += replaced
                     continue
                 bounds = np.full((3, UNIT_CONDITIONS), np.nan)  # an upper bound of NaN holds for no value: no bit
                 bounds[0] = 0.0
-                bounds[:, :len(unit_columns)] = unit_columns, lower, upper
+                bounds[:, : len(unit_columns)] = unit_columns, lower, upper
                 conditions.append(bounds)
                 tables.append(table() @ self.owner)
                 offsets.append(used // len(self.names))
@@ -358,15 +419,17 @@ class _Kernel:
         summed = np.zeros((rows, len(self.names)))
         step = max(1, KERNEL_BLOCK // max(units * UNIT_CONDITIONS, 1))
         for start in range(0, rows if units else 0, step):
-            block = matrix[start:start + step]
+            block = matrix[start : start + step]
             held = _inside(block.take(self.unit_columns, axis=1), self.lower, self.upper)  # rows × (units × 8)
             # a unit's 8 bytes (0 or 1) as one little-endian word; the multiplication gathers bit i from byte i
             outcome = (held.view(np.dtype("<u8")) * np.uint64(0x0102040810204080)) >> np.uint64(56)
             entries = outcome.astype(np.int64) + self.offsets  # each unit's table row for each row
             count = len(block) * units
-            reached = sparse.csr_matrix((np.ones(count), entries.reshape(-1), np.arange(0, count + 1, units)),
-                                        shape=(len(block), len(self.tables)))
-            summed[start:start + step] = reached @ self.tables
+            reached = sparse.csr_matrix(
+                (np.ones(count), entries.reshape(-1), np.arange(0, count + 1, units)),
+                shape=(len(block), len(self.tables)),
+            )
+            summed[start : start + step] = reached @ self.tables
         return summed
 
 
@@ -409,8 +472,9 @@ def _kernel(explanation: Mapping[str, Any]) -> _Kernel:
 
 def _tree_paths(tree: Mapping[str, Any]) -> list[_Path]:
     """A tree's root-to-leaf paths."""
-    left, right, column, threshold, value, cover = (np.asarray(tree[k]) for k in
-                                                    ("left", "right", "column", "threshold", "value", "cover"))
+    left, right, column, threshold, value, cover = (
+        np.asarray(tree[k]) for k in ("left", "right", "column", "threshold", "value", "cover")
+    )
     paths = []
     stack: list[tuple[int, dict, list]] = [(0, {}, [])]
     while stack:
@@ -423,8 +487,13 @@ def _tree_paths(tree: Mapping[str, Any]) -> list[_Path]:
             bound = float(threshold[node])
             lower, upper = (lower, min(upper, bound)) if goes_left else (max(lower, bound), upper)
             share = float(cover[child]) / float(cover[node]) if cover[node] else 0.0
-            stack.append((int(child), {**conditions, int(column[node]): [lower, upper, zero * share]},
-                          [*steps, (node, goes_left)]))
+            stack.append(
+                (
+                    int(child),
+                    {**conditions, int(column[node]): [lower, upper, zero * share]},
+                    [*steps, (node, goes_left)],
+                )
+            )
     return paths
 
 
@@ -450,8 +519,12 @@ def _shapley(bits: np.ndarray, zero: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _subset_weights(d: int) -> np.ndarray:
     """[a, b]: the Shapley weight (a+b)!(d−a−b−1)!/d! of a subset with a columns before and b after."""
-    return np.asarray([[factorial(a + b) * factorial(d - a - b - 1) / factorial(d) if a + b < d else 0.0
-                        for b in range(d + 1)] for a in range(d + 1)])
+    return np.asarray(
+        [
+            [factorial(a + b) * factorial(d - a - b - 1) / factorial(d) if a + b < d else 0.0 for b in range(d + 1)]
+            for a in range(d + 1)
+        ]
+    )
 
 
 def _tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> np.ndarray:
@@ -507,9 +580,17 @@ def split_trees(estimator) -> list[dict[str, list]] | None:
         return [_hgb_tree(tree, 1.0) for trees in estimator._predictors for tree in trees]  # per iteration, class
     if isinstance(estimator, BaseDecisionTree):
         fitted = [estimator]
-    elif isinstance(estimator, (ensemble.RandomForestClassifier, ensemble.RandomForestRegressor,
-                                ensemble.ExtraTreesClassifier, ensemble.ExtraTreesRegressor,
-                                ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor)):
+    elif isinstance(
+        estimator,
+        (
+            ensemble.RandomForestClassifier,
+            ensemble.RandomForestRegressor,
+            ensemble.ExtraTreesClassifier,
+            ensemble.ExtraTreesRegressor,
+            ensemble.GradientBoostingClassifier,
+            ensemble.GradientBoostingRegressor,
+        ),
+    ):
         fitted = list(np.ravel(estimator.estimators_))  # a forest's list, gradient boosting's stages × classes
     else:
         return None
@@ -517,21 +598,27 @@ def split_trees(estimator) -> list[dict[str, list]] | None:
 
 
 def _sklearn_tree(tree, values) -> dict[str, list]:
-    return {"left": tree.children_left.tolist(), "right": tree.children_right.tolist(),
-            "column": tree.feature.tolist(), "threshold": tree.threshold.tolist(),
-            "value": np.asarray(values(tree), dtype=np.float64).tolist(),
-            "cover": tree.weighted_n_node_samples.tolist()}
+    return {
+        "left": tree.children_left.tolist(),
+        "right": tree.children_right.tolist(),
+        "column": tree.feature.tolist(),
+        "threshold": tree.threshold.tolist(),
+        "value": np.asarray(values(tree), dtype=np.float64).tolist(),
+        "cover": tree.weighted_n_node_samples.tolist(),
+    }
 
 
 def _hgb_tree(predictor, sign: float) -> dict[str, list]:
     nodes = predictor.nodes
     leaf = nodes["is_leaf"].astype(bool)
-    return {"left": np.where(leaf, -1, nodes["left"].astype(np.int64)).tolist(),
-            "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
-            "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
-            "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
-            "value": (nodes["value"].astype(np.float64) * sign).tolist(),
-            "cover": nodes["count"].astype(np.float64).tolist()}
+    return {
+        "left": np.where(leaf, -1, nodes["left"].astype(np.int64)).tolist(),
+        "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
+        "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
+        "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
+        "value": (nodes["value"].astype(np.float64) * sign).tolist(),
+        "cover": nodes["count"].astype(np.float64).tolist(),
+    }
 
 
 def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
@@ -540,6 +627,7 @@ def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
     names = booster.feature_names
     trees = []
     for dump in booster.get_dump(dump_format="json", with_stats=True):
+
         def split(node: dict) -> tuple:
             if "leaf" in node:
                 return None, float(node["leaf"]) * sign, float(node["cover"])
@@ -547,19 +635,25 @@ def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
             column = names.index(node["split"]) if names else int(node["split"][1:])
             below = float(np.nextafter(np.float32(node["split_condition"]), np.float32(-np.inf)))
             return (column, below, children[node["yes"]], children[node["no"]]), 0.0, float(node["cover"])
+
         trees.append(_flattened(json.loads(dump), split))
     return trees
 
 
 def _lightgbm_trees(model: Mapping[str, Any], sign: float) -> list[dict[str, list]]:
     """LightGBM's trees from its model dump (numerical splits: value <= threshold goes left)."""
+
     def split(node: dict) -> tuple:
         if "leaf_value" in node:
             return None, float(node["leaf_value"]) * sign, float(node.get("leaf_count", 1))
         if node["decision_type"] != "<=":
             raise ScorehouseError(f"LightGBM's {node['decision_type']!r} splits are not explained")
-        return ((int(node["split_feature"]), float(node["threshold"]), node["left_child"], node["right_child"]),
-                0.0, float(node["internal_count"]))
+        return (
+            (int(node["split_feature"]), float(node["threshold"]), node["left_child"], node["right_child"]),
+            0.0,
+            float(node["internal_count"]),
+        )
+
     return [_flattened(tree["tree_structure"], split) for tree in model["tree_info"]]
 
 
@@ -575,8 +669,14 @@ def _flattened(root: Mapping[str, Any], split) -> dict[str, list]:
             tree["left" if is_left else "right"][parent] = position
         test, value, cover = split(node)
         column, threshold = (test[0], test[1]) if test else (-2, -2.0)
-        for key, item in (("left", -1), ("right", -1), ("column", column), ("threshold", threshold),
-                          ("value", value), ("cover", cover)):
+        for key, item in (
+            ("left", -1),
+            ("right", -1),
+            ("column", column),
+            ("threshold", threshold),
+            ("value", value),
+            ("cover", cover),
+        ):
             tree[key].append(item)
         if test:
             pending += [(test[3], position, False), (test[2], position, True)]

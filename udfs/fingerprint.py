@@ -43,8 +43,9 @@ def fingerprint_select(features: Sequence[Feature], sql: Dialect) -> str:
     head = f"substr({row_hash_sql(features, '', sql)}, 1, 16)"
     total = f"sum({sql.hex_number(head, 16)})"
     hexed = sql.hex_digits(f"coalesce({total}, 0) % {MODULUS}", 16)
-    return (f"select count(*) as rows_in, {hexed} as input_fingerprint, "
-            f"{sql.literal(schema_hash(features))} as schema_hash")
+    return (
+        f"select count(*) as rows_in, {hexed} as input_fingerprint, {sql.literal(schema_hash(features))} as schema_hash"
+    )
 
 
 def schema_hash(features: Sequence[Feature]) -> str:
@@ -75,8 +76,9 @@ def row_hash_prefixes(features: Sequence[Feature], rows) -> list[str]:
 
     with duckdb.connect() as con:
         con.register("training_rows", rows)
-        found = con.sql(f"select distinct substr({row_hash_sql(features, '', DUCKDB)}, 1, 16) as h "
-                        "from training_rows order by h").fetchall()
+        found = con.sql(
+            f"select distinct substr({row_hash_sql(features, '', DUCKDB)}, 1, 16) as h from training_rows order by h"
+        ).fetchall()
     return [h for (h,) in found]
 
 
@@ -94,13 +96,17 @@ def _float32_text(column: str, sql: Dialect) -> str:
     a = f"abs({x})"
     e0 = f"floor(log2({a}))"
     # log2 may be one off at a power of two: correct it against exact powers of two
-    e = (f"cast(case when {a} < power(2.0, {e0}) then {e0} - 1 "
-         f"when {a} >= power(2.0, {e0} + 1) then {e0} + 1 else {e0} end as int)")
+    e = (
+        f"cast(case when {a} < power(2.0, {e0}) then {e0} - 1 "
+        f"when {a} >= power(2.0, {e0} + 1) then {e0} + 1 else {e0} end as int)"
+    )
     m = f"cast({a} / power(2.0, {e} - 23) as bigint)"
     text = sql.text_type
-    return (f"(case when {x} is null then 'N' when isnan({x}) then 'nan' when {x} = 0 then '0' "
-            f"when {a} = cast('inf' as double) then case when {x} > 0 then 'inf' else '-inf' end "
-            f"else (case when {x} < 0 then '-' else '' end) || cast({m} as {text}) || 'p' || cast({e} as {text}) end)")
+    return (
+        f"(case when {x} is null then 'N' when isnan({x}) then 'nan' when {x} = 0 then '0' "
+        f"when {a} = cast('inf' as double) then case when {x} > 0 then 'inf' else '-inf' end "
+        f"else (case when {x} < 0 then '-' else '' end) || cast({m} as {text}) || 'p' || cast({e} as {text}) end)"
+    )
 
 
 def _category_text(column: str, sql: Dialect) -> str:

@@ -30,11 +30,21 @@ from .spec import TASKS, Estimator, ModelSpec, Source, _class_label
 from .training import Progress, no_progress, package, prepare, timed_steps
 
 
-def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: str,
-                    registry: Registry | str | None = None, holdout: Any = None, positive_class: Any = None,
-                    description: str = "", weight: str | None = None,
-                    alias: str | None = None,
-                    progress: Progress = no_progress) -> int:
+def register_fitted(
+    pipeline: Any,
+    frame: Any,
+    *,
+    target: str,
+    task: str,
+    name: str,
+    registry: Registry | str | None = None,
+    holdout: Any = None,
+    positive_class: Any = None,
+    description: str = "",
+    weight: str | None = None,
+    alias: str | None = None,
+    progress: Progress = no_progress,
+) -> int:
     """Register a fitted pipeline; return its version (an identical earlier registration is reused)."""
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -52,20 +62,37 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
         pipeline = Pipeline([("estimator", pipeline)])
     table, holdout_table = _arrow(frame, name), (None if holdout is None else _arrow(holdout, name))
     numeric, categorical = _features(pipeline, table, target, weight, name)
-    spec = ModelSpec(name=name, task=task, target=target, source=Source(),
-                     estimator=Estimator(kind="fitted", params={"class": _describe(pipeline)}),
-                     numeric=numeric, categorical=categorical, description=description,
-                     positive_class=None if positive_class is None else _class_label(positive_class), weight=weight)
+    spec = ModelSpec(
+        name=name,
+        task=task,
+        target=target,
+        source=Source(),
+        estimator=Estimator(kind="fitted", params={"class": _describe(pipeline)}),
+        numeric=numeric,
+        categorical=categorical,
+        description=description,
+        positive_class=None if positive_class is None else _class_label(positive_class),
+        weight=weight,
+    )
     data = prepare(spec, table, holdout_table, split=False)
     seconds: dict[str, float] = {}
     step = timed_steps(progress, seconds)
     try:
-        candidate = package(spec, data, pipeline, step, seconds,
-                            evaluated_on="holdout" if holdout is not None else "training frame", explained=False)
+        candidate = package(
+            spec,
+            data,
+            pipeline,
+            step,
+            seconds,
+            evaluated_on="holdout" if holdout is not None else "training frame",
+            explained=False,
+        )
     except ParityError as exc:
-        raise ParityError(f"{exc}. A pipeline fitted on float64 numbers can split between two float32 values: "
-                          "fit it on the frame with its numeric columns cast to float32, "
-                          "as scorehouse train does") from None
+        raise ParityError(
+            f"{exc}. A pipeline fitted on float64 numbers can split between two float32 values: "
+            "fit it on the frame with its numeric columns cast to float32, "
+            "as scorehouse train does"
+        ) from None
     registry = registry if isinstance(registry, Registry) else Registry(registry)
     onnx_sha = hashlib.sha256(candidate.onnx_bytes).hexdigest()
     fingerprint = training_fingerprint(candidate.manifest)
@@ -74,8 +101,13 @@ def register_fitted(pipeline: Any, frame: Any, *, target: str, task: str, name: 
         return artifact_sha256(manifest, "model.onnx") == onnx_sha and training_fingerprint(manifest) == fingerprint
 
     version, created = registry.register_new(candidate.manifest, candidate.files, same_as=same)
-    event("registered", f"{name}: {'registered' if created else 'already registered as'} version {version} "
-          f"in {registry.root}", model=name, version=version, created=created)
+    event(
+        "registered",
+        f"{name}: {'registered' if created else 'already registered as'} version {version} in {registry.root}",
+        model=name,
+        version=version,
+        created=created,
+    )
     if alias:
         registry.promote(name, version, alias)
     return version
@@ -92,27 +124,34 @@ def _arrow(frame: Any, name: str) -> pa.Table:
 
 def _features(pipeline: Any, table: pa.Table, target: str, weight: str | None, name: str) -> tuple[list, list]:
     """The feature columns by kind: the pipeline's feature_names_in_, else every column but the target and weight."""
-    columns = [str(c) for c in getattr(pipeline, "feature_names_in_", [])] or \
-        [c for c in table.column_names if c not in (target, weight)]
+    columns = [str(c) for c in getattr(pipeline, "feature_names_in_", [])] or [
+        c for c in table.column_names if c not in (target, weight)
+    ]
     missing = [c for c in [*columns, target] if c not in table.column_names]
     if missing:
-        raise SpecError(f"Model {name}: the frame lacks column(s) {listed(missing)}; "
-                        f"it has: {listed(table.column_names)}")
+        raise SpecError(
+            f"Model {name}: the frame lacks column(s) {listed(missing)}; it has: {listed(table.column_names)}"
+        )
     numeric, categorical = [], []
     for column in columns:
         kind = table.schema.field(column).type
-        if (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
-                or pa.types.is_boolean(kind)):
+        if (
+            pa.types.is_integer(kind)
+            or pa.types.is_floating(kind)
+            or pa.types.is_decimal(kind)
+            or pa.types.is_boolean(kind)
+        ):
             numeric.append(column)
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
             categorical.append(column)
         else:
-            raise SpecError(f"Model {name}: column '{column}' has type {kind}; a fitted pipeline's features are "
-                            "numbers, BOOLEAN or text")
+            raise SpecError(
+                f"Model {name}: column '{column}' has type {kind}; a fitted pipeline's features are "
+                "numbers, BOOLEAN or text"
+            )
     return numeric, categorical
 
 
 def _describe(pipeline: Any) -> str:
     steps = getattr(pipeline, "steps", None)
     return " > ".join(type(step).__name__ for _, step in steps) if steps else type(pipeline).__name__
-

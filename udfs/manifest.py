@@ -95,37 +95,65 @@ class Version:
             training = m.get("training_data") or {}
             estimator = m.get("estimator") or {}
             version = cls(
-                format=m["format"], name=m["name"], version=int(m["version"]) if "version" in m else None,
-                task=m["task"], features=tuple(Feature.from_dict(f) for f in m["features"]),
-                classes=tuple(str(c) for c in m.get("classes") or ()), positive_class=m.get("positive_class"),
-                onnx_outputs=dict(m["onnx_outputs"]), onnx_category_codes=m.get("onnx_category_codes"),
-                estimator_kind=str(estimator.get("kind", "")), estimator_class=str(estimator.get("class", "")),
+                format=m["format"],
+                name=m["name"],
+                version=int(m["version"]) if "version" in m else None,
+                task=m["task"],
+                features=tuple(Feature.from_dict(f) for f in m["features"]),
+                classes=tuple(str(c) for c in m.get("classes") or ()),
+                positive_class=m.get("positive_class"),
+                onnx_outputs=dict(m["onnx_outputs"]),
+                onnx_category_codes=m.get("onnx_category_codes"),
+                estimator_kind=str(estimator.get("kind", "")),
+                estimator_class=str(estimator.get("class", "")),
                 estimator_params=estimator.get("params") or {},
                 training=TrainingData(
-                    source=str(training.get("source", "")), rows=int(training.get("rows", 0)),
-                    train_rows=int(training.get("train_rows", 0)), holdout_rows=int(training.get("holdout_rows", 0)),
-                    fingerprint=training.get("fingerprint"), weight=training.get("weight"),
-                    evaluated_on=training.get("evaluated_on")),
-                parity=Parity(str(parity["compared"]), int(parity["rows"]), float(parity["max_abs_diff"]),
-                              float(parity["tolerance"]), parity.get("splits_checked"),
-                              parity.get("thresholds_adjusted")) if parity else None,
+                    source=str(training.get("source", "")),
+                    rows=int(training.get("rows", 0)),
+                    train_rows=int(training.get("train_rows", 0)),
+                    holdout_rows=int(training.get("holdout_rows", 0)),
+                    fingerprint=training.get("fingerprint"),
+                    weight=training.get("weight"),
+                    evaluated_on=training.get("evaluated_on"),
+                ),
+                parity=Parity(
+                    str(parity["compared"]),
+                    int(parity["rows"]),
+                    float(parity["max_abs_diff"]),
+                    float(parity["tolerance"]),
+                    parity.get("splits_checked"),
+                    parity.get("thresholds_adjusted"),
+                )
+                if parity
+                else None,
                 metrics={k: float(v) for k, v in (m.get("metrics") or {}).items() if v is not None},
-                tweedie_power=m.get("tweedie_power"), artifacts=dict(m.get("artifacts") or {}),
-                explanation=m.get("explanation"), sql=m.get("sql"), profile=m.get("profile"),
-                training_rows=m.get("training_rows"), description=m.get("description") or "",
-                target=m.get("target"), created_at=m.get("created_at"), spec=m.get("spec") or {},
+                tweedie_power=m.get("tweedie_power"),
+                artifacts=dict(m.get("artifacts") or {}),
+                explanation=m.get("explanation"),
+                sql=m.get("sql"),
+                profile=m.get("profile"),
+                training_rows=m.get("training_rows"),
+                description=m.get("description") or "",
+                target=m.get("target"),
+                created_at=m.get("created_at"),
+                spec=m.get("spec") or {},
                 spec_sha256=m.get("spec_sha256"),
-                libraries=m.get("libraries") or {}, registration_seconds=m.get("registration_seconds") or {})
+                libraries=m.get("libraries") or {},
+                registration_seconds=m.get("registration_seconds") or {},
+            )
         except KeyError as exc:
             raise IntegrityError(f"Model {label}: its manifest has no field {exc}; refusing to load it") from None
         except (TypeError, ValueError, AttributeError) as exc:
-            raise IntegrityError(f"Model {label}: its manifest is not of format {MANIFEST_FORMAT} ({exc}); "
-                                 "refusing to load it") from None
+            raise IntegrityError(
+                f"Model {label}: its manifest is not of format {MANIFEST_FORMAT} ({exc}); refusing to load it"
+            ) from None
         if version.task not in TASKS:
             raise IntegrityError(f"Model {label}: its manifest's task is {version.task!r}, not one of {list(TASKS)}")
         if version.task == "binary" and version.positive_class not in version.classes:
-            raise IntegrityError(f"Model {label}: its manifest's positive class {version.positive_class!r} is not one "
-                                 f"of its classes {list(version.classes)}; refusing to load it")
+            raise IntegrityError(
+                f"Model {label}: its manifest's positive class {version.positive_class!r} is not one "
+                f"of its classes {list(version.classes)}; refusing to load it"
+            )
         return version
 
     @property
@@ -150,8 +178,10 @@ class Version:
         """Why the SQL written from the version's explanation must not score it (it disagreed with the library
         on the holdout at registration), or None."""
         if self.sql and self.sql.get("ok") is False:
-            return (f"max |difference| {float(self.sql['max_abs_diff']):.3g} on {int(self.sql['rows']):,} "
-                    f"holdout rows, tolerance {self.tolerance:.3g}")
+            return (
+                f"max |difference| {float(self.sql['max_abs_diff']):.3g} on {int(self.sql['rows']):,} "
+                f"holdout rows, tolerance {self.tolerance:.3g}"
+            )
         return None
 
     @property
@@ -167,9 +197,11 @@ def migrate(raw: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(found, int) or isinstance(found, bool) or found < 1:
         raise IntegrityError(f"Model {m.get('name')}: its manifest's format is {found!r}, not a format number")
     if found > MANIFEST_FORMAT:
-        raise IntegrityError(f"Model {m.get('name')} v{m.get('version')}: its manifest is of format {found}, "
-                             f"newer than this release of scorehouse reads (up to {MANIFEST_FORMAT}): "
-                             "upgrade scorehouse")
+        raise IntegrityError(
+            f"Model {m.get('name')} v{m.get('version')}: its manifest is of format {found}, "
+            f"newer than this release of scorehouse reads (up to {MANIFEST_FORMAT}): "
+            "upgrade scorehouse"
+        )
     if found < 2 and m.get("task") == "binary" and m.get("classes") and m.get("positive_class") != m["classes"][-1]:
         m["metrics"] = {k: v for k, v in (m.get("metrics") or {}).items() if k not in _OTHER_CLASS_METRICS}
     explanation = m.get("explanation")
@@ -181,8 +213,17 @@ def migrate(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # What a version's outputs mean: two versions with one graph must agree on each (Registry.same_graph_problems).
-SCORING_FIELDS = ("name", "task", "target", "classes", "positive_class", "features", "onnx_outputs",
-                  "onnx_category_codes", "tweedie_power")
+SCORING_FIELDS = (
+    "name",
+    "task",
+    "target",
+    "classes",
+    "positive_class",
+    "features",
+    "onnx_outputs",
+    "onnx_category_codes",
+    "tweedie_power",
+)
 
 
 def identity(raw: Any) -> tuple[Any, Any]:

@@ -33,10 +33,12 @@ RULES = Path(__file__).with_name("prometheus") / "alerts.yml"
 
 # The rows of the latest build in each history table (quality: each version's latest window in it).
 LATEST_DRIFT = "from drift_history where invocation_id = (select max_by(invocation_id, recorded_at) from drift_history)"
-LATEST_QUALITY = ("from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) "
-                  "from quality_history) and window_start = (select max(window_start) from quality_history w "
-                  "where w.invocation_id = q.invocation_id and w.model_name = q.model_name "
-                  "and w.model_version = q.model_version)")
+LATEST_QUALITY = (
+    "from quality_history q where invocation_id = (select max_by(invocation_id, recorded_at) "
+    "from quality_history) and window_start = (select max(window_start) from quality_history w "
+    "where w.invocation_id = q.invocation_id and w.model_name = q.model_name "
+    "and w.model_version = q.model_version)"
+)
 
 
 def latest_runs(relation: str = "scoring_runs") -> str:
@@ -49,41 +51,48 @@ LATEST_RUNS = latest_runs()
 GAUGES: dict[str, tuple[str, str]] = {
     "scorehouse_drift_value": (
         "Current value of a drift metric of a guarded input feature, latest build",
-        "select model_ref as model, input_relation as input, feature, metric, current_value as value "
-        + LATEST_DRIFT),
+        "select model_ref as model, input_relation as input, feature, metric, current_value as value " + LATEST_DRIFT,
+    ),
     "scorehouse_drift_error_above": (
         "Error threshold of a drift metric",
-        "select model_ref as model, input_relation as input, feature, metric, error_above as value "
-        + LATEST_DRIFT),
+        "select model_ref as model, input_relation as input, feature, metric, error_above as value " + LATEST_DRIFT,
+    ),
     "scorehouse_drift_level": (
         "Level of a drift metric: 0 ok, 1 warn, 2 error",
         "select model_ref as model, input_relation as input, feature, metric, "
-        "case level when 'error' then 2 when 'warn' then 1 else 0 end as value "
-        + LATEST_DRIFT),
+        "case level when 'error' then 2 when 'warn' then 1 else 0 end as value " + LATEST_DRIFT,
+    ),
     "scorehouse_quality_value": (
         "A quality metric of a model version on its latest window with outcomes",
         "select model_name as model, cast(model_version as varchar) as version, metric, better, value "
-        + LATEST_QUALITY),
+        + LATEST_QUALITY,
+    ),
     "scorehouse_quality_holdout": (
         "The holdout value of the same metric, from the version's manifest",
         "select model_name as model, cast(model_version as varchar) as version, metric, better, holdout_value as value "
-        + LATEST_QUALITY),
+        + LATEST_QUALITY,
+    ),
     "scorehouse_label_coverage": (
         "Share of the scored rows whose outcome has arrived, latest window",
         "select distinct model_name as model, cast(model_version as varchar) as version, label_coverage as value "
-        + LATEST_QUALITY),
+        + LATEST_QUALITY,
+    ),
     "scorehouse_rows_scored": (
         "Rows a relation scored with a model version in the latest build",
         "select model_name as model, cast(model_version as varchar) as version, scored_relation as relation, "
-        "rows_out as value " + LATEST_RUNS),
+        "rows_out as value " + LATEST_RUNS,
+    ),
     "scorehouse_scoring_seconds": (
         "Seconds the relation took to build in the latest build",
         "select model_name as model, cast(model_version as varchar) as version, scored_relation as relation, "
-        "epoch(finished_at) - epoch(started_at) as value " + LATEST_RUNS),
+        "epoch(finished_at) - epoch(started_at) as value " + LATEST_RUNS,
+    ),
 }
-SERVING_GAUGE = ("scorehouse_last_publication_timestamp_seconds",
-                 "When each mart was last published to the serving file (Unix time)",
-                 "select mart, epoch(published_at) as value from scorehouse_publication")
+SERVING_GAUGE = (
+    "scorehouse_last_publication_timestamp_seconds",
+    "When each mart was last published to the serving file (Unix time)",
+    "select mart, epoch(published_at) as value from scorehouse_publication",
+)
 
 
 def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = None, registry=None) -> str:
@@ -96,23 +105,32 @@ def collect(warehouse: str | os.PathLike, serving: str | os.PathLike | None = No
         for name, (help_text, query) in GAUGES.items():
             if _table_of(query) in tables:
                 families.append(_family(name, help_text, _rows(conn, query)))
-        latest = [f"select epoch(max({column})) as value from {table}"
-                  for table, column in (("drift_history", "recorded_at"), ("scoring_runs", "finished_at"))
-                  if table in tables]
+        latest = [
+            f"select epoch(max({column})) as value from {table}"
+            for table, column in (("drift_history", "recorded_at"), ("scoring_runs", "finished_at"))
+            if table in tables
+        ]
         if latest:
-            families.append(_family("scorehouse_last_build_timestamp_seconds",
-                                    "When the newest build recorded drift or scoring (Unix time)",
-                                    _rows(conn, f"select max(value) as value from ({' union all '.join(latest)})")))
+            families.append(
+                _family(
+                    "scorehouse_last_build_timestamp_seconds",
+                    "When the newest build recorded drift or scoring (Unix time)",
+                    _rows(conn, f"select max(value) as value from ({' union all '.join(latest)})"),
+                )
+            )
     if serving and Path(serving).exists():
         with duckdb.connect(str(serving), read_only=True, config={"enable_external_access": False}) as conn:
-            if conn.execute("select count(*) from duckdb_tables() "
-                            "where table_name = 'scorehouse_publication'").fetchall()[0][0]:
+            if conn.execute(
+                "select count(*) from duckdb_tables() where table_name = 'scorehouse_publication'"
+            ).fetchall()[0][0]:
                 families.append(_family(*SERVING_GAUGE[:2], _rows(conn, SERVING_GAUGE[2])))
     return "".join(families) + "# EOF\n"
 
 
-ALIAS_GAUGE: tuple[str, str] = ("scorehouse_model_alias",
-                               "1 for the version each alias of a model points at now (the registry)")
+ALIAS_GAUGE: tuple[str, str] = (
+    "scorehouse_model_alias",
+    "1 for the version each alias of a model points at now (the registry)",
+)
 
 
 def alias_rows(registry) -> list[dict[str, Any]]:
@@ -125,8 +143,10 @@ def alias_rows(registry) -> list[dict[str, Any]]:
             aliases = registry.aliases(name)
         except ScorehouseError:
             continue  # `scorehouse verify` reports it; the other models' aliases are still exported
-        rows += [{"model": name, "alias": alias, "version": str(version), "value": 1}
-                 for alias, version in sorted(aliases.items())]
+        rows += [
+            {"model": name, "alias": alias, "version": str(version), "value": 1}
+            for alias, version in sorted(aliases.items())
+        ]
     return rows
 
 

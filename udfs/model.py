@@ -141,4 +141,3 @@ class LoadedModel(ModelCard):
         keys = pa.array(self.classes * n, pa.string())
         offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
         return pa.MapArray.from_arrays(offsets, keys, pa.array(probs.reshape(-1)))
-

@@ -71,8 +71,9 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> GateRun:
         results = run["results"]
         nodes = json.loads((target / "manifest.json").read_text())["nodes"]
     except FileNotFoundError as exc:
-        raise ScorehouseError(f"No {Path(exc.filename).name} in {target}: run `dbt build` first, "
-                              "or pass the build's --target-path") from None
+        raise ScorehouseError(
+            f"No {Path(exc.filename).name} in {target}: run `dbt build` first, or pass the build's --target-path"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ScorehouseError(f"{target} holds no readable dbt run results and manifest ({exc})") from None
     breaches, gates, schema = [], 0, None
@@ -84,15 +85,30 @@ def failed_gates(target: str | Path, query: Query, dialect: Dialect) -> GateRun:
         if result.get("status") != "fail":
             continue
         if not node.get("config", {}).get("store_failures") or node.get("attached_node") not in nodes:
-            raise ScorehouseError(f"Quality gate {node['name']} failed but keeps no failures to read "
-                                  "(store_failures is off); scorehouse gates store them unless configured not to")
+            raise ScorehouseError(
+                f"Quality gate {node['name']} failed but keeps no failures to read "
+                "(store_failures is off); scorehouse gates store them unless configured not to"
+            )
         failures, quality = _relation(node, dialect), _relation(nodes[node["attached_node"]], dialect)
         schema = dialect.identifier(nodes[node["attached_node"]]["schema"])
-        rows = query(f"select model_name, model_version, window_start, metric, current_value, detail, verdict "
-                     f"from {failures} where level = {dialect.literal('error')}")
-        breaches += [Breach(node["name"], quality, r["model_name"], int(r["model_version"]), str(r["window_start"]),
-                            r["metric"], None if r["current_value"] is None else float(r["current_value"]), r["detail"],
-                            r["verdict"] == "worse") for r in rows]
+        rows = query(
+            f"select model_name, model_version, window_start, metric, current_value, detail, verdict "
+            f"from {failures} where level = {dialect.literal('error')}"
+        )
+        breaches += [
+            Breach(
+                node["name"],
+                quality,
+                r["model_name"],
+                int(r["model_version"]),
+                str(r["window_start"]),
+                r["metric"],
+                None if r["current_value"] is None else float(r["current_value"]),
+                r["detail"],
+                r["verdict"] == "worse",
+            )
+            for r in rows
+        ]
     return GateRun(gates, breaches, _invocation(run, target), (run.get("metadata") or {}).get("invocation_id"), schema)
 
 
@@ -101,8 +117,10 @@ def _invocation(run: dict[str, Any], target: Path) -> str:
     metadata, args = run.get("metadata") or {}, run.get("args") or {}
     command = args.get("invocation_command") or f"dbt {args.get('which', '?')}"
     command = command.split(" --project-dir")[0].split(" --profiles-dir")[0]
-    return (f"`{command}` (invocation {metadata.get('invocation_id', '?')}, {metadata.get('generated_at', '?')}) "
-            f"in {target / 'run_results.json'}")
+    return (
+        f"`{command}` (invocation {metadata.get('invocation_id', '?')}, {metadata.get('generated_at', '?')}) "
+        f"in {target / 'run_results.json'}"
+    )
 
 
 def decide(registry: Registry, breaches: list[Breach], query: Query, dialect: Dialect) -> list[Decision]:
@@ -157,20 +175,28 @@ class Verdict:
             if d.rollback and self.rolled_back:
                 lines.append(f"{d.model}: prod rolled back from version {d.version} to {d.to}")
                 scored = self.rescore.get(d.model)
-                lines.append(f"{d.model}: " + (
-                    f"{', '.join(scored)} still hold version {d.version}'s scores (and the serving file its "
-                    f"publication): re-score and re-publish them with `dbt build --select "
-                    f"{' '.join(name + '+' for name in scored)}`" if scored else
-                    f"the relations version {d.version} scored still hold its scores: re-score and re-publish "
-                    "them with `dbt build`"))
+                lines.append(
+                    f"{d.model}: "
+                    + (
+                        f"{', '.join(scored)} still hold version {d.version}'s scores (and the serving file its "
+                        f"publication): re-score and re-publish them with `dbt build --select "
+                        f"{' '.join(name + '+' for name in scored)}`"
+                        if scored
+                        else f"the relations version {d.version} scored still hold its scores: re-score and re-publish "
+                        "them with `dbt build`"
+                    )
+                )
             elif d.rollback:
-                lines.append(f"{d.model}: prod would roll back from version {d.version} to {d.to} "
-                             "(run with --rollback-on-error to do it)")
+                lines.append(
+                    f"{d.model}: prod would roll back from version {d.version} to {d.to} "
+                    "(run with --rollback-on-error to do it)"
+                )
             else:
                 lines.append(f"{d.model}: prod kept at version {d.version}: {d.why}")
         if not self.gates:
-            return [f"no quality gate ({QUALITY_GATE}) ran in {self.invocation}: the gates run in "
-                    "`dbt build` or `dbt test`"]
+            return [
+                f"no quality gate ({QUALITY_GATE}) ran in {self.invocation}: the gates run in `dbt build` or `dbt test`"
+            ]
         return lines or [f"{self.gates} quality gate{'s' if self.gates > 1 else ''} ran, none errored"]
 
 
@@ -182,8 +208,9 @@ def monitor(registry: Registry, target: str | Path, query: Query, dialect: Diale
     for d in decisions:
         if d.rollback and rollback:
             assert d.version is not None, "a rollback is decided only for a prod version that failed"
-            registry.rollback(d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback",
-                              expect=d.version)
+            registry.rollback(
+                d.model, DEFAULT_ALIAS, reason=f"automatic: {d.why}", action="automatic_rollback", expect=d.version
+            )
             rescore[d.model] = _scored_by(run, d.model, d.version, query, dialect)
     return Verdict(run.gates, run.breaches, decisions, rollback, run.described, rescore)
 
@@ -193,9 +220,11 @@ def _scored_by(run: GateRun, model: str, version: int, query: Query, dialect: Di
     if not (run.invocation_id and run.schema):
         return []
     try:
-        rows = query(f"select distinct scored_relation from {run.schema}.{dialect.identifier('scoring_runs')} "
-                     f"where invocation_id = {dialect.literal(run.invocation_id)} and model_name = "
-                     f"{dialect.literal(model)} and model_version = {int(version)} order by scored_relation")
+        rows = query(
+            f"select distinct scored_relation from {run.schema}.{dialect.identifier('scoring_runs')} "
+            f"where invocation_id = {dialect.literal(run.invocation_id)} and model_name = "
+            f"{dialect.literal(model)} and model_version = {int(version)} order by scored_relation"
+        )
     except Exception:  # noqa: BLE001 - no scoring_runs (its hook off): the line names no relation
         return []
     return [r["scored_relation"] for r in rows]
@@ -208,16 +237,22 @@ def _no_better(previous: int, breaches: list[Breach], query: Query, dialect: Dia
         if not b.worse:
             continue
         assert b.value is not None, "a 'worse' verdict compares a measured value (expect_model_quality_above)"
-        rows = query(f"select value, better from {b.quality} where model_name = {dialect.literal(b.model)} "
-                     f"and model_version = {int(previous)} and metric = {dialect.literal(b.metric)} "
-                     f"and cast(window_start as {dialect.text_type}) = {dialect.literal(b.window)}")
+        rows = query(
+            f"select value, better from {b.quality} where model_name = {dialect.literal(b.model)} "
+            f"and model_version = {int(previous)} and metric = {dialect.literal(b.metric)} "
+            f"and cast(window_start as {dialect.text_type}) = {dialect.literal(b.window)}"
+        )
         if not rows or rows[0]["value"] is None:
             continue
         theirs, better = float(rows[0]["value"]), rows[0]["better"]
-        if ((better == "higher" and theirs <= b.value) or (better == "lower" and theirs >= b.value)
-                or (better == "nearer_zero" and abs(theirs) >= abs(b.value))):
-            return (f"version {previous} did no better on window {b.window}: {b.metric} {theirs:.4g} "
-                    f"against {b.value:.4g}")
+        if (
+            (better == "higher" and theirs <= b.value)
+            or (better == "lower" and theirs >= b.value)
+            or (better == "nearer_zero" and abs(theirs) >= abs(b.value))
+        ):
+            return (
+                f"version {previous} did no better on window {b.window}: {b.metric} {theirs:.4g} against {b.value:.4g}"
+            )
     return None
 
 

@@ -26,8 +26,10 @@ VERSION = re.compile(r"[1-9][0-9]{0,8}")
 RESERVED_NAMES = frozenset({"label", "proba", "json"})
 
 NAME_RULE = "a model name is lower-case ASCII letters, digits and _ starting with a letter (at most 63)"
-GRAMMAR = (f"{NAME_RULE}, an alias starts with a letter and holds ASCII letters, digits, _ or - (at most 63), "
-           "a version is a number; e.g. mortgage_deny, mortgage_deny@candidate, mortgage_deny@3")
+GRAMMAR = (
+    f"{NAME_RULE}, an alias starts with a letter and holds ASCII letters, digits, _ or - (at most 63), "
+    "a version is a number; e.g. mortgage_deny, mortgage_deny@candidate, mortgage_deny@3"
+)
 
 
 class InvalidReference(ModelNotFound):
@@ -81,8 +83,9 @@ def check_alias(alias: object) -> str:
 
 def check_version(version: object) -> int:
     """Return a version number (an int, or ASCII digits), else fail."""
-    if isinstance(version, bool) or not (isinstance(version, int) and version > 0
-                                         or isinstance(version, str) and VERSION.fullmatch(version)):
+    if isinstance(version, bool) or not (
+        isinstance(version, int) and version > 0 or isinstance(version, str) and VERSION.fullmatch(version)
+    ):
         raise InvalidReference(f"Version '{shown(version)}' is not valid: {GRAMMAR}")
     return int(version)
 

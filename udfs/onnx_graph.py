@@ -87,8 +87,11 @@ def coded_categories(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str,
     for graph_input in model.graph.input:
         if graph_input.type.tensor_type.elem_type != TensorProto.STRING:
             continue
-        encoders = [node_attributes(node) if node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN else {}
-                    for node in model.graph.node if graph_input.name in node.input]
+        encoders = [
+            node_attributes(node) if node.op_type == "OneHotEncoder" and node.domain == ML_DOMAIN else {}
+            for node in model.graph.node
+            if graph_input.name in node.input
+        ]
         categories = {tuple(attrs.get("cats_strings", ())) for attrs in encoders}
         if encoders and len(categories) == 1 and all("cats_strings" in attrs for attrs in encoders):
             codes[graph_input.name] = [c.decode() for c in categories.pop()]
@@ -118,9 +121,14 @@ def _is_binary_logistic_trees(node: onnx.NodeProto) -> bool:
         return False
     attrs = node_attributes(node)
     classes = attrs.get("classlabels_strings") or attrs.get("classlabels_int64s") or []
-    return (attrs.get("post_transform", b"NONE") == b"LOGISTIC" and len(classes) == 2
-            and set(attrs.get("class_ids", [])) == {0} and len(attrs.get("base_values", [0.0])) == 1
-            and "base_values_as_tensor" not in attrs and "nodes_values_as_tensor" not in attrs)
+    return (
+        attrs.get("post_transform", b"NONE") == b"LOGISTIC"
+        and len(classes) == 2
+        and set(attrs.get("class_ids", [])) == {0}
+        and len(attrs.get("base_values", [0.0])) == 1
+        and "base_values_as_tensor" not in attrs
+        and "nodes_values_as_tensor" not in attrs
+    )
 
 
 def _as_regressor(node: onnx.NodeProto) -> list[onnx.NodeProto]:
@@ -133,9 +141,14 @@ def _as_regressor(node: onnx.NodeProto) -> list[onnx.NodeProto]:
         return f"{name}__{suffix}"
 
     regressor = {key: value for key, value in attrs.items() if key.startswith("nodes_")}
-    regressor.update(n_targets=1, post_transform="NONE", target_ids=attrs["class_ids"],
-                     target_nodeids=attrs["class_nodeids"], target_treeids=attrs["class_treeids"],
-                     target_weights=attrs["class_weights"])
+    regressor.update(
+        n_targets=1,
+        post_transform="NONE",
+        target_ids=attrs["class_ids"],
+        target_nodeids=attrs["class_nodeids"],
+        target_treeids=attrs["class_treeids"],
+        target_weights=attrs["class_weights"],
+    )
     if "base_values" in attrs:
         regressor["base_values"] = attrs["base_values"]
     if "classlabels_strings" in attrs:
@@ -147,8 +160,9 @@ def _as_regressor(node: onnx.NodeProto) -> list[onnx.NodeProto]:
         return helper.make_node("Constant", [], [output], value=tensor)
 
     return [
-        helper.make_node("TreeEnsembleRegressor", list(node.input), [tmp("raw")], name=tmp("trees"),
-                         domain=ML_DOMAIN, **regressor),
+        helper.make_node(
+            "TreeEnsembleRegressor", list(node.input), [tmp("raw")], name=tmp("trees"), domain=ML_DOMAIN, **regressor
+        ),
         helper.make_node("Sigmoid", [tmp("raw")], [tmp("positive")]),
         constant(tmp("one"), numpy_helper.from_array(np.array(1.0, dtype=np.float32), tmp("one"))),
         helper.make_node("Sub", [tmp("one"), tmp("positive")], [tmp("negative")]),

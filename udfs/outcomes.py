@@ -38,19 +38,28 @@ def outcome_sql(card: ModelCard, expression: str, column: str, sql: Dialect) -> 
         """Stop the query: `Model m v1: outcome 'c' <problem>`; with `value`, the value and its type first."""
         head = f"Model {card.label}: outcome {_quoted(column)} "
         if value:
-            parts = [sql.literal(head + "holds '"), f"substr({text}, 1, {SHOWN_CHARACTERS})",
-                     sql.literal("' ("), found, sql.literal(f"), {problem}")]
+            parts = [
+                sql.literal(head + "holds '"),
+                f"substr({text}, 1, {SHOWN_CHARACTERS})",
+                sql.literal("' ("),
+                found,
+                sql.literal(f"), {problem}"),
+            ]
         else:
             parts = [sql.literal(head + "has type "), found, sql.literal(f"; {problem}")]
         return sql.fail(" || ".join(parts))
 
     numeric = sql.matches(found, TYPE_PATTERNS[NUMERIC])
     if card.task == "regression":
-        return (f"(CASE WHEN {expression} IS NULL THEN NULL WHEN {numeric} THEN CAST({expression} AS DOUBLE) "
-                f"ELSE {fail('a regressor is measured on a number')} END)")
+        return (
+            f"(CASE WHEN {expression} IS NULL THEN NULL WHEN {numeric} THEN CAST({expression} AS DOUBLE) "
+            f"ELSE {fail('a regressor is measured on a number')} END)"
+        )
     if card.task != "binary":
-        raise ScorehouseError(f"Model {card.label} is a {card.task} classifier: quality and comparisons measure "
-                              "binary classifiers and regressors")
+        raise ScorehouseError(
+            f"Model {card.label} is a {card.task} classifier: quality and comparisons measure "
+            "binary classifiers and regressors"
+        )
     classes, positive = card.classes, card.manifest.positive
     negative = next(c for c in classes if c != positive)
     rule = _rule(classes, positive)
@@ -62,22 +71,30 @@ def outcome_sql(card: ModelCard, expression: str, column: str, sql: Dialect) -> 
         whens = " ".join(f"WHEN {test} THEN {value}" for test, value in pairs)
         return f"CASE {whens} ELSE {fail(problem, value=True)} END"
 
-    as_text = one_of([(f"{text} = {sql.literal(positive)}", "1e0"), (f"{text} = {sql.literal(negative)}", "0e0")],
-                     f"which is not one of the model's classes; {rule}")
+    as_text = one_of(
+        [(f"{text} = {sql.literal(positive)}", "1e0"), (f"{text} = {sql.literal(negative)}", "0e0")],
+        f"which is not one of the model's classes; {rule}",
+    )
     number = f"CAST({expression} AS DOUBLE)"
     if _numbers(classes):
-        as_number = one_of([(f"{number} = {_double(positive)}", "1e0"), (f"{number} = {_double(negative)}", "0e0")],
-                           f"which is not one of the model's classes; {rule}")
+        as_number = one_of(
+            [(f"{number} = {_double(positive)}", "1e0"), (f"{number} = {_double(negative)}", "0e0")],
+            f"which is not one of the model's classes; {rule}",
+        )
     else:  # 0/1 (for a model trained on a BOOLEAN, 0 is false and 1 true, as a BOOLEAN would say)
         ones = "1e0" if classes != BOOLEAN_CLASSES or positive == "true" else "0e0"
-        as_number = one_of([(f"{number} = 1", ones), (f"{number} = 0", "1e0" if ones == "0e0" else "0e0")],
-                           f"which is neither 0 nor 1 nor a class of the model; {rule}")
+        as_number = one_of(
+            [(f"{number} = 1", ones), (f"{number} = 0", "1e0" if ones == "0e0" else "0e0")],
+            f"which is neither 0 nor 1 nor a class of the model; {rule}",
+        )
     true = sql.literal(positive if classes == BOOLEAN_CLASSES else "true")
-    return (f"(CASE WHEN {expression} IS NULL THEN NULL "
-            f"WHEN {sql.matches(found, BOOLEAN_PATTERN)} THEN {is_positive(f'{text} = {true}')} "
-            f"WHEN {numeric} THEN {as_number} "
-            f"WHEN {sql.matches(found, TYPE_PATTERNS[CATEGORICAL])} THEN {as_text} "
-            f"ELSE {fail(rule)} END)")
+    return (
+        f"(CASE WHEN {expression} IS NULL THEN NULL "
+        f"WHEN {sql.matches(found, BOOLEAN_PATTERN)} THEN {is_positive(f'{text} = {true}')} "
+        f"WHEN {numeric} THEN {as_number} "
+        f"WHEN {sql.matches(found, TYPE_PATTERNS[CATEGORICAL])} THEN {as_text} "
+        f"ELSE {fail(rule)} END)"
+    )
 
 
 def _rule(classes: list[str], positive: str) -> str:
@@ -87,8 +104,10 @@ def _rule(classes: list[str], positive: str) -> str:
         return f"the outcome is a BOOLEAN, 0/1 or the text 'true'/'false' (positive class {_quoted(positive)})"
     if _numbers(classes):
         return f"the outcome is one of the classes {labels} (positive class {_quoted(positive)}), or a BOOLEAN"
-    return (f"the outcome is one of the classes {labels} (positive class {_quoted(positive)}), a BOOLEAN "
-            f"(true: {_quoted(positive)}) or 0/1 (1: {_quoted(positive)})")
+    return (
+        f"the outcome is one of the classes {labels} (positive class {_quoted(positive)}), a BOOLEAN "
+        f"(true: {_quoted(positive)}) or 0/1 (1: {_quoted(positive)})"
+    )
 
 
 def _numbers(classes: list[str]) -> bool:

@@ -45,16 +45,25 @@ def numeric_profile(values: np.ndarray, weights: np.ndarray | None = None) -> di
     weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
     present = ~np.isnan(values)
     total = weights.sum()
-    profile = {"kind": "numeric", "count": int(len(values)),
-               "null_rate": float(1 - weights[present].sum() / total) if total else 0.0}
+    profile = {
+        "kind": "numeric",
+        "count": int(len(values)),
+        "null_rate": float(1 - weights[present].sum() / total) if total else 0.0,
+    }
     if not present.any() or not weights[present].sum():
         return {**profile, "mean": None, "std": None, "min": None, "max": None, "edges": [], "shares": [1.0]}
     x, w = values[present], weights[present]
     mean = float(np.average(x, weights=w))
     edges = between_values(np.unique(weighted_quantiles(x, w, np.arange(1, BINS) / BINS)), x)
-    return {**profile, "mean": mean, "std": float(np.sqrt(np.average((x - mean) ** 2, weights=w))),
-            "min": float(x.min()), "max": float(x.max()),
-            "edges": [float(e) for e in edges], "shares": bin_shares(x, edges, w).tolist()}
+    return {
+        **profile,
+        "mean": mean,
+        "std": float(np.sqrt(np.average((x - mean) ** 2, weights=w))),
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "edges": [float(e) for e in edges],
+        "shares": bin_shares(x, edges, w).tolist(),
+    }
 
 
 def between_values(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -98,20 +107,28 @@ def categorical_profile(values: Sequence[str | None], weights: np.ndarray | None
     for category, n in counts.items():
         shares[buckets[category]] = shares.get(buckets[category], 0.0) + n / total
     everything = present + null_weight
-    return {"kind": "categorical", "count": len(values),
-            "null_rate": float(null_weight / everything) if everything else 0.0,
-            "buckets": buckets, "shares": dict(sorted(shares.items()))}
+    return {
+        "kind": "categorical",
+        "count": len(values),
+        "null_rate": float(null_weight / everything) if everything else 0.0,
+        "buckets": buckets,
+        "shares": dict(sorted(shares.items())),
+    }
 
 
-def bin_shares(values: np.ndarray, edges: Sequence[float] | np.ndarray,
-               weights: np.ndarray | None = None) -> np.ndarray:
+def bin_shares(
+    values: np.ndarray, edges: Sequence[float] | np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
     """Share of non-NULL values per bin: bin i holds edges[i-1] < v <= edges[i], open at both ends."""
     values = np.asarray(values, dtype=np.float64)
     weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
     present = ~np.isnan(values)
     values, weights = values[present], weights[present]
-    counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left"),
-                         weights=weights, minlength=len(edges) + 1)
+    counts = np.bincount(
+        np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left"),
+        weights=weights,
+        minlength=len(edges) + 1,
+    )
     return counts / max(weights.sum(), 1e-300) if len(values) else counts
 
 
@@ -147,15 +164,19 @@ def feature_metrics(profile: Mapping[str, Any], values: Sequence) -> dict[str, t
     """Return {metric: (baseline, current)} for one feature's current values."""
     if profile["kind"] == "numeric":
         # through float32, as the model sees them and as the training profile was taken
-        numbers = np.asarray([np.nan if v is None else v for v in values],
-                             dtype=np.float64).astype(np.float32).astype(np.float64)
+        numbers = (
+            np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+            .astype(np.float32)
+            .astype(np.float64)
+        )
         present = numbers[~np.isnan(numbers)]
         null_rate = 1 - len(present) / len(numbers) if len(numbers) else 0.0
         result = {"null_rate_increase": (profile["null_rate"], null_rate)}
         if profile["edges"] or profile["min"] is not None:
             result["psi"] = (0.0, psi(profile["shares"], bin_shares(present, profile["edges"])))
-            outside = (np.sum((present < profile["min"]) | (present > profile["max"]))
-                       if profile["min"] is not None else 0)
+            outside = (
+                np.sum((present < profile["min"]) | (present > profile["max"])) if profile["min"] is not None else 0
+            )
             result["out_of_range_share"] = (0.0, float(outside / len(present)) if len(present) else 0.0)
         return result
     texts = [v for v in values if v not in (None, "")]
@@ -173,8 +194,9 @@ def measured_value(metric: str, baseline: float, current: float) -> float:
     return current - baseline if metric == "null_rate_increase" else current
 
 
-def level(metric: str, baseline: float, current: float,
-          thresholds: Mapping[str, tuple[float, float]] | None = None) -> str | None:
+def level(
+    metric: str, baseline: float, current: float, thresholds: Mapping[str, tuple[float, float]] | None = None
+) -> str | None:
     """Return 'error', 'warn' or None for a metric value (null-rate metrics compare the increase)."""
     warn, error = (thresholds or DEFAULT_THRESHOLDS)[metric]
     value = measured_value(metric, baseline, current)
@@ -185,16 +207,28 @@ def level(metric: str, baseline: float, current: float,
     return None
 
 
-def training_profile(frame, features, outputs: Mapping[str, np.ndarray], task: str,
-                     weights: np.ndarray | None = None, output_weights: np.ndarray | None = None) -> dict[str, Any]:
+def training_profile(
+    frame,
+    features,
+    outputs: Mapping[str, np.ndarray],
+    task: str,
+    weights: np.ndarray | None = None,
+    output_weights: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Profile the training rows (`frame` as the model saw them, under their sample weights) and the holdout outputs."""
     result = {}
     for feature in features:
         column = frame[feature.name].to_numpy()
-        result[feature.name] = (numeric_profile(column, weights) if feature.kind == "numeric"
-                                else categorical_profile(column.tolist(), weights))
-    output = (categorical_profile(outputs["label"].tolist(), output_weights) if task == "multiclass"
-              else numeric_profile(outputs["score"], output_weights))
+        result[feature.name] = (
+            numeric_profile(column, weights)
+            if feature.kind == "numeric"
+            else categorical_profile(column.tolist(), weights)
+        )
+    output = (
+        categorical_profile(outputs["label"].tolist(), output_weights)
+        if task == "multiclass"
+        else numeric_profile(outputs["score"], output_weights)
+    )
     return {"features": result, "output": output}
 
 
@@ -204,12 +238,21 @@ def stats_rows(card: ModelCard) -> list[dict[str, Any]]:
     sql_types = {f.name: f.sql_type for f in card.features}
     rows = []
     for name, p in [*profile["features"].items(), (OUTPUT, profile["output"])]:
-        rows.append({
-            "model_name": card.name, "model_version": card.version, "feature": name,
-            "kind": p["kind"], "sql_type": sql_types.get(name, "DOUBLE" if p["kind"] == "numeric" else "VARCHAR"),
-            "train_count": p["count"], "null_rate": p["null_rate"],
-            "mean": p.get("mean"), "std": p.get("std"), "min": p.get("min"), "max": p.get("max"),
-        })
+        rows.append(
+            {
+                "model_name": card.name,
+                "model_version": card.version,
+                "feature": name,
+                "kind": p["kind"],
+                "sql_type": sql_types.get(name, "DOUBLE" if p["kind"] == "numeric" else "VARCHAR"),
+                "train_count": p["count"],
+                "null_rate": p["null_rate"],
+                "mean": p.get("mean"),
+                "std": p.get("std"),
+                "min": p.get("min"),
+                "max": p.get("max"),
+            }
+        )
     return rows
 
 
@@ -226,20 +269,43 @@ def bin_rows(card: ModelCard) -> list[dict[str, Any]]:
         if p["kind"] == "numeric":
             bounds = [None, *p["edges"], None]
             for i, share in enumerate(p["shares"]):
-                rows.append({**base, "bin": i, "lower": bounds[i], "upper": bounds[i + 1],
-                             "category": None, "bucket": None, "share": share})
+                rows.append(
+                    {
+                        **base,
+                        "bin": i,
+                        "lower": bounds[i],
+                        "upper": bounds[i + 1],
+                        "category": None,
+                        "bucket": None,
+                        "share": share,
+                    }
+                )
         else:
             for i, (category, bucket) in enumerate(sorted(p["buckets"].items())):
-                rows.append({**base, "bin": i, "lower": None, "upper": None,
-                             "category": category, "bucket": bucket, "share": p["shares"][bucket]})
+                rows.append(
+                    {
+                        **base,
+                        "bin": i,
+                        "lower": None,
+                        "upper": None,
+                        "category": category,
+                        "bucket": bucket,
+                        "share": p["shares"][bucket],
+                    }
+                )
     return rows
 
 
 def metric_rows(card: ModelCard) -> list[dict[str, Any]]:
     """One row per holdout metric of the version: the relation `scorehouse_metrics(ref)` in SQL, which quality
     in production is compared with (with the task, the positive class and the loss's Tweedie power)."""
-    base = {"model_name": card.name, "model_version": card.version, "task": card.task,
-            "positive_class": card.positive_class, "tweedie_power": card.manifest.tweedie_power}
+    base = {
+        "model_name": card.name,
+        "model_version": card.version,
+        "task": card.task,
+        "positive_class": card.positive_class,
+        "tweedie_power": card.manifest.tweedie_power,
+    }
     return [{**base, "metric": metric, "value": value} for metric, value in sorted(card.metrics.items())]
 
 
@@ -252,11 +318,41 @@ def _profile(card: ModelCard) -> Mapping[str, Any]:
 _COMMON = {"model_name": "VARCHAR", "model_version": "INTEGER", "feature": "VARCHAR", "kind": "VARCHAR"}
 # The relations engines expose for the guard tests: name -> (rows of a manifest, column SQL types).
 PROFILE_RELATIONS = {
-    "features": (stats_rows, {**_COMMON, "sql_type": "VARCHAR", "train_count": "BIGINT", "null_rate": "DOUBLE",
-                              "mean": "DOUBLE", "std": "DOUBLE", "min": "DOUBLE", "max": "DOUBLE"}),
-    "bins": (bin_rows, {**_COMMON, "bin": "INTEGER", "lower": "DOUBLE", "upper": "DOUBLE",
-                        "category": "VARCHAR", "bucket": "VARCHAR", "share": "DOUBLE"}),
-    "metrics": (metric_rows, {"model_name": "VARCHAR", "model_version": "INTEGER", "task": "VARCHAR",
-                              "positive_class": "VARCHAR", "tweedie_power": "DOUBLE", "metric": "VARCHAR",
-                              "value": "DOUBLE"}),
+    "features": (
+        stats_rows,
+        {
+            **_COMMON,
+            "sql_type": "VARCHAR",
+            "train_count": "BIGINT",
+            "null_rate": "DOUBLE",
+            "mean": "DOUBLE",
+            "std": "DOUBLE",
+            "min": "DOUBLE",
+            "max": "DOUBLE",
+        },
+    ),
+    "bins": (
+        bin_rows,
+        {
+            **_COMMON,
+            "bin": "INTEGER",
+            "lower": "DOUBLE",
+            "upper": "DOUBLE",
+            "category": "VARCHAR",
+            "bucket": "VARCHAR",
+            "share": "DOUBLE",
+        },
+    ),
+    "metrics": (
+        metric_rows,
+        {
+            "model_name": "VARCHAR",
+            "model_version": "INTEGER",
+            "task": "VARCHAR",
+            "positive_class": "VARCHAR",
+            "tweedie_power": "DOUBLE",
+            "metric": "VARCHAR",
+            "value": "DOUBLE",
+        },
+    ),
 }

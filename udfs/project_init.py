@@ -54,12 +54,18 @@ def find_project(start: str | Path | None = None) -> Path:
     for candidate in (folder, *folder.parents):
         if (candidate / "dbt_project.yml").is_file():
             return candidate
-    raise ScorehouseError(f"No dbt_project.yml in {folder} or above; run `scorehouse init` in a dbt project "
-                          "or pass --project-dir")
+    raise ScorehouseError(
+        f"No dbt_project.yml in {folder} or above; run `scorehouse init` in a dbt project or pass --project-dir"
+    )
 
 
-def init_project(project: Path, from_table: str | None = None, target: str | None = None,
-                 name: str | None = None, warehouse: Path | None = None) -> InitReport:
+def init_project(
+    project: Path,
+    from_table: str | None = None,
+    target: str | None = None,
+    name: str | None = None,
+    warehouse: Path | None = None,
+) -> InitReport:
     """Wire `project` (a dbt project folder); see the module docstring."""
     report = InitReport()
     profile_name = _read_yaml(project / "dbt_project.yml").get("profile")
@@ -93,8 +99,10 @@ def _add_package(path: Path, package: Path, report: InitReport) -> None:
         for entry in stale:
             entry["local"] = str(package)
         path.write_text(yaml.safe_dump({**data, "packages": entries}, sort_keys=False))
-        report.changed.append(f"{path}: the scorehouse dbt package now comes from {package} (was {gone}, "
-                              "which no longer exists); run `dbt deps`")
+        report.changed.append(
+            f"{path}: the scorehouse dbt package now comes from {package} (was {gone}, "
+            "which no longer exists); run `dbt deps`"
+        )
         report.next_steps.append("dbt deps")
         return
     line = f"  - local: {package}\n"
@@ -118,8 +126,9 @@ def _is_scorehouse(entry: Any, base: Path) -> bool:
         return False
     if "local" in entry:
         local = (base / str(entry["local"])).resolve()
-        return ((local / "dbt_project.yml").is_file()
-                and _read_yaml(local / "dbt_project.yml").get("name") == "scorehouse")
+        return (local / "dbt_project.yml").is_file() and _read_yaml(local / "dbt_project.yml").get(
+            "name"
+        ) == "scorehouse"
     return "scorehouse" in str(entry.get("git", "")) or str(entry.get("package", "")).endswith("/scorehouse")
 
 
@@ -138,8 +147,10 @@ def _add_plugin(path: Path, profile_name: str | None, report: InitReport) -> str
     """Add the plugin to the project's profiles.yml; return the warehouse path for scorehouse.yml."""
     snippet = yaml.safe_dump({"plugins": [PLUGIN]}, sort_keys=False)
     if not path.exists():
-        report.to_paste = (f"Add to each DuckDB output of the profile '{profile_name or '<your profile>'}' "
-                           f"in your profiles.yml:\n" + "\n".join("      " + line for line in snippet.splitlines()))
+        report.to_paste = (
+            f"Add to each DuckDB output of the profile '{profile_name or '<your profile>'}' "
+            f"in your profiles.yml:\n" + "\n".join("      " + line for line in snippet.splitlines())
+        )
         return DEFAULT_WAREHOUSE
     profiles = _read_yaml(path)
     outputs = (profiles.get(profile_name) or {}).get("outputs") or {}
@@ -161,8 +172,11 @@ def _add_plugin(path: Path, profile_name: str | None, report: InitReport) -> str
         backup.write_text(path.read_text())
         path.write_text(yaml.safe_dump(profiles, sort_keys=False))
         done = [f"added the scorehouse plugin to output(s) {', '.join(added)}"] if added else []
-        done += [f"renamed the plugin module {OLD_PLUGIN_MODULE} to {PLUGIN['module']} in output(s) "
-                 f"{', '.join(renamed)}"] if renamed else []
+        done += (
+            [f"renamed the plugin module {OLD_PLUGIN_MODULE} to {PLUGIN['module']} in output(s) {', '.join(renamed)}"]
+            if renamed
+            else []
+        )
         report.changed.append(f"{path}: {'; '.join(done)} (the file as it was: {backup.name})")
     else:
         report.kept.append(f"{path} already loads the scorehouse plugin")
@@ -175,21 +189,26 @@ def _write_settings(path: Path, warehouse: str, report: InitReport) -> None:
     if path.exists():
         report.kept.append(f"{path} exists")
         return
-    path.write_text("# Where scorehouse keeps models and finds the warehouse; paths are taken from this folder.\n"
-                    + yaml.safe_dump({"registry": "registry", "warehouse": warehouse}, sort_keys=False))
+    path.write_text(
+        "# Where scorehouse keeps models and finds the warehouse; paths are taken from this folder.\n"
+        + yaml.safe_dump({"registry": "registry", "warehouse": warehouse}, sort_keys=False)
+    )
     report.changed.append(f"wrote {path}")
 
 
-def _write_starter_spec(training: Path, table: str, target: str, name: str | None, warehouse: Path,
-                        report: InitReport) -> None:
+def _write_starter_spec(
+    training: Path, table: str, target: str, name: str | None, warehouse: Path, report: InitReport
+) -> None:
     import duckdb
 
     from .sql import table_name
 
     name = name or re.sub(r"[^a-z0-9_]+", "_", table.split(".")[-1].lower()).strip("_")
     if not is_model_name(name):
-        raise ScorehouseError(f"'{name}' cannot name a model (lower-case letters, digits and _, not one of "
-                              f"{sorted(RESERVED_NAMES)}); pass --name")
+        raise ScorehouseError(
+            f"'{name}' cannot name a model (lower-case letters, digits and _, not one of "
+            f"{sorted(RESERVED_NAMES)}); pass --name"
+        )
     spec_path = training / f"{name}.yml"
     if spec_path.exists():
         report.kept.append(f"{spec_path} exists")
@@ -216,19 +235,29 @@ def _write_starter_spec(training: Path, table: str, target: str, name: str | Non
             features[NUMERIC].append(column)
         else:
             left_out.append(f"{column}: type {kind} (turn it into a number or text in a model to use it)")
-    spec = {"name": name, "description": f"Starter spec from {table}; review the features before training.",
-            "task": task, "source": {"table": table}, "target": target,
-            "features": {k: v for k, v in features.items() if v},
-            "estimator": {"kind": "gradient_boosting",
-                          "params": {"n_estimators": 100, "max_depth": 3, "random_state": 0}},
-            "split": {"test_size": 0.25, "seed": 0}}
+    spec = {
+        "name": name,
+        "description": f"Starter spec from {table}; review the features before training.",
+        "task": task,
+        "source": {"table": table},
+        "target": target,
+        "features": {k: v for k, v in features.items() if v},
+        "estimator": {"kind": "gradient_boosting", "params": {"n_estimators": 100, "max_depth": 3, "random_state": 0}},
+        "split": {"test_size": 0.25, "seed": 0},
+    }
     comments = "".join(f"# left out: {line}\n" for line in left_out)
-    spec_path.write_text(f"# Written by `scorehouse init --from {table} --target {target}`.\n{comments}"
-                         + yaml.safe_dump(spec, sort_keys=False))
-    report.changed.append(f"wrote {spec_path} ({task}; {len(features[NUMERIC])} numeric and "
-                          f"{len(features[CATEGORICAL])} categorical features)")
-    report.next_steps.append(f"review {spec_path.relative_to(training.parent)}, then "
-                             f"`scorehouse train {spec_path.relative_to(training.parent)} --alias prod`")
+    spec_path.write_text(
+        f"# Written by `scorehouse init --from {table} --target {target}`.\n{comments}"
+        + yaml.safe_dump(spec, sort_keys=False)
+    )
+    report.changed.append(
+        f"wrote {spec_path} ({task}; {len(features[NUMERIC])} numeric and "
+        f"{len(features[CATEGORICAL])} categorical features)"
+    )
+    report.next_steps.append(
+        f"review {spec_path.relative_to(training.parent)}, then "
+        f"`scorehouse train {spec_path.relative_to(training.parent)} --alias prod`"
+    )
 
 
 def _task(kind: str, distinct: int) -> str:

@@ -126,17 +126,22 @@ class Catalog:
         if ref.version is not None:
             self._check_not_withdrawn(ref, ref.version)
             if ref.version not in versions:
-                raise ModelNotFound(f"Model '{ref}': version {ref.version} does not exist; "
-                                    f"versions: {_join(versions)}; aliases: {described}")
+                raise ModelNotFound(
+                    f"Model '{ref}': version {ref.version} does not exist; "
+                    f"versions: {_join(versions)}; aliases: {described}"
+                )
             return ref.name, ref.version
         if ref.alias not in aliases:
             hint = f" (promote one with: scorehouse promote {ref.name} VERSION --alias {ref.alias})"
-            raise ModelNotFound(f"Model '{ref}': no alias '{ref.alias}'; aliases: {described}; "
-                                f"versions: {_join(versions)}{hint}")
+            raise ModelNotFound(
+                f"Model '{ref}': no alias '{ref.alias}'; aliases: {described}; versions: {_join(versions)}{hint}"
+            )
         version = aliases[ref.alias]
         if version not in versions:
-            raise ModelNotFound(f"Model '{ref}': alias '{ref.alias}' points at version {version}, "
-                                f"which no longer exists; versions: {_join(versions)}")
+            raise ModelNotFound(
+                f"Model '{ref}': alias '{ref.alias}' points at version {version}, "
+                f"which no longer exists; versions: {_join(versions)}"
+            )
         self._check_not_withdrawn(ref, version)
         return ref.name, version
 
@@ -192,12 +197,17 @@ def check_keep_days(days: Any) -> float:
 class Registry:
     """A directory of models; see the module docstring for the layout and what a load checks."""
 
-    def __init__(self, root: str | os.PathLike | None = None, public_key: PublicKey | str | os.PathLike | None = None,
-                 signing_key: str | os.PathLike | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        public_key: PublicKey | str | os.PathLike | None = None,
+        signing_key: str | os.PathLike | None = None,
+    ):
         self.root = config.registry_path(root)
         # Checked on every load where set; from the argument, else $SCOREHOUSE_PUBLIC_KEY.
-        self.public_key = (public_key if isinstance(public_key, PublicKey)
-                           else load_public_key(config.public_key_path(public_key)))
+        self.public_key = (
+            public_key if isinstance(public_key, PublicKey) else load_public_key(config.public_key_path(public_key))
+        )
         self._signing_key_path = config.signing_key_path(signing_key)  # read when a version is registered
 
     def __repr__(self) -> str:
@@ -298,14 +308,17 @@ class Registry:
         manifest = self._manifest(name, version)[0]
         if TRAINING_ROWS_FILE not in artifact_names(manifest):
             return None
-        recorded = _json(self._read_verified(name, version, TRAINING_ROWS_FILE, manifest),
-                         f"Model {name} v{version}: {TRAINING_ROWS_FILE}")
+        recorded = _json(
+            self._read_verified(name, version, TRAINING_ROWS_FILE, manifest),
+            f"Model {name} v{version}: {TRAINING_ROWS_FILE}",
+        )
         return list(recorded["hashes"])
 
     def sample(self, name: str, version: int) -> dict[str, Any]:
         manifest = self._manifest(name, version)[0]
-        return _json(self._read_verified(name, version, SAMPLE_FILE, manifest),
-                     f"Model {name} v{version}: {SAMPLE_FILE}")
+        return _json(
+            self._read_verified(name, version, SAMPLE_FILE, manifest), f"Model {name} v{version}: {SAMPLE_FILE}"
+        )
 
     def signature(self, name: str, version: int) -> str | None:
         """The id of the key that signed a version, or None where it is unsigned (not checked here)."""
@@ -352,9 +365,11 @@ class Registry:
                 differ = scoring_differences(manifest, theirs)
                 if differ or other_name != name:
                     fields = ", ".join(differ or ["name"])
-                    problems.append(f"Model {name} v{version}: model.onnx is the very graph of {other_name} v{other}, "
-                                    f"but its manifest differs in {fields}; "
-                                    "a registered version has a graph of its own")
+                    problems.append(
+                        f"Model {name} v{version}: model.onnx is the very graph of {other_name} v{other}, "
+                        f"but its manifest differs in {fields}; "
+                        "a registered version has a graph of its own"
+                    )
         return problems
 
     def unsafe_paths(self, name: str, version: int) -> list[str]:
@@ -370,8 +385,10 @@ class Registry:
             if path.is_symlink():
                 problems.append(f"Model {name} v{version}: {path} is a symbolic link (to {os.readlink(path)})")
             elif path.exists() and path.stat().st_mode & stat.S_IWOTH:
-                problems.append(f"Model {name} v{version}: {path} is writable by any user "
-                                f"(mode {stat.filemode(path.stat().st_mode)}); chmod o-w it")
+                problems.append(
+                    f"Model {name} v{version}: {path} is writable by any user "
+                    f"(mode {stat.filemode(path.stat().st_mode)}); chmod o-w it"
+                )
         return problems
 
     def find(self, name: str, matches: Callable[[dict[str, Any]], bool]) -> int | None:
@@ -392,8 +409,12 @@ class Registry:
         """Store a new immutable version; return its number. Nothing is visible until complete."""
         return self.register_new(manifest, files)[0]
 
-    def register_new(self, manifest: dict[str, Any], files: Mapping[str, bytes],
-                     same_as: Callable[[dict[str, Any]], bool] | None = None) -> tuple[int, bool]:
+    def register_new(
+        self,
+        manifest: dict[str, Any],
+        files: Mapping[str, bytes],
+        same_as: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> tuple[int, bool]:
         """Store a new version unless one `same_as` matches; return (version, created).
 
         The check and the write hold the model's lock together, so two identical trainings racing
@@ -413,8 +434,11 @@ class Registry:
                     return existing, False
                 version = max(self.versions(name), default=0) + 1
                 target = versions / str(version)
-                manifest = {**manifest, "version": version,
-                            "artifacts": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()}}
+                manifest = {
+                    **manifest,
+                    "version": version,
+                    "artifacts": {f: {"sha256": sha256_bytes(b), "bytes": len(b)} for f, b in files.items()},
+                }
                 staging = self._model_dir(name) / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
                 staging.mkdir()
                 try:
@@ -443,18 +467,22 @@ class Registry:
         with self._lock(name):
             problems = self.verify(name, version, signature=False) or self.same_graph_problems(name, version)
             if problems:
-                more = (f" (and {len(problems) - 1} more problem(s): scorehouse verify {name})"
-                        if len(problems) > 1 else "")
+                more = (
+                    f" (and {len(problems) - 1} more problem(s): scorehouse verify {name})" if len(problems) > 1 else ""
+                )
                 raise IntegrityError(f"{problems[0]}; not signed{more}")
             body = self._manifest(name, version, signature=False)[1]
             path = self._version_dir(name, version) / SIGNATURE_FILE
             if path.exists():
                 problem = signing_key.public.problem(
-                    _json(path.read_bytes(), f"Model {name} v{version}: {SIGNATURE_FILE}"), body)
+                    _json(path.read_bytes(), f"Model {name} v{version}: {SIGNATURE_FILE}"), body
+                )
                 if problem is None:
                     return False
-                raise IntegrityError(f"Model {name} v{version}: manifest.json {problem}; not signed again "
-                                     "(a version's manifest never changes: register it anew)")
+                raise IntegrityError(
+                    f"Model {name} v{version}: manifest.json {problem}; not signed again "
+                    "(a version's manifest never changes: register it anew)"
+                )
             tmp = path.with_name(f".{SIGNATURE_FILE}-{uuid.uuid4().hex}.tmp")
             _write_synced(tmp, signing_key.sign(body))
             os.replace(tmp, path)
@@ -469,15 +497,24 @@ class Registry:
             state = self._state(name, signature=False)
             for alias, entry in state.entries.items():
                 if entry["version"] not in self.versions(name):
-                    raise IntegrityError(f"Model '{name}': alias '{alias}' points at version {entry['version']}, "
-                                         "which does not exist; promote an existing version instead")
+                    raise IntegrityError(
+                        f"Model '{name}': alias '{alias}' points at version {entry['version']}, "
+                        "which does not exist; promote an existing version instead"
+                    )
             for version in sorted({entry["version"] for entry in state.entries.values()}):
                 if self.signature(name, version) != signing_key.public.key_id or self.verify(name, version):
-                    raise IntegrityError(f"Model '{name}': its aliases point at version {version}, which this key "
-                                         f"has not signed or which does not verify; sign it first: "
-                                         f"scorehouse sign {name} {version}")
-            self._commit(name, state.entries, state.withdrawn,
-                         [self._record("sign_aliases", None, None, None, reason)], signing_key)
+                    raise IntegrityError(
+                        f"Model '{name}': its aliases point at version {version}, which this key "
+                        f"has not signed or which does not verify; sign it first: "
+                        f"scorehouse sign {name} {version}"
+                    )
+            self._commit(
+                name,
+                state.entries,
+                state.withdrawn,
+                [self._record("sign_aliases", None, None, None, reason)],
+                signing_key,
+            )
             return self._state(name)
 
     def revoke(self, name: str, version: int, reason: str | None = None) -> None:
@@ -490,8 +527,10 @@ class Registry:
             key = self._writer_key(name, state)
             holding = sorted(alias for alias, entry in state.entries.items() if entry["version"] == version)
             if holding:
-                raise ScorehouseError(f"Model '{name}': {', '.join(holding)} point(s) at version {version}; move "
-                                      f"them first (scorehouse promote {name} VERSION, or rollback)")
+                raise ScorehouseError(
+                    f"Model '{name}': {', '.join(holding)} point(s) at version {version}; move "
+                    f"them first (scorehouse promote {name} VERSION, or rollback)"
+                )
             record = self._record("revoke", None, version, None, reason)
             self._commit(name, state.entries, {**state.withdrawn, version: record}, [record], key)
 
@@ -526,13 +565,27 @@ class Registry:
                 rollout = entries.pop(ROLLOUT_ALIAS, None) if alias == DEFAULT_ALIAS else None
                 records = [self._record("promote", alias, previous, version, reason)]
                 if rollout:
-                    records.append(self._record("rollout_end", ROLLOUT_ALIAS, rollout["version"], None,
-                                                f"{alias} moved to version {version}", share=0))
+                    records.append(
+                        self._record(
+                            "rollout_end",
+                            ROLLOUT_ALIAS,
+                            rollout["version"],
+                            None,
+                            f"{alias} moved to version {version}",
+                            share=0,
+                        )
+                    )
                 self._commit(name, entries, state.withdrawn, records, key)
             return previous
 
-    def rollback(self, name: str, alias: str = DEFAULT_ALIAS, reason: str | None = None,
-                 action: str = "rollback", expect: int | None = None) -> tuple[int, int]:
+    def rollback(
+        self,
+        name: str,
+        alias: str = DEFAULT_ALIAS,
+        reason: str | None = None,
+        action: str = "rollback",
+        expect: int | None = None,
+    ) -> tuple[int, int]:
         """Move `alias` back to the version it pointed at before; return (from, to). The move is audited.
         With `expect`, only if the alias still points at that version (checked under the model's lock).
         Refused, changing nothing, where there is no earlier version or it no longer exists."""
@@ -543,15 +596,18 @@ class Registry:
             entries = dict(state.entries)
             history = entries[alias]["history"]
             if expect is not None and history[-1] != expect:
-                raise ScorehouseError(f"Model '{name}': alias '{alias}' moved to version {history[-1]} meanwhile "
-                                      f"(expected {expect}); not rolled back")
+                raise ScorehouseError(
+                    f"Model '{name}': alias '{alias}' moved to version {history[-1]} meanwhile "
+                    f"(expected {expect}); not rolled back"
+                )
             refusal = self._rollback_refusal(name, alias, history, state.withdrawn)
             if refusal:
                 raise ScorehouseError(refusal)
             # every other field stays (a rollout keeps its share)
             entries[alias] = {**entries[alias], "version": history[-2], "history": history[:-1]}
-            self._commit(name, entries, state.withdrawn,
-                         [self._record(action, alias, history[-1], history[-2], reason)], key)
+            self._commit(
+                name, entries, state.withdrawn, [self._record(action, alias, history[-1], history[-2], reason)], key
+            )
             return history[-1], history[-2]
 
     def previous(self, name: str, alias: str = DEFAULT_ALIAS) -> int | None:
@@ -562,16 +618,18 @@ class Registry:
     def rollback_refusal(self, name: str, alias: str = DEFAULT_ALIAS) -> str | None:
         """Why `rollback` would refuse to move `alias` back (no earlier version, or it no longer exists), or None."""
         state = self._state(check_model_name(name))
-        return self._rollback_refusal(name, alias, state.entries.get(check_alias(alias), {}).get("history", []),
-                                      state.withdrawn)
+        return self._rollback_refusal(
+            name, alias, state.entries.get(check_alias(alias), {}).get("history", []), state.withdrawn
+        )
 
     def rollout(self, name: str, version: int, share: float, reason: str | None = None) -> tuple[int | None, float]:
         """Send `share` percent of keys to `version` (gray release); share 0 ends it. Return the previous
         (version, share). Rows are routed by `bucket(key)` where predict() is given a key."""
         version = check_version(version)
         if not 0 <= share <= 100 or round(share * 100) != share * 100:
-            raise ScorehouseError("Rollout share must be a percentage between 0 and 100 in steps of 0.01, "
-                                  f"found {share}")
+            raise ScorehouseError(
+                f"Rollout share must be a percentage between 0 and 100 in steps of 0.01, found {share}"
+            )
         with self._lock(name):
             self.resolve(ModelRef(check_model_name(name), version=version))
             state = self._state(name)
@@ -582,10 +640,19 @@ class Registry:
                 entries.pop(ROLLOUT_ALIAS, None)
             else:
                 history = previous.get("history", [])
-                entries[ROLLOUT_ALIAS] = {"version": version, "share": share,
-                                          "history": history if history[-1:] == [version] else [*history, version]}
-            record = self._record("rollout" if share else "rollout_end", ROLLOUT_ALIAS, previous["version"],
-                                  version if share else None, reason, share=share)
+                entries[ROLLOUT_ALIAS] = {
+                    "version": version,
+                    "share": share,
+                    "history": history if history[-1:] == [version] else [*history, version],
+                }
+            record = self._record(
+                "rollout" if share else "rollout_end",
+                ROLLOUT_ALIAS,
+                previous["version"],
+                version if share else None,
+                reason,
+                share=share,
+            )
             self._commit(name, entries, state.withdrawn, [record], key)
             return previous["version"], previous["share"]
 
@@ -615,16 +682,20 @@ class Registry:
             elif "prev" in record:
                 chained = True
                 if record["prev"] != before:
-                    problems.append(f"{label} line {number} does not follow the line before it "
-                                    "(a line was edited, removed or inserted)")
+                    problems.append(
+                        f"{label} line {number} does not follow the line before it "
+                        "(a line was edited, removed or inserted)"
+                    )
             elif chained:
                 problems.append(f"{label} line {number} names no line before it (written by hand?)")
             if isinstance(record, dict) and self.public_key is not None:
                 if "sig" in record:
                     signed = True
                     body = {k: v for k, v in record.items() if k != "sig"}
-                    problem = self.public_key.problem({"signature": record["sig"], "key_id": record.get("key_id")},
-                                                      record_message("audit", name, body))
+                    problem = self.public_key.problem(
+                        {"signature": record["sig"], "key_id": record.get("key_id")},
+                        record_message("audit", name, body),
+                    )
                     if problem:
                         problems.append(f"{label} line {number} {problem}")
                 elif signed:
@@ -640,8 +711,9 @@ class Registry:
                 problems.append(f"{label} lacks the line of the last signed alias move (lines were removed or edited)")
         return problems
 
-    def gc(self, name: str, keep_days: float = 7, dry_run: bool = False,
-           protected: Mapping[int, str] | None = None) -> Retention:
+    def gc(
+        self, name: str, keep_days: float = 7, dry_run: bool = False, protected: Mapping[int, str] | None = None
+    ) -> Retention:
         """Remove the versions nothing below keeps; return what was removed (or would be, with dry_run) and why
         each other version stays.
 
@@ -670,8 +742,9 @@ class Registry:
                 fsync_dir(self._model_dir(name) / "versions")
             return Retention(doomed, aliased, kept)
 
-    def _retention(self, name: str, state: AliasState, keep_days: float,
-                   protected: Mapping[int, str]) -> tuple[list[int], list[int], dict[int, str]]:
+    def _retention(
+        self, name: str, state: AliasState, keep_days: float, protected: Mapping[int, str]
+    ) -> tuple[list[int], list[int], dict[int, str]]:
         """(the versions gc removes, those aliases point at, why each other version stays)."""
         now = datetime.now(UTC)
         cutoff = now - timedelta(days=min(keep_days, (now - _EARLIEST).days))  # beyond the calendar: keep all
@@ -715,8 +788,9 @@ class Registry:
     def _history_of(self, name: str, alias: str) -> list[int]:
         return self._state(check_model_name(name)).entries.get(check_alias(alias), {}).get("history", [])
 
-    def _rollback_refusal(self, name: str, alias: str, history: list[int],
-                          withdrawn: Mapping[int, Mapping[str, Any]]) -> str | None:
+    def _rollback_refusal(
+        self, name: str, alias: str, history: list[int], withdrawn: Mapping[int, Mapping[str, Any]]
+    ) -> str | None:
         if len(history) < 2:
             return f"Model '{name}': alias '{alias}' has no earlier version to roll back to (history: {_join(history)})"
         target, versions = history[-2], self.versions(name)
@@ -728,8 +802,10 @@ class Registry:
         else:
             flag = "" if alias == DEFAULT_ALIAS else f" --alias {alias}"
             instead = f"promote an existing version instead: scorehouse promote {name} VERSION{flag}"
-        return (f"Model '{name}': alias '{alias}' would go back to version {target}, which no longer exists{how}; "
-                f"versions: {_join(v for v in versions if v not in withdrawn)}; {instead}")
+        return (
+            f"Model '{name}': alias '{alias}' would go back to version {target}, which no longer exists{how}; "
+            f"versions: {_join(v for v in versions if v not in withdrawn)}; {instead}"
+        )
 
     def _alias_path(self, name: str) -> Path:
         return self._model_dir(name) / ALIASES_FILE
@@ -760,8 +836,9 @@ class Registry:
         manifest = _json(body, f"Model {label}: {MANIFEST_FILE}")
         if identity(manifest) != (name, version):
             described = "{} v{}".format(*identity(manifest)) if isinstance(manifest, dict) else "nothing"
-            raise IntegrityError(f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; "
-                                 "refusing to load it")
+            raise IntegrityError(
+                f"Model {label}: {MANIFEST_FILE} in {folder} describes {described}; refusing to load it"
+            )
         return manifest, body, recorded
 
     def _read_verified(self, name: str, version: int, filename: str, manifest: Mapping[str, Any]) -> bytes:
@@ -786,14 +863,17 @@ class Registry:
         the key holder moved aliases (then it was removed)."""
         path = self._alias_path(name)
         if path.is_symlink():
-            raise IntegrityError(f"Model {name}: {path} is a symbolic link (to {os.readlink(path)}); "
-                                 "refusing to read it")
+            raise IntegrityError(
+                f"Model {name}: {path} is a symbolic link (to {os.readlink(path)}); refusing to read it"
+            )
         try:
             raw = json.loads(path.read_bytes())
         except FileNotFoundError:
             if self.public_key is not None and signature and any("sig" in e for e in self.history(name)):
-                raise UnsignedState(f"Model {name}: {path} is missing although the key holder moved its aliases "
-                                    f"(see scorehouse history {name}); its aliases are refused") from None
+                raise UnsignedState(
+                    f"Model {name}: {path} is missing although the key holder moved its aliases "
+                    f"(see scorehouse history {name}); its aliases are refused"
+                ) from None
             return AliasState()
         except ValueError as exc:
             raw = exc
@@ -808,13 +888,18 @@ class Registry:
         if self.public_key is not None and signature:
             problem = self.public_key.problem(record, record_message("aliases", name, raw))
             if problem:
-                raise UnsignedState(f"Model {name}: {ALIASES_FILE} {problem}; its aliases are refused (pinned "
-                                    f"references {name}@<version> still resolve); once the aliases are checked "
-                                    f"(scorehouse history {name}), the key holder signs them: "
-                                    f"scorehouse sign {name} --aliases")
-        return AliasState({alias: entry for alias, entry in raw.items() if not alias.startswith("$")},
-                          {int(version): info for version, info in raw.get(WITHDRAWN, {}).items()},
-                          raw.get(AUDIT_HEAD), signer_of(json.dumps(record).encode()) if record else None)
+                raise UnsignedState(
+                    f"Model {name}: {ALIASES_FILE} {problem}; its aliases are refused (pinned "
+                    f"references {name}@<version> still resolve); once the aliases are checked "
+                    f"(scorehouse history {name}), the key holder signs them: "
+                    f"scorehouse sign {name} --aliases"
+                )
+        return AliasState(
+            {alias: entry for alias, entry in raw.items() if not alias.startswith("$")},
+            {int(version): info for version, info in raw.get(WITHDRAWN, {}).items()},
+            raw.get(AUDIT_HEAD),
+            signer_of(json.dumps(record).encode()) if record else None,
+        )
 
     def _withdrawn_in_audit(self, name: str) -> dict[int, dict[str, Any]]:
         """The versions the audit log says gc removed or revoke withdrew (where the alias file cannot say)."""
@@ -826,8 +911,10 @@ class Registry:
 
     def _check_signing_key(self, key: SigningKey) -> None:
         if self.public_key is not None and key.public.key_id != self.public_key.key_id:
-            raise ScorehouseError(f"The signing key ({key.public.key_id}) is not the pair of the configured public "
-                                  f"key ({self.public_key.key_id}); nothing was signed or moved")
+            raise ScorehouseError(
+                f"The signing key ({key.public.key_id}) is not the pair of the configured public "
+                f"key ({self.public_key.key_id}); nothing was signed or moved"
+            )
 
     def _writer_key(self, name: str, state: AliasState) -> SigningKey | None:
         """The key an alias move of `name` is signed with: the configured signing key; required where the
@@ -835,21 +922,38 @@ class Registry:
         key = load_signing_key(self._signing_key_path)
         if key is None and (self.public_key is not None or state.signed_by is not None):
             signer = self.public_key.key_id if self.public_key is not None else state.signed_by
-            raise ScorehouseError(f"Model {name}: its aliases are signed (key {signer}); moving them needs the "
-                                  f"signing key: pass --signing-key or set {config.SIGNING_KEY_ENV}")
+            raise ScorehouseError(
+                f"Model {name}: its aliases are signed (key {signer}); moving them needs the "
+                f"signing key: pass --signing-key or set {config.SIGNING_KEY_ENV}"
+            )
         if key is not None:
             self._check_signing_key(key)
         return key
 
-    def _record(self, action: str, alias: str | None, before: int | None, after: int | None, reason: str | None,
-                **extra: Any) -> dict[str, Any]:
+    def _record(
+        self, action: str, alias: str | None, before: int | None, after: int | None, reason: str | None, **extra: Any
+    ) -> dict[str, Any]:
         """One audit entry: when, who (the OS account), what, why, and the command that did it."""
-        return {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "user": _user(),
-                "action": action, "alias": alias, "from": before, "to": after, **extra, "reason": reason,
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500]}
+        return {
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "user": _user(),
+            "action": action,
+            "alias": alias,
+            "from": before,
+            "to": after,
+            **extra,
+            "reason": reason,
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:500],
+        }
 
-    def _commit(self, name: str, entries: Mapping[str, Any], withdrawn: Mapping[int, Mapping[str, Any]],
-                records: list[dict[str, Any]], key: SigningKey | None) -> None:
+    def _commit(
+        self,
+        name: str,
+        entries: Mapping[str, Any],
+        withdrawn: Mapping[int, Mapping[str, Any]],
+        records: list[dict[str, Any]],
+        key: SigningKey | None,
+    ) -> None:
         """Write the alias state, then append `records` to the audit log, each line naming the sha256 of the
         one before it; with `key`, every line and the state (which names the last line's hash) are signed."""
         lines = self._audit_lines(name)
@@ -862,9 +966,14 @@ class Registry:
                 record["sig"] = key.record(record_message("audit", name, record))["signature"]
             appended.append(json.dumps(record, sort_keys=True).encode())
             before = sha256_bytes(appended[-1])
-            event("alias_moved", f"{name}: {record['action']} {record['alias']} {record['from']} -> {record['to']}"
-                  + (f" ({record['reason']})" if record["reason"] else ""), logging.DEBUG, model=name,
-                  **{k: v for k, v in record.items() if k not in ("at", "command", "sig", "prev")})
+            event(
+                "alias_moved",
+                f"{name}: {record['action']} {record['alias']} {record['from']} -> {record['to']}"
+                + (f" ({record['reason']})" if record["reason"] else ""),
+                logging.DEBUG,
+                model=name,
+                **{k: v for k, v in record.items() if k not in ("at", "command", "sig", "prev")},
+            )
         state: dict[str, Any] = dict(entries)
         if withdrawn:
             state[WITHDRAWN] = {str(v): dict(info) for v, info in sorted(withdrawn.items())}
@@ -951,15 +1060,26 @@ def _valid_state(state: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 100
 
     def is_entry(alias: str, entry: Any) -> bool:
-        return (is_alias(alias) and isinstance(entry, dict) and is_version(entry.get("version"))
-                and isinstance(entry.get("history"), list) and all(map(is_version, entry["history"]))
-                and (alias != ROLLOUT_ALIAS or is_share(entry.get("share"))))
+        return (
+            is_alias(alias)
+            and isinstance(entry, dict)
+            and is_version(entry.get("version"))
+            and isinstance(entry.get("history"), list)
+            and all(map(is_version, entry["history"]))
+            and (alias != ROLLOUT_ALIAS or is_share(entry.get("share")))
+        )
 
-    own = {WITHDRAWN: lambda v: isinstance(v, dict) and all(isinstance(k, str) and VERSION.fullmatch(k)
-                                                            and isinstance(i, dict) for k, i in v.items()),
-           AUDIT_HEAD: lambda v: isinstance(v, str), SIGNATURE: lambda v: isinstance(v, dict)}
-    return isinstance(state, dict) and all(own[key](value) if key in own else is_entry(key, value)
-                                           for key, value in state.items())
+    own = {
+        WITHDRAWN: lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(k, str) and VERSION.fullmatch(k) and isinstance(i, dict) for k, i in v.items())
+        ),
+        AUDIT_HEAD: lambda v: isinstance(v, str),
+        SIGNATURE: lambda v: isinstance(v, dict),
+    }
+    return isinstance(state, dict) and all(
+        own[key](value) if key in own else is_entry(key, value) for key, value in state.items()
+    )
 
 
 def _withdrawn_why(record: Mapping[str, Any]) -> str:
@@ -994,8 +1114,10 @@ def _explanation(name: str, version: int, manifest: dict[str, Any], data: bytes)
     explanation = _json(data, f"Model {name} v{version}: {EXPLAIN_FILE}")
     foreign = foreign_features(explanation, ModelCard(manifest).features)
     if foreign:
-        raise IntegrityError(f"Model {name} v{version}: {EXPLAIN_FILE} reads {foreign[0]}, not one of the "
-                             "version's features as its manifest types them; refusing to load it")
+        raise IntegrityError(
+            f"Model {name} v{version}: {EXPLAIN_FILE} reads {foreign[0]}, not one of the "
+            "version's features as its manifest types them; refusing to load it"
+        )
     return explanation
 
 
@@ -1011,21 +1133,28 @@ def sample_problems(model: LoadedModel, sample: Mapping[str, Any]) -> list[str]:
     import numpy as np
     import pyarrow as pa
 
-    columns = {f.name: pa.array([row.get(f.name) for row in sample["rows"]],
-                                pa.float64() if f.kind == "numeric" else pa.string()) for f in model.features}
+    columns = {
+        f.name: pa.array(
+            [row.get(f.name) for row in sample["rows"]], pa.float64() if f.kind == "numeric" else pa.string()
+        )
+        for f in model.features
+    }
     problems = []
     for output, expected in sample["expected"].items():
         got = model.predict(columns, output).to_pylist()
         if output == "label":
             wrong = sum(g != e for g, e in zip(got, expected))
             if wrong:
-                problems.append(f"Model {model.label}: {wrong} of {len(expected)} sample labels differ "
-                                "from scikit-learn's")
+                problems.append(
+                    f"Model {model.label}: {wrong} of {len(expected)} sample labels differ from scikit-learn's"
+                )
             continue
         diff = float(np.max(np.abs(np.asarray(got) - np.asarray(expected)), initial=0.0))
         if diff > model.manifest.tolerance:
-            problems.append(f"Model {model.label}: sample {output} differs from scikit-learn's by {diff:.3g} "
-                            f"(tolerance {model.manifest.tolerance:.3g})")
+            problems.append(
+                f"Model {model.label}: sample {output} differs from scikit-learn's by {diff:.3g} "
+                f"(tolerance {model.manifest.tolerance:.3g})"
+            )
     return problems
 
 

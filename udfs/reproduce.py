@@ -26,11 +26,13 @@ class Reproduction:
     lines: list[str]
 
 
-def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key: str, value: str,
-              score: str | None = None) -> Reproduction:
+def reproduce(
+    registry: Registry, query: Query, sql: Dialect, relation: str, key: str, value: str, score: str | None = None
+) -> Reproduction:
     """Re-score the row of `relation` whose `key` equals `value` (both checked names, the value a parameter)."""
-    runs = query("select * from scoring_runs where scored_relation = ? order by finished_at desc",
-                 [relation.split(".")[-1]])
+    runs = query(
+        "select * from scoring_runs where scored_relation = ? order by finished_at desc", [relation.split(".")[-1]]
+    )
     if not runs.num_rows:
         raise ScorehouseError(f"scoring_runs has no row for {relation}: was it built by dbt with predict()?")
     row = _row(query, sql, table_name(relation, sql.name, "relation"), relation, key, value)
@@ -47,18 +49,23 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
         raise IntegrityError(f"Model {name} v{version}: its manifest records no sha256 for model.onnx")
     if sha != run["artifact_sha256"]:
         reproduced = False
-        lines.append(f"artifact differs: {name} version {version}'s model.onnx is sha256 {sha[:12]}… in the registry, "
-                     f"the build recorded {str(run['artifact_sha256'])[:12]}…")
+        lines.append(
+            f"artifact differs: {name} version {version}'s model.onnx is sha256 {sha[:12]}… in the registry, "
+            f"the build recorded {str(run['artifact_sha256'])[:12]}…"
+        )
     if not run["input_relation"]:
-        raise ScorehouseError(f"{relation} has no single input relation in scoring_runs: "
-                              "cannot find the row's features")
+        raise ScorehouseError(
+            f"{relation} has no single input relation in scoring_runs: cannot find the row's features"
+        )
     features_row = _row(query, sql, sql.identifier(run["input_relation"]), run["input_relation"], key, value)
     if "input_hash" in row:
         now = row_hash(features_row, card.features)
         if row["input_hash"] != now:
             reproduced = False
-            lines.append(f"input differs: {run['input_relation']} row {key}={value} hashes to {now[:12]}… now, "
-                         f"{relation} stored {str(row['input_hash'])[:12]}…")
+            lines.append(
+                f"input differs: {run['input_relation']} row {key}={value} hashes to {now[:12]}… now, "
+                f"{relation} stored {str(row['input_hash'])[:12]}…"
+            )
     columns = {f.name: pa.array([features_row.get(f.name)]) for f in card.features}
     fresh = scorer.predict(f"{name}@{version}", columns).to_pylist()[0]
     candidates = [score] if score else [c for c, v in row.items() if isinstance(v, float)]
@@ -70,9 +77,11 @@ def reproduce(registry: Registry, query: Query, sql: Dialect, relation: str, key
         reproduced = False
         shown = ", ".join(f"{c} {row[c]!r}" for c in candidates) or "no numeric column (pass --score)"
         lines.append(f"score differs: {name} version {version} gives {fresh!r}; {relation} has {shown}")
-    head = (f"{'reproduced' if reproduced else 'not reproduced'}: {relation} {key}={value}: "
-            + (f"{column} {row[column]!r} = " if column else "")
-            + f"{name} version {version} (sha256 {sha[:12]}…, {run['method']}) on {run['input_relation']}")
+    head = (
+        f"{'reproduced' if reproduced else 'not reproduced'}: {relation} {key}={value}: "
+        + (f"{column} {row[column]!r} = " if column else "")
+        + f"{name} version {version} (sha256 {sha[:12]}…, {run['method']}) on {run['input_relation']}"
+    )
     return Reproduction(reproduced, [head, *lines])
 
 

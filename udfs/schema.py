@@ -40,7 +40,7 @@ MISSING_CATEGORY = ""  # what a NULL category becomes; skl2onnx's string imputer
 # `typeof(column)` against the same patterns as the ONNX path checks Arrow types.
 TYPE_PATTERNS = {
     NUMERIC: r"(?i)(TINYINT|SMALLINT|INTEGER|INT|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
-             r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|"?NULL"?|VOID)',
+    r'FLOAT|REAL|DOUBLE|DECIMAL(\(.*\))?|NUMERIC(\(.*\))?|BYTE|SHORT|LONG|"?NULL"?|VOID)',
     CATEGORICAL: r'(?is)(VARCHAR|STRING|TEXT|ENUM\(.*\)|"?NULL"?|VOID)',
 }
 BOOLEAN_PATTERN = r"(BOOLEAN|BOOL)"  # added to a kind's pattern, whose leading flags make it case-blind
@@ -74,8 +74,12 @@ class Feature:
     @classmethod
     def from_dict(cls, data: Mapping) -> Feature:
         declared = data.get("sql_type")
-        return cls(data["name"], data["kind"], tuple(data.get("categories") or ()),
-                   declared if declared != SQL_TYPES[data["kind"]] else None)
+        return cls(
+            data["name"],
+            data["kind"],
+            tuple(data.get("categories") or ()),
+            declared if declared != SQL_TYPES[data["kind"]] else None,
+        )
 
     @classmethod
     def of_column(cls, name: str, kind: str, arrow_type: pa.DataType) -> Feature:
@@ -106,10 +110,24 @@ def sql_type_name(arrow_type: pa.DataType) -> str:
         return f"{sql_type_name(arrow_type.value_type)}[]"
     if pa.types.is_struct(arrow_type):
         return "STRUCT(" + ", ".join(f"{f.name} {sql_type_name(f.type)}" for f in arrow_type) + ")"
-    names = {"int8": "TINYINT", "int16": "SMALLINT", "int32": "INTEGER", "int64": "BIGINT",
-             "uint8": "UTINYINT", "uint16": "USMALLINT", "uint32": "UINTEGER", "uint64": "UBIGINT",
-             "halffloat": "FLOAT", "float": "FLOAT", "double": "DOUBLE", "bool": "BOOLEAN", "null": "NULL",
-             "string": "VARCHAR", "large_string": "VARCHAR", "string_view": "VARCHAR"}
+    names = {
+        "int8": "TINYINT",
+        "int16": "SMALLINT",
+        "int32": "INTEGER",
+        "int64": "BIGINT",
+        "uint8": "UTINYINT",
+        "uint16": "USMALLINT",
+        "uint32": "UINTEGER",
+        "uint64": "UBIGINT",
+        "halffloat": "FLOAT",
+        "float": "FLOAT",
+        "double": "DOUBLE",
+        "bool": "BOOLEAN",
+        "null": "NULL",
+        "string": "VARCHAR",
+        "large_string": "VARCHAR",
+        "string_view": "VARCHAR",
+    }
     return names.get(str(arrow_type), str(arrow_type).upper())
 
 
@@ -151,12 +169,18 @@ def check_columns(model_label: str, features: list[Feature], found: Mapping[str,
 
 def type_error_parts(model_label: str, feature: Feature) -> tuple[str, str]:
     """The text before and after the found type in the error for a mistyped feature (every path says it so)."""
-    return (f"Model {model_label}: feature '{feature.name}' has type ",
-            f", expected {feature.sql_type} ({feature.kind})")
+    return (
+        f"Model {model_label}: feature '{feature.name}' has type ",
+        f", expected {feature.sql_type} ({feature.kind})",
+    )
 
 
-def model_inputs(model_label: str, features: list[Feature], columns: Mapping[str, pa.Array | pa.ChunkedArray],
-                 codes: Mapping[str, Sequence[str]] | None = None) -> dict[str, np.ndarray]:
+def model_inputs(
+    model_label: str,
+    features: list[Feature],
+    columns: Mapping[str, pa.Array | pa.ChunkedArray],
+    codes: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, np.ndarray]:
     """Convert named Arrow columns into the (n, 1) arrays the ONNX graph takes, one per feature.
 
     Categorical features are strings (what scikit-learn and skl2onnx's graph take), or int64 codes
@@ -233,4 +257,3 @@ def _compiled(pattern: str) -> re.Pattern:
 def _known_categories(known: tuple[str, ...]) -> tuple[pa.Array, np.ndarray]:
     """A feature's training categories as an Arrow value set and an object array (built once, not per batch)."""
     return pa.array(known, pa.string()), np.array(known, dtype=object)
-

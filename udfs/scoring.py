@@ -46,8 +46,7 @@ GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilitie
 class Scorer:
     """Model references resolved once, input checks, and scoring, for one engine session."""
 
-    def __init__(self, registry: Registry | None = None,
-                 loader: Callable[[str, int], LoadedModel] | None = None):
+    def __init__(self, registry: Registry | None = None, loader: Callable[[str, int], LoadedModel] | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
         self._catalog: Catalog | None = None  # the registry's catalog as first read, for the scorer's life
         self.loader = loader  # (name, version) -> LoadedModel where models come from elsewhere (Spark executors)
@@ -93,8 +92,9 @@ class Scorer:
 
     def versions(self) -> list[tuple[str, int]]:
         """Every (name, version) this scorer can load."""
-        return [(n, v) for n, (numbers, _) in self.catalog.entries.items() for v in numbers
-                if (n, v) not in self._broken]
+        return [
+            (n, v) for n, (numbers, _) in self.catalog.entries.items() for v in numbers if (n, v) not in self._broken
+        ]
 
     @property
     def catalog(self) -> Catalog:
@@ -107,9 +107,17 @@ class Scorer:
         with self._lock:
             tallies, self._scored = self._scored, {}
         for (name, version), (calls, rows, seconds) in sorted(tallies.items()):
-            event("scored", f"{name} version {version}: {int(rows)} rows in {seconds:.3f} s ({int(calls)} calls)",
-                  DEBUG, model=name, version=version, method="onnx", rows=int(rows), seconds=round(seconds, 6),
-                  calls=int(calls))
+            event(
+                "scored",
+                f"{name} version {version}: {int(rows)} rows in {seconds:.3f} s ({int(calls)} calls)",
+                DEBUG,
+                model=name,
+                version=version,
+                method="onnx",
+                rows=int(rows),
+                seconds=round(seconds, 6),
+                calls=int(calls),
+            )
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -147,8 +155,14 @@ class Scorer:
         with self._lock:
             if key not in self._cards:
                 self._cards[key] = self.registry.card(*key)
-                event("loaded", f"{key[0]} version {key[1]}: manifest checked", DEBUG, model=key[0], version=key[1],
-                      sha256=self._cards[key].manifest.onnx_sha256)
+                event(
+                    "loaded",
+                    f"{key[0]} version {key[1]}: manifest checked",
+                    DEBUG,
+                    model=key[0],
+                    version=key[1],
+                    sha256=self._cards[key].manifest.onnx_sha256,
+                )
             return self._cards[key]
 
     def model(self, ref: str) -> LoadedModel:
@@ -193,15 +207,17 @@ class Scorer:
     def schema_problems(self, ref: str, found: Mapping[str, str]) -> list[dict]:
         """Missing or mistyped features among `found` columns (name -> SQL type), one dict each."""
         card = self.card(ref)
-        return [{"model_name": card.name, "model_version": card.version, **p}
-                for p in column_problems(card.features, found)]
+        return [
+            {"model_name": card.name, "model_version": card.version, **p} for p in column_problems(card.features, found)
+        ]
 
     def check_input(self, ref: str, found: Mapping[str, str]) -> None:
         """Fail unless the input columns (name -> SQL type) hold every feature with a usable type."""
         check_columns(self.describe(ref), self.card(ref).features, found)
 
-    def predict(self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray],
-                output: str | None = None) -> pa.Array:
+    def predict(
+        self, ref: str, columns: Mapping[str, pa.Array | pa.ChunkedArray], output: str | None = None
+    ) -> pa.Array:
         """Score named columns with the referenced model; extra columns are ignored."""
         model = self.model(ref)
         start = time.perf_counter()
@@ -260,8 +276,10 @@ class Scorer:
         if route is None:
             return self._explain_sql(ref, relation, top_k, engine)
         condition, rollout_ref = route
-        return (f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, engine)} "
-                f"ELSE {self._explain_sql(ref, relation, top_k, engine)} END)")
+        return (
+            f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, engine)} "
+            f"ELSE {self._explain_sql(ref, relation, top_k, engine)} END)"
+        )
 
     def _explain_sql(self, ref: str, relation: str, top_k: int, engine: str) -> str:
         sql, card = dialect(engine), self.card(ref)
@@ -272,8 +290,9 @@ class Scorer:
             return f"explain_{card.name}({struct}, {int(top_k)})"
         return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
 
-    def score_expression(self, ref: str, output: str, engine: str, method: str | None = None,
-                         prefix: str = "") -> str | None:
+    def score_expression(
+        self, ref: str, output: str, engine: str, method: str | None = None, prefix: str = ""
+    ) -> str | None:
         """The SQL expression scoring `ref` over the columns `prefix`<feature> if `method` says to use it, else
         None (the ONNX UDF). No type check: see sql_call.
 
@@ -282,8 +301,9 @@ class Scorer:
         """
         return self.scoring_choice(ref, output, engine, method, prefix)[0]
 
-    def scoring_choice(self, ref: str, output: str, engine: str, method: str | None = None,
-                       prefix: str = "") -> tuple[str | None, str]:
+    def scoring_choice(
+        self, ref: str, output: str, engine: str, method: str | None = None, prefix: str = ""
+    ) -> tuple[str | None, str]:
         """(the SQL expression, or None for onnxruntime; why), as score_expression decides."""
         method = scoring_method(method)
         if method == "onnx":
@@ -295,8 +315,10 @@ class Scorer:
             try:
                 reason = staged.expression_reason(explanation, dialect(engine), forced=method == "sql")
                 if reason is None:
-                    return (staged.score_expression(explanation, dialect(engine), prefix),
-                            "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression")
+                    return (
+                        staged.score_expression(explanation, dialect(engine), prefix),
+                        "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression",
+                    )
             except staged.Unsupported as exc:
                 reason = str(exc)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -331,11 +353,20 @@ class Scorer:
 
     def _misshapen(self, ref: str, exc: Exception) -> IntegrityError:
         """The error for an explain.json (hashed, so written so) whose shape is not the one scorehouse writes."""
-        return IntegrityError(f"Model {self.describe(ref)}: its explain.json does not have the shape scorehouse "
-                              f"writes ({type(exc).__name__}: {exc}); refusing to write SQL from it")
+        return IntegrityError(
+            f"Model {self.describe(ref)}: its explain.json does not have the shape scorehouse "
+            f"writes ({type(exc).__name__}: {exc}); refusing to write SQL from it"
+        )
 
-    def scoring_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None,
-                     scored_by: str | None = None) -> str:
+    def scoring_note(
+        self,
+        ref: str,
+        output: str,
+        engine: str,
+        method: str | None = None,
+        key: str | None = None,
+        scored_by: str | None = None,
+    ) -> str:
         """What a predict() call scores with, as JSON for the scoring_runs hook: per version the reference
         (and a gray release's version), sha256 of its model.onnx, and the method (`scored_by` where the
         caller knows it: 'steps' for the table form's). Under a gray release each version's note also names
@@ -347,19 +378,35 @@ class Scorer:
         for each in refs:
             name, version = self.resolve(each)
             expression = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
-            notes.append({"ref": each, "model": name, "version": version,
-                          "sha256": self.card(each).manifest.onnx_sha256,
-                          "method": scored_by or ("onnx" if expression is None else "sql"),
-                          **({"routed": {"ref": ref, "key": key}} if route else {})})
+            notes.append(
+                {
+                    "ref": each,
+                    "model": name,
+                    "version": version,
+                    "sha256": self.card(each).manifest.onnx_sha256,
+                    "method": scored_by or ("onnx" if expression is None else "sql"),
+                    **({"routed": {"ref": ref, "key": key}} if route else {}),
+                }
+            )
         return json.dumps(notes)
 
-    def call_note(self, ref: str, output: str, engine: str, method: str | None = None, key: str | None = None,
-                  form: str = "predict") -> str:
+    def call_note(
+        self,
+        ref: str,
+        output: str,
+        engine: str,
+        method: str | None = None,
+        key: str | None = None,
+        form: str = "predict",
+    ) -> str:
         """scoring_note for one call dbt's macros recorded in a model's meta: `form` 'table' for score(),
         which scores in steps where table_sql writes them (the method 'steps'), else as predict() does."""
         sql = dialect(engine)
-        if form == "table" and self.table_sql(ref, "t", output, engine, method, key,
-                                              kept=[] if sql.lists_columns else None) is not None:
+        if (
+            form == "table"
+            and self.table_sql(ref, "t", output, engine, method, key, kept=[] if sql.lists_columns else None)
+            is not None
+        ):
             return self.scoring_note(ref, output, engine, scored_by="steps")
         return self.scoring_note(ref, output, engine, method, key)
 
@@ -373,15 +420,23 @@ class Scorer:
     def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
         """SQL for the hash of the current row's features as `ref`'s model sees them (scorehouse.fingerprint)."""
         sql = dialect(engine)
-        return fingerprint.row_hash_sql(self.card(ref).features, f"{sql.identifier(relation)}." if relation else "",
-                                        sql)
+        return fingerprint.row_hash_sql(
+            self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql
+        )
 
     def fingerprint_sql(self, ref: str, engine: str) -> str:
         """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
         return fingerprint.fingerprint_select(self.card(ref).features, dialect(engine))
 
-    def sql_call(self, ref: str, relation: str, output: str, engine: str = "duckdb", method: str | None = None,
-                 key: str | None = None) -> str:
+    def sql_call(
+        self,
+        ref: str,
+        relation: str,
+        output: str,
+        engine: str = "duckdb",
+        method: str | None = None,
+        key: str | None = None,
+    ) -> str:
         """The SQL expression scoring `ref` on the current row, with the features bound by name.
 
         Where SQL is chosen (see score_expression) it is written over the relation's columns,
@@ -394,12 +449,23 @@ class Scorer:
         if route is None:
             return self._sql_call(ref, relation, output, engine, method)
         condition, rollout_ref = route
-        return (f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, engine, method)} "
-                f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)")
+        return (
+            f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, engine, method)} "
+            f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)"
+        )
 
-    def table_sql(self, ref: str, source: str, output: str, engine: str = "duckdb", method: str | None = None,
-                  key: str | None = None, column: str = "prediction", kept: list[str] | None = None,
-                  star: str | None = None) -> str | None:
+    def table_sql(
+        self,
+        ref: str,
+        source: str,
+        output: str,
+        engine: str = "duckdb",
+        method: str | None = None,
+        key: str | None = None,
+        column: str = "prediction",
+        kept: list[str] | None = None,
+        star: str | None = None,
+    ) -> str | None:
         """The table form's query over `source` (a relation's SQL) in steps (scorehouse.staged): its rows (the columns
         `kept`, the SQL `star`, or all on DuckDB), the score as `column` and model_version; or None where the
         table form scores row by row instead.
@@ -421,21 +487,38 @@ class Scorer:
             reason = refusal
         elif method == "sql" or not (reason := staged.row_by_row_reason(self.explanation(ref))):
             try:
-                query = staged.scored_query(self.explanation(ref), dialect(engine), source, column,
-                                            lambda feature, value: self.type_checked(ref, "", engine, value, feature),
-                                            [(str(self.resolve(ref)[1]), "model_version")], kept, star)
+                query = staged.scored_query(
+                    self.explanation(ref),
+                    dialect(engine),
+                    source,
+                    column,
+                    lambda feature, value: self.type_checked(ref, "", engine, value, feature),
+                    [(str(self.resolve(ref)[1]), "model_version")],
+                    kept,
+                    star,
+                )
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 raise self._misshapen(ref, exc) from None
         name, version = self.resolve(ref)
-        event("table_form", f"{ref} ({name} version {version}) table form on {engine}: "
-              + (f"row by row: {reason}" if query is None else "in steps"), DEBUG, ref=ref, model=name, version=version,
-              method="row by row" if query is None else "steps", reason=reason, engine=engine)
+        event(
+            "table_form",
+            f"{ref} ({name} version {version}) table form on {engine}: "
+            + (f"row by row: {reason}" if query is None else "in steps"),
+            DEBUG,
+            ref=ref,
+            model=name,
+            version=version,
+            method="row by row" if query is None else "steps",
+            reason=reason,
+            engine=engine,
+        )
         return query
 
-    def table_input_error(self, ref: str, found: Mapping[str, str], column: str = "prediction",
-                          added: Iterable[str] = ()) -> str:
+    def table_input_error(
+        self, ref: str, found: Mapping[str, str], column: str = "prediction", added: Iterable[str] = ()
+    ) -> str:
         """Why the table form cannot score a relation whose columns are `found` (name -> SQL type) into
         `column`, model_version and the `added` columns of TABLE_COLUMNS, in one line; or '' where it can."""
         try:
@@ -444,8 +527,9 @@ class Scorer:
             return str(exc)
         return self.column_clash(ref, found, column, added)
 
-    def column_clash(self, ref: str, found: Iterable[str], column: str = "prediction",
-                     added: Iterable[str] = ()) -> str:
+    def column_clash(
+        self, ref: str, found: Iterable[str], column: str = "prediction", added: Iterable[str] = ()
+    ) -> str:
         """The table form's error for an input that already has `column`, model_version or one of the `added`
         columns, or a column named with the prefix of the table form's own helper columns (names are
         case-blind in SQL), or ''."""
@@ -453,12 +537,16 @@ class Scorer:
         puts = {column: "the score", "model_version": "the version", **{a: TABLE_COLUMNS[a] for a in added}}
         for name, what in puts.items():
             if name.lower() in taken:
-                return (f"Model {self.describe(ref)}: the input already has a column '{taken[name.lower()]}', "
-                        f"where the table form puts {what}; exclude or rename it first")
+                return (
+                    f"Model {self.describe(ref)}: the input already has a column '{taken[name.lower()]}', "
+                    f"where the table form puts {what}; exclude or rename it first"
+                )
         reserved = [name for lowered, name in taken.items() if lowered.startswith(staged.HELPER)]
         if reserved:
-            return (f"Model {self.describe(ref)}: the input has a column '{reserved[0]}'; names starting with "
-                    f"'{staged.HELPER}' are the table form's own (its steps' columns): rename it first")
+            return (
+                f"Model {self.describe(ref)}: the input has a column '{reserved[0]}'; names starting with "
+                f"'{staged.HELPER}' are the table form's own (its steps' columns): rename it first"
+            )
         return ""
 
     def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
@@ -503,10 +591,18 @@ class Scorer:
         prefix = f"{sql.identifier(relation)}." if relation else ""
         expression, why = self.scoring_choice(ref, output, engine, method, prefix)
         name, version = self.resolve(ref)
-        event("scoring_method", f"{ref} ({name} version {version}) scores with "
-              f"{'onnxruntime' if expression is None else 'SQL'} on {engine}: {why}", DEBUG, ref=ref,
-              model=name, version=version, method="onnx" if expression is None else "sql", reason=why,
-              engine=engine)
+        event(
+            "scoring_method",
+            f"{ref} ({name} version {version}) scores with "
+            f"{'onnxruntime' if expression is None else 'SQL'} on {engine}: {why}",
+            DEBUG,
+            ref=ref,
+            model=name,
+            version=version,
+            method="onnx" if expression is None else "sql",
+            reason=why,
+            engine=engine,
+        )
         if expression is not None:
             return self.type_checked(ref, prefix, engine, expression)
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)

@@ -25,7 +25,7 @@ def publish_file(staged: str, target: str) -> str:
     """
     staged, target = os.path.abspath(staged), os.path.abspath(target)
     prefix = target + "."
-    if not (staged.startswith(prefix) and staged.endswith(".tmp") and "/" not in staged[len(prefix):]):
+    if not (staged.startswith(prefix) and staged.endswith(".tmp") and "/" not in staged[len(prefix) :]):
         raise ScorehouseError(f"Refusing to publish {staged}: a staged serving file is named {target}.<build id>.tmp")
     with open(staged, "rb") as handle:
         os.fsync(handle.fileno())
@@ -62,14 +62,17 @@ def versions_in_use(warehouse: str | os.PathLike, serving: str | os.PathLike) ->
                     shown = table if schema == "main" else f"{schema}.{table}"
                     why = f"recorded by the latest build in {shown}" if runs else f"served by {shown}"
                     rows = latest_runs(relation) if runs else f"from {relation}"
-                    found = conn.execute("select distinct cast(model_name as varchar), "
-                                         f"try_cast(model_version as bigint) {rows}").fetchall()
+                    found = conn.execute(
+                        f"select distinct cast(model_name as varchar), try_cast(model_version as bigint) {rows}"
+                    ).fetchall()
                     for model, version in found:
                         if model is not None and version is not None:
                             in_use.setdefault((model, version), []).append(why)
         except duckdb.Error as exc:
-            raise ScorehouseError(f"Cannot read {path} to find the model versions in use "
-                                  f"({str(exc).splitlines()[0]}); nothing was removed") from None
+            raise ScorehouseError(
+                f"Cannot read {path} to find the model versions in use "
+                f"({str(exc).splitlines()[0]}); nothing was removed"
+            ) from None
     return in_use
 
 
@@ -79,4 +82,5 @@ def _tables_with(conn, columns: tuple[str, ...]) -> list[tuple[str, str]]:
     return conn.execute(
         "select schema_name, table_name from duckdb_columns() where database_name = current_database() "
         f"and table_oid in (select table_oid from duckdb_tables()) and lower(column_name) in ({names}) "
-        f"group by all having count(distinct lower(column_name)) = {len(columns)} order by all").fetchall()
+        f"group by all having count(distinct lower(column_name)) = {len(columns)} order by all"
+    ).fetchall()

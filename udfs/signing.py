@@ -47,8 +47,10 @@ class PublicKey:
     def check(self, label: str, manifest: bytes, signature: bytes | None) -> None:
         """Fail unless `signature` (the manifest.sig file) is this key's signature of `manifest`."""
         if signature is None:
-            raise IntegrityError(f"Model {label} is not signed, and this registry requires signatures "
-                                 f"(public key {self.key_id}); refusing to load it")
+            raise IntegrityError(
+                f"Model {label} is not signed, and this registry requires signatures "
+                f"(public key {self.key_id}); refusing to load it"
+            )
         try:
             record = json.loads(signature)
         except ValueError:
@@ -103,8 +105,13 @@ class SigningKey:
 
 def record_message(kind: str, model: str, record: Mapping[str, Any]) -> bytes:
     """What an alias state's or an audit line's signature covers: its kind, its model and its canonical JSON."""
-    return b"\0".join([f"scorehouse {kind}".encode(), model.encode(),
-                       json.dumps(record, sort_keys=True, separators=(",", ":")).encode()])
+    return b"\0".join(
+        [
+            f"scorehouse {kind}".encode(),
+            model.encode(),
+            json.dumps(record, sort_keys=True, separators=(",", ":")).encode(),
+        ]
+    )
 
 
 def signer_of(signature: bytes | None) -> str | None:
@@ -135,8 +142,9 @@ def load_signing_key(path: str | os.PathLike | None) -> SigningKey | None:
     key = serialization.load_pem_private_key(_read_key(path, "signing"), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ScorehouseError(f"Signing key {Path(path).resolve()} is not an ed25519 private key")
-    return SigningKey(key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                        serialization.NoEncryption()))
+    return SigningKey(
+        key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    )
 
 
 def generate_keys(folder: str | os.PathLike) -> tuple[Path, Path, str]:
@@ -150,8 +158,9 @@ def generate_keys(folder: str | os.PathLike) -> tuple[Path, Path, str]:
         raise ScorehouseError(f"{private_path} or {public_path} exists already; keys are never overwritten")
     folder.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -34,13 +34,20 @@ from .scoring import GENERIC_FUNCTIONS, Scorer, first_value, per_reference
 from .sql import SPARK
 from .surface import WRITERS
 
-SPARK_TYPES = {"DOUBLE": "double", "VARCHAR": "string", "MAP(VARCHAR, DOUBLE)": "map<string,double>",
-               "INTEGER": "int", "BIGINT": "bigint", "BOOLEAN": "boolean"}
+SPARK_TYPES = {
+    "DOUBLE": "double",
+    "VARCHAR": "string",
+    "MAP(VARCHAR, DOUBLE)": "map<string,double>",
+    "INTEGER": "int",
+    "BIGINT": "bigint",
+    "BOOLEAN": "boolean",
+}
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_BATCH_ROWS = 100_000
 # explain(): scorehouse.explain.EXPLANATION in Spark's spelling
-EXPLANATION_TYPE = ("struct<baseline:double,margin:double,"
-                    "contributions:array<struct<feature:string,value:string,contribution:double>>>")
+EXPLANATION_TYPE = (
+    "struct<baseline:double,margin:double,contributions:array<struct<feature:string,value:string,contribution:double>>>"
+)
 
 
 def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
@@ -63,31 +70,37 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     # The ignores on arrow_udf below: pyspark's stubs list it only with a functionType, which it takes from
     # the function's type hints when none is given
     for card in scorer.default_cards():
-        fn = arrow_udf(_fixed_udf(scorer, card.name, card.default_output),  # type: ignore[call-overload]  # as above
-                       SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]])
+        fn = arrow_udf(
+            _fixed_udf(scorer, card.name, card.default_output),  # type: ignore[call-overload]  # as above
+            SPARK_TYPES[OUTPUT_SQL_TYPES[card.default_output]],
+        )
         spark.udf.register(f"predict_{card.name}", fn)
         spark.udf.register(f"scorehouse_onnx_{card.name}", fn)
-        spark.udf.register(f"explain_{card.name}",
-                           arrow_udf(_fixed_explain_udf(scorer, card.name),  # type: ignore[call-overload]  # as above
-                                     EXPLANATION_TYPE))
+        spark.udf.register(
+            f"explain_{card.name}",
+            arrow_udf(
+                _fixed_explain_udf(scorer, card.name),  # type: ignore[call-overload]  # as above
+                EXPLANATION_TYPE,
+            ),
+        )
     for output, function_name in GENERIC_FUNCTIONS.items():
         fn = _generic_udf(scorer, output)
-        spark.udf.register(function_name,
-                           arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))  # type: ignore[call-overload]  # as above
+        spark.udf.register(function_name, arrow_udf(fn, SPARK_TYPES[OUTPUT_SQL_TYPES[output]]))  # type: ignore[call-overload]  # as above
 
-    spark.udf.register("explain",
-                       arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))  # type: ignore[call-overload]  # as above
+    spark.udf.register("explain", arrow_udf(_explain_udf(scorer), EXPLANATION_TYPE))  # type: ignore[call-overload]  # as above
     for writer in WRITERS:
         assert writer.implementation is not None  # WRITERS are the declarations with one
-        spark.udf.register(writer.name, functools.partial(writer.implementation, scorer, "spark"),
-                           SPARK_TYPES[writer.returns])
+        spark.udf.register(
+            writer.name, functools.partial(writer.implementation, scorer, "spark"), SPARK_TYPES[writer.returns]
+        )
     _profile_views(spark, scorer, catalog.refs())
     _training_rows_view(spark, registry, scorer.versions())
     return scorer
 
 
-def predict_sql(scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "",
-                key: str = "") -> str:
+def predict_sql(
+    scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
+) -> str:
     """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
     return scorer.sql_call(ref, relation, output, "spark", method or None, key or None)
 
@@ -121,8 +134,9 @@ def _explain_udf(scorer: Scorer):
         with _logged(scorer, trace):
             for refs, structs, top_ks in batches:
                 top_k = first_value(top_ks)
-                yield per_reference(refs, structs,
-                                    lambda ref, part, top_k=top_k: scorer.explain_struct(ref, part, top_k))
+                yield per_reference(
+                    refs, structs, lambda ref, part, top_k=top_k: scorer.explain_struct(ref, part, top_k)
+                )
 
     return explain
 
@@ -161,10 +175,12 @@ def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
                 continue  # a version that does not load has no profile rows; using it says why
             if card.manifest.profile is not None:
                 rows += [{"model_ref": ref, **row} for row in rows_of(card)]
-        schema = "model_ref string, " + ", ".join(f"{SPARK.identifier(c)} {SPARK_TYPES.get(t, t.lower())}"
-                                                  for c, t in columns.items())
-        spark.createDataFrame([tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema) \
-            .createOrReplaceTempView(f"scorehouse_{relation}")
+        schema = "model_ref string, " + ", ".join(
+            f"{SPARK.identifier(c)} {SPARK_TYPES.get(t, t.lower())}" for c, t in columns.items()
+        )
+        spark.createDataFrame(
+            [tuple(r[c] for c in ["model_ref", *columns]) for r in rows], schema
+        ).createOrReplaceTempView(f"scorehouse_{relation}")
 
 
 def _training_rows_view(spark, registry: Registry, versions: list[tuple[str, int]]) -> None:
@@ -172,14 +188,25 @@ def _training_rows_view(spark, registry: Registry, versions: list[tuple[str, int
     trained each version (a version that did not record them has none)."""
     import pandas as pd
 
-    frames = [pd.DataFrame({"model_name": name, "model_version": version, "row_hash": rows})
-              for name, version in versions if (rows := _recorded_rows(registry, name, version))]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        {"model_name": pd.Series(dtype=str), "model_version": pd.Series(dtype="int32"),
-         "row_hash": pd.Series(dtype=str)})
-    spark.createDataFrame(rows.astype({"model_version": "int32"}),
-                          "model_name string, model_version int, row_hash string") \
-        .createOrReplaceTempView("scorehouse_training_rows")
+    frames = [
+        pd.DataFrame({"model_name": name, "model_version": version, "row_hash": rows})
+        for name, version in versions
+        if (rows := _recorded_rows(registry, name, version))
+    ]
+    rows = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(
+            {
+                "model_name": pd.Series(dtype=str),
+                "model_version": pd.Series(dtype="int32"),
+                "row_hash": pd.Series(dtype=str),
+            }
+        )
+    )
+    spark.createDataFrame(
+        rows.astype({"model_version": "int32"}), "model_name string, model_version int, row_hash string"
+    ).createOrReplaceTempView("scorehouse_training_rows")
 
 
 def _recorded_rows(registry: Registry, name: str, version: int) -> list[str] | None:

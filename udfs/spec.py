@@ -114,8 +114,18 @@ def load_spec(path: str | Path) -> ModelSpec:
 
 def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "spec") -> ModelSpec:
     """Build a ModelSpec from a mapping, failing with a message that names the bad key."""
-    known = {"name", "task", "target", "source", "estimator", "features", "split",
-             "positive_class", "description", "weight"}
+    known = {
+        "name",
+        "task",
+        "target",
+        "source",
+        "estimator",
+        "features",
+        "split",
+        "positive_class",
+        "description",
+        "weight",
+    }
     unknown = sorted(set(raw) - known - set(RETIRED_KEYS))
     if unknown:
         raise SpecError(f"{origin}: unknown keys {unknown}; allowed: {sorted(known)}")
@@ -152,9 +162,11 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
         raise SpecError(f"{origin}: no features listed")
     odd = [shown(f) for f in all_features if not FEATURE_NAME.fullmatch(f)]
     if odd:
-        raise SpecError(f"{origin}: feature name(s) {odd} are not plain identifiers (ASCII letters, digits and _, "
-                        "not starting with a digit, at most 128); rename the column in the model that builds the "
-                        "features, e.g. select \"it's\" as its")
+        raise SpecError(
+            f"{origin}: feature name(s) {odd} are not plain identifiers (ASCII letters, digits and _, "
+            "not starting with a digit, at most 128); rename the column in the model that builds the "
+            'features, e.g. select "it\'s" as its'
+        )
     duplicated = sorted(f for f, n in Counter(all_features).items() if n > 1)
     if duplicated:
         raise SpecError(f"{origin}: features listed twice: {duplicated}")
@@ -169,8 +181,12 @@ def parse_spec(raw: dict[str, Any], base_dir: Path = Path("."), origin: str = "s
     if positive is not None and task != "binary":
         raise SpecError(f"{origin}: positive_class applies to binary models only")
     for key in sorted(set(raw) & set(RETIRED_KEYS)):
-        log.warning("%s: '%s' is no longer read (scorehouse 0.3.0 writes every model's SQL from its explanation "
-                    "when it scores); remove it", origin, key)
+        log.warning(
+            "%s: '%s' is no longer read (scorehouse 0.3.0 writes every model's SQL from its explanation "
+            "when it scores); remove it",
+            origin,
+            key,
+        )
     return ModelSpec(
         name=name,
         task=task,

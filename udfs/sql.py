@@ -122,8 +122,10 @@ class DuckDBDialect(Dialect):
         # DuckDB refuses a cast beyond float32's range ("out of range"), so such a value is made ±inf by
         # hand; try_cast binds whatever the column's type, so a type check in front of this can speak first
         double = f"try_cast({expression} as double)"
-        return (f"coalesce(try_cast({expression} as float), case when {double} > 0 then cast('inf' as float) "
-                f"when {double} < 0 then cast('-inf' as float) end)")
+        return (
+            f"coalesce(try_cast({expression} as float), case when {double} > 0 then cast('inf' as float) "
+            f"when {double} < 0 then cast('-inf' as float) end)"
+        )
 
 
 class SparkDialect(Dialect):
@@ -138,8 +140,10 @@ class SparkDialect(Dialect):
         return "named_struct(" + ", ".join(f"{self.literal(n)}, {e}" for n, e in fields) + ")"
 
     def type_name(self, expression: str) -> str:
-        return (f"case typeof({expression}) when 'string' then 'VARCHAR' when 'int' then 'INTEGER' "
-                f"else upper(typeof({expression})) end")
+        return (
+            f"case typeof({expression}) when 'string' then 'VARCHAR' when 'int' then 'INTEGER' "
+            f"else upper(typeof({expression})) end"
+        )
 
     def matches(self, expression: str, pattern: str) -> str:
         return f"({expression} rlike {self.literal('^(?:' + pattern + ')$')})"
@@ -185,8 +189,10 @@ def table_name(text: str, engine: str = "duckdb", what: str = "table") -> str:
     if not _TABLE_NAME.fullmatch(text):
         from .names import shown
 
-        raise ScorehouseError(f"{what} '{shown(text)}' is not a table name: use name, schema.name or "
-                              "catalog.schema.name, each of letters, digits, _ or $ (start with a letter or _)")
+        raise ScorehouseError(
+            f"{what} '{shown(text)}' is not a table name: use name, schema.name or "
+            "catalog.schema.name, each of letters, digits, _ or $ (start with a letter or _)"
+        )
     return ".".join(dialect(engine).identifier(part) for part in text.split("."))
 
 
@@ -203,6 +209,8 @@ def single_select(conn, sql: str, what: str):
         raise ScorehouseError(f"{what} is not valid SQL: {str(exc).splitlines()[0]}") from None
     kinds = [s.type.name for s in statements]
     if kinds != ["SELECT"]:
-        raise ScorehouseError(f"{what} must be one SELECT statement, found {len(kinds)} statement(s): "
-                              f"{', '.join(k.lower() for k in kinds) or 'none'}")
+        raise ScorehouseError(
+            f"{what} must be one SELECT statement, found {len(kinds)} statement(s): "
+            f"{', '.join(k.lower() for k in kinds) or 'none'}"
+        )
     return statements[0]

@@ -99,8 +99,10 @@ def foreign_features(explanation: Mapping[str, Any], features: Sequence[Any]) ->
     """The columns an explanation reads that are not among the model's `features` with its kind ('name (kind)'):
     the SQL written from it reads only the model's features."""
     kinds = {f.name: f.kind for f in features}
-    read = [(entry.get("feature"), NUMERIC if "median" in entry else CATEGORICAL)
-            for entry in explanation.get("columns", ())]
+    read = [
+        (entry.get("feature"), NUMERIC if "median" in entry else CATEGORICAL)
+        for entry in explanation.get("columns", ())
+    ]
     read += [(entry.get("feature"), NUMERIC) for entry in explanation.get("numeric", ())]
     read += [(entry.get("feature"), CATEGORICAL) for entry in explanation.get("categorical", ())]
     return [f"'{shown(name)}' ({kind})" for name, kind in read if kinds.get(name) != kind]
@@ -115,14 +117,23 @@ def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
         return f"{count:,} tree nodes, more than {MAX_NODES:,}"
     splits = splits_per_row(explanation)
     if count > NODES_FREE + NODES_PER_SPLIT * splits:
-        return (f"{count:,} tree nodes for {splits:,.0f} splits per row, more than {NODES_FREE:,} + "
-                f"{NODES_PER_SPLIT} a split: trees this deep score faster with onnxruntime")
+        return (
+            f"{count:,} tree nodes for {splits:,.0f} splits per row, more than {NODES_FREE:,} + "
+            f"{NODES_PER_SPLIT} a split: trees this deep score faster with onnxruntime"
+        )
     return None
 
 
-def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, column: str,
-                 guard: Callable[[str, str], str], extra: Sequence[tuple[str, str]] = (),
-                 kept: Sequence[str] | None = None, star: str | None = None) -> str:
+def scored_query(
+    explanation: Mapping[str, Any],
+    sql: Dialect,
+    source: str,
+    column: str,
+    guard: Callable[[str, str], str],
+    extra: Sequence[tuple[str, str]] = (),
+    kept: Sequence[str] | None = None,
+    star: str | None = None,
+) -> str:
     """SELECT the columns of `source` (a relation's SQL) plus the model's score as `column` and `extra`'s
     (expression, name) pairs. `guard(feature, expression)` wraps each read of a feature (the engine's type check).
     `kept` lists the source's columns: Spark needs them (it has no SELECT * EXCLUDE); DuckDB may omit them, or
@@ -131,8 +142,11 @@ def scored_query(explanation: Mapping[str, Any], sql: Dialect, source: str, colu
         raise Unsupported(f"its link {explanation.get('link')!r} is not one the table form's SQL writes")
     if kept is None and star is None and sql.lists_columns:
         raise Unsupported(f"{sql.name} needs the relation's columns listed")
-    steps, margin = (([], _linear_margin(explanation, sql, guard)) if explanation["kind"] == "linear"
-                     else _tree_steps(explanation, sql, guard))
+    steps, margin = (
+        ([], _linear_margin(explanation, sql, guard))
+        if explanation["kind"] == "linear"
+        else _tree_steps(explanation, sql, guard)
+    )
     ctes: list[str]
     helpers: list[str]
     ctes, relation, helpers = [], source, []
@@ -153,8 +167,13 @@ def _select(star: str, columns: Sequence[tuple[str, str]], source: str, sql: Dia
     return f"SELECT {star}{listed} FROM {source}"
 
 
-def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str],
-                inline: bool = False, prefix: str = "") -> tuple[list[list[tuple[str, str]]], str]:
+def _tree_steps(
+    explanation: Mapping[str, Any],
+    sql: Dialect,
+    guard: Callable[[str, str], str],
+    inline: bool = False,
+    prefix: str = "",
+) -> tuple[list[list[tuple[str, str]]], str]:
     """([the inputs step's columns, the conditions step's columns], the margin over them); `inline`: no steps,
     the margin reading each feature and testing each split where it is used (columns read as `prefix`<name>)."""
     helpers: dict[str, str] = {}  # feature -> its helper column
@@ -204,16 +223,22 @@ def _tree_steps(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[s
         for test, group in groups.items():
             left = " + ".join(summed([(tree, tree["left"][node]) for tree, node in group]))
             right = " + ".join(summed([(tree, tree["right"][node]) for tree, node in group]))
-            terms.append(left if test == "TRUE" else right if test == "FALSE"
-                         else f"CASE WHEN {test} THEN {left} ELSE {right} END")
+            terms.append(
+                left
+                if test == "TRUE"
+                else right
+                if test == "FALSE"
+                else f"CASE WHEN {test} THEN {left} ELSE {right} END"
+            )
         return terms
 
     margin = " + ".join([_literal(explanation["init"]), *summed([(tree, 0) for tree in explanation["trees"]])])
     return [inputs, [(test, name) for test, name in conditions.items()]], margin
 
 
-def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str],
-                   prefix: str = "") -> str:
+def _linear_margin(
+    explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str], prefix: str = ""
+) -> str:
     """intercept + Σ coef/scale × x (the centring folded into the constant) + one CASE per categorical feature."""
     constant, terms = float(explanation["intercept"]), []
     for entry in explanation["numeric"]:
@@ -222,8 +247,11 @@ def _linear_margin(explanation: Mapping[str, Any], sql: Dialect, guard: Callable
         terms.append(f"{_number(entry['feature'], entry['median'], sql, guard, prefix)} * {_literal(weight)}")
     for entry in explanation["categorical"]:  # NULL tested apart: a coalesce would be evaluated in every WHEN
         text = guard(entry["feature"], f"CAST({prefix}{sql.identifier(entry['feature'])} AS {sql.text_type})")
-        cases = [f"WHEN {text} = {sql.literal(category)} THEN {_literal(coef)}"
-                 for category, coef in zip(entry["categories"], entry["coef"]) if coef and category != MISSING_CATEGORY]
+        cases = [
+            f"WHEN {text} = {sql.literal(category)} THEN {_literal(coef)}"
+            for category, coef in zip(entry["categories"], entry["coef"])
+            if coef and category != MISSING_CATEGORY
+        ]
         missing = dict(zip(entry["categories"], entry["coef"])).get(MISSING_CATEGORY)
         if missing:
             cases.append(f"WHEN {text} IS NULL OR {text} = {sql.literal(MISSING_CATEGORY)} THEN {_literal(missing)}")
@@ -240,8 +268,10 @@ def _number(feature: str, median: float, sql: Dialect, guard: Callable[[str, str
 
 def _text(feature: str, sql: Dialect, guard: Callable[[str, str], str], prefix: str = "") -> str:
     """A categorical feature's text, NULL read as the model reads it."""
-    return (f"coalesce({guard(feature, f'CAST({prefix}{sql.identifier(feature)} AS {sql.text_type})')}, "
-            f"{sql.literal(MISSING_CATEGORY)})")
+    return (
+        f"coalesce({guard(feature, f'CAST({prefix}{sql.identifier(feature)} AS {sql.text_type})')}, "
+        f"{sql.literal(MISSING_CATEGORY)})"
+    )
 
 
 def _at_most(value: str, threshold: float) -> str:
@@ -284,8 +314,11 @@ def score_expression(explanation: Mapping[str, Any], sql: Dialect, prefix: str =
     """predict()'s score as one SQL expression over the columns `prefix`<feature> of the current row (no steps)."""
     if explanation.get("link") not in LINKS:
         raise Unsupported(f"its link {explanation.get('link')!r} is not one scorehouse writes in SQL")
-    margin = (_linear_margin(explanation, sql, _unguarded, prefix) if explanation["kind"] == "linear"
-              else _tree_steps(explanation, sql, _unguarded, inline=True, prefix=prefix)[1])
+    margin = (
+        _linear_margin(explanation, sql, _unguarded, prefix)
+        if explanation["kind"] == "linear"
+        else _tree_steps(explanation, sql, _unguarded, inline=True, prefix=prefix)[1]
+    )
     return LINKS[explanation["link"]].format(margin)
 
 
@@ -296,20 +329,25 @@ def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect, force
         return "no explanations"
     count = nodes(explanation)
     if count > EXPRESSION_NODES and not forced:
-        return (f"{count:,} tree nodes, more than {EXPRESSION_NODES:,}: one expression repeats every split "
-                "and scores slower than onnxruntime")
+        return (
+            f"{count:,} tree nodes, more than {EXPRESSION_NODES:,}: one expression repeats every split "
+            "and scores slower than onnxruntime"
+        )
     try:
         length = len(score_expression(explanation, sql))
     except Unsupported as exc:
         return str(exc)
     if sql.max_expression_chars is not None and length > sql.max_expression_chars:
-        return (f"its expression has {length:,} characters, more than {sql.name} runs as compiled code "
-                f"({sql.max_expression_chars:,})")
+        return (
+            f"its expression has {length:,} characters, more than {sql.name} runs as compiled code "
+            f"({sql.max_expression_chars:,})"
+        )
     return None
 
 
-def sql_parity(explanation: Mapping[str, Any], features: Sequence[Any], rows: Mapping[str, Any],
-               expected: Any, tolerance: float) -> dict[str, Any]:
+def sql_parity(
+    explanation: Mapping[str, Any], features: Sequence[Any], rows: Mapping[str, Any], expected: Any, tolerance: float
+) -> dict[str, Any]:
     """Score `rows` (feature -> values) with both SQL forms in DuckDB against the library's `expected` scores:
     {"rows", "max_abs_diff", "ok"}, or {"skipped": why} where the SQL does not cover the version."""
     import duckdb
@@ -317,8 +355,12 @@ def sql_parity(explanation: Mapping[str, Any], features: Sequence[Any], rows: Ma
 
     from .sql import DUCKDB
 
-    table = pa.table({f.name: pa.array(rows[f.name], pa.float64() if f.kind == "numeric" else pa.string(),
-                                       from_pandas=True) for f in features})
+    table = pa.table(
+        {
+            f.name: pa.array(rows[f.name], pa.float64() if f.kind == "numeric" else pa.string(), from_pandas=True)
+            for f in features
+        }
+    )
     try:
         steps = scored_query(explanation, DUCKDB, "scorehouse_rows", "v", _unguarded)
         expression = score_expression(explanation, DUCKDB)
@@ -326,8 +368,10 @@ def sql_parity(explanation: Mapping[str, Any], features: Sequence[Any], rows: Ma
         return {"skipped": str(exc)}
     with duckdb.connect() as con:
         con.register("scorehouse_rows", table)
-        got = [con.sql(steps).fetchnumpy()["v"],
-               con.sql(f"SELECT {expression} AS v FROM scorehouse_rows").fetchnumpy()["v"]]
+        got = [
+            con.sql(steps).fetchnumpy()["v"],
+            con.sql(f"SELECT {expression} AS v FROM scorehouse_rows").fetchnumpy()["v"],
+        ]
     want = np.asarray(expected, dtype=np.float64).reshape(-1)
     diff = max(float(np.max(np.abs(np.asarray(g, dtype=np.float64) - want), initial=0.0)) for g in got)
     return {"rows": len(want), "max_abs_diff": diff, "ok": bool(diff <= tolerance)}
@@ -343,6 +387,8 @@ def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, 
     rows = {f.name: [row.get(f.name) for row in sample["rows"]] for f in model.features}
     parity = sql_parity(explanation, model.features, rows, expected, model.manifest.tolerance)
     if not parity.get("ok", True):
-        return [f"Model {model.label}: the SQL written from explain.json gives sample scores that differ from the "
-                f"library's by {parity['max_abs_diff']:.3g} (tolerance {model.manifest.tolerance:.3g})"]
+        return [
+            f"Model {model.label}: the SQL written from explain.json gives sample scores that differ from the "
+            f"library's by {parity['max_abs_diff']:.3g} (tolerance {model.manifest.tolerance:.3g})"
+        ]
     return []

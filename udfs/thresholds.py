@@ -98,8 +98,9 @@ def exact_thresholds(model: onnx.ModelProto, estimator: Any, name: str) -> tuple
     return rewritten, changed
 
 
-def check_thresholds(model: onnx.ModelProto, estimator: Any, name: str,
-                     columns: list[str] | None = None) -> dict[str, int] | None:
+def check_thresholds(
+    model: onnx.ModelProto, estimator: Any, name: str, columns: list[str] | None = None
+) -> dict[str, int] | None:
     """Check every split of the graph's trees on the float32 values beside the library's threshold:
     {'splits_checked': n}, None for a model without trees, or a ParityError naming the worst split.
     `columns` names the estimator's input columns, for the message."""
@@ -113,13 +114,16 @@ def check_thresholds(model: onnx.ModelProto, estimator: Any, name: str,
     first_right = _step(last_left, "up")
     leq = splits.mode == "BRANCH_LEQ"
     # the library sends last_left left and first_right right; the graph must too
-    wrong = np.where(leq, ~(last_left <= values) | (first_right <= values),
-                     ~(last_left < values) | (first_right < values))
+    wrong = np.where(
+        leq, ~(last_left <= values) | (first_right <= values), ~(last_left < values) | (first_right < values)
+    )
     zeros = zeros_as_missing(estimator)
     if zeros:
-        raise ParityError(f"Model {name}: {zeros} of {len(wrong)} LightGBM splits send zeros to their missing-value "
-                          "side (zero_as_missing), where the ONNX graph's threshold sends them the other way; not "
-                          "registered. Fit it with zero_as_missing: false")
+        raise ParityError(
+            f"Model {name}: {zeros} of {len(wrong)} LightGBM splits send zeros to their missing-value "
+            "side (zero_as_missing), where the ONNX graph's threshold sends them the other way; not "
+            "registered. Fit it with zero_as_missing: false"
+        )
     if wrong.any():
         gap = np.abs(values.astype(np.float64) - splits.exact().astype(np.float64))
         worst = int(np.flatnonzero(wrong)[np.argmax(gap[wrong])])
@@ -131,7 +135,8 @@ def check_thresholds(model: onnx.ModelProto, estimator: Any, name: str,
             f"{splits.tree[worst]} node {splits.node[worst]}, {described}: the library goes left for x <= "
             f"{float(splits.threshold[worst])!r}, the graph for x {'<=' if leq[worst] else '<'} "
             f"{float(values[worst])!r}); "
-            "not registered")
+            "not registered"
+        )
     return {"splits_checked": len(wrong)}
 
 
@@ -148,12 +153,17 @@ def match_splits(node: onnx.NodeProto, trees: list[dict[str, list]], name: str, 
 
     def refuse(tree: int, node_id: int | None, what: str) -> ParityError:
         at = f"tree {tree}" + (f" node {node_id}" if node_id is not None else "")
-        return ParityError(f"Model {name}: the ONNX graph's {at} does not match {owner}'s trees ({what}); "
-                           "its thresholds cannot be checked, not registered")
+        return ParityError(
+            f"Model {name}: the ONNX graph's {at} does not match {owner}'s trees ({what}); "
+            "its thresholds cannot be checked, not registered"
+        )
 
     if len(graph_trees) != len(trees):
-        raise refuse(int(graph_trees[0]) if len(graph_trees) else 0, None,
-                     f"the graph has {len(graph_trees)} trees, {owner} {len(trees)}")
+        raise refuse(
+            int(graph_trees[0]) if len(graph_trees) else 0,
+            None,
+            f"the graph has {len(graph_trees)} trees, {owner} {len(trees)}",
+        )
     found: dict[str, list] = {key: [] for key in ("position", "tree", "node", "feature", "mode", "threshold")}
     for tree_id, tree in zip(graph_trees.tolist(), trees):
         members = np.flatnonzero(tree_ids == tree_id)
@@ -182,8 +192,14 @@ def match_splits(node: onnx.NodeProto, trees: list[dict[str, list]], name: str, 
             below = at_or_below(np.asarray([threshold]))
             if not _step(below, "down")[0] <= values[position] <= _step(_step(below, "up"), "up")[0]:
                 raise refuse(tree_id, node_id, f"value {float(values[position])!r}, {owner}'s threshold {threshold!r}")
-            for key, item in (("position", position), ("tree", tree_id), ("node", node_id),
-                              ("feature", int(features[position])), ("mode", mode), ("threshold", threshold)):
+            for key, item in (
+                ("position", position),
+                ("tree", tree_id),
+                ("node", node_id),
+                ("feature", int(features[position])),
+                ("mode", mode),
+                ("threshold", threshold),
+            ):
                 found[key].append(item)
             pending += [(int(false_ids[position]), right[mine]), (int(true_ids[position]), left[mine])]
     return Splits(**{key: np.asarray(items, dtype=_DTYPES.get(key, np.int64)) for key, items in found.items()})
@@ -193,13 +209,16 @@ def _ensemble(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
     """The graph's one tree ensemble, None where it has none."""
     nodes = [n for n in model.graph.node if _is_trees(n)]
     if len(nodes) > 1:
-        raise ParityError(f"Model {name}: the ONNX graph has {len(nodes)} tree ensembles, its thresholds are "
-                          "checked in one; not registered")
+        raise ParityError(
+            f"Model {name}: the ONNX graph has {len(nodes)} tree ensembles, its thresholds are "
+            "checked in one; not registered"
+        )
     if nodes and "nodes_values" not in node_attributes(nodes[0]):
-        raise ParityError(f"Model {name}: the ONNX graph's trees keep their thresholds in "
-                          "nodes_values_as_tensor, which is not checked; not registered")
+        raise ParityError(
+            f"Model {name}: the ONNX graph's trees keep their thresholds in "
+            "nodes_values_as_tensor, which is not checked; not registered"
+        )
     return nodes[0] if nodes else None
-
 
 
 def _library_trees(estimator: Any, name: str) -> list[dict[str, list]] | None:

@@ -77,6 +77,8 @@ FLOAT32_SUM_RTOL = 4e-6  # relative rounding allowed where the margin is a float
 
 def no_progress(label: str) -> AbstractContextManager:
     return contextlib.nullcontext()
+
+
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "duckdb", "pyarrow")
 
 
@@ -121,8 +123,9 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
         con = duckdb.connect()
         literal = GLOB_CHARACTER.sub(r"[\1]", str(file))  # DuckDB expands * ? [ in a file name: read this one file
         try:
-            rows = (con.read_parquet(literal) if file.suffix == ".parquet"
-                    else con.read_csv(literal, na_values=["", "NA"]))
+            rows = (
+                con.read_parquet(literal) if file.suffix == ".parquet" else con.read_csv(literal, na_values=["", "NA"])
+            )
             rows.create("scorehouse_source")
         except duckdb.Error as exc:
             con.close()
@@ -132,23 +135,27 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
     else:
         path = config.warehouse_path(warehouse)
         if not path.exists():
-            raise SpecError(f"Model {spec.name}: warehouse {path.resolve()} does not exist "
-                            f"(source {source.table or 'query'})")
+            raise SpecError(
+                f"Model {spec.name}: warehouse {path.resolve()} does not exist (source {source.table or 'query'})"
+            )
         con = duckdb.connect(str(path), read_only=True, config={"enable_external_access": False})
         relation = table_name(source.table) if source.table else f"({source.query}) as scorehouse_source"
         described = source.table or "query"
-    columns = ", ".join(DUCKDB.identifier(c)
-                        for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])])
+    columns = ", ".join(
+        DUCKDB.identifier(c) for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])]
+    )
     where = f" where {source.where}" if source.where else ""
     try:
         shape = single_select(con, f"describe select * from {relation}", f"Model {spec.name}: source")
         found = {r[0]: r[1] for r in con.sql(shape).fetchall()}
         missing = [c for c in [*spec.features, spec.target, *([spec.weight] if spec.weight else [])] if c not in found]
         if missing:
-            raise SpecError(f"Model {spec.name}: source {described} lacks column(s) {listed(missing)}; "
-                            f"it has: {listed(found)}")
-        query = single_select(con, f"select {columns} from {relation}{where} order by all",
-                              f"Model {spec.name}: source")
+            raise SpecError(
+                f"Model {spec.name}: source {described} lacks column(s) {listed(missing)}; it has: {listed(found)}"
+            )
+        query = single_select(
+            con, f"select {columns} from {relation}{where} order by all", f"Model {spec.name}: source"
+        )
         return con.sql(query).to_arrow_table()
     except duckdb.Error as exc:
         raise SpecError(f"Model {spec.name}: cannot read source {described}: {str(exc).splitlines()[0]}") from None
@@ -167,27 +174,36 @@ def source_file(spec: ModelSpec) -> Path:
     file = (spec.base_dir / spec.source.path).resolve()
     roots, settings = config.spec_source_roots(spec.base_dir)
     if not any(file.is_relative_to(root) for root in roots):
-        raise SpecError(f"Model {spec.name}: source file {shown(spec.source.path, 200)} resolves to "
-                        f"{shown(file, 200)}, outside the folders a spec may read files from "
-                        f"({', '.join(shown(root, 200) for root in roots)}); move the file into the project, "
-                        f"or add its folder to source_roots in {settings}")
+        raise SpecError(
+            f"Model {spec.name}: source file {shown(spec.source.path, 200)} resolves to "
+            f"{shown(file, 200)}, outside the folders a spec may read files from "
+            f"({', '.join(shown(root, 200) for root in roots)}); move the file into the project, "
+            f"or add its folder to source_roots in {settings}"
+        )
     return file
 
 
 def training_features(spec: ModelSpec, schema: pa.Schema) -> list[Feature]:
     """The spec's features with their training columns' types, refusing a type scoring would refuse."""
-    features = [Feature.of_column(name, kind, schema.field(name).type)
-                for kind, names in ((NUMERIC, spec.numeric), (CATEGORICAL, spec.categorical)) for name in names]
+    features = [
+        Feature.of_column(name, kind, schema.field(name).type)
+        for kind, names in ((NUMERIC, spec.numeric), (CATEGORICAL, spec.categorical))
+        for name in names
+    ]
     for feature in features:
         found = sql_type_name(schema.field(feature.name).type)
         if not feature.accepts_sql_type(found):
-            fix = (f"turn it into a number in the model that builds the features (a date: "
-                   f"date_diff('day', {feature.name}, current_date)), or list it as categorical"
-                   if feature.kind == NUMERIC else
-                   f"cast it to text in the model that builds the features (cast({feature.name} as varchar) "
-                   f"as {feature.name}) and score it as text too")
-            raise SpecError(f"Model {spec.name}: {feature.kind} feature '{feature.name}' has type {found}, which "
-                            f"predict() does not take for a {feature.kind} feature; {fix}")
+            fix = (
+                f"turn it into a number in the model that builds the features (a date: "
+                f"date_diff('day', {feature.name}, current_date)), or list it as categorical"
+                if feature.kind == NUMERIC
+                else f"cast it to text in the model that builds the features (cast({feature.name} as varchar) "
+                f"as {feature.name}) and score it as text too"
+            )
+            raise SpecError(
+                f"Model {spec.name}: {feature.kind} feature '{feature.name}' has type {found}, which "
+                f"predict() does not take for a {feature.kind} feature; {fix}"
+            )
     return features
 
 
@@ -200,8 +216,9 @@ def build_pipeline(spec: ModelSpec):
 
     kind = spec.estimator.kind
     try:
-        estimator = estimator_class(spec.task, kind, spec.name)(**{**DEFAULT_PARAMS.get(kind, {}),
-                                                                    **spec.estimator.params})
+        estimator = estimator_class(spec.task, kind, spec.name)(
+            **{**DEFAULT_PARAMS.get(kind, {}), **spec.estimator.params}
+        )
     except TypeError as exc:
         raise SpecError(f"Model {spec.name}: bad parameters for {kind}: {exc}") from None
     steps = []
@@ -261,13 +278,28 @@ def prepare(spec: ModelSpec, table: pa.Table, holdout: pa.Table | None = None, s
 
         try:
             x_train, x_test, y_train, y_test, w_train, w_test = train_test_split(
-                x, y, w, test_size=spec.split.test_size, random_state=spec.split.seed,
-                stratify=y if classifier else None)
+                x,
+                y,
+                w,
+                test_size=spec.split.test_size,
+                random_state=spec.split.seed,
+                stratify=y if classifier else None,
+            )
         except ValueError as exc:  # e.g. a class with one row cannot be stratified
             raise SpecError(f"Model {spec.name}: cannot draw the holdout (split {spec.split}): {exc}") from None
     weighted = bool(spec.weight)
-    return TrainingData(table, features, classes, positive, x_train, x_test, y_train, y_test,
-                        w_train if weighted else None, w_test if weighted else None)
+    return TrainingData(
+        table,
+        features,
+        classes,
+        positive,
+        x_train,
+        x_test,
+        y_train,
+        y_test,
+        w_train if weighted else None,
+        w_test if weighted else None,
+    )
 
 
 def _with_target(spec: ModelSpec, table: pa.Table) -> pa.Table:
@@ -285,10 +317,12 @@ def _inputs(spec: ModelSpec, features: list[Feature], table: pa.Table) -> tuple[
         infinite = np.isinf(inputs[feature.name].reshape(-1)) if feature.kind == NUMERIC else None
         if infinite is not None and infinite.any():
             example = table.column(feature.name).take(pa.array(np.flatnonzero(infinite)[:1]))[0].as_py()
-            raise SpecError(f"Model {spec.name}: numeric feature '{feature.name}' holds {int(infinite.sum())} value(s) "
-                            f"that are infinite or beyond float32's range (±3.4e38), e.g. {example!r}, which the model "
-                            "reads as ±inf; scikit-learn cannot train on them: clip or drop them in the model that "
-                            "builds the features")
+            raise SpecError(
+                f"Model {spec.name}: numeric feature '{feature.name}' holds {int(infinite.sum())} value(s) "
+                f"that are infinite or beyond float32's range (±3.4e38), e.g. {example!r}, which the model "
+                "reads as ±inf; scikit-learn cannot train on them: clip or drop them in the model that "
+                "builds the features"
+            )
     frame = pd.DataFrame({name: values.reshape(-1) for name, values in inputs.items()})
     return frame, _target_values(spec, table.column(spec.target)), _weights(spec, table)
 
@@ -303,20 +337,30 @@ def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) ->
     pipeline = build_pipeline(spec)
     seconds: dict[str, float] = {}
     step = timed_steps(progress, seconds)
-    with step("fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(data.x_train)} rows "
-                     f"({len(data.x_test)} held out)"):
+    with step(
+        "fit", f"{spec.name}: fitting {spec.estimator.kind} on {len(data.x_train)} rows ({len(data.x_test)} held out)"
+    ):
         try:
             labels = np.searchsorted(data.classes, data.y_train) if encodes_labels(pipeline[-1]) else data.y_train
-            pipeline.fit(data.x_train, labels,
-                         **({"estimator__sample_weight": data.w_train} if data.w_train is not None else {}))
+            pipeline.fit(
+                data.x_train, labels, **({"estimator__sample_weight": data.w_train} if data.w_train is not None else {})
+            )
         except (ValueError, TypeError) as exc:  # scikit-learn's parameter and data checks
-            raise SpecError(f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: "
-                            f"{' '.join(str(exc).split())}") from None
+            raise SpecError(
+                f"Model {spec.name}: scikit-learn cannot fit {spec.estimator.kind}: {' '.join(str(exc).split())}"
+            ) from None
     return package(spec, data, pipeline, step, seconds)
 
 
-def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
-            evaluated_on: str = "holdout", explained: bool = True) -> Candidate:
+def package(
+    spec: ModelSpec,
+    data: TrainingData,
+    pipeline,
+    step,
+    seconds: dict,
+    evaluated_on: str = "holdout",
+    explained: bool = True,
+) -> Candidate:
     """A fitted pipeline as a candidate version: exported, parity-checked, explained, its SQL checked, measured,
     profiled."""
     features, classes, positive, x_train, x_test = data.features, data.classes, data.positive, data.x_train, data.x_test
@@ -337,8 +381,11 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         "positive_class": positive,
         "onnx_outputs": onnx_outputs,
         "onnx_category_codes": codes,
-        "estimator": {"kind": spec.estimator.kind, "class": type(pipeline[-1]).__name__,
-                      "params": spec.estimator.params},
+        "estimator": {
+            "kind": spec.estimator.kind,
+            "class": type(pipeline[-1]).__name__,
+            "params": spec.estimator.params,
+        },
         "spec": spec.to_dict(),
         "spec_sha256": spec.sha256(),
         "training_data": {
@@ -361,34 +408,65 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
         splits = check_thresholds(stored, pipeline[-1], spec.name, _column_names(pipeline))
         if splits is not None:
             manifest["parity"].update(thresholds_adjusted=adjusted, **splits)
-    event("parity", f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
-          f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})"
-          + (f"; {splits['splits_checked']} tree splits checked on the float32 values beside their thresholds, "
-             f"{adjusted} thresholds set to the float32 that splits as the library does" if splits else ""),
-          model=spec.name, parity=manifest["parity"])
+    event(
+        "parity",
+        f"{spec.name}: parity on {len(x_test)} {evaluated_on} rows, max |difference| "
+        f"{manifest['parity']['max_abs_diff']:.2e} (tolerance {manifest['parity']['tolerance']:.3g})"
+        + (
+            f"; {splits['splits_checked']} tree splits checked on the float32 values beside their thresholds, "
+            f"{adjusted} thresholds set to the float32 that splits as the library does"
+            if splits
+            else ""
+        ),
+        model=spec.name,
+        parity=manifest["parity"],
+    )
     explanation = None
     # unsupported: the kind or task is not explained by this release (a later one may: explanations_outdated)
-    manifest["explanation"] = {"skipped": skipped_reason(spec.estimator.kind, spec.task, explained),
-                               "unsupported": skipped_reason(spec.estimator.kind, spec.task, True) is not None}
+    manifest["explanation"] = {
+        "skipped": skipped_reason(spec.estimator.kind, spec.task, explained),
+        "unsupported": skipped_reason(spec.estimator.kind, spec.task, True) is not None,
+    }
     if manifest["explanation"]["skipped"] is None:
         with step("explain", f"{spec.name}: recording what explains each score"):
             try:
                 if spec.estimator.kind in TREE_KINDS:
-                    explanation = tree_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric,
-                                                   spec.categorical, x_test, classes, positive)
+                    explanation = tree_explanation(
+                        pipeline,
+                        spec.estimator.kind,
+                        spec.task,
+                        spec.numeric,
+                        spec.categorical,
+                        x_test,
+                        classes,
+                        positive,
+                    )
                 else:
-                    explanation = linear_explanation(pipeline, spec.estimator.kind, spec.task, spec.numeric,
-                                                     spec.categorical, x_train, classes, positive, data.w_train)
+                    explanation = linear_explanation(
+                        pipeline,
+                        spec.estimator.kind,
+                        spec.task,
+                        spec.numeric,
+                        spec.categorical,
+                        x_train,
+                        classes,
+                        positive,
+                        data.w_train,
+                    )
                 checked = x_test.head(ADDITIVITY_ROWS)
                 _, matrix = contributions(explanation, {name: pa.array(checked[name]) for name in names})
                 margin = model_margin(pipeline, checked, explanation, spec.task, classes, positive)
                 gap = np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin)
                 # XGBoost adds its trees up in float32: its margin is exact to that rounding only
-                tolerance = ADDITIVITY_TOLERANCE + (FLOAT32_SUM_RTOL * np.abs(margin)
-                                                    if library(pipeline[-1]) == "xgboost" else 0.0)
+                tolerance = ADDITIVITY_TOLERANCE + (
+                    FLOAT32_SUM_RTOL * np.abs(margin) if library(pipeline[-1]) == "xgboost" else 0.0
+                )
                 diff = float(gap.max(initial=0.0))
-                problem = (f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"
-                           if (gap > tolerance).any() else None)
+                problem = (
+                    f"baseline + contributions differ from the margin by {diff:.3g} on the holdout"
+                    if (gap > tolerance).any()
+                    else None
+                )
             except TooLarge as exc:
                 problem = str(exc)
             except Exception as exc:  # noqa: BLE001 - explanations are an extra: the version registers without them
@@ -398,20 +476,37 @@ def package(spec: ModelSpec, data: TrainingData, pipeline, step, seconds: dict,
             explanation, manifest["explanation"] = None, {"skipped": problem, "unsupported": False}
         else:
             assert explanation is not None, "recorded above, or problem says why not"
-            manifest["explanation"] = {"kind": explanation["kind"], "link": explanation["link"],
-                                       "additivity_max_abs_diff": diff}
+            manifest["explanation"] = {
+                "kind": explanation["kind"],
+                "link": explanation["link"],
+                "additivity_max_abs_diff": diff,
+            }
     if explanation is not None and "score" in expected:
         with step("sql", f"{spec.name}: checking its SQL against the library on {len(x_test)} {evaluated_on} rows"):
-            manifest["sql"] = sql_parity(explanation, features, {name: x_test[name] for name in names},
-                                         expected["score"], manifest["parity"]["tolerance"])
+            manifest["sql"] = sql_parity(
+                explanation,
+                features,
+                {name: x_test[name] for name in names},
+                expected["score"],
+                manifest["parity"]["tolerance"],
+            )
         record = manifest["sql"]
-        event("sql", f"{spec.name}: SQL written from its explanation: " + (
-            record.get("skipped") or f"max |difference| {record['max_abs_diff']:.2e} on {record['rows']} "
-            f"{evaluated_on} rows" + ("" if record["ok"] else ", beyond the tolerance: it scores through onnxruntime")),
-            logging.INFO if record.get("ok", True) else logging.WARNING, model=spec.name, sql=record)
+        event(
+            "sql",
+            f"{spec.name}: SQL written from its explanation: "
+            + (
+                record.get("skipped")
+                or f"max |difference| {record['max_abs_diff']:.2e} on {record['rows']} {evaluated_on} rows"
+                + ("" if record["ok"] else ", beyond the tolerance: it scores through onnxruntime")
+            ),
+            logging.INFO if record.get("ok", True) else logging.WARNING,
+            model=spec.name,
+            sql=record,
+        )
     with step("profile", f"{spec.name}: metrics and training profile"):
-        manifest["metrics"] = holdout_metrics(spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]),
-                                              data.w_test, positive)
+        manifest["metrics"] = holdout_metrics(
+            spec.task, data.y_test, expected, classes, tweedie_power(pipeline[-1]), data.w_test, positive
+        )
         manifest["profile"] = training_profile(x_train, features, expected, spec.task, data.w_train, data.w_test)
         # which rows trained it, as their input hashes say them, so that quality in production leaves them out
         trained_on = row_hash_prefixes(features, data.table.take(pa.array(np.asarray(x_train.index, dtype=np.int64))))
@@ -441,16 +536,20 @@ def _timed_step(progress: Progress, seconds: dict[str, float], key: str, label: 
     event("training_step", f"{label}: {seconds[key]} s", logging.DEBUG, step=key, seconds=seconds[key])
 
 
-def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
-                       progress: Progress = no_progress) -> tuple[int, bool]:
+def train_and_register(
+    spec: ModelSpec, registry: Registry, warehouse=None, progress: Progress = no_progress
+) -> tuple[int, bool]:
     """Train and register `spec`; return (version, created). Same spec and data reuse the version."""
     table = read_source(spec, warehouse)
     data_fingerprint = fingerprint(table)
 
     def same(manifest: dict[str, Any]) -> bool:
         version = Version.read(manifest)
-        return (version.spec_sha256 == spec.sha256() and version.training.fingerprint == data_fingerprint
-                and not explanations_outdated(version))
+        return (
+            version.spec_sha256 == spec.sha256()
+            and version.training.fingerprint == data_fingerprint
+            and not explanations_outdated(version)
+        )
 
     existing = registry.find(spec.name, same)
     if existing is None:
@@ -460,11 +559,21 @@ def train_and_register(spec: ModelSpec, registry: Registry, warehouse=None,
     else:
         version, created = existing, False
     if created:
-        event("registered", f"{spec.name}: registered version {version} in {registry.root}", model=spec.name,
-              version=version, created=True)
+        event(
+            "registered",
+            f"{spec.name}: registered version {version} in {registry.root}",
+            model=spec.name,
+            version=version,
+            created=True,
+        )
     else:
-        event("registered", f"{spec.name}: spec and training data unchanged; version {version} is up to date",
-              model=spec.name, version=version, created=False)
+        event(
+            "registered",
+            f"{spec.name}: spec and training data unchanged; version {version} is up to date",
+            model=spec.name,
+            version=version,
+            created=False,
+        )
     return version, created
 
 
@@ -475,8 +584,10 @@ def sklearn_outputs(pipeline, frame, task: str, classes: list[str], positive: st
     proba = np.asarray(pipeline.predict_proba(frame), dtype=np.float64)
     names = class_names(pipeline.classes_, classes)
     proba = proba[:, [names.index(c) for c in classes]]
-    outputs = {"probabilities": proba,
-               "label": np.asarray(class_names(pipeline.predict(frame), classes), dtype=object).astype(str)}
+    outputs = {
+        "probabilities": proba,
+        "label": np.asarray(class_names(pipeline.predict(frame), classes), dtype=object).astype(str),
+    }
     if task == "binary":
         assert positive is not None, "a binary model has a positive class"
         outputs["score"] = proba[:, classes.index(positive)]
@@ -517,14 +628,22 @@ def check_parity(model: LoadedModel, feeds: dict[str, np.ndarray], expected: dic
         top = np.sort(want, axis=1)
         wrong = int(((labels != expected["label"]) & ((top[:, -1] - top[:, -2]) > 2 * tolerance)).sum())
         if wrong:
-            raise ParityError(f"Model {model.name}: onnxruntime labels {wrong} holdout rows unlike scikit-learn "
-                              "although the probabilities agree; not registered")
+            raise ParityError(
+                f"Model {model.name}: onnxruntime labels {wrong} holdout rows unlike scikit-learn "
+                "although the probabilities agree; not registered"
+            )
     return record
 
 
-def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarray], classes: list[str],
-                    power: float | None = None, weights: np.ndarray | None = None,
-                    positive: str | None = None) -> dict[str, float]:
+def holdout_metrics(
+    task: str,
+    y_true: np.ndarray,
+    predicted: dict[str, np.ndarray],
+    classes: list[str],
+    power: float | None = None,
+    weights: np.ndarray | None = None,
+    positive: str | None = None,
+) -> dict[str, float]:
     """Holdout metrics (weighted by `weights` where the spec names a weight column); for a count or positive
     target (a Tweedie `power`: 1 Poisson, 2 Gamma) its mean deviance too. A binary classifier's rates and counts
     (precision, recall, f1, true_positives, ... at 0.5) are those of its `positive` class."""
@@ -560,8 +679,9 @@ def holdout_metrics(task: str, y_true: np.ndarray, predicted: dict[str, np.ndarr
         result["recall"] = float(metrics.recall_score(is_positive, predicted_positive, zero_division=0, **w))
         result["f1"] = float(metrics.f1_score(is_positive, predicted_positive, zero_division=0, **w))
         (tn, fp), (fn, tp) = metrics.confusion_matrix(is_positive, predicted_positive, labels=[False, True], **w)
-        result.update(true_positives=float(tp), false_positives=float(fp), false_negatives=float(fn),
-                      true_negatives=float(tn))
+        result.update(
+            true_positives=float(tp), false_positives=float(fp), false_negatives=float(fn), true_negatives=float(tn)
+        )
     else:
         result["auc_ovr"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes, **w))
     return result
@@ -576,8 +696,9 @@ def fingerprint(table: pa.Table) -> str:
     return digest.hexdigest()
 
 
-def export_onnx(spec: ModelSpec, pipeline,
-                classes: list[str] | None = None) -> tuple[onnx.ModelProto, dict[str, str], int]:
+def export_onnx(
+    spec: ModelSpec, pipeline, classes: list[str] | None = None
+) -> tuple[onnx.ModelProto, dict[str, str], int]:
     """The pipeline as skl2onnx exports it, its outputs by role, and how many of its trees' thresholds were
     set to the float32 that splits as the library does (scorehouse.thresholds)."""
     import onnx
@@ -595,8 +716,10 @@ def export_onnx(spec: ModelSpec, pipeline,
     try:
         onx = to_onnx(pipeline, initial_types=initial_types, options=options, target_opset=opset)
     except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for what it cannot convert
-        raise SpecError(f"Model {spec.name}: {_failing_step(pipeline, exc)} cannot be exported to ONNX: "
-                        f"{' '.join(str(exc).split())[:300]}") from None
+        raise SpecError(
+            f"Model {spec.name}: {_failing_step(pipeline, exc)} cannot be exported to ONNX: "
+            f"{' '.join(str(exc).split())[:300]}"
+        ) from None
     onx, adjusted = exact_thresholds(onx, estimator, spec.name)
     names = [o.name for o in onx.graph.output]
     roles = {"value": names[0]} if spec.task == "regression" else {"label": names[0], "probabilities": names[1]}
@@ -627,8 +750,9 @@ def _failing_step(pipeline, exc: Exception) -> str:
     text = str(exc)
     steps = [(name, step) for name, step in getattr(pipeline, "steps", [])]
     for name, step in list(steps):
-        steps += [(f"{name}/{inner}", t) for inner, t, _ in getattr(step, "transformers_", [])
-                  if not isinstance(t, str)]
+        steps += [
+            (f"{name}/{inner}", t) for inner, t, _ in getattr(step, "transformers_", []) if not isinstance(t, str)
+        ]
         steps += [(f"{name}/{inner}", t) for inner, t in getattr(step, "steps", [])]
     named = [(name, step) for name, step in steps if type(step).__name__ in text]
     if named:
@@ -654,23 +778,30 @@ def _weights(spec: ModelSpec, table: pa.Table) -> np.ndarray:
         return np.ones(table.num_rows)
     column = table.column(spec.weight)
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type)):
-        raise SpecError(f"Model {spec.name}: weight column '{spec.weight}' has type {sql_type_name(column.type)}; "
-                        "weights are numbers")
+        raise SpecError(
+            f"Model {spec.name}: weight column '{spec.weight}' has type {sql_type_name(column.type)}; "
+            "weights are numbers"
+        )
     values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     nulls, negative = int(column.null_count), int((values < 0).sum())
     if nulls or negative or not np.isfinite(values).all() or values.sum() <= 0:
-        raise SpecError(f"Model {spec.name}: weight column '{spec.weight}' must hold finite numbers >= 0 with a "
-                        f"positive sum; found {nulls} NULL and {negative} negative of {len(values)} rows")
+        raise SpecError(
+            f"Model {spec.name}: weight column '{spec.weight}' must hold finite numbers >= 0 with a "
+            f"positive sum; found {nulls} NULL and {negative} negative of {len(values)} rows"
+        )
     return values
 
 
 def _target_values(spec: ModelSpec, column: pa.ChunkedArray) -> np.ndarray:
     if spec.task == "regression":
-        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                or pa.types.is_decimal(column.type)):
+        if not (
+            pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_decimal(column.type)
+        ):
             examples = ", ".join(repr(v) for v in column.unique().to_pylist()[:3])
-            raise SpecError(f"Model {spec.name}: a regression's target must be numeric; '{spec.target}' has type "
-                            f"{sql_type_name(column.type)} (values like {examples})")
+            raise SpecError(
+                f"Model {spec.name}: a regression's target must be numeric; '{spec.target}' has type "
+                f"{sql_type_name(column.type)} (values like {examples})"
+            )
         return np.asarray(column.to_pylist(), dtype=np.float64)
     return np.asarray([_class_label(v) for v in column.to_pylist()], dtype=object).astype(str)
 
