@@ -37,6 +37,8 @@ from .sql import BUCKETS, dialect
 SCORING_ENV = "SCOREHOUSE_SCORING"
 SCORING_METHODS = ("auto", "sql", "onnx")
 OLDER_METHOD_NAMES = {"compiled": "sql"}  # the names releases before 0.3.0 gave the methods
+# What reading an explain.json of another shape than scorehouse writes raises (Scorer._misshapen says so).
+MISSHAPEN = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 # The columns dbt's score() adds where asked, beside the score and model_version: name -> what it holds.
 TABLE_COLUMNS = {"input_hash": "the input hash", "explanation": "the explanation"}
 # The generic SQL function of each output, on every engine.
@@ -321,7 +323,7 @@ class Scorer:
                     )
             except staged.Unsupported as exc:
                 reason = str(exc)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            except MISSHAPEN as exc:
                 raise self._misshapen(ref, exc) from None
         if method == "sql":
             raise ScorehouseError(f"Model {self.describe(ref)} has no SQL expression for '{output}': {reason}")
@@ -344,7 +346,7 @@ class Scorer:
         elif card.manifest.sql is None:  # registered before 0.3.0, which checks it on the holdout
             try:
                 problems = staged.sample_problems(card, explanation, self.registry.sample(*key))
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            except MISSHAPEN as exc:
                 raise self._misshapen(ref, exc) from None
             reason = problems[0] if problems else None
         with self._lock:
@@ -499,7 +501,7 @@ class Scorer:
                 )
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            except MISSHAPEN as exc:
                 raise self._misshapen(ref, exc) from None
         name, version = self.resolve(ref)
         event(
