@@ -110,9 +110,9 @@ def publish(out: Path, section: str) -> None:
 
 def build_workspace(folder: Path, models: dict) -> dict[str, str]:
     """Build the training tables with dbt and train `models` (name -> (spec, estimator, table)) into a registry."""
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import train_and_register
     from scorehouse.registry import Registry
-    from scorehouse.spec import load_spec
-    from scorehouse.training import train_and_register
 
     env = {
         "SCOREHOUSE_WAREHOUSE": str(folder / "bench.duckdb"),

@@ -210,9 +210,9 @@ def _cold_start(args):
 
 def _pipeline(args):
     from scorehouse.manifest import Version
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
-    from scorehouse.spec import load_spec
-    from scorehouse.training import read_source, train
 
     registry = Registry(args.registry)
     manifest = registry.card(*registry.resolve(args.model)).manifest

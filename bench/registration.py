@@ -60,9 +60,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = parser.parse_args(argv)
 
+    from scorehouse.registration.spec import parse_spec
+    from scorehouse.registration.training import build_pipeline, prepare, read_source, train_and_register
     from scorehouse.registry import Registry
-    from scorehouse.spec import parse_spec
-    from scorehouse.training import build_pipeline, prepare, read_source, train_and_register
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-registration-") as tmp:

@@ -49,9 +49,9 @@ def main(argv=None) -> int:
     from pyspark.sql import SparkSession
 
     import scorehouse.spark
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
-    from scorehouse.spec import load_spec
-    from scorehouse.training import read_source, train
 
     sections, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-spark-") as tmp:

@@ -1,11 +1,12 @@
-"""onnxruntime on a boosted-tree classifier, before and after udfs/onnx_graph.py's rewrite, side by side.
+"""onnxruntime on a boosted-tree classifier, before and after udfs/registration/onnx_graph.py's rewrite, side by side.
 
     python -m bench.trees [--rows 100000] [--batch 100000] [--repeat 5]
 
 Trains the demo GBT (mortgage_deny, 100 trees) and times, on the same resampled real rows with one
 onnxruntime thread (as inside DuckDB and Spark), the probabilities of:
   the graph skl2onnx exports   one TreeEnsembleClassifier
-  the stored graph             TreeEnsembleRegressor + Sigmoid, categories as int64 codes (udfs/onnx_graph.py)
+  the stored graph             TreeEnsembleRegressor + Sigmoid, categories as int64 codes
+                               (udfs/registration/onnx_graph.py)
 and scikit-learn's own predict_proba, each on the prepared inputs; best of --repeat, interleaved.
 """
 
@@ -35,9 +36,9 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from scorehouse.model import LoadedModel
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import export_onnx, read_source, train
     from scorehouse.schema import model_inputs
-    from scorehouse.spec import load_spec
-    from scorehouse.training import export_onnx, read_source, train
 
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-trees-") as tmp:
         env = build_workspace(Path(tmp), {})

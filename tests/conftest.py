@@ -7,8 +7,8 @@ import subprocess
 import duckdb
 import pytest
 
+from scorehouse.registration.training import train
 from scorehouse.registry import Registry
-from scorehouse.training import train
 
 from helpers import (
     DBT,
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items):
 def small(tmp_path_factory) -> Workspace:
     """Fast tier: the mortgage features in a DuckDB file built without dbt, the demo GBT as `mortgage_deny`
     and a logistic regression as `mortgage_logit` (whose SQL expression scores by default), both promoted."""
-    from scorehouse.spec import Estimator
+    from scorehouse.registration.spec import Estimator
 
     ws = Workspace(tmp_path_factory.mktemp("small"))
     ws.warehouse.parent.mkdir(parents=True)
@@ -109,7 +109,7 @@ def workspace(trained, tmp_path) -> Workspace:
 def estimator_models(trained, tmp_path_factory):
     """Every estimator case trained on real rows (4,000 of its source), registered and promoted:
     (registry, {name: (candidate, rows)})."""
-    from scorehouse.spec import parse_spec
+    from scorehouse.registration.spec import parse_spec
 
     registry = Registry(tmp_path_factory.mktemp("estimators") / "registry")
     models = {}

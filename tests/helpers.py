@@ -15,10 +15,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from scorehouse.registration.spec import load_spec
+from scorehouse.registration.training import Candidate, read_source, sklearn_outputs, train
 from scorehouse.registry import Registry
 from scorehouse.schema import model_inputs
-from scorehouse.spec import load_spec
-from scorehouse.training import Candidate, read_source, sklearn_outputs, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dbt_project"  # the dbt package users install

@@ -128,9 +128,9 @@ def test_a_new_dbt_project_follows_the_guide(tmp_path, installed_by):
     assert (types["pbcr"], types["condominium"], types["denied"]) == ("VARCHAR", "BOOLEAN", "BOOLEAN")
     assert len(scored) == len(rows) == len(applications)
     assert set(scored.model_version) == {1} and set(scored.model_name) == {"loan_denial"}
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
-    from scorehouse.spec import load_spec
-    from scorehouse.training import read_source, train
 
     registry = Registry(project / "registry")
     manifest = registry.card("loan_denial", 1).raw

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from scorehouse.spec import Split
+from scorehouse.registration.spec import Split
 
 from helpers import FEATURE_TABLES
 

@@ -48,7 +48,7 @@ def test_features_bind_by_name_not_position(con):
 
 
 def test_model_references(con, workspace, features):
-    from scorehouse.spec import Split
+    from scorehouse.registration.spec import Split
 
     workspace.train("mortgage_deny", promote=False, split=Split(test_size=0.3, seed=7))
     workspace.registry.promote("mortgage_deny", 2, alias="candidate")
@@ -271,17 +271,19 @@ def test_arrow_batches_larger_than_one_vector(con, trained):
 
 
 def test_a_scoring_process_loads_neither_the_training_stack_nor_scipy(trained):
-    """predict() and explain()'s neighbours load fast: scoring imports no scikit-learn, skl2onnx or scipy."""
+    """predict() and explain()'s neighbours load fast: scoring (and the CLI's module) imports no scikit-learn,
+    skl2onnx or scipy, nor the registration sub-package that uses them."""
     import subprocess
     import sys
 
     script = (
         "import sys, scorehouse.duckdb as engine, scorehouse.spark, scorehouse.spark_cache, scorehouse.dbt_plugin\n"
+        "import scorehouse.cli\n"
         f"con = engine.connect({str(trained.warehouse)!r}, {str(trained.registry_path)!r}, read_only=True)\n"
         "rows = con.sql(\"select predict('mortgage_deny', t) from features_mortgage t\").fetchall()\n"
         "rows += con.sql(\"select predict('diamond_price', t) from features_diamonds t\").fetchall()\n"
-        "print(len(rows), sorted(m for m in ('sklearn', 'skl2onnx', 'scipy', 'onnx', 'orbital', 'sqlglot')\n"
-        "                        if m in sys.modules))\n"
+        "print(len(rows), sorted(m for m in ('sklearn', 'skl2onnx', 'scipy', 'onnx', 'orbital', 'sqlglot',\n"
+        "                                   'scorehouse.registration') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

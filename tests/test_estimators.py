@@ -10,10 +10,10 @@ import pytest
 
 import scorehouse.duckdb
 from scorehouse.errors import SpecError
-from scorehouse.estimators import KINDS
+from scorehouse.registration.estimators import KINDS
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import build_pipeline
 from scorehouse.scoring import Scorer
-from scorehouse.spec import parse_spec
-from scorehouse.training import build_pipeline
 
 from helpers import ESTIMATOR_CASES, sklearn_answers
 

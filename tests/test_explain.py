@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 
 import scorehouse.duckdb as engine
-from scorehouse.explain import model_margin
+from scorehouse.registration.importers import model_margin
+from scorehouse.registration.training import FLOAT32_SUM_RTOL
 from scorehouse.scoring import Scorer
-from scorehouse.training import FLOAT32_SUM_RTOL
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
@@ -86,8 +86,8 @@ def test_contributions_equal_shap_linear_explainer_per_original_feature(explaine
 
 def workspace_training_rows(workspace) -> pd.DataFrame:
     """The rows the fast tier's models were fitted on, as the model saw them."""
-    from scorehouse.spec import Estimator, load_spec
-    from scorehouse.training import prepare, read_source
+    from scorehouse.registration.spec import Estimator, load_spec
+    from scorehouse.registration.training import prepare, read_source
 
     from helpers import SPECS
 
@@ -128,7 +128,7 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
 
 def register_unexplained(workspace) -> str:
     """A pipeline handed over fitted (register_fitted): registered without explanations."""
-    from scorehouse.fitted import register_fitted
+    from scorehouse.registration.fitted import register_fitted
 
     frame = workspace.query("select * from features_mortgage")
     register_fitted(
@@ -168,7 +168,7 @@ TREE_CASES = {
 def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kind):
     """Path-dependent TreeSHAP from the recorded trees and covers, against shap's TreeExplainer on every row."""
     shap = pytest.importorskip("shap")
-    from scorehouse.spec import Estimator
+    from scorehouse.registration.spec import Estimator
 
     overrides = {"estimator": Estimator(kind, TREE_CASES[kind])} if TREE_CASES[kind] else {}
     version = small_copy.train("mortgage_deny", promote=False, **overrides)
@@ -294,9 +294,9 @@ def test_hist_gradient_boosting_equals_shap_on_the_demo_diamond_model(trained):
 
 def test_a_version_registered_before_explanations_is_trained_again_once(small_copy, tmp_path):
     """Training the same spec on the same data reuses a version, unless it predates explanations."""
+    from scorehouse.registration.spec import load_spec
+    from scorehouse.registration.training import train_and_register
     from scorehouse.registry import Registry
-    from scorehouse.spec import load_spec
-    from scorehouse.training import train_and_register
 
     from helpers import SPECS
 
@@ -311,8 +311,8 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
 
 
 def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorded():
-    from scorehouse.explain import explanations_outdated
     from scorehouse.manifest import Version
+    from scorehouse.registration.importers import explanations_outdated
 
     def manifest(kind, task, explanation):  # as a release before the `unsupported` flag stored it
         return Version.read(

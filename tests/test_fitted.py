@@ -16,7 +16,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
 import scorehouse.duckdb as engine
 from scorehouse.errors import ScorehouseError, SpecError
-from scorehouse.fitted import register_fitted
+from scorehouse.registration.fitted import register_fitted
 from scorehouse.registry import Registry
 
 from helpers import ROOT

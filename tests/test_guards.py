@@ -15,7 +15,7 @@ from numpy.testing import assert_allclose
 
 import scorehouse.duckdb as engine
 from scorehouse import profile as prof
-from scorehouse.spec import Split
+from scorehouse.registration.spec import Split
 
 from helpers import PACKAGE, PROJECT, build_package
 

@@ -15,8 +15,8 @@ import yaml
 
 import scorehouse.duckdb as engine
 from scorehouse.errors import SpecError
+from scorehouse.registration.spec import load_spec, parse_spec
 from scorehouse.scoring import Scorer
-from scorehouse.spec import load_spec, parse_spec
 
 from helpers import PROJECT, ROOT, SPECS
 

@@ -11,10 +11,10 @@ import pytest
 from sklearn import metrics
 
 from scorehouse.errors import ScorehouseError
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import prepare, read_source, sklearn_outputs, train
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
-from scorehouse.spec import parse_spec
-from scorehouse.training import prepare, read_source, sklearn_outputs, train
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEATURES = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self", "single"]}

@@ -211,7 +211,7 @@ def write_project(folder: Path) -> None:
 
 def train_candidate(workspace) -> None:
     """A challenger for the demo mortgage model: other hyper-parameters, at the alias candidate and a 10% rollout."""
-    from scorehouse.spec import Estimator
+    from scorehouse.registration.spec import Estimator
 
     workspace.train(
         "mortgage_deny",
@@ -224,8 +224,8 @@ def train_candidate(workspace) -> None:
 
 def train_visits(workspace) -> None:
     """A count model (Poisson loss) for the deviance."""
-    from scorehouse.spec import parse_spec
-    from scorehouse.training import read_source, train
+    from scorehouse.registration.spec import parse_spec
+    from scorehouse.registration.training import read_source, train
 
     spec = parse_spec(
         {
@@ -243,8 +243,8 @@ def train_visits(workspace) -> None:
 
 def train_credit(workspace) -> None:
     """credit_risk (positive class 'bad', which sorts first) at prod, and a challenger at the alias candidate."""
-    from scorehouse.spec import parse_spec
-    from scorehouse.training import read_source, train
+    from scorehouse.registration.spec import parse_spec
+    from scorehouse.registration.training import read_source, train
 
     for alias, depth in (("prod", 2), ("candidate", 3)):
         spec = parse_spec(

@@ -16,12 +16,12 @@ from numpy.testing import assert_allclose
 import scorehouse.duckdb as engine
 from scorehouse.errors import IntegrityError, ScorehouseError, SpecError
 from scorehouse.names import InvalidReference, ModelRef
+from scorehouse.registration.spec import load_spec, parse_spec
+from scorehouse.registration.training import read_source, train_and_register
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
 from scorehouse.signing import generate_keys, load_signing_key
-from scorehouse.spec import load_spec, parse_spec
 from scorehouse.surface import declared
-from scorehouse.training import read_source, train_and_register
 
 from helpers import ROOT
 

@@ -783,10 +783,10 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     """A model trained on BOOLEAN columns (as categories and as numbers) scores Spark's BooleanType columns."""
     import scorehouse.duckdb
     import scorehouse.spark
+    from scorehouse.registration.spec import parse_spec
+    from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
     from scorehouse.scoring import Scorer
-    from scorehouse.spec import parse_spec
-    from scorehouse.training import read_source, train
 
     warehouse, registry = tmp_path / "booleans.duckdb", Registry(tmp_path / "registry")
     with duckdb.connect(str(warehouse)) as con:

@@ -3,8 +3,8 @@
 import pytest
 
 from scorehouse.errors import SpecError
-from scorehouse.spec import load_spec, parse_spec
-from scorehouse.training import build_pipeline
+from scorehouse.registration.spec import load_spec, parse_spec
+from scorehouse.registration.training import build_pipeline
 
 from helpers import SPECS
 

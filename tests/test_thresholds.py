@@ -14,11 +14,11 @@ import pytest
 import scorehouse.duckdb
 from scorehouse.errors import ParityError
 from scorehouse.model import LoadedModel
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
 from scorehouse.registry import Registry
 from scorehouse.schema import model_inputs
 from scorehouse.scoring import Scorer
-from scorehouse.spec import parse_spec
-from scorehouse.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
 
 from helpers import MORTGAGE_FEATURES_SQL, PROJECT
 
@@ -242,7 +242,7 @@ def test_the_graph_onnxmltools_writes_for_lightgbm_is_refused(trained):
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    from scorehouse.thresholds import check_thresholds
+    from scorehouse.registration.thresholds import check_thresholds
 
     candidate, _, _ = trained("lightgbm_binary")
     estimator = candidate.pipeline[-1]
@@ -264,7 +264,7 @@ def test_the_graph_onnxmltools_writes_for_lightgbm_is_refused(trained):
 
 
 def test_a_graph_whose_trees_are_not_the_models_is_refused(trained):
-    from scorehouse.thresholds import check_thresholds
+    from scorehouse.registration.thresholds import check_thresholds
 
     lightgbm, _, _ = trained("lightgbm_binary")
     xgboost, _, _ = trained("xgboost_binary")

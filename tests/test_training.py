@@ -6,12 +6,12 @@ import onnx
 import pyarrow as pa
 import pytest
 
-from scorehouse import training
 from scorehouse.errors import ParityError, SpecError
 from scorehouse.model import LoadedModel
+from scorehouse.registration import training
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import read_source, train, train_and_register
 from scorehouse.registry import Registry
-from scorehouse.spec import parse_spec
-from scorehouse.training import read_source, train, train_and_register
 
 from helpers import PROJECT
 
@@ -86,7 +86,7 @@ def test_binary_classifiers_match_onnxruntime(tables, kind):
     np.testing.assert_allclose(
         model.predict(odd).to_numpy(), candidate.pipeline.predict_proba(_frame(model, odd))[:, 1], atol=1e-5
     )
-    # boosted trees are stored as one-target tree regressors with their link (udfs/onnx_graph.py)
+    # boosted trees are stored as one-target tree regressors with their link (udfs/registration/onnx_graph.py)
     operators = {node.op_type for node in graph.node}
     trees = {
         "gradient_boosting": "TreeEnsembleRegressor",

@@ -6,10 +6,10 @@ import pytest
 
 import scorehouse.duckdb as engine
 from scorehouse.errors import SpecError
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import read_source, train
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
-from scorehouse.spec import parse_spec
-from scorehouse.training import read_source, train
 
 from helpers import sklearn_answers
 

@@ -5,8 +5,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from scorehouse.errors import SpecError
-from scorehouse.spec import parse_spec
-from scorehouse.training import prepare, read_source, train
+from scorehouse.registration.spec import parse_spec
+from scorehouse.registration.training import prepare, read_source, train
 
 WEIGHTED = "select *, case when pbcr = 'yes' then 3.0 else 1.0 end as weight from features_mortgage"
 

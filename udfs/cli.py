@@ -14,9 +14,9 @@ from typing import Any
 
 from . import config, events
 from .errors import ScorehouseError
+from .manifest import REGISTRATION_STEPS
 from .names import DEFAULT_ALIAS, VERSION, ModelRef, check_model_name, one_line, shown
 from .registry import Registry
-from .training import REGISTRATION_STEPS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,8 +271,8 @@ def cmd_init(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .spec import load_spec
-    from .training import train_and_register
+    from .registration.spec import load_spec
+    from .registration.training import train_and_register
 
     registry = _registry(args)
     results = []

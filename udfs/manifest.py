@@ -22,6 +22,7 @@ from .errors import IntegrityError
 from .schema import Feature
 
 MANIFEST_FORMAT = 2
+REGISTRATION_STEPS = ("fit", "export", "parity", "explain", "sql", "profile")  # as timed in `registration_seconds`
 TASKS = ("binary", "multiclass", "regression")
 DEFAULT_TOLERANCE = 1e-5  # a version without a parity record (none is registered so today)
 # the holdout metrics a format-1 binary version computed for the last class in sorted order

@@ -10,7 +10,7 @@ way in onnxruntime (a 100-tree LightGBM on the mortgage rows: 401 of 500,000 res
 by up to 0.002, 140,543 of 500,000 rows at its thresholds by up to 0.67; tests/test_thresholds.py).
 XGBoost's BRANCH_LT on its own float32 is exact.
 
-`exact_thresholds` walks each exported tree and the library's (explain.split_trees) from the root in
+`exact_thresholds` walks each exported tree and the library's (importers.split_trees) from the root in
 parallel, the true branch being the library's left, and writes into each split the float32 that
 splits float32 inputs as t does: the largest float32 the library sends left, for BRANCH_LEQ, and the
 float32 after it for BRANCH_LT. A graph whose trees do not match the library's node for node (tree
@@ -32,9 +32,9 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import ParityError, ScorehouseError
+from ..errors import ParityError, ScorehouseError
 from .estimators import library
-from .explain import split_trees
+from .importers import split_trees
 from .onnx_graph import ML_DOMAIN, node_attributes
 
 TREE_OPERATORS = frozenset({"TreeEnsembleClassifier", "TreeEnsembleRegressor"})

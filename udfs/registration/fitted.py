@@ -1,6 +1,6 @@
 """Register a pipeline fitted elsewhere (a notebook), through the same path as `scorehouse train`.
 
-    from scorehouse.fitted import register_fitted
+    from scorehouse.registration.fitted import register_fitted
 
     version = register_fitted(pipeline, frame, target="is_denied", task="binary", name="mortgage_deny",
                               registry="registry", holdout=test_frame, alias="candidate")
@@ -21,11 +21,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import ParityError, SpecError
-from .events import event
-from .manifest import artifact_sha256, training_fingerprint
-from .names import check_model_name, listed
-from .registry import Registry
+from ..errors import ParityError, SpecError
+from ..events import event
+from ..manifest import artifact_sha256, training_fingerprint
+from ..names import check_model_name, listed
+from ..registry import Registry
 from .spec import TASKS, Estimator, ModelSpec, Source, _class_label
 from .training import Progress, no_progress, package, prepare, timed_steps
 

@@ -11,7 +11,7 @@ import functools
 import importlib
 from typing import Any
 
-from .errors import SpecError
+from ..errors import SpecError
 
 _CLASSIFIERS = {
     "logistic_regression": "sklearn.linear_model:LogisticRegression",

@@ -3,7 +3,7 @@
 A spec is read with YAML's safe loader, refusing anchors and aliases (a few hundred bytes of them
 expand to gigabytes) and files over MAX_SPEC_BYTES. Its source is a table name, a CSV/Parquet file
 or one SELECT; SQL in it is checked here and runs on a read-only connection with file access off
-(scorehouse.training.read_source).
+(scorehouse.registration.training.read_source).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import ScorehouseError, SpecError
-from .events import log
-from .names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
-from .sql import table_name
+from ..errors import ScorehouseError, SpecError
+from ..events import log
+from ..names import NAME_RULE, RESERVED_NAMES, is_model_name, shown
+from ..sql import table_name
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -247,7 +247,7 @@ def check_select(sql: str, what: str):
     """Parse `sql` with DuckDB's own parser: one SELECT statement, else a SpecError naming `what`."""
     import duckdb
 
-    from .sql import single_select
+    from ..sql import single_select
 
     with duckdb.connect(config={"enable_external_access": False}) as con:
         return single_select(con, sql, what)

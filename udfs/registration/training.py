@@ -22,7 +22,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .errors import ParityError, ScorehouseError, SpecError
+from ..errors import ParityError, ScorehouseError, SpecError
+from ..events import event
+from ..explain import contributions
+from ..fingerprint import row_hash_prefixes
+from ..manifest import MANIFEST_FORMAT, Version
+from ..model import LoadedModel
+from ..names import listed, shown
+from ..profile import training_profile
+from ..registry import EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
+from ..schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
+from ..sql import DUCKDB, single_select, table_name
+from ..staged import sql_parity
 from .estimators import (
     DEFAULT_PARAMS,
     EXTRA_TARGET_OPSET,
@@ -35,28 +46,17 @@ from .estimators import (
     register_converters,
     tweedie_power,
 )
-from .events import event
-from .explain import (
+from .importers import (
     TREE_KINDS,
     TooLarge,
-    contributions,
     explanations_outdated,
     linear_explanation,
     model_margin,
     skipped_reason,
     tree_explanation,
 )
-from .fingerprint import row_hash_prefixes
-from .manifest import MANIFEST_FORMAT, Version
-from .model import LoadedModel
-from .names import listed, shown
 from .onnx_graph import coded_categories, faster_graph, string_labels, with_log_link
-from .profile import training_profile
-from .registry import EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
-from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from .spec import ModelSpec, _class_label
-from .sql import DUCKDB, single_select, table_name
-from .staged import sql_parity
 from .thresholds import check_thresholds, exact_thresholds
 
 if TYPE_CHECKING:
@@ -68,7 +68,6 @@ PROBABILITY_TOLERANCE = 1e-5  # max |onnxruntime - scikit-learn| on holdout prob
 VALUE_RTOL = 1e-5
 SAMPLE_ROWS = 20
 GLOB_CHARACTER = re.compile(r"([*?[])")
-REGISTRATION_STEPS = ("fit", "export", "parity", "explain", "sql", "profile")  # as timed in `registration_seconds`
 Progress = Callable[[str], AbstractContextManager]  # progress(label) wraps one long step
 ADDITIVITY_TOLERANCE = 1e-6  # |baseline + contributions - margin| on the holdout, for explanations to be recorded
 ADDITIVITY_ROWS = 1000  # holdout rows the additivity check runs on
@@ -113,7 +112,7 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
     """
     import duckdb
 
-    from . import config
+    from .. import config
 
     source = spec.source
     if source.path:
@@ -167,7 +166,7 @@ def read_source(spec: ModelSpec, warehouse: str | Path | None = None) -> pa.Tabl
 
 def source_file(spec: ModelSpec) -> Path:
     """The spec's source file, symlinks resolved, refused unless it lies in a folder the spec may read."""
-    from . import config
+    from .. import config
 
     if not spec.source.path:
         raise SpecError(f"Model {spec.name}: its source names no file")
@@ -700,7 +699,7 @@ def export_onnx(
     spec: ModelSpec, pipeline, classes: list[str] | None = None
 ) -> tuple[onnx.ModelProto, dict[str, str], int]:
     """The pipeline as skl2onnx exports it, its outputs by role, and how many of its trees' thresholds were
-    set to the float32 that splits as the library does (scorehouse.thresholds)."""
+    set to the float32 that splits as the library does (scorehouse.registration.thresholds)."""
     import onnx
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
