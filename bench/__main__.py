@@ -297,9 +297,10 @@ def table_choice(explanation: dict | None) -> str:
 def predict_choice(registry, model: str) -> str:
     """What dbt's predict() scores a model with by default on DuckDB: its SQL expression, or the ONNX UDF and why."""
     from scorehouse.scoring import Scorer
+    from scorehouse.sql import DUCKDB
 
     scorer = Scorer(registry)
-    expression, why = scorer.scoring_choice(model, "score", "duckdb")
+    expression, why = scorer.scoring_choice(model, "score", DUCKDB)
     return "SQL expression" if expression is not None else f"ONNX UDF ({why})"
 
 

@@ -37,6 +37,7 @@ def main(argv=None) -> int:
 
     import scorehouse.duckdb as engine
     from scorehouse.scoring import Scorer
+    from scorehouse.sql import DUCKDB
 
     results = []
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-explain-") as tmp:
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
                 "predict": f"predict('{name}', t)",
                 "explain": f"explain('{name}', t, 3)",
                 "typed predict": engine.predict_sql(scorer, name, "t"),
-                "typed explain": scorer.explain_sql(name, "t", 3, "duckdb"),
+                "typed explain": scorer.explain_sql(name, "t", 3, DUCKDB),
             }
             best = dict.fromkeys(arms, float("inf"))
             for _ in range(args.repeat):

@@ -11,6 +11,7 @@ import scorehouse.duckdb as engine
 from scorehouse.registration.importers import model_margin
 from scorehouse.registration.training import FLOAT32_SUM_RTOL
 from scorehouse.scoring import Scorer
+from scorehouse.sql import DUCKDB
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
@@ -457,7 +458,7 @@ def test_the_typed_explain_function_equals_the_generic_one(small_copy):
     """explain_<model>(struct, top_k) — what dbt's explain() calls for a prod version — takes the features
     typed, without JSON on the way, and answers as explain('<model>', row, top_k) does."""
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
-    typed = Scorer(small_copy.registry).explain_sql("mortgage_deny", "f", 11, "duckdb")
+    typed = Scorer(small_copy.registry).explain_sql("mortgage_deny", "f", 11, DUCKDB)
     assert typed.startswith("explain_mortgage_deny(struct_pack(")
     features = ", ".join(FEATURES)
     rows = con.sql(

@@ -15,6 +15,7 @@ from scorehouse.registration.spec import parse_spec
 from scorehouse.registration.training import prepare, read_source, sklearn_outputs, train
 from scorehouse.registry import Registry
 from scorehouse.scoring import Scorer
+from scorehouse.sql import DUCKDB
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEATURES = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self", "single"]}
@@ -75,7 +76,7 @@ def test_every_outcome_spelling_reads_as_the_positive_class(models, name):
     for spelling in SPELLINGS[name]:
         with duckdb.connect(str(small.warehouse), read_only=True) as con:
             query = (
-                f"select is_denied, {scorer.outcome_sql(name, 'o', 'outcome', 'duckdb')} as y "
+                f"select is_denied, {scorer.outcome_sql(name, 'o', 'outcome', DUCKDB)} as y "
                 f"from (select is_denied, {spelling} as outcome from features_mortgage) as o"
             )
             rows = con.sql(query).fetchall()
@@ -110,7 +111,7 @@ def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_ty
         each = scorer if name != "mortgage_deny" else Scorer(small.registry)
         with duckdb.connect(str(small.warehouse), read_only=True) as con, pytest.raises(duckdb.Error) as error:
             con.sql(
-                f"select {each.outcome_sql(name, 'o', 'outcome', 'duckdb')} "
+                f"select {each.outcome_sql(name, 'o', 'outcome', DUCKDB)} "
                 f"from (select {spelling} as outcome from features_mortgage) as o"
             ).fetchall()
         assert message in str(error.value) and len(str(error.value).splitlines()) == 1, (name, spelling, error.value)
@@ -119,7 +120,7 @@ def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_ty
         match="Model band v1 is a multiclass classifier: quality and comparisons "
         "measure binary classifiers and regressors",
     ):
-        scorer.outcome_sql("band", "o", "outcome", "duckdb")
+        scorer.outcome_sql("band", "o", "outcome", DUCKDB)
 
 
 @pytest.mark.parametrize("name", ["credit_risk", "churn"])

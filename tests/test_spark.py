@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from scorehouse.sql import SPARK
+
 from helpers import ROOT, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
 pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
@@ -892,7 +894,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     scorehouse.spark.register(session, small.registry_path)
     features = small.query("select * from features_mortgage order by application_id")
     session.createDataFrame(features).createOrReplaceTempView("f")
-    typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, "spark")
+    typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, SPARK)
     got = session.sql(
         f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
         "from f order by application_id"
@@ -931,7 +933,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     odd = features[features.application_id == 17].copy()
     odd["lvr"], odd["self"] = None, "martian"
     session.createDataFrame(odd, schema=session.table("f").schema).createOrReplaceTempView("odd")
-    typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, "spark")
+    typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, SPARK)
     spark_odd = session.sql(f"select explain('mortgage_deny', struct(*), 11) as e, {typed_gbt} as t from odd").first()
     con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     duck_odd = con.sql(
@@ -980,7 +982,7 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
     con.close()
     session.createDataFrame(edges.to_pandas()).createOrReplaceTempView("edges")
     scorer = Scorer(small.registry)
-    query = scorer.table_sql(model, "edges", "default", "spark", kept=edges.column_names)
+    query = scorer.table_sql(model, "edges", "default", SPARK, kept=edges.column_names)
     assert query is not None and "CASE" in query and "predict(" not in query and "predict_" not in query
     onnx = scorehouse.spark.predict_sql(scorer, model, "s", "score", "onnx")
     got = session.sql(f"select s.prediction, s.model_version, {onnx} as onnx from ({query}) as s").collect()

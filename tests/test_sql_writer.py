@@ -58,7 +58,7 @@ def test_the_table_form_in_steps_equals_the_library_for_every_explained_case(est
     scorer = Scorer(registry)
     stepped = set()
     for name, (candidate, rows) in sorted(models.items()):
-        query = scorer.table_sql(name, "features", "default", "duckdb", "sql")
+        query = scorer.table_sql(name, "features", "default", DUCKDB, "sql")
         if name not in EXPLAINED:
             assert query is None, name
             continue
@@ -83,12 +83,12 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
     scorer = Scorer(registry)
     for name, (candidate, _) in models.items():
         if name not in EXPLAINED:  # multiclass: its default output is the label
-            assert scorer.scoring_choice(name, "default", "duckdb") == (
+            assert scorer.scoring_choice(name, "default", DUCKDB) == (
                 None,
                 "SQL is written for the score, not the label",
             ), name
             continue
-        expression, why = scorer.scoring_choice(name, "score", "duckdb")
+        expression, why = scorer.scoring_choice(name, "score", DUCKDB)
         if candidate.explanation["kind"] == "linear":
             assert expression is not None, (name, why)
         else:
@@ -97,7 +97,7 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
             if expression is None:
                 assert why.startswith(f"{nodes:,} tree nodes, more than 300"), why
     # the label and the probabilities are never written in SQL
-    assert scorer.scoring_choice("c_binary_logistic", "label", "duckdb") == (
+    assert scorer.scoring_choice("c_binary_logistic", "label", DUCKDB) == (
         None,
         "SQL is written for the score, not the label",
     )
@@ -200,12 +200,12 @@ def test_a_version_whose_sql_disagreed_at_registration_scores_through_onnxruntim
         "max |difference| 0.25 on 800 holdout rows, tolerance 1e-05"
     )
     why = "its SQL disagreed with the library at registration (max |difference| 0.25 on 800 holdout rows"
-    expression, reason = scorer.scoring_choice("c_binary_logistic", "score", "duckdb")
+    expression, reason = scorer.scoring_choice("c_binary_logistic", "score", DUCKDB)
     assert expression is None and reason.startswith(why)
     assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f").startswith("predict_c_binary_logistic(")
     with pytest.raises(ScorehouseError, match=r"has no SQL expression for 'score': its SQL disagreed"):
         scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "sql")
-    assert scorer.table_sql("c_binary_logistic", "features", "default", "duckdb", "sql") is None
+    assert scorer.table_sql("c_binary_logistic", "features", "default", DUCKDB, "sql") is None
 
 
 def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_written(tmp_path):
@@ -223,8 +223,8 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
     shutil.copytree(ROOT / "tests" / "fixtures" / "release-0.2.0" / "loans" / "registry", copy)
     scorer = Scorer(Registry(copy))
     assert scorer.card("loan_denial").manifest.sql is None and scorer.sql_refusal("loan_denial") is None
-    assert scorer.scoring_choice("loan_denial", "score", "duckdb", "sql")[0].startswith("(1 / (1 + exp(-(")
-    assert scorer.scoring_choice("loan_denial", "score", "duckdb")[1].startswith("2,100 tree nodes, more than 300")
+    assert scorer.scoring_choice("loan_denial", "score", DUCKDB, "sql")[0].startswith("(1 / (1 + exp(-(")
+    assert scorer.scoring_choice("loan_denial", "score", DUCKDB)[1].startswith("2,100 tree nodes, more than 300")
     folder = copy / "loan_denial" / "versions" / "2"
     sample = json.loads((folder / "sample.json").read_text())
     sample["expected"]["score"] = [1 - p for p in sample["expected"]["score"]]
@@ -241,5 +241,5 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
         "Model loan_denial v2: the SQL written from explain.json gives sample scores that differ from the library's by"
     ), reason
     with pytest.raises(ScorehouseError, match="has no SQL expression for 'score': Model loan_denial v2: the SQL"):
-        scorer.scoring_choice("loan_denial@2", "score", "duckdb", "sql")
-    assert scorer.table_sql("loan_denial@2", "t", "score", "duckdb", "sql") is None
+        scorer.scoring_choice("loan_denial@2", "score", DUCKDB, "sql")
+    assert scorer.table_sql("loan_denial@2", "t", "score", DUCKDB, "sql") is None

@@ -403,9 +403,9 @@ def describe_sql(registry: Registry, name: str, version: int) -> str:
         + ("" if record["ok"] else ", beyond the tolerance: refused")
     )
     defaults = []
-    for engine in DIALECTS:
-        expression, why = scorer.scoring_choice(ref, scorer.card(ref).default_output, engine, "auto")
-        defaults.append(f"{engine} {'SQL' if expression is not None else f'onnxruntime ({why})'}")
+    for sql in DIALECTS.values():
+        expression, why = scorer.scoring_choice(ref, scorer.card(ref).default_output, sql, "auto")
+        defaults.append(f"{sql.name} {'SQL' if expression is not None else f'onnxruntime ({why})'}")
     return f"{checked}; predict() scores with: {', '.join(defaults)}"
 
 

@@ -203,10 +203,10 @@ def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registrati
 
 
 def _bound(current, function):
-    """`function(scorer, engine, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
+    """`function(scorer, sql, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
 
     def call(*arguments):
-        return function(current(), "duckdb", *arguments)
+        return function(current(), DUCKDB, *arguments)
 
     parameters = list(inspect.signature(function).parameters.values())[2:]
     call.__signature__ = inspect.Signature(parameters)
@@ -241,7 +241,7 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     """
     for card in scorer.default_cards():
         try:
-            expression = scorer.score_expression(card.name, card.default_output, "duckdb", prefix="features.")
+            expression = scorer.score_expression(card.name, card.default_output, DUCKDB, prefix="features.")
         except ScorehouseError:
             continue  # 'sql' forced, none here: the ONNX function answers; dbt's predict() says why
         if expression is not None:  # the name is checked by scorehouse.names; the SQL written from numbers
@@ -297,7 +297,7 @@ def predict_sql(
     scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
 ) -> str:
     """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, "duckdb", method or None, key or None)
+    return scorer.sql_call(ref, relation, output, DUCKDB, method or None, key or None)
 
 
 def table_query(scorer: Scorer, ref: str, relation: str) -> str:
@@ -321,10 +321,10 @@ def table_query(scorer: Scorer, ref: str, relation: str) -> str:
         f"WHERE scorehouse_check_table({DUCKDB.literal(ref)}, typeof({SCORED}))) AS {FEATURES}"
     )
     star = f"{ROW}.*"
-    query = scorer.table_sql(ref, rows, "default", "duckdb", star=star)
+    query = scorer.table_sql(ref, rows, "default", DUCKDB, star=star)
     if query is None:
         if all(f.sql_type == SQL_TYPES[f.kind] for f in card.features):
-            prediction = scorer.sql_call(ref, FEATURES, "default", "duckdb")
+            prediction = scorer.sql_call(ref, FEATURES, "default", DUCKDB)
         else:  # a feature trained on a BOOLEAN: the generic function reads the number as the model does
             columns = DUCKDB.struct((f.name, f"{FEATURES}.{DUCKDB.identifier(f.name)}") for f in card.features)
             prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {columns})"

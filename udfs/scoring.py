@@ -31,7 +31,7 @@ from .outcomes import outcome_sql
 from .profile import PROFILE_RELATIONS
 from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .schema import check_columns, column_problems, sql_type_name, type_error_parts
-from .sql import BUCKETS, dialect
+from .sql import BUCKETS, DUCKDB, Dialect
 
 # How a reference scores: in SQL written from its explanation, or through onnxruntime (Scorer.scoring_choice).
 SCORING_ENV = "SCOREHOUSE_SCORING"
@@ -271,20 +271,20 @@ class Scorer:
         """Explain a struct array, its fields bound by name; a NULL struct explains as NULL."""
         return null_where_null(self.explain(ref, struct_columns(structs), top_k), structs)
 
-    def explain_sql(self, ref: str, relation: str, top_k: int, engine: str, key: str | None = None) -> str:
+    def explain_sql(self, ref: str, relation: str, top_k: int, sql: Dialect, key: str | None = None) -> str:
         """explain(ref, <the relation's features>, top_k), the features bound by name; with `key`, a gray
         release's rows are explained by the version that scores them (as in sql_call)."""
-        route = self.route(ref, engine, relation, key)
+        route = self.route(ref, sql, relation, key)
         if route is None:
-            return self._explain_sql(ref, relation, top_k, engine)
+            return self._explain_sql(ref, relation, top_k, sql)
         condition, rollout_ref = route
         return (
-            f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, engine)} "
-            f"ELSE {self._explain_sql(ref, relation, top_k, engine)} END)"
+            f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, sql)} "
+            f"ELSE {self._explain_sql(ref, relation, top_k, sql)} END)"
         )
 
-    def _explain_sql(self, ref: str, relation: str, top_k: int, engine: str) -> str:
-        sql, card = dialect(engine), self.card(ref)
+    def _explain_sql(self, ref: str, relation: str, top_k: int, sql: Dialect) -> str:
+        card = self.card(ref)
         self.explanation(ref)  # fails at compile time, in one line, for a version without explanations
         prefix = f"{sql.identifier(relation)}." if relation else ""
         struct = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
@@ -293,7 +293,7 @@ class Scorer:
         return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
 
     def score_expression(
-        self, ref: str, output: str, engine: str, method: str | None = None, prefix: str = ""
+        self, ref: str, output: str, sql: Dialect, method: str | None = None, prefix: str = ""
     ) -> str | None:
         """The SQL expression scoring `ref` over the columns `prefix`<feature> if `method` says to use it, else
         None (the ONNX UDF). No type check: see sql_call.
@@ -301,10 +301,10 @@ class Scorer:
         method: 'auto' (the expression for a linear model or small trees, staged.expression_reason), 'sql'
         (it, or an error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
         """
-        return self.scoring_choice(ref, output, engine, method, prefix)[0]
+        return self.scoring_choice(ref, output, sql, method, prefix)[0]
 
     def scoring_choice(
-        self, ref: str, output: str, engine: str, method: str | None = None, prefix: str = ""
+        self, ref: str, output: str, sql: Dialect, method: str | None = None, prefix: str = ""
     ) -> tuple[str | None, str]:
         """(the SQL expression, or None for onnxruntime; why), as score_expression decides."""
         method = scoring_method(method)
@@ -315,10 +315,10 @@ class Scorer:
         if reason is None:
             explanation = self.explanation(ref)
             try:
-                reason = staged.expression_reason(explanation, dialect(engine), forced=method == "sql")
+                reason = staged.expression_reason(explanation, sql, forced=method == "sql")
                 if reason is None:
                     return (
-                        staged.score_expression(explanation, dialect(engine), prefix),
+                        staged.score_expression(explanation, sql, prefix),
                         "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression",
                     )
             except staged.Unsupported as exc:
@@ -364,7 +364,7 @@ class Scorer:
         self,
         ref: str,
         output: str,
-        engine: str,
+        sql: Dialect,
         method: str | None = None,
         key: str | None = None,
         scored_by: str | None = None,
@@ -374,12 +374,12 @@ class Scorer:
         caller knows it: 'steps' for the table form's). Under a gray release each version's note also names
         the routed reference and the key (`routed`), from which the hook counts the rows each version scored
         (scorehouse_version_sql: data in the note, never SQL)."""
-        route = self.route(ref, engine, "", key)
+        route = self.route(ref, sql, "", key)
         refs = [ref] + ([route[1]] if route else [])
         notes = []
         for each in refs:
             name, version = self.resolve(each)
-            expression = None if scored_by else self.scoring_choice(each, output, engine, method)[0]
+            expression = None if scored_by else self.scoring_choice(each, output, sql, method)[0]
             notes.append(
                 {
                     "ref": each,
@@ -396,46 +396,42 @@ class Scorer:
         self,
         ref: str,
         output: str,
-        engine: str,
+        sql: Dialect,
         method: str | None = None,
         key: str | None = None,
         form: str = "predict",
     ) -> str:
         """scoring_note for one call dbt's macros recorded in a model's meta: `form` 'table' for score(),
         which scores in steps where table_sql writes them (the method 'steps'), else as predict() does."""
-        sql = dialect(engine)
         if (
             form == "table"
-            and self.table_sql(ref, "t", output, engine, method, key, kept=[] if sql.lists_columns else None)
-            is not None
+            and self.table_sql(ref, "t", output, sql, method, key, kept=[] if sql.lists_columns else None) is not None
         ):
-            return self.scoring_note(ref, output, engine, scored_by="steps")
-        return self.scoring_note(ref, output, engine, method, key)
+            return self.scoring_note(ref, output, sql, scored_by="steps")
+        return self.scoring_note(ref, output, sql, method, key)
 
-    def outcome_sql(self, ref: str, relation: str, column: str, engine: str) -> str:
+    def outcome_sql(self, ref: str, relation: str, column: str, sql: Dialect) -> str:
         """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes
         (scorehouse.outcomes)."""
-        sql = dialect(engine)
         expression = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(column)
         return outcome_sql(self.card(ref), expression, column, sql)
 
-    def input_hash_sql(self, ref: str, relation: str, engine: str) -> str:
+    def input_hash_sql(self, ref: str, relation: str, sql: Dialect) -> str:
         """SQL for the hash of the current row's features as `ref`'s model sees them (scorehouse.fingerprint)."""
-        sql = dialect(engine)
         return fingerprint.row_hash_sql(
             self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql
         )
 
-    def fingerprint_sql(self, ref: str, engine: str) -> str:
+    def fingerprint_sql(self, ref: str, sql: Dialect) -> str:
         """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
-        return fingerprint.fingerprint_select(self.card(ref).features, dialect(engine))
+        return fingerprint.fingerprint_select(self.card(ref).features, sql)
 
     def sql_call(
         self,
         ref: str,
         relation: str,
         output: str,
-        engine: str = "duckdb",
+        sql: Dialect = DUCKDB,
         method: str | None = None,
         key: str | None = None,
     ) -> str:
@@ -447,13 +443,13 @@ class Scorer:
         and outputs call the generic predict functions. With `key` (a column) and a gray release of the
         model, rows whose key's bucket falls in the rollout's share score with the rollout's version.
         """
-        route = self.route(ref, engine, relation, key)
+        route = self.route(ref, sql, relation, key)
         if route is None:
-            return self._sql_call(ref, relation, output, engine, method)
+            return self._sql_call(ref, relation, output, sql, method)
         condition, rollout_ref = route
         return (
-            f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, engine, method)} "
-            f"ELSE {self._sql_call(ref, relation, output, engine, method)} END)"
+            f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, sql, method)} "
+            f"ELSE {self._sql_call(ref, relation, output, sql, method)} END)"
         )
 
     def table_sql(
@@ -461,7 +457,7 @@ class Scorer:
         ref: str,
         source: str,
         output: str,
-        engine: str = "duckdb",
+        sql: Dialect = DUCKDB,
         method: str | None = None,
         key: str | None = None,
         column: str = "prediction",
@@ -483,7 +479,7 @@ class Scorer:
             reason = "onnx asked for"
         elif output != "score":
             reason = f"its {output} output"
-        elif self.route(ref, engine, source, key) is not None:
+        elif self.route(ref, sql, source, key) is not None:
             reason = "a gray release routes rows by the key"
         elif refusal := self.sql_refusal(ref):
             reason = refusal
@@ -491,10 +487,10 @@ class Scorer:
             try:
                 query = staged.scored_query(
                     self.explanation(ref),
-                    dialect(engine),
+                    sql,
                     source,
                     column,
-                    lambda feature, value: self.type_checked(ref, "", engine, value, feature),
+                    lambda feature, value: self.type_checked(ref, "", sql, value, feature),
                     [(str(self.resolve(ref)[1]), "model_version")],
                     kept,
                     star,
@@ -506,7 +502,7 @@ class Scorer:
         name, version = self.resolve(ref)
         event(
             "table_form",
-            f"{ref} ({name} version {version}) table form on {engine}: "
+            f"{ref} ({name} version {version}) table form on {sql.name}: "
             + (f"row by row: {reason}" if query is None else "in steps"),
             DEBUG,
             ref=ref,
@@ -514,7 +510,7 @@ class Scorer:
             version=version,
             method="row by row" if query is None else "steps",
             reason=reason,
-            engine=engine,
+            engine=sql.name,
         )
         return query
 
@@ -551,16 +547,16 @@ class Scorer:
             )
         return ""
 
-    def version_sql(self, ref: str, relation: str = "", key: str | None = None, engine: str = "duckdb") -> str:
+    def version_sql(self, ref: str, relation: str = "", key: str | None = None, sql: Dialect = DUCKDB) -> str:
         """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
-        route = self.route(ref, engine, relation, key)
+        route = self.route(ref, sql, relation, key)
         version = str(self.resolve(ref)[1])
         if route is None:
             return version
         condition, rollout_ref = route
         return f"(CASE WHEN {condition} THEN {self.resolve(rollout_ref)[1]} ELSE {version} END)"
 
-    def route(self, ref: str, engine: str, relation: str, key: str | None) -> tuple[str, str] | None:
+    def route(self, ref: str, sql: Dialect, relation: str, key: str | None) -> tuple[str, str] | None:
         """(the SQL condition a row goes to the rollout by, the rollout's reference), or None without one.
 
         Only a bare model name (its prod alias) is routed; a pinned version or another alias is not.
@@ -574,7 +570,6 @@ class Scorer:
         rollout_ref = f"{parsed.name}@{ROLLOUT_ALIAS}"
         if self.resolve(rollout_ref) == self.resolve(ref):
             return None
-        sql = dialect(engine)
         column = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(key)
         return f"{sql.bucket(column)} < {round(share * BUCKETS / 100)}", rollout_ref
 
@@ -585,34 +580,33 @@ class Scorer:
                 self._shares[name] = self._catalog_unlocked().shares.get(name)
             return self._shares[name]
 
-    def _sql_call(self, ref: str, relation: str, output: str, engine: str, method: str | None) -> str:
-        sql = dialect(engine)
+    def _sql_call(self, ref: str, relation: str, output: str, sql: Dialect, method: str | None) -> str:
         card = self.card(ref)
         output = card.check_output(output)
         method = scoring_method(method)
         prefix = f"{sql.identifier(relation)}." if relation else ""
-        expression, why = self.scoring_choice(ref, output, engine, method, prefix)
+        expression, why = self.scoring_choice(ref, output, sql, method, prefix)
         name, version = self.resolve(ref)
         event(
             "scoring_method",
             f"{ref} ({name} version {version}) scores with "
-            f"{'onnxruntime' if expression is None else 'SQL'} on {engine}: {why}",
+            f"{'onnxruntime' if expression is None else 'SQL'} on {sql.name}: {why}",
             DEBUG,
             ref=ref,
             model=name,
             version=version,
             method="onnx" if expression is None else "sql",
             reason=why,
-            engine=engine,
+            engine=sql.name,
         )
         if expression is not None:
-            return self.type_checked(ref, prefix, engine, expression)
+            return self.type_checked(ref, prefix, sql, expression)
         expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
         if ref == card.name and output == card.default_output:
             return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
         return f"{GENERIC_FUNCTIONS[output]}({sql.literal(ref)}, {expression})"
 
-    def type_checked(self, ref: str, prefix: str, engine: str, expression: str, only: str | None = None) -> str:
+    def type_checked(self, ref: str, prefix: str, sql: Dialect, expression: str, only: str | None = None) -> str:
         """`expression`, behind the ONNX path's check of the features' column types.
 
         DuckDB: `scorehouse_check_input` (check_input, a Python function) on typeof(the features' struct);
@@ -622,7 +616,6 @@ class Scorer:
         little per row: the table form's steps, which read each feature apart, measured 1.5x slower
         checking every feature at every read).
         """
-        sql = dialect(engine)
         card = self.card(ref)
         columns = [(f.name, prefix + sql.identifier(f.name)) for f in card.features]
         if sql.folds_python_calls:

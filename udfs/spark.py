@@ -91,7 +91,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     for writer in WRITERS:
         assert writer.implementation is not None  # WRITERS are the declarations with one
         spark.udf.register(
-            writer.name, functools.partial(writer.implementation, scorer, "spark"), SPARK_TYPES[writer.returns]
+            writer.name, functools.partial(writer.implementation, scorer, SPARK), SPARK_TYPES[writer.returns]
         )
     _profile_views(spark, scorer, catalog.refs())
     _training_rows_view(spark, registry, scorer.versions())
@@ -102,7 +102,7 @@ def predict_sql(
     scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
 ) -> str:
     """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, "spark", method or None, key or None)
+    return scorer.sql_call(ref, relation, output, SPARK, method or None, key or None)
 
 
 def _fixed_udf(scorer: Scorer, ref: str, output: str):

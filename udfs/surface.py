@@ -35,7 +35,7 @@ class SqlFunction:
     engines: tuple[str, ...]
     audience: str
     summary: str
-    # the writer helpers: implementation(scorer, engine, *varchar arguments) and the DuckDB argument types
+    # the writer helpers: implementation(scorer, sql, *varchar arguments) and the DuckDB argument types
     implementation: Callable[..., Any] | None = None
     argument_types: tuple[str, ...] = ()
 
@@ -200,22 +200,22 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         BOTH,
         ANALYSTS,
         "the version a reference scores with now",
-        lambda s, engine, ref: s.resolve(ref)[1],
+        lambda s, sql, ref: s.resolve(ref)[1],
         ("VARCHAR",),
     ),
     _writer(
         "scorehouse_resolves",
         "ref",
         "BOOLEAN",
-        lambda s, engine, ref: s.resolves(ref),
+        lambda s, sql, ref: s.resolves(ref),
         "whether a reference points at a version that loads",
     ),
     _writer(
         "scorehouse_predict_sql",
         "ref, relation, output, method, key",
         "VARCHAR",
-        lambda s, engine, ref, relation, output, method, key: s.sql_call(
-            ref, relation, output, engine, method or None, key or None
+        lambda s, sql, ref, relation, output, method, key: s.sql_call(
+            ref, relation, output, sql, method or None, key or None
         ),
         "the SQL expression of predict() on a relation's row",
     ),
@@ -223,9 +223,9 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_score_sql",
         "ref, source, output, method, key, column, kept",
         "VARCHAR",
-        lambda s, engine, ref, source, output, method, key, column, kept: (
+        lambda s, sql, ref, source, output, method, key, column, kept: (
             s.table_sql(
-                ref, source, output, engine, method or None, key or None, column, json.loads(kept) if kept else None
+                ref, source, output, sql, method or None, key or None, column, json.loads(kept) if kept else None
             )
             or ""
         ),
@@ -235,7 +235,7 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_table_input_error",
         "ref, columns, column, added",
         "VARCHAR",
-        lambda s, engine, ref, columns, column, added: s.table_input_error(
+        lambda s, sql, ref, columns, column, added: s.table_input_error(
             ref, json.loads(columns), column, json.loads(added) if added else ()
         ),
         "why a relation cannot be scored by score(), or ''",
@@ -244,15 +244,15 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_version_sql",
         "ref, relation, key",
         "VARCHAR",
-        lambda s, engine, ref, relation, key: s.version_sql(ref, relation, key or None, engine),
+        lambda s, sql, ref, relation, key: s.version_sql(ref, relation, key or None, sql),
         "the SQL expression of the version that scores each row (a gray release routes by key)",
     ),
     _writer(
         "scorehouse_scoring_note",
         "ref, output, method, key, form",
         "VARCHAR",
-        lambda s, engine, ref, output, method, key, form: s.call_note(
-            ref, output, engine, method or None, key or None, form or "predict"
+        lambda s, sql, ref, output, method, key, form: s.call_note(
+            ref, output, sql, method or None, key or None, form or "predict"
         ),
         "the versions, artifacts and method of a predict() or score() call, for the scoring_runs hook",
     ),
@@ -260,42 +260,42 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_input_hash_sql",
         "ref, relation",
         "VARCHAR",
-        lambda s, engine, ref, relation: s.input_hash_sql(ref, relation, engine),
+        lambda s, sql, ref, relation: s.input_hash_sql(ref, relation, sql),
         "the SQL expression of a row's input hash",
     ),
     _writer(
         "scorehouse_fingerprint_sql",
         "ref",
         "VARCHAR",
-        lambda s, engine, ref: s.fingerprint_sql(ref, engine),
+        lambda s, sql, ref: s.fingerprint_sql(ref, sql),
         "the SELECT of an input's fingerprint (rows, order-free hash, schema hash)",
     ),
     _writer(
         "scorehouse_explain_sql",
         "ref, relation, top_k, key",
         "VARCHAR",
-        lambda s, engine, ref, relation, top_k, key: s.explain_sql(ref, relation, top_k, engine, key or None),
+        lambda s, sql, ref, relation, top_k, key: s.explain_sql(ref, relation, top_k, sql, key or None),
         "the SQL expression of explain() on a relation's row",
     ),
     _writer(
         "scorehouse_schema_problems",
         "ref, columns",
         "VARCHAR",
-        lambda s, engine, ref, columns: json.dumps(s.schema_problems(ref, json.loads(columns))),
+        lambda s, sql, ref, columns: json.dumps(s.schema_problems(ref, json.loads(columns))),
         "the features a relation lacks or mistypes, as JSON (the schema guard)",
     ),
     _writer(
         "scorehouse_outcome_sql",
         "ref, relation, column",
         "VARCHAR",
-        lambda s, engine, ref, relation, column: s.outcome_sql(ref, relation, column, engine),
+        lambda s, sql, ref, relation, column: s.outcome_sql(ref, relation, column, sql),
         "the SQL expression reading an outcome as the version's positive class (model_quality)",
     ),
     _writer(
         "scorehouse_training_rows_recorded",
         "ref",
         "BOOLEAN",
-        lambda s, engine, ref: s.records_training_rows(ref),
+        lambda s, sql, ref: s.records_training_rows(ref),
         "whether the version recorded the rows it trained on",
     ),
     # building blocks of the functions above (DuckDB: macros call them; Spark: UDFs of the same name)
