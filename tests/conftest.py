@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -18,12 +21,13 @@ from helpers import (
     PROJECT,
     ROOT,
     SPECS,
+    Engine,
     Workspace,
 )
 
 # Fixtures that run dbt or Spark: tests using them are left out of `make test-fast`.
 DBT_FIXTURES = {"trained", "built", "workspace", "con", "estimator_models", "base"}
-SPARK_FIXTURES = {"spark", "dbt_on_spark", "demo_on_spark", "standalone_cluster"}
+SPARK_FIXTURES = {"spark", "spark_session", "dbt_on_spark", "demo_on_spark", "standalone_cluster"}
 
 
 def pytest_collection_modifyitems(items):
@@ -141,3 +145,48 @@ def con(trained):
     conn = scorehouse.duckdb.connect(trained.warehouse, trained.registry_path, read_only=True)
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory):
+    """A local Spark (2 cores) for the whole run; each module registers the registry it scores from."""
+    pytest.importorskip("pyspark", reason="the spark extra is not installed: pip install -e '.[spark]'")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs Java 17; none found on PATH or in JAVA_HOME")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("scorehouse tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
+def engine(request, small) -> Engine:
+    """Each engine in turn with scorehouse registered on the fast tier's registry (`small`) and its
+    features_mortgage table: a test taking it states what holds on every engine."""
+    if request.param == "duckdb":
+        import scorehouse.duckdb
+        from scorehouse.sql import DUCKDB
+
+        con = scorehouse.duckdb.connect(str(small.warehouse), str(small.registry_path), read_only=True)
+        request.addfinalizer(con.close)
+        return Engine("duckdb", DUCKDB, lambda sql: con.sql(sql).fetchall(), (duckdb.Error,))
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    import scorehouse.spark
+    from scorehouse.sql import SPARK
+
+    session = request.getfixturevalue("spark_session")
+    scorehouse.spark.register(session, small.registry_path)
+    session.createDataFrame(small.query("select * from features_mortgage")).createOrReplaceTempView("features_mortgage")
+    return Engine("spark", SPARK, lambda sql: session.sql(sql).collect(), (PySparkException, Py4JJavaError))

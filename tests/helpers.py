@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from scorehouse.registration.spec import load_spec
 from scorehouse.registration.training import Candidate, read_source, sklearn_outputs, train
 from scorehouse.registry import Registry
 from scorehouse.schema import model_inputs
+from scorehouse.sql import Dialect
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dbt_project"  # the dbt package users install
@@ -32,6 +34,26 @@ FEATURE_TABLES = {
     "mortgage_deny": ("features_mortgage", "application_id"),
     "diamond_price": ("features_diamonds", "diamond_id"),
 }
+
+
+@dataclass
+class Engine:
+    """A SQL engine with scorehouse's functions registered on a workspace's registry, as the engine fixture
+    gives it: `rows(sql)` runs a query; a user's mistake raises one of `errors`."""
+
+    name: str
+    dialect: Dialect
+    run: Callable[[str], list[tuple]]
+    errors: tuple[type[BaseException], ...]
+
+    def rows(self, sql: str) -> list[tuple]:
+        return [tuple(row) for row in self.run(sql)]
+
+    def value(self, sql: str):
+        """The one value of a one-row, one-column query."""
+        [(value,)] = self.rows(sql)
+        return value
+
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -284,6 +306,8 @@ def run_cli(
         assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
+
+MORTGAGE_FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
 # The demo's features_mortgage without dbt (the staging and features models in one statement), for the
 # fast tier: tests of the registry, the SQL functions and the CLI that need real rows, not a dbt build.

@@ -18,7 +18,8 @@ from scorehouse.errors import ModelNotFound
 from scorehouse.registry import ModelRef
 from scorehouse.sql import dialect
 
-FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
+from helpers import MORTGAGE_FEATURES as FEATURES
+
 LONG = "x" * 1_000_000
 # A column name made to close a string literal in guard SQL and write this file; it must stay a name.
 INJECTED = Path(tempfile.gettempdir()) / "scorehouse_injected_by_a_column_name.csv"

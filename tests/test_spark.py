@@ -34,26 +34,14 @@ MARTS = {
 
 
 @pytest.fixture(scope="module")
-def spark(built, tmp_path_factory):
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
+def spark(spark_session, built):
+    """The run's local Spark with the built demo's registry registered and its feature tables as views."""
     import scorehouse.spark
 
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("scorehouse tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    scorehouse.spark.register(session, built.registry_path)
+    scorehouse.spark.register(spark_session, built.registry_path)
     for table, _, _, _ in MARTS.values():
-        session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
-    yield session
-    session.stop()
+        spark_session.createDataFrame(built.query(f"select * from {table}")).createOrReplaceTempView(table)
+    return spark_session
 
 
 @pytest.mark.parametrize("model", sorted(MARTS))
