@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from .config import warehouse_path
 from .errors import FeatureError, ScorehouseError
+from .explain import EXPLANATION
 from .model import OUTPUT_SQL_TYPES
 from .names import one_line
 from .profile import PROFILE_RELATIONS
@@ -55,11 +56,7 @@ _TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a ge
 ROW_VALUES = "json_extract_string(to_json({}), '$.*')"
 SCORED = "__scorehouse_input"  # the alias of the table the table form scores (as dbt's scorehouse.score has it)
 ROW, FEATURES = "__scorehouse_row", "__scorehouse_features"  # the table form's row struct, and the relation holding it
-# explain(): {baseline, margin, contributions: [{feature, value, contribution}]} (scorehouse.explain.EXPLANATION)
-EXPLANATION_SQL_TYPE = (
-    "STRUCT(baseline DOUBLE, margin DOUBLE, "
-    'contributions STRUCT(feature VARCHAR, "value" VARCHAR, contribution DOUBLE)[])'
-)
+EXPLANATION_SQL_TYPE = DUCKDB.arrow_type(EXPLANATION)  # explain()'s {baseline, margin, contributions}
 GENERIC_PREDICT = f"scorehouse_{GENERIC_FUNCTIONS['score']}"  # registered on every database: says ours are there
 
 

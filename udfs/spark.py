@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from . import events, spark_cache
 from .errors import ScorehouseError
+from .explain import EXPLANATION
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
@@ -44,10 +45,7 @@ SPARK_TYPES = {
 }
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_BATCH_ROWS = 100_000
-# explain(): scorehouse.explain.EXPLANATION in Spark's spelling
-EXPLANATION_TYPE = (
-    "struct<baseline:double,margin:double,contributions:array<struct<feature:string,value:string,contribution:double>>>"
-)
+EXPLANATION_TYPE = SPARK.arrow_type(EXPLANATION)  # explain()'s {baseline, margin, contributions}
 
 
 def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import ClassVar
 
+import pyarrow as pa
+
 from .errors import ScorehouseError
 
 # schema.table or catalog.schema.table, each part a plain identifier: what a spec or a flag may name.
@@ -94,6 +96,26 @@ class Dialect(ABC):
     def float32(self, expression: str) -> str:
         """A number as float32, as onnxruntime is fed: a finite value beyond float32's range becomes ±inf."""
 
+    def arrow_type(self, kind: pa.DataType) -> str:
+        """The engine's spelling of an Arrow type: a SQL function's return type, declared once as Arrow's."""
+        if pa.types.is_struct(kind):
+            return self.struct_type([(f.name, self.arrow_type(f.type)) for f in kind])
+        if pa.types.is_list(kind):
+            return self.list_type(self.arrow_type(kind.value_type))
+        if kind not in self.scalar_types:
+            raise TypeError(f"no {self.name} spelling of the Arrow type {kind}")
+        return self.scalar_types[kind]
+
+    scalar_types: ClassVar[dict[pa.DataType, str]]
+
+    @abstractmethod
+    def struct_type(self, fields: Iterable[tuple[str, str]]) -> str:
+        """A struct type of (field name, type) pairs."""
+
+    @abstractmethod
+    def list_type(self, item: str) -> str:
+        """A list (array) type of `item`."""
+
 
 class DuckDBDialect(Dialect):
     name, quote, backslash_escapes, text_type = "duckdb", '"', False, "varchar"
@@ -127,6 +149,21 @@ class DuckDBDialect(Dialect):
             f"when {double} < 0 then cast('-inf' as float) end)"
         )
 
+    scalar_types = {
+        pa.float64(): "DOUBLE",
+        pa.float32(): "FLOAT",
+        pa.string(): "VARCHAR",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
+    }
+
+    def struct_type(self, fields: Iterable[tuple[str, str]]) -> str:
+        return "STRUCT(" + ", ".join(f"{self.identifier(n)} {t}" for n, t in fields) + ")"
+
+    def list_type(self, item: str) -> str:
+        return f"{item}[]"
+
 
 class SparkDialect(Dialect):
     name, quote, backslash_escapes, text_type = "spark", "`", True, "string"
@@ -159,6 +196,21 @@ class SparkDialect(Dialect):
 
     def float32(self, expression: str) -> str:
         return f"cast({expression} as float)"  # Spark and Arrow round a value beyond float32's range to ±inf
+
+    scalar_types = {
+        pa.float64(): "double",
+        pa.float32(): "float",
+        pa.string(): "string",
+        pa.int32(): "int",
+        pa.int64(): "bigint",
+        pa.bool_(): "boolean",
+    }
+
+    def struct_type(self, fields: Iterable[tuple[str, str]]) -> str:
+        return "struct<" + ",".join(f"{self.identifier(n)}:{t}" for n, t in fields) + ">"
+
+    def list_type(self, item: str) -> str:
+        return f"array<{item}>"
 
 
 BUCKETS = 10_000  # gray-release buckets: a share is routed in steps of 0.01 percent

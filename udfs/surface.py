@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .explain import EXPLANATION
 from .model import OUTPUT_SQL_TYPES
+from .sql import DUCKDB
 
 DUCKDB_ONLY, SPARK_ONLY = ("duckdb",), ("spark",)
 BOTH = ("duckdb", "spark")
@@ -50,7 +52,7 @@ def _writer(name: str, call: str, returns: str, implementation: Callable[..., An
     return SqlFunction(name, call, returns, "function", BOTH, DBT, summary, implementation, types)
 
 
-EXPLANATION = "STRUCT(baseline DOUBLE, margin DOUBLE, contributions STRUCT(feature, value, contribution)[])"
+EXPLANATION_TYPE = DUCKDB.arrow_type(EXPLANATION).replace('"', "")  # as the reference lists it
 SCORE, LABEL, PROBABILITIES = (OUTPUT_SQL_TYPES[o] for o in ("score", "label", "probabilities"))
 FUNCTIONS: tuple[SqlFunction, ...] = (
     # what analysts type
@@ -77,7 +79,7 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
     SqlFunction(
         "explain",
         "'<ref>', row[, top_k]",
-        EXPLANATION,
+        EXPLANATION_TYPE,
         "function",
         BOTH,
         ANALYSTS,
