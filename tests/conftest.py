@@ -169,6 +169,13 @@ def spark_session(tmp_path_factory):
     session.stop()
 
 
+def _spark_registrations(session) -> tuple[set[str], set[str]]:
+    """The temporary Python functions and temporary views `session` holds."""
+    functions = {f.name for f in session.catalog.listFunctions() if "UDFRegistration" in (f.className or "")}
+    views = {t.name for t in session.catalog.listTables() if t.isTemporary}
+    return functions, views
+
+
 @pytest.fixture(scope="module", params=["duckdb", pytest.param("spark", marks=pytest.mark.spark)])
 def engine(request, small) -> Engine:
     """Each engine in turn with scorehouse registered on the fast tier's registry (`small`) and its
@@ -187,6 +194,16 @@ def engine(request, small) -> Engine:
     from scorehouse.sql import SPARK
 
     session = request.getfixturevalue("spark_session")
+    before = _spark_registrations(session)
     scorehouse.spark.register(session, small.registry_path)
     session.createDataFrame(small.query("select * from features_mortgage")).createOrReplaceTempView("features_mortgage")
+
+    def unregister() -> None:  # the session is shared: later modules see only what they register
+        functions, views = (now - then for now, then in zip(_spark_registrations(session), before))
+        for name in functions:
+            session.sql(f"DROP TEMPORARY FUNCTION IF EXISTS `{name}`")
+        for name in views:
+            session.catalog.dropTempView(name)
+
+    request.addfinalizer(unregister)
     return Engine("spark", SPARK, lambda sql: session.sql(sql).collect(), (PySparkException, Py4JJavaError))
