@@ -45,7 +45,7 @@ def test_baseline_plus_contributions_is_the_margin_on_every_row(explained):
     expected = model_margin(
         candidate.pipeline,
         x,
-        {"link": "logit"},
+        "logit",
         "binary",
         candidate.manifest["classes"],
         candidate.manifest["positive_class"],
@@ -110,9 +110,9 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
     ).fetchall()[0][0]
     full = {c["feature"]: c for c in explanation["contributions"]}
     assert full["lvr"]["value"] is None and full["self"]["value"] == "martian"
-    card = Scorer(small_copy.registry).explanation("mortgage_logit")
-    self_entry = next(e for e in card["categorical"] if e["feature"] == "self")
-    assert full["self"]["contribution"] == pytest.approx(-np.dot(self_entry["coef"], self_entry["mean"]), abs=1e-12)
+    structure = Scorer(small_copy.registry).explanation("mortgage_logit")
+    self_entry = next(e for e in structure.categorical if e.feature == "self")
+    assert full["self"]["contribution"] == pytest.approx(-np.dot(self_entry.coef, self_entry.mean), abs=1e-12)
     top = row[0]["contributions"]
     assert len(top) == 3 and len(row[1]["contributions"]) == 3  # top_k defaults to 3
     sizes = sorted((abs(c["contribution"]) for c in explanation["contributions"]), reverse=True)
@@ -193,7 +193,7 @@ def test_tree_contributions_add_up_and_equal_shap_tree_explainer(small_copy, kin
     rtol = FLOAT32_SUM_RTOL if kind == "xgboost" else 0  # XGBoost's own margin is a float32 sum
     np.testing.assert_allclose(
         margin,
-        model_margin(pipeline, x, {"link": link}, "binary", manifest["classes"], manifest["positive_class"]),
+        model_margin(pipeline, x, link, "binary", manifest["classes"], manifest["positive_class"]),
         atol=1e-6,
         rtol=rtol,
     )
@@ -308,7 +308,7 @@ def test_a_version_registered_before_explanations_is_trained_again_once(small_co
     spec = load_spec(SPECS["mortgage_deny"])
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, True)
     assert train_and_register(spec, registry, small_copy.warehouse) == (2, False)
-    assert registry.explanation("mortgage_deny", 2)["kind"] == "trees"
+    assert registry.explanation("mortgage_deny", 2).kind == "trees"
 
 
 def test_a_version_is_trained_again_only_where_explanations_would_now_be_recorded():
@@ -399,13 +399,13 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(est
         rtol = FLOAT32_SUM_RTOL if estimator_kind(manifest) == "xgboost" else 1e-9
         np.testing.assert_allclose(
             margin,
-            model_margin(pipeline, x, explanation, card.task, card.classes, manifest["positive_class"]),
+            model_margin(pipeline, x, explanation.link, card.task, card.classes, manifest["positive_class"]),
             atol=1e-6,
             rtol=rtol,
             err_msg=name,
         )
         explained.add(estimator_kind(manifest))
-        if explanation["kind"] != "trees":
+        if explanation.kind != "trees":
             continue
         transformer = pipeline.named_steps["features"]
         values = shap.TreeExplainer(pipeline[-1], feature_perturbation="tree_path_dependent").shap_values(
@@ -426,7 +426,7 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(est
         sign = (
             -1.0
             if manifest["task"] == "binary"
-            and explanation["link"] == "logit"
+            and explanation.link == "logit"
             and manifest["positive_class"] == card.classes[0]
             else 1.0
         )

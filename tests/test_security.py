@@ -627,8 +627,8 @@ def test_an_explanation_of_another_shape_fails_its_model_in_one_line(small_copy)
     rehash(folder, ["explain.json"])
     with pytest.raises(
         IntegrityError,
-        match=r"^Model mortgage_logit \(version 1\): its explain.json does not have "
-        r"the shape scorehouse writes \(KeyError: 'intercept'\)",
+        match=r"^Model mortgage_logit v1: explain.json does not have the shape scorehouse writes "
+        r"\(no 'intercept'\); refusing to load it$",
     ):
         engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score")
     session = small_copy.cli("sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t")

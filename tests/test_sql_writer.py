@@ -89,10 +89,10 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
             ), name
             continue
         expression, why = scorer.scoring_choice(name, "score", DUCKDB)
-        if candidate.explanation["kind"] == "linear":
+        if candidate.explanation.kind == "linear":
             assert expression is not None, (name, why)
         else:
-            nodes = staged.nodes(candidate.explanation)
+            nodes = candidate.explanation.nodes
             assert (expression is not None) == (nodes <= staged.EXPRESSION_NODES), (name, nodes, why)
             if expression is None:
                 assert why.startswith(f"{nodes:,} tree nodes, more than 300"), why
@@ -110,9 +110,9 @@ def test_spark_keeps_expressions_within_what_it_compiles(estimator_models):
         reason = staged.expression_reason(explanation, SPARK)
         length = len(staged.score_expression(explanation, SPARK))
         assert (reason is None) == (
-            length <= SPARK.max_expression_chars and staged.nodes(explanation) <= staged.EXPRESSION_NODES
+            length <= SPARK.max_expression_chars and explanation.nodes <= staged.EXPRESSION_NODES
         ), name
-        assert staged.expression_reason(explanation, DUCKDB) is None or staged.nodes(explanation) > 300
+        assert staged.expression_reason(explanation, DUCKDB) is None or explanation.nodes > 300
 
 
 def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_models):

@@ -120,29 +120,25 @@ def test_the_table_form_falls_back_to_row_by_row_where_asked_or_routed(small_cop
     con.close()
 
 
-def _complete_trees(count: int, depth: int, cover: bool = True) -> dict:
-    """An explanation of `count` complete binary trees of `depth` splits, each row passing through `depth`."""
+def _complete_trees(count: int, depth: int, cover: bool = True):
+    """The structure of `count` complete binary trees of `depth` splits, each row passing through `depth`."""
+    from scorehouse.structure import Number, Tree, Trees
+
     size = 2 ** (depth + 1) - 1
-    left = [2 * i + 1 if 2 * i + 1 < size else -1 for i in range(size)]
-    right = [2 * i + 2 if 2 * i + 2 < size else -1 for i in range(size)]
-    covers = [2.0 ** (depth - (i + 1).bit_length() + 1) if cover else 0.0 for i in range(size)]
-    tree = {
-        "left": left,
-        "right": right,
-        "column": [0] * size,
-        "threshold": [0.5] * size,
-        "value": [0.0] * size,
-        "cover": covers,
-    }
-    return {"trees": [tree] * count}
+    left = tuple(2 * i + 1 if 2 * i + 1 < size else -1 for i in range(size))
+    right = tuple(2 * i + 2 if 2 * i + 2 < size else -1 for i in range(size))
+    covers = tuple(2.0 ** (depth - (i + 1).bit_length() + 1) if cover else 0.0 for i in range(size))
+    tree = Tree(left, right, (0,) * size, (0.5,) * size, (0.0,) * size, covers)
+    return Trees(link="logit", columns=(Number("x", 0.0),), trees=(tree,) * count, init=0.0, baseline=0.0)
 
 
 def test_the_table_form_takes_the_steps_for_shallow_trees_up_to_max_nodes():
     """staged.row_by_row_reason: the steps cost grows with nodes, onnxruntime's with the splits a row passes."""
     from scorehouse import staged
+    from scorehouse.structure import Linear
 
     shallow = _complete_trees(100, 3)  # the demo GBT's shape: 1,500 nodes, 300 splits per row
-    assert (staged.nodes(shallow), staged.splits_per_row(shallow)) == (1500, 300)
+    assert (shallow.nodes, staged.splits_per_row(shallow)) == (1500, 300)
     assert staged.row_by_row_reason(shallow) is None
     assert staged.splits_per_row(_complete_trees(100, 3, cover=False)) == 300  # no cover: each tree's depth
     assert staged.row_by_row_reason(_complete_trees(10, 6)) is None  # 1,270 nodes, 60 splits: still the steps
@@ -152,7 +148,7 @@ def test_the_table_form_takes_the_steps_for_shallow_trees_up_to_max_nodes():
         "trees this deep score faster with onnxruntime"
     )
     assert staged.row_by_row_reason(_complete_trees(250, 3)) == "3,750 tree nodes, more than 3,000"
-    assert staged.row_by_row_reason({"intercept": 0.0, "numeric": [], "categorical": []}) is None  # linear
+    assert staged.row_by_row_reason(Linear("logit", 0.0, (), (), 0.0)) is None
     assert staged.row_by_row_reason(None) == "no explanations"
 
 

@@ -231,7 +231,7 @@ def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp
 def test_explanations_keep_the_library_thresholds(trained):
     candidate, _, _ = trained("lightgbm_binary")
     recorded = np.concatenate(
-        [np.asarray(tree["threshold"])[np.asarray(tree["left"]) >= 0] for tree in candidate.explanation["trees"]]
+        [np.asarray(tree.threshold)[np.asarray(tree.left) >= 0] for tree in candidate.explanation.trees]
     )
     _, threshold = library_thresholds(candidate.pipeline[-1])
     assert sorted(recorded.tolist()) == sorted(threshold.tolist())

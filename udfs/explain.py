@@ -14,7 +14,8 @@ training rows; XGBoost's: their hessian), recorded at registration because the O
 them; one-hot columns are summed back to their feature. A random forest classifier is explained in
 probability (it averages its trees' probabilities), not log-odds. The parameters are read from the fitted
 pipeline at registration (scorehouse.registration.importers) and stored as the version's explain.json
-(hashed, and signed with the version); this module reads that data only, and nothing is pickled.
+(hashed, and signed with the version); this module computes with its typed form (scorehouse.structure) only,
+and nothing is pickled.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import ScorehouseError
-from .schema import category_codes, category_text, float32_values, text_values
+from .schema import NUMERIC, category_codes, category_text, float32_values, text_values
+from .structure import Indicator, Number, Structure, Tree, Trees
 
 MAX_TOP_K = 1000
 LINKS = {"binary": "logit", "regression": "identity"}
@@ -42,25 +44,25 @@ EXPLANATION = pa.struct(
 )
 
 
-def contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
+def contributions(explanation: Structure, columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
     """(feature names, an n × features matrix of their contributions)."""
-    if explanation["kind"] == "trees":
+    if isinstance(explanation, Trees):
         return tree_contributions(explanation, columns)
     names, blocks = [], []
-    for entry in explanation["numeric"]:
-        values = _numbers(columns[entry["feature"]])
-        standardised = (np.where(np.isnan(values), entry["median"], values) - entry["center"]) / entry["scale"]
-        names.append(entry["feature"])
-        blocks.append(entry["coef"] * (standardised - entry["mean"]))
-    for entry in explanation["categorical"]:
-        coef, mean = np.asarray(entry["coef"]), np.asarray(entry["mean"])
-        hit = _codes(columns[entry["feature"]], entry["categories"])
-        names.append(entry["feature"])
+    for number in explanation.numeric:
+        values = _numbers(columns[number.feature])
+        standardised = (np.where(np.isnan(values), number.median, values) - number.center) / number.scale
+        names.append(number.feature)
+        blocks.append(number.coef * (standardised - number.mean))
+    for entry in explanation.categorical:
+        coef, mean = np.asarray(entry.coef), np.asarray(entry.mean)
+        hit = _codes(columns[entry.feature], entry.categories)
+        names.append(entry.feature)
         blocks.append(np.where(hit >= 0, coef[np.maximum(hit, 0)], 0.0) - float(coef @ mean))
     return names, np.column_stack(blocks) if blocks else np.zeros((0, 0))
 
 
-def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array], top_k: int) -> pa.Array:
+def explain_rows(explanation: Structure, columns: Mapping[str, pa.Array], top_k: int) -> pa.Array:
     """Per row {baseline, margin, contributions: the top_k features by |contribution|, largest first}."""
     if top_k is None or not 1 <= int(top_k) <= MAX_TOP_K:
         raise ScorehouseError(f"explain(): top_k must be between 1 and {MAX_TOP_K}, found {top_k}")
@@ -75,7 +77,7 @@ def explain_rows(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]
         [feature, text, pa.array(picked.reshape(-1), pa.float64())], fields=list(CONTRIBUTION)
     )
     listed = pa.ListArray.from_arrays(pa.array(np.arange(rows + 1) * k, pa.int32()), items)
-    baseline = np.full(rows, explanation["baseline"])
+    baseline = np.full(rows, explanation.baseline)
     return pa.StructArray.from_arrays(
         [pa.array(baseline), pa.array(baseline + matrix.sum(axis=1)), listed], fields=list(EXPLANATION)
     )
@@ -94,14 +96,10 @@ def _numbers(column: pa.Array) -> np.ndarray:
 
 
 def _listed_values(
-    explanation: Mapping[str, Any], names: Sequence[str], columns: Mapping[str, pa.Array], order: np.ndarray
+    explanation: Structure, names: Sequence[str], columns: Mapping[str, pa.Array], order: np.ndarray
 ) -> pa.Array:
     """The values explain() lists (row i, feature order[i, j]) as text: numbers to 7 digits, categories as read."""
-    numeric = (
-        {e["feature"] for e in explanation["numeric"]}
-        if explanation["kind"] == "linear"
-        else {c["feature"] for c in explanation["columns"] if "median" in c}
-    )
+    numeric = {feature for feature, kind in explanation.reads() if kind == NUMERIC}
     listed = order.reshape(-1)
     rows = np.repeat(np.arange(order.shape[0]), order.shape[1])
     text = np.full(len(listed), None, dtype=object)
@@ -122,7 +120,7 @@ def _codes(column: pa.Array, categories: Sequence[str]) -> np.ndarray:
     return category_codes(category_text(column), tuple(categories))
 
 
-def tree_contributions(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
+def tree_contributions(explanation: Trees, columns: Mapping[str, pa.Array]) -> tuple[list[str], np.ndarray]:
     """TreeSHAP (path-dependent) per feature: each column's share summed back to its feature."""
     kernel = _kernel(explanation)
     matrix = tree_inputs(explanation, columns)
@@ -178,16 +176,16 @@ class _Kernel:
     distinct column an interval). A row then costs a comparison per condition and a lookup per unit.
     Paths on more columns, and units past the tables' budget, are explained path by path."""
 
-    def __init__(self, explanation: Mapping[str, Any]):
-        width = len(explanation["columns"])
-        self.names = list(dict.fromkeys(c["feature"] for c in explanation["columns"]))
+    def __init__(self, explanation: Trees):
+        width = len(explanation.columns)
+        self.names = list(dict.fromkeys(c.feature for c in explanation.columns))
         self.owner = np.zeros((width, len(self.names)))  # column → its feature
-        self.owner[np.arange(width), [self.names.index(c["feature"]) for c in explanation["columns"]]] = 1.0
+        self.owner[np.arange(width), [self.names.index(c.feature) for c in explanation.columns]] = 1.0
         self.paths: list[_Path] = []
         conditions, offsets, tables = [], [], []
         used = 0  # numbers in the tables so far
-        for tree in explanation["trees"]:
-            left, column, threshold = (np.asarray(tree[k]) for k in ("left", "column", "threshold"))
+        for tree in explanation.trees:
+            left, column, threshold = np.asarray(tree.left), np.asarray(tree.column), np.asarray(tree.threshold)
             splits, paths = np.flatnonzero(left >= 0), _tree_paths(tree)
             units: list[tuple[tuple[np.ndarray, np.ndarray, np.ndarray], Callable[..., np.ndarray], list[_Path]]]
             if len(splits) <= UNIT_CONDITIONS:  # (conditions, its table, the paths it stands for)
@@ -265,11 +263,11 @@ def _tabulate(paths: Sequence[_Path], splits: np.ndarray, column: np.ndarray, wi
     return table
 
 
-_KERNELS: dict[int, tuple[Mapping[str, Any], _Kernel]] = {}
+_KERNELS: dict[int, tuple[Trees, _Kernel]] = {}
 KERNELS_KEPT = 8  # explanations whose kernels a process keeps (each at most TABLE_BUDGET numbers)
 
 
-def _kernel(explanation: Mapping[str, Any]) -> _Kernel:
+def _kernel(explanation: Trees) -> _Kernel:
     """The explanation's kernel (built once per explanation: kept with it, the last few)."""
     key = id(explanation)
     if key in _KERNELS and _KERNELS[key][0] is explanation:
@@ -281,11 +279,9 @@ def _kernel(explanation: Mapping[str, Any]) -> _Kernel:
     return kernel
 
 
-def _tree_paths(tree: Mapping[str, Any]) -> list[_Path]:
+def _tree_paths(tree: Tree) -> list[_Path]:
     """A tree's root-to-leaf paths."""
-    left, right, column, threshold, value, cover = (
-        np.asarray(tree[k]) for k in ("left", "right", "column", "threshold", "value", "cover")
-    )
+    left, right, column, threshold, value, cover = (np.asarray(getattr(tree, k)) for k in Tree.FIELDS)
     paths = []
     stack: list[tuple[int, dict, list]] = [(0, {}, [])]
     while stack:
@@ -338,19 +334,19 @@ def _subset_weights(d: int) -> np.ndarray:
     )
 
 
-def tree_inputs(explanation: Mapping[str, Any], columns: Mapping[str, pa.Array]) -> np.ndarray:
+def tree_inputs(explanation: Trees, columns: Mapping[str, pa.Array]) -> np.ndarray:
     """The matrix the trees split on, as float32 values (as scikit-learn compares them)."""
     categories: dict[str, list[str]] = {}  # each categorical feature's categories, in column order
-    for column in explanation["columns"]:
-        if "category" in column:
-            categories.setdefault(column["feature"], []).append(column["category"])
+    for column in explanation.columns:
+        if isinstance(column, Indicator):
+            categories.setdefault(column.feature, []).append(column.category)
     codes = {feature: _codes(columns[feature], known) for feature, known in categories.items()}
     blocks, position = [], dict.fromkeys(categories, 0)
-    for column in explanation["columns"]:
-        if "median" in column:
-            values = _numbers(columns[column["feature"]])
-            blocks.append(np.where(np.isnan(values), column["median"], values))
+    for column in explanation.columns:
+        if isinstance(column, Number):
+            values = _numbers(columns[column.feature])
+            blocks.append(np.where(np.isnan(values), column.median, values))
         else:
-            blocks.append(codes[column["feature"]] == position[column["feature"]])
-            position[column["feature"]] += 1
+            blocks.append(codes[column.feature] == position[column.feature])
+            position[column.feature] += 1
     return np.column_stack(blocks).astype(np.float32).astype(np.float64)

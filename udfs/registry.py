@@ -73,6 +73,7 @@ from .names import (
     one_line,
 )
 from .signing import SIGNATURE_FILE, PublicKey, SigningKey, load_public_key, load_signing_key, record_message, signer_of
+from .structure import Misshapen, Structure, parse, reads_other_than
 
 __all__ = ["DEFAULT_ALIAS", "Catalog", "ModelRef", "Registry", "Retention", "check_keep_days", "sample_problems"]
 
@@ -294,9 +295,9 @@ class Registry:
         manifest, body, recorded = self._manifest(name, version)
         return body, recorded, self._read_verified(name, version, MODEL_FILE, manifest)
 
-    def explanation(self, name: str, version: int) -> dict[str, Any] | None:
-        """The version's explain.json, verified, naming only the version's own features (SQL is written from it);
-        None where no explanation was recorded."""
+    def explanation(self, name: str, version: int) -> Structure | None:
+        """The version's structure (explain.json), verified, naming only the version's own features (SQL is
+        written from it); None where no explanation was recorded."""
         manifest = self._manifest(name, version)[0]
         if EXPLAIN_FILE not in artifact_names(manifest):
             return None
@@ -1106,13 +1107,17 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def _explanation(name: str, version: int, manifest: dict[str, Any], data: bytes) -> dict[str, Any]:
-    """A version's verified explain.json bytes, read, naming only the version's own features (SQL is written
-    from it, reading the columns it names)."""
-    from .staged import foreign_features
-
-    explanation = _json(data, f"Model {name} v{version}: {EXPLAIN_FILE}")
-    foreign = foreign_features(explanation, ModelCard(manifest).features)
+def _explanation(name: str, version: int, manifest: dict[str, Any], data: bytes) -> Structure:
+    """A version's verified explain.json bytes, read into its structure, naming only the version's own features
+    (SQL is written from it, reading the columns it names)."""
+    try:
+        explanation = parse(_json(data, f"Model {name} v{version}: {EXPLAIN_FILE}"))
+    except Misshapen as exc:
+        raise IntegrityError(
+            f"Model {name} v{version}: {EXPLAIN_FILE} does not have the shape scorehouse writes ({exc}); "
+            "refusing to load it"
+        ) from None
+    foreign = reads_other_than(explanation, ModelCard(manifest).features)
     if foreign:
         raise IntegrityError(
             f"Model {name} v{version}: {EXPLAIN_FILE} reads {foreign[0]}, not one of the "

@@ -32,13 +32,12 @@ from .profile import PROFILE_RELATIONS
 from .registry import ROLLOUT_ALIAS, Catalog, Registry
 from .schema import check_columns, column_problems, sql_type_name, type_error_parts
 from .sql import BUCKETS, DUCKDB, Dialect
+from .structure import Structure
 
 # How a reference scores: in SQL written from its explanation, or through onnxruntime (Scorer.scoring_choice).
 SCORING_ENV = "SCOREHOUSE_SCORING"
 SCORING_METHODS = ("auto", "sql", "onnx")
 OLDER_METHOD_NAMES = {"compiled": "sql"}  # the names releases before 0.3.0 gave the methods
-# What reading an explain.json of another shape than scorehouse writes raises (Scorer._misshapen says so).
-MISSHAPEN = (KeyError, TypeError, ValueError, AttributeError, IndexError)
 # The columns dbt's score() adds where asked, beside the score and model_version: name -> what it holds.
 TABLE_COLUMNS = {"input_hash": "the input hash", "explanation": "the explanation"}
 # The generic SQL function of each output, on every engine.
@@ -58,7 +57,7 @@ class Scorer:
         self._warned: set[str] = set()
         self._shares: dict[str, float | None] = {}
         self._scored: dict[tuple[str, int], list[float]] = {}  # (name, version) -> [calls, rows, seconds]
-        self._explanations: dict[tuple[str, int], dict | None] = {}
+        self._explanations: dict[tuple[str, int], Structure | None] = {}
         self._refusals: dict[tuple[str, int], str | None] = {}  # why no SQL is written for a version, or None
         self._lock = threading.Lock()
 
@@ -237,14 +236,14 @@ class Scorer:
         """Score a struct array, its fields bound by name; a NULL struct scores NULL."""
         return null_where_null(self.predict(ref, struct_columns(structs), output), structs)
 
-    def explanation(self, ref: str) -> dict:
-        """The version's explain.json (scorehouse.explain), or an error saying in one line why it has none."""
+    def explanation(self, ref: str) -> Structure:
+        """The version's structure (scorehouse.structure, its explain.json), or an error saying why it has none."""
         found = self._explanation(ref)
         if found is None:
             raise ScorehouseError(not_explained(self.describe(ref), self.card(ref).manifest.explanation))
         return found
 
-    def _explanation(self, ref: str) -> dict | None:
+    def _explanation(self, ref: str) -> Structure | None:
         key = self._loadable(ref)
         with self._lock:
             if key not in self._explanations:
@@ -323,8 +322,6 @@ class Scorer:
                     )
             except staged.Unsupported as exc:
                 reason = str(exc)
-            except MISSHAPEN as exc:
-                raise self._misshapen(ref, exc) from None
         if method == "sql":
             raise ScorehouseError(f"Model {self.describe(ref)} has no SQL expression for '{output}': {reason}")
         return None, reason
@@ -344,21 +341,11 @@ class Scorer:
         elif card.manifest.sql_refused:
             reason = f"its SQL disagreed with the library at registration ({card.manifest.sql_refused})"
         elif card.manifest.sql is None:  # registered before 0.3.0, which checks it on the holdout
-            try:
-                problems = staged.sample_problems(card, explanation, self.registry.sample(*key))
-            except MISSHAPEN as exc:
-                raise self._misshapen(ref, exc) from None
+            problems = staged.sample_problems(card, explanation, self.registry.sample(*key))
             reason = problems[0] if problems else None
         with self._lock:
             self._refusals[key] = reason
         return reason
-
-    def _misshapen(self, ref: str, exc: Exception) -> IntegrityError:
-        """The error for an explain.json (hashed, so written so) whose shape is not the one scorehouse writes."""
-        return IntegrityError(
-            f"Model {self.describe(ref)}: its explain.json does not have the shape scorehouse "
-            f"writes ({type(exc).__name__}: {exc}); refusing to write SQL from it"
-        )
 
     def scoring_note(
         self,
@@ -497,8 +484,6 @@ class Scorer:
                 )
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
-            except MISSHAPEN as exc:
-                raise self._misshapen(ref, exc) from None
         name, version = self.resolve(ref)
         event(
             "table_form",

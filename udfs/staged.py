@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ScorehouseError
-from .names import shown
-from .schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC
+from .schema import MISSING_CATEGORY
 from .sql import Dialect
+from .structure import Linear, Number, Structure, Tree, Trees
 
 HELPER = "__scorehouse_"  # the prefix of the helper columns the steps add (and the final SELECT drops)
 # The table form's default (method 'auto') for an ensemble, from `python -m bench.steps` (bench/RESULTS.md):
@@ -64,18 +64,13 @@ class Unsupported(ScorehouseError):
     """An explanation the table form's SQL does not cover (the table form then scores row by row)."""
 
 
-def nodes(explanation: Mapping[str, Any]) -> int:
-    """How many tree nodes the SQL would hold (0 for a linear model)."""
-    return sum(len(tree["left"]) for tree in explanation.get("trees", ()))
-
-
-def splits_per_row(explanation: Mapping[str, Any]) -> float:
+def splits_per_row(explanation: Structure) -> float:
     """How many splits a row passes through the trees, on average over the training rows (each split's
     cover over its tree's root's; a tree without cover counts its depth): what onnxruntime's cost grows
     with, where the SQL's grows with nodes."""
     total = 0.0
-    for tree in explanation.get("trees", ()):
-        cover, left, right = tree["cover"], tree["left"], tree["right"]
+    for tree in explanation.trees if isinstance(explanation, Trees) else ():
+        cover, left, right = tree.cover, tree.left, tree.right
         if cover[0] > 0:
             total += sum(c for c, child in zip(cover, left) if child >= 0) / cover[0]
         else:
@@ -95,24 +90,11 @@ def _depth(left: Sequence[int], right: Sequence[int]) -> int:
     return deepest
 
 
-def foreign_features(explanation: Mapping[str, Any], features: Sequence[Any]) -> list[str]:
-    """The columns an explanation reads that are not among the model's `features` with its kind ('name (kind)'):
-    the SQL written from it reads only the model's features."""
-    kinds = {f.name: f.kind for f in features}
-    read = [
-        (entry.get("feature"), NUMERIC if "median" in entry else CATEGORICAL)
-        for entry in explanation.get("columns", ())
-    ]
-    read += [(entry.get("feature"), NUMERIC) for entry in explanation.get("numeric", ())]
-    read += [(entry.get("feature"), CATEGORICAL) for entry in explanation.get("categorical", ())]
-    return [f"'{shown(name)}' ({kind})" for name, kind in read if kinds.get(name) != kind]
-
-
-def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
+def row_by_row_reason(explanation: Structure | None) -> str | None:
     """Why the table form scores a version row by row by default (method 'auto'), or None: it takes the steps."""
     if explanation is None:
         return "no explanations"
-    count = nodes(explanation)
+    count = explanation.nodes
     if count > MAX_NODES:
         return f"{count:,} tree nodes, more than {MAX_NODES:,}"
     splits = splits_per_row(explanation)
@@ -125,7 +107,7 @@ def row_by_row_reason(explanation: Mapping[str, Any] | None) -> str | None:
 
 
 def scored_query(
-    explanation: Mapping[str, Any],
+    explanation: Structure,
     sql: Dialect,
     source: str,
     column: str,
@@ -138,13 +120,13 @@ def scored_query(
     (expression, name) pairs. `guard(feature, expression)` wraps each read of a feature (the engine's type check).
     `kept` lists the source's columns: Spark needs them (it has no SELECT * EXCLUDE); DuckDB may omit them, or
     give `star`, the SQL of the columns to return (the DuckDB table form's row struct, spread)."""
-    if explanation.get("link") not in LINKS:
-        raise Unsupported(f"its link {explanation.get('link')!r} is not one the table form's SQL writes")
+    if explanation.link not in LINKS:
+        raise Unsupported(f"its link {explanation.link!r} is not one the table form's SQL writes")
     if kept is None and star is None and sql.lists_columns:
         raise Unsupported(f"{sql.name} needs the relation's columns listed")
     steps, margin = (
         ([], _linear_margin(explanation, sql, guard))
-        if explanation["kind"] == "linear"
+        if isinstance(explanation, Linear)
         else _tree_steps(explanation, sql, guard)
     )
     ctes: list[str]
@@ -158,7 +140,7 @@ def scored_query(
         star = ", ".join(sql.identifier(name) for name in kept)
     elif star is None:
         star = f"* EXCLUDE ({', '.join(helpers)})" if helpers else "*"
-    query = _select(star, [(LINKS[explanation["link"]].format(margin), column), *extra], relation, sql)
+    query = _select(star, [(LINKS[explanation.link].format(margin), column), *extra], relation, sql)
     return f"WITH {', '.join(ctes)} {query}" if ctes else query
 
 
@@ -168,7 +150,7 @@ def _select(star: str, columns: Sequence[tuple[str, str]], source: str, sql: Dia
 
 
 def _tree_steps(
-    explanation: Mapping[str, Any],
+    explanation: Trees,
     sql: Dialect,
     guard: Callable[[str, str], str],
     inline: bool = False,
@@ -189,14 +171,13 @@ def _tree_steps(
 
     # per explain.json column: threshold -> the SQL test `column <= threshold` (in float32) is
     tests: list[Callable[..., str]] = []
-    for entry in explanation["columns"]:
-        feature = entry["feature"]
-        if "median" in entry:
-            value = read(feature, _number(feature, entry["median"], sql, guard, prefix))
+    for entry in explanation.columns:
+        if isinstance(entry, Number):
+            value = read(entry.feature, _number(entry.feature, entry.median, sql, guard, prefix))
             tests.append(lambda t, value=value: _at_most(value, t))
         else:
-            text = read(feature, _text(feature, sql, guard, prefix))
-            tests.append(lambda t, text=text, category=entry["category"]: _indicator_at_most(text, category, t, sql))
+            text, category = read(entry.feature, _text(entry.feature, sql, guard, prefix)), entry.category
+            tests.append(lambda t, text=text, category=category: _indicator_at_most(text, category, t, sql))
     conditions: dict[str, str] = {}  # SQL test -> its helper column
 
     def condition(test: str) -> str:
@@ -208,21 +189,21 @@ def _tree_steps(
             conditions[test] = f"{HELPER}c{len(conditions)}"
         return sql.identifier(conditions[test])
 
-    def summed(nodes: Sequence[tuple[Mapping[str, Any], int]]) -> list[str]:
+    def summed(nodes: Sequence[tuple[Tree, int]]) -> list[str]:
         """The terms that add up these subtrees: the leaves' values in one constant, the rest grouped by their
         split, so that trees splitting alike (boosting's first splits repeat) share one CASE."""
-        groups: dict[str, list[tuple[Mapping[str, Any], int]]]
+        groups: dict[str, list[tuple[Tree, int]]]
         constant, groups = 0.0, {}
         for tree, node in nodes:
-            if tree["left"][node] < 0:
-                constant += tree["value"][node]
+            if tree.left[node] < 0:
+                constant += tree.value[node]
             else:
-                test = condition(tests[tree["column"][node]](tree["threshold"][node]))
+                test = condition(tests[tree.column[node]](tree.threshold[node]))
                 groups.setdefault(test, []).append((tree, node))
         terms = [_literal(constant)] if constant or not groups else []
         for test, group in groups.items():
-            left = " + ".join(summed([(tree, tree["left"][node]) for tree, node in group]))
-            right = " + ".join(summed([(tree, tree["right"][node]) for tree, node in group]))
+            left = " + ".join(summed([(tree, tree.left[node]) for tree, node in group]))
+            right = " + ".join(summed([(tree, tree.right[node]) for tree, node in group]))
             terms.append(
                 left
                 if test == "TRUE"
@@ -232,27 +213,25 @@ def _tree_steps(
             )
         return terms
 
-    margin = " + ".join([_literal(explanation["init"]), *summed([(tree, 0) for tree in explanation["trees"]])])
+    margin = " + ".join([_literal(explanation.init), *summed([(tree, 0) for tree in explanation.trees])])
     return [inputs, [(test, name) for test, name in conditions.items()]], margin
 
 
-def _linear_margin(
-    explanation: Mapping[str, Any], sql: Dialect, guard: Callable[[str, str], str], prefix: str = ""
-) -> str:
+def _linear_margin(explanation: Linear, sql: Dialect, guard: Callable[[str, str], str], prefix: str = "") -> str:
     """intercept + Σ coef/scale × x (the centring folded into the constant) + one CASE per categorical feature."""
-    constant, terms = float(explanation["intercept"]), []
-    for entry in explanation["numeric"]:
-        weight = entry["coef"] / entry["scale"]
-        constant -= weight * entry["center"]
-        terms.append(f"{_number(entry['feature'], entry['median'], sql, guard, prefix)} * {_literal(weight)}")
-    for entry in explanation["categorical"]:  # NULL tested apart: a coalesce would be evaluated in every WHEN
-        text = guard(entry["feature"], f"CAST({prefix}{sql.identifier(entry['feature'])} AS {sql.text_type})")
+    constant, terms = explanation.intercept, []
+    for number in explanation.numeric:
+        weight = number.coef / number.scale
+        constant -= weight * number.center
+        terms.append(f"{_number(number.feature, number.median, sql, guard, prefix)} * {_literal(weight)}")
+    for entry in explanation.categorical:  # NULL tested apart: a coalesce would be evaluated in every WHEN
+        text = guard(entry.feature, f"CAST({prefix}{sql.identifier(entry.feature)} AS {sql.text_type})")
         cases = [
             f"WHEN {text} = {sql.literal(category)} THEN {_literal(coef)}"
-            for category, coef in zip(entry["categories"], entry["coef"])
+            for category, coef in zip(entry.categories, entry.coef)
             if coef and category != MISSING_CATEGORY
         ]
-        missing = dict(zip(entry["categories"], entry["coef"])).get(MISSING_CATEGORY)
+        missing = dict(zip(entry.categories, entry.coef)).get(MISSING_CATEGORY)
         if missing:
             cases.append(f"WHEN {text} IS NULL OR {text} = {sql.literal(MISSING_CATEGORY)} THEN {_literal(missing)}")
         terms.append(f"(CASE {' '.join(cases)} ELSE 0e0 END)" if cases else "0e0")
@@ -310,24 +289,24 @@ def _unguarded(feature: str, value: str) -> str:
     return value
 
 
-def score_expression(explanation: Mapping[str, Any], sql: Dialect, prefix: str = "") -> str:
+def score_expression(explanation: Structure, sql: Dialect, prefix: str = "") -> str:
     """predict()'s score as one SQL expression over the columns `prefix`<feature> of the current row (no steps)."""
-    if explanation.get("link") not in LINKS:
-        raise Unsupported(f"its link {explanation.get('link')!r} is not one scorehouse writes in SQL")
+    if explanation.link not in LINKS:
+        raise Unsupported(f"its link {explanation.link!r} is not one scorehouse writes in SQL")
     margin = (
         _linear_margin(explanation, sql, _unguarded, prefix)
-        if explanation["kind"] == "linear"
+        if isinstance(explanation, Linear)
         else _tree_steps(explanation, sql, _unguarded, inline=True, prefix=prefix)[1]
     )
-    return LINKS[explanation["link"]].format(margin)
+    return LINKS[explanation.link].format(margin)
 
 
-def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect, forced: bool = False) -> str | None:
+def expression_reason(explanation: Structure | None, sql: Dialect, forced: bool = False) -> str | None:
     """Why predict() scores a version through onnxruntime by default (method 'auto'), or None: one expression.
     `forced` (method 'sql'): only what the engine cannot run, whatever the speed."""
     if explanation is None:
         return "no explanations"
-    count = nodes(explanation)
+    count = explanation.nodes
     if count > EXPRESSION_NODES and not forced:
         return (
             f"{count:,} tree nodes, more than {EXPRESSION_NODES:,}: one expression repeats every split "
@@ -346,7 +325,7 @@ def expression_reason(explanation: Mapping[str, Any] | None, sql: Dialect, force
 
 
 def sql_parity(
-    explanation: Mapping[str, Any], features: Sequence[Any], rows: Mapping[str, Any], expected: Any, tolerance: float
+    explanation: Structure, features: Sequence[Any], rows: Mapping[str, Any], expected: Any, tolerance: float
 ) -> dict[str, Any]:
     """Score `rows` (feature -> values) with both SQL forms in DuckDB against the library's `expected` scores:
     {"rows", "max_abs_diff", "ok"}, or {"skipped": why} where the SQL does not cover the version."""
@@ -377,7 +356,7 @@ def sql_parity(
     return {"rows": len(want), "max_abs_diff": diff, "ok": bool(diff <= tolerance)}
 
 
-def sample_problems(model, explanation: Mapping[str, Any], sample: Mapping[str, Any]) -> list[str]:
+def sample_problems(model, explanation: Structure, sample: Mapping[str, Any]) -> list[str]:
     """Score the stored holdout sample with the SQL written from explain.json (the table form's steps and
     predict()'s expression, in DuckDB); list where it differs from the library's recorded scores. Empty where
     the SQL does not cover the version (it then scores through onnxruntime)."""

@@ -8,6 +8,7 @@ writer read that data and never import this module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,13 +17,15 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ScorehouseError
-from ..explain import LINKS, tree_inputs
+from ..explain import tree_inputs
 from ..manifest import Version
+from ..structure import Indicator, Linear, LinearCategory, LinearNumber, Number, Tree, Trees
 from .estimators import EXTRAS, SCALED_KINDS, library, tweedie_power
 
 NOT_YET = "not explained yet"  # how a skip says the kind or task is not explained, as opposed to a failed check
 LOG_LINK_KINDS = frozenset({"poisson_regression", "gamma_regression", "tweedie_regression"})
 TREE_KINDS = frozenset({"gradient_boosting", "hist_gradient_boosting", "random_forest", "xgboost", "lightgbm"})
+TASK_LINKS = {"binary": "logit", "regression": "identity"}  # a linear model's link (a log link: LOG_LINK_KINDS)
 MAX_LEAVES = 20_000  # ensembles with more leaves in all are not explained (explain.json and TreeSHAP grow with them)
 
 
@@ -60,8 +63,8 @@ def linear_explanation(
     classes: Sequence[str],
     positive: str | None,
     weights=None,
-) -> dict[str, Any]:
-    """explain.json for a linear pipeline built by scorehouse train (impute → scale numbers, one-hot text)."""
+) -> Linear:
+    """The structure of a linear pipeline built by scorehouse train (impute → scale numbers, one-hot text)."""
     transformer, estimator = pipeline.named_steps["features"], pipeline[-1]
     coef = np.asarray(estimator.coef_, dtype=np.float64).reshape(-1)
     intercept = float(np.asarray(estimator.intercept_, dtype=np.float64).reshape(-1)[0])
@@ -69,41 +72,37 @@ def linear_explanation(
         coef, intercept = -coef, -intercept
     means = np.average(np.asarray(transformer.transform(x_train), dtype=np.float64), axis=0, weights=weights)
     imputer, scaler, encoder = _fitted_steps(pipeline)
-    result: dict[str, Any] = {
-        "kind": "linear",
-        "link": "log" if kind in LOG_LINK_KINDS else LINKS[task],
-        "intercept": intercept,
-        "numeric": [],
-        "categorical": [],
-    }
-    position = 0
-    if numeric:
-        for i, name in enumerate(numeric):
-            result["numeric"].append(
-                {
-                    "feature": name,
-                    "median": float(imputer.statistics_[i]),
-                    "center": float(scaler.mean_[i]) if scaler is not None else 0.0,
-                    "scale": float(scaler.scale_[i]) if scaler is not None else 1.0,
-                    "coef": float(coef[position]),
-                    "mean": float(means[position]),
-                }
+    numbers: list[LinearNumber] = []
+    for i, name in enumerate(numeric):
+        numbers.append(
+            LinearNumber(
+                feature=name,
+                median=float(imputer.statistics_[i]),
+                center=float(scaler.mean_[i]) if scaler is not None else 0.0,
+                scale=float(scaler.scale_[i]) if scaler is not None else 1.0,
+                coef=float(coef[i]),
+                mean=float(means[i]),
             )
-            position += 1
-    if categorical:
-        for name, categories in zip(categorical, encoder.categories_):
-            width = len(categories)
-            result["categorical"].append(
-                {
-                    "feature": name,
-                    "categories": [str(c) for c in categories],
-                    "coef": coef[position : position + width].tolist(),
-                    "mean": means[position : position + width].tolist(),
-                }
+        )
+    position, terms = len(numbers), []
+    for name, categories in zip(categorical, encoder.categories_ if categorical else ()):
+        width = len(categories)
+        terms.append(
+            LinearCategory(
+                feature=name,
+                categories=tuple(str(c) for c in categories),
+                coef=tuple(coef[position : position + width].tolist()),
+                mean=tuple(means[position : position + width].tolist()),
             )
-            position += width
-    result["baseline"] = intercept + float(coef @ means)
-    return result
+        )
+        position += width
+    return Linear(
+        link="log" if kind in LOG_LINK_KINDS else TASK_LINKS[task],
+        intercept=intercept,
+        numeric=tuple(numbers),
+        categorical=tuple(terms),
+        baseline=intercept + float(coef @ means),
+    )
 
 
 def tree_explanation(
@@ -115,18 +114,15 @@ def tree_explanation(
     x_holdout,
     classes: Sequence[str],
     positive: str | None,
-) -> dict[str, Any]:
-    """explain.json for a tree ensemble built by scorehouse train: the columns the trees split on (numbers
+) -> Trees:
+    """The structure of a tree ensemble built by scorehouse train: the columns the trees split on (numbers
     imputed with their median, one indicator per category), every tree's nodes with their covers, and the
     constant the trees add to (read off the holdout's margins)."""
     estimator = pipeline[-1]
     imputer, _, encoder = _fitted_steps(pipeline)
-    columns: list[dict[str, Any]] = []
-    if numeric:
-        columns += [{"feature": name, "median": float(imputer.statistics_[i])} for i, name in enumerate(numeric)]
-    if categorical:
-        for name, categories in zip(categorical, encoder.categories_):
-            columns += [{"feature": name, "category": str(c)} for c in categories]
+    columns: list[Number | Indicator] = [Number(name, float(imputer.statistics_[i])) for i, name in enumerate(numeric)]
+    for name, categories in zip(categorical, encoder.categories_ if categorical else ()):
+        columns += [Indicator(name, str(c)) for c in categories]
     sign = -1.0 if task == "binary" and kind != "random_forest" and positive == classes[0] else 1.0
     if kind == "xgboost":
         trees = _xgboost_trees(estimator.get_booster(), sign)
@@ -150,7 +146,7 @@ def tree_explanation(
     else:
         count = len(estimator.estimators_)
         trees = [_sklearn_tree(tree.tree_, lambda t: t.value[:, 0, 0] / count) for tree in estimator.estimators_]
-    leaves = sum(sum(1 for child in tree["left"] if child < 0) for tree in trees)
+    leaves = sum(sum(1 for child in tree.left if child < 0) for tree in trees)
     if leaves > MAX_LEAVES:
         raise TooLarge(
             f"its trees have {leaves:,} leaves in all, more than the {MAX_LEAVES:,} explained "
@@ -161,18 +157,15 @@ def tree_explanation(
         if task == "binary"
         else ("log" if tweedie_power(estimator) is not None else "identity")
     )
-    result: dict[str, Any] = {"kind": "trees", "link": link, "columns": columns, "trees": trees, "init": 0.0}
+    result = Trees(link=link, columns=tuple(columns), trees=tuple(trees), init=0.0, baseline=0.0)
     matrix = tree_inputs(result, {name: pa.array(x_holdout[name]) for name in [*numeric, *categorical]})
-    reached = sum(np.asarray(tree["value"])[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
-    margin = model_margin(pipeline, x_holdout, result, task, classes, positive)
-    result["init"] = float(np.median(margin - reached)) if len(margin) else 0.0
-    result["baseline"] = result["init"] + sum(_expected_value(tree) for tree in trees)
-    return result
+    reached = sum(np.asarray(tree.value)[_leaf_of(tree, matrix)] for tree in trees)  # each row's leaves, summed
+    margin = model_margin(pipeline, x_holdout, link, task, classes, positive)
+    init = float(np.median(margin - reached)) if len(margin) else 0.0
+    return dataclasses.replace(result, init=init, baseline=init + sum(_expected_value(tree) for tree in trees))
 
 
-def model_margin(
-    pipeline, frame, explanation: Mapping[str, Any], task: str, classes: Sequence[str], positive: str | None
-) -> np.ndarray:
+def model_margin(pipeline, frame, link: str, task: str, classes: Sequence[str], positive: str | None) -> np.ndarray:
     """The fitted model's own margin for the rows of `frame` (what baseline + contributions must equal):
     scikit-learn's decision function or prediction, XGBoost's and LightGBM's raw score. The float32 values the
     model is fed are handed over as float64 (the same numbers), so that scikit-learn's arithmetic is exact too."""
@@ -187,17 +180,17 @@ def model_margin(
         )
         margin = np.asarray(raw, dtype=np.float64)
         return -margin if task == "binary" and positive == classes[0] else margin
-    if task == "binary" and explanation["link"] == "probability":
+    if task == "binary" and link == "probability":
         assert positive is not None, "a binary model has a positive class"
         return np.asarray(pipeline.predict_proba(frame), dtype=np.float64)[:, list(classes).index(positive)]
     if task == "binary":
         margin = np.asarray(pipeline.decision_function(frame), dtype=np.float64)
         return -margin if positive == classes[0] else margin
     prediction = np.asarray(pipeline.predict(frame), dtype=np.float64)
-    return np.log(prediction) if explanation["link"] == "log" else prediction
+    return np.log(prediction) if link == "log" else prediction
 
 
-def split_trees(estimator) -> list[dict[str, list]] | None:
+def split_trees(estimator) -> list[Tree] | None:
     """Every tree of a fitted tree model in its library's order (the order its ONNX converter numbers them),
     as node arrays left, right, column and threshold: a row goes left where the float32 value it is fed is
     <= the threshold, the library's own float64 one. None for other models (and ensembles whose converter
@@ -242,8 +235,8 @@ def _fitted_steps(pipeline) -> tuple[Any, Any, Any]:
     )
 
 
-def _leaf_of(tree: Mapping[str, Any], matrix: np.ndarray) -> np.ndarray:
-    left, right, column, threshold = (np.asarray(tree[k]) for k in ("left", "right", "column", "threshold"))
+def _leaf_of(tree: Tree, matrix: np.ndarray) -> np.ndarray:
+    left, right, column, threshold = (np.asarray(v) for v in (tree.left, tree.right, tree.column, tree.threshold))
     node = np.zeros(matrix.shape[0], dtype=np.int64)
     for _ in range(len(left)):
         inner = left[node] >= 0
@@ -254,38 +247,45 @@ def _leaf_of(tree: Mapping[str, Any], matrix: np.ndarray) -> np.ndarray:
     return node
 
 
-def _expected_value(tree: Mapping[str, Any]) -> float:
+def _expected_value(tree: Tree) -> float:
     """The tree's mean over its training rows: Σ leaf value × leaf cover / root cover."""
-    left, value, cover = (np.asarray(tree[k]) for k in ("left", "value", "cover"))
+    left, value, cover = np.asarray(tree.left), np.asarray(tree.value), np.asarray(tree.cover)
     leaves = left < 0
     return float((value[leaves] * cover[leaves]).sum() / cover[0])
 
 
-def _sklearn_tree(tree, values) -> dict[str, list]:
-    return {
-        "left": tree.children_left.tolist(),
-        "right": tree.children_right.tolist(),
-        "column": tree.feature.tolist(),
-        "threshold": tree.threshold.tolist(),
-        "value": np.asarray(values(tree), dtype=np.float64).tolist(),
-        "cover": tree.weighted_n_node_samples.tolist(),
-    }
+def _sklearn_tree(tree, values) -> Tree:
+    return _tree(
+        tree.children_left,
+        tree.children_right,
+        tree.feature,
+        tree.threshold,
+        np.asarray(values(tree), dtype=np.float64),
+        tree.weighted_n_node_samples,
+    )
 
 
-def _hgb_tree(predictor, sign: float) -> dict[str, list]:
+def _hgb_tree(predictor, sign: float) -> Tree:
     nodes = predictor.nodes
     leaf = nodes["is_leaf"].astype(bool)
-    return {
-        "left": np.where(leaf, -1, nodes["left"].astype(np.int64)).tolist(),
-        "right": np.where(leaf, -1, nodes["right"].astype(np.int64)).tolist(),
-        "column": np.where(leaf, -2, nodes["feature_idx"]).astype(int).tolist(),
-        "threshold": nodes["num_threshold"].astype(np.float64).tolist(),
-        "value": (nodes["value"].astype(np.float64) * sign).tolist(),
-        "cover": nodes["count"].astype(np.float64).tolist(),
-    }
+    return _tree(
+        np.where(leaf, -1, nodes["left"].astype(np.int64)),
+        np.where(leaf, -1, nodes["right"].astype(np.int64)),
+        np.where(leaf, -2, nodes["feature_idx"]),
+        nodes["num_threshold"],
+        nodes["value"].astype(np.float64) * sign,
+        nodes["count"],
+    )
 
 
-def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
+def _tree(left, right, column, threshold, value, cover) -> Tree:
+    """A Tree from its node arrays (of any numeric dtype)."""
+    whole = lambda a: tuple(np.asarray(a).astype(int).tolist())  # noqa: E731
+    number = lambda a: tuple(np.asarray(a, dtype=np.float64).tolist())  # noqa: E731
+    return Tree(whole(left), whole(right), whole(column), number(threshold), number(value), number(cover))
+
+
+def _xgboost_trees(booster, sign: float) -> list[Tree]:
     """XGBoost's trees from its JSON dump; a row goes to `yes` when value < split_condition (float32), which is
     value <= the float32 just below it. Its cover is the training rows' hessian, as shap reads it."""
     names = booster.feature_names
@@ -304,7 +304,7 @@ def _xgboost_trees(booster, sign: float) -> list[dict[str, list]]:
     return trees
 
 
-def _lightgbm_trees(model: Mapping[str, Any], sign: float) -> list[dict[str, list]]:
+def _lightgbm_trees(model: Mapping[str, Any], sign: float) -> list[Tree]:
     """LightGBM's trees from its model dump (numerical splits: value <= threshold goes left)."""
 
     def split(node: dict) -> tuple:
@@ -321,9 +321,9 @@ def _lightgbm_trees(model: Mapping[str, Any], sign: float) -> list[dict[str, lis
     return [_flattened(tree["tree_structure"], split) for tree in model["tree_info"]]
 
 
-def _flattened(root: Mapping[str, Any], split) -> dict[str, list]:
-    """A nested tree as the node arrays explain.json keeps; split(node) is ((column, threshold, left, right)
-    or None for a leaf, value, cover)."""
+def _flattened(root: Mapping[str, Any], split) -> Tree:
+    """A nested tree as node arrays; split(node) is ((column, threshold, left, right) or None for a leaf, value,
+    cover)."""
     tree: dict[str, list] = {key: [] for key in ("left", "right", "column", "threshold", "value", "cover")}
     pending = [(root, -1, False)]  # (node, its parent's position, is the left child)
     while pending:
@@ -344,7 +344,7 @@ def _flattened(root: Mapping[str, Any], split) -> dict[str, list]:
             tree[key].append(item)
         if test:
             pending += [(test[3], position, False), (test[2], position, True)]
-    return tree
+    return _tree(*(tree[key] for key in Tree.FIELDS))
 
 
 def _fractions(tree) -> np.ndarray:

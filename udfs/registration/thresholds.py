@@ -33,6 +33,7 @@ import onnx
 from onnx import helper
 
 from ..errors import ParityError, ScorehouseError
+from ..structure import Tree
 from .estimators import library
 from .importers import split_trees
 from .onnx_graph import ML_DOMAIN, node_attributes
@@ -140,7 +141,7 @@ def check_thresholds(
     return {"splits_checked": len(wrong)}
 
 
-def match_splits(node: onnx.NodeProto, trees: list[dict[str, list]], name: str, estimator: Any) -> Splits:
+def match_splits(node: onnx.NodeProto, trees: list[Tree], name: str, estimator: Any) -> Splits:
     """Walk the graph's trees (in tree id order) and the library's (in its own order) from their roots in
     parallel; refuse, naming the tree and node, where they differ."""
     attrs = node_attributes(node)
@@ -172,7 +173,7 @@ def match_splits(node: onnx.NodeProto, trees: list[dict[str, list]], name: str, 
         roots = set(at) - set(true_ids[branches].tolist()) - set(false_ids[branches].tolist())
         if len(roots) != 1:
             raise refuse(tree_id, None, f"{len(roots)} root nodes")
-        left, right = tree["left"], tree["right"]
+        left, right = tree.left, tree.right
         pending = [(roots.pop(), 0)]
         while pending:
             node_id, mine = pending.pop()
@@ -184,11 +185,11 @@ def match_splits(node: onnx.NodeProto, trees: list[dict[str, list]], name: str, 
                 raise refuse(tree_id, node_id, f"{mode} where {owner} has a {'leaf' if is_leaf else 'split'}")
             if is_leaf:
                 continue
-            threshold = float(tree["threshold"][mine])
+            threshold = float(tree.threshold[mine])
             if mode not in ("BRANCH_LEQ", "BRANCH_LT"):
                 raise refuse(tree_id, node_id, f"mode {mode}")
-            if features[position] != tree["column"][mine]:
-                raise refuse(tree_id, node_id, f"feature {features[position]}, {owner}'s {tree['column'][mine]}")
+            if features[position] != tree.column[mine]:
+                raise refuse(tree_id, node_id, f"feature {features[position]}, {owner}'s {tree.column[mine]}")
             below = at_or_below(np.asarray([threshold]))
             if not _step(below, "down")[0] <= values[position] <= _step(_step(below, "up"), "up")[0]:
                 raise refuse(tree_id, node_id, f"value {float(values[position])!r}, {owner}'s threshold {threshold!r}")
@@ -221,7 +222,7 @@ def _ensemble(model: onnx.ModelProto, name: str) -> onnx.NodeProto | None:
     return nodes[0] if nodes else None
 
 
-def _library_trees(estimator: Any, name: str) -> list[dict[str, list]] | None:
+def _library_trees(estimator: Any, name: str) -> list[Tree] | None:
     try:
         return split_trees(estimator)
     except ScorehouseError as exc:  # a split kind the trees are not read with (LightGBM's categorical ==)

@@ -34,6 +34,7 @@ from ..registry import EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE
 from ..schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
 from ..sql import DUCKDB, single_select, table_name
 from ..staged import sql_parity
+from ..structure import Structure, to_json
 from .estimators import (
     DEFAULT_PARAMS,
     EXTRA_TARGET_OPSET,
@@ -89,15 +90,15 @@ class Candidate:
     onnx_bytes: bytes
     sample: dict[str, Any]
     pipeline: Any  # the fitted scikit-learn pipeline: in memory only, never written anywhere
-    explanation: dict[str, Any] | None = None  # explain.json: what explains each row's score, where recorded
+    explanation: Structure | None = None  # what explains each row's score (explain.json), where recorded
     training_rows: list[str] = dataclasses.field(default_factory=list)  # row hashes of the fit rows (16 hex digits)
 
     @property
     def files(self) -> dict[str, bytes]:
         """The artifacts to register: ONNX and JSON only."""
         files = {MODEL_FILE: self.onnx_bytes, SAMPLE_FILE: json.dumps(self.sample, indent=1).encode()}
-        if self.explanation:
-            files[EXPLAIN_FILE] = json.dumps(self.explanation, indent=1).encode()
+        if self.explanation is not None:
+            files[EXPLAIN_FILE] = json.dumps(to_json(self.explanation), indent=1).encode()
         files[TRAINING_ROWS_FILE] = json.dumps({"hashes": self.training_rows}).encode()
         return files
 
@@ -420,7 +421,7 @@ def package(
         model=spec.name,
         parity=manifest["parity"],
     )
-    explanation = None
+    explanation: Structure | None = None
     # unsupported: the kind or task is not explained by this release (a later one may: explanations_outdated)
     manifest["explanation"] = {
         "skipped": skipped_reason(spec.estimator.kind, spec.task, explained),
@@ -454,8 +455,8 @@ def package(
                     )
                 checked = x_test.head(ADDITIVITY_ROWS)
                 _, matrix = contributions(explanation, {name: pa.array(checked[name]) for name in names})
-                margin = model_margin(pipeline, checked, explanation, spec.task, classes, positive)
-                gap = np.abs(explanation["baseline"] + matrix.sum(axis=1) - margin)
+                margin = model_margin(pipeline, checked, explanation.link, spec.task, classes, positive)
+                gap = np.abs(explanation.baseline + matrix.sum(axis=1) - margin)
                 # XGBoost adds its trees up in float32: its margin is exact to that rounding only
                 tolerance = ADDITIVITY_TOLERANCE + (
                     FLOAT32_SUM_RTOL * np.abs(margin) if library(pipeline[-1]) == "xgboost" else 0.0
@@ -476,8 +477,8 @@ def package(
         else:
             assert explanation is not None, "recorded above, or problem says why not"
             manifest["explanation"] = {
-                "kind": explanation["kind"],
-                "link": explanation["link"],
+                "kind": explanation.kind,
+                "link": explanation.link,
                 "additivity_max_abs_diff": diff,
             }
     if explanation is not None and "score" in expected:
