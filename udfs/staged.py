@@ -1,9 +1,9 @@
 """The one SQL writer of a model: predict()'s expression and the table form's steps, written from its structure.
 
-The structure (scorehouse.structure, stored as explain.json) holds the model as it computes: the numbers imputed with their median, one
-indicator per category, every tree's splits and leaves (or a linear model's coefficients), the constant
-the trees add to and the link. Its margin is checked against the model's own on the holdout when the
-version registers. From it, a query in three steps:
+The structure (scorehouse.structure, stored as explain.json) holds the model as it computes: the numbers
+imputed with their median, one indicator per category, every tree's splits and leaves (or a linear model's
+coefficients), the constant the trees add to and the link. Its margin is checked against the model's own on
+the holdout when the version registers. From it, a query in three steps:
 
     inputs      each feature once per row: a number as DOUBLE with NaN and NULL imputed, a category as
                 its text with NULL as the model reads it ('')
