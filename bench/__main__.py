@@ -296,11 +296,12 @@ def table_choice(explanation: dict | None) -> str:
 
 def predict_choice(registry, model: str) -> str:
     """What dbt's predict() scores a model with by default on DuckDB: its SQL expression, or the ONNX UDF and why."""
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
     from scorehouse.sql import DUCKDB
+    from scorehouse.writer import SqlWriter
 
-    scorer = Scorer(registry)
-    expression, why = scorer.scoring_choice(model, "score", DUCKDB)
+    scorer = Session(registry)
+    expression, why = SqlWriter(scorer, DUCKDB).scoring_choice(model, "score")
     return "SQL expression" if expression is not None else f"ONNX UDF ({why})"
 
 

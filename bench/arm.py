@@ -89,11 +89,11 @@ def _sql_arm(method: str | None):
     def setup(args):
         import scorehouse.duckdb
         from scorehouse.errors import ScorehouseError
-        from scorehouse.scoring import Scorer
+        from scorehouse.scoring import Session
 
         con = _connect(args)
         try:
-            expression = scorehouse.duckdb.predict_sql(Scorer(args.registry), args.model, "t", "score", method or "")
+            expression = scorehouse.duckdb.predict_sql(Session(args.registry), args.model, "t", "score", method or "")
         except ScorehouseError as exc:
             raise Unsupported(str(exc)) from None
         return _warm(con, f"select sum({expression}) from {{}} as t", args.table)

@@ -36,8 +36,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import scorehouse.duckdb as engine
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
     from scorehouse.sql import DUCKDB
+    from scorehouse.writer import SqlWriter
 
     results = []
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-explain-") as tmp:
@@ -49,12 +50,12 @@ def main(argv=None) -> int:
                 f"range(({args.rows} + (select count(*) from {table}) - 1) // (select count(*) from {table})) "
                 f"limit {args.rows}"
             )
-            scorer = Scorer(env["SCOREHOUSE_REGISTRY"])
+            scorer = Session(env["SCOREHOUSE_REGISTRY"])
             arms = {
                 "predict": f"predict('{name}', t)",
                 "explain": f"explain('{name}', t, 3)",
                 "typed predict": engine.predict_sql(scorer, name, "t"),
-                "typed explain": scorer.explain_sql(name, "t", 3, DUCKDB),
+                "typed explain": SqlWriter(scorer, DUCKDB).explain_sql(name, "t", 3),
             }
             best = dict.fromkeys(arms, float("inf"))
             for _ in range(args.repeat):

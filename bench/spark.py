@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
     from scorehouse.sql import SPARK
+    from scorehouse.writer import SqlWriter
 
     sections, ratios = [], {}
     with tempfile.TemporaryDirectory(prefix="scorehouse-bench-spark-") as tmp:
@@ -99,11 +100,11 @@ def main(argv=None) -> int:
                 ),
             )
             runs = {"predict() (ONNX Arrow UDF)": scorehouse.spark.predict_sql(scorer, model, "t", "score", "onnx")}
-            if scorer.scoring_choice(model, "score", SPARK)[0] is not None:
+            if SqlWriter(scorer, SPARK).scoring_choice(model, "score")[0] is not None:
                 runs["SQL expression"] = scorehouse.spark.predict_sql(scorer, model, "t", "score", "sql")
             runs["MLflow spark_udf (scikit-learn)"] = f"mlflow_{model}(struct({', '.join(spec.features)}))[1]"
             queries = {path: f"select {expression} as p from bench_rows as t" for path, expression in runs.items()}
-            steps = scorer.table_sql(model, "bench_rows", "default", SPARK, kept=rows.columns)
+            steps = SqlWriter(scorer, SPARK).table_sql(model, "bench_rows", "default", kept=rows.columns)
             if steps:
                 queries["table form in steps"] = f"select prediction as p from ({steps}) as s"
             print(f"timing {model}, {args.rows:,} rows, best of {args.repeat} ...", file=sys.stderr, flush=True)

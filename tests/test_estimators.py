@@ -13,7 +13,7 @@ from scorehouse.errors import SpecError
 from scorehouse.registration.estimators import KINDS
 from scorehouse.registration.spec import parse_spec
 from scorehouse.registration.training import build_pipeline
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 
 from helpers import ESTIMATOR_CASES, sklearn_answers
 
@@ -73,7 +73,7 @@ def test_every_case_scores_odd_rows_as_its_library_does(estimator_models, name):
     if output == "score" and candidate.explanation is not None:  # SQL is written for the score, from explain.json
         with scorehouse.duckdb.connect(":memory:", registry) as con:
             con.register("odd", odd)
-            sql = scorehouse.duckdb.predict_sql(Scorer(registry), name, "r", output, "sql")
+            sql = scorehouse.duckdb.predict_sql(Session(registry), name, "r", output, "sql")
             paths["sql"] = con.sql(f"select {sql} as v from odd as r").fetchnumpy()["v"].tolist()
     for path, values in paths.items():
         if output == "label":

@@ -10,8 +10,9 @@ import pytest
 import scorehouse.duckdb as engine
 from scorehouse.registration.importers import model_margin
 from scorehouse.registration.training import FLOAT32_SUM_RTOL
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.sql import DUCKDB
+from scorehouse.writer import SqlWriter
 
 FEATURES = ["dir", "hir", "lvr", "ccs", "mcs", "uria", "pbcr", "dmi", "self", "single", "condominium"]
 
@@ -110,7 +111,7 @@ def test_null_and_unseen_values_are_explained_and_top_k_orders_by_size(small_cop
     ).fetchall()[0][0]
     full = {c["feature"]: c for c in explanation["contributions"]}
     assert full["lvr"]["value"] is None and full["self"]["value"] == "martian"
-    structure = Scorer(small_copy.registry).explanation("mortgage_logit")
+    structure = Session(small_copy.registry).explanation("mortgage_logit")
     self_entry = next(e for e in structure.categorical if e.feature == "self")
     assert full["self"]["contribution"] == pytest.approx(-np.dot(self_entry.coef, self_entry.mean), abs=1e-12)
     top = row[0]["contributions"]
@@ -374,7 +375,7 @@ def test_every_estimator_kind_and_loss_adds_up_to_its_margin_and_equals_shap(est
     from scorehouse.schema import model_inputs
 
     registry, models = estimator_models
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     explained = set()
     for name, (candidate, rows) in models.items():
         manifest, pipeline = candidate.manifest, candidate.pipeline
@@ -458,7 +459,7 @@ def test_the_typed_explain_function_equals_the_generic_one(small_copy):
     """explain_<model>(struct, top_k) — what dbt's explain() calls for a prod version — takes the features
     typed, without JSON on the way, and answers as explain('<model>', row, top_k) does."""
     con = engine.connect(small_copy.warehouse, registry=small_copy.registry_path, read_only=True)
-    typed = Scorer(small_copy.registry).explain_sql("mortgage_deny", "f", 11, DUCKDB)
+    typed = SqlWriter(Session(small_copy.registry), DUCKDB).explain_sql("mortgage_deny", "f", 11)
     assert typed.startswith("explain_mortgage_deny(struct_pack(")
     features = ", ".join(FEATURES)
     rows = con.sql(

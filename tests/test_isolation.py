@@ -16,7 +16,7 @@ import yaml
 import scorehouse.duckdb as engine
 from scorehouse.errors import SpecError
 from scorehouse.registration.spec import load_spec, parse_spec
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 
 from helpers import PROJECT, ROOT, SPECS
 
@@ -58,7 +58,7 @@ def new_spec(tmp_path, **changes):
     ],
 )
 def test_predict_sql_refuses_the_types_onnx_refuses_with_the_same_message(small, column, sql, found):
-    scorer = Scorer(small.registry_path)
+    scorer = Session(small.registry_path)
     relation = f"(select * replace ({sql} as {column}) from features_mortgage)"
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         messages = []
@@ -81,7 +81,7 @@ def test_predict_sql_refuses_the_types_onnx_refuses_with_the_same_message(small,
 
 def test_the_type_check_costs_nothing_per_row(small):
     """DuckDB folds the check into a constant while planning: the plan holds the model's SQL, no check."""
-    expression = engine.predict_sql(Scorer(small.registry_path), "mortgage_logit", "f", "score", "sql")
+    expression = engine.predict_sql(Session(small.registry_path), "mortgage_logit", "f", "score", "sql")
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         plan = con.sql(f"explain select {expression} from features_mortgage as f").fetchall()[0][1]
     assert "scorehouse_check_input" in expression and "scorehouse_check_input" not in plan
@@ -89,7 +89,7 @@ def test_the_type_check_costs_nothing_per_row(small):
 
 # ---- 8. a value beyond float32 scores as +-inf on every path ------------------------------------------------
 def test_values_beyond_float32_score_as_infinity_on_every_path(small):
-    scorer = Scorer(small.registry_path)
+    scorer = Session(small.registry_path)
     with engine.connect(small.warehouse, small.registry_path, read_only=True) as con:
         for model in ("mortgage_deny", "mortgage_logit"):
             paths = {method: engine.predict_sql(scorer, model, "f", "score", method) for method in ("sql", "onnx")}

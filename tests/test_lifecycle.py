@@ -13,8 +13,9 @@ import pytest
 import scorehouse.duckdb as engine
 from scorehouse.errors import ScorehouseError
 from scorehouse.registry import Registry
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.sql import BUCKETS, DUCKDB, bucket
+from scorehouse.writer import SqlWriter
 
 from helpers import failed_quality_gate
 
@@ -92,9 +93,9 @@ def test_a_gray_release_routes_rows_by_key_and_each_row_carries_its_version(smal
     registry = small_copy.registry
     (version,) = register_versions(small_copy, 1)
     registry.rollout("mortgage_deny", version, 20)
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     score = engine.predict_sql(scorer, "mortgage_deny", "f", key="application_id")
-    version_sql = scorer.version_sql("mortgage_deny", "f", "application_id")
+    version_sql = SqlWriter(scorer, DUCKDB).version_sql("mortgage_deny", "f", "application_id")
     with engine.connect(small_copy.warehouse, registry, read_only=True) as con:
         rows = con.sql(
             f"select application_id, {score} as routed, {version_sql} as version, "
@@ -107,8 +108,8 @@ def test_a_gray_release_routes_rows_by_key_and_each_row_carries_its_version(smal
     assert (rows["version"] == np.where(in_rollout, version, 1)).all()
     np.testing.assert_allclose(rows["routed"], np.where(in_rollout, rows["rollout"], rows["prod"]), atol=1e-12)
     # no key, or a pinned reference: no routing
-    assert "CASE" not in engine.predict_sql(Scorer(registry), "mortgage_deny", "f")
-    assert "md5" not in engine.predict_sql(Scorer(registry), "mortgage_deny@1", "f", key="application_id")
+    assert "CASE" not in engine.predict_sql(Session(registry), "mortgage_deny", "f")
+    assert "md5" not in engine.predict_sql(Session(registry), "mortgage_deny@1", "f", key="application_id")
 
 
 def test_gc_removes_only_versions_no_alias_holds_or_held_recently(small_copy):

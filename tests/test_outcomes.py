@@ -14,8 +14,9 @@ from scorehouse.errors import ScorehouseError
 from scorehouse.registration.spec import parse_spec
 from scorehouse.registration.training import prepare, read_source, sklearn_outputs, train
 from scorehouse.registry import Registry
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.sql import DUCKDB
+from scorehouse.writer import SqlWriter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FEATURES = {"numeric": ["dir", "hir", "lvr", "ccs", "mcs", "uria"], "categorical": ["pbcr", "dmi", "self", "single"]}
@@ -52,7 +53,7 @@ def models(small, tmp_path_factory):
         spec = spec_of(name)
         candidates[name] = train(spec, read_source(spec, small.warehouse))
         registry.promote(name, registry.register(candidates[name].manifest, candidates[name].files))
-    return small, Scorer(registry), candidates
+    return small, Session(registry), candidates
 
 
 # Each outcome spelling of "denied", as a user writes it for a model trained on text, numbers or a BOOLEAN
@@ -72,11 +73,11 @@ SPELLINGS = {
 @pytest.mark.parametrize("name", list(SPELLINGS))
 def test_every_outcome_spelling_reads_as_the_positive_class(models, name):
     small, scorer, _ = models
-    scorer = scorer if name != "mortgage_deny" else Scorer(small.registry)
+    scorer = scorer if name != "mortgage_deny" else Session(small.registry)
     for spelling in SPELLINGS[name]:
         with duckdb.connect(str(small.warehouse), read_only=True) as con:
             query = (
-                f"select is_denied, {scorer.outcome_sql(name, 'o', 'outcome', DUCKDB)} as y "
+                f"select is_denied, {SqlWriter(scorer, DUCKDB).outcome_sql(name, 'o', 'outcome')} as y "
                 f"from (select is_denied, {spelling} as outcome from features_mortgage) as o"
             )
             rows = con.sql(query).fetchall()
@@ -108,10 +109,10 @@ def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_ty
         ): "(VARCHAR), which is not one of the model's classes",
     }
     for (name, spelling), message in refused.items():
-        each = scorer if name != "mortgage_deny" else Scorer(small.registry)
+        each = scorer if name != "mortgage_deny" else Session(small.registry)
         with duckdb.connect(str(small.warehouse), read_only=True) as con, pytest.raises(duckdb.Error) as error:
             con.sql(
-                f"select {each.outcome_sql(name, 'o', 'outcome', DUCKDB)} "
+                f"select {SqlWriter(each, DUCKDB).outcome_sql(name, 'o', 'outcome')} "
                 f"from (select {spelling} as outcome from features_mortgage) as o"
             ).fetchall()
         assert message in str(error.value) and len(str(error.value).splitlines()) == 1, (name, spelling, error.value)
@@ -120,7 +121,7 @@ def test_outcomes_the_rule_cannot_read_stop_the_query_naming_the_model_column_ty
         match="Model band v1 is a multiclass classifier: quality and comparisons "
         "measure binary classifiers and regressors",
     ):
-        scorer.outcome_sql("band", "o", "outcome", DUCKDB)
+        SqlWriter(scorer, DUCKDB).outcome_sql("band", "o", "outcome")
 
 
 @pytest.mark.parametrize("name", ["credit_risk", "churn"])
@@ -158,7 +159,7 @@ def test_a_version_of_the_previous_format_is_read_without_the_other_class_metric
     assert card.raw["format"] == 1 and card.positive_class == "bad"
     assert {"precision", "recall"} <= set(card.raw["metrics"])
     assert not {"precision", "recall"} & set(card.metrics) and card.metrics["auc"] == card.raw["metrics"]["auc"]
-    rows = {r["metric"] for r in Scorer(registry).profile_rows("credit_risk@1", "metrics")}
+    rows = {r["metric"] for r in Session(registry).profile_rows("credit_risk@1", "metrics")}
     assert rows == set(card.metrics)
     assert registry.verify("credit_risk", 1) == []  # its sample scores as it did
 

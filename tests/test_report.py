@@ -16,7 +16,7 @@ import pytest
 
 from scorehouse import profile as prof
 from scorehouse.report import bar_chart, build_report, feature_anchor, feature_report, label_width, render_html
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.sql import DUCKDB
 
 from helpers import PROJECT
@@ -98,7 +98,7 @@ def report(small, tmp_path):
         "baseline_value double, current_value double, warn_above double, error_above double, level varchar, "
         "detail varchar)"
     )
-    scorer = Scorer(small.registry)
+    scorer = Session(small.registry)
     manifest = scorer.card("mortgage_deny").raw
     start = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
     record_build(conn, manifest, "source.features_mortgage", start, "clean")

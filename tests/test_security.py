@@ -19,7 +19,7 @@ from scorehouse.names import InvalidReference, ModelRef
 from scorehouse.registration.spec import load_spec, parse_spec
 from scorehouse.registration.training import read_source, train_and_register
 from scorehouse.registry import Registry
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.signing import generate_keys, load_signing_key
 from scorehouse.surface import declared
 
@@ -182,7 +182,7 @@ def test_stored_sql_never_runs(small_copy, tmp_path):
         kinds = con.sql("select function_type from duckdb_functions() where function_name = 'predict_mortgage_logit'")
         assert {k for (k,) in kinds.fetchall()} == {"macro", "scalar"}  # the macro over the SQL written here
     assert len(both["sql"]) == 2381 and np.abs(both["sql"] - both["onnx"]).max() <= 1e-6
-    expression = engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
+    expression = engine.predict_sql(Session(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
     assert "COPY" not in expression and "pwned" not in expression
     assert small_copy.cli("verify", "mortgage_logit").returncode == 0
     assert not target.exists()
@@ -210,7 +210,7 @@ def test_an_explanation_reading_another_column_is_refused(small_copy, change, re
         "manifest types them; refusing to load it"
     )
     with pytest.raises(IntegrityError) as error:
-        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
+        engine.predict_sql(Session(small_copy.registry_path), "mortgage_logit", "f", "score", "sql")
     assert str(error.value) == message
     verify = small_copy.cli("verify", "mortgage_logit")
     assert verify.returncode == 1 and message in verify.stdout
@@ -605,7 +605,7 @@ def test_a_relation_alias_made_to_inject_sql_is_quoted(small, tmp_path):
 
     target = tmp_path / "pwned.csv"
     evil = f"x\" || 1); copy (select 1) to '{target}'; select (\""
-    scorer = Scorer(small.registry_path)
+    scorer = Session(small.registry_path)
     with engine.connect(":memory:", small.registry_path) as con:
         con.execute(f"attach {DUCKDB.literal(str(small.warehouse))} as w (read_only)")
         for method in ("sql", "onnx"):
@@ -630,6 +630,6 @@ def test_an_explanation_of_another_shape_fails_its_model_in_one_line(small_copy)
         match=r"^Model mortgage_logit v1: explain.json does not have the shape scorehouse writes "
         r"\(no 'intercept'\); refusing to load it$",
     ):
-        engine.predict_sql(Scorer(small_copy.registry_path), "mortgage_logit", "f", "score")
+        engine.predict_sql(Session(small_copy.registry_path), "mortgage_logit", "f", "score")
     session = small_copy.cli("sql", "select count(predict('mortgage_deny', t)) as n from features_mortgage t")
     assert session.returncode == 0 and "2381" in session.stdout and "Traceback" not in session.stderr

@@ -18,6 +18,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from scorehouse.sql import SPARK
+from scorehouse.writer import SqlWriter
 
 from helpers import ROOT, install_package, read_parquet_table, run_dbt_on_spark, run_results
 
@@ -47,10 +48,10 @@ def spark(spark_session, built):
 @pytest.mark.parametrize("model", sorted(MARTS))
 def test_spark_scores_equal_duckdb_and_scikit_learn(spark, built, model):
     import scorehouse.spark
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
 
     table, mart, key, column = MARTS[model]
-    typed = scorehouse.spark.predict_sql(Scorer(built.registry), model, "t")
+    typed = scorehouse.spark.predict_sql(Session(built.registry), model, "t")
     got = (
         spark.sql(
             f"select {key}, {typed} as typed, predict('{model}', struct(*)) as generic, "
@@ -75,14 +76,14 @@ def test_predict_sql_equals_the_library_and_duckdb_on_spark(spark, estimator_mod
     import scorehouse.spark
     from scorehouse import staged
     from scorehouse.errors import ScorehouseError
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
     from scorehouse.sql import SPARK
 
     from helpers import sklearn_answers
     from test_sql_writer import EXPLAINED
 
     registry, models = estimator_models
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     written = []
     for name in EXPLAINED:  # method 'sql' writes any size Spark runs compiled, and says why not beyond
         reason = staged.expression_reason(models[name][0].explanation, SPARK, forced=True)
@@ -207,12 +208,12 @@ def test_errors_read_as_in_duckdb(spark, built):
 def test_predict_sql_refuses_what_onnx_refuses_on_spark(spark, estimator_models, tmp_path):
     """predict()'s SQL checks each column's type as the ONNX path does, with the same message."""
     import scorehouse.spark
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
 
     registry, models = estimator_models
     _, rows = models["c_binary_logistic"]
     spark.createDataFrame(rows.assign(lvr=rows.lvr.astype(str))).createOrReplaceTempView("mistyped_rows")
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     sql = scorehouse.spark.predict_sql(scorer, "c_binary_logistic", "r", "score", "sql")
     with pytest.raises(Exception) as info:
         spark.sql(f"select {sql} as v from mistyped_rows as r").collect()
@@ -776,7 +777,7 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
     from scorehouse.registration.spec import parse_spec
     from scorehouse.registration.training import read_source, train
     from scorehouse.registry import Registry
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
 
     warehouse, registry = tmp_path / "booleans.duckdb", Registry(tmp_path / "registry")
     with duckdb.connect(str(warehouse)) as con:
@@ -809,7 +810,7 @@ def test_boolean_inputs_score_on_spark_as_on_duckdb(spark, built, tmp_path):
         rows.to_pandas(),
         "application_id int, dir double, lvr double, pbcr boolean, dmi boolean, self boolean, is_denied boolean",
     ).createOrReplaceTempView("applications")
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     paths = {
         "typed": "predict_bools(named_struct('dir', a.dir, 'lvr', a.lvr, 'self', a.self, 'pbcr', a.pbcr, "
         "'dmi', a.dmi))",
@@ -872,7 +873,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     handed over fitted (not explained)."""
     import scorehouse.duckdb
     import scorehouse.spark
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
 
     from test_explain import register_unexplained
 
@@ -882,7 +883,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     scorehouse.spark.register(session, small.registry_path)
     features = small.query("select * from features_mortgage order by application_id")
     session.createDataFrame(features).createOrReplaceTempView("f")
-    typed = Scorer(small.registry).explain_sql("mortgage_logit", "f", 11, SPARK)
+    typed = SqlWriter(Session(small.registry), SPARK).explain_sql("mortgage_logit", "f", 11)
     got = session.sql(
         f"select application_id, explain('mortgage_logit', struct(*), 11) as e, {typed} as t "
         "from f order by application_id"
@@ -921,7 +922,7 @@ def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanatio
     odd = features[features.application_id == 17].copy()
     odd["lvr"], odd["self"] = None, "martian"
     session.createDataFrame(odd, schema=session.table("f").schema).createOrReplaceTempView("odd")
-    typed_gbt = Scorer(small.registry).explain_sql("mortgage_deny", "odd", 11, SPARK)
+    typed_gbt = SqlWriter(Session(small.registry), SPARK).explain_sql("mortgage_deny", "odd", 11)
     spark_odd = session.sql(f"select explain('mortgage_deny', struct(*), 11) as e, {typed_gbt} as t from odd").first()
     con = scorehouse.duckdb.connect(small.warehouse, registry=small.registry_path, read_only=True)
     duck_odd = con.sql(
@@ -957,7 +958,7 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
 
     import scorehouse.duckdb
     import scorehouse.spark
-    from scorehouse.scoring import Scorer
+    from scorehouse.scoring import Session
 
     from test_table_form import _edge_rows
 
@@ -969,8 +970,8 @@ def test_the_table_form_in_steps_gives_the_models_answer_on_spark(spark, small, 
     edges = con.sql("select * from edges").to_arrow_table()
     con.close()
     session.createDataFrame(edges.to_pandas()).createOrReplaceTempView("edges")
-    scorer = Scorer(small.registry)
-    query = scorer.table_sql(model, "edges", "default", SPARK, kept=edges.column_names)
+    scorer = Session(small.registry)
+    query = SqlWriter(scorer, SPARK).table_sql(model, "edges", "default", kept=edges.column_names)
     assert query is not None and "CASE" in query and "predict(" not in query and "predict_" not in query
     onnx = scorehouse.spark.predict_sql(scorer, model, "s", "score", "onnx")
     got = session.sql(f"select s.prediction, s.model_version, {onnx} as onnx from ({query}) as s").collect()

@@ -8,8 +8,9 @@ import pytest
 import scorehouse.duckdb
 from scorehouse import staged
 from scorehouse.errors import ScorehouseError
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 from scorehouse.sql import DUCKDB, SPARK
+from scorehouse.writer import SqlWriter
 
 from helpers import ESTIMATOR_CASES, sklearn_answers
 
@@ -41,7 +42,7 @@ def test_every_case_records_its_sql_check_or_why_it_has_none(estimator_models):
 def test_predict_sql_equals_the_library_in_duckdb(estimator_models, name):
     registry, models = estimator_models
     candidate, rows = models[name]
-    expression = scorehouse.duckdb.predict_sql(Scorer(registry), name, "r", "score", "sql")
+    expression = scorehouse.duckdb.predict_sql(Session(registry), name, "r", "score", "sql")
     # plain SQL behind the input check, which DuckDB calls once while planning
     assert "predict" not in expression and expression.count("scorehouse_") == 1
     assert expression.startswith(f"(CASE WHEN scorehouse_check_input('{name}', typeof(struct_pack(")
@@ -55,10 +56,10 @@ def test_the_table_form_in_steps_equals_the_library_for_every_explained_case(est
     """score() in steps on each explained case's 4,000 rows: scikit-learn's gradient boosting, HGB, forests and
     linear models, XGBoost, LightGBM, every link."""
     registry, models = estimator_models
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     stepped = set()
     for name, (candidate, rows) in sorted(models.items()):
-        query = scorer.table_sql(name, "features", "default", DUCKDB, "sql")
+        query = SqlWriter(scorer, DUCKDB).table_sql(name, "features", "default", "sql")
         if name not in EXPLAINED:
             assert query is None, name
             continue
@@ -80,15 +81,15 @@ def test_the_table_form_in_steps_equals_the_library_for_every_explained_case(est
 
 def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estimator_models):
     registry, models = estimator_models
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     for name, (candidate, _) in models.items():
         if name not in EXPLAINED:  # multiclass: its default output is the label
-            assert scorer.scoring_choice(name, "default", DUCKDB) == (
+            assert SqlWriter(scorer, DUCKDB).scoring_choice(name, "default") == (
                 None,
                 "SQL is written for the score, not the label",
             ), name
             continue
-        expression, why = scorer.scoring_choice(name, "score", DUCKDB)
+        expression, why = SqlWriter(scorer, DUCKDB).scoring_choice(name, "score")
         if candidate.explanation.kind == "linear":
             assert expression is not None, (name, why)
         else:
@@ -97,7 +98,7 @@ def test_auto_writes_one_expression_for_linear_models_and_small_trees_only(estim
             if expression is None:
                 assert why.startswith(f"{nodes:,} tree nodes, more than 300"), why
     # the label and the probabilities are never written in SQL
-    assert scorer.scoring_choice("c_binary_logistic", "label", DUCKDB) == (
+    assert SqlWriter(scorer, DUCKDB).scoring_choice("c_binary_logistic", "label") == (
         None,
         "SQL is written for the score, not the label",
     )
@@ -141,7 +142,7 @@ def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_mod
 
         with pytest.raises(duckdb.BinderException) as error:
             con.sql("select predict_c_binary_logistic({'dir': 'high'})").fetchall()
-        assert scorehouse.duckdb.explain_bind_error(str(error.value), Scorer(registry)).startswith(
+        assert scorehouse.duckdb.explain_bind_error(str(error.value), Session(registry)).startswith(
             "Model c_binary_logistic (version 1): predict_c_binary_logistic() takes a struct of its features (dir "
         )
         struct = ", ".join(f"{f['name']} {f['sql_type']}" for f in candidate.manifest["features"])
@@ -150,7 +151,7 @@ def test_predict_function_is_the_sql_expression_for_a_linear_model(estimator_mod
 
 def test_methods_can_be_forced_and_say_why_they_cannot(estimator_models, monkeypatch):
     registry, _ = estimator_models
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     assert scorehouse.duckdb.predict_sql(scorer, "c_binary_gbt", "f", "score", "onnx").startswith(
         "scorehouse_onnx_c_binary_gbt("
     )
@@ -169,12 +170,12 @@ def test_methods_can_be_forced_and_say_why_they_cannot(estimator_models, monkeyp
     ):
         scorehouse.duckdb.predict_sql(scorer, "c_multiclass_hgb", "f", "label", "sql")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "onnx")
-    assert scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
+    assert scorehouse.duckdb.predict_sql(Session(registry), "c_binary_logistic", "f").startswith("scorehouse_onnx_")
     monkeypatch.setenv("SCOREHOUSE_SCORING", "fastest")
     with pytest.raises(
         ScorehouseError, match=r"Unknown scoring method 'fastest'; choose one of \['auto', 'sql', 'onnx'\]"
     ):
-        scorehouse.duckdb.predict_sql(Scorer(registry), "c_binary_logistic", "f")
+        scorehouse.duckdb.predict_sql(Session(registry), "c_binary_logistic", "f")
 
 
 def test_a_version_whose_sql_disagreed_at_registration_scores_through_onnxruntime(estimator_models, tmp_path):
@@ -195,17 +196,17 @@ def test_a_version_whose_sql_disagreed_at_registration_scores_through_onnxruntim
     body = json.dumps(manifest, indent=1).encode()
     (folder / "manifest.json").write_bytes(body)
     (folder / "manifest.sha256").write_text(hashlib.sha256(body).hexdigest() + "\n")
-    scorer = Scorer(Registry(copy))
+    scorer = Session(Registry(copy))
     assert scorer.card("c_binary_logistic").manifest.sql_refused == (
         "max |difference| 0.25 on 800 holdout rows, tolerance 1e-05"
     )
     why = "its SQL disagreed with the library at registration (max |difference| 0.25 on 800 holdout rows"
-    expression, reason = scorer.scoring_choice("c_binary_logistic", "score", DUCKDB)
+    expression, reason = SqlWriter(scorer, DUCKDB).scoring_choice("c_binary_logistic", "score")
     assert expression is None and reason.startswith(why)
     assert scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f").startswith("predict_c_binary_logistic(")
     with pytest.raises(ScorehouseError, match=r"has no SQL expression for 'score': its SQL disagreed"):
         scorehouse.duckdb.predict_sql(scorer, "c_binary_logistic", "f", "score", "sql")
-    assert scorer.table_sql("c_binary_logistic", "features", "default", DUCKDB, "sql") is None
+    assert SqlWriter(scorer, DUCKDB).table_sql("c_binary_logistic", "features", "default", "sql") is None
 
 
 def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_written(tmp_path):
@@ -221,10 +222,14 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
 
     copy = tmp_path / "registry"
     shutil.copytree(ROOT / "tests" / "fixtures" / "release-0.2.0" / "loans" / "registry", copy)
-    scorer = Scorer(Registry(copy))
+    scorer = Session(Registry(copy))
     assert scorer.card("loan_denial").manifest.sql is None and scorer.sql_refusal("loan_denial") is None
-    assert scorer.scoring_choice("loan_denial", "score", DUCKDB, "sql")[0].startswith("(1 / (1 + exp(-(")
-    assert scorer.scoring_choice("loan_denial", "score", DUCKDB)[1].startswith("2,100 tree nodes, more than 300")
+    assert SqlWriter(scorer, DUCKDB).scoring_choice("loan_denial", "score", "sql")[0].startswith("(1 / (1 + exp(-(")
+    assert (
+        SqlWriter(scorer, DUCKDB)
+        .scoring_choice("loan_denial", "score")[1]
+        .startswith("2,100 tree nodes, more than 300")
+    )
     folder = copy / "loan_denial" / "versions" / "2"
     sample = json.loads((folder / "sample.json").read_text())
     sample["expected"]["score"] = [1 - p for p in sample["expected"]["score"]]
@@ -235,11 +240,11 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
     body = json.dumps(manifest, indent=1).encode()
     (folder / "manifest.json").write_bytes(body)
     (folder / "manifest.sha256").write_text(hashlib.sha256(body).hexdigest() + "\n")
-    scorer = Scorer(Registry(copy))
+    scorer = Session(Registry(copy))
     reason = scorer.sql_refusal("loan_denial@2")
     assert reason.startswith(
         "Model loan_denial v2: the SQL written from explain.json gives sample scores that differ from the library's by"
     ), reason
     with pytest.raises(ScorehouseError, match="has no SQL expression for 'score': Model loan_denial v2: the SQL"):
-        scorer.scoring_choice("loan_denial@2", "score", DUCKDB, "sql")
-    assert scorer.table_sql("loan_denial@2", "t", "score", DUCKDB, "sql") is None
+        SqlWriter(scorer, DUCKDB).scoring_choice("loan_denial@2", "score", "sql")
+    assert SqlWriter(scorer, DUCKDB).table_sql("loan_denial@2", "t", "score", "sql") is None

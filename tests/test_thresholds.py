@@ -18,7 +18,7 @@ from scorehouse.registration.spec import parse_spec
 from scorehouse.registration.training import PROBABILITY_TOLERANCE, VALUE_RTOL, class_names, train
 from scorehouse.registry import Registry
 from scorehouse.schema import model_inputs
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 
 from helpers import MORTGAGE_FEATURES_SQL, PROJECT
 
@@ -215,7 +215,7 @@ def test_predict_sql_and_the_table_form_split_as_the_library_does(warehouse, tmp
         con.register("rows_beside", table)
         con.execute("create table beside as select * from rows_beside")
     with scorehouse.duckdb.connect(database, registry.root, read_only=True) as con:
-        expression = scorehouse.duckdb.predict_sql(Scorer(registry), "small_lightgbm", "r", "score", "sql")
+        expression = scorehouse.duckdb.predict_sql(Session(registry), "small_lightgbm", "r", "score", "sql")
         paths = {
             "sql": f"select {expression} as v from beside as r order by row_id",
             "table form": "select prediction as v from score('small_lightgbm', 'beside') order by row_id",

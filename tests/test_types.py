@@ -9,7 +9,7 @@ from scorehouse.errors import SpecError
 from scorehouse.registration.spec import parse_spec
 from scorehouse.registration.training import read_source, train
 from scorehouse.registry import Registry
-from scorehouse.scoring import Scorer
+from scorehouse.scoring import Session
 
 from helpers import sklearn_answers
 
@@ -74,7 +74,7 @@ def test_boolean_columns_score_on_every_duckdb_path_as_scikit_learn_does(boolean
     candidate = candidates[model]
     spec = candidate.manifest["spec"]
     names = spec["numeric"] + spec["categorical"]
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     with engine.connect(warehouse, registry, read_only=True) as con:
         frame = con.sql("select * from applications order by application_id").to_arrow_table().to_pandas()
         paths = {

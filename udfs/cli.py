@@ -389,10 +389,11 @@ def cmd_show(args) -> int:
 def describe_sql(registry: Registry, name: str, version: int) -> str:
     """One line on the SQL written from a version's explanation: its check at registration, and what predict()
     scores with by default on each engine."""
-    from .scoring import Scorer
+    from .scoring import Session
     from .sql import DIALECTS
+    from .writer import SqlWriter
 
-    scorer, ref = Scorer(registry), str(ModelRef(name, version=version))
+    scorer, ref = Session(registry), str(ModelRef(name, version=version))
     record = scorer.card(ref).manifest.sql
     checked = (
         "checked on its stored sample where first scored in SQL (registered before the holdout check)"
@@ -404,7 +405,7 @@ def describe_sql(registry: Registry, name: str, version: int) -> str:
     )
     defaults = []
     for sql in DIALECTS.values():
-        expression, why = scorer.scoring_choice(ref, scorer.card(ref).default_output, sql, "auto")
+        expression, why = SqlWriter(scorer, sql).scoring_choice(ref, scorer.card(ref).default_output, "auto")
         defaults.append(f"{sql.name} {'SQL' if expression is not None else f'onnxruntime ({why})'}")
     return f"{checked}; predict() scores with: {', '.join(defaults)}"
 
@@ -774,12 +775,12 @@ def cmd_report(args) -> int:
 
     from . import duckdb as engine
     from .report import write_report
-    from .scoring import Scorer
+    from .scoring import Session
     from .sql import table_name
 
     table_name(args.table, what="--table")
     out = args.out or f"drift-{ModelRef.parse(args.ref).name}-{args.table.replace('.', '_')}.html"
-    scorer = Scorer(_registry(args))
+    scorer = Session(_registry(args))
     with _warehouse(args) as conn:
         try:
             report = write_report(scorer, args.ref, conn, args.table, out)

@@ -5,7 +5,7 @@
         alias: scorehouse
         config: {registry: registry}          # optional: public_key: keys/scorehouse_signing.pub.pem
 
-One Scorer per dbt invocation, so every model of a build scores a reference with one version.
+One Session per dbt invocation, so every model of a build scores a reference with one version.
 Relative paths (the registry, the profile's DuckDB `path`, files the project's SQL reads) are taken
 from the dbt project folder, so `dbt build --project-dir ...` from any folder reads and writes the
 same files.
@@ -29,7 +29,7 @@ from . import events
 from .duckdb import create_macros, register
 from .errors import ScorehouseError
 from .registry import Registry
-from .scoring import Scorer
+from .scoring import Session
 from .serving import PUBLISH_FORMAT, publish_file
 
 
@@ -61,7 +61,7 @@ class Plugin(BasePlugin):
             config_paths.registry_path(config.registry, base=project),
             public_key=config_paths.public_key_path(config.public_key, base=project),
         )
-        self.scorer = Scorer(registry)
+        self.scorer = Session(registry)
         atexit.register(self.scorer.log_scored)  # rows and seconds per version, once the build is over
 
     def update_connection_config(self, creds, config: dict[str, Any]) -> None:

@@ -47,9 +47,10 @@ from .names import one_line
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
 from .schema import SQL_TYPES, describe_features, is_boolean_type
-from .scoring import GENERIC_FUNCTIONS, Scorer, first_value, flat, null_where_null, per_reference
+from .scoring import GENERIC_FUNCTIONS, Session, first_value, flat, null_where_null, per_reference
 from .sql import DUCKDB
 from .surface import WRITERS
+from .writer import SqlWriter
 
 _TEXT_TYPES = {"numeric": pa.float64(), "categorical": pa.string()}  # what a generic row's values are read as
 # A generic row, however it is typed, as the text of its values in field order (typeof names the fields)
@@ -65,12 +66,12 @@ class _Registration:
     """What the functions of one database (a file, or an in-memory connection's own) serve in this process.
 
     DuckDB shares a process's Python functions among all its connections to one database file, while any
-    is open, and a function cannot be registered twice: the functions look their Scorer up here. DuckDB
+    is open, and a function cannot be registered twice: the functions look their Session up here. DuckDB
     does not keep their Python code alive (the connection that registered it does, until it closes, and
     another connection calling it then crashes the process): `functions` does.
     """
 
-    scorer: Scorer
+    scorer: Session
     functions: list = field(default_factory=list)
 
 
@@ -94,13 +95,13 @@ def connect(
     return conn
 
 
-def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | None = None) -> Scorer:
-    """Register the predict functions and macros on `conn`; return the Scorer they share.
+def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Session | None = None) -> Session:
+    """Register the predict functions and macros on `conn`; return the Session they share.
 
     Another connection of this process to the same database file shares the functions: registering there
     with another registry, or another verification key, is refused (it would change what this one scores).
     """
-    scorer = scorer or Scorer(registry if isinstance(registry, Registry) else Registry(registry))
+    scorer = scorer or Session(registry if isinstance(registry, Registry) else Registry(registry))
     with _registering:
         registration = _registration(conn, scorer)
         _create_functions(conn, registration)
@@ -108,7 +109,7 @@ def register(conn: duckdb.DuckDBPyConnection, registry=None, scorer: Scorer | No
     return scorer
 
 
-def _registration(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> _Registration:
+def _registration(conn: duckdb.DuckDBPyConnection, scorer: Session) -> _Registration:
     """The registration `conn`'s database serves with `scorer` from now: its own where the database has no
     functions yet (a database whose connections all closed starts afresh), else the one it shares."""
     path = conn.execute("select path from duckdb_databases() where database_name = current_database()").fetchall()
@@ -138,7 +139,7 @@ def _describe(registry: Registry) -> str:
 
 
 def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registration) -> None:
-    """Create the functions the database does not have yet, each looking up the registration's Scorer."""
+    """Create the functions the database does not have yet, each looking up the registration's Session."""
     scorer = registration.scorer
     current = lambda: registration.scorer  # noqa: E731
 
@@ -200,12 +201,12 @@ def _create_functions(conn: duckdb.DuckDBPyConnection, registration: _Registrati
 
 
 def _bound(current, function):
-    """`function(scorer, sql, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
+    """`function(writer, *arguments)` as DuckDB calls it: with the arguments only (DuckDB counts them)."""
 
     def call(*arguments):
-        return function(current(), DUCKDB, *arguments)
+        return function(SqlWriter(current(), DUCKDB), *arguments)
 
-    parameters = list(inspect.signature(function).parameters.values())[2:]
+    parameters = list(inspect.signature(function).parameters.values())[1:]
     call.__signature__ = inspect.Signature(parameters)
     return call
 
@@ -228,7 +229,7 @@ def _create_function(conn, name, function, parameters, return_type: str, type: s
     return True
 
 
-def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
+def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Session) -> None:
     """Create the macros (temporary: a cursor needs its own): generic predict, models scored in SQL, profiles.
 
     predict_<model> becomes the model's SQL expression where that is how the model scores (it shadows the
@@ -238,7 +239,7 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
     """
     for card in scorer.default_cards():
         try:
-            expression = scorer.score_expression(card.name, card.default_output, DUCKDB, prefix="features.")
+            expression = SqlWriter(scorer, DUCKDB).score_expression(card.name, card.default_output, prefix="features.")
         except ScorehouseError:
             continue  # 'sql' forced, none here: the ONNX function answers; dbt's predict() says why
         if expression is not None:  # the name is checked by scorehouse.names; the SQL written from numbers
@@ -291,15 +292,15 @@ def create_macros(conn: duckdb.DuckDBPyConnection, scorer: Scorer) -> None:
 
 
 def predict_sql(
-    scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
+    scorer: Session, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
 ) -> str:
-    """The SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, DUCKDB, method or None, key or None)
+    """The SQL expression scoring `ref` on the current row, features bound by name (see SqlWriter.sql_call)."""
+    return SqlWriter(scorer, DUCKDB).sql_call(ref, relation, output, method or None, key or None)
 
 
-def table_query(scorer: Scorer, ref: str, relation: str) -> str:
+def table_query(scorer: Session, ref: str, relation: str) -> str:
     """The table form's query over the table named `relation`: its rows, `prediction` and `model_version`; in
-    steps where the model allows (Scorer.table_sql), else row by row with predict(). The name goes to
+    steps where the model allows (SqlWriter.table_sql), else row by row with predict(). The name goes to
     query_table as a literal: a table's name, never SQL.
 
     The query is bound where it runs, on the relation it scores (a temporary table, one of an open transaction,
@@ -318,10 +319,10 @@ def table_query(scorer: Scorer, ref: str, relation: str) -> str:
         f"WHERE scorehouse_check_table({DUCKDB.literal(ref)}, typeof({SCORED}))) AS {FEATURES}"
     )
     star = f"{ROW}.*"
-    query = scorer.table_sql(ref, rows, "default", DUCKDB, star=star)
+    query = SqlWriter(scorer, DUCKDB).table_sql(ref, rows, "default", star=star)
     if query is None:
         if all(f.sql_type == SQL_TYPES[f.kind] for f in card.features):
-            prediction = scorer.sql_call(ref, FEATURES, "default", DUCKDB)
+            prediction = SqlWriter(scorer, DUCKDB).sql_call(ref, FEATURES, "default")
         else:  # a feature trained on a BOOLEAN: the generic function reads the number as the model does
             columns = DUCKDB.struct((f.name, f"{FEATURES}.{DUCKDB.identifier(f.name)}") for f in card.features)
             prediction = f"{GENERIC_FUNCTIONS[card.default_output]}({DUCKDB.literal(ref)}, {columns})"
@@ -329,9 +330,9 @@ def table_query(scorer: Scorer, ref: str, relation: str) -> str:
     return query
 
 
-def check_table(scorer: Scorer, ref: str, row_type: str) -> bool:
+def check_table(scorer: Session, ref: str, row_type: str) -> bool:
     """True if the table form can score rows of type `row_type` (DuckDB's STRUCT(...) text of a whole row) into
-    prediction and model_version; else its one-line error (Scorer.table_input_error). Names are matched
+    prediction and model_version; else its one-line error (Session.table_input_error). Names are matched
     case-blind, as DuckDB binds them."""
     found = struct_fields(row_type, scorer.describe(ref))
     lower = {name.lower(): name for name in found}
@@ -344,7 +345,7 @@ def check_table(scorer: Scorer, ref: str, row_type: str) -> bool:
     return True
 
 
-def check_input(scorer: Scorer, ref: str, row_type: str) -> bool:
+def check_input(scorer: Session, ref: str, row_type: str) -> bool:
     """True if a row of type `row_type` (DuckDB's STRUCT(...) text) feeds the model; else the ONNX path's error."""
     scorer.check_input(ref, struct_fields(row_type, scorer.describe(ref)))
     return True
@@ -384,16 +385,16 @@ def _generic_udf(current, output: str):
     return predict
 
 
-def _score_rows(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
+def _score_rows(scorer: Session, ref: str, rows: pa.Array, row_type: str, output: str) -> pa.Array:
     scorer.card(ref).check_output(output)
     return null_where_null(scorer.predict(ref, _row_columns(scorer, ref, rows, row_type), output), rows)
 
 
-def _explain_rows(scorer: Scorer, ref: str, rows: pa.Array, row_type: str, top_k: int) -> pa.Array:
+def _explain_rows(scorer: Session, ref: str, rows: pa.Array, row_type: str, top_k: int) -> pa.Array:
     return null_where_null(scorer.explain(ref, _row_columns(scorer, ref, rows, row_type), top_k), rows)
 
 
-def _row_columns(scorer: Scorer, ref: str, rows: pa.Array, row_type: str) -> dict[str, pa.Array]:
+def _row_columns(scorer: Session, ref: str, rows: pa.Array, row_type: str) -> dict[str, pa.Array]:
     """The model's features from generic rows (ROW_VALUES: each row's values as text, in the order of
     `row_type`'s fields), after the input check; other fields are ignored, a NULL row is all NULL."""
     fields = struct_fields(row_type, scorer.describe(ref))
@@ -460,10 +461,10 @@ def friendly_error(exc: Exception, registry=None) -> str:
         if sep and kind.isidentifier():
             message = rest
         return message
-    return explain_bind_error(message, Scorer(registry))
+    return explain_bind_error(message, Session(registry))
 
 
-def explain_bind_error(message: str, scorer: Scorer) -> str:
+def explain_bind_error(message: str, scorer: Session) -> str:
     """Rewrite DuckDB's 'no function matches predict_<model>(STRUCT(...))' into a feature-level message."""
     macro = re.search(r"Macro predict_(\w+)\(\) does not support the supplied arguments", message)
     if macro and macro.group(1) in scorer.registry.models():

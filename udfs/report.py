@@ -26,7 +26,7 @@ from .profile import (
     level,
     measured_value,
 )
-from .scoring import Scorer
+from .scoring import Session
 from .sql import DUCKDB, table_name
 
 TRAINING, CURRENT = "#4c78a8", "#f58518"
@@ -131,7 +131,7 @@ def feature_report(profile: dict[str, Any], values: list) -> dict[str, Any]:
     }
 
 
-def build_report(scorer: Scorer, ref: str, conn, relation: str) -> dict[str, Any]:
+def build_report(scorer: Session, ref: str, conn, relation: str) -> dict[str, Any]:
     """Measure `relation` (a table or view on `conn`) against the training profile of `ref`."""
     card = scorer.card(ref)
     profile = card.manifest.profile
@@ -500,7 +500,7 @@ def quality_chart(quality: dict[str, Any]) -> str:
     return f"<p class='legend'>{legend} (dashed: holdout)</p>{line_chart(series, lines, 'quality')}"
 
 
-def write_report(scorer: Scorer, ref: str, conn, relation: str, out: str | Path) -> dict[str, Any]:
+def write_report(scorer: Session, ref: str, conn, relation: str, out: str | Path) -> dict[str, Any]:
     report = build_report(scorer, ref, conn, relation)
     Path(out).write_text(render_html(report), encoding="utf-8")
     return report

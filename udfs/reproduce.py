@@ -14,7 +14,7 @@ import pyarrow as pa
 from .errors import IntegrityError, ScorehouseError
 from .fingerprint import row_hash
 from .registry import Registry
-from .scoring import Scorer
+from .scoring import Session
 from .sql import Dialect, table_name
 
 Query = Callable[[str, list[Any]], pa.Table]
@@ -42,7 +42,7 @@ def reproduce(
     name, version = run["model_name"], int(run["model_version"])
     lines, reproduced = [], True
 
-    scorer = Scorer(registry)
+    scorer = Session(registry)
     card = scorer.card(f"{name}@{version}")  # read and checked once: sha256, features, tolerance
     sha = card.manifest.onnx_sha256
     if sha is None:

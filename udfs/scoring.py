@@ -1,6 +1,6 @@
 """The engine-neutral scoring surface every SQL engine adapter wraps.
 
-A Scorer reads the registry's catalog (its models, versions and aliases) once, when first asked, and resolves
+A Session reads the registry's catalog (its models, versions and aliases) once, when first asked, and resolves
 each model reference once against it: one build, one query or one session sees one set of models and scores
 one version per reference, whatever is trained, promoted or rolled back meanwhile (a model added meanwhile is
 visible to the next one). It checks the input's columns by name, and scores Arrow columns with the
@@ -10,7 +10,6 @@ the other models keep scoring.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -21,20 +20,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import fingerprint, staged
+from . import staged
 from .errors import FeatureError, IntegrityError, ModelNotFound, ScorehouseError
 from .events import event, log
 from .explain import explain_rows, not_explained
 from .model import LoadedModel, ModelCard
 from .names import DEFAULT_ALIAS, ModelRef
-from .outcomes import outcome_sql
 from .profile import PROFILE_RELATIONS
-from .registry import ROLLOUT_ALIAS, Catalog, Registry
-from .schema import check_columns, column_problems, sql_type_name, type_error_parts
-from .sql import BUCKETS, DUCKDB, Dialect
+from .registry import Catalog, Registry
+from .schema import check_columns, column_problems, sql_type_name
 from .structure import Structure
 
-# How a reference scores: in SQL written from its explanation, or through onnxruntime (Scorer.scoring_choice).
+# How a reference scores: in SQL written from its explanation, or through onnxruntime (SqlWriter.scoring_choice).
 SCORING_ENV = "SCOREHOUSE_SCORING"
 SCORING_METHODS = ("auto", "sql", "onnx")
 OLDER_METHOD_NAMES = {"compiled": "sql"}  # the names releases before 0.3.0 gave the methods
@@ -44,8 +41,9 @@ TABLE_COLUMNS = {"input_hash": "the input hash", "explanation": "the explanation
 GENERIC_FUNCTIONS = {"score": "predict", "label": "predict_label", "probabilities": "predict_proba"}
 
 
-class Scorer:
-    """Model references resolved once, input checks, and scoring, for one engine session."""
+class Session:
+    """Model references resolved once, input checks, and scoring (Arrow columns in, Arrow out), for one build,
+    query or engine session; SQL for its references: scorehouse.writer.SqlWriter."""
 
     def __init__(self, registry: Registry | None = None, loader: Callable[[str, int], LoadedModel] | None = None):
         self.registry = registry if isinstance(registry, Registry) else Registry(registry)
@@ -62,7 +60,7 @@ class Scorer:
         self._lock = threading.Lock()
 
     @classmethod
-    def snapshot(cls, registry: Registry, loader: Callable[[str, int], LoadedModel] | None = None) -> Scorer:
+    def snapshot(cls, registry: Registry, loader: Callable[[str, int], LoadedModel] | None = None) -> Session:
         """A scorer that holds every manifest, explanation and alias now, to travel where the registry is not.
 
         A version that fails its checks is kept as its error: references to it fail with it, others score.
@@ -270,62 +268,6 @@ class Scorer:
         """Explain a struct array, its fields bound by name; a NULL struct explains as NULL."""
         return null_where_null(self.explain(ref, struct_columns(structs), top_k), structs)
 
-    def explain_sql(self, ref: str, relation: str, top_k: int, sql: Dialect, key: str | None = None) -> str:
-        """explain(ref, <the relation's features>, top_k), the features bound by name; with `key`, a gray
-        release's rows are explained by the version that scores them (as in sql_call)."""
-        route = self.route(ref, sql, relation, key)
-        if route is None:
-            return self._explain_sql(ref, relation, top_k, sql)
-        condition, rollout_ref = route
-        return (
-            f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k, sql)} "
-            f"ELSE {self._explain_sql(ref, relation, top_k, sql)} END)"
-        )
-
-    def _explain_sql(self, ref: str, relation: str, top_k: int, sql: Dialect) -> str:
-        card = self.card(ref)
-        self.explanation(ref)  # fails at compile time, in one line, for a version without explanations
-        prefix = f"{sql.identifier(relation)}." if relation else ""
-        struct = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
-        if ref == card.name:  # the prod version: its typed explain_<model>
-            return f"explain_{card.name}({struct}, {int(top_k)})"
-        return f"explain({sql.literal(ref)}, {struct}, {int(top_k)})"
-
-    def score_expression(
-        self, ref: str, output: str, sql: Dialect, method: str | None = None, prefix: str = ""
-    ) -> str | None:
-        """The SQL expression scoring `ref` over the columns `prefix`<feature> if `method` says to use it, else
-        None (the ONNX UDF). No type check: see sql_call.
-
-        method: 'auto' (the expression for a linear model or small trees, staged.expression_reason), 'sql'
-        (it, or an error saying why there is none) or 'onnx'; default: $SCOREHOUSE_SCORING, else 'auto'.
-        """
-        return self.scoring_choice(ref, output, sql, method, prefix)[0]
-
-    def scoring_choice(
-        self, ref: str, output: str, sql: Dialect, method: str | None = None, prefix: str = ""
-    ) -> tuple[str | None, str]:
-        """(the SQL expression, or None for onnxruntime; why), as score_expression decides."""
-        method = scoring_method(method)
-        if method == "onnx":
-            return None, "onnx asked for"
-        output = self.card(ref).check_output(output)
-        reason = f"SQL is written for the score, not the {output}" if output != "score" else self.sql_refusal(ref)
-        if reason is None:
-            explanation = self.explanation(ref)
-            try:
-                reason = staged.expression_reason(explanation, sql, forced=method == "sql")
-                if reason is None:
-                    return (
-                        staged.score_expression(explanation, sql, prefix),
-                        "sql asked for" if method == "sql" else "a linear model or small trees: one SQL expression",
-                    )
-            except staged.Unsupported as exc:
-                reason = str(exc)
-        if method == "sql":
-            raise ScorehouseError(f"Model {self.describe(ref)} has no SQL expression for '{output}': {reason}")
-        return None, reason
-
     def sql_refusal(self, ref: str) -> str | None:
         """Why no SQL is written for the version at all, or None: it has no explanations, its SQL disagreed with
         the library at registration, or (registered before that check) it does not reproduce its stored sample,
@@ -346,158 +288,6 @@ class Scorer:
         with self._lock:
             self._refusals[key] = reason
         return reason
-
-    def scoring_note(
-        self,
-        ref: str,
-        output: str,
-        sql: Dialect,
-        method: str | None = None,
-        key: str | None = None,
-        scored_by: str | None = None,
-    ) -> str:
-        """What a predict() call scores with, as JSON for the scoring_runs hook: per version the reference
-        (and a gray release's version), sha256 of its model.onnx, and the method (`scored_by` where the
-        caller knows it: 'steps' for the table form's). Under a gray release each version's note also names
-        the routed reference and the key (`routed`), from which the hook counts the rows each version scored
-        (scorehouse_version_sql: data in the note, never SQL)."""
-        route = self.route(ref, sql, "", key)
-        refs = [ref] + ([route[1]] if route else [])
-        notes = []
-        for each in refs:
-            name, version = self.resolve(each)
-            expression = None if scored_by else self.scoring_choice(each, output, sql, method)[0]
-            notes.append(
-                {
-                    "ref": each,
-                    "model": name,
-                    "version": version,
-                    "sha256": self.card(each).manifest.onnx_sha256,
-                    "method": scored_by or ("onnx" if expression is None else "sql"),
-                    **({"routed": {"ref": ref, "key": key}} if route else {}),
-                }
-            )
-        return json.dumps(notes)
-
-    def call_note(
-        self,
-        ref: str,
-        output: str,
-        sql: Dialect,
-        method: str | None = None,
-        key: str | None = None,
-        form: str = "predict",
-    ) -> str:
-        """scoring_note for one call dbt's macros recorded in a model's meta: `form` 'table' for score(),
-        which scores in steps where table_sql writes them (the method 'steps'), else as predict() does."""
-        if (
-            form == "table"
-            and self.table_sql(ref, "t", output, sql, method, key, kept=[] if sql.lists_columns else None) is not None
-        ):
-            return self.scoring_note(ref, output, sql, scored_by="steps")
-        return self.scoring_note(ref, output, sql, method, key)
-
-    def outcome_sql(self, ref: str, relation: str, column: str, sql: Dialect) -> str:
-        """SQL reading the outcome `column` of `relation` as the referenced version reads outcomes
-        (scorehouse.outcomes)."""
-        expression = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(column)
-        return outcome_sql(self.card(ref), expression, column, sql)
-
-    def input_hash_sql(self, ref: str, relation: str, sql: Dialect) -> str:
-        """SQL for the hash of the current row's features as `ref`'s model sees them (scorehouse.fingerprint)."""
-        return fingerprint.row_hash_sql(
-            self.card(ref).features, f"{sql.identifier(relation)}." if relation else "", sql
-        )
-
-    def fingerprint_sql(self, ref: str, sql: Dialect) -> str:
-        """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
-        return fingerprint.fingerprint_select(self.card(ref).features, sql)
-
-    def sql_call(
-        self,
-        ref: str,
-        relation: str,
-        output: str,
-        sql: Dialect = DUCKDB,
-        method: str | None = None,
-        key: str | None = None,
-    ) -> str:
-        """The SQL expression scoring `ref` on the current row, with the features bound by name.
-
-        Where SQL is chosen (see score_expression) it is written over the relation's columns,
-        behind the same type check the ONNX path makes (both engines fold it away when planning).
-        Otherwise a bare model name (its prod version) calls the typed predict_<model>; other references
-        and outputs call the generic predict functions. With `key` (a column) and a gray release of the
-        model, rows whose key's bucket falls in the rollout's share score with the rollout's version.
-        """
-        route = self.route(ref, sql, relation, key)
-        if route is None:
-            return self._sql_call(ref, relation, output, sql, method)
-        condition, rollout_ref = route
-        return (
-            f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, sql, method)} "
-            f"ELSE {self._sql_call(ref, relation, output, sql, method)} END)"
-        )
-
-    def table_sql(
-        self,
-        ref: str,
-        source: str,
-        output: str,
-        sql: Dialect = DUCKDB,
-        method: str | None = None,
-        key: str | None = None,
-        column: str = "prediction",
-        kept: list[str] | None = None,
-        star: str | None = None,
-    ) -> str | None:
-        """The table form's query over `source` (a relation's SQL) in steps (scorehouse.staged): its rows (the columns
-        `kept`, the SQL `star`, or all on DuckDB), the score as `column` and model_version; or None where the
-        table form scores row by row instead.
-
-        It is used for the score of a version with explanations, unless method is 'onnx', a gray release
-        is in effect on `key`, or (method 'auto') staged.row_by_row_reason finds its trees too many or too deep.
-        """
-        method = scoring_method(method)
-        card = self.card(ref)
-        output = card.check_output(output)
-        query, reason = None, None
-        if method == "onnx":
-            reason = "onnx asked for"
-        elif output != "score":
-            reason = f"its {output} output"
-        elif self.route(ref, sql, source, key) is not None:
-            reason = "a gray release routes rows by the key"
-        elif refusal := self.sql_refusal(ref):
-            reason = refusal
-        elif method == "sql" or not (reason := staged.row_by_row_reason(self.explanation(ref))):
-            try:
-                query = staged.scored_query(
-                    self.explanation(ref),
-                    sql,
-                    source,
-                    column,
-                    lambda feature, value: self.type_checked(ref, "", sql, value, feature),
-                    [(str(self.resolve(ref)[1]), "model_version")],
-                    kept,
-                    star,
-                )
-            except staged.Unsupported as exc:  # e.g. a split beyond float32's range
-                reason = str(exc)
-        name, version = self.resolve(ref)
-        event(
-            "table_form",
-            f"{ref} ({name} version {version}) table form on {sql.name}: "
-            + (f"row by row: {reason}" if query is None else "in steps"),
-            DEBUG,
-            ref=ref,
-            model=name,
-            version=version,
-            method="row by row" if query is None else "steps",
-            reason=reason,
-            engine=sql.name,
-        )
-        return query
 
     def table_input_error(
         self, ref: str, found: Mapping[str, str], column: str = "prediction", added: Iterable[str] = ()
@@ -532,89 +322,12 @@ class Scorer:
             )
         return ""
 
-    def version_sql(self, ref: str, relation: str = "", key: str | None = None, sql: Dialect = DUCKDB) -> str:
-        """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
-        route = self.route(ref, sql, relation, key)
-        version = str(self.resolve(ref)[1])
-        if route is None:
-            return version
-        condition, rollout_ref = route
-        return f"(CASE WHEN {condition} THEN {self.resolve(rollout_ref)[1]} ELSE {version} END)"
-
-    def route(self, ref: str, sql: Dialect, relation: str, key: str | None) -> tuple[str, str] | None:
-        """(the SQL condition a row goes to the rollout by, the rollout's reference), or None without one.
-
-        Only a bare model name (its prod alias) is routed; a pinned version or another alias is not.
-        """
-        if not key:
-            return None
-        parsed = ModelRef.parse(ref)
-        share = self._share(parsed.name) if parsed.alias == DEFAULT_ALIAS else None
-        if not share:
-            return None
-        rollout_ref = f"{parsed.name}@{ROLLOUT_ALIAS}"
-        if self.resolve(rollout_ref) == self.resolve(ref):
-            return None
-        column = (f"{sql.identifier(relation)}." if relation else "") + sql.identifier(key)
-        return f"{sql.bucket(column)} < {round(share * BUCKETS / 100)}", rollout_ref
-
-    def _share(self, name: str) -> float | None:
+    def rollout_share(self, name: str) -> float | None:
         """The model's rollout share, read once for the life of this scorer (as references are resolved once)."""
         with self._lock:
             if name not in self._shares:
                 self._shares[name] = self._catalog_unlocked().shares.get(name)
             return self._shares[name]
-
-    def _sql_call(self, ref: str, relation: str, output: str, sql: Dialect, method: str | None) -> str:
-        card = self.card(ref)
-        output = card.check_output(output)
-        method = scoring_method(method)
-        prefix = f"{sql.identifier(relation)}." if relation else ""
-        expression, why = self.scoring_choice(ref, output, sql, method, prefix)
-        name, version = self.resolve(ref)
-        event(
-            "scoring_method",
-            f"{ref} ({name} version {version}) scores with "
-            f"{'onnxruntime' if expression is None else 'SQL'} on {sql.name}: {why}",
-            DEBUG,
-            ref=ref,
-            model=name,
-            version=version,
-            method="onnx" if expression is None else "sql",
-            reason=why,
-            engine=sql.name,
-        )
-        if expression is not None:
-            return self.type_checked(ref, prefix, sql, expression)
-        expression = sql.struct((f.name, prefix + sql.identifier(f.name)) for f in card.features)
-        if ref == card.name and output == card.default_output:
-            return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
-        return f"{GENERIC_FUNCTIONS[output]}({sql.literal(ref)}, {expression})"
-
-    def type_checked(self, ref: str, prefix: str, sql: Dialect, expression: str, only: str | None = None) -> str:
-        """`expression`, behind the ONNX path's check of the features' column types.
-
-        DuckDB: `scorehouse_check_input` (check_input, a Python function) on typeof(the features' struct);
-        both arguments are constants, so DuckDB calls it once while planning and folds it away.
-        Spark: typeof of each column against the same patterns, folded by Spark's optimizer; `only` (a
-        feature) checks that one alone, for an expression that reads it alone (Spark's checks cost a
-        little per row: the table form's steps, which read each feature apart, measured 1.5x slower
-        checking every feature at every read).
-        """
-        card = self.card(ref)
-        columns = [(f.name, prefix + sql.identifier(f.name)) for f in card.features]
-        if sql.folds_python_calls:
-            row_type = sql.type_name(sql.struct(columns))
-            return f"(CASE WHEN scorehouse_check_input({sql.literal(ref)}, {row_type}) THEN {expression} END)"
-        checks = []
-        for feature, (_, column) in zip(card.features, columns):
-            if only is not None and feature.name != only:
-                continue
-            found = sql.type_name(column)
-            before, after = type_error_parts(self.describe(ref), feature)
-            message = f"{sql.literal(before)} || {found} || {sql.literal(after)}"
-            checks.append(f"WHEN NOT {sql.matches(found, feature.type_pattern)} THEN {sql.fail(message)}")
-        return f"(CASE {' '.join(checks)} ELSE {expression} END)"
 
 
 def scoring_method(method: str | None = None) -> str:

@@ -31,9 +31,10 @@ from .explain import EXPLANATION
 from .model import OUTPUT_SQL_TYPES
 from .profile import PROFILE_RELATIONS
 from .registry import Registry
-from .scoring import GENERIC_FUNCTIONS, Scorer, first_value, per_reference
+from .scoring import GENERIC_FUNCTIONS, Session, first_value, per_reference
 from .sql import SPARK
 from .surface import WRITERS
+from .writer import SqlWriter
 
 SPARK_TYPES = {
     "DOUBLE": "double",
@@ -48,14 +49,14 @@ ARROW_BATCH_ROWS = 100_000
 EXPLANATION_TYPE = SPARK.arrow_type(EXPLANATION)  # explain()'s {baseline, margin, contributions}
 
 
-def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
-    """Register the predict functions and profile views on `spark`; return the driver's Scorer."""
+def register(spark, registry=None, scorer: Session | None = None) -> Session:
+    """Register the predict functions and profile views on `spark`; return the driver's Session."""
     from pyspark.sql.functions import arrow_udf
 
     registry = scorer.registry if scorer else registry if isinstance(registry, Registry) else Registry(registry)
     if spark.conf.get(ARROW_BATCH_CONF, None) is None:
         spark.conf.set(ARROW_BATCH_CONF, str(ARROW_BATCH_ROWS))
-    scorer = Scorer.snapshot(registry)  # travels inside the UDFs: executors never read the registry
+    scorer = Session.snapshot(registry)  # travels inside the UDFs: executors never read the registry
     shipped = {}  # every version, so pinned references work too; each verified on the driver
     for name, version in scorer.versions():
         try:
@@ -89,7 +90,7 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
     for writer in WRITERS:
         assert writer.implementation is not None  # WRITERS are the declarations with one
         spark.udf.register(
-            writer.name, functools.partial(writer.implementation, scorer, SPARK), SPARK_TYPES[writer.returns]
+            writer.name, functools.partial(writer.implementation, SqlWriter(scorer, SPARK)), SPARK_TYPES[writer.returns]
         )
     _profile_views(spark, scorer, catalog.refs())
     _training_rows_view(spark, registry, scorer.versions())
@@ -97,13 +98,13 @@ def register(spark, registry=None, scorer: Scorer | None = None) -> Scorer:
 
 
 def predict_sql(
-    scorer: Scorer, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
+    scorer: Session, ref: str, relation: str = "", output: str = "default", method: str = "", key: str = ""
 ) -> str:
-    """The Spark SQL expression scoring `ref` on the current row, features bound by name (see Scorer.sql_call)."""
-    return scorer.sql_call(ref, relation, output, SPARK, method or None, key or None)
+    """The Spark SQL expression scoring `ref` on the current row, features bound by name (see SqlWriter.sql_call)."""
+    return SqlWriter(scorer, SPARK).sql_call(ref, relation, output, method or None, key or None)
 
 
-def _fixed_udf(scorer: Scorer, ref: str, output: str):
+def _fixed_udf(scorer: Session, ref: str, output: str):
     trace = events.trace_id()
 
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
@@ -114,7 +115,7 @@ def _fixed_udf(scorer: Scorer, ref: str, output: str):
     return predict
 
 
-def _generic_udf(scorer: Scorer, output: str):
+def _generic_udf(scorer: Session, output: str):
     trace = events.trace_id()
 
     def predict(batches: Iterator[Tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
@@ -125,7 +126,7 @@ def _generic_udf(scorer: Scorer, output: str):
     return predict
 
 
-def _explain_udf(scorer: Scorer):
+def _explain_udf(scorer: Session):
     trace = events.trace_id()
 
     def explain(batches: Iterator[Tuple[pa.Array, pa.Array, pa.Array]]) -> Iterator[pa.Array]:  # noqa: UP006
@@ -139,7 +140,7 @@ def _explain_udf(scorer: Scorer):
     return explain
 
 
-def _fixed_explain_udf(scorer: Scorer, ref: str):
+def _fixed_explain_udf(scorer: Session, ref: str):
     """explain_<model>(struct, top_k): the prod version's explanations, its features typed."""
     trace = events.trace_id()
 
@@ -152,7 +153,7 @@ def _fixed_explain_udf(scorer: Scorer, ref: str):
 
 
 @contextlib.contextmanager
-def _logged(scorer: Scorer, trace: str) -> Iterator[None]:
+def _logged(scorer: Session, trace: str) -> Iterator[None]:
     """On an executor: the driver's trace id, and a `scored` event (rows, seconds) per task and version."""
     events.configure()
     events.set_trace_id(trace)
@@ -162,7 +163,7 @@ def _logged(scorer: Scorer, trace: str) -> Iterator[None]:
         scorer.log_scored()
 
 
-def _profile_views(spark, scorer: Scorer, refs: list[str]) -> None:
+def _profile_views(spark, scorer: Session, refs: list[str]) -> None:
     """Create the temporary views scorehouse_features and scorehouse_bins: a model_ref column + the profile."""
     for relation, (rows_of, columns) in PROFILE_RELATIONS.items():
         rows = []

@@ -37,7 +37,7 @@ class SqlFunction:
     engines: tuple[str, ...]
     audience: str
     summary: str
-    # the writer helpers: implementation(scorer, sql, *varchar arguments) and the DuckDB argument types
+    # the writer helpers: implementation(a SqlWriter of the engine, *varchar arguments) and the DuckDB argument types
     implementation: Callable[..., Any] | None = None
     argument_types: tuple[str, ...] = ()
 
@@ -202,33 +202,29 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         BOTH,
         ANALYSTS,
         "the version a reference scores with now",
-        lambda s, sql, ref: s.resolve(ref)[1],
+        lambda w, ref: w.session.resolve(ref)[1],
         ("VARCHAR",),
     ),
     _writer(
         "scorehouse_resolves",
         "ref",
         "BOOLEAN",
-        lambda s, sql, ref: s.resolves(ref),
+        lambda w, ref: w.session.resolves(ref),
         "whether a reference points at a version that loads",
     ),
     _writer(
         "scorehouse_predict_sql",
         "ref, relation, output, method, key",
         "VARCHAR",
-        lambda s, sql, ref, relation, output, method, key: s.sql_call(
-            ref, relation, output, sql, method or None, key or None
-        ),
+        lambda w, ref, relation, output, method, key: w.sql_call(ref, relation, output, method or None, key or None),
         "the SQL expression of predict() on a relation's row",
     ),
     _writer(
         "scorehouse_score_sql",
         "ref, source, output, method, key, column, kept",
         "VARCHAR",
-        lambda s, sql, ref, source, output, method, key, column, kept: (
-            s.table_sql(
-                ref, source, output, sql, method or None, key or None, column, json.loads(kept) if kept else None
-            )
+        lambda w, ref, source, output, method, key, column, kept: (
+            w.table_sql(ref, source, output, method or None, key or None, column, json.loads(kept) if kept else None)
             or ""
         ),
         "the query of the table form over a relation in steps, or '' where it scores row by row",
@@ -237,7 +233,7 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_table_input_error",
         "ref, columns, column, added",
         "VARCHAR",
-        lambda s, sql, ref, columns, column, added: s.table_input_error(
+        lambda w, ref, columns, column, added: w.session.table_input_error(
             ref, json.loads(columns), column, json.loads(added) if added else ()
         ),
         "why a relation cannot be scored by score(), or ''",
@@ -246,15 +242,15 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_version_sql",
         "ref, relation, key",
         "VARCHAR",
-        lambda s, sql, ref, relation, key: s.version_sql(ref, relation, key or None, sql),
+        lambda w, ref, relation, key: w.version_sql(ref, relation, key or None),
         "the SQL expression of the version that scores each row (a gray release routes by key)",
     ),
     _writer(
         "scorehouse_scoring_note",
         "ref, output, method, key, form",
         "VARCHAR",
-        lambda s, sql, ref, output, method, key, form: s.call_note(
-            ref, output, sql, method or None, key or None, form or "predict"
+        lambda w, ref, output, method, key, form: w.call_note(
+            ref, output, method or None, key or None, form or "predict"
         ),
         "the versions, artifacts and method of a predict() or score() call, for the scoring_runs hook",
     ),
@@ -262,42 +258,42 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
         "scorehouse_input_hash_sql",
         "ref, relation",
         "VARCHAR",
-        lambda s, sql, ref, relation: s.input_hash_sql(ref, relation, sql),
+        lambda w, ref, relation: w.input_hash_sql(ref, relation),
         "the SQL expression of a row's input hash",
     ),
     _writer(
         "scorehouse_fingerprint_sql",
         "ref",
         "VARCHAR",
-        lambda s, sql, ref: s.fingerprint_sql(ref, sql),
+        lambda w, ref: w.fingerprint_sql(ref),
         "the SELECT of an input's fingerprint (rows, order-free hash, schema hash)",
     ),
     _writer(
         "scorehouse_explain_sql",
         "ref, relation, top_k, key",
         "VARCHAR",
-        lambda s, sql, ref, relation, top_k, key: s.explain_sql(ref, relation, top_k, sql, key or None),
+        lambda w, ref, relation, top_k, key: w.explain_sql(ref, relation, top_k, key or None),
         "the SQL expression of explain() on a relation's row",
     ),
     _writer(
         "scorehouse_schema_problems",
         "ref, columns",
         "VARCHAR",
-        lambda s, sql, ref, columns: json.dumps(s.schema_problems(ref, json.loads(columns))),
+        lambda w, ref, columns: json.dumps(w.session.schema_problems(ref, json.loads(columns))),
         "the features a relation lacks or mistypes, as JSON (the schema guard)",
     ),
     _writer(
         "scorehouse_outcome_sql",
         "ref, relation, column",
         "VARCHAR",
-        lambda s, sql, ref, relation, column: s.outcome_sql(ref, relation, column, sql),
+        lambda w, ref, relation, column: w.outcome_sql(ref, relation, column),
         "the SQL expression reading an outcome as the version's positive class (model_quality)",
     ),
     _writer(
         "scorehouse_training_rows_recorded",
         "ref",
         "BOOLEAN",
-        lambda s, sql, ref: s.records_training_rows(ref),
+        lambda w, ref: w.session.records_training_rows(ref),
         "whether the version recorded the rows it trained on",
     ),
     # building blocks of the functions above (DuckDB: macros call them; Spark: UDFs of the same name)
