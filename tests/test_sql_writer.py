@@ -1,6 +1,8 @@
 """The one SQL writer: every explained case's SQL (predict()'s expression and the table form's steps), written
 from explain.json, equals its library's scores; the rest score through onnxruntime and say why."""
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -248,3 +250,34 @@ def test_a_version_of_release_0_2_0_is_checked_on_its_sample_before_its_sql_is_w
     with pytest.raises(ScorehouseError, match="has no SQL expression for 'score': Model loan_denial v2: the SQL"):
         SqlWriter(scorer, DUCKDB).scoring_choice("loan_denial@2", "score", "sql")
     assert SqlWriter(scorer, DUCKDB).table_sql("loan_denial@2", "t", "score", "sql") is None
+
+
+def test_the_recorded_sql_strings_cover_every_reference_and_engine(small, tmp_path):
+    """bench.sql_strings (what a change to the writer is diffed with) records each reference on each engine:
+    the logistic model's predict() as its expression, the GBT's through its ONNX functions (typed for the prod
+    alias, generic for a pin), the GBT's table in steps and the logistic model's in one SELECT."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "sql.json"
+    subprocess.run(
+        [sys.executable, "-m", "bench.sql_strings", str(small.registry_path), str(out)],
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    texts = json.loads(out.read_text())
+    assert sorted(texts) == sorted(
+        f"{model}{pin} {engine}"
+        for model in ("mortgage_deny", "mortgage_logit")
+        for pin in ("", "@1")
+        for engine in ("duckdb", "spark")
+    )
+    for engine in ("duckdb", "spark"):
+        assert texts[f"mortgage_deny {engine}"]["predict"].startswith("predict_mortgage_deny(")
+        assert texts[f"mortgage_deny@1 {engine}"]["predict"].startswith("predict('mortgage_deny@1', ")
+        assert texts[f"mortgage_deny {engine}"]["table"].startswith("WITH __scorehouse_step0 AS (SELECT ")
+        for ref in ("mortgage_logit", "mortgage_logit@1"):
+            assert texts[f"{ref} {engine}"]["predict"].startswith("(CASE WHEN ")
+            assert "(1 / (1 + exp(-(" in texts[f"{ref} {engine}"]["predict"]
+            assert texts[f"{ref} {engine}"]["table"].startswith("SELECT ")
