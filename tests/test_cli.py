@@ -120,9 +120,36 @@ def test_train_command_is_idempotent(workspace, tmp_path):
     changed.write_text(SPECS["mortgage_deny"].read_text().replace("seed: 42", "seed: 43"))
     first = workspace.cli("train", str(changed), "--alias", "candidate", "--json", check=True)
     assert json.loads(first.stdout) == [{"model": "mortgage_deny", "version": 2, "created": True}]
+    steps = re.findall(r"^mortgage_deny: (\w+) .*: \d+\.\d s$", first.stderr, re.MULTILINE)  # not a terminal
+    assert steps == [
+        "fitting",
+        "exporting",
+        "checking",
+        "recording",
+        "checking",
+        "metrics",
+    ], first.stderr
+    assert "\r" not in first.stderr
     again = workspace.cli("train", str(changed), "--json", check=True)
     assert json.loads(again.stdout) == [{"model": "mortgage_deny", "version": 2, "created": False}]
     assert workspace.registry.aliases("mortgage_deny") == {"prod": 1, "candidate": 2}
+
+
+def test_a_long_step_writes_a_line_while_it_runs_where_stderr_is_not_a_terminal(monkeypatch, capsys):
+    """In a log, a step that runs long says so every PROGRESS_EVERY seconds, then gives its time; a step
+    that fails writes no time (the error follows)."""
+    import time
+
+    from scorehouse import cli
+
+    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.05)
+    with cli._progress("m: fitting"):
+        time.sleep(0.5)
+    *running, done = capsys.readouterr().err.splitlines()
+    assert running and set(running) == {"m: fitting … 0 s"} and re.fullmatch(r"m: fitting: \d+\.\d s", done), running
+    with pytest.raises(ValueError), cli._progress("m: exporting"):
+        raise ValueError("broken")
+    assert capsys.readouterr().err == ""
 
 
 def test_bad_spec_is_an_error_message(tmp_path):

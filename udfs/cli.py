@@ -222,28 +222,37 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+PROGRESS_EVERY = 30  # seconds between the lines a long step writes where stderr is not a terminal
+
+
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[None]:
-    """In a terminal, the step and the seconds passing on one line, then its time; elsewhere, nothing."""
-    if not sys.stderr.isatty():
-        yield
-        return
+    """A step's label and the seconds passing: in a terminal on one line, rewritten; elsewhere (a CI log, a
+    pipe) a line every PROGRESS_EVERY seconds while it runs. Then one line with its time."""
+    terminal = sys.stderr.isatty()
     start, done = time.perf_counter(), threading.Event()
 
     def tick() -> None:
-        while not done.wait(0.5):
-            sys.stderr.write(f"\r{label} … {time.perf_counter() - start:.0f} s")
+        while not done.wait(0.5 if terminal else PROGRESS_EVERY):
+            elapsed = f"{label} … {time.perf_counter() - start:.0f} s"
+            sys.stderr.write(f"\r{elapsed}" if terminal else f"{elapsed}\n")
             sys.stderr.flush()
 
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()
     try:
         yield
-    finally:
+    except BaseException:
         done.set()
         ticker.join()
-        sys.stderr.write(f"\r{label}: {time.perf_counter() - start:.1f} s\n")
-        sys.stderr.flush()
+        if terminal:
+            sys.stderr.write("\n")
+        raise
+    done.set()
+    ticker.join()
+    carriage = "\r" if terminal else ""  # a terminal's line is rewritten
+    sys.stderr.write(f"{carriage}{label}: {time.perf_counter() - start:.1f} s\n")
+    sys.stderr.flush()
 
 
 def cmd_init(args) -> int:
