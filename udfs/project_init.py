@@ -21,7 +21,7 @@ import yaml
 from .config import DEFAULT_WAREHOUSE, SETTINGS_FILE
 from .errors import ScorehouseError
 from .names import RESERVED_NAMES, is_model_name
-from .schema import CATEGORICAL, NUMERIC, TYPE_PATTERNS, is_boolean_type
+from .schema import CATEGORICAL, NUMERIC, TYPE_PATTERNS, WIDE_CATEGORIES, is_boolean_type
 
 PLUGIN = {"module": "scorehouse.dbt_plugin", "alias": "scorehouse", "config": {"registry": "registry"}}
 OLD_PLUGIN_MODULE = "udfs.dbt_plugin"  # releases before 0.3.0 installed the package as `udfs`
@@ -221,14 +221,29 @@ def _write_starter_spec(
         if target not in types:
             raise ScorehouseError(f"Table {table} has no column '{target}'; its columns: {', '.join(types)}")
         distinct = con.sql(f"select count(distinct {_quoted(target)}) from {table_name(table)}").fetchall()[0][0]
+        texts = [c for c, kind in types.items() if c != target and re.fullmatch(TYPE_PATTERNS[CATEGORICAL], kind)]
+        counts = (
+            con.sql(
+                f"select {', '.join(f'count(distinct {_quoted(c)})' for c in texts)} from {table_name(table)}"
+            ).fetchall()[0]
+            if texts
+            else ()
+        )
+    values = dict(zip(texts, counts))
     task = _task(types[target], distinct)
     features: dict[str, list[str]] = {NUMERIC: [], CATEGORICAL: []}
-    left_out = [f"{target}: the target"]
+    left_out, wide = [f"{target}: the target"], []
     for column, kind in types.items():
         if column == target:
             continue
         if ID_LIKE.match(column):
             left_out.append(f"{column}: looks like a row id")
+        elif values.get(column, 0) > WIDE_CATEGORIES:
+            left_out.append(
+                f"{column}: {values[column]:,} distinct values, more than {WIDE_CATEGORIES} (each would be "
+                "a column of its own and slow training: group them into fewer in a model, then add it)"
+            )
+            wide.append(f"{column} ({values[column]:,} distinct values)")
         elif is_boolean_type(kind) or re.fullmatch(TYPE_PATTERNS[CATEGORICAL], kind):
             features[CATEGORICAL].append(column)
         elif re.fullmatch(TYPE_PATTERNS[NUMERIC], kind):
@@ -252,7 +267,9 @@ def _write_starter_spec(
     )
     report.changed.append(
         f"wrote {spec_path} ({task}; {len(features[NUMERIC])} numeric and "
-        f"{len(features[CATEGORICAL])} categorical features)"
+        f"{len(features[CATEGORICAL])} categorical features"
+        + (f"; left out {', '.join(wide)}: see its comments" if wide else "")
+        + ")"
     )
     report.next_steps.append(
         f"review {spec_path.relative_to(training.parent)}, then "

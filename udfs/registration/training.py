@@ -31,7 +31,7 @@ from ..model import LoadedModel
 from ..names import listed, shown
 from ..profile import training_profile
 from ..registry import EXPLAIN_FILE, MODEL_FILE, SAMPLE_FILE, TRAINING_ROWS_FILE, Registry
-from ..schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, Feature, model_inputs, sql_type_name
+from ..schema import CATEGORICAL, MISSING_CATEGORY, NUMERIC, WIDE_CATEGORIES, Feature, model_inputs, sql_type_name
 from ..sql import DUCKDB, single_select, table_name
 from ..staged import sql_parity
 from ..structure import Structure, to_json
@@ -334,6 +334,18 @@ def train(spec: ModelSpec, table: pa.Table, progress: Progress = no_progress) ->
     each step's seconds are recorded in the manifest as `registration_seconds`.
     """
     data = prepare(spec, table)
+    for feature in spec.categorical:
+        count = data.x_train[feature].nunique()
+        if count > WIDE_CATEGORIES:
+            event(
+                "wide_categories",
+                f"{spec.name}: categorical feature '{shown(feature)}' has {count:,} distinct values in training, "
+                f"more than {WIDE_CATEGORIES}: each is a column of its own, and the fit slows with them",
+                logging.WARNING,
+                model=spec.name,
+                feature=feature,
+                values=count,
+            )
     pipeline = build_pipeline(spec)
     seconds: dict[str, float] = {}
     step = timed_steps(progress, seconds)
