@@ -40,7 +40,7 @@ def _texts(writer: SqlWriter, ref: str) -> dict[str, str | None]:
         "explain": lambda: writer.explain_sql(ref, "f", 3),
         "version": lambda: writer.version_sql(ref, "f", "k"),
         "input_hash": lambda: writer.input_hash_sql(ref, "f"),
-        "fingerprint": lambda: writer.fingerprint_sql(ref),
+        "fingerprint": lambda: writer.fingerprint_sql(ref, "f"),
         "note": lambda: writer.call_note(ref, "default", form="table"),
     }
     texts: dict[str, str | None] = {}

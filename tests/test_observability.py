@@ -60,13 +60,13 @@ def test_the_row_hash_in_duckdb_equals_the_documented_one_in_python():
 def test_the_fingerprint_ignores_row_order_and_changes_with_one_value():
     with duckdb.connect() as con:
         edge_table(con)
-        first = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+        first = con.sql(fingerprint_select(FEATURES, DUCKDB, "t")).fetchall()[0]
         edge_table(con, list(reversed(EDGE_ROWS)))
-        reordered = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+        reordered = con.sql(fingerprint_select(FEATURES, DUCKDB, "t")).fetchall()[0]
         edge_table(con, [(0.1000001, *EDGE_ROWS[1][1:]) if i == 1 else r for i, r in enumerate(EDGE_ROWS)])
-        changed = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+        changed = con.sql(fingerprint_select(FEATURES, DUCKDB, "t")).fetchall()[0]
         edge_table(con, EDGE_ROWS + EDGE_ROWS[:1])
-        duplicated = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+        duplicated = con.sql(fingerprint_select(FEATURES, DUCKDB, "t")).fetchall()[0]
     assert first == reordered and first[:2] == fingerprint([dict(zip("xcb", r)) for r in EDGE_ROWS], FEATURES)
     assert changed[1] != first[1] and changed[0] == first[0] and changed[2] == first[2]
     assert duplicated[0] == first[0] + 1 and duplicated[1] != first[1]

@@ -860,12 +860,12 @@ def test_row_hash_and_fingerprint_are_the_same_on_spark_and_duckdb(spark):
     with duckdb.connect() as con:
         edge_table(con)
         duck = [h for (h,) in con.sql(f"select {row_hash_sql(FEATURES, '', DUCKDB)} from t").fetchall()]
-        duck_print = con.sql(f"{fingerprint_select(FEATURES, DUCKDB)} from t").fetchall()[0]
+        duck_print = con.sql(fingerprint_select(FEATURES, DUCKDB, "t")).fetchall()[0]
     rows = [(i, *row) for i, row in enumerate(EDGE_ROWS)]  # as Python values: pandas would turn NaN into NULL
     spark.createDataFrame(rows, "i long, x double, c string, b boolean").createOrReplaceTempView("edge_rows")
     got = spark.sql(f"select i, {row_hash_sql(FEATURES, '', SPARK)} as h from edge_rows order by i").collect()
     assert [r.h for r in got] == duck and len(got) == len(EDGE_ROWS)
-    assert tuple(spark.sql(f"{fingerprint_select(FEATURES, SPARK)} from edge_rows").collect()[0]) == duck_print
+    assert tuple(spark.sql(fingerprint_select(FEATURES, SPARK, "edge_rows")).collect()[0]) == duck_print
 
 
 def test_explain_on_spark_equals_duckdb_and_refuses_a_version_without_explanations(spark, small, tmp_path):

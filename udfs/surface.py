@@ -263,10 +263,10 @@ FUNCTIONS: tuple[SqlFunction, ...] = (
     ),
     _writer(
         "scorehouse_fingerprint_sql",
-        "ref",
+        "ref, source",
         "VARCHAR",
-        lambda w, ref: w.fingerprint_sql(ref),
-        "the SELECT of an input's fingerprint (rows, order-free hash, schema hash)",
+        lambda w, ref, source: w.fingerprint_sql(ref, source),
+        "the SELECT of an input's fingerprint (rows, order-free hash, schema hash) over a relation",
     ),
     _writer(
         "scorehouse_explain_sql",

@@ -145,9 +145,9 @@ class SqlWriter:
             self.session.card(ref).features, f"{self.sql.identifier(relation)}." if relation else "", self.sql
         )
 
-    def fingerprint_sql(self, ref: str) -> str:
-        """`select rows_in, input_fingerprint, schema_hash` over `ref`'s features (the caller adds FROM)."""
-        return fingerprint.fingerprint_select(self.session.card(ref).features, self.sql)
+    def fingerprint_sql(self, ref: str, source: str) -> str:
+        """`select rows_in, input_fingerprint, schema_hash` of `ref`'s features over `source` (the SQL after FROM)."""
+        return fingerprint.fingerprint_select(self.session.card(ref).features, self.sql, source)
 
     def sql_call(
         self,

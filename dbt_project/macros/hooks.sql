@@ -169,8 +169,8 @@
     {%- for key, note in notes | dictsort -%}
       {%- set only_in, only_out = scorehouse.rows_of_version(node, note) -%}
       {%- if parents | length == 1 -%}
-        {%- set input_sql = run_query("select scorehouse_fingerprint_sql(" ~ scorehouse.literal(key) ~ ")").columns[0].values()[0] -%}
-        {%- set input = input_sql ~ " from " ~ parents[0].relation_name ~ only_in -%}
+        {%- set source = parents[0].relation_name ~ only_in -%}
+        {%- set input = run_query("select scorehouse_fingerprint_sql(" ~ scorehouse.literal(key) ~ ", " ~ scorehouse.literal(source) ~ ")").columns[0].values()[0] -%}
         {%- set input_name = parents[0].name -%}
       {%- else -%}
         {%- set input = "select cast(null as bigint) as rows_in, cast(null as " ~ dbt.type_string() ~ ") as input_fingerprint, cast(null as " ~ dbt.type_string() ~ ") as schema_hash" -%}
