@@ -1,6 +1,7 @@
 """`scorehouse init --from`: the starter spec it writes from a table's columns, and what it leaves out."""
 
 import re
+from pathlib import Path
 
 import duckdb
 import yaml
@@ -8,19 +9,25 @@ import yaml
 from scorehouse.project_init import WIDE_CATEGORIES, init_project
 
 
-def test_a_text_column_with_too_many_values_is_left_out_and_said_so(tmp_path):
-    """A job-title-like column (one value per few rows) is not put in `categorical:`: the spec's comments
-    and init's report name it with its count; a text column of few values and the numbers go in."""
+def _project(tmp_path: Path, applications: str) -> tuple[Path, Path]:
+    """A dbt project folder and its warehouse holding `applications` (a SELECT) as a table."""
     project = tmp_path / "loans"
     project.mkdir()
     (project / "dbt_project.yml").write_text("name: loans\nprofile: loans\n")
     warehouse = project / "warehouse.duckdb"
     with duckdb.connect(str(warehouse)) as con:
-        con.execute(
-            "create table applications as select i as application_id, i * 0.5 as income, "
-            "['own', 'rent', 'other'][i % 3 + 1] as housing, 'title ' || (i % 250) as job_title, "
-            "i % 2 = 0 as denied from range(1000) t(i)"
-        )
+        con.execute(f"create table applications as {applications}")
+    return project, warehouse
+
+
+def test_a_text_column_with_too_many_values_is_left_out_and_said_so(tmp_path):
+    """A job-title-like column (one value per few rows) is not put in `categorical:`: the spec's comments
+    and init's report name it with its count; a text column of few values and the numbers go in."""
+    project, warehouse = _project(
+        tmp_path,
+        "select i as application_id, i * 0.5 as income, ['own', 'rent', 'other'][i % 3 + 1] as housing, "
+        "'title ' || (i % 250) as job_title, i % 2 = 0 as denied from range(1000) t(i)",
+    )
     report = init_project(project, "applications", "denied", "loan_denial", warehouse)
     spec_file = project / "training" / "loan_denial.yml"
     spec = yaml.safe_load(spec_file.read_text())
@@ -44,15 +51,11 @@ def test_training_on_a_wide_column_anyway_warns_naming_it(tmp_path, caplog):
     from scorehouse.registration.training import train_and_register
     from scorehouse.registry import Registry
 
-    project = tmp_path / "loans"
-    project.mkdir()
-    (project / "dbt_project.yml").write_text("name: loans\nprofile: loans\n")
-    warehouse = project / "warehouse.duckdb"
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute(
-            "create table applications as select i * 0.5 as income, 'title ' || (i % 250) as job_title, "
-            "(i * 7919) % 3 = 0 as denied from range(1000) t(i)"
-        )
+    project, warehouse = _project(
+        tmp_path,
+        "select i * 0.5 as income, 'title ' || (i % 250) as job_title, (i * 7919) % 3 = 0 as denied "
+        "from range(1000) t(i)",
+    )
     init_project(project, "applications", "denied", "loan_denial", warehouse)
     spec_file = project / "training" / "loan_denial.yml"
     spec = yaml.safe_load(spec_file.read_text())

@@ -218,18 +218,12 @@ class SqlWriter:
                 )
             except staged.Unsupported as exc:  # e.g. a split beyond float32's range
                 reason = str(exc)
-        name, version = self.session.resolve(ref)
-        event(
+        self._log_choice(
             "table_form",
-            f"{ref} ({name} version {version}) table form on {self.sql.name}: "
-            + (f"row by row: {reason}" if query is None else "in steps"),
-            DEBUG,
-            ref=ref,
-            model=name,
-            version=version,
-            method="row by row" if query is None else "steps",
-            reason=reason,
-            engine=self.sql.name,
+            ref,
+            f"table form on {self.sql.name}: " + (f"row by row: {reason}" if query is None else "in steps"),
+            "row by row" if query is None else "steps",
+            reason,
         )
         return query
 
@@ -265,18 +259,12 @@ class SqlWriter:
         method = scoring_method(method)
         prefix = f"{self.sql.identifier(relation)}." if relation else ""
         expression, why = self.scoring_choice(ref, output, method, prefix)
-        name, version = self.session.resolve(ref)
-        event(
+        self._log_choice(
             "scoring_method",
-            f"{ref} ({name} version {version}) scores with "
-            f"{'onnxruntime' if expression is None else 'SQL'} on {self.sql.name}: {why}",
-            DEBUG,
-            ref=ref,
-            model=name,
-            version=version,
-            method="onnx" if expression is None else "sql",
-            reason=why,
-            engine=self.sql.name,
+            ref,
+            f"scores with {'onnxruntime' if expression is None else 'SQL'} on {self.sql.name}: {why}",
+            "onnx" if expression is None else "sql",
+            why,
         )
         if expression is not None:
             return self.type_checked(ref, prefix, expression)
@@ -284,6 +272,21 @@ class SqlWriter:
         if ref == card.name and output == card.default_output:
             return f"{'scorehouse_onnx' if method == 'onnx' else 'predict'}_{card.name}({expression})"
         return f"{GENERIC_FUNCTIONS[output]}({self.sql.literal(ref)}, {expression})"
+
+    def _log_choice(self, name: str, ref: str, text: str, method: str, reason: str | None) -> None:
+        """The event `name` (DEBUG) saying how `ref` scores on this engine: '<ref> (<model> version <n>) <text>'."""
+        model, version = self.session.resolve(ref)
+        event(
+            name,
+            f"{ref} ({model} version {version}) {text}",
+            DEBUG,
+            ref=ref,
+            model=model,
+            version=version,
+            method=method,
+            reason=reason,
+            engine=self.sql.name,
+        )
 
     def type_checked(self, ref: str, prefix: str, expression: str, only: str | None = None) -> str:
         """`expression`, behind the ONNX path's check of the features' column types.
