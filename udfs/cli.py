@@ -240,19 +240,19 @@ def _progress(label: str) -> Iterator[None]:
 
     ticker = threading.Thread(target=tick, daemon=True)
     ticker.start()
+    finished = False
     try:
         yield
-    except BaseException:
+        finished = True
+    finally:
         done.set()
         ticker.join()
-        if terminal:
+        carriage = "\r" if terminal else ""  # a terminal's line is rewritten
+        if finished:
+            sys.stderr.write(f"{carriage}{label}: {time.perf_counter() - start:.1f} s\n")
+        elif terminal:  # a failed step's line ends; the error follows
             sys.stderr.write("\n")
-        raise
-    done.set()
-    ticker.join()
-    carriage = "\r" if terminal else ""  # a terminal's line is rewritten
-    sys.stderr.write(f"{carriage}{label}: {time.perf_counter() - start:.1f} s\n")
-    sys.stderr.flush()
+        sys.stderr.flush()
 
 
 def cmd_init(args) -> int:

@@ -35,7 +35,7 @@ def row_hash_sql(features: Sequence[Feature], prefix: str, sql: Dialect) -> str:
         column = prefix + sql.identifier(feature.name)
         value = _float32_text(column, sql) if feature.kind == NUMERIC else _category_text(column, sql)
         pieces.append(f"{sql.literal(feature.name + '=')} || {value}")
-    return f"md5({' || {} || '.format(sql.literal('|')).join(pieces)})"
+    return _md5_of(pieces, sql)
 
 
 def fingerprint_select(features: Sequence[Feature], sql: Dialect, source: str) -> str:
@@ -53,7 +53,7 @@ def fingerprint_select(features: Sequence[Feature], sql: Dialect, source: str) -
             read.append(f"{_category_text(sql.identifier(feature.name), sql)} as {column}")
             value = column
         pieces.append(f"{sql.literal(feature.name + '=')} || {value}")
-    head = f"substr(md5({' || {} || '.format(sql.literal('|')).join(pieces)}), 1, 16)"
+    head = f"substr({_md5_of(pieces, sql)}, 1, 16)"
     total = f"sum({sql.hex_number(head, 16)})"
     hexed = sql.hex_digits(f"coalesce({total}, 0) % {MODULUS}", 16)
     schema = sql.literal(schema_hash(features))
@@ -61,6 +61,11 @@ def fingerprint_select(features: Sequence[Feature], sql: Dialect, source: str) -
         f"select count(*) as rows_in, {hexed} as input_fingerprint, {schema} as schema_hash "
         f"from (select {', '.join(read)} from {source}) as {sql.identifier(HELPER + 'rows')}"
     )
+
+
+def _md5_of(pieces: Sequence[str], sql: Dialect) -> str:
+    """SQL for md5 of a row's canonical text: its `name=value` pieces joined by `|`."""
+    return f"md5({' || {} || '.format(sql.literal('|')).join(pieces)})"
 
 
 def schema_hash(features: Sequence[Feature]) -> str:

@@ -10,6 +10,7 @@ every name and literal is spelled by the Dialect (scorehouse.sql): nothing here 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from logging import DEBUG
 
 from . import fingerprint, staged
@@ -32,14 +33,7 @@ class SqlWriter:
     def explain_sql(self, ref: str, relation: str, top_k: int, key: str | None = None) -> str:
         """explain(ref, <the relation's features>, top_k), the features bound by name; with `key`, a gray
         release's rows are explained by the version that scores them (as in sql_call)."""
-        route = self.route(ref, relation, key)
-        if route is None:
-            return self._explain_sql(ref, relation, top_k)
-        condition, rollout_ref = route
-        return (
-            f"(CASE WHEN {condition} THEN {self._explain_sql(rollout_ref, relation, top_k)} "
-            f"ELSE {self._explain_sql(ref, relation, top_k)} END)"
-        )
+        return self._routed(ref, relation, key, lambda each: self._explain_sql(each, relation, top_k))
 
     def _explain_sql(self, ref: str, relation: str, top_k: int) -> str:
         card = self.session.card(ref)
@@ -165,14 +159,7 @@ class SqlWriter:
         and outputs call the generic predict functions. With `key` (a column) and a gray release of the
         model, rows whose key's bucket falls in the rollout's share score with the rollout's version.
         """
-        route = self.route(ref, relation, key)
-        if route is None:
-            return self._sql_call(ref, relation, output, method)
-        condition, rollout_ref = route
-        return (
-            f"(CASE WHEN {condition} THEN {self._sql_call(rollout_ref, relation, output, method)} "
-            f"ELSE {self._sql_call(ref, relation, output, method)} END)"
-        )
+        return self._routed(ref, relation, key, lambda each: self._sql_call(each, relation, output, method))
 
     def table_sql(
         self,
@@ -229,12 +216,16 @@ class SqlWriter:
 
     def version_sql(self, ref: str, relation: str = "", key: str | None = None) -> str:
         """The SQL of the version that scores the current row: a number, or the gray release's CASE on `key`."""
+        return self._routed(ref, relation, key, lambda each: str(self.session.resolve(each)[1]))
+
+    def _routed(self, ref: str, relation: str, key: str | None, write: Callable[[str], str]) -> str:
+        """write(ref), or under a gray release routed by `key` the CASE choosing write(the rollout's reference)
+        for the rows it takes."""
         route = self.route(ref, relation, key)
-        version = str(self.session.resolve(ref)[1])
         if route is None:
-            return version
+            return write(ref)
         condition, rollout_ref = route
-        return f"(CASE WHEN {condition} THEN {self.session.resolve(rollout_ref)[1]} ELSE {version} END)"
+        return f"(CASE WHEN {condition} THEN {write(rollout_ref)} ELSE {write(ref)} END)"
 
     def route(self, ref: str, relation: str, key: str | None) -> tuple[str, str] | None:
         """(the SQL condition a row goes to the rollout by, the rollout's reference), or None without one.
